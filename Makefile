@@ -1,0 +1,34 @@
+# Set-up and the project's commands. `make demo` and `make test` each create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.installed
+
+# torch first: the pinned CPU wheel where there is no GPU (an unpinned `torch` would pull a multi-GB
+# CUDA build), the default build where nvidia-smi answers, or nothing if the venv already has one
+# (set TORCH_SPEC to choose, e.g. TORCH_SPEC="torch==2.13.0" or a CUDA variant).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@if $(BIN)/python -c "import torch" 2>/dev/null; then echo "torch already installed"; \
+	elif [ -n "$(TORCH_SPEC)" ]; then $(BIN)/pip install --quiet "$(TORCH_SPEC)"; \
+	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install --quiet torch; \
+	else $(BIN)/pip install --quiet "torch==2.13.0"; fi
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(BIN)/rlntp pretrain --task parity --d 20 --p-cot 0.25 --steps 2000 --out runs/demo-p25 --resume
+	$(BIN)/rlntp plot runs/demo-p25
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_pretrain.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,125 @@
+"""Pre-training step: rlntp against a plain Hugging Face GPT-2 training loop, in the same run.
+
+    python benchmarks/bench_pretrain.py [--d 20 --layers 2 --width 128 --heads 4 --batch-size 256]
+
+Both sides get the same batches of the parity mixture and the same initial weights. Steps are
+interleaved (one of each per round) so that a noisy, shared machine slows both alike; the median
+over rounds is reported, with the achieved GFLOP/s of each next to this machine's measured float32
+matmul peak. Three contenders:
+
+- hf:          GPT2LMHeadModel(input_ids, labels) on the batch padded to 2d + 1, torch.optim.Adam
+- rlntp-dense: our GPT-2 + fused Adam on the same padded batch (what the plain-PyTorch model alone buys)
+- rlntp:       the project's step (`next_token_loss`: rows run only up to their EOS) + fused Adam
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from rlntp.models import ModelConfig, build_model
+from rlntp.tasks.parity import ParityTask
+from rlntp.training.losses import next_token_loss
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """float32 GFLOP/s of one large square matmul: the practical compute ceiling of this machine."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / min(times) / 1e9
+
+
+def train_flops(rows: int, seq_len: int, layers: int, width: int, vocab: int) -> float:
+    """Matmul FLOPs of forward + backward (3x forward) for `rows` sequences of `seq_len` tokens."""
+    per_token = 2 * (12 * layers * width**2 + width * vocab)  # weights: qkv, proj, mlp (4x), lm head
+    attention = 2 * layers * seq_len**2 * width  # QK^T and AV under a causal mask (half the square)
+    return 3 * rows * (seq_len * per_token + attention)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--d", type=int, default=20)
+    parser.add_argument("--p-cot", type=float, default=0.25)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+
+    task = ParityTask(args.d, args.p_cot)
+    cfg = ModelConfig(layers=args.layers, width=args.width, heads=args.heads)
+    g = torch.Generator().manual_seed(0)
+    batches = [task.sample(args.batch_size, g) for _ in range(args.rounds + args.warmup)]
+
+    hf = build_model(ModelConfig(**{**vars(cfg), "impl": "hf"}), 3, task.context_len, 2, seed=0).hf.train()
+    hf_opt = torch.optim.Adam(hf.parameters(), lr=1e-3)
+    dense = build_model(cfg, 3, task.context_len, 2, seed=0).train()
+    dense_opt = torch.optim.Adam(dense.parameters(), lr=1e-3, fused=True)
+    ours = build_model(cfg, 3, task.context_len, 2, seed=0).train()
+    ours_opt = torch.optim.Adam(ours.parameters(), lr=1e-3, fused=True)
+
+    def hf_step(batch):
+        labels = batch.tokens.masked_fill(~batch.loss_mask, -100)
+        hf(input_ids=batch.tokens, attention_mask=torch.ones_like(batch.tokens), labels=labels).loss.backward()
+        hf_opt.step()
+        hf_opt.zero_grad(set_to_none=True)
+
+    def dense_step(batch):
+        logits = dense(batch.tokens[:, :-1])
+        targets = batch.tokens[:, 1:].masked_fill(~batch.loss_mask[:, 1:], -100)
+        F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100).backward()
+        dense_opt.step()
+        dense_opt.zero_grad(set_to_none=True)
+
+    def ours_step(batch):
+        loss, _ = next_token_loss(ours, batch.tokens, batch.loss_mask)
+        loss.backward()
+        ours_opt.step()
+        ours_opt.zero_grad(set_to_none=True)
+
+    steps = {"hf": hf_step, "rlntp-dense": dense_step, "rlntp": ours_step}
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for i, batch in enumerate(batches):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step(batch)
+            if i >= args.warmup:
+                times[name].append(time.perf_counter() - t0)
+
+    peak = matmul_peak_gflops()
+    T = task.context_len
+    lengths = torch.stack([b.lengths for b in batches[args.warmup:]])
+    ours_tokens = (lengths + task.prompt_len + 1).float().mean().item()  # tokens per row run by `rlntp`
+    flops = {
+        "hf": train_flops(args.batch_size, T, args.layers, args.width, 3),
+        "rlntp-dense": train_flops(args.batch_size, T - 1, args.layers, args.width, 3),
+        "rlntp": statistics.mean(
+            sum(train_flops(int((b.lengths == n).sum()), task.prompt_len + n + 1, args.layers, args.width, 3)
+                for n in b.lengths.unique().tolist()) for b in batches[args.warmup:]),
+    }
+    median = {name: statistics.median(ts) for name, ts in times.items()}
+    print(f"pre-training step, parity d={args.d} p_cot={args.p_cot}, GPT-2 {args.layers}x{args.width} "
+          f"({args.heads} heads), batch {args.batch_size}, {torch.get_num_threads()} threads, "
+          f"median of {args.rounds} interleaved rounds")
+    print(f"machine float32 matmul peak: {peak:.0f} GFLOP/s")
+    print(f"{'':12s} {'s/step':>8s} {'GFLOP/step':>11s} {'GFLOP/s':>8s} {'% peak':>7s} {'speed-up vs hf':>15s}")
+    for name in steps:
+        gflops = flops[name] / 1e9
+        print(f"{name:12s} {median[name]:8.3f} {gflops:11.1f} {gflops / median[name]:8.0f} "
+              f"{100 * gflops / median[name] / peak:6.0f}% {median['hf'] / median[name]:14.2f}x")
+    print(f"(rlntp runs {ours_tokens:.1f} tokens per row on average instead of {T}: rows stop at their EOS)")
+    print(f"RATIO rlntp/hf speed-up: {median['hf'] / median['rlntp']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

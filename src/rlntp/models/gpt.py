@@ -1,0 +1,135 @@
+"""GPT-2 in plain PyTorch: the same architecture and weights as Hugging Face's GPT2LMHeadModel, faster.
+
+Why it exists: on a 2-core CPU a pre-training step of Hugging Face's GPT-2 spends much of its time
+outside the matrix multiplications (Conv1D reshapes, attention-mask plumbing, the generic
+generation cache). This module keeps the math identical (tanh-GELU, pre-LayerNorm blocks, tied
+embeddings, 1/sqrt(head_dim) attention scaling) with fused `scaled_dot_product_attention` and a
+preallocated KV cache; `benchmarks/bench_pretrain.py` measures the difference and
+`tests/test_models.py` proves the logits match Hugging Face's on the same weights. Parameter names
+mirror Hugging Face's, so checkpoints convert both ways (`from_hf` / `to_hf`) and are saved with
+`save_pretrained`.
+"""
+
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel
+
+# Hugging Face's GPT-2 stores these as Conv1D weights of shape (in, out); nn.Linear uses (out, in).
+_CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+class KVCache:
+    """Preallocated keys and values of every layer, filled left to right as tokens are decoded."""
+
+    def __init__(self, layers: int, batch: int, heads: int, max_len: int, head_dim: int, like: torch.Tensor):
+        shape = (layers, batch, heads, max_len, head_dim)
+        self.k = torch.empty(shape, dtype=like.dtype, device=like.device)
+        self.v = torch.empty(shape, dtype=like.dtype, device=like.device)
+        self.length = 0
+        """number of positions already cached"""
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        self.heads = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+
+    def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            start, end = cache.length, cache.length + T
+            cache.k[layer, :, :, start:end] = k
+            cache.v[layer, :, :, start:end] = v
+            k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]
+            if T == 1:  # one new token attends to everything before it: no mask needed
+                y = F.scaled_dot_product_attention(q, k, v)
+            elif start == 0:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:  # a block appended to a non-empty cache: causal within the block, full before it
+                mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))  # GPT-2's "gelu_new"
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = SelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), layer, cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """GPT-2 language model: `forward(input_ids, cache=None) -> logits (B, T, vocab)`."""
+
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.n_positions, config.n_embd),
+                h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+                ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon),
+            )
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2
+
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        start = 0 if cache is None else cache.length
+        positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
+        x = self.transformer.wte(input_ids) + self.transformer.wpe(positions)
+        for layer, block in enumerate(self.transformer.h):
+            x = block(x, layer, cache)
+        if cache is not None:
+            cache.length += input_ids.shape[1]
+        return self.lm_head(self.transformer.ln_f(x))
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        """An empty KV cache for `batch` sequences of at most `max_len` tokens."""
+        c = self.config
+        return KVCache(c.n_layer, batch, c.n_head, max_len, c.n_embd // c.n_head, like=self.lm_head.weight)
+
+    @classmethod
+    def from_hf(cls, hf_model: GPT2LMHeadModel) -> "GPT":
+        """The same network, with a copy of `hf_model`'s weights, on the same device."""
+        model = cls(hf_model.config).to(hf_model.device)
+        state = {k: v.t() if k.endswith(_CONV1D_SUFFIXES) else v for k, v in hf_model.state_dict().items()}
+        model.load_state_dict(state)
+        return model
+
+    def to_hf(self) -> GPT2LMHeadModel:
+        """A Hugging Face GPT2LMHeadModel with a copy of these weights, on the same device."""
+        hf_model = GPT2LMHeadModel(self.config).to(self.lm_head.weight.device)
+        state = {k: v.t() if k.endswith(_CONV1D_SUFFIXES) else v for k, v in self.state_dict().items()}
+        hf_model.load_state_dict(state)
+        return hf_model.eval()
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+

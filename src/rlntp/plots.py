@@ -1,0 +1,42 @@
+"""Figures of runs, in the style of the paper's figures."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+from rlntp import runs  # noqa: E402
+from rlntp.errors import RunDirError  # noqa: E402
+
+
+def plot_pretrain(run_dir: Path, out: Path | None = None) -> Path:
+    """Accuracy and P(length = d) against samples seen, greedy solid and sampled dashed (paper Fig. 2)."""
+    run_dir = Path(run_dir)
+    config = runs.read_config(run_dir)
+    records = [r for r in runs.read_metrics(run_dir) if "eval/greedy_acc" in r]
+    if not records:
+        raise RunDirError(f"{run_dir} has no evaluations in {runs.METRICS} yet")
+    p_cot, d = config["task"]["p_cot"], config["task"]["d"]
+    x = [r["samples_seen"] for r in records]
+
+    fig, (ax_acc, ax_len) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    ax_acc.plot(x, [r["eval/greedy_acc"] for r in records], "-", color="C3", label="greedy")
+    ax_acc.plot(x, [r["eval/sampled_acc"] for r in records], "--", color="C3", label="sampled (T = 1)")
+    ax_acc.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax_acc.axhline((1 + p_cot) / 2, color="C0", lw=0.8, ls=":", label=r"$(1 + p_{cot})/2$")
+    ax_acc.set(xlabel="samples seen", ylabel="test accuracy", ylim=(0.3, 1.03))
+    ax_len.plot(x, [r["eval/greedy_long_frac"] for r in records], "-", color="C3", label="greedy")
+    ax_len.plot(x, [r["eval/sampled_long_frac"] for r in records], "--", color="C3", label="sampled (T = 1)")
+    ax_len.axhline(p_cot, color="C0", lw=0.8, ls=":", label=r"$p_{cot}$")
+    ax_len.set(xlabel="samples seen", ylabel=f"P(length = d = {d})", ylim=(-0.03, 1.03))
+    for ax in (ax_acc, ax_len):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{config['stage']}: parity d = {d}, $p_{{cot}}$ = {p_cot}, {config['model']['arch']} "
+                 f"{config['model']['layers']}x{config['model']['width']}")
+    out = Path(out) if out else run_dir / "plot.png"
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,1 @@
+"""Training stages: next-token pre-training, rollouts, rewards and the RL algorithms."""

@@ -1,0 +1,169 @@
+"""Next-token pre-training on fresh samples of the mixture (paper §2, App. A.2, B.1).
+
+The loop reads top to bottom: sample a fresh batch, take an Adam step on the output-token loss,
+evaluate every `eval_every` steps on fresh inputs, checkpoint every `save_every` steps. A run killed
+at any point resumes from its last checkpoint with the same results as an uninterrupted one: the
+optimizer moments and the data generator's state are in the checkpoint, and every evaluation draws
+its inputs from a generator seeded by (seed, step) alone.
+"""
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from rlntp import runs
+from rlntp.devices import resolve_device, seeded_generator
+from rlntp.errors import RunDirError, check
+from rlntp.evaluation import evaluate
+from rlntp.models import ModelConfig, build_model, load_model
+from rlntp.tasks import TaskConfig, make_task
+from rlntp.training.losses import next_token_loss
+
+STAGE = "pretrain"
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Optimization and bookkeeping of next-token pre-training."""
+
+    steps: int = 2000
+    """Adam steps, each on a fresh batch"""
+    batch_size: int = 256
+    """sequences per step (paper: 256)"""
+    lr: float = 1e-3
+    """Adam learning rate"""
+    seed: int = 0
+    """seeds the initialization, the training data and the evaluation inputs"""
+    eval_every: int = 250
+    """evaluate every this many steps (and at step 0 and the last step)"""
+    eval_samples: int = 2560
+    """fresh inputs per evaluation (paper: 2,560)"""
+    save_every: int = 500
+    """checkpoint every this many steps (and at the last step); all checkpoints are kept"""
+    device: str = "auto"
+    """cpu, cuda, cuda:N, or auto (CUDA when available)"""
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "eval_every", "eval_samples", "save_every"):
+            check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class PretrainRun:
+    """Everything a pre-training run depends on; saved as the run's config.json."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: PretrainConfig = field(default_factory=PretrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": STAGE} | dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PretrainRun":
+        if d.get("stage") != STAGE:
+            raise RunDirError(f"expected a {STAGE} run, found stage {d.get('stage')!r}")
+        return cls(TaskConfig(**d["task"]), ModelConfig(**d["model"]), PretrainConfig(**d["train"]))
+
+
+# Fields that may change when a run is resumed: extending it, or moving it to another device.
+_RESUMABLE_CHANGES = {"train.steps", "train.device"}
+
+
+def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool = True) -> Path:
+    """Pre-train a model as `run` says, writing the run directory `out`; returns `out`."""
+    out = Path(out)
+    task = make_task(run.task)
+    cfg = run.train
+    device = resolve_device(cfg.device)
+    _prepare_run_dir(out, run, resume)
+
+    model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, cfg.seed, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+    data_rng = seeded_generator(device, cfg.seed)
+    step, loss_sum, loss_steps = 0, 0.0, 0
+    if resume and runs.checkpoint_steps(out):
+        checkpoint = runs.resolve_checkpoint(out)
+        model = load_model(checkpoint, run.model, device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+        state = runs.load_trainer_state(checkpoint, optimizer, {"data": data_rng})
+        step, loss_sum, loss_steps = state["step"], state["loss_sum"], state["loss_steps"]
+        runs.truncate_metrics(out, step)
+    elif resume:
+        runs.truncate_metrics(out, -1)
+    model.train()
+
+    def log_eval(step: int, train_time: float, tokens: int, timed_steps: int) -> dict[str, Any]:
+        record: dict[str, Any] = {"step": step, "samples_seen": step * cfg.batch_size}
+        if loss_steps:
+            record["train/loss"] = loss_sum / loss_steps
+        record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1))
+        if tokens:
+            record["perf/tokens_per_s"] = tokens / train_time
+            record["perf/step_s"] = train_time / timed_steps
+        runs.append_metrics(out, record)
+        return record
+
+    if step == 0:
+        log_eval(0, 0.0, 0, 0)
+    timed_steps, train_time, tokens = 0, 0.0, 0
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"pretrain {out.name}", disable=not progress, unit="step")
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        batch = task.sample(cfg.batch_size, data_rng)
+        loss, n_tokens = next_token_loss(model, batch.tokens, batch.loss_mask)
+        loss.backward()  # flush the gradients as soon as we can, no need for this memory anymore
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = loss.item()
+        train_time += time.perf_counter() - t0
+        step, timed_steps, tokens = step + 1, timed_steps + 1, tokens + n_tokens
+        loss_sum, loss_steps = loss_sum + loss_value, loss_steps + 1
+        bar.update(1)
+
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            record = log_eval(step, train_time, tokens, timed_steps)
+            bar.set_postfix(loss=f"{record['train/loss']:.3f}", greedy=f"{record['eval/greedy_acc']:.2f}",
+                            sampled=f"{record['eval/sampled_acc']:.2f}", long=f"{record['eval/sampled_long_frac']:.2f}")
+            timed_steps, train_time, tokens, loss_sum, loss_steps = 0, 0.0, 0, 0.0, 0
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            runs.save_checkpoint(out, step, model, optimizer, {"data": data_rng},
+                                 {"samples_seen": step * cfg.batch_size, "loss_sum": loss_sum, "loss_steps": loss_steps})
+    bar.close()
+    return out
+
+
+def _prepare_run_dir(out: Path, run: PretrainRun, resume: bool) -> None:
+    """Create the run directory, or check that resuming it continues the same run.
+
+    `--resume` on a directory with no run in it starts one, so a command with --resume can simply be
+    repeated until its run is complete.
+    """
+    if not resume or not (out / runs.CONFIG).exists():
+        if (out / runs.CONFIG).exists():
+            raise RunDirError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+        runs.write_config(out, run.to_dict())
+        return
+    saved = PretrainRun.from_dict(runs.read_config(out))
+    diffs = [f"{k} (run: {a}, given: {b})" for k, (a, b) in _flat_diff(saved.to_dict(), run.to_dict()).items()
+             if k not in _RESUMABLE_CHANGES]
+    if diffs:
+        raise RunDirError(f"--resume must repeat the run's options; {out}/config.json differs in " + "; ".join(diffs))
+    runs.write_config(out, run.to_dict())
+
+
+def _flat_diff(a: dict, b: dict, prefix: str = "") -> dict[str, tuple]:
+    diffs = {}
+    for key in a.keys() | b.keys():
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            diffs |= _flat_diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            diffs[f"{prefix}{key}"] = (va, vb)
+    return diffs

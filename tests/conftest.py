@@ -1,0 +1,29 @@
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads():
+    """Tests compare floats bit for bit across runs; keep the thread count fixed."""
+    torch.set_num_threads(2)
+    yield
+
+
+@pytest.fixture(scope="session")
+def small_trained():
+    """A small GPT-2 trained for a few hundred steps on parity d = 6, p_cot = 0.6: varied outputs."""
+    from rlntp.models import ModelConfig, build_model
+    from rlntp.tasks.parity import ParityTask
+    from rlntp.training.losses import next_token_loss
+
+    task = ParityTask(d=6, p_cot=0.6)
+    model = build_model(ModelConfig(layers=2, width=32, heads=2), task.vocab_size, task.context_len, task.eos_id, seed=0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        batch = task.sample(64, g)
+        loss, _ = next_token_loss(model, batch.tokens, batch.loss_mask)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return task, model.eval()

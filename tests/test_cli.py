@@ -1,0 +1,69 @@
+"""The command line: bad input stops before any work with one clear line and a non-zero exit."""
+
+import subprocess
+import sys
+
+import pytest
+
+from rlntp.cli import main
+
+TINY_RUN = ["--d", "6", "--layers", "1", "--width", "32", "--heads", "2", "--steps", "6", "--batch-size", "32",
+            "--eval-every", "3", "--save-every", "3", "--eval-samples", "64", "--device", "cpu", "--quiet"]
+
+
+def _fails_with(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert message in err, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "--d", "1"], "d must be an integer >= 2, got 1"),
+    (["sample", "--p-cot", "1.5"], "p_cot must be in [0, 1], got 1.5"),
+    (["sample", "--p-cot", "-0.2"], "p_cot must be in [0, 1], got -0.2"),
+    (["sample", "--p-cot", "0.6", "--p-medium", "0.6"], "p_cot + p_medium must be at most 1"),
+    (["sample", "--task", "sorting"], "unknown task 'sorting'; choose one of: parity"),
+    (["pretrain", "--width", "100", "--heads", "3", "--out", "X"], "width must be a positive multiple of heads"),
+    (["pretrain", "--arch", "llama", "--out", "X"], "unknown arch 'llama'; choose one of: gpt2, mistral"),
+    (["pretrain", "--lr", "0", "--out", "X"], "lr must be > 0"),
+    (["pretrain", "--steps", "0", "--out", "X"], "steps must be >= 1"),
+])
+def test_invalid_values_fail_before_any_work(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    _fails_with(capsys, argv, message)
+    assert not (tmp_path / "X").exists()  # nothing was written
+
+
+def test_eval_and_plot_of_a_directory_that_is_not_a_run(tmp_path, capsys):
+    _fails_with(capsys, ["eval", str(tmp_path)], "is not a run directory")
+    _fails_with(capsys, ["plot", str(tmp_path)], "is not a run directory")
+
+
+def test_eval_of_a_missing_step_and_of_a_corrupt_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["pretrain", *TINY_RUN, "--out", str(out)])
+    capsys.readouterr()
+    _fails_with(capsys, ["eval", str(out), "--step", "4"], "no checkpoint at step 4; available: 3, 6")
+    weights = out / "checkpoints" / "step_0000006" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    _fails_with(capsys, ["eval", str(out)], "cannot be loaded")
+
+
+def test_pretrain_eval_plot_round_trip(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["pretrain", *TINY_RUN, "--out", str(out)])
+    main(["eval", str(out), "--step", "3", "--samples", "50"])
+    text = capsys.readouterr().out
+    assert "greedy   accuracy" in text and "sampled  accuracy" in text and "length histogram" in text
+    main(["plot", str(out)])
+    assert (out / "plot.png").stat().st_size > 10_000
+
+
+def test_console_script_exit_status_and_message(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "rlntp.cli", "sample", "--d", "1"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: d must be an integer >= 2, got 1"
+    assert result.stdout == ""

@@ -1,0 +1,93 @@
+"""Run directories: resume equivalence, atomic checkpoints, corrupt checkpoints, config checks."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlntp import runs
+from rlntp.errors import CheckpointError, RunDirError
+from rlntp.models import ModelConfig
+from rlntp.tasks import TaskConfig
+from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain
+
+TINY = PretrainRun(
+    task=TaskConfig(d=6, p_cot=0.25),
+    model=ModelConfig(layers=1, width=32, heads=2),
+    train=PretrainConfig(steps=12, batch_size=32, lr=3e-3, eval_every=5, save_every=4, eval_samples=64, device="cpu"),
+)
+
+
+def _weights(run_dir, step):
+    return load_file(runs.checkpoint_path(run_dir, step) / "model.safetensors")
+
+
+def _without_perf(records):
+    return [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in records]
+
+
+def test_run_directory_layout(tmp_path):
+    out = pretrain(TINY, tmp_path / "run", progress=False)
+    config = json.loads((out / "config.json").read_text())
+    assert config["stage"] == "pretrain" and config["task"]["p_cot"] == 0.25 and config["train"]["steps"] == 12
+    assert PretrainRun.from_dict(config) == TINY
+    assert runs.checkpoint_steps(out) == [4, 8, 12]
+    records = runs.read_metrics(out)
+    assert [r["step"] for r in records] == [0, 5, 10, 12]
+    assert [r["samples_seen"] for r in records] == [0, 160, 320, 384]
+    required = {"step", "samples_seen", "eval/greedy_acc", "eval/sampled_acc", "eval/greedy_len_median",
+                "eval/greedy_long_frac", "eval/sampled_long_frac", "eval/greedy_len_hist", "train/loss",
+                "perf/tokens_per_s"}
+    assert required <= records[-1].keys()
+    assert sum(records[-1]["eval/greedy_len_hist"]) == 64 and len(records[-1]["eval/greedy_len_hist"]) == 8
+
+
+def test_resume_after_a_kill_gives_the_same_run(tmp_path):
+    full = pretrain(TINY, tmp_path / "full", progress=False)
+    killed = pretrain(TINY, tmp_path / "killed", progress=False)
+    # simulate a kill just before step 12's evaluation: the step-8 checkpoint is the last one on disk,
+    # the metrics file has a record past it and a half-written line, and a temporary checkpoint lingers
+    runs.checkpoint_path(killed, 12).rename(runs.checkpoint_path(killed, 12).with_name("step_0000012.tmp"))
+    with open(killed / runs.METRICS, "a") as f:
+        f.write('{"step": 13, "samples_')
+    assert runs.checkpoint_steps(killed) == [4, 8]
+
+    pretrain(TINY, killed, resume=True, progress=False)
+    assert runs.checkpoint_steps(killed) == [4, 8, 12]
+    for name, tensor in _weights(full, 12).items():
+        assert torch.equal(tensor, _weights(killed, 12)[name]), name
+    assert _without_perf(runs.read_metrics(killed)) == _without_perf(runs.read_metrics(full))
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+    longer = PretrainRun(TINY.task, TINY.model, PretrainConfig(**{**vars(TINY.train), "steps": 16}))
+    straight = pretrain(longer, tmp_path / "straight", progress=False)
+    extended = pretrain(TINY, tmp_path / "extended", progress=False)
+    pretrain(longer, extended, resume=True, progress=False)
+    for name, tensor in _weights(straight, 16).items():
+        assert torch.equal(tensor, _weights(extended, 16)[name]), name
+
+
+def test_resume_with_different_options_is_refused(tmp_path):
+    out = pretrain(TINY, tmp_path / "run", progress=False)
+    other = PretrainRun(TaskConfig(d=6, p_cot=0.5), TINY.model, TINY.train)
+    with pytest.raises(RunDirError, match=r"task.p_cot \(run: 0.25, given: 0.5\)"):
+        pretrain(other, out, resume=True, progress=False)
+    with pytest.raises(RunDirError, match="already holds a run; pass --resume"):
+        pretrain(TINY, out, progress=False)
+
+
+def test_corrupt_trainer_state_is_a_clear_error(tmp_path):
+    out = pretrain(TINY, tmp_path / "run", progress=False)
+    state = runs.checkpoint_path(out, 12) / "trainer_state.safetensors"
+    state.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="corrupt or incomplete"):
+        pretrain(TINY, out, resume=True, progress=False)
+
+
+def test_checkpoints_hold_no_pickles(tmp_path):
+    out = pretrain(TINY, tmp_path / "run", progress=False)
+    files = {p.name for p in runs.checkpoint_path(out, 12).iterdir()}
+    assert files >= {"config.json", "model.safetensors", "trainer_state.safetensors", "trainer_state.json"}
+    assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))]
