@@ -50,12 +50,30 @@ def pretrain(task: Annotated["TaskConfig", Flat], model: Annotated["ModelConfig"
     print(f"wrote {out}")
 
 
+def posttrain(post: Annotated["PosttrainConfig", Flat], from_: Annotated[Path, tyro.conf.arg(name="from")], out: Path,
+              step: int | None = None, resume: bool = False, quiet: bool = False) -> None:
+    """RL post-training (STaR, REINFORCE, GRPO) from a checkpoint; writes a run directory.
+
+    Args:
+        post: the algorithm, reward and optimization
+        from_: the run directory to start from (a pretrain or posttrain run)
+        out: the run directory to create (or to continue, with --resume)
+        step: the checkpoint of --from to start from (default: its last)
+        resume: continue a killed run from its last checkpoint (repeat its options)
+        quiet: no progress bar
+    """
+    from rlntp.training.posttrain import PosttrainRun, posttrain as run_posttrain
+
+    run_posttrain(PosttrainRun.starting_from(from_, step, post), out, resume=resume, progress=not quiet)
+    print(f"wrote {out}")
+
+
 def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, samples: int = 2560,
              seed: int = 0, device: str = "auto", json_out: Annotated[bool, tyro.conf.arg(name="json")] = False) -> None:
     """Evaluate a checkpoint of a run on fresh inputs: accuracy and length, greedy and sampled.
 
     Args:
-        run_dir: a run directory written by `rlntp pretrain`
+        run_dir: a run directory written by `rlntp pretrain` or `rlntp posttrain`
         step: the checkpoint to evaluate (default: the last one)
         samples: number of fresh inputs
         seed: seed of the evaluation inputs and sampling
@@ -67,14 +85,13 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
     from rlntp.evaluation import evaluate as run_evaluate
     from rlntp.models import load_model
     from rlntp.tasks import make_task
-    from rlntp.training.pretrain import PretrainRun
 
     check_positive(samples=samples)
-    run = PretrainRun.from_dict(runs.read_config(run_dir))
+    task_config, model_config = runs.read_task_and_model(run_dir)
     checkpoint = runs.resolve_checkpoint(run_dir, step)
     dev = resolve_device(device)
-    task = make_task(run.task)
-    model = load_model(checkpoint, run.model, dev)
+    task = make_task(task_config)
+    model = load_model(checkpoint, model_config, dev)
     metrics = {"checkpoint": str(checkpoint), "samples": samples}
     metrics |= run_evaluate(model, task, samples, seeded_generator(dev, seed))
     if json_out:
@@ -109,15 +126,21 @@ def check_positive(**values: int) -> None:
         check(value >= 1, f"{name} must be >= 1, got {value}")
 
 
-COMMANDS = {"sample": sample, "pretrain": pretrain, "eval": evaluate, "plot": plot}
+DESCRIPTION = ("RL after next-token prediction (Tsilivis et al., 2025). "
+               "The paper's theory (linear autoregressive model): rlntp theory --help")
+COMMANDS = {"sample": sample, "pretrain": pretrain, "posttrain": posttrain, "eval": evaluate, "plot": plot}
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `rlntp` console script."""
+    """Entry point of the `rlntp` console script (`rlntp theory ...` goes to the theory's own commands)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["theory"]:
+        from rlntp.theory.cli import main as theory_main
+
+        return theory_main(argv[1:])
     _resolve_annotations()
     try:
-        tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="rlntp", args=argv,
-                                             description="RL after next-token prediction (Tsilivis et al., 2025)")
+        tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="rlntp", args=argv, description=DESCRIPTION)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -127,9 +150,11 @@ def _resolve_annotations() -> None:
     """Import the config dataclasses named in the signatures only when the CLI runs (fast --help)."""
     from rlntp.models import ModelConfig
     from rlntp.tasks import TaskConfig
+    from rlntp.training.posttrain import PosttrainConfig
     from rlntp.training.pretrain import PretrainConfig
 
-    globals().update(TaskConfig=TaskConfig, ModelConfig=ModelConfig, PretrainConfig=PretrainConfig)
+    globals().update(TaskConfig=TaskConfig, ModelConfig=ModelConfig, PretrainConfig=PretrainConfig,
+                     PosttrainConfig=PosttrainConfig)
 
 
 if __name__ == "__main__":
