@@ -26,7 +26,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rlntp.errors import CheckpointError, RunDirError
-from rlntp.models import save_model
+from rlntp.models import ModelConfig, save_model
+from rlntp.tasks import TaskConfig
 
 CONFIG, METRICS, CHECKPOINTS = "config.json", "metrics.jsonl", "checkpoints"
 _STATE_TENSORS, _STATE_JSON = "trainer_state.safetensors", "trainer_state.json"
@@ -56,6 +57,15 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise RunDirError(f"{path} is not valid JSON ({e}); restore it or start a new run") from e
+
+
+def read_task_and_model(run_dir: Path) -> tuple[TaskConfig, ModelConfig]:
+    """The task and model configs of any run directory (validated)."""
+    config = read_config(run_dir)
+    try:
+        return TaskConfig(**config["task"]), ModelConfig(**config["model"])
+    except (KeyError, TypeError) as e:
+        raise RunDirError(f"{run_dir}/{CONFIG} has no valid task and model sections ({e})") from e
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
@@ -151,3 +161,43 @@ def load_trainer_state(checkpoint: Path, optimizer: torch.optim.Optimizer,
     for name, g in generators.items():
         g.set_state(tensors[f"rng/{name}"])
     return meta
+
+
+def prepare_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_changes: set[str]) -> None:
+    """Create the run directory `out` for `config`, or check that resuming it continues the same run.
+
+    `--resume` on a directory with no run in it starts one, so a command with --resume can simply be
+    repeated until its run is complete. Resuming may change only the keys in `resumable_changes`
+    (dotted paths such as "train.steps").
+    """
+    out = Path(out)
+    if not resume or not (out / CONFIG).exists():
+        if (out / CONFIG).exists():
+            raise RunDirError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+        write_config(out, config)
+        return
+    saved = read_config(out)
+    diffs = [f"{k} (run: {a}, given: {b})" for k, (a, b) in sorted(_flat_diff(saved, config).items())
+             if k not in resumable_changes]
+    if diffs:
+        raise RunDirError(f"--resume must repeat the run's options; {out}/{CONFIG} differs in " + "; ".join(diffs))
+    write_config(out, config)
+
+
+def _flat_diff(a: dict, b: dict, prefix: str = "") -> dict[str, tuple]:
+    diffs = {}
+    for key in a.keys() | b.keys():
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            diffs |= _flat_diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            diffs[f"{prefix}{key}"] = (va, vb)
+    return diffs
+
+
+def checkpoint_state(checkpoint: Path) -> dict[str, Any]:
+    """The JSON state of a checkpoint (step, samples_seen, ...)."""
+    try:
+        return json.loads((Path(checkpoint) / _STATE_JSON).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"checkpoint {checkpoint} is corrupt or incomplete ({e})") from e

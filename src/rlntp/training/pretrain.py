@@ -82,7 +82,7 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
     task = make_task(run.task)
     cfg = run.train
     device = resolve_device(cfg.device)
-    _prepare_run_dir(out, run, resume)
+    runs.prepare_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES)
 
     model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, cfg.seed, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
@@ -137,33 +137,3 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
                                  {"samples_seen": step * cfg.batch_size, "loss_sum": loss_sum, "loss_steps": loss_steps})
     bar.close()
     return out
-
-
-def _prepare_run_dir(out: Path, run: PretrainRun, resume: bool) -> None:
-    """Create the run directory, or check that resuming it continues the same run.
-
-    `--resume` on a directory with no run in it starts one, so a command with --resume can simply be
-    repeated until its run is complete.
-    """
-    if not resume or not (out / runs.CONFIG).exists():
-        if (out / runs.CONFIG).exists():
-            raise RunDirError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-        runs.write_config(out, run.to_dict())
-        return
-    saved = PretrainRun.from_dict(runs.read_config(out))
-    diffs = [f"{k} (run: {a}, given: {b})" for k, (a, b) in _flat_diff(saved.to_dict(), run.to_dict()).items()
-             if k not in _RESUMABLE_CHANGES]
-    if diffs:
-        raise RunDirError(f"--resume must repeat the run's options; {out}/config.json differs in " + "; ".join(diffs))
-    runs.write_config(out, run.to_dict())
-
-
-def _flat_diff(a: dict, b: dict, prefix: str = "") -> dict[str, tuple]:
-    diffs = {}
-    for key in a.keys() | b.keys():
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            diffs |= _flat_diff(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            diffs[f"{prefix}{key}"] = (va, vb)
-    return diffs

@@ -1,0 +1,225 @@
+"""RL post-training from a pre-training checkpoint: STaR, REINFORCE or GRPO (paper §2, §3, App. A.3, B.1).
+
+The loop mirrors pre-training: each step samples rollouts in eval mode at temperature tau_RL,
+scores them with the reward, and updates the policy with one of the three algorithms; every
+`eval_every` steps the model is evaluated on fresh inputs (640 in the paper). `samples_seen`
+continues from the pre-training samples of the starting checkpoint and counts every sampled
+sequence, rollout multiplicity included, as the paper does (App. C.1).
+"""
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from rlntp import runs
+from rlntp.devices import resolve_device, seeded_generator
+from rlntp.errors import RunDirError, check
+from rlntp.evaluation import evaluate
+from rlntp.models import ModelConfig, load_model
+from rlntp.tasks import TaskConfig, make_task
+from rlntp.training.grpo import grpo_update
+from rlntp.training.reinforce import reinforce_update
+from rlntp.training.rewards import REWARDS
+from rlntp.training.rollout import sample_rollouts
+from rlntp.training.star import star_update
+
+STAGE = "posttrain"
+ALGOS = ("grpo", "reinforce", "star")
+# (prompts_per_step, rollouts_per_prompt) when not given: paper App. B.1 (batch 64; STaR n = 3,200)
+_DEFAULT_BATCH = {"grpo": (8, 8), "reinforce": (64, 1), "star": (3200, 1)}
+
+
+@dataclass(frozen=True)
+class PosttrainConfig:
+    """The RL algorithm, its reward and its optimization."""
+
+    algo: str = "grpo"
+    """grpo, reinforce or star"""
+    reward: str = "e2e"
+    """e2e (answer token correct), cot (whole output a valid sequence), length (e2e - length_penalty * length / d)"""
+    temperature: float = 1.0
+    """sampling temperature of the rollouts (tau_RL)"""
+    steps: int = 30
+    """RL steps (STaR: rounds)"""
+    lr: float = 1e-4
+    """Adam learning rate"""
+    prompts_per_step: int | None = None
+    """fresh inputs per step (default: grpo 8, reinforce 64, star 3200)"""
+    rollouts_per_prompt: int | None = None
+    """responses sampled per input (default: grpo 8, reinforce 1, star 1)"""
+    clip_eps: float = 0.2
+    """grpo: clipping of the importance ratio"""
+    kl_beta: float = 0.0
+    """grpo: weight of the KL penalty to the starting model (paper: 0)"""
+    updates_per_step: int = 1
+    """grpo: optimizer passes over each batch of rollouts"""
+    token_level: bool = True
+    """grpo: one average over all response tokens of the batch (DAPO); --no-token-level: 1/|o_i| per response"""
+    length_penalty: float = 0.4
+    """reward 'length': lambda in r - lambda * length / d (paper App. C.2: 0.4)"""
+    star_epochs: int = 3
+    """star: epochs of next-token training on the kept samples per round"""
+    star_batch_size: int = 64
+    """star: sequences per optimizer step"""
+    seed: int = 0
+    """seeds rollouts and evaluation inputs"""
+    eval_every: int = 5
+    """evaluate every this many steps (and at step 0 and the last step)"""
+    eval_samples: int = 640
+    """fresh inputs per evaluation (paper: 640)"""
+    save_every: int = 10
+    """checkpoint every this many steps (and at the last step)"""
+    device: str = "auto"
+    """cpu, cuda, cuda:N, or auto (CUDA when available)"""
+
+    def __post_init__(self):
+        check(self.algo in ALGOS, f"unknown algo {self.algo!r}; choose one of: {', '.join(ALGOS)}")
+        check(self.reward in REWARDS, f"unknown reward {self.reward!r}; choose one of: {', '.join(REWARDS)}")
+        check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(0 < self.clip_eps < 1, f"clip_eps must be in (0, 1), got {self.clip_eps}")
+        check(self.kl_beta >= 0, f"kl_beta must be >= 0, got {self.kl_beta}")
+        for name in ("steps", "updates_per_step", "star_epochs", "star_batch_size", "eval_every", "eval_samples",
+                     "save_every"):
+            check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("prompts_per_step", "rollouts_per_prompt"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, f"{name} must be >= 1, got {value}")
+        check(not (self.algo == "grpo" and self.rollouts < 2),
+              f"grpo needs rollouts_per_prompt >= 2 to normalize within a group, got {self.rollouts}")
+
+    @property
+    def prompts(self) -> int:
+        return self.prompts_per_step or _DEFAULT_BATCH[self.algo][0]
+
+    @property
+    def rollouts(self) -> int:
+        return self.rollouts_per_prompt or _DEFAULT_BATCH[self.algo][1]
+
+    @property
+    def samples_per_step(self) -> int:
+        """Sequences sampled per step, counted in samples_seen."""
+        return self.prompts * self.rollouts
+
+
+@dataclass(frozen=True)
+class PosttrainRun:
+    """Everything a post-training run depends on; saved as the run's config.json."""
+
+    source: str
+    """the run directory post-training starts from"""
+    source_step: int
+    """the checkpoint of `source` it starts from"""
+    start_samples_seen: int
+    """samples the starting checkpoint had seen"""
+    task: TaskConfig
+    model: ModelConfig
+    post: PosttrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": STAGE} | dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PosttrainRun":
+        if d.get("stage") != STAGE:
+            raise RunDirError(f"expected a {STAGE} run, found stage {d.get('stage')!r}")
+        return cls(d["source"], d["source_step"], d["start_samples_seen"], TaskConfig(**d["task"]),
+                   ModelConfig(**d["model"]), PosttrainConfig(**d["post"]))
+
+    @classmethod
+    def starting_from(cls, source: Path, step: int | None, post: PosttrainConfig) -> "PosttrainRun":
+        """Post-training of checkpoint `step` (default: the last) of the run `source`."""
+        config = runs.read_config(source)
+        checkpoint = runs.resolve_checkpoint(source, step)
+        state = runs.checkpoint_state(checkpoint)
+        return cls(str(source), state["step"], state["samples_seen"], TaskConfig(**config["task"]),
+                   ModelConfig(**config["model"]), post)
+
+
+_RESUMABLE_CHANGES = {"post.steps", "post.device"}
+
+
+def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool = True) -> Path:
+    """Post-train as `run` says, writing the run directory `out`; returns `out`."""
+    out = Path(out)
+    task = make_task(run.task)
+    cfg = run.post
+    device = resolve_device(cfg.device)
+    source_checkpoint = runs.resolve_checkpoint(run.source, run.source_step)
+    runs.prepare_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES)
+
+    model = load_model(source_checkpoint, run.model, device)
+    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_beta > 0 else None
+    rng = seeded_generator(device, cfg.seed, 2)
+    step = 0
+    if resume and runs.checkpoint_steps(out):
+        checkpoint = runs.resolve_checkpoint(out)
+        model = load_model(checkpoint, run.model, device)
+        optimizer = _adam(model, cfg.lr, device)
+        step = runs.load_trainer_state(checkpoint, optimizer, {"rollouts": rng})["step"]
+        runs.truncate_metrics(out, step)
+    else:
+        optimizer = _adam(model, cfg.lr, device)
+        if resume:
+            runs.truncate_metrics(out, -1)
+    model.train()
+
+    def samples_seen(step: int) -> int:
+        return run.start_samples_seen + step * cfg.samples_per_step
+
+    def log_eval(step: int, stats: list[dict[str, float]], train_time: float) -> dict[str, Any]:
+        record: dict[str, Any] = {"step": step, "samples_seen": samples_seen(step),
+                                  "rl_samples": step * cfg.samples_per_step}
+        for key in (stats[0] if stats else {}):
+            record[key] = sum(s[key] for s in stats) / len(stats)
+        record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1))
+        if stats:
+            record["perf/step_s"] = train_time / len(stats)
+        runs.append_metrics(out, record)
+        return record
+
+    if step == 0:
+        log_eval(0, [], 0.0)
+    stats: list[dict[str, float]] = []
+    train_time = 0.0
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.algo} {out.name}", disable=not progress, unit="step")
+    while step < cfg.steps:
+        t0 = time.perf_counter()
+        rollouts = sample_rollouts(model, task, cfg.prompts, cfg.rollouts, cfg.temperature, cfg.reward, rng,
+                                   cfg.length_penalty)
+        if cfg.algo == "grpo":
+            update = grpo_update(model, optimizer, rollouts, cfg.clip_eps, cfg.kl_beta, ref_model, cfg.updates_per_step,
+                                 cfg.token_level)
+        elif cfg.algo == "reinforce":
+            update = reinforce_update(model, optimizer, rollouts)
+        else:
+            update = star_update(model, optimizer, rollouts, cfg.star_epochs, cfg.star_batch_size, rng)
+        train_time += time.perf_counter() - t0
+        step += 1
+        stats.append(update | {
+            "rl/reward_mean": rollouts.rewards.mean().item(),
+            "rl/response_len_mean": rollouts.lengths.float().mean().item(),
+            "rl/long_frac": (rollouts.lengths == task.long_len).float().mean().item(),
+        } | {f"rl/{name}": value.mean().item() for name, value in rollouts.components.items()})
+        bar.update(1)
+
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            record = log_eval(step, stats, train_time)
+            bar.set_postfix(reward=f"{record['rl/reward_mean']:.2f}", greedy=f"{record['eval/greedy_acc']:.2f}",
+                            length=f"{record['eval/greedy_len_median']:g}")
+            stats, train_time = [], 0.0
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            runs.save_checkpoint(out, step, model, optimizer, {"rollouts": rng},
+                                 {"samples_seen": samples_seen(step)})
+    bar.close()
+    return out
+
+
+def _adam(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))

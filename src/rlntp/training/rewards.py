@@ -1,0 +1,51 @@
+"""Outcome rewards for parity responses (paper §2 "Post-training", App. C.2 eq. 12).
+
+Each reward returns its value and the components it was built from, for logging.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from rlntp.errors import check
+from rlntp.tasks.parity import ParityTask, output_lengths
+
+REWARDS = ("e2e", "cot", "length")
+
+
+@dataclass(frozen=True)
+class Reward:
+    """Per-response rewards and their components, each (N,)."""
+
+    value: torch.Tensor
+    components: dict[str, torch.Tensor]
+
+
+def end_to_end(task: ParityTask, x: torch.Tensor, outputs: torch.Tensor) -> Reward:
+    """1 if the token right before EOS is the parity of x, else 0."""
+    correct = task.is_correct(x, outputs).float()
+    return Reward(correct, {"correct": correct})
+
+
+def chain_of_thought(task: ParityTask, x: torch.Tensor, outputs: torch.Tensor) -> Reward:
+    """1 if the whole output is this input's long, medium or short sequence, else 0."""
+    valid = task.is_valid_cot(x, outputs).float()
+    return Reward(valid, {"valid_cot": valid, "correct": task.is_correct(x, outputs).float()})
+
+
+def length_penalized(task: ParityTask, x: torch.Tensor, outputs: torch.Tensor, penalty: float) -> Reward:
+    """End-to-end reward minus penalty * (length / d) (App. C.2, lambda = 0.4 there)."""
+    base = end_to_end(task, x, outputs)
+    length_term = penalty * output_lengths(outputs, task.max_new_tokens).float() / task.d
+    return Reward(base.value - length_term, base.components | {"length_penalty": length_term})
+
+
+def compute_reward(name: str, task: ParityTask, x: torch.Tensor, outputs: torch.Tensor,
+                   length_penalty: float = 0.4) -> Reward:
+    """The reward called `name` (one of REWARDS) of `outputs` for inputs `x`."""
+    check(name in REWARDS, f"unknown reward {name!r}; choose one of: {', '.join(REWARDS)}")
+    if name == "e2e":
+        return end_to_end(task, x, outputs)
+    if name == "cot":
+        return chain_of_thought(task, x, outputs)
+    return length_penalized(task, x, outputs, length_penalty)
