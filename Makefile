@@ -1,9 +1,9 @@
-# Set-up and the project's commands. `make demo` and `make test` each create .venv on first use.
+# Set-up and the project's commands. `make fig1` and `make test` each create .venv on first use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench clean
+.PHONY: setup fig1 test bench clean
 
 setup: $(VENV)/.installed
 
@@ -20,15 +20,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-demo: setup
-	$(BIN)/rlntp pretrain --task parity --d 20 --p-cot 0.25 --steps 2000 --out runs/demo-p25 --resume
-	$(BIN)/rlntp plot runs/demo-p25
+fig1: setup
+	$(BIN)/rlntp reproduce fig1 --preset cpu --out runs/fig1
 
 test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
+	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/bench_pretrain.py
+	$(BIN)/python benchmarks/bench_grpo.py --out runs/bench_grpo.png
 
 clean:
 	rm -rf $(VENV) runs

@@ -119,6 +119,27 @@ def plot(run_dir: tyro.conf.Positional[Path], out: Path | None = None) -> None:
     print(f"wrote {plot_pretrain(run_dir, out)}")
 
 
+def fig1(out: Path = Path("runs/fig1"), preset: str = "cpu", device: str = "auto", quiet: bool = False) -> None:
+    """Figure 1: pre-training at p_cot = 0.25, then GRPO from several checkpoints; fig1.png and a summary table.
+
+    Rerunning the same command resumes: finished stages are skipped, a killed one continues.
+
+    Args:
+        out: directory of the recipe's runs, fig1.png and summary.txt
+        preset: cpu (2 cores, about a minute) or paper (d = 50, 50,000 steps, 3 seeds; for a GPU)
+        device: cpu, cuda, cuda:N or auto
+        quiet: no progress bars
+    """
+    from rlntp.experiments.fig1 import PRESETS, run_fig1
+
+    from rlntp.errors import check
+
+    check(preset in PRESETS, f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    table = run_fig1(PRESETS[preset], out, device=device, progress=not quiet)
+    print(table)
+    print(f"wrote {out / 'fig1.png'} and {out / 'summary.txt'}")
+
+
 def check_positive(**values: int) -> None:
     from rlntp.errors import check
 
@@ -126,21 +147,28 @@ def check_positive(**values: int) -> None:
         check(value >= 1, f"{name} must be >= 1, got {value}")
 
 
-DESCRIPTION = ("RL after next-token prediction (Tsilivis et al., 2025). "
-               "The paper's theory (linear autoregressive model): rlntp theory --help")
+DESCRIPTION = ("RL after next-token prediction (Tsilivis et al., 2025). The paper's figures as recipes: "
+               "rlntp reproduce --help; its theory (linear autoregressive model): rlntp theory --help")
+REPRODUCE = {"fig1": fig1}
 COMMANDS = {"sample": sample, "pretrain": pretrain, "posttrain": posttrain, "eval": evaluate, "plot": plot}
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `rlntp` console script (`rlntp theory ...` goes to the theory's own commands)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["reproduce"]:
+        return _run(REPRODUCE, argv[1:], prog="rlntp reproduce", description="The paper's figures as recipes")
     if argv[:1] == ["theory"]:
         from rlntp.theory.cli import main as theory_main
 
         return theory_main(argv[1:])
     _resolve_annotations()
+    _run(COMMANDS, argv, prog="rlntp", description=DESCRIPTION)
+
+
+def _run(commands: dict, argv: list[str], prog: str, description: str) -> None:
     try:
-        tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="rlntp", args=argv, description=DESCRIPTION)
+        tyro.extras.subcommand_cli_from_dict(commands, prog=prog, args=argv, description=description)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,69 @@
+"""End-to-end runs of the CLI on CI-sized budgets, asserting the paper's picture (not just "it ran").
+
+Seeds are fixed, so on one machine these runs are deterministic; across seeds the pre-training
+numbers move by a few points (sampled P(long) within about +-0.05 of p_cot, greedy accuracy within
+0.5 +- 0.04 at d = 12), which the bounds below allow for.
+"""
+
+import json
+
+import pytest
+
+from rlntp import runs
+from rlntp.cli import main
+
+D = 12
+SMALL_GPT2 = ["--width", "64", "--layers", "2", "--heads", "4", "--device", "cpu", "--quiet"]
+
+
+def _last(run_dir):
+    return [r for r in runs.read_metrics(run_dir) if "eval/greedy_acc" in r][-1]
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """Pre-training at d = 12, p_cot = 0.25 for 1,000 steps: long path learned, greedy still guessing."""
+    out = tmp_path_factory.mktemp("e2e") / "pretrain"
+    main(["pretrain", "--d", str(D), "--p-cot", "0.25", *SMALL_GPT2, "--batch-size", "128", "--lr", "1e-3",
+          "--steps", "1000", "--eval-every", "500", "--save-every", "500", "--eval-samples", "2000", "--out", str(out)])
+    return out
+
+
+def test_pretraining_below_one_third_is_calibrated_but_greedy_guesses(pretrained):
+    last = _last(pretrained)
+    assert last["step"] == 1000
+    assert 0.4 <= last["eval/greedy_acc"] <= 0.6  # greedy decoding: short answers, a coin flip
+    assert last["eval/greedy_len_median"] == 1 and last["eval/greedy_long_frac"] <= 0.1  # (measured: 0.03)
+    assert abs(last["eval/sampled_long_frac"] - 0.25) <= 0.07  # length calibration: P(long) ~ p_cot
+    assert last["eval/sampled_acc"] >= 0.56  # (1 + p_cot) / 2 = 0.625 once the long path is learned
+
+
+def test_pretraining_above_one_third_generalizes(tmp_path):
+    out = tmp_path / "p50"
+    main(["pretrain", "--d", "10", "--p-cot", "0.5", *SMALL_GPT2, "--batch-size", "128", "--lr", "1e-3",
+          "--steps", "500", "--eval-every", "250", "--save-every", "500", "--eval-samples", "1000", "--out", str(out)])
+    last = _last(out)
+    assert last["eval/greedy_acc"] >= 0.95 and last["eval/greedy_len_median"] == 10
+
+
+@pytest.mark.parametrize("algo, options", [
+    ("grpo", ["--steps", "30", "--eval-every", "10"]),
+    ("reinforce", ["--steps", "25", "--eval-every", "25"]),
+    ("star", ["--reward", "cot", "--prompts-per-step", "1000", "--steps", "2", "--eval-every", "1"]),
+])
+def test_rl_after_next_token_prediction_learns_parity(pretrained, tmp_path, capsys, algo, options):
+    out = tmp_path / algo
+    main(["posttrain", "--from", str(pretrained), "--step", "1000", "--algo", algo, *options,
+          "--eval-samples", "640", "--device", "cpu", "--quiet", "--out", str(out)])
+    records = runs.read_metrics(out)
+    start, last = records[0], records[-1]
+    assert start["step"] == 0 and start["samples_seen"] == 1000 * 128
+    assert start["eval/greedy_acc"] <= 0.6 and start["eval/greedy_len_median"] == 1
+    assert last["eval/greedy_acc"] >= 0.9 and last["eval/greedy_len_median"] == D  # learned, by answering long
+    assert last["samples_seen"] == start["samples_seen"] + last["rl_samples"]
+    assert {"rl/reward_mean", "rl/response_len_mean", "rl/long_frac"} <= last.keys()
+    if algo == "star":  # the mechanism: the long fraction grows round by round
+        long_fracs = [r["eval/sampled_long_frac"] for r in records]
+        assert long_fracs[0] < long_fracs[1] < long_fracs[2]
+    config = json.loads((out / "config.json").read_text())
+    assert config["stage"] == "posttrain" and config["source_step"] == 1000 and config["post"]["algo"] == algo
