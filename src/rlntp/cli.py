@@ -130,14 +130,32 @@ def fig1(out: Path = Path("runs/fig1"), preset: str = "cpu", device: str = "auto
         device: cpu, cuda, cuda:N or auto
         quiet: no progress bars
     """
-    from rlntp.experiments.fig1 import PRESETS, run_fig1
-
     from rlntp.errors import check
+    from rlntp.experiments.fig1 import PRESETS, run_fig1
 
     check(preset in PRESETS, f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     table = run_fig1(PRESETS[preset], out, device=device, progress=not quiet)
     print(table)
     print(f"wrote {out / 'fig1.png'} and {out / 'summary.txt'}")
+
+
+def fig3(out: Path = Path("runs/fig3"), preset: str = "cpu", device: str = "auto", quiet: bool = False) -> None:
+    """Figure 3: STaR / REINFORCE / GRPO x e2e / CoT reward x temperatures from one checkpoint; fig3.png, table.
+
+    Rerunning the same command resumes: finished stages are skipped, a killed one continues.
+
+    Args:
+        out: directory of the recipe's runs, fig3.png and summary.txt
+        preset: cpu (2 cores, a few minutes) or paper (d = 50 from 20,000 steps, 3 seeds; for a GPU)
+        device: cpu, cuda, cuda:N or auto
+        quiet: no progress bars
+    """
+    from rlntp.errors import check
+    from rlntp.experiments.fig3 import PRESETS, run_fig3
+
+    check(preset in PRESETS, f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    print(run_fig3(PRESETS[preset], out, device=device, progress=not quiet))
+    print(f"wrote {out / 'fig3.png'} and {out / 'summary.txt'}")
 
 
 def check_positive(**values: int) -> None:
@@ -149,7 +167,7 @@ def check_positive(**values: int) -> None:
 
 DESCRIPTION = ("RL after next-token prediction (Tsilivis et al., 2025). The paper's figures as recipes: "
                "rlntp reproduce --help; its theory (linear autoregressive model): rlntp theory --help")
-REPRODUCE = {"fig1": fig1}
+REPRODUCE = {"fig1": fig1, "fig3": fig3}
 COMMANDS = {"sample": sample, "pretrain": pretrain, "posttrain": posttrain, "eval": evaluate, "plot": plot}
 
 
