@@ -115,3 +115,13 @@ def test_length_bucketed_loss_equals_the_padded_batch_loss():
     assert n_tokens == int((batch.lengths + task.prompt_len).sum())  # each row runs up to its EOS input
     # hand-computed: only outputs and the first EOS are targets
     assert int(batch.loss_mask.sum()) == int((batch.lengths + 1).sum())
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "mistral"])
+def test_logits_from_gives_the_same_logits_for_less_work(arch):
+    model = _perturbed(build_model(ModelConfig(arch=arch, layers=2, width=32, heads=4), 3, 21, 2, seed=0)).eval()
+    tokens = torch.randint(0, 3, (4, 21), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = model(tokens)
+        for k in (1, 9, 20):
+            torch.testing.assert_close(model(tokens, logits_from=k), full[:, k:], rtol=1e-5, atol=1e-6)

@@ -38,12 +38,22 @@ class SelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
 
-    def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None, query_from: int = 0) -> torch.Tensor:
+        """Attention outputs of positions query_from.. (keys and values of every position)."""
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        if cache is None:
+        if query_from:  # queries only where outputs are needed: skip a third of c_attn for the rest
+            q = F.linear(x[:, query_from:], self.c_attn.weight[:C], self.c_attn.bias[:C])
+            k, v = F.linear(x, self.c_attn.weight[C:], self.c_attn.bias[C:]).split(C, dim=2)
+        else:
+            q, k, v = self.c_attn(x).split(C, dim=2)
+        Tq, hs = q.shape[1], C // self.heads
+        q = q.view(B, Tq, self.heads, hs).transpose(1, 2)  # (B, nh, Tq, hs)
+        k, v = (t.view(B, T, self.heads, hs).transpose(1, 2) for t in (k, v))  # (B, nh, T, hs)
+        if cache is None and not query_from:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif cache is None:  # the last Tq positions, each attending causally over all T
+            mask = torch.ones(Tq, T, dtype=torch.bool, device=x.device).tril(diagonal=query_from)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
             start, end = cache.length, cache.length + T
             cache.k[layer, :, :, start:end] = k
@@ -56,7 +66,7 @@ class SelfAttention(nn.Module):
             else:  # a block appended to a non-empty cache: causal within the block, full before it
                 mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+        return self.c_proj(y.transpose(1, 2).reshape(B, Tq, C))
 
 
 class MLP(nn.Module):
@@ -77,13 +87,13 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), layer, cache)
+    def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None, query_from: int = 0) -> torch.Tensor:
+        x = x[:, query_from:] + self.attn(self.ln_1(x), layer, cache, query_from)
         return x + self.mlp(self.ln_2(x))
 
 
 class GPT(nn.Module):
-    """GPT-2 language model: `forward(input_ids, cache=None) -> logits (B, T, vocab)`."""
+    """GPT-2 language model: `forward(input_ids, cache=None, logits_from=0) -> logits (B, T - logits_from, vocab)`."""
 
     def __init__(self, config: GPT2Config):
         super().__init__()
@@ -99,12 +109,19 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2
 
-    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, logits_from: int = 0) -> torch.Tensor:
+        """Logits of positions logits_from.. ; with a cache, of every new position.
+
+        Training needs logits only where targets are (the outputs, after the d input bits). The
+        last block then runs its queries, attention output and MLP on those positions alone, its
+        keys and values on all: the same logits for about 30% fewer FLOPs per step.
+        """
         start = 0 if cache is None else cache.length
         positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
         x = self.transformer.wte(input_ids) + self.transformer.wpe(positions)
+        last = len(self.transformer.h) - 1
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, layer, cache)
+            x = block(x, layer, cache, logits_from if layer == last and cache is None else 0)
         if cache is not None:
             cache.length += input_ids.shape[1]
         return self.lm_head(self.transformer.ln_f(x))

@@ -19,7 +19,7 @@ def hf_config(arch: str, layers: int, width: int, heads: int, vocab_size: int, c
 
 
 class HFCausalLM(nn.Module):
-    """Any Hugging Face causal LM behind `forward(input_ids, cache=None) -> logits` and `new_cache`.
+    """Any Hugging Face causal LM behind `forward(input_ids, cache=None, logits_from=0) -> logits` and `new_cache`.
 
     The reference implementation (and the only one for Mistral): generation goes through the
     model's own KV cache (`DynamicCache`), so it is exactly what `generate` would compute.
@@ -30,9 +30,9 @@ class HFCausalLM(nn.Module):
         self.hf = hf_model
         self.config = hf_model.config
 
-    def forward(self, input_ids: torch.Tensor, cache: DynamicCache | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, cache: DynamicCache | None = None, logits_from: int = 0) -> torch.Tensor:
         out = self.hf(input_ids=input_ids, past_key_values=cache, use_cache=cache is not None)
-        return out.logits
+        return out.logits if cache is not None else out.logits[:, logits_from:]
 
     def new_cache(self, batch: int, max_len: int) -> DynamicCache:
         return DynamicCache(config=self.config)

@@ -12,18 +12,20 @@ def token_logprobs(model: nn.Module, tokens: torch.Tensor, mask: torch.Tensor) -
     Rows are grouped by the position of their last target and each group runs only up to it: a
     short parity sequence is d + 2 tokens, a long one 2d + 1, so at p_cot = 0.25 this skips a third
     of the work of a padded batch. With causal attention the logits of the kept positions are
-    exactly those of the padded batch, so the result is the same.
+    exactly those of the padded batch, so the result is the same. Logits are asked for only from the
+    first target on (the models skip work on the positions before it).
     """
     B, T = tokens.shape
     ends = T - torch.argmax(mask.flip(1).int(), dim=1)  # one past the last target of each row
+    first = max(int(torch.argmax(mask.int(), dim=1).min()) - 1, 0)  # first position whose logits are needed
     logprobs = tokens.new_zeros((B, T - 1), dtype=torch.float32)
     n_tokens = 0
     for end in torch.unique(ends).tolist():
         rows = torch.nonzero(ends == end)[:, 0]
         chunk = tokens[rows, :end]
-        logits = model(chunk[:, :-1])  # (b, end - 1, vocab)
-        picked = F.log_softmax(logits.float(), dim=-1).gather(-1, chunk[:, 1:, None])[..., 0]
-        logprobs = logprobs.index_copy(0, rows, F.pad(picked, (0, T - end)))
+        logits = model(chunk[:, :-1], logits_from=first)  # (b, end - 1 - first, vocab)
+        picked = F.log_softmax(logits.float(), dim=-1).gather(-1, chunk[:, first + 1 :, None])[..., 0]
+        logprobs = logprobs.index_copy(0, rows, F.pad(picked, (first, T - end)))
         n_tokens += chunk.shape[0] * (end - 1)
     return logprobs * mask[:, 1:], n_tokens
 
