@@ -5,7 +5,7 @@ import torch
 
 from rlntp.generation import generate
 from rlntp.models import HFCausalLM, build_model, ModelConfig
-from rlntp.tasks.parity import EOS, output_lengths
+from rlntp.tasks.parity import EOS
 
 
 def _hf_greedy(hf_model, prompts, max_new_tokens):

@@ -3,11 +3,17 @@
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import tyro
 
 from rlntp.errors import UserError
+
+if TYPE_CHECKING:  # resolved at run time by _resolve_annotations
+    from rlntp.models import ModelConfig
+    from rlntp.tasks import TaskConfig
+    from rlntp.training.posttrain import PosttrainConfig
+    from rlntp.training.pretrain import PretrainConfig
 
 Flat = tyro.conf.arg(name="")  # a config dataclass whose fields become top-level --options
 
@@ -193,7 +199,10 @@ def _run(commands: dict, argv: list[str], prog: str, description: str) -> None:
 
 
 def _resolve_annotations() -> None:
-    """Import the config dataclasses named in the signatures only when the CLI runs (fast --help)."""
+    """Import the config dataclasses named in the signatures only when a stage command runs.
+
+    `rlntp theory ...` is dispatched before this, so it does not load transformers.
+    """
     from rlntp.models import ModelConfig
     from rlntp.tasks import TaskConfig
     from rlntp.training.posttrain import PosttrainConfig

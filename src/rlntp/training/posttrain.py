@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from rlntp import runs
@@ -24,6 +23,7 @@ from rlntp.evaluation import evaluate
 from rlntp.models import ModelConfig, load_model
 from rlntp.tasks import TaskConfig, make_task
 from rlntp.training.grpo import grpo_update
+from rlntp.training.optim import make_adam
 from rlntp.training.reinforce import reinforce_update
 from rlntp.training.rewards import REWARDS
 from rlntp.training.rollout import sample_rollouts
@@ -161,11 +161,11 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
     if resume and runs.checkpoint_steps(out):
         checkpoint = runs.resolve_checkpoint(out)
         model = load_model(checkpoint, run.model, device)
-        optimizer = _adam(model, cfg.lr, device)
+        optimizer = make_adam(model, cfg.lr, device)
         step = runs.load_trainer_state(checkpoint, optimizer, {"rollouts": rng})["step"]
         runs.truncate_metrics(out, step)
     else:
-        optimizer = _adam(model, cfg.lr, device)
+        optimizer = make_adam(model, cfg.lr, device)
         if resume:
             runs.truncate_metrics(out, -1)
     model.train()
@@ -220,6 +220,3 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
     bar.close()
     return out
 
-
-def _adam(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))

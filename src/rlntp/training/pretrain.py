@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from rlntp import runs
@@ -23,6 +22,7 @@ from rlntp.evaluation import evaluate
 from rlntp.models import ModelConfig, build_model, load_model
 from rlntp.tasks import TaskConfig, make_task
 from rlntp.training.losses import next_token_loss
+from rlntp.training.optim import make_adam
 
 STAGE = "pretrain"
 
@@ -85,13 +85,13 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
     runs.prepare_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES)
 
     model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, cfg.seed, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+    optimizer = make_adam(model, cfg.lr, device)
     data_rng = seeded_generator(device, cfg.seed)
     step, loss_sum, loss_steps = 0, 0.0, 0
     if resume and runs.checkpoint_steps(out):
         checkpoint = runs.resolve_checkpoint(out)
         model = load_model(checkpoint, run.model, device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+        optimizer = make_adam(model, cfg.lr, device)
         state = runs.load_trainer_state(checkpoint, optimizer, {"data": data_rng})
         step, loss_sum, loss_steps = state["step"], state["loss_sum"], state["loss_steps"]
         runs.truncate_metrics(out, step)

@@ -24,13 +24,14 @@ def star_update(model: nn.Module, optimizer: torch.optim.Optimizer, rollouts: Ro
                 batch_size: int, generator: torch.Generator) -> dict[str, float]:
     """Next-token training on the rewarded rollouts for `epochs` passes of minibatches of `batch_size`."""
     kept = star_filter(rollouts)
+    tokens, mask = kept.tokens, kept.response_mask
     n = len(kept.rewards)
     losses = []
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator, device=generator.device)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            loss, _ = next_token_loss(model, kept.tokens[idx], kept.response_mask[idx])
+            loss, _ = next_token_loss(model, tokens[idx], mask[idx])
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
