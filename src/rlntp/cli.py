@@ -120,9 +120,9 @@ def plot(run_dir: tyro.conf.Positional[Path], out: Path | None = None) -> None:
         run_dir: a run directory
         out: the PNG to write (default: RUN_DIR/plot.png)
     """
-    from rlntp.plots import plot_pretrain
+    from rlntp.plots import plot_run
 
-    print(f"wrote {plot_pretrain(run_dir, out)}")
+    print(f"wrote {plot_run(run_dir, out)}")
 
 
 def fig1(out: Path = Path("runs/fig1"), preset: str = "cpu", device: str = "auto", quiet: bool = False) -> None:
