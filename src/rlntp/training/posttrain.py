@@ -7,7 +7,6 @@ continues from the pre-training samples of the starting checkpoint and counts ev
 sequence, rollout multiplicity included, as the paper does (App. C.1).
 """
 
-import copy
 import dataclasses
 import time
 from dataclasses import dataclass
@@ -154,20 +153,19 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
     source_checkpoint = runs.resolve_checkpoint(run.source, run.source_step)
     runs.prepare_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES)
 
-    model = load_model(source_checkpoint, run.model, device)
-    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_beta > 0 else None
+    checkpoint = runs.resolve_checkpoint(out) if resume and runs.checkpoint_steps(out) else None
+    model = load_model(checkpoint or source_checkpoint, run.model, device)
+    ref_model = None  # the KL term's reference: the starting model, frozen
+    if cfg.kl_beta > 0:
+        ref_model = load_model(source_checkpoint, run.model, device).eval().requires_grad_(False)
+    optimizer = make_adam(model, cfg.lr, device)
     rng = seeded_generator(device, cfg.seed, 2)
     step = 0
-    if resume and runs.checkpoint_steps(out):
-        checkpoint = runs.resolve_checkpoint(out)
-        model = load_model(checkpoint, run.model, device)
-        optimizer = make_adam(model, cfg.lr, device)
+    if checkpoint is not None:
         step = runs.load_trainer_state(checkpoint, optimizer, {"rollouts": rng})["step"]
         runs.truncate_metrics(out, step)
-    else:
-        optimizer = make_adam(model, cfg.lr, device)
-        if resume:
-            runs.truncate_metrics(out, -1)
+    elif resume:
+        runs.truncate_metrics(out, -1)
     model.train()
 
     def samples_seen(step: int) -> int:

@@ -84,14 +84,15 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
     device = resolve_device(cfg.device)
     runs.prepare_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES)
 
-    model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, cfg.seed, device)
+    checkpoint = runs.resolve_checkpoint(out) if resume and runs.checkpoint_steps(out) else None
+    if checkpoint is None:
+        model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, cfg.seed, device)
+    else:
+        model = load_model(checkpoint, run.model, device)
     optimizer = make_adam(model, cfg.lr, device)
     data_rng = seeded_generator(device, cfg.seed)
     step, loss_sum, loss_steps = 0, 0.0, 0
-    if resume and runs.checkpoint_steps(out):
-        checkpoint = runs.resolve_checkpoint(out)
-        model = load_model(checkpoint, run.model, device)
-        optimizer = make_adam(model, cfg.lr, device)
+    if checkpoint is not None:
         state = runs.load_trainer_state(checkpoint, optimizer, {"data": data_rng})
         step, loss_sum, loss_steps = state["step"], state["loss_sum"], state["loss_steps"]
         runs.truncate_metrics(out, step)
