@@ -77,7 +77,7 @@ def parity_tokenizer() -> PreTrainedTokenizerFast:
 
 def prompt_dataset(task: ParityTask, n: int, seed: int) -> "Dataset":
     """n fresh inputs as TRL prompts: `0 1 1 0 ...` (d bits, no BOS, as rlntp's model reads them)."""
-    x = task.sample_inputs(n, seeded_generator(CPU, seed, 3))
+    x = task.sample_prompts(n, seeded_generator(CPU, seed, 3))
     return Dataset.from_dict({"prompt": [" ".join(TOKEN_NAMES[b] for b in row) for row in x.tolist()]})
 
 
@@ -172,7 +172,8 @@ def time_steps(checkpoint: Path, task: ParityTask, rounds: int, warmup: int, see
     rlntp_lengths: list[float] = []
 
     def rlntp_step():
-        rollouts = sample_rollouts(model, task, post.prompts, post.rollouts, post.temperature, post.reward, rng)
+        rollouts = sample_rollouts(model, task, task.sample_prompts(post.prompts, rng), post.rollouts, post.temperature,
+                                   post.reward, rng)
         grpo_update(model, optimizer, rollouts, post.clip_eps, post.kl_beta, None, post.updates_per_step,
                     post.token_level)
         rlntp_lengths.append(rollouts.lengths.float().mean().item())
@@ -206,8 +207,8 @@ def rlntp_curve(checkpoint: Path, task: ParityTask, post: PosttrainConfig, eval_
     curve = [(0, greedy_acc(model, task, eval_samples, post.seed, 0))]
     rewards = []
     for step in range(1, post.steps + 1):
-        rollouts = sample_rollouts(model, task, post.prompts, post.rollouts, post.temperature, post.reward, rng,
-                                   post.length_penalty)
+        rollouts = sample_rollouts(model, task, task.sample_prompts(post.prompts, rng), post.rollouts,
+                                   post.temperature, post.reward, rng, post.length_penalty)
         grpo_update(model, optimizer, rollouts, post.clip_eps, post.kl_beta, None, post.updates_per_step,
                     post.token_level)
         rewards.append(rollouts.rewards.mean().item())

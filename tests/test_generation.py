@@ -16,7 +16,7 @@ def _hf_greedy(hf_model, prompts, max_new_tokens):
 
 def test_greedy_generation_matches_hugging_face_generate(small_trained):
     task, model = small_trained
-    prompts = task.sample_inputs(512, torch.Generator().manual_seed(0))
+    prompts = task.sample_prompts(512, torch.Generator().manual_seed(0))
     ours = generate(model, prompts, task.max_new_tokens, task.eos_id)
     theirs = _hf_greedy(model.to_hf(), prompts, task.max_new_tokens)
     assert torch.equal(ours, theirs)
@@ -39,7 +39,7 @@ def test_greedy_generation_of_mistral_matches_hugging_face_generate():
 
 def test_generation_stops_at_eos_and_pads_with_eos(small_trained):
     task, model = small_trained
-    prompts = task.sample_inputs(256, torch.Generator().manual_seed(1))
+    prompts = task.sample_prompts(256, torch.Generator().manual_seed(1))
     out = generate(model, prompts, task.max_new_tokens, task.eos_id, temperature=1.0,
                    generator=torch.Generator().manual_seed(0))
     assert out.shape == (256, task.max_new_tokens)
@@ -49,7 +49,7 @@ def test_generation_stops_at_eos_and_pads_with_eos(small_trained):
 
 def test_sampling_draws_from_softmax_over_temperature(small_trained):
     task, model = small_trained
-    prompt = task.sample_inputs(1, torch.Generator().manual_seed(2)).repeat(20_000, 1)
+    prompt = task.sample_prompts(1, torch.Generator().manual_seed(2)).repeat(20_000, 1)
     with torch.no_grad():
         logits = model(prompt[:1])[0, -1]
     for temperature in (0.5, 1.0, 2.0):
@@ -61,7 +61,7 @@ def test_sampling_draws_from_softmax_over_temperature(small_trained):
 
 def test_sampling_is_reproducible_from_the_generator(small_trained):
     task, model = small_trained
-    prompts = task.sample_inputs(64, torch.Generator().manual_seed(4))
+    prompts = task.sample_prompts(64, torch.Generator().manual_seed(4))
     a = generate(model, prompts, task.max_new_tokens, task.eos_id, 1.0, torch.Generator().manual_seed(9))
     b = generate(model, prompts, task.max_new_tokens, task.eos_id, 1.0, torch.Generator().manual_seed(9))
     assert torch.equal(a, b)

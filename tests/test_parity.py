@@ -5,7 +5,8 @@ import torch
 
 from rlntp.cli import main
 from rlntp.errors import ConfigError
-from rlntp.tasks.parity import EOS, LONG, MEDIUM, SHORT, ParityTask, answers, output_lengths
+from rlntp.tasks.base import output_lengths
+from rlntp.tasks.parity import EOS, LONG, MEDIUM, SHORT, ParityTask, answers
 
 
 def test_outputs_of_each_component_hand_computed():
@@ -61,7 +62,7 @@ def test_answer_extraction_and_validity():
         [1, 1, 0, 1, 1],  # no EOS within the budget: wrong
     ])
     assert answers(outputs).tolist() == [1, 1, 1, 0, -1, -1]
-    assert output_lengths(outputs, 5).tolist() == [4, 1, 2, 1, 0, 5]
+    assert output_lengths(outputs, EOS, 5).tolist() == [4, 1, 2, 1, 0, 5]
     assert task.is_correct(x, outputs).tolist() == [True, True, True, False, False, False]
     assert task.is_valid_cot(x, outputs).tolist() == [True, True, False, False, False, False]
     # tokens after the first EOS do not matter

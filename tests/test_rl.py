@@ -14,7 +14,8 @@ import torch
 
 from rlntp.errors import ConfigError
 from rlntp.models import ModelConfig, build_model
-from rlntp.tasks.parity import EOS, ParityTask, answers, output_lengths
+from rlntp.tasks.base import output_lengths
+from rlntp.tasks.parity import EOS, ParityTask
 from rlntp.training.grpo import clipped_surrogate, group_advantages, grpo_update, k3_kl
 from rlntp.training.losses import token_logprobs
 from rlntp.training.posttrain import PosttrainConfig
@@ -29,10 +30,10 @@ Y = [0, 1, 1, 0]  # parity 0, prefix parities 0 1 0 0
 
 
 def _rollouts(inputs, outputs, rewards, group_size):
-    """A hand-built batch: lengths and answers derived from the outputs, rewards given."""
+    """A hand-built batch: lengths and the long flag derived from the outputs, rewards given."""
     outputs = torch.tensor(outputs)
-    return Rollouts(inputs=torch.tensor(inputs), outputs=outputs,
-                    lengths=output_lengths(outputs, outputs.shape[1]), answers=answers(outputs),
+    lengths = output_lengths(outputs, EOS)
+    return Rollouts(inputs=torch.tensor(inputs), outputs=outputs, lengths=lengths, is_long=lengths == len(inputs[0]),
                     rewards=torch.tensor(rewards, dtype=torch.float32), components={}, group_size=group_size)
 
 
@@ -208,13 +209,13 @@ def test_star_filter_keeps_exactly_the_positive_rewards():
     batch = _rollouts([X, Y, X, Y, X],
                       [[1, 1, 0, 1, E], [1, E, E, E, E], [1, E, E, E, E], [0, E, E, E, E], [1, 0, 1, E, E]],
                       [1.0, 0.0, 0.5, -0.3, 1.0], group_size=5)
-    batch = Rollouts(batch.inputs, batch.outputs, batch.lengths, batch.answers, batch.rewards,
+    batch = Rollouts(batch.inputs, batch.outputs, batch.lengths, batch.is_long, batch.rewards,
                      {"correct": torch.tensor([1.0, 0, 1, 0, 1])}, batch.group_size)
     kept = star_filter(batch)
     keep = [0, 2, 4]
     assert torch.equal(kept.rewards, torch.tensor([1.0, 0.5, 1.0]))
     assert torch.equal(kept.inputs, batch.inputs[keep]) and torch.equal(kept.outputs, batch.outputs[keep])
-    assert torch.equal(kept.lengths, torch.tensor([4, 1, 3])) and torch.equal(kept.answers, torch.tensor([1, 1, 1]))
+    assert torch.equal(kept.lengths, torch.tensor([4, 1, 3])) and torch.equal(kept.is_long, torch.tensor([True, False, False]))
     assert torch.equal(kept.components["correct"], torch.tensor([1.0, 1, 1]))
     assert kept.group_size == 1
 
@@ -380,11 +381,13 @@ def test_sample_rollouts_from_a_trained_model(small_trained):
     hook = model.register_forward_pre_hook(lambda module, args: modes.append(module.training))
     try:
         model.train()
-        r = sample_rollouts(model, task, prompts=16, rollouts_per_prompt=4, temperature=1.0, reward="length",
-                            generator=torch.Generator().manual_seed(0), length_penalty=0.4)
+        g = torch.Generator().manual_seed(0)
+        r = sample_rollouts(model, task, task.sample_prompts(16, g), rollouts_per_prompt=4, temperature=1.0,
+                            reward="length", generator=g, length_penalty=0.4)
         assert model.training and modes and not any(modes)  # generated in eval mode, train mode restored
         model.eval()
-        again = sample_rollouts(model, task, 16, 4, 1.0, "length", torch.Generator().manual_seed(0), 0.4)
+        g = torch.Generator().manual_seed(0)
+        again = sample_rollouts(model, task, task.sample_prompts(16, g), 4, 1.0, "length", g, 0.4)
         assert not model.training
     finally:
         hook.remove()
@@ -392,15 +395,15 @@ def test_sample_rollouts_from_a_trained_model(small_trained):
 
     d = task.d
     assert r.inputs.shape == (64, d) and r.outputs.shape == (64, d + 1)
-    assert r.lengths.shape == r.answers.shape == r.rewards.shape == (64,)
+    assert r.lengths.shape == r.is_long.shape == r.rewards.shape == (64,)
     assert r.rewards.dtype == torch.float32 and r.group_size == 4
     # each prompt repeated 4 times in adjacent rows; the 16 prompts are fresh random inputs
     groups = r.inputs.view(16, 4, d)
     assert torch.equal(groups, groups[:, :1].expand(16, 4, d))
     assert len(set(map(tuple, groups[:, 0].tolist()))) >= 8
     # records agree with the outputs and the reward
-    assert torch.equal(r.lengths, output_lengths(r.outputs, d + 1))
-    assert torch.equal(r.answers, answers(r.outputs))
+    assert torch.equal(r.lengths, output_lengths(r.outputs, EOS, d + 1))
+    assert torch.equal(r.is_long, r.lengths == d)
     expected = compute_reward("length", task, r.inputs, r.outputs, 0.4)
     assert torch.equal(r.rewards, expected.value)
     assert r.components.keys() == expected.components.keys()
@@ -410,7 +413,8 @@ def test_sample_rollouts_from_a_trained_model(small_trained):
     assert any(len(set(map(tuple, group.tolist()))) > 1 for group in r.outputs.view(16, 4, d + 1))
     # the same seed gives the same rollouts, in either mode; another seed gives others
     assert torch.equal(again.inputs, r.inputs) and torch.equal(again.outputs, r.outputs)
-    other = sample_rollouts(model, task, 16, 4, 1.0, "length", torch.Generator().manual_seed(1), 0.4)
+    g = torch.Generator().manual_seed(1)
+    other = sample_rollouts(model, task, task.sample_prompts(16, g), 4, 1.0, "length", g, 0.4)
     assert not torch.equal(other.outputs, r.outputs)
 
 

@@ -18,24 +18,66 @@ if TYPE_CHECKING:  # resolved at run time by _resolve_annotations
 Flat = tyro.conf.arg(name="")  # a config dataclass whose fields become top-level --options
 
 
-def sample(task: Annotated["TaskConfig", Flat], n: int = 10, seed: int = 0) -> None:
-    """Print n sequences of a task's mixture, one per line: inputs, outputs, EOS.
+def sample(task: Annotated["TaskConfig", Flat], n: int = 10, seed: int = 0, operands: str | None = None) -> None:
+    """Print n sequences of a task's mixture, one per line, in the task's text format.
+
+    Parity: inputs, outputs, EOS. Multiplication: the public line of Deng et al. (no EOS).
 
     Args:
         task: the mixture distribution
         n: number of sequences
         seed: seed of the sampling generator
+        operands: mult: print the line of A x B (`A,B`, most significant digit first), long with
+            probability p_cot (--p-cot 1: long, 0: short)
     """
     import torch
 
+    from rlntp.errors import check
     from rlntp.tasks import make_task
-    from rlntp.tasks.parity import format_tokens
 
     t = make_task(task)
     check_positive(n=n)
-    seqs = t.sample(n, torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    if operands is not None:
+        check(task.task == "mult", f"--operands is for --task mult, got --task {task.task}")
+        a, b = t.parse_operands(operands)
+        long = bool(torch.rand(1, generator=generator) < task.p_cot)
+        print(t.line(a, b, long))
+        return
+    seqs = t.sample(n, generator)
     for row, length in zip(seqs.tokens.tolist(), seqs.lengths.tolist()):
-        print(format_tokens(row[: t.prompt_len + length + 1]))
+        print(t.to_text(row[: t.prompt_len + length + 1]))
+
+
+def data_mult(digits: int = 4, p_cot: float = 0.25, train: int = 808_000, valid: int = 1000, test: int = 1000,
+              seed: int = 0, out: Path = Path("data/mult"), from_text: tuple[str, ...] = ()) -> None:
+    """Make a multiplication dataset: distinct n-digit operand pairs, no pair in two splits (paper App. B.2).
+
+    Writes train/valid/test Parquet files (`datasets.load_dataset("parquet", data_dir=OUT)` reads them),
+    a manifest of how they were made and the word-level tokenizer. Each training row keeps its chain
+    of thought with probability p_cot; valid and test rows keep theirs. Same options, same bytes.
+
+    Args:
+        digits: digits n of each operand (2 .. 9)
+        p_cot: probability that a training row keeps its chain of thought
+        train: training pairs to draw (paper: 808,000)
+        valid: validation pairs to draw
+        test: test pairs to draw (paper: 1,000)
+        seed: seed of the pairs and of the long/short decisions
+        out: the dataset directory to create (must not exist or be empty)
+        from_text: import splits from public text files of Deng et al. instead of drawing them,
+            as SPLIT=FILE (e.g. train=4_by_4_mult/train.txt test=4_by_4_mult/test_bigbench.txt)
+    """
+    from rlntp.errors import check
+    from rlntp.tasks.multiplication import make_dataset
+
+    files = {}
+    for item in from_text:
+        split, sep, path = item.partition("=")
+        check(bool(sep) and bool(path), f"--from-text takes SPLIT=FILE (train, valid or test), got {item!r}")
+        files[split] = Path(path)
+    make_dataset(out, digits, p_cot, {"train": train, "valid": valid, "test": test}, seed, files)
+    print(f"wrote {out}")
 
 
 def pretrain(task: Annotated["TaskConfig", Flat], model: Annotated["ModelConfig", Flat],
@@ -76,17 +118,18 @@ def posttrain(post: Annotated["PosttrainConfig", Flat], from_: Annotated[Path, t
 
 def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, samples: int = 2560,
              seed: int = 0, device: str = "auto", json_out: Annotated[bool, tyro.conf.arg(name="json")] = False) -> None:
-    """Evaluate a checkpoint of a run on fresh inputs: accuracy and length, greedy and sampled.
+    """Evaluate a checkpoint of a run (fresh inputs, or its dataset's test split): accuracy and length.
 
     Args:
         run_dir: a run directory written by `rlntp pretrain` or `rlntp posttrain`
         step: the checkpoint to evaluate (default: the last one)
-        samples: number of fresh inputs
+        samples: number of inputs (with a dataset: at most its test split)
         seed: seed of the evaluation inputs and sampling
         device: cpu, cuda, cuda:N or auto
         json_out: print one JSON object instead of a table
     """
     from rlntp import runs
+    from rlntp.data import make_data
     from rlntp.devices import resolve_device, seeded_generator
     from rlntp.evaluation import evaluate as run_evaluate
     from rlntp.models import load_model
@@ -97,16 +140,21 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
     checkpoint = runs.resolve_checkpoint(run_dir, step)
     dev = resolve_device(device)
     task = make_task(task_config)
+    data = make_data(task, task_config.data, seed, dev)
     model = load_model(checkpoint, model_config, dev)
+    if data.test_prompts is not None:
+        samples = min(samples, len(data.test_prompts))
     metrics = {"checkpoint": str(checkpoint), "samples": samples}
-    metrics |= run_evaluate(model, task, samples, seeded_generator(dev, seed))
+    metrics |= run_evaluate(model, task, samples, seeded_generator(dev, seed), test_prompts=data.test_prompts)
     if json_out:
         print(json.dumps(metrics))
         return
-    print(f"checkpoint  {checkpoint}  ({samples} fresh inputs, d = {task.d})")
+    source = "fresh inputs" if data.test_prompts is None else f"test pairs of {task_config.data}"
+    print(f"checkpoint  {checkpoint}  ({samples} {source}, {task.title})")
     for mode in ("greedy", "sampled"):
         print(f"{mode:8s} accuracy {metrics[f'eval/{mode}_acc']:.4f}   median length "
-              f"{metrics[f'eval/{mode}_len_median']:g}   P(length = d) {metrics[f'eval/{mode}_long_frac']:.4f}")
+              f"{metrics[f'eval/{mode}_len_median']:g}   P(length = {task.long_len}, long) "
+              f"{metrics[f'eval/{mode}_long_frac']:.4f}   P(no EOS) {metrics[f'eval/{mode}_no_eos_frac']:.4f}")
     for mode in ("greedy", "sampled"):
         hist = metrics[f"eval/{mode}_len_hist"]
         print(f"{mode:8s} length histogram (length: count) "
@@ -172,7 +220,8 @@ def check_positive(**values: int) -> None:
 
 
 DESCRIPTION = ("RL after next-token prediction (Tsilivis et al., 2025). The paper's figures as recipes: "
-               "rlntp reproduce --help; its theory (linear autoregressive model): rlntp theory --help")
+               "rlntp reproduce --help; datasets on disk: rlntp data --help; its theory (linear autoregressive "
+               "model): rlntp theory --help")
 REPRODUCE = {"fig1": fig1, "fig3": fig3}
 COMMANDS = {"sample": sample, "pretrain": pretrain, "posttrain": posttrain, "eval": evaluate, "plot": plot}
 
@@ -180,6 +229,8 @@ COMMANDS = {"sample": sample, "pretrain": pretrain, "posttrain": posttrain, "eva
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `rlntp` console script (`rlntp theory ...` goes to the theory's own commands)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["data"]:
+        return _run({"mult": data_mult}, argv[1:], prog="rlntp data", description="Datasets on disk")
     if argv[:1] == ["reproduce"]:
         return _run(REPRODUCE, argv[1:], prog="rlntp reproduce", description="The paper's figures as recipes")
     if argv[:1] == ["theory"]:

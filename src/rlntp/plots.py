@@ -9,19 +9,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from rlntp import runs  # noqa: E402
 from rlntp.errors import RunDirError  # noqa: E402
+from rlntp.tasks import make_task  # noqa: E402
 
 
 def plot_run(run_dir: Path, out: Path | None = None) -> Path:
-    """Accuracy and P(length = d) against samples, greedy solid and sampled dashed (paper Fig. 2).
+    """Accuracy and P(long length) against samples, greedy solid and sampled dashed (paper Fig. 2).
 
     Pre-training runs are drawn against samples seen, post-training runs against RL samples.
     """
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
+    task_config, _ = runs.read_task_and_model(run_dir)
+    task = make_task(task_config)
     records = [r for r in runs.read_metrics(run_dir) if "eval/greedy_acc" in r]
     if not records:
         raise RunDirError(f"{run_dir} has no evaluations in {runs.METRICS} yet")
-    p_cot, d = config["task"]["p_cot"], config["task"]["d"]
+    p_cot = task_config.p_cot
     if config["stage"] == "posttrain":
         x = [r["rl_samples"] for r in records]
         xlabel = f"RL samples (from step {config['source_step']:,}, {config['start_samples_seen']:,} samples seen)"
@@ -31,17 +34,18 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     fig, (ax_acc, ax_len) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     ax_acc.plot(x, [r["eval/greedy_acc"] for r in records], "-", color="C3", label="greedy")
     ax_acc.plot(x, [r["eval/sampled_acc"] for r in records], "--", color="C3", label="sampled (T = 1)")
-    ax_acc.axhline(0.5, color="grey", lw=0.8, ls=":")
-    ax_acc.axhline((1 + p_cot) / 2, color="C0", lw=0.8, ls=":", label=r"$(1 + p_{cot})/2$")
-    ax_acc.set(xlabel=xlabel, ylabel="test accuracy", ylim=(0.3, 1.03))
+    calibrated = p_cot + (1 - p_cot) * task.guess_acc  # long answers right, short ones guesses
+    ax_acc.axhline(task.guess_acc, color="grey", lw=0.8, ls=":")
+    ax_acc.axhline(calibrated, color="C0", lw=0.8, ls=":", label=r"calibrated: $p_{cot}$ + $(1 - p_{cot})$ x chance")
+    ax_acc.set(xlabel=xlabel, ylabel="test accuracy", ylim=(min(0.3, task.guess_acc) - 0.03, 1.03))
     ax_len.plot(x, [r["eval/greedy_long_frac"] for r in records], "-", color="C3", label="greedy")
     ax_len.plot(x, [r["eval/sampled_long_frac"] for r in records], "--", color="C3", label="sampled (T = 1)")
     ax_len.axhline(p_cot, color="C0", lw=0.8, ls=":", label=r"$p_{cot}$")
-    ax_len.set(xlabel=xlabel, ylabel=f"P(length = d = {d})", ylim=(-0.03, 1.03))
+    ax_len.set(xlabel=xlabel, ylabel=f"P(long: length = {task.long_len})", ylim=(-0.03, 1.03))
     for ax in (ax_acc, ax_len):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{config['stage']}: parity d = {d}, $p_{{cot}}$ = {p_cot}, {config['model']['arch']} "
+    fig.suptitle(f"{config['stage']}: {task.title}, $p_{{cot}}$ = {p_cot}, {config['model']['arch']} "
                  f"{config['model']['layers']}x{config['model']['width']}")
     out = Path(out) if out else run_dir / "plot.png"
     fig.savefig(out, dpi=120)

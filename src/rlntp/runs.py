@@ -6,6 +6,7 @@ Layout of a run directory:
     metrics.jsonl                  one JSON object per evaluation (`step`, `samples_seen`, `eval/...`)
     checkpoints/step_0000500/      one per save, all kept:
         config.json, model.safetensors     a Hugging Face checkpoint (`from_pretrained` loads it)
+        tokenizer.json, ...                its word-level tokenizer (`AutoTokenizer.from_pretrained`)
         trainer_state.safetensors          optimizer moments and random-generator states
         trainer_state.json                 step, samples seen, optimizer hyper-parameters
     plot.png                       written by `rlntp plot`
@@ -122,13 +123,19 @@ def resolve_checkpoint(run_dir: Path, step: int | None = None) -> Path:
 
 
 def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    generators: dict[str, torch.Generator], state: dict[str, Any]) -> Path:
-    """Write checkpoint `step` atomically (into a temporary directory, then renamed into place)."""
+                    generators: dict[str, torch.Generator], state: dict[str, Any], tokenizer=None) -> Path:
+    """Write checkpoint `step` atomically (into a temporary directory, then renamed into place).
+
+    With a `tokenizer` (a Hugging Face one), it is saved beside the weights, so `AutoTokenizer` and
+    `AutoModelForCausalLM` both load the checkpoint directory.
+    """
     final = checkpoint_path(run_dir, step)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_model(model, tmp)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
     opt = optimizer.state_dict()
     tensors = {f"optimizer/{i}/{k}": v.contiguous() for i, s in opt["state"].items() for k, v in s.items()}
     tensors |= {f"rng/{name}": g.get_state() for name, g in generators.items()}

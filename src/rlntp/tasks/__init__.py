@@ -1,11 +1,17 @@
-"""Tasks: mixtures of long (chain-of-thought) and short sequences encoding one task."""
+"""Tasks: mixtures of long (chain-of-thought) and short sequences encoding one task.
+
+Every stage uses the `Task` interface of `tasks/base.py`; a new task is a module with a `Task`
+subclass, listed in TASKS, and its options in TaskConfig.
+"""
 
 from dataclasses import dataclass
 
 from rlntp.errors import check
+from rlntp.tasks.base import Task
+from rlntp.tasks.multiplication import MultiplicationTask
 from rlntp.tasks.parity import ParityTask
 
-TASKS = ("parity",)
+TASKS = ("parity", "mult")
 
 
 @dataclass(frozen=True)
@@ -13,19 +19,28 @@ class TaskConfig:
     """Which mixture distribution to learn from."""
 
     task: str = "parity"
-    """the task: parity"""
+    """the task: parity or mult (n x n multiplication)"""
     d: int = 20
-    """number of input bits"""
+    """parity: number of input bits"""
+    digits: int = 4
+    """mult: digits n of each operand"""
     p_cot: float = 0.25
     """probability of a long (full chain-of-thought) sequence"""
     p_medium: float = 0.0
-    """probability of a medium (partial chain-of-thought) sequence (paper App. C.2)"""
+    """parity: probability of a medium (partial chain-of-thought) sequence (paper App. C.2)"""
+    data: str | None = None
+    """a dataset directory made by `rlntp data` (its train split for pre-training and RL prompts, its test
+    split for evaluation); default: fresh samples of the task"""
 
     def __post_init__(self):
         check(self.task in TASKS, f"unknown task {self.task!r}; choose one of: {', '.join(TASKS)}")
+        check(self.task == "parity" or self.p_medium == 0,
+              f"p_medium (a partial chain of thought) exists for parity only, got {self.p_medium} with task {self.task}")
         make_task(self)  # validates the task's own fields before any work starts
 
 
-def make_task(config: TaskConfig) -> ParityTask:
+def make_task(config: TaskConfig) -> Task:
     """The task object that samples sequences and checks answers for `config`."""
+    if config.task == "mult":
+        return MultiplicationTask(digits=config.digits, p_cot=config.p_cot)
     return ParityTask(d=config.d, p_cot=config.p_cot, p_medium=config.p_medium)

@@ -16,13 +16,14 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rlntp import runs
+from rlntp.data import make_data
 from rlntp.devices import resolve_device, seeded_generator
 from rlntp.errors import RunDirError, check
 from rlntp.evaluation import evaluate
 from rlntp.models import ModelConfig, load_model
 from rlntp.tasks import TaskConfig, make_task
 from rlntp.training.grpo import grpo_update
-from rlntp.training.optim import make_adam
+from rlntp.training.optim import check_optimizer, make_optimizer
 from rlntp.training.reinforce import reinforce_update
 from rlntp.training.rewards import REWARDS
 from rlntp.training.rollout import sample_rollouts
@@ -41,15 +42,21 @@ class PosttrainConfig:
     algo: str = "grpo"
     """grpo, reinforce or star"""
     reward: str = "e2e"
-    """e2e (answer token correct), cot (whole output a valid sequence), length (e2e - length_penalty * length / d)"""
+    """e2e (answer correct), cot (whole output a valid sequence), length (e2e - length_penalty * length / long length)"""
     temperature: float = 1.0
     """sampling temperature of the rollouts (tau_RL)"""
     steps: int = 30
     """RL steps (STaR: rounds)"""
     lr: float = 1e-4
-    """Adam learning rate"""
+    """learning rate"""
+    optimizer: str = "adam"
+    """adam (paper, parity) or adamw (paper, multiplication, with TRL's defaults: no weight decay, clipping 1.0)"""
+    weight_decay: float = 0.0
+    """adamw: decoupled weight decay"""
+    max_grad_norm: float | None = None
+    """clip the gradient norm to this before every step; default: no clipping"""
     prompts_per_step: int | None = None
-    """fresh inputs per step (default: grpo 8, reinforce 64, star 3200)"""
+    """prompts per step, fresh (or from the dataset's train split) (default: grpo 8, reinforce 64, star 3200)"""
     rollouts_per_prompt: int | None = None
     """responses sampled per input (default: grpo 8, reinforce 1, star 1)"""
     clip_eps: float = 0.2
@@ -61,7 +68,7 @@ class PosttrainConfig:
     token_level: bool = True
     """grpo: one average over all response tokens of the batch (DAPO); --no-token-level: 1/|o_i| per response"""
     length_penalty: float = 0.4
-    """reward 'length': lambda in r - lambda * length / d (paper App. C.2: 0.4)"""
+    """reward 'length': lambda in r - lambda * length / long length (paper App. C.2: 0.4, long length d)"""
     star_epochs: int = 3
     """star: epochs of next-token training on the kept samples per round"""
     star_batch_size: int = 64
@@ -71,7 +78,7 @@ class PosttrainConfig:
     eval_every: int = 5
     """evaluate every this many steps (and at step 0 and the last step)"""
     eval_samples: int = 640
-    """fresh inputs per evaluation (paper: 640)"""
+    """inputs per evaluation, fresh or the first of the dataset's test split (paper: 640)"""
     save_every: int = 10
     """checkpoint every this many steps (and at the last step)"""
     device: str = "auto"
@@ -81,7 +88,7 @@ class PosttrainConfig:
         check(self.algo in ALGOS, f"unknown algo {self.algo!r}; choose one of: {', '.join(ALGOS)}")
         check(self.reward in REWARDS, f"unknown reward {self.reward!r}; choose one of: {', '.join(REWARDS)}")
         check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
-        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check_optimizer(self.optimizer, self.lr, self.weight_decay, self.max_grad_norm)
         check(0 < self.clip_eps < 1, f"clip_eps must be in (0, 1), got {self.clip_eps}")
         check(self.kl_beta >= 0, f"kl_beta must be >= 0, got {self.kl_beta}")
         for name in ("steps", "updates_per_step", "star_epochs", "star_batch_size", "eval_every", "eval_samples",
@@ -151,6 +158,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
     cfg = run.post
     device = resolve_device(cfg.device)
     source_checkpoint = runs.resolve_checkpoint(run.source, run.source_step)
+    data = make_data(task, run.task.data, cfg.seed, device)
     runs.prepare_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES)
 
     checkpoint = runs.resolve_checkpoint(out) if resume and runs.checkpoint_steps(out) else None
@@ -158,7 +166,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
     ref_model = None  # the KL term's reference: the starting model, frozen
     if cfg.kl_beta > 0:
         ref_model = load_model(source_checkpoint, run.model, device).eval().requires_grad_(False)
-    optimizer = make_adam(model, cfg.lr, device)
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, device, cfg.weight_decay, cfg.max_grad_norm)
     rng = seeded_generator(device, cfg.seed, 2)
     step = 0
     if checkpoint is not None:
@@ -176,7 +184,8 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
                                   "rl_samples": step * cfg.samples_per_step}
         for key in (stats[0] if stats else {}):
             record[key] = sum(s[key] for s in stats) / len(stats)
-        record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1))
+        record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
+                           test_prompts=data.test_prompts)
         if stats:
             record["perf/step_s"] = train_time / len(stats)
         runs.append_metrics(out, record)
@@ -189,7 +198,8 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
     bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.algo} {out.name}", disable=not progress, unit="step")
     while step < cfg.steps:
         t0 = time.perf_counter()
-        rollouts = sample_rollouts(model, task, cfg.prompts, cfg.rollouts, cfg.temperature, cfg.reward, rng,
+        prompts = data.rl_prompts(cfg.prompts, rng)
+        rollouts = sample_rollouts(model, task, prompts, cfg.rollouts, cfg.temperature, cfg.reward, rng,
                                    cfg.length_penalty)
         if cfg.algo == "grpo":
             update = grpo_update(model, optimizer, rollouts, cfg.clip_eps, cfg.kl_beta, ref_model, cfg.updates_per_step,
@@ -203,7 +213,8 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
         stats.append(update | {
             "rl/reward_mean": rollouts.rewards.mean().item(),
             "rl/response_len_mean": rollouts.lengths.float().mean().item(),
-            "rl/long_frac": (rollouts.lengths == task.long_len).float().mean().item(),
+            "rl/long_frac": rollouts.is_long.float().mean().item(),
+            "rl/no_eos_frac": (rollouts.lengths == task.max_new_tokens).float().mean().item(),
         } | {f"rl/{name}": value.mean().item() for name, value in rollouts.components.items()})
         bar.update(1)
 
@@ -214,7 +225,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
             stats, train_time = [], 0.0
         if step % cfg.save_every == 0 or step == cfg.steps:
             runs.save_checkpoint(out, step, model, optimizer, {"rollouts": rng},
-                                 {"samples_seen": samples_seen(step)})
+                                 {"samples_seen": samples_seen(step)}, tokenizer=task.tokenizer())
     bar.close()
     return out
 

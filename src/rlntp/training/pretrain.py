@@ -1,10 +1,11 @@
-"""Next-token pre-training on fresh samples of the mixture (paper §2, App. A.2, B.1).
+"""Next-token pre-training on the mixture (paper §2, App. A.2, B.1, B.2).
 
-The loop reads top to bottom: sample a fresh batch, take an Adam step on the output-token loss,
-evaluate every `eval_every` steps on fresh inputs, checkpoint every `save_every` steps. A run killed
-at any point resumes from its last checkpoint with the same results as an uninterrupted one: the
-optimizer moments and the data generator's state are in the checkpoint, and every evaluation draws
-its inputs from a generator seeded by (seed, step) alone.
+The loop reads top to bottom: take the step's batch (a fresh sample of the task, or the next rows of
+a dataset's seeded epoch order), take an optimizer step on the output-token loss, evaluate every
+`eval_every` steps (fresh inputs, or the dataset's test split), checkpoint every `save_every` steps.
+A run killed at any point resumes from its last checkpoint with the same results as an
+uninterrupted one: the optimizer moments and the data generator's state are in the checkpoint, and
+every evaluation draws from a generator seeded by (seed, step) alone.
 """
 
 import dataclasses
@@ -16,13 +17,14 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rlntp import runs
+from rlntp.data import make_data
 from rlntp.devices import resolve_device, seeded_generator
 from rlntp.errors import RunDirError, check
 from rlntp.evaluation import evaluate
 from rlntp.models import ModelConfig, build_model, load_model
 from rlntp.tasks import TaskConfig, make_task
 from rlntp.training.losses import next_token_loss
-from rlntp.training.optim import make_adam
+from rlntp.training.optim import check_optimizer, make_optimizer
 
 STAGE = "pretrain"
 
@@ -32,11 +34,17 @@ class PretrainConfig:
     """Optimization and bookkeeping of next-token pre-training."""
 
     steps: int = 2000
-    """Adam steps, each on a fresh batch"""
+    """optimizer steps, each on a fresh batch (with a dataset: the next batch of its epochs)"""
     batch_size: int = 256
-    """sequences per step (paper: 256)"""
+    """sequences per step (paper: 256 for parity, 32 for multiplication)"""
     lr: float = 1e-3
-    """Adam learning rate"""
+    """learning rate"""
+    optimizer: str = "adam"
+    """adam (paper, parity) or adamw (paper, multiplication)"""
+    weight_decay: float = 0.0
+    """adamw: decoupled weight decay (torch's default is 0.01)"""
+    max_grad_norm: float | None = None
+    """clip the gradient norm to this before every step (paper, multiplication: 1.0); default: no clipping"""
     seed: int = 0
     """seeds the initialization, the training data and the evaluation inputs"""
     eval_every: int = 250
@@ -51,7 +59,7 @@ class PretrainConfig:
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "eval_samples", "save_every"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check_optimizer(self.optimizer, self.lr, self.weight_decay, self.max_grad_norm)
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,9 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
     task = make_task(run.task)
     cfg = run.train
     device = resolve_device(cfg.device)
+    data = make_data(task, run.task.data, cfg.seed, device)
+    check(data.train_size is None or data.train_size >= cfg.batch_size,
+          f"the dataset's train split has {data.train_size} rows, fewer than batch_size {cfg.batch_size}")
     runs.prepare_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES)
 
     checkpoint = runs.resolve_checkpoint(out) if resume and runs.checkpoint_steps(out) else None
@@ -89,11 +100,10 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
         model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, cfg.seed, device)
     else:
         model = load_model(checkpoint, run.model, device)
-    optimizer = make_adam(model, cfg.lr, device)
-    data_rng = seeded_generator(device, cfg.seed)
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, device, cfg.weight_decay, cfg.max_grad_norm)
     step, loss_sum, loss_steps = 0, 0.0, 0
     if checkpoint is not None:
-        state = runs.load_trainer_state(checkpoint, optimizer, {"data": data_rng})
+        state = runs.load_trainer_state(checkpoint, optimizer, data.generators)
         step, loss_sum, loss_steps = state["step"], state["loss_sum"], state["loss_steps"]
         runs.truncate_metrics(out, step)
     elif resume:
@@ -102,9 +112,12 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
 
     def log_eval(step: int, train_time: float, tokens: int, timed_steps: int) -> dict[str, Any]:
         record: dict[str, Any] = {"step": step, "samples_seen": step * cfg.batch_size}
+        if data.train_size is not None:
+            record["epoch"] = step * cfg.batch_size / data.train_size
         if loss_steps:
             record["train/loss"] = loss_sum / loss_steps
-        record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1))
+        record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
+                           test_prompts=data.test_prompts)
         if tokens:
             record["perf/tokens_per_s"] = tokens / train_time
             record["perf/step_s"] = train_time / timed_steps
@@ -117,7 +130,7 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
     bar = tqdm(total=cfg.steps, initial=step, desc=f"pretrain {out.name}", disable=not progress, unit="step")
     while step < cfg.steps:
         t0 = time.perf_counter()
-        batch = task.sample(cfg.batch_size, data_rng)
+        batch = data.train_batch(step, cfg.batch_size)
         loss, n_tokens = next_token_loss(model, batch.tokens, batch.loss_mask)
         loss.backward()  # flush the gradients as soon as we can, no need for this memory anymore
         optimizer.step()
@@ -134,7 +147,8 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
                             sampled=f"{record['eval/sampled_acc']:.2f}", long=f"{record['eval/sampled_long_frac']:.2f}")
             timed_steps, train_time, tokens, loss_sum, loss_steps = 0, 0.0, 0, 0.0, 0
         if step % cfg.save_every == 0 or step == cfg.steps:
-            runs.save_checkpoint(out, step, model, optimizer, {"data": data_rng},
-                                 {"samples_seen": step * cfg.batch_size, "loss_sum": loss_sum, "loss_steps": loss_steps})
+            runs.save_checkpoint(out, step, model, optimizer, data.generators,
+                                 {"samples_seen": step * cfg.batch_size, "loss_sum": loss_sum, "loss_steps": loss_steps},
+                                 tokenizer=task.tokenizer())
     bar.close()
     return out

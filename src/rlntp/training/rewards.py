@@ -1,4 +1,4 @@
-"""Outcome rewards for parity responses (paper §2 "Post-training", App. C.2 eq. 12).
+"""Outcome rewards of responses, for any task (paper §2 "Post-training", App. B.2, C.2 eq. 12).
 
 Each reward returns its value and the components it was built from, for logging.
 """
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from rlntp.errors import check
-from rlntp.tasks.parity import ParityTask, output_lengths
+from rlntp.tasks.base import Task
 
 REWARDS = ("e2e", "cot", "length")
 
@@ -21,26 +21,26 @@ class Reward:
     components: dict[str, torch.Tensor]
 
 
-def end_to_end(task: ParityTask, x: torch.Tensor, outputs: torch.Tensor) -> Reward:
-    """1 if the token right before EOS is the parity of x, else 0."""
+def end_to_end(task: Task, x: torch.Tensor, outputs: torch.Tensor) -> Reward:
+    """1 if the answer before EOS is right (parity: the last token; multiplication: the product after ####), else 0."""
     correct = task.is_correct(x, outputs).float()
     return Reward(correct, {"correct": correct})
 
 
-def chain_of_thought(task: ParityTask, x: torch.Tensor, outputs: torch.Tensor) -> Reward:
-    """1 if the whole output is this input's long, medium or short sequence, else 0."""
+def chain_of_thought(task: Task, x: torch.Tensor, outputs: torch.Tensor) -> Reward:
+    """1 if the whole output is one of this input's mixture sequences (long, medium or short), else 0."""
     valid = task.is_valid_cot(x, outputs).float()
     return Reward(valid, {"valid_cot": valid, "correct": task.is_correct(x, outputs).float()})
 
 
-def length_penalized(task: ParityTask, x: torch.Tensor, outputs: torch.Tensor, penalty: float) -> Reward:
-    """End-to-end reward minus penalty * (length / d) (App. C.2, lambda = 0.4 there)."""
+def length_penalized(task: Task, x: torch.Tensor, outputs: torch.Tensor, penalty: float) -> Reward:
+    """End-to-end reward minus penalty * (length / long length) (App. C.2: parity, length / d, lambda = 0.4)."""
     base = end_to_end(task, x, outputs)
-    length_term = penalty * output_lengths(outputs, task.max_new_tokens).float() / task.d
+    length_term = penalty * task.output_lengths(outputs).float() / task.long_len
     return Reward(base.value - length_term, base.components | {"length_penalty": length_term})
 
 
-def compute_reward(name: str, task: ParityTask, x: torch.Tensor, outputs: torch.Tensor,
+def compute_reward(name: str, task: Task, x: torch.Tensor, outputs: torch.Tensor,
                    length_penalty: float = 0.4) -> Reward:
     """The reward called `name` (one of REWARDS) of `outputs` for inputs `x`."""
     check(name in REWARDS, f"unknown reward {name!r}; choose one of: {', '.join(REWARDS)}")

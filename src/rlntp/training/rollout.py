@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from rlntp.generation import generate
-from rlntp.tasks.parity import ParityTask, answers, output_lengths
+from rlntp.tasks.base import Task
 from rlntp.training.rewards import compute_reward
 
 
@@ -15,13 +15,13 @@ class Rollouts:
     """N = prompts x rollouts_per_prompt responses; rows of one prompt are adjacent."""
 
     inputs: torch.Tensor
-    """(N, d) input bits (each prompt repeated rollouts_per_prompt times)"""
+    """(N, prompt_len) prompts (each repeated rollouts_per_prompt times)"""
     outputs: torch.Tensor
-    """(N, d + 1) response tokens, EOS after the first EOS"""
+    """(N, max_new_tokens) response tokens, EOS after the first EOS"""
     lengths: torch.Tensor
-    """(N,) tokens before the first EOS (d + 1: no EOS)"""
-    answers: torch.Tensor
-    """(N,) the token before EOS, -1 if none"""
+    """(N,) tokens before the first EOS (max_new_tokens: no EOS)"""
+    is_long: torch.Tensor
+    """(N,) bool: the response has the long, chain-of-thought length"""
     rewards: torch.Tensor
     """(N,) float rewards"""
     components: dict[str, torch.Tensor]
@@ -31,37 +31,37 @@ class Rollouts:
 
     @property
     def tokens(self) -> torch.Tensor:
-        """(N, 2d + 1) prompt and response, as the model reads them."""
+        """(N, prompt_len + max_new_tokens) prompt and response, as the model reads them."""
         return torch.cat([self.inputs, self.outputs], dim=1)
 
     @property
     def response_mask(self) -> torch.Tensor:
-        """(N, 2d + 1) True on response tokens up to and including the first EOS."""
-        d = self.inputs.shape[1]
+        """(N, prompt_len + max_new_tokens) True on response tokens up to and including the first EOS."""
+        prompt_len = self.inputs.shape[1]
         position = torch.arange(self.tokens.shape[1], device=self.inputs.device)
-        return (position >= d) & (position <= d + self.lengths[:, None])
+        return (position >= prompt_len) & (position <= prompt_len + self.lengths[:, None])
 
     def filter(self, keep: torch.Tensor) -> "Rollouts":
         """The rows where `keep` is True (group structure is not kept)."""
-        return Rollouts(self.inputs[keep], self.outputs[keep], self.lengths[keep], self.answers[keep],
+        return Rollouts(self.inputs[keep], self.outputs[keep], self.lengths[keep], self.is_long[keep],
                         self.rewards[keep], {k: v[keep] for k, v in self.components.items()}, group_size=1)
 
 
 @torch.no_grad()
-def sample_rollouts(model: nn.Module, task: ParityTask, prompts: int, rollouts_per_prompt: int,
+def sample_rollouts(model: nn.Module, task: Task, prompts: torch.Tensor, rollouts_per_prompt: int,
                     temperature: float, reward: str, generator: torch.Generator,
                     length_penalty: float = 0.4) -> Rollouts:
-    """Sample `rollouts_per_prompt` responses to each of `prompts` fresh inputs, in eval mode.
+    """Sample `rollouts_per_prompt` responses to each row of `prompts`, in eval mode.
 
     Rollouts are generated with the model in eval mode (no dropout; paper App. B.2 found this
     necessary), and the model's previous mode is restored.
     """
     was_training = model.training
     model.eval()
-    x = task.sample_inputs(prompts, generator).repeat_interleave(rollouts_per_prompt, dim=0)
+    x = prompts.repeat_interleave(rollouts_per_prompt, dim=0)
     outputs = generate(model, x, task.max_new_tokens, task.eos_id, temperature, generator)
     model.train(was_training)
     r = compute_reward(reward, task, x, outputs, length_penalty)
-    return Rollouts(inputs=x, outputs=outputs, lengths=output_lengths(outputs, task.max_new_tokens),
-                    answers=answers(outputs), rewards=r.value, components=r.components,
-                    group_size=rollouts_per_prompt)
+    lengths = task.output_lengths(outputs)
+    return Rollouts(inputs=x, outputs=outputs, lengths=lengths, is_long=lengths == task.long_len, rewards=r.value,
+                    components=r.components, group_size=rollouts_per_prompt)

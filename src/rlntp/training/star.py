@@ -37,4 +37,4 @@ def star_update(model: nn.Module, optimizer: torch.optim.Optimizer, rollouts: Ro
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
     return {"rl/loss": sum(losses) / len(losses) if losses else 0.0, "rl/kept_frac": n / len(rollouts.rewards),
-            "rl/kept_long_frac": (kept.lengths == kept.inputs.shape[1]).float().mean().item() if n else 0.0}
+            "rl/kept_long_frac": kept.is_long.float().mean().item() if n else 0.0}

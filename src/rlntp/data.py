@@ -1,0 +1,201 @@
+"""Where a stage's sequences come from: fresh samples of the task, or a fixed dataset on disk.
+
+A dataset directory (written by `rlntp data ...`) holds
+
+    manifest.json                       how it was made: task, options, row counts, file checksums
+    train.parquet, valid.parquet, test.parquet
+                                        one row per sequence: `text` (the task's text format),
+                                        `input_ids` (token ids, EOS included), `long` (has the
+                                        chain of thought), and the task's own columns (a, b, ...)
+    tokenizer.json, tokenizer_config.json
+                                        the word-level tokenizer (`AutoTokenizer.from_pretrained`)
+
+`datasets.load_dataset("parquet", data_dir=DIR)` and pandas read the splits as they are.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlntp.devices import seeded_generator
+from rlntp.errors import ConfigError, RunDirError
+from rlntp.tasks.base import LONG, SHORT, Sequences, Task
+
+MANIFEST = "manifest.json"
+SPLITS = ("train", "valid", "test")
+FORMAT = "rlntp-dataset"
+
+
+def write_dataset(out: Path, task: Task, splits: dict[str, tuple[Sequences, dict[str, np.ndarray]]],
+                  manifest: dict[str, Any]) -> Path:
+    """Write a dataset directory atomically (a temporary directory renamed into place).
+
+    `splits` maps each split name to its sequences and extra columns (e.g. the operands). The same
+    inputs give the same bytes.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out} exists and is not an empty directory; choose a new --out for the dataset")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    files = {}
+    for name, (seqs, extra) in splits.items():
+        ends = (task.prompt_len + seqs.lengths + 1).numpy()  # up to and including EOS
+        keep = torch.arange(seqs.tokens.shape[1])[None, :] < torch.from_numpy(ends)[:, None]
+        offsets = np.concatenate([[0], np.cumsum(ends)]).astype(np.int32)
+        ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(seqs.tokens[keep].numpy().astype(np.uint8)))
+        rows = seqs.tokens.tolist()
+        table = pa.table({"text": [task.to_text(row[:end]) for row, end in zip(rows, ends.tolist())],
+                          "input_ids": ids, "long": (seqs.kinds == LONG).numpy(), **extra})
+        path = tmp / f"{name}.parquet"
+        pq.write_table(table, path, compression="zstd")
+        files[name] = {"file": path.name, "rows": table.num_rows, "long": int((seqs.kinds == LONG).sum()),
+                       "sha256": _sha256(path)}
+    task.tokenizer().save_pretrained(tmp)
+    manifest = {"format": FORMAT, "version": 1, **manifest, "splits": files}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    for path in tmp.iterdir():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+    if out.exists():
+        out.rmdir()  # empty, checked above
+    os.replace(tmp, out)
+    return out
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of a dataset directory; ConfigError if `path` is not one."""
+    file = Path(path) / MANIFEST
+    try:
+        manifest = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} is not an rlntp dataset (no readable {MANIFEST}); make one with `rlntp data`") from e
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ConfigError(f"{file} is not an rlntp dataset manifest; make one with `rlntp data`")
+    return manifest
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The splits of a dataset directory as padded token tensors (on the CPU)."""
+
+    train: Sequences
+    test: Sequences
+    manifest: dict[str, Any]
+
+
+def load_dataset(path: Path, task: Task) -> Dataset:
+    """Read a dataset directory made for `task`, checking every split file against the manifest's checksum."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    made = {k: manifest.get(k) for k in task.params}
+    if made != task.params:
+        raise ConfigError(f"dataset {path} was made for " + ", ".join(f"{k} = {v}" for k, v in made.items())
+                          + "; the run asks for " + ", ".join(f"{k} = {v}" for k, v in task.params.items()))
+    splits = {}
+    for name in ("train", "test"):
+        entry = manifest["splits"].get(name)
+        if not entry or not entry["rows"]:
+            raise ConfigError(f"dataset {path} has no {name} split")
+        file = path / entry["file"]
+        if not file.is_file() or _sha256(file) != entry["sha256"]:
+            raise ConfigError(f"{file} is missing or damaged (its checksum differs from {MANIFEST}); "
+                              "make the dataset again")
+        table = pq.read_table(file, columns=["input_ids", "long"])
+        ids = table.column("input_ids").combine_chunks()
+        offsets = ids.offsets.to_numpy().astype(np.int64)
+        flat = torch.from_numpy(ids.values.to_numpy().astype(np.int64))
+        lengths = torch.from_numpy(np.diff(offsets))
+        if int(lengths.max()) > task.context_len:
+            raise ConfigError(f"{file} has sequences longer than the task's context ({task.context_len} tokens)")
+        tokens = torch.full((len(lengths), task.context_len), task.eos_id, dtype=torch.long)
+        row = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+        column = torch.arange(len(flat)) - torch.from_numpy(offsets[:-1]).repeat_interleave(lengths)
+        tokens[row, column] = flat
+        long = torch.from_numpy(table.column("long").to_numpy(zero_copy_only=False))
+        prompts, outputs = tokens[:, : task.prompt_len], tokens[:, task.prompt_len :]
+        splits[name] = task.sequences(prompts, outputs, torch.where(long, LONG, SHORT))
+    return Dataset(train=splits["train"], test=splits["test"], manifest=manifest)
+
+
+class OnlineData:
+    """Fresh samples of the task: a new batch every step, fresh prompts for RL and for evaluation."""
+
+    test_prompts = None
+    train_size = None
+
+    def __init__(self, task: Task, seed: int, device: torch.device):
+        self.task = task
+        self.generators = {"data": seeded_generator(device, seed)}
+        """random state a checkpoint must keep for a resumed run to draw the same batches"""
+
+    def train_batch(self, step: int, batch_size: int) -> Sequences:
+        return self.task.sample(batch_size, self.generators["data"])
+
+    def rl_prompts(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.task.sample_prompts(n, generator)
+
+
+class FixedData:
+    """A dataset: epochs over its train split, each in a seeded order; its test split for evaluation.
+
+    The batch of a step is a function of (seed, step) alone, so a resumed run needs no data state.
+    RL prompts are drawn uniformly from the train split.
+    """
+
+    generators: dict[str, torch.Generator] = {}
+
+    def __init__(self, task: Task, dataset: Dataset, seed: int, device: torch.device):
+        self.train = Sequences(*(t.to(device) for t in vars(dataset.train).values()))
+        self.train_prompts = self.train.tokens[:, : task.prompt_len]
+        self.test_prompts = dataset.test.tokens[:, : task.prompt_len].to(device)
+        self.train_size = len(self.train.tokens)
+        self.seed = seed
+        self._order: tuple[int, torch.Tensor] | None = None
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The permutation of the train split used in `epoch` (drawn on the CPU: the same on every device)."""
+        if self._order is None or self._order[0] != epoch:
+            g = seeded_generator(torch.device("cpu"), self.seed, epoch, 5)
+            self._order = (epoch, torch.randperm(self.train_size, generator=g).to(self.train.tokens.device))
+        return self._order[1]
+
+    def train_batch(self, step: int, batch_size: int) -> Sequences:
+        """Rows step * batch_size .. of the endless sequence of epochs."""
+        index = torch.arange(step * batch_size, (step + 1) * batch_size)
+        epochs, offsets = index // self.train_size, index % self.train_size
+        rows = torch.cat([self.epoch_order(e)[offsets[epochs == e].to(self.train.tokens.device)]
+                          for e in torch.unique(epochs).tolist()])
+        return Sequences(*(t[rows] for t in vars(self.train).values()))
+
+    def rl_prompts(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        rows = torch.randint(0, self.train_size, (n,), generator=generator, device=generator.device)
+        return self.train_prompts[rows.to(self.train_prompts.device)]
+
+
+def make_data(task: Task, data: str | None, seed: int, device: torch.device) -> OnlineData | FixedData:
+    """The data source of a stage: the dataset at `data`, or fresh samples of `task` when it is None."""
+    if data is None:
+        return OnlineData(task, seed, device)
+    return FixedData(task, load_dataset(Path(data), task), seed, device)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
