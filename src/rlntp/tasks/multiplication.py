@@ -227,8 +227,16 @@ def draw_pairs(digits: int, count: int, seed: int) -> np.ndarray:
     total = span * span
     check(count <= total, f"only {total:,} distinct {digits}x{digits} pairs exist; ask for at most that many "
                           f"in train + valid + test, got {count:,}")
+    # Uniform draws with repeats dropped, in fixed-size chunks: the first k pairs are the same whatever
+    # the count asked for, so the test split (drawn first) does not depend on the train size.
     rng = np.random.default_rng([seed, digits, 7])
-    index = rng.choice(total, size=count, replace=False)
+    drawn = np.zeros(0, dtype=np.int64)
+    while True:
+        drawn = np.concatenate([drawn, rng.integers(0, total, size=1 << 16)])
+        _, first = np.unique(drawn, return_index=True)
+        if len(first) >= count:
+            break
+    index = drawn[np.sort(first)[:count]]
     return np.stack([low + index // span, low + index % span], axis=1)
 
 
@@ -287,12 +295,13 @@ def make_dataset(out: Path, digits: int, p_cot: float, sizes: dict[str, int], se
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
             shared = np.intersect1d(keys[first], keys[second])
-            check(len(shared) == 0, f"{len(shared)} pairs are both in {first} ({from_text[first]}) and in {second} "
-                                    f"({from_text[second]}), e.g. {shared[0] // high} x {shared[0] % high}")
+            if len(shared):
+                raise ConfigError(f"{len(shared)} pairs are both in {first} ({from_text[first]}) and in {second} "
+                                  f"({from_text[second]}), e.g. {shared[0] // high} x {shared[0] % high}")
     generated = [s for s in ("test", "valid", "train") if s not in imported]
     wanted = sum(sizes[s] for s in generated)
     taken = np.concatenate(list(keys.values())) if keys else np.zeros(0, dtype=np.int64)
-    pool = draw_pairs(digits, min(wanted + len(np.unique(taken)), (high - low) ** 2), seed)
+    pool = draw_pairs(digits, wanted + len(np.unique(taken)), seed)
     pool = pool[~np.isin(pool[:, 0] * high + pool[:, 1], taken)]
     check(len(pool) >= wanted, f"only {len(pool):,} {digits}x{digits} pairs are left besides the imported ones; "
                                f"asked for {wanted:,}")

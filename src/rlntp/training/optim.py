@@ -22,7 +22,11 @@ def make_optimizer(model: nn.Module, name: str, lr: float, device: torch.device,
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=fused)
     if max_grad_norm is not None:
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer.register_step_pre_hook(lambda *_: nn.utils.clip_grad_norm_(params, max_grad_norm))
+
+        def clip(*_) -> None:
+            nn.utils.clip_grad_norm_(params, max_grad_norm)
+
+        optimizer.register_step_pre_hook(clip)
     return optimizer
 
 
