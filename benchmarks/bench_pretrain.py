@@ -1,13 +1,14 @@
 """Pre-training step: rlntp against a plain Hugging Face GPT-2 training loop, in the same run.
 
-    python benchmarks/bench_pretrain.py [--d 20 --layers 2 --width 128 --heads 4 --batch-size 256]
+    python benchmarks/bench_pretrain.py [--tasks parity,mult --d 20 --digits 4 --layers 2 --width 128 --heads 4]
 
-Both sides get the same batches of the parity mixture and the same initial weights. Steps are
+Each setting (parity d = 20, batch 256; 4x4 multiplication, batch 128) is measured on its own: all
+contenders get the same batches of the mixture and the same initial weights. Steps are
 interleaved (one of each per round) so that a noisy, shared machine slows both alike; the median
 over rounds is reported, with the achieved GFLOP/s of each next to this machine's measured float32
 matmul peak. Three contenders:
 
-- hf:          GPT2LMHeadModel(input_ids, labels) on the batch padded to 2d + 1, torch.optim.Adam
+- hf:          GPT2LMHeadModel(input_ids, labels) on the batch padded to the context, torch.optim.Adam
 - rlntp-dense: our GPT-2 + fused Adam on the same padded batch (what the plain-PyTorch model alone buys)
 - rlntp:       the project's step (`next_token_loss`: rows run only up to their EOS, the last block
                only from the first output position on) + fused Adam
@@ -21,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from rlntp.models import ModelConfig, build_model
-from rlntp.tasks.parity import ParityTask
+from rlntp.tasks import TaskConfig, make_task
+from rlntp.tasks.base import Task
 from rlntp.training.losses import next_token_loss
 
 
@@ -53,26 +55,37 @@ def train_flops(rows: int, seq_len: int, layers: int, width: int, vocab: int, qu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--d", type=int, default=20)
+    parser.add_argument("--tasks", default="parity,mult", help="comma-separated: parity, mult")
+    parser.add_argument("--d", type=int, default=20, help="parity: input bits")
+    parser.add_argument("--digits", type=int, default=4, help="mult: digits per operand")
     parser.add_argument("--p-cot", type=float, default=0.25)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: parity 256, mult 128")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
+    for name in args.tasks.split(","):
+        task = make_task(TaskConfig(task=name, d=args.d, digits=args.digits, p_cot=args.p_cot))
+        bench(task, args, args.batch_size or (256 if name == "parity" else 128))
 
-    task = ParityTask(args.d, args.p_cot)
+
+def bench(task: Task, args: argparse.Namespace, batch_size: int) -> None:
+    """Time the three contenders on `task` and print the table and the rlntp / hf ratio."""
     cfg = ModelConfig(layers=args.layers, width=args.width, heads=args.heads)
     g = torch.Generator().manual_seed(0)
-    batches = [task.sample(args.batch_size, g) for _ in range(args.rounds + args.warmup)]
+    batches = [task.sample(batch_size, g) for _ in range(args.rounds + args.warmup)]
+    V = task.vocab_size
 
-    hf = build_model(ModelConfig(**{**vars(cfg), "impl": "hf"}), 3, task.context_len, 2, seed=0).hf.train()
+    def model(config: ModelConfig) -> torch.nn.Module:
+        return build_model(config, V, task.context_len, task.eos_id, seed=0).train()
+
+    hf = model(ModelConfig(**{**vars(cfg), "impl": "hf"})).hf.train()
     hf_opt = torch.optim.Adam(hf.parameters(), lr=1e-3)
-    dense = build_model(cfg, 3, task.context_len, 2, seed=0).train()
+    dense = model(cfg)
     dense_opt = torch.optim.Adam(dense.parameters(), lr=1e-3, fused=True)
-    ours = build_model(cfg, 3, task.context_len, 2, seed=0).train()
+    ours = model(cfg)
     ours_opt = torch.optim.Adam(ours.parameters(), lr=1e-3, fused=True)
 
     def hf_step(batch):
@@ -108,16 +121,16 @@ def main() -> None:
     lengths = torch.stack([b.lengths for b in batches[args.warmup:]])
     ours_tokens = (lengths + task.prompt_len).float().mean().item()  # model input tokens per row of `rlntp`
     flops = {
-        "hf": train_flops(args.batch_size, T, args.layers, args.width, 3),
-        "rlntp-dense": train_flops(args.batch_size, T - 1, args.layers, args.width, 3),
+        "hf": train_flops(batch_size, T, args.layers, args.width, V),
+        "rlntp-dense": train_flops(batch_size, T - 1, args.layers, args.width, V),
         "rlntp": statistics.mean(
-            sum(train_flops(int((b.lengths == n).sum()), task.prompt_len + n, args.layers, args.width, 3,
+            sum(train_flops(int((b.lengths == n).sum()), task.prompt_len + n, args.layers, args.width, V,
                             query_from=task.prompt_len - 1)
                 for n in b.lengths.unique().tolist()) for b in batches[args.warmup:]),
     }
     median = {name: statistics.median(ts) for name, ts in times.items()}
-    print(f"pre-training step, parity d={args.d} p_cot={args.p_cot}, GPT-2 {args.layers}x{args.width} "
-          f"({args.heads} heads), batch {args.batch_size}, {torch.get_num_threads()} threads, "
+    print(f"\npre-training step, {task.title} p_cot={args.p_cot}, GPT-2 {args.layers}x{args.width} "
+          f"({args.heads} heads), batch {batch_size}, {torch.get_num_threads()} threads, "
           f"median of {args.rounds} interleaved rounds")
     print(f"machine float32 matmul peak: {peak:.0f} GFLOP/s")
     print(f"{'':12s} {'s/step':>8s} {'GFLOP/step':>11s} {'GFLOP/s':>8s} {'% peak':>7s} {'speed-up vs hf':>15s}")
@@ -127,7 +140,7 @@ def main() -> None:
               f"{100 * gflops / median[name] / peak:6.0f}% {median['hf'] / median[name]:14.2f}x")
     print(f"(rlntp runs {ours_tokens:.1f} tokens per row on average instead of {T - 1}: rows stop at their EOS; "
           f"its last block skips the {task.prompt_len - 1} input positions whose outputs no loss needs)")
-    print(f"RATIO rlntp/hf speed-up: {median['hf'] / median['rlntp']:.2f}x")
+    print(f"RATIO rlntp/hf speed-up ({task.title}): {median['hf'] / median['rlntp']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Run directories: resume equivalence, atomic checkpoints, corrupt checkpoints, config checks."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -91,3 +92,35 @@ def test_checkpoints_hold_no_pickles(tmp_path):
     files = {p.name for p in runs.checkpoint_path(out, 12).iterdir()}
     assert files >= {"config.json", "model.safetensors", "trainer_state.safetensors", "trainer_state.json"}
     assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))]
+
+
+def test_resume_on_a_fixed_dataset_gives_the_same_run(tmp_path):
+    """Epochs over a dataset (AdamW, clipping): a run killed mid-epoch resumes to the same weights and metrics."""
+    from rlntp.tasks.multiplication import make_dataset
+
+    dataset = make_dataset(tmp_path / "data", 2, 0.5, {"train": 500, "valid": 0, "test": 50}, seed=0)
+    run = PretrainRun(
+        task=TaskConfig(task="mult", digits=2, p_cot=0.5, data=str(dataset)),
+        model=ModelConfig(layers=1, width=32, heads=2),
+        train=PretrainConfig(steps=12, batch_size=64, lr=3e-3, optimizer="adamw", weight_decay=0.01, max_grad_norm=1.0,
+                             eval_every=5, save_every=4, eval_samples=64, device="cpu"),
+    )
+    full = pretrain(run, tmp_path / "full", progress=False)
+    records = runs.read_metrics(full)
+    assert [r["step"] for r in records] == [0, 5, 10, 12] and records[-1]["epoch"] == 12 * 64 / 500
+    assert records[-1]["eval/greedy_no_eos_frac"] >= 0 and sum(records[-1]["eval/greedy_len_hist"]) == 50
+    killed = pretrain(run, tmp_path / "killed", progress=False)
+    runs.checkpoint_path(killed, 12).rename(runs.checkpoint_path(killed, 12).with_name("step_0000012.tmp"))
+    shutil.rmtree(runs.checkpoint_path(killed, 8))  # resume from step 4: steps 5 .. 12 cross the first epoch's end
+    pretrain(run, killed, resume=True, progress=False)
+    for name, tensor in _weights(full, 12).items():
+        assert torch.equal(tensor, _weights(killed, 12)[name]), name
+    assert _without_perf(runs.read_metrics(killed)) == _without_perf(records)
+    # a checkpoint loads with transformers alone, tokenizer included
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    checkpoint = runs.checkpoint_path(full, 12)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint)
+    ids = tokenizer("2 1 * 4 3||", return_tensors="pt")["input_ids"]
+    assert ids.tolist() == [[2, 1, 10, 4, 3, 14]] and model(ids).logits.shape == (1, 6, 17)

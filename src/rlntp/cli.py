@@ -212,6 +212,27 @@ def fig3(out: Path = Path("runs/fig3"), preset: str = "cpu", device: str = "auto
     print(f"wrote {out / 'fig3.png'} and {out / 'summary.txt'}")
 
 
+def mult(out: Path = Path("runs/mult"), preset: str = "cpu", device: str = "auto", quiet: bool = False) -> None:
+    """Multiplication (Figs. 4, 5 left, 15-18): datasets at several p_cot, pre-training, GRPO from checkpoints.
+
+    Rerunning the same command resumes: datasets are made once, finished stages are skipped, a killed
+    one continues.
+
+    Args:
+        out: directory of the recipe's datasets, runs, figures (nN/mult.png) and summary.txt
+        preset: cpu (3x3, 2 cores, about 20 minutes) or paper (n = 4, 5, 7, 808,000 pairs, 3 seeds; for GPUs)
+        device: cpu, cuda, cuda:N or auto
+        quiet: no progress bars
+    """
+    from rlntp.errors import check
+    from rlntp.experiments.mult import PRESETS, run_mult
+
+    check(preset in PRESETS, f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    print(run_mult(PRESETS[preset], out, device=device, progress=not quiet))
+    print(f"wrote {out / 'summary.txt'} and the figures " + ", ".join(
+        str(out / f"n{n}" / "mult.png") for n in PRESETS[preset].digits))
+
+
 def check_positive(**values: int) -> None:
     from rlntp.errors import check
 
@@ -222,7 +243,7 @@ def check_positive(**values: int) -> None:
 DESCRIPTION = ("RL after next-token prediction (Tsilivis et al., 2025). The paper's figures as recipes: "
                "rlntp reproduce --help; datasets on disk: rlntp data --help; its theory (linear autoregressive "
                "model): rlntp theory --help")
-REPRODUCE = {"fig1": fig1, "fig3": fig3}
+REPRODUCE = {"fig1": fig1, "fig3": fig3, "mult": mult}
 COMMANDS = {"sample": sample, "pretrain": pretrain, "posttrain": posttrain, "eval": evaluate, "plot": plot}
 
 

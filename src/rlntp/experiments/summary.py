@@ -25,6 +25,10 @@ class Curve:
     greedy_len_median: np.ndarray
     sampled_long_frac: np.ndarray
     seeds: int
+    greedy_len_mean: np.ndarray
+    greedy_long_frac: np.ndarray
+    sampled_no_eos_frac: np.ndarray
+    """fraction of temperature-1 responses with no EOS within the budget (older runs: 0)"""
 
 
 def read_curve(label: str, run_dirs: list[Path]) -> Curve:
@@ -37,7 +41,8 @@ def read_curve(label: str, run_dirs: list[Path]) -> Curve:
 
     return Curve(label, median("samples_seen"), median("rl_samples"), median("eval/greedy_acc"),
                  median("eval/sampled_acc"), median("eval/greedy_len_median"), median("eval/sampled_long_frac"),
-                 seeds=len(run_dirs))
+                 seeds=len(run_dirs), greedy_len_mean=median("eval/greedy_len_mean"),
+                 greedy_long_frac=median("eval/greedy_long_frac"), sampled_no_eos_frac=median("eval/sampled_no_eos_frac"))
 
 
 def samples_to_solve(curve: Curve, rl: bool) -> float | None:

@@ -1,0 +1,185 @@
+"""Multiplication (paper §5.1, Figs. 4, 5 left, 15-18): NTP at small p_cot stays near 0 greedy; GRPO lifts it.
+
+For each p_cot, a dataset of distinct n x n pairs (the chain of thought kept with probability
+p_cot), GPT-2 pre-training over it, and GRPO with the end-to-end reward from several of its
+checkpoints (the small p_cot runs; p_cot = 1 is the control that learns by pre-training alone).
+One column per p_cot: greedy (solid) and temperature-1 (dashed) test accuracy, and the mean greedy
+response length, pre-training (red) and RL (blues) on one axis of samples seen; the last column is
+a close-up of RL against RL samples.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from rlntp import data  # noqa: E402
+from rlntp.errors import check  # noqa: E402
+from rlntp.experiments.summary import Curve, read_curve  # noqa: E402
+from rlntp.models import ModelConfig  # noqa: E402
+from rlntp.tasks import TaskConfig, make_task  # noqa: E402
+from rlntp.tasks.multiplication import make_dataset  # noqa: E402
+from rlntp.training.posttrain import PosttrainConfig, PosttrainRun, posttrain  # noqa: E402
+from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain  # noqa: E402
+
+
+@dataclass(frozen=True)
+class MultPreset:
+    """Sizes of the multiplication experiment."""
+
+    digits: tuple[int, ...]
+    p_cots: tuple[float, ...]
+    splits: dict[str, int]
+    """pairs per split (train, valid, test)"""
+    model: ModelConfig
+    pretrain: PretrainConfig
+    rl_from: tuple[int, ...]
+    """pre-training checkpoints (steps) that GRPO starts from, for every p_cot < 1"""
+    post: PosttrainConfig = field(default_factory=PosttrainConfig)
+    seeds: tuple[int, ...] = (0,)
+    pretrain_steps: dict[float, int] = field(default_factory=dict)
+    """per-p_cot pre-training steps where they differ from `pretrain.steps` (e.g. a shorter p_cot = 1 control)"""
+
+    def __post_init__(self):
+        for step in self.rl_from:
+            check(0 < step <= self.pretrain.steps and step % self.pretrain.save_every == 0,
+                  f"rl_from step {step} is not a checkpoint of a {self.pretrain.steps}-step run saved every "
+                  f"{self.pretrain.save_every} steps")
+
+    def steps(self, p_cot: float) -> int:
+        return self.pretrain_steps.get(p_cot, self.pretrain.steps)
+
+
+def _epochs(train: int, batch: int, epochs: int) -> int:
+    return -(-train * epochs // batch)
+
+
+_PAPER_SPLITS = {"train": 808_000, "valid": 1000, "test": 1000}
+PRESETS = {
+    # 2 cores, about 20 minutes: 3x3 products, where a 2-layer GPT-2 learns the grade-school trace in a
+    # few thousand steps but not the product in one step.
+    "cpu": MultPreset(
+        digits=(3,),
+        p_cots=(0.25, 1.0),
+        splits={"train": 100_000, "valid": 1000, "test": 1000},
+        model=ModelConfig(layers=2, width=128, heads=4),
+        pretrain=PretrainConfig(steps=6000, batch_size=128, lr=1e-3, optimizer="adamw", weight_decay=0.01,
+                                max_grad_norm=1.0, eval_every=500, eval_samples=1000, save_every=1000),
+        rl_from=(2000, 6000),
+        post=PosttrainConfig(algo="grpo", reward="e2e", steps=60, lr=1e-4, optimizer="adamw", max_grad_norm=1.0,
+                             prompts_per_step=8, rollouts_per_prompt=4, eval_every=10, eval_samples=1000,
+                             save_every=60),
+        pretrain_steps={1.0: 2000},
+    ),
+    # The paper's grid (App. B.2): n in {4, 5, 7}, 808,000 pairs, AdamW, batch 32, clip 1.0, 15 epochs
+    # for n = 4 and 50 for the larger n (here: 15 for all; pass a longer preset for n = 5, 7),
+    # GRPO group 4 x 8 prompts (batch 16, 2 accumulation steps), 3 seeds. For GPUs.
+    "paper": MultPreset(
+        digits=(4, 5, 7),
+        p_cots=(0.1, 0.25, 0.5, 1.0),
+        splits=_PAPER_SPLITS,
+        model=ModelConfig(layers=12, width=768, heads=12),
+        pretrain=PretrainConfig(steps=_epochs(808_000, 32, 15), batch_size=32, lr=5e-5, optimizer="adamw",
+                                weight_decay=0.01, max_grad_norm=1.0, eval_every=25_250, eval_samples=1000,
+                                save_every=25_250),
+        rl_from=(101_000, 202_000, 303_000, 378_750),
+        post=PosttrainConfig(algo="grpo", reward="e2e", steps=1000, lr=1e-5, optimizer="adamw", max_grad_norm=1.0,
+                             prompts_per_step=8, rollouts_per_prompt=4, eval_every=50, eval_samples=1000,
+                             save_every=250),
+        seeds=(0, 1, 2),
+    ),
+}
+
+
+def _label(p_cot: float) -> str:
+    return f"p{p_cot:g}"
+
+
+def run_mult(preset: MultPreset, out: Path, device: str = "auto", progress: bool = True) -> str:
+    """Run (or resume) every stage under `out`, draw mult.png (one per n), and return the summary table."""
+    out = Path(out)
+    tables = []
+    for digits in preset.digits:
+        root = out / f"n{digits}"
+        curves: dict[float, tuple[Curve, list[Curve]]] = {}
+        for p_cot in preset.p_cots:
+            dataset = root / "data" / _label(p_cot)
+            if not (dataset / data.MANIFEST).exists():  # made once, reused by every run and rerun
+                make_dataset(dataset, digits, p_cot, preset.splits, seed=0)
+            task = TaskConfig(task="mult", digits=digits, p_cot=p_cot, data=str(dataset))
+            rl_from = [s for s in preset.rl_from if s <= preset.steps(p_cot)] if p_cot < 1 else []
+            for seed in preset.seeds:
+                pre = dataclasses.replace(preset.pretrain, steps=preset.steps(p_cot), seed=seed, device=device)
+                pre_dir = pretrain(PretrainRun(task, preset.model, pre), root / _label(p_cot) / f"seed{seed}" / "pretrain",
+                                   resume=True, progress=progress)
+                for step in rl_from:
+                    post = dataclasses.replace(preset.post, seed=seed, device=device)
+                    posttrain(PosttrainRun.starting_from(pre_dir, step, post),
+                              root / _label(p_cot) / f"seed{seed}" / f"grpo_from_{step:06d}", resume=True,
+                              progress=progress)
+            runs = root / _label(p_cot)
+            ntp = read_curve(f"p={p_cot:g} NTP", [runs / f"seed{s}" / "pretrain" for s in preset.seeds])
+            rl = [read_curve(f"p={p_cot:g} GRPO from {k:,}", [runs / f"seed{s}" / f"grpo_from_{k:06d}"
+                                                                for s in preset.seeds]) for k in rl_from]
+            curves[p_cot] = (ntp, rl)
+        task = make_task(TaskConfig(task="mult", digits=digits, p_cot=preset.p_cots[0]))
+        plot_mult(curves, task.long_len, preset, digits, root / "mult.png")
+        tables.append(summary(curves, digits))
+    table = "\n\n".join(tables)
+    (out / "summary.txt").write_text(table + "\n")
+    return table
+
+
+def summary(curves: dict[float, tuple[Curve, list[Curve]]], digits: int) -> str:
+    """Per curve: greedy accuracy at start and end, best greedy, final sampled accuracy, length and no-EOS fraction."""
+    header = (f"{digits}x{digits}: {'curve':24s} {'start greedy':>12s} {'final greedy':>12s} {'best greedy':>11s} "
+              f"{'final T=1':>9s} {'mean len':>8s} {'P(long)':>7s} {'no EOS':>6s} {'samples seen':>12s}")
+    lines = [header, "-" * len(header)]
+    for ntp, rl in curves.values():
+        for c in (ntp, *rl):
+            lines.append(f"{'':6s}{c.label:24s} {c.greedy_acc[0]:12.3f} {c.greedy_acc[-1]:12.3f} "
+                         f"{c.greedy_acc.max():11.3f} {c.sampled_acc[-1]:9.3f} {c.greedy_len_mean[-1]:8.1f} "
+                         f"{c.greedy_long_frac[-1]:7.2f} {c.sampled_no_eos_frac[-1]:6.2f} {c.samples_seen[-1]:12,.0f}")
+    return "\n".join(lines)
+
+
+def plot_mult(curves: dict[float, tuple[Curve, list[Curve]]], long_len: int, preset: MultPreset, digits: int,
+              path: Path) -> None:
+    """One column per p_cot (pre-training and RL against samples seen), and a close-up of RL for the smallest p_cot."""
+    columns = len(curves) + 1
+    fig, axes = plt.subplots(2, columns, figsize=(4.3 * columns, 6.5), sharex="col", constrained_layout=True,
+                             squeeze=False)
+    for col, (p_cot, (ntp, rl)) in enumerate(curves.items()):
+        blues = plt.cm.Blues([0.45 + 0.5 * i / max(1, len(rl) - 1) for i in range(len(rl))])
+        ax_acc, ax_len = axes[0, col], axes[1, col]
+        for curve, color, lw in ((ntp, "C3", 2.0), *((c, b, 1.5) for c, b in zip(rl, blues))):
+            ax_acc.plot(curve.samples_seen, curve.greedy_acc, "-", color=color, lw=lw, label=curve.label)
+            ax_acc.plot(curve.samples_seen, curve.sampled_acc, "--", color=color, lw=1, alpha=0.7)
+            ax_len.plot(curve.samples_seen, curve.greedy_len_mean, "-", color=color, lw=lw)
+        ax_acc.set(title=f"$p_{{cot}}$ = {p_cot:g}", ylim=(-0.03, 1.03))
+        ax_len.set(ylim=(0, long_len + 3), xlabel="samples seen")
+        ax_acc.legend(fontsize=7, loc="upper left")
+    smallest = min(curves)
+    ntp, rl = curves[smallest]
+    blues = plt.cm.Blues([0.45 + 0.5 * i / max(1, len(rl) - 1) for i in range(len(rl))])
+    for curve, color in zip(rl, blues):
+        axes[0, -1].plot(curve.rl_samples, curve.greedy_acc, "-", marker=".", color=color, label=curve.label)
+        axes[0, -1].plot(curve.rl_samples, curve.sampled_acc, "--", color=color, alpha=0.7)
+        axes[1, -1].plot(curve.rl_samples, curve.greedy_len_mean, "-", marker=".", color=color)
+    axes[0, -1].set(title=f"GRPO close-up, $p_{{cot}}$ = {smallest:g}", ylim=(-0.03, 1.03))
+    axes[1, -1].set(ylim=(0, long_len + 3), xlabel="RL samples")
+    axes[0, -1].legend(fontsize=7, loc="upper left")
+    axes[0, 0].set_ylabel("test accuracy (greedy solid, T = 1 dashed)")
+    axes[1, 0].set_ylabel(f"mean greedy length (long = {long_len})")
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    m = preset.model
+    seeds = f"median of {len(preset.seeds)} seeds" if len(preset.seeds) > 1 else f"seed {preset.seeds[0]}"
+    fig.suptitle(f"{digits}x{digits} multiplication: next-token prediction vs. NTP then GRPO (e2e reward) — "
+                 f"{m.arch} {m.layers}x{m.width}, {preset.splits['train']:,} training pairs, {seeds}")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
