@@ -8,6 +8,7 @@ numbers move by a few points (sampled P(long) within about +-0.05 of p_cot, gree
 import json
 
 import pytest
+import torch
 
 from rlntp import runs
 from rlntp.cli import main
@@ -67,3 +68,43 @@ def test_rl_after_next_token_prediction_learns_parity(pretrained, tmp_path, caps
         assert long_fracs[0] < long_fracs[1] < long_fracs[2]
     config = json.loads((out / "config.json").read_text())
     assert config["stage"] == "posttrain" and config["source_step"] == 1000 and config["post"]["algo"] == algo
+
+
+@pytest.fixture(scope="module")
+def mult_pretrained(tmp_path_factory):
+    """2x2 multiplication at p_cot = 0.25 for 2,000 steps over 6,000 pairs: the trace learned, greedy answers short.
+
+    One thread: a model this small runs faster on one, and when the trace is learned depends on the
+    numerics (seen here: by step 1,750 on one thread, not by step 2,000 on two).
+    """
+    from rlntp.tasks.multiplication import make_dataset
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("mult")
+    data = make_dataset(root / "data", 2, 0.25, {"train": 6000, "valid": 0, "test": 1000}, seed=0)
+    out = root / "pretrain"
+    main(["pretrain", "--task", "mult", "--digits", "2", "--p-cot", "0.25", "--data", str(data), "--width", "64",
+          "--layers", "2", "--heads", "4", "--optimizer", "adamw", "--max-grad-norm", "1.0", "--lr", "3e-3",
+          "--batch-size", "128", "--steps", "2000", "--eval-every", "1000", "--save-every", "2000",
+          "--eval-samples", "1000", "--device", "cpu", "--quiet", "--out", str(out)])
+    return out
+
+
+def test_multiplication_grpo_after_next_token_prediction(mult_pretrained, tmp_path):
+    """Paper §5.1: greedy answers stay short and mostly wrong after NTP; GRPO makes them long and right."""
+    torch.set_num_threads(1)
+    last = _last(mult_pretrained)
+    assert last["eval/greedy_acc"] <= 0.3 and last["eval/greedy_len_median"] == 5  # `#### d d d d`
+    assert abs(last["eval/sampled_long_frac"] - 0.25) <= 0.08  # calibrated: long with probability ~p_cot
+    assert last["eval/sampled_acc"] >= last["eval/greedy_acc"]  # the long path is right more often
+    out = tmp_path / "grpo"
+    main(["posttrain", "--from", str(mult_pretrained), "--algo", "grpo", "--optimizer", "adamw",
+          "--max-grad-norm", "1.0", "--prompts-per-step", "8", "--rollouts-per-prompt", "4", "--steps", "50",
+          "--eval-every", "25", "--eval-samples", "1000", "--device", "cpu", "--quiet", "--out", str(out)])
+    after = _last(out)
+    assert after["eval/greedy_acc"] >= max(0.6, last["eval/greedy_acc"] + 0.4)
+    assert after["eval/greedy_len_median"] == 13 and after["eval/greedy_no_eos_frac"] <= 0.02  # the full trace
+    for algo, options in (("reinforce", ["--steps", "3"]), ("star", ["--prompts-per-step", "200", "--steps", "1"])):
+        main(["posttrain", "--from", str(mult_pretrained), "--algo", algo, *options, "--eval-samples", "100",
+              "--device", "cpu", "--quiet", "--out", str(tmp_path / algo)])  # the shared interface runs them too
+        assert {"rl/reward_mean", "rl/long_frac", "eval/greedy_acc"} <= _last(tmp_path / algo).keys()

@@ -124,3 +124,16 @@ def test_resume_on_a_fixed_dataset_gives_the_same_run(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(checkpoint)
     ids = tokenizer("2 1 * 4 3||", return_tensors="pt")["input_ids"]
     assert ids.tolist() == [[2, 1, 10, 4, 3, 14]] and model(ids).logits.shape == (1, 6, 17)
+
+
+def test_runs_written_before_new_options_existed_still_resume(tmp_path):
+    """Options added later (the optimizer, the task's digits and dataset) take their defaults in an older config."""
+    out = pretrain(TINY, tmp_path / "run", progress=False)
+    config = json.loads((out / "config.json").read_text())
+    for section, key in (("train", "optimizer"), ("train", "weight_decay"), ("train", "max_grad_norm"),
+                         ("task", "digits"), ("task", "data")):
+        del config[section][key]
+    (out / "config.json").write_text(json.dumps(config))
+    longer = PretrainRun(TINY.task, TINY.model, PretrainConfig(**{**vars(TINY.train), "steps": 16}))
+    pretrain(longer, out, resume=True, progress=False)
+    assert runs.checkpoint_steps(out) == [4, 8, 12, 16]

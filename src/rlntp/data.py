@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from rlntp.devices import seeded_generator
-from rlntp.errors import ConfigError, RunDirError
+from rlntp.errors import ConfigError
 from rlntp.tasks.base import LONG, SHORT, Sequences, Task
 
 MANIFEST = "manifest.json"
@@ -107,11 +107,14 @@ def load_dataset(path: Path, task: Task) -> Dataset:
                           + "; the run asks for " + ", ".join(f"{k} = {v}" for k, v in task.params.items()))
     splits = {}
     for name in ("train", "test"):
-        entry = manifest["splits"].get(name)
-        if not entry or not entry["rows"]:
-            raise ConfigError(f"dataset {path} has no {name} split")
-        file = path / entry["file"]
-        if not file.is_file() or _sha256(file) != entry["sha256"]:
+        try:
+            entry = manifest["splits"][name]
+            file, rows, checksum = path / entry["file"], entry["rows"], entry["sha256"]
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"{path / MANIFEST} does not describe a {name} split ({e}); make the dataset again") from e
+        if not rows:
+            raise ConfigError(f"dataset {path} has an empty {name} split")
+        if not file.is_file() or _sha256(file) != checksum:
             raise ConfigError(f"{file} is missing or damaged (its checksum differs from {MANIFEST}); "
                               "make the dataset again")
         table = pq.read_table(file, columns=["input_ids", "long"])

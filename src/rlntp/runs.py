@@ -18,6 +18,7 @@ either the previous complete file or the new complete one. Nothing here is ever 
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -170,12 +171,14 @@ def load_trainer_state(checkpoint: Path, optimizer: torch.optim.Optimizer,
     return meta
 
 
-def prepare_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_changes: set[str]) -> None:
+def prepare_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_changes: set[str],
+                    normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
     """Create the run directory `out` for `config`, or check that resuming it continues the same run.
 
     `--resume` on a directory with no run in it starts one, so a command with --resume can simply be
     repeated until its run is complete. Resuming may change only the keys in `resumable_changes`
-    (dotted paths such as "train.steps").
+    (dotted paths such as "train.steps"). `normalize` rewrites the saved config as the current code
+    would write it (options added since the run started take their defaults), so that older runs resume.
     """
     out = Path(out)
     if not resume or not (out / CONFIG).exists():
@@ -184,6 +187,11 @@ def prepare_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_c
         write_config(out, config)
         return
     saved = read_config(out)
+    if normalize is not None:
+        try:
+            saved = normalize(saved)
+        except (KeyError, TypeError) as e:
+            raise RunDirError(f"{out}/{CONFIG} is not a valid run config ({e}); restore it or start a new run") from e
     diffs = [f"{k} (run: {a}, given: {b})" for k, (a, b) in sorted(_flat_diff(saved, config).items())
              if k not in resumable_changes]
     if diffs:

@@ -159,7 +159,8 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
     device = resolve_device(cfg.device)
     source_checkpoint = runs.resolve_checkpoint(run.source, run.source_step)
     data = make_data(task, run.task.data, cfg.seed, device)
-    runs.prepare_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES)
+    runs.prepare_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES,
+                         normalize=lambda saved: PosttrainRun.from_dict(saved).to_dict())
 
     checkpoint = runs.resolve_checkpoint(out) if resume and runs.checkpoint_steps(out) else None
     model = load_model(checkpoint or source_checkpoint, run.model, device)

@@ -93,7 +93,8 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
     data = make_data(task, run.task.data, cfg.seed, device)
     check(data.train_size is None or data.train_size >= cfg.batch_size,
           f"the dataset's train split has {data.train_size} rows, fewer than batch_size {cfg.batch_size}")
-    runs.prepare_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES)
+    runs.prepare_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES,
+                         normalize=lambda saved: PretrainRun.from_dict(saved).to_dict())
 
     checkpoint = runs.resolve_checkpoint(out) if resume and runs.checkpoint_steps(out) else None
     if checkpoint is None:
