@@ -220,7 +220,7 @@ def mult(out: Path = Path("runs/mult"), preset: str = "cpu", device: str = "auto
 
     Args:
         out: directory of the recipe's datasets, runs, figures (nN/mult.png) and summary.txt
-        preset: cpu (3x3, 2 cores, about 20 minutes) or paper (n = 4, 5, 7, 808,000 pairs, 3 seeds; for GPUs)
+        preset: cpu (3x3, 3 seeds, 2 cores, about 24 minutes) or paper (n = 4, 5, 7, 808,000 pairs, 3 seeds; for GPUs)
         device: cpu, cuda, cuda:N or auto
         quiet: no progress bars
     """

@@ -60,19 +60,19 @@ def _epochs(train: int, batch: int, epochs: int) -> int:
 
 _PAPER_SPLITS = {"train": 808_000, "valid": 1000, "test": 1000}
 PRESETS = {
-    # 2 cores, about 20 minutes: 3x3 products, where a 2-layer GPT-2 learns the grade-school trace at
+    # 2 cores, about 24 minutes: 3x3 products, where a 2-layer GPT-2 learns the grade-school trace at
     # p_cot = 0.25 but not the product in one step. When the trace is learned varies from seed to seed
-    # (seen here: by step 1,500-2,000 for half the runs, not by step 5,000 for others), hence 3 seeds and
-    # medians, as in the paper. GRPO from step 1,000 (trace not yet learned) and from the last step.
-    # 500,000 of the 810,000 pairs: with 100,000, a run memorized the short answers for 6,500 steps.
+    # (seen here: by step 1,500-2,000 in half the runs, not by step 5,000 in others), hence 3 seeds,
+    # medians and one summary row per seed. GRPO from step 1,000 (trace not yet learned) and from the
+    # last step. 500,000 of the 810,000 pairs: with 100,000, a run memorized the short answers instead.
     "cpu": MultPreset(
         digits=(3,),
         p_cots=(0.25, 1.0),
         splits={"train": 500_000, "valid": 1000, "test": 1000},
         model=ModelConfig(layers=2, width=128, heads=4),
-        pretrain=PretrainConfig(steps=4000, batch_size=128, lr=3e-3, optimizer="adamw", weight_decay=0.01,
+        pretrain=PretrainConfig(steps=5000, batch_size=128, lr=3e-3, optimizer="adamw", weight_decay=0.01,
                                 max_grad_norm=1.0, eval_every=500, eval_samples=1000, save_every=1000),
-        rl_from=(1000, 4000),
+        rl_from=(1000, 5000),
         post=PosttrainConfig(algo="grpo", reward="e2e", steps=100, lr=1e-4, optimizer="adamw", max_grad_norm=1.0,
                              prompts_per_step=8, rollouts_per_prompt=4, eval_every=10, eval_samples=500,
                              save_every=60),
@@ -111,6 +111,7 @@ def run_mult(preset: MultPreset, out: Path, device: str = "auto", progress: bool
     for digits in preset.digits:
         root = out / f"n{digits}"
         curves: dict[float, tuple[Curve, list[Curve]]] = {}
+        per_seed: dict[float, list[Curve]] = {}
         for p_cot in preset.p_cots:
             dataset = root / "data" / _label(p_cot)
             if not (dataset / data.MANIFEST).exists():  # made once, reused by every run and rerun
@@ -127,34 +128,43 @@ def run_mult(preset: MultPreset, out: Path, device: str = "auto", progress: bool
                               root / _label(p_cot) / f"seed{seed}" / f"grpo_from_{step:06d}", resume=True,
                               progress=progress)
             runs = root / _label(p_cot)
-            ntp = read_curve(f"p={p_cot:g} NTP", [runs / f"seed{s}" / "pretrain" for s in preset.seeds])
-            rl = [read_curve(f"p={p_cot:g} GRPO from {k:,}", [runs / f"seed{s}" / f"grpo_from_{k:06d}"
-                                                                for s in preset.seeds]) for k in rl_from]
-            curves[p_cot] = (ntp, rl)
+            names = {"NTP": "pretrain"} | {f"GRPO from {k:,}": f"grpo_from_{k:06d}" for k in rl_from}
+            median = [read_curve(f"p={p_cot:g} {name}", [runs / f"seed{s}" / d for s in preset.seeds])
+                      for name, d in names.items()]
+            curves[p_cot] = (median[0], median[1:])
+            if len(preset.seeds) > 1:
+                per_seed[p_cot] = [read_curve(f"p={p_cot:g} {name} s{s}", [runs / f"seed{s}" / d])
+                                   for name, d in names.items() for s in preset.seeds]
         task = make_task(TaskConfig(task="mult", digits=digits, p_cot=preset.p_cots[0]))
-        plot_mult(curves, task.long_len, preset, digits, root / "mult.png")
-        tables.append(summary(curves, digits))
+        plot_mult(curves, per_seed, task.long_len, preset, digits, root / "mult.png")
+        tables.append(summary(curves, digits, per_seed))
     table = "\n\n".join(tables)
     (out / "summary.txt").write_text(table + "\n")
     return table
 
 
-def summary(curves: dict[float, tuple[Curve, list[Curve]]], digits: int) -> str:
-    """Per curve: greedy accuracy at start and end, best greedy, final sampled accuracy, length and no-EOS fraction."""
-    header = (f"{digits}x{digits}: {'curve':24s} {'start greedy':>12s} {'final greedy':>12s} {'best greedy':>11s} "
+def summary(curves: dict[float, tuple[Curve, list[Curve]]], digits: int,
+            per_seed: dict[float, list[Curve]] | None = None) -> str:
+    """Per curve (medians over seeds, then each seed): greedy accuracy at start, end and best, final
+    temperature-1 accuracy, mean greedy length, greedy P(long), no-EOS fraction at T = 1, samples seen."""
+    header = (f"{digits}x{digits}: {'curve':28s} {'start greedy':>12s} {'final greedy':>12s} {'best greedy':>11s} "
               f"{'final T=1':>9s} {'mean len':>8s} {'P(long)':>7s} {'no EOS':>6s} {'samples seen':>12s}")
     lines = [header, "-" * len(header)]
-    for ntp, rl in curves.values():
-        for c in (ntp, *rl):
-            lines.append(f"{'':6s}{c.label:24s} {c.greedy_acc[0]:12.3f} {c.greedy_acc[-1]:12.3f} "
+    rows = [c for ntp, rl in curves.values() for c in (ntp, *rl)]
+    for section, group in (("median over seeds", rows), ("each seed", [c for cs in (per_seed or {}).values() for c in cs])):
+        if group and per_seed:
+            lines.append(f"      {section}")
+        for c in group:
+            lines.append(f"      {c.label:28s} {c.greedy_acc[0]:12.3f} {c.greedy_acc[-1]:12.3f} "
                          f"{c.greedy_acc.max():11.3f} {c.sampled_acc[-1]:9.3f} {c.greedy_len_mean[-1]:8.1f} "
                          f"{c.greedy_long_frac[-1]:7.2f} {c.sampled_no_eos_frac[-1]:6.2f} {c.samples_seen[-1]:12,.0f}")
     return "\n".join(lines)
 
 
-def plot_mult(curves: dict[float, tuple[Curve, list[Curve]]], long_len: int, preset: MultPreset, digits: int,
-              path: Path) -> None:
-    """One column per p_cot (pre-training and RL against samples seen), and a close-up of RL for the smallest p_cot."""
+def plot_mult(curves: dict[float, tuple[Curve, list[Curve]]], per_seed: dict[float, list[Curve]], long_len: int,
+              preset: MultPreset, digits: int, path: Path) -> None:
+    """One column per p_cot (pre-training and RL against samples seen), and a close-up of RL for the smallest
+    p_cot: medians over seeds, and in the close-up each seed as a thin line."""
     columns = len(curves) + 1
     fig, axes = plt.subplots(2, columns, figsize=(4.3 * columns, 6.5), sharex="col", constrained_layout=True,
                              squeeze=False)
@@ -167,15 +177,21 @@ def plot_mult(curves: dict[float, tuple[Curve, list[Curve]]], long_len: int, pre
             ax_len.plot(curve.samples_seen, curve.greedy_len_mean, "-", color=color, lw=lw)
         ax_acc.set(title=f"$p_{{cot}}$ = {p_cot:g}", ylim=(-0.03, 1.03))
         ax_len.set(ylim=(0, long_len + 3), xlabel="samples seen")
+        ax_len.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:g}k")
         ax_acc.legend(fontsize=7, loc="upper left")
     smallest = min(curves)
     ntp, rl = curves[smallest]
     blues = plt.cm.Blues([0.45 + 0.5 * i / max(1, len(rl) - 1) for i in range(len(rl))])
-    for curve, color in zip(rl, blues):
+    seeds = len(preset.seeds)
+    for k, (curve, color) in enumerate(zip(rl, blues)):
+        for single in per_seed.get(smallest, [])[seeds * (k + 1) : seeds * (k + 2)]:  # [NTP seeds, RL 1 seeds, ...]
+            axes[0, -1].plot(single.rl_samples, single.greedy_acc, "-", color=color, lw=0.8, alpha=0.5)
+            axes[1, -1].plot(single.rl_samples, single.greedy_len_mean, "-", color=color, lw=0.8, alpha=0.5)
         axes[0, -1].plot(curve.rl_samples, curve.greedy_acc, "-", marker=".", color=color, label=curve.label)
         axes[0, -1].plot(curve.rl_samples, curve.sampled_acc, "--", color=color, alpha=0.7)
         axes[1, -1].plot(curve.rl_samples, curve.greedy_len_mean, "-", marker=".", color=color)
-    axes[0, -1].set(title=f"GRPO close-up, $p_{{cot}}$ = {smallest:g}", ylim=(-0.03, 1.03))
+    axes[0, -1].set(title=f"GRPO close-up, $p_{{cot}}$ = {smallest:g}" + (" (thin: each seed)" if seeds > 1 else ""),
+                    ylim=(-0.03, 1.03))
     axes[1, -1].set(ylim=(0, long_len + 3), xlabel="RL samples")
     axes[0, -1].legend(fontsize=7, loc="upper left")
     axes[0, 0].set_ylabel("test accuracy (greedy solid, T = 1 dashed)")
@@ -183,8 +199,8 @@ def plot_mult(curves: dict[float, tuple[Curve, list[Curve]]], long_len: int, pre
     for ax in axes.flat:
         ax.grid(alpha=0.3)
     m = preset.model
-    seeds = f"median of {len(preset.seeds)} seeds" if len(preset.seeds) > 1 else f"seed {preset.seeds[0]}"
-    fig.suptitle(f"{digits}x{digits} multiplication: next-token prediction vs. NTP then GRPO (e2e reward) — "
-                 f"{m.arch} {m.layers}x{m.width}, {preset.splits['train']:,} training pairs, {seeds}")
+    seed_text = f"median of {seeds} seeds" if seeds > 1 else f"seed {preset.seeds[0]}"
+    fig.suptitle(f"{digits}x{digits} multiplication: next-token prediction vs. NTP then GRPO (e2e reward)\n"
+                 f"{m.arch} {m.layers}x{m.width}, {preset.splits['train']:,} training pairs, {seed_text}")
     fig.savefig(path, dpi=120)
     plt.close(fig)
