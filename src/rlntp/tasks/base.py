@@ -115,7 +115,8 @@ class Task(ABC):
         """This vocabulary as a Hugging Face tokenizer (word level), saved beside every checkpoint.
 
         Text is split on whitespace and on the task's tokens, so `1 2||8` reads as `1 2 || 8`; decoding
-        joins tokens with single spaces (`to_text` gives the task's exact text format).
+        joins tokens with single spaces (`to_text` gives the task's exact text format). A word outside the
+        vocabulary reads as EOS: the tasks' vocabularies are closed, so there is no unknown token.
         """
         from tokenizers import Regex, Tokenizer, models, pre_tokenizers
         from transformers import PreTrainedTokenizerFast
