@@ -103,8 +103,7 @@ class Task(ABC):
         """Training sequences from prompts and EOS-padded outputs of width max_new_tokens."""
         lengths = output_lengths(outputs, self.eos_id, self.max_new_tokens)
         tokens = torch.cat([prompts, outputs], dim=1)
-        position = torch.arange(tokens.shape[1], device=tokens.device)
-        loss_mask = (position >= self.prompt_len) & (position <= self.prompt_len + lengths[:, None])
+        loss_mask = output_mask(tokens.shape[1], self.prompt_len, lengths)
         return Sequences(tokens=tokens, loss_mask=loss_mask, lengths=lengths, kinds=kinds)
 
     def same_output(self, outputs: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
@@ -129,6 +128,12 @@ class Task(ABC):
             pre_tokenizers.Split(Regex("|".join(re.escape(w) for w in words)), behavior="isolated"),
         ])
         return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token=eos, bos_token=eos)
+
+
+def output_mask(width: int, prompt_len: int, lengths: torch.Tensor) -> torch.Tensor:
+    """(n, width) True on the output tokens and the first EOS: positions prompt_len .. prompt_len + length."""
+    position = torch.arange(width, device=lengths.device)
+    return (position >= prompt_len) & (position <= prompt_len + lengths[:, None])
 
 
 def output_lengths(outputs: torch.Tensor, eos_id: int, no_eos_length: int | None = None) -> torch.Tensor:

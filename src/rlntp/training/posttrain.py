@@ -155,6 +155,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
     """Post-train as `run` says, writing the run directory `out`; returns `out`."""
     out = Path(out)
     task = make_task(run.task)
+    tokenizer = task.tokenizer()  # saved beside every checkpoint
     cfg = run.post
     device = resolve_device(cfg.device)
     source_checkpoint = runs.resolve_checkpoint(run.source, run.source_step)
@@ -226,7 +227,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
             stats, train_time = [], 0.0
         if step % cfg.save_every == 0 or step == cfg.steps:
             runs.save_checkpoint(out, step, model, optimizer, {"rollouts": rng},
-                                 {"samples_seen": samples_seen(step)}, tokenizer=task.tokenizer())
+                                 {"samples_seen": samples_seen(step)}, tokenizer=tokenizer)
     bar.close()
     return out
 

@@ -88,6 +88,7 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
     """Pre-train a model as `run` says, writing the run directory `out`; returns `out`."""
     out = Path(out)
     task = make_task(run.task)
+    tokenizer = task.tokenizer()  # saved beside every checkpoint
     cfg = run.train
     device = resolve_device(cfg.device)
     data = make_data(task, run.task.data, cfg.seed, device)
@@ -150,6 +151,6 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
         if step % cfg.save_every == 0 or step == cfg.steps:
             runs.save_checkpoint(out, step, model, optimizer, data.generators,
                                  {"samples_seen": step * cfg.batch_size, "loss_sum": loss_sum, "loss_steps": loss_steps},
-                                 tokenizer=task.tokenizer())
+                                 tokenizer=tokenizer)
     bar.close()
     return out

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from rlntp.generation import generate
-from rlntp.tasks.base import Task
+from rlntp.tasks.base import Task, output_mask
 from rlntp.training.rewards import compute_reward
 
 
@@ -37,9 +37,7 @@ class Rollouts:
     @property
     def response_mask(self) -> torch.Tensor:
         """(N, prompt_len + max_new_tokens) True on response tokens up to and including the first EOS."""
-        prompt_len = self.inputs.shape[1]
-        position = torch.arange(self.tokens.shape[1], device=self.inputs.device)
-        return (position >= prompt_len) & (position <= prompt_len + self.lengths[:, None])
+        return output_mask(self.inputs.shape[1] + self.outputs.shape[1], self.inputs.shape[1], self.lengths)
 
     def filter(self, keep: torch.Tensor) -> "Rollouts":
         """The rows where `keep` is True (group structure is not kept)."""
