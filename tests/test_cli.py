@@ -49,7 +49,7 @@ def test_eval_of_a_missing_step_and_of_a_corrupt_checkpoint(tmp_path, capsys):
     _fails_with(capsys, ["eval", str(out), "--step", "4"], "no checkpoint at step 4; available: 3, 6")
     weights = out / "checkpoints" / "step_0000006" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    _fails_with(capsys, ["eval", str(out)], "cannot be loaded")
+    _fails_with(capsys, ["eval", str(out)], "step_0000006 is damaged: model.safetensors differs from the checksum")
 
 
 def test_pretrain_eval_plot_round_trip(tmp_path, capsys):

@@ -139,7 +139,7 @@ def _fails_with(capsys, argv, message):
     (["data", "mult", "--digits", "2", "--train", "8000", "--valid", "100", "--test", "100", "--out", "D"],
      "only 8,100 distinct 2x2 pairs exist"),
     (["data", "mult", "--digits", "10", "--out", "D"], "digits must be an integer in [2, 9], got 10"),
-    (["data", "mult", "--p-cot", "-1", "--out", "D"], "p_cot must be in [0, 1], got -1"),
+    (["data", "mult", "--p-cot", "-1", "--out", "D"], "p_cot must be >= 0, got -1.0"),
     (["data", "mult", "--from-text", "nonsense", "--out", "D"], "--from-text takes SPLIT=FILE"),
     (["data", "mult", "--from-text", "dev=x.txt", "--out", "D"], "unknown split 'dev'"),
     (["data", "mult", "--from-text", "train=missing.txt", "--out", "D"], "cannot read missing.txt"),

@@ -1,13 +1,19 @@
 """The `rlntp` command line: one subcommand per stage, options generated from the stage's dataclass."""
 
+import contextlib
+import dataclasses
+import functools
+import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import tyro
 
-from rlntp.errors import UserError
+from rlntp.config import check_arguments
+from rlntp.errors import Interrupted, UserError
 
 if TYPE_CHECKING:  # resolved at run time by _resolve_annotations
     from rlntp.models import ModelConfig
@@ -32,11 +38,13 @@ def sample(task: Annotated["TaskConfig", Flat], n: int = 10, seed: int = 0, oper
     """
     import torch
 
+    from rlntp.devices import check_fits
     from rlntp.errors import check
     from rlntp.tasks import make_task
 
     t = make_task(task)
     check_positive(n=n)
+    check_fits(n * t.context_len * 8 * 4, torch.device("cpu"), f"sampling {n:,} sequences", "reduce --n")
     generator = torch.Generator().manual_seed(seed)
     if operands is not None:
         check(task.task == "mult", f"--operands is for --task mult, got --task {task.task}")
@@ -130,9 +138,9 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
     """
     from rlntp import runs
     from rlntp.data import make_data
-    from rlntp.devices import resolve_device, seeded_generator
+    from rlntp.devices import check_fits, resolve_device, seeded_generator
     from rlntp.evaluation import evaluate as run_evaluate
-    from rlntp.models import load_model
+    from rlntp.models import memory_estimate
     from rlntp.tasks import make_task
 
     check_positive(samples=samples)
@@ -141,9 +149,11 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
     dev = resolve_device(device)
     task = make_task(task_config)
     data = make_data(task, task_config.data, seed, dev)
-    model = load_model(checkpoint, model_config, dev)
     if data.test_prompts is not None:
         samples = min(samples, len(data.test_prompts))
+    check_fits(memory_estimate(model_config, task.vocab_size, task.context_len, 0, samples), dev,
+               f"evaluating {samples:,} inputs", "reduce --samples")
+    model = runs.load_checkpoint_model(checkpoint, model_config, dev)
     metrics = {"checkpoint": str(checkpoint), "samples": samples}
     metrics |= run_evaluate(model, task, samples, seeded_generator(dev, seed), test_prompts=data.test_prompts)
     if json_out:
@@ -186,9 +196,13 @@ def fig1(out: Path = Path("runs/fig1"), preset: str = "cpu", device: str = "auto
     """
     from rlntp.errors import check
     from rlntp.experiments.fig1 import PRESETS, run_fig1
+    from rlntp.devices import resolve_device
+    from rlntp.runs import open_recipe_dir
 
     check(preset in PRESETS, f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    table = run_fig1(PRESETS[preset], out, device=device, progress=not quiet)
+    resolve_device(device)
+    with open_recipe_dir(out, "fig1", dataclasses.asdict(PRESETS[preset])):
+        table = run_fig1(PRESETS[preset], out, device=device, progress=not quiet)
     print(table)
     print(f"wrote {out / 'fig1.png'} and {out / 'summary.txt'}")
 
@@ -206,9 +220,13 @@ def fig3(out: Path = Path("runs/fig3"), preset: str = "cpu", device: str = "auto
     """
     from rlntp.errors import check
     from rlntp.experiments.fig3 import PRESETS, run_fig3
+    from rlntp.devices import resolve_device
+    from rlntp.runs import open_recipe_dir
 
     check(preset in PRESETS, f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    print(run_fig3(PRESETS[preset], out, device=device, progress=not quiet))
+    resolve_device(device)
+    with open_recipe_dir(out, "fig3", dataclasses.asdict(PRESETS[preset])):
+        print(run_fig3(PRESETS[preset], out, device=device, progress=not quiet))
     print(f"wrote {out / 'fig3.png'} and {out / 'summary.txt'}")
 
 
@@ -226,9 +244,13 @@ def mult(out: Path = Path("runs/mult"), preset: str = "cpu", device: str = "auto
     """
     from rlntp.errors import check
     from rlntp.experiments.mult import PRESETS, run_mult
+    from rlntp.devices import resolve_device
+    from rlntp.runs import open_recipe_dir
 
     check(preset in PRESETS, f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    print(run_mult(PRESETS[preset], out, device=device, progress=not quiet))
+    resolve_device(device)
+    with open_recipe_dir(out, "mult", dataclasses.asdict(PRESETS[preset])):
+        print(run_mult(PRESETS[preset], out, device=device, progress=not quiet))
     print(f"wrote {out / 'summary.txt'} and the figures " + ", ".join(
         str(out / f"n{n}" / "mult.png") for n in PRESETS[preset].digits))
 
@@ -251,23 +273,75 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `rlntp` console script (`rlntp theory ...` goes to the theory's own commands)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["data"]:
-        return _run({"mult": data_mult}, argv[1:], prog="rlntp data", description="Datasets on disk")
+        return run_commands({"mult": data_mult}, argv[1:], prog="rlntp data", description="Datasets on disk")
     if argv[:1] == ["reproduce"]:
-        return _run(REPRODUCE, argv[1:], prog="rlntp reproduce", description="The paper's figures as recipes")
+        return run_commands(REPRODUCE, argv[1:], prog="rlntp reproduce", description="The paper's figures as recipes",
+                            rerun_hint="rerun the same command to continue")
     if argv[:1] == ["theory"]:
         from rlntp.theory.cli import main as theory_main
 
         return theory_main(argv[1:])
     _resolve_annotations()
-    _run(COMMANDS, argv, prog="rlntp", description=DESCRIPTION)
+    run_commands(COMMANDS, argv, prog="rlntp", description=DESCRIPTION)
 
 
-def _run(commands: dict, argv: list[str], prog: str, description: str) -> None:
+def run_commands(commands: dict, argv: list[str], prog: str, description: str, rerun_hint: str | None = None) -> None:
+    """Parse `argv` into one of `commands` and run it; every failure of the user's input is one line.
+
+    - tyro's parse errors (an unknown option, a value of the wrong type) are cut down from tyro's box
+      to its first line, and an empty value is refused before parsing (no option takes one);
+    - the plain options of a command are type-checked like config fields (`rlntp.config`);
+    - a UserError prints `error: ...` and exits with its `exit_code` (2: bad input; 1: a run failed;
+      130: Ctrl-C). `rerun_hint` replaces "continue with --resume" for commands that resume by rerunning.
+    """
+    for i, arg in enumerate(argv):
+        if arg.startswith("--") and arg.endswith("="):
+            _exit(f"{arg[:-1]} must not be empty", 2)
+        if arg == "":
+            _exit(f"{argv[i - 1] if i and argv[i - 1].startswith('--') else 'an argument'} must not be empty", 2)
+    stderr, parse_errors = sys.stderr, io.StringIO()
+
+    def checked(fn):
+        @functools.wraps(fn)
+        def command(*args, **kwargs):
+            sys.stderr = stderr  # parsing is over: the command's own output (progress bars) goes through
+            check_arguments(fn, args, kwargs)
+            return fn(*args, **kwargs)
+        return command
+
     try:
-        tyro.extras.subcommand_cli_from_dict(commands, prog=prog, args=argv, description=description)
+        with contextlib.redirect_stderr(parse_errors):
+            tyro.extras.subcommand_cli_from_dict({name: checked(fn) for name, fn in commands.items()},
+                                                 prog=prog, args=argv, description=description)
+    except SystemExit as e:
+        if e.code == 2 and parse_errors.getvalue():
+            _exit(_first_line(parse_errors.getvalue()), 2)
+        raise
+    except Interrupted as e:
+        _exit(str(e) if rerun_hint is None else f"interrupted at step {e.step} of {e.run_dir}; {rerun_hint}", e.exit_code)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _exit(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        _exit("interrupted before a run started; nothing was written", 130)
+
+
+def _exit(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _first_line(box: str) -> str:
+    """The message of one of tyro's error boxes: its first paragraph, borders and colours removed."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", box)
+    lines = [line.strip().strip("│╭╰╮╯").strip() for line in text.splitlines()]
+    body = []
+    for line in lines[1:]:  # lines[0] is the box's title bar
+        if not line or set(line) <= set("─"):
+            if body:
+                break
+            continue
+        body.append(line)
+    return " ".join(body) or "invalid command line; see --help"
 
 
 def _resolve_annotations() -> None:

@@ -13,10 +13,10 @@ A dataset directory (written by `rlntp data ...`) holds
 `datasets.load_dataset("parquet", data_dir=DIR)` and pandas read the splits as they are.
 """
 
-import hashlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import torch
 
 from rlntp.devices import seeded_generator
 from rlntp.errors import ConfigError
+from rlntp.files import check_new_dir, sha256_file
 from rlntp.tasks.base import LONG, SHORT, Sequences, Task
 
 MANIFEST = "manifest.json"
@@ -44,34 +45,44 @@ def write_dataset(out: Path, task: Task, splits: dict[str, tuple[Sequences, dict
     import pyarrow.parquet as pq
 
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"{out} exists and is not an empty directory; choose a new --out for the dataset")
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    files = {}
-    for name, (seqs, extra) in splits.items():
-        ends = (task.prompt_len + seqs.lengths + 1).numpy()  # up to and including EOS
-        keep = torch.arange(seqs.tokens.shape[1])[None, :] < torch.from_numpy(ends)[:, None]
-        offsets = np.concatenate([[0], np.cumsum(ends)]).astype(np.int32)
-        ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(seqs.tokens[keep].numpy().astype(np.uint8)))
-        rows = seqs.tokens.tolist()
-        table = pa.table({"text": [task.to_text(row[:end]) for row, end in zip(rows, ends.tolist())],
-                          "input_ids": ids, "long": (seqs.kinds == LONG).numpy(), **extra})
-        path = tmp / f"{name}.parquet"
-        pq.write_table(table, path, compression="zstd")
-        files[name] = {"file": path.name, "rows": table.num_rows, "long": int((seqs.kinds == LONG).sum()),
-                       "sha256": _sha256(path)}
-    task.tokenizer().save_pretrained(tmp)
-    manifest = {"format": FORMAT, "version": 1, **manifest, "splits": files}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    for path in tmp.iterdir():
-        with open(path, "rb") as f:
-            os.fsync(f.fileno())
-    if out.exists():
-        out.rmdir()  # empty, checked above
-    os.replace(tmp, out)
+    check_new_dir(out, "dataset")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        files = {}
+        for name, (seqs, extra) in splits.items():
+            ends = (task.prompt_len + seqs.lengths + 1).numpy()  # up to and including EOS
+            keep = torch.arange(seqs.tokens.shape[1])[None, :] < torch.from_numpy(ends)[:, None]
+            offsets = np.concatenate([[0], np.cumsum(ends)]).astype(np.int32)
+            ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(seqs.tokens[keep].numpy().astype(np.uint8)))
+            rows = seqs.tokens.tolist()
+            table = pa.table({"text": [task.to_text(row[:end]) for row, end in zip(rows, ends.tolist())],
+                              "input_ids": ids, "long": (seqs.kinds == LONG).numpy(), **extra})
+            path = tmp / f"{name}.parquet"
+            pq.write_table(table, path, compression="zstd")
+            files[name] = {"file": path.name, "rows": table.num_rows, "long": int((seqs.kinds == LONG).sum()),
+                           "sha256": sha256_file(path)}
+        task.tokenizer().save_pretrained(tmp)
+        manifest = {"format": FORMAT, "version": 1, **manifest, "splits": files}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        for path in tmp.iterdir():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the dataset is as readable as any directory
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(tmp, out)
+    except OSError as e:
+        raise ConfigError(f"could not write the dataset {out} ({e}); was it written by another process meanwhile?") from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # ours (a unique name); gone already after the rename
     return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -114,7 +125,7 @@ def load_dataset(path: Path, task: Task) -> Dataset:
             raise ConfigError(f"{path / MANIFEST} does not describe a {name} split ({e}); make the dataset again") from e
         if not rows:
             raise ConfigError(f"dataset {path} has an empty {name} split")
-        if not file.is_file() or _sha256(file) != checksum:
+        if not file.is_file() or sha256_file(file) != checksum:
             raise ConfigError(f"{file} is missing or damaged (its checksum differs from {MANIFEST}); "
                               "make the dataset again")
         table = pq.read_table(file, columns=["input_ids", "long"])
@@ -194,11 +205,3 @@ def make_data(task: Task, data: str | None, seed: int, device: torch.device) -> 
     if data is None:
         return OnlineData(task, seed, device)
     return FixedData(task, load_dataset(Path(data), task), seed, device)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -2,12 +2,15 @@
 
 They deliberately do not derive from ValueError: the CLI library treats a ValueError raised while
 building a config as a parse error and wraps it in a box; ours propagate to `rlntp.cli.main`, which
-prints them as `error: ...` and exits with status 2 before any work starts.
+prints them as `error: ...` and exits with the error's `exit_code` (2: bad input, before any work).
 """
 
 
 class UserError(Exception):
     """Bad input from the user: a config value, a path, a checkpoint."""
+
+    exit_code = 2
+    """the status the command line exits with"""
 
 
 class ConfigError(UserError):
@@ -20,6 +23,22 @@ class RunDirError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint is missing, incomplete or corrupt."""
+
+
+class Diverged(UserError):
+    """The loss or the weights became NaN or infinite: the run stops, its earlier checkpoints kept."""
+
+    exit_code = 1
+
+
+class Interrupted(UserError):
+    """The user stopped a run (Ctrl-C); `--resume` continues it from its last checkpoint."""
+
+    exit_code = 130  # 128 + SIGINT, what a shell reports for a process ended by Ctrl-C
+
+    def __init__(self, run_dir, step: int):
+        self.run_dir, self.step = run_dir, step
+        super().__init__(f"interrupted at step {step}; continue with --resume")
 
 
 def check(condition: bool, message: str) -> None:

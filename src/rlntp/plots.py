@@ -12,6 +12,10 @@ from rlntp.errors import RunDirError  # noqa: E402
 from rlntp.tasks import make_task  # noqa: E402
 
 
+EVAL_KEYS = ("eval/greedy_acc", "eval/sampled_acc", "eval/greedy_long_frac", "eval/sampled_long_frac")
+"""What every metrics record of a run holds and the run figure draws."""
+
+
 def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     """Accuracy and P(long length) against samples, greedy solid and sampled dashed (paper Fig. 2).
 
@@ -19,9 +23,10 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     """
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
-    task_config, _ = runs.read_task_and_model(run_dir)
+    task_config, model_config = runs.read_task_and_model(run_dir)
     task = make_task(task_config)
-    records = [r for r in runs.read_metrics(run_dir) if "eval/greedy_acc" in r]
+    keys = EVAL_KEYS + (("rl_samples",) if config["stage"] == "posttrain" else ("samples_seen",))
+    records = runs.read_metrics(run_dir, keys)
     if not records:
         raise RunDirError(f"{run_dir} has no evaluations in {runs.METRICS} yet")
     p_cot = task_config.p_cot
@@ -45,8 +50,8 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     for ax in (ax_acc, ax_len):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{config['stage']}: {task.title}, $p_{{cot}}$ = {p_cot}, {config['model']['arch']} "
-                 f"{config['model']['layers']}x{config['model']['width']}")
+    fig.suptitle(f"{config['stage']}: {task.title}, $p_{{cot}}$ = {p_cot}, {model_config.arch} "
+                 f"{model_config.layers}x{model_config.width}")
     out = Path(out) if out else run_dir / "plot.png"
     fig.savefig(out, dpi=120)
     plt.close(fig)

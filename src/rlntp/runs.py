@@ -1,4 +1,4 @@
-"""Run directories: the resolved config, metrics.jsonl, checkpoints; atomic writes and resume.
+"""Run directories: the resolved config, metrics.jsonl, checkpoints; safe creation, a lock, resume.
 
 Layout of a run directory:
 
@@ -8,17 +8,24 @@ Layout of a run directory:
         config.json, model.safetensors     a Hugging Face checkpoint (`from_pretrained` loads it)
         tokenizer.json, ...                its word-level tokenizer (`AutoTokenizer.from_pretrained`)
         trainer_state.safetensors          optimizer moments and random-generator states
-        trainer_state.json                 step, samples seen, optimizer hyper-parameters
+        trainer_state.json                 step, samples seen, optimizer hyper-parameters, and the
+                                           SHA-256 of every other file, verified at every load
+    rlntp.lock                     held by the process writing the run (see `files.DirLock`)
     plot.png                       written by `rlntp plot`
 
-Everything is written to a temporary name and renamed into place, so a kill at any moment leaves
-either the previous complete file or the new complete one. Nothing here is ever unpickled.
+A new run goes only into a missing or empty directory, an existing one is continued only with
+`--resume`, and one process at a time writes it (`open_run_dir`). Everything is written to a
+temporary name and renamed into place, so a kill at any moment leaves either the previous complete
+file or the new complete one. Nothing here is ever unpickled. Every reader turns a damaged file into
+one line naming the file (and the line of metrics.jsonl).
 """
 
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,38 +34,179 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from rlntp.errors import CheckpointError, RunDirError
-from rlntp.models import ModelConfig, save_model
+from rlntp.errors import CheckpointError, Interrupted, RunDirError, UserError
+from rlntp.files import DirLock, atomic_write_text, check_out_path, foreign_entries, make_dirs, sha256_file
+from rlntp.models import ModelConfig, load_model, save_model
 from rlntp.tasks import TaskConfig
 
 CONFIG, METRICS, CHECKPOINTS = "config.json", "metrics.jsonl", "checkpoints"
+STAGES = ("pretrain", "posttrain")
 _STATE_TENSORS, _STATE_JSON = "trainer_state.safetensors", "trainer_state.json"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers see either the old file or the whole new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+@dataclass
+class RunDir:
+    """A run directory held by a stage (`open_run_dir`)."""
+
+    path: Path
+    new: bool
+    """a new run (else a resumed one)"""
+    step: int = 0
+    """the step the stage's loop is at: a Ctrl-C names it"""
+
+
+@contextmanager
+def open_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_changes: set[str], steps: int,
+                 normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Iterator[RunDir]:
+    """Hold the run directory `out` for `config` while the body runs.
+
+    A new run needs a missing or empty directory; one that holds a run is continued only with
+    `resume`, and only with the same options except those in `resumable_changes` (dotted paths such as
+    "train.steps") and never with fewer `steps` than its last checkpoint. `--resume` on a directory
+    with no run starts one, so a command with --resume can be repeated until its run is complete.
+    `normalize` rewrites the saved config as the current code would write it (options added since
+    the run started take their defaults), so that older runs resume.
+
+    The directory is locked for the whole body. If the body fails before the new run wrote any
+    metrics or checkpoint, what this function created is removed, so a plain retry is not blocked.
+    A Ctrl-C (KeyboardInterrupt) in the body becomes `Interrupted` at the yielded handle's `step`.
+    """
+    out = Path(out)
+    check_out_path(out)
+    created = make_dirs(out)
+    lock = DirLock(out, "--out")
+    lock_existed = lock.path.exists()
+    try:
+        lock.acquire()
+    except BaseException:
+        _remove_dirs(created)
+        raise
+    try:
+        new = _claim(out, config, resume, resumable_changes, steps, normalize)
+    except BaseException:  # refused: leave the directory as it was found
+        lock.release(remove=not lock_existed)
+        _remove_dirs(created)
+        raise
+    handle = RunDir(out, new)
+    try:
+        yield handle
+    except BaseException as e:
+        if new and not (out / METRICS).exists() and not (out / CHECKPOINTS).exists():
+            (out / CONFIG).unlink(missing_ok=True)
+            lock.release(remove=not lock_existed)
+            _remove_dirs(created)
+        if isinstance(e, KeyboardInterrupt):
+            raise Interrupted(out, handle.step) from None
+        raise
+    finally:
+        lock.release()
+
+
+RECIPE = "recipe.json"
+
+
+@contextmanager
+def open_recipe_dir(out: Path, recipe: str, preset: dict[str, Any]) -> Iterator[Path]:
+    """Hold the directory of a recipe (its runs, figures, summary) while the body runs.
+
+    The directory must be missing or empty, or hold this recipe with this preset (recipe.json), so a
+    rerun resumes it and a recipe never writes its figures into a directory it did not create.
+    """
+    out = Path(out)
+    check_out_path(out)
+    created = make_dirs(out)
+    lock = DirLock(out, "--out")
+    lock_existed = lock.path.exists()
+    try:
+        lock.acquire()
+    except BaseException:
+        _remove_dirs(created)
+        raise
+    marker = {"recipe": recipe, "preset": json.loads(json.dumps(preset))}
+    try:
+        if (out / RECIPE).exists():
+            try:
+                saved = json.loads((out / RECIPE).read_bytes())
+            except (OSError, ValueError) as e:
+                raise RunDirError(f"{out / RECIPE} is not valid JSON ({e}); restore it or choose another --out") from e
+            if saved != marker:
+                name = saved.get("recipe") if isinstance(saved, dict) else None
+                raise RunDirError(f"{out} holds the {name!r} recipe with other settings; "
+                                  "choose another --out (or rerun the command that made it)")
+        elif foreign_entries(out, set()):
+            raise RunDirError(f"{out} holds files that are not this recipe's ({', '.join(foreign_entries(out, set())[:3])}); "
+                              "choose a new or empty directory for --out")
+        else:
+            atomic_write_text(out / RECIPE, json.dumps(marker, indent=2) + "\n")
+    except BaseException:
+        lock.release(remove=not lock_existed)
+        _remove_dirs(created)
+        raise
+    try:
+        yield out
+    finally:
+        lock.release()
+
+
+def _claim(out: Path, config: dict[str, Any], resume: bool, resumable_changes: set[str], steps: int,
+           normalize: Callable[[dict[str, Any]], dict[str, Any]] | None) -> bool:
+    """Under the lock: write a new run's config, or check that resuming continues the same run."""
+    foreign = foreign_entries(out, {CONFIG, METRICS, CHECKPOINTS, "plot.png"})
+    if foreign or (out / METRICS).exists() and not (out / CONFIG).exists():
+        raise RunDirError(f"{out} holds files that are not an rlntp run ({', '.join(foreign[:3] or [METRICS])}"
+                          f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty directory for --out")
+    if not (out / CONFIG).exists():
+        write_config(out, config)
+        return True
+    if not resume:
+        raise RunDirError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
+    saved = read_config(out)
+    if normalize is not None:
+        try:
+            saved = normalize(saved)
+        except (KeyError, TypeError, UserError) as e:
+            raise RunDirError(f"{out / CONFIG} is not a valid run config ({e}); restore it or start a new run") from e
+    diffs = [f"{k} (run: {a}, given: {b})" for k, (a, b) in sorted(_flat_diff(saved, config).items())
+             if k not in resumable_changes]
+    if diffs:
+        raise RunDirError(f"--resume must repeat the run's options; {out / CONFIG} differs in " + "; ".join(diffs))
+    done = checkpoint_steps(out)
+    if done and steps < done[-1]:
+        raise RunDirError(f"the run in {out} already reached step {done[-1]}; --steps {steps} would discard "
+                          f"training; pass --steps {done[-1]} or more")
+    write_config(out, config)
+    return False
+
+
+def _remove_dirs(created: list[Path]) -> None:
+    """Remove the directories a failed start created, deepest first, each only if still empty."""
+    for directory in created:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
 
 
 def write_config(run_dir: Path, config: dict[str, Any]) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG, json.dumps(config, indent=2) + "\n")
+    atomic_write_text(Path(run_dir) / CONFIG, json.dumps(config, indent=2) + "\n")
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    """The config of a run directory; RunDirError if `run_dir` is not one."""
+    """The config of a run directory (its stage, task and model sections checked); RunDirError if it is not one."""
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise RunDirError(f"{run_dir} is not a run directory (no {CONFIG}); pass the --out of an rlntp run")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+        config = json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:  # ValueError: invalid JSON or UTF-8
         raise RunDirError(f"{path} is not valid JSON ({e}); restore it or start a new run") from e
+    if not isinstance(config, dict) or config.get("stage") not in STAGES:
+        raise RunDirError(f"{path} is not an rlntp run config (no stage {' or '.join(STAGES)}); restore it")
+    for key, kind in (("task", dict), ("model", dict)) + (
+            (("source", str), ("source_step", int), ("start_samples_seen", int)) if config["stage"] == "posttrain" else ()):
+        if not isinstance(config.get(key), kind):
+            raise RunDirError(f"{path} has no valid {key!r} entry; restore it or start a new run")
+    return config
 
 
 def read_task_and_model(run_dir: Path) -> tuple[TaskConfig, ModelConfig]:
@@ -66,8 +214,8 @@ def read_task_and_model(run_dir: Path) -> tuple[TaskConfig, ModelConfig]:
     config = read_config(run_dir)
     try:
         return TaskConfig(**config["task"]), ModelConfig(**config["model"])
-    except (KeyError, TypeError) as e:
-        raise RunDirError(f"{run_dir}/{CONFIG} has no valid task and model sections ({e})") from e
+    except (TypeError, UserError) as e:
+        raise RunDirError(f"{Path(run_dir) / CONFIG} has no valid task and model sections ({e})") from e
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
@@ -78,17 +226,31 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """All complete metric records (a line cut short by a kill is ignored)."""
+def read_metrics(run_dir: Path, keys: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """All metric records of a run, each holding an integer `step` and a number for each of `keys`.
+
+    A last line without its newline (cut short by a kill) is ignored; any other damaged line is a
+    RunDirError naming the file and the line.
+    """
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return []
+    *lines, _ = path.read_bytes().split(b"\n")  # the part after the last newline: a torn write or nothing
     records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
             continue
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            raise RunDirError(f"{path}, line {number}: not a JSON record ({e}); fix or delete that line") from e
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise RunDirError(f"{path}, line {number}: not a metrics record (an object with an integer step); "
+                              "fix or delete that line")
+        missing = [k for k in keys if not isinstance(record.get(k), (int, float))]
+        if missing:
+            raise RunDirError(f"{path}, line {number}: no number for {', '.join(missing)}; fix or delete that line")
+        records.append(record)
     return records
 
 
@@ -128,11 +290,14 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch
     """Write checkpoint `step` atomically (into a temporary directory, then renamed into place).
 
     With a `tokenizer` (a Hugging Face one), it is saved beside the weights, so `AutoTokenizer` and
-    `AutoModelForCausalLM` both load the checkpoint directory.
+    `AutoModelForCausalLM` both load the checkpoint directory. trainer_state.json records the SHA-256
+    of every other file; `verify_checkpoint` checks them.
     """
     final = checkpoint_path(run_dir, step)
+    if final.exists():  # never replaced: a run continues only from its last checkpoint
+        raise CheckpointError(f"{final} exists already; move it away and resume")
     tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # a save cut short by a kill
     tmp.mkdir(parents=True)
     save_model(model, tmp)
     if tokenizer is not None:
@@ -141,62 +306,61 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch
     tensors = {f"optimizer/{i}/{k}": v.contiguous() for i, s in opt["state"].items() for k, v in s.items()}
     tensors |= {f"rng/{name}": g.get_state() for name, g in generators.items()}
     save_file(tensors, tmp / _STATE_TENSORS)
-    meta = dict(state, step=step, optimizer_param_groups=opt["param_groups"], rng=sorted(generators))
-    (tmp / _STATE_JSON).write_text(json.dumps(meta, indent=2) + "\n")
-    for path in tmp.iterdir():
+    files = {}
+    for path in sorted(tmp.iterdir()):
         with open(path, "rb") as f:
             os.fsync(f.fileno())
-    shutil.rmtree(final, ignore_errors=True)
+        files[path.name] = sha256_file(path)
+    meta = dict(state, step=step, optimizer_param_groups=opt["param_groups"], rng=sorted(generators), sha256=files)
+    atomic_write_text(tmp / _STATE_JSON, json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, final)
     return final
 
 
+_USE_ANOTHER = "delete that checkpoint (--resume then continues from the one before) or use another step"
+
+
+def verify_checkpoint(checkpoint: Path) -> dict[str, Any]:
+    """Check every file of a checkpoint against the SHA-256 recorded when it was written; returns its state.
+
+    CheckpointError names the damaged file. Checkpoints written before checksums existed pass unchecked.
+    """
+    checkpoint = Path(checkpoint)
+    state = checkpoint_state(checkpoint)
+    for name, digest in state.get("sha256", {}).items():
+        path = checkpoint / name
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {checkpoint} is incomplete: {name} is missing; {_USE_ANOTHER}")
+        if sha256_file(path) != digest:
+            raise CheckpointError(f"checkpoint {checkpoint} is damaged: {name} differs from the checksum recorded "
+                                  f"when it was written; {_USE_ANOTHER}")
+    return state
+
+
+def load_checkpoint_model(checkpoint: Path, config: ModelConfig, device: str | torch.device = "cpu") -> nn.Module:
+    """The model of a checkpoint, its files verified first (`verify_checkpoint`)."""
+    verify_checkpoint(checkpoint)
+    return load_model(checkpoint, config, device)
+
+
 def load_trainer_state(checkpoint: Path, optimizer: torch.optim.Optimizer,
                        generators: dict[str, torch.Generator]) -> dict[str, Any]:
-    """Restore optimizer and generators from a checkpoint; returns its JSON state (step, ...)."""
+    """Restore optimizer and generators from a verified checkpoint; returns its JSON state (step, ...)."""
+    meta = verify_checkpoint(checkpoint)
     try:
-        meta = json.loads((checkpoint / _STATE_JSON).read_text())
         tensors = load_file(checkpoint / _STATE_TENSORS, device="cpu")
-    except (OSError, json.JSONDecodeError, SafetensorError) as e:
-        raise CheckpointError(f"checkpoint {checkpoint} is corrupt or incomplete ({e}); "
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            kind, *rest = key.split("/")
+            if kind == "optimizer":
+                state.setdefault(int(rest[0]), {})[rest[1]] = value
+        optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"]})
+        for name, g in generators.items():
+            g.set_state(tensors[f"rng/{name}"])
+    except (OSError, SafetensorError, KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {checkpoint} is corrupt or incomplete ({type(e).__name__}: {e}); "
                               "delete it to resume from an earlier one") from e
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        kind, *rest = key.split("/")
-        if kind == "optimizer":
-            state.setdefault(int(rest[0]), {})[rest[1]] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_param_groups"]})
-    for name, g in generators.items():
-        g.set_state(tensors[f"rng/{name}"])
     return meta
-
-
-def prepare_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_changes: set[str],
-                    normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
-    """Create the run directory `out` for `config`, or check that resuming it continues the same run.
-
-    `--resume` on a directory with no run in it starts one, so a command with --resume can simply be
-    repeated until its run is complete. Resuming may change only the keys in `resumable_changes`
-    (dotted paths such as "train.steps"). `normalize` rewrites the saved config as the current code
-    would write it (options added since the run started take their defaults), so that older runs resume.
-    """
-    out = Path(out)
-    if not resume or not (out / CONFIG).exists():
-        if (out / CONFIG).exists():
-            raise RunDirError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
-        write_config(out, config)
-        return
-    saved = read_config(out)
-    if normalize is not None:
-        try:
-            saved = normalize(saved)
-        except (KeyError, TypeError) as e:
-            raise RunDirError(f"{out}/{CONFIG} is not a valid run config ({e}); restore it or start a new run") from e
-    diffs = [f"{k} (run: {a}, given: {b})" for k, (a, b) in sorted(_flat_diff(saved, config).items())
-             if k not in resumable_changes]
-    if diffs:
-        raise RunDirError(f"--resume must repeat the run's options; {out}/{CONFIG} differs in " + "; ".join(diffs))
-    write_config(out, config)
 
 
 def _flat_diff(a: dict, b: dict, prefix: str = "") -> dict[str, tuple]:
@@ -211,8 +375,15 @@ def _flat_diff(a: dict, b: dict, prefix: str = "") -> dict[str, tuple]:
 
 
 def checkpoint_state(checkpoint: Path) -> dict[str, Any]:
-    """The JSON state of a checkpoint (step, samples_seen, ...)."""
+    """The JSON state of a checkpoint (step, samples_seen, ...); CheckpointError if it is damaged."""
+    path = Path(checkpoint) / _STATE_JSON
     try:
-        return json.loads((Path(checkpoint) / _STATE_JSON).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint {checkpoint} is corrupt or incomplete ({e})") from e
+        state = json.loads(path.read_bytes())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {checkpoint} is corrupt or incomplete ({e}); "
+                              "delete it to resume from an earlier one") from e
+    if not (isinstance(state, dict) and isinstance(state.get("step"), int) and isinstance(state.get("samples_seen"), int)
+            and isinstance(state.get("sha256", {}), dict)):
+        raise CheckpointError(f"{path} is not a checkpoint state (step, samples_seen); "
+                              "delete the checkpoint to resume from an earlier one")
+    return state

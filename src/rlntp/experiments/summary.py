@@ -33,7 +33,8 @@ class Curve:
 
 def read_curve(label: str, run_dirs: list[Path]) -> Curve:
     """The median over `run_dirs` (seeds of one configuration) of their evaluation records."""
-    per_seed = [[r for r in runs.read_metrics(d) if "eval/greedy_acc" in r] for d in run_dirs]
+    keys = ("samples_seen", "eval/greedy_acc", "eval/sampled_acc", "eval/greedy_len_median", "eval/sampled_long_frac")
+    per_seed = [runs.read_metrics(d, keys) for d in run_dirs]
     n = min(len(records) for records in per_seed)
 
     def median(key: str) -> np.ndarray:

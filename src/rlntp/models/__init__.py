@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM
 
+from rlntp.config import Config
 from rlntp.errors import CheckpointError, check
 from rlntp.models.gpt import GPT
 from rlntp.models.hf import HFCausalLM, hf_config
@@ -16,7 +17,7 @@ IMPLS = ("auto", "fast", "hf")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Config):
     """A decoder-only transformer (paper App. B.1: depth, embedding dimension, heads; no dropout)."""
 
     arch: str = "gpt2"
@@ -30,7 +31,7 @@ class ModelConfig:
     impl: str = "auto"
     """fast (plain PyTorch GPT-2, same weights), hf (the Hugging Face model), auto (fast where it exists)"""
 
-    def __post_init__(self):
+    def check(self) -> None:
         check(self.arch in ARCHS, f"unknown arch {self.arch!r}; choose one of: {', '.join(ARCHS)}")
         check(self.impl in IMPLS, f"unknown impl {self.impl!r}; choose one of: {', '.join(IMPLS)}")
         check(self.layers >= 1, f"layers must be >= 1, got {self.layers}")
@@ -79,8 +80,25 @@ def load_model(directory: str | Path, config: ModelConfig, device: str | torch.d
     return _wrap(hf_model.to(device), config.uses_fast_path)
 
 
+def memory_estimate(config: ModelConfig, vocab_size: int, context_len: int, train_batch: int,
+                    generate_batch: int) -> int:
+    """Bytes a stage needs at most, roughly (float32): weights, gradients and Adam moments, and the larger of
+    a training step on `train_batch` sequences and batched decoding of `generate_batch` prompts (its KV
+    cache, the attention scores of the prompt pass, the outputs kept for scoring).
+
+    It only has to tell possible sizes from impossible ones before a run starts (`--d 100000000` asks
+    for exabytes), so it errs on the generous side of the real peak.
+    """
+    W, L, H, T, V = config.width, config.layers, config.heads, context_len, vocab_size
+    params = V * W + T * W + L * (12 * W * W + 13 * W) + 2 * W
+    train = train_batch * T * (L * (16 * W + 2 * H * T) + 3 * V)
+    decode_batch = min(generate_batch, 2560)  # evaluation decodes in chunks of 2,560 prompts
+    decode = decode_batch * T * (2 * L * W + H * T + 4 * W) + 6 * generate_batch * T
+    return 4 * (4 * params + max(train, decode))
+
+
 def _wrap(hf_model, fast: bool) -> nn.Module:
     return GPT.from_hf(hf_model) if fast else HFCausalLM(hf_model)
 
 
-__all__ = ["ModelConfig", "build_model", "save_model", "load_model", "GPT", "HFCausalLM"]
+__all__ = ["ModelConfig", "build_model", "save_model", "load_model", "memory_estimate", "GPT", "HFCausalLM"]

@@ -6,6 +6,7 @@ subclass, listed in TASKS, and its options in TaskConfig.
 
 from dataclasses import dataclass
 
+from rlntp.config import Config
 from rlntp.errors import check
 from rlntp.tasks.base import Task
 from rlntp.tasks.multiplication import MultiplicationTask
@@ -15,7 +16,7 @@ TASKS = ("parity", "mult")
 
 
 @dataclass(frozen=True)
-class TaskConfig:
+class TaskConfig(Config):
     """Which mixture distribution to learn from."""
 
     task: str = "parity"
@@ -32,7 +33,7 @@ class TaskConfig:
     """a dataset directory made by `rlntp data` (its train split for pre-training and RL prompts, its test
     split for evaluation); default: fresh samples of the task"""
 
-    def __post_init__(self):
+    def check(self) -> None:
         check(self.task in TASKS, f"unknown task {self.task!r}; choose one of: {', '.join(TASKS)}")
         check(self.task == "parity" or self.p_medium == 0,
               f"p_medium (a partial chain of thought) exists for parity only, got {self.p_medium} with task {self.task}")

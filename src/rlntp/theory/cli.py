@@ -9,7 +9,7 @@ from typing import Annotated
 
 import tyro
 
-from rlntp.errors import UserError, check
+from rlntp.errors import check
 from rlntp.theory import closed_forms as cf
 from rlntp.theory.data import MixtureConfig
 from rlntp.theory.experiments import EVAL_SAMPLES, check_run, pretrain_report, star_report
@@ -132,13 +132,10 @@ COMMANDS = {"pretrain": pretrain, "star": star, "figure": figure}
 
 def main(argv: list[str] | None = None) -> None:
     """Run `rlntp theory <command>` on argv; bad input prints one `error: ...` line and exits with status 2."""
-    try:
-        tyro.extras.subcommand_cli_from_dict(
-            COMMANDS, prog="rlntp theory", args=argv,
-            description="The linear autoregressive model of the paper's theory (§4, App. D)")
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    from rlntp.cli import run_commands
+
+    run_commands(COMMANDS, list(sys.argv[1:] if argv is None else argv), prog="rlntp theory",
+                 description="The linear autoregressive model of the paper's theory (§4, App. D)")
 
 
 if __name__ == "__main__":

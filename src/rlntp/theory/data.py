@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rlntp.config import Config
 from rlntp.errors import check
 
 
 @dataclass(frozen=True)
-class MixtureConfig:
+class MixtureConfig(Config):
     """The mixture the linear model learns from (paper §2, eq. 18)."""
 
     d: int = 20
@@ -27,7 +28,7 @@ class MixtureConfig:
     p_cot: float = 0.25
     """probability of a long (chain-of-thought) sequence; strictly between 0 and 1, as in Theorems 1-2"""
 
-    def __post_init__(self):
+    def check(self) -> None:
         check(isinstance(self.d, int) and self.d >= 2, f"d must be an integer >= 2, got {self.d!r}")
         check(0.0 < self.p_cot < 1.0,
               f"p_cot must be strictly between 0 and 1 (the theory needs both long and short sequences), "

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rlntp.config import Config
 from rlntp.errors import check
 from rlntp.theory.data import DTYPE, MixtureConfig, Sequences, sample_mixture
 from rlntp.theory.model import FIRST, STOP, LinearAR, parameter_mask, sigmoid
@@ -31,7 +32,7 @@ Batches = Callable[[int, np.random.Generator], Sequences]
 
 
 @dataclass(frozen=True)
-class SGDConfig:
+class SGDConfig(Config):
     """Minibatch SGD of every predictor on its regularized logistic loss."""
 
     steps: int = 3000
@@ -45,7 +46,7 @@ class SGDConfig:
     average_last: float = 0.5
     """fraction of the last iterates averaged into the returned model (1.0: all of them, as in Algorithm 2)"""
 
-    def __post_init__(self):
+    def check(self) -> None:
         check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         check(self.sequences_per_step >= 1, f"sequences_per_step must be >= 1, got {self.sequences_per_step}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rlntp.config import Config
 from rlntp.errors import check
 from rlntp.theory.data import MixtureConfig, Sequences, cot_reward, sample_inputs
 from rlntp.theory.model import LinearAR
@@ -23,7 +24,7 @@ from rlntp.theory.sgd import SGDConfig, fit, pretrain
 
 
 @dataclass(frozen=True)
-class StarConfig:
+class StarConfig(Config):
     """Rounds of STaR after pre-training, each running the SGD of `SGDConfig` on rewarded rollouts."""
 
     rounds: int = 6
@@ -31,7 +32,7 @@ class StarConfig:
     warm_start: bool = False
     """start each round's SGD from the previous model instead of the origin (the paper restarts from the origin)"""
 
-    def __post_init__(self):
+    def check(self) -> None:
         check(self.rounds >= 1, f"rounds must be >= 1, got {self.rounds}")
 
 

@@ -1,8 +1,13 @@
 """Log-probabilities of target tokens, and the next-token loss on output tokens only (paper App. A.2, eq. 5)."""
 
+import math
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from rlntp.errors import Diverged
 
 
 def token_logprobs(model: nn.Module, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -34,3 +39,18 @@ def next_token_loss(model: nn.Module, tokens: torch.Tensor, loss_mask: torch.Ten
     """Mean cross-entropy over the masked target tokens, and the number of tokens run through the model."""
     logprobs, n_tokens = token_logprobs(model, tokens, loss_mask)
     return -logprobs.sum() / loss_mask[:, 1:].sum(), n_tokens
+
+
+def check_finite_loss(loss: float, step: int, run_dir: Path) -> None:
+    """Diverged, naming the step, if a loss is NaN or infinite (the run's checkpoints so far are kept)."""
+    if not math.isfinite(loss):
+        raise Diverged(f"the loss is {loss} at step {step}; the run stopped, its checkpoints so far in {run_dir} "
+                       "are kept; lower --lr (or clip with --max-grad-norm) and start a new run")
+
+
+def check_finite_weights(model: nn.Module, step: int, run_dir: Path) -> None:
+    """Diverged if any weight is NaN or infinite (checked before each evaluation and checkpoint)."""
+    finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all()
+    if not bool(finite):
+        raise Diverged(f"the weights hold NaN or infinite values at step {step}; the run stopped, its earlier "
+                       f"checkpoints in {run_dir} are kept; lower --lr and start a new run")

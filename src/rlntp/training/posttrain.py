@@ -17,12 +17,14 @@ from tqdm.auto import tqdm
 
 from rlntp import runs
 from rlntp.data import make_data
-from rlntp.devices import resolve_device, seeded_generator
+from rlntp.devices import check_fits, resolve_device, seeded_generator
+from rlntp.config import Config
 from rlntp.errors import RunDirError, check
 from rlntp.evaluation import evaluate
-from rlntp.models import ModelConfig, load_model
+from rlntp.models import ModelConfig, load_model, memory_estimate
 from rlntp.tasks import TaskConfig, make_task
 from rlntp.training.grpo import grpo_update
+from rlntp.training.losses import check_finite_loss, check_finite_weights
 from rlntp.training.optim import check_optimizer, make_optimizer
 from rlntp.training.reinforce import reinforce_update
 from rlntp.training.rewards import REWARDS
@@ -36,7 +38,7 @@ _DEFAULT_BATCH = {"grpo": (8, 8), "reinforce": (64, 1), "star": (3200, 1)}
 
 
 @dataclass(frozen=True)
-class PosttrainConfig:
+class PosttrainConfig(Config):
     """The RL algorithm, its reward and its optimization."""
 
     algo: str = "grpo"
@@ -84,7 +86,7 @@ class PosttrainConfig:
     device: str = "auto"
     """cpu, cuda, cuda:N, or auto (CUDA when available)"""
 
-    def __post_init__(self):
+    def check(self) -> None:
         check(self.algo in ALGOS, f"unknown algo {self.algo!r}; choose one of: {', '.join(ALGOS)}")
         check(self.reward in REWARDS, f"unknown reward {self.reward!r}; choose one of: {', '.join(REWARDS)}")
         check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
@@ -141,93 +143,103 @@ class PosttrainRun:
     @classmethod
     def starting_from(cls, source: Path, step: int | None, post: PosttrainConfig) -> "PosttrainRun":
         """Post-training of checkpoint `step` (default: the last) of the run `source`."""
-        config = runs.read_config(source)
+        task, model = runs.read_task_and_model(source)
         checkpoint = runs.resolve_checkpoint(source, step)
         state = runs.checkpoint_state(checkpoint)
-        return cls(str(source), state["step"], state["samples_seen"], TaskConfig(**config["task"]),
-                   ModelConfig(**config["model"]), post)
+        return cls(str(source), state["step"], state["samples_seen"], task, model, post)
 
 
 _RESUMABLE_CHANGES = {"post.steps", "post.device"}
 
 
 def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool = True) -> Path:
-    """Post-train as `run` says, writing the run directory `out`; returns `out`."""
+    """Post-train as `run` says, writing the run directory `out`; returns `out`.
+
+    Everything that can be checked is checked before the directory is touched: the device, the
+    memory the sizes need, the starting checkpoint's files, the dataset, the output path.
+    """
     out = Path(out)
     task = make_task(run.task)
-    tokenizer = task.tokenizer()  # saved beside every checkpoint
     cfg = run.post
     device = resolve_device(cfg.device)
+    train_batch = cfg.star_batch_size if cfg.algo == "star" else cfg.samples_per_step
+    check_fits(memory_estimate(run.model, task.vocab_size, task.context_len, train_batch,
+                               max(cfg.samples_per_step, cfg.eval_samples)),
+               device, "post-training", "reduce --prompts-per-step, --rollouts-per-prompt or --eval-samples")
     source_checkpoint = runs.resolve_checkpoint(run.source, run.source_step)
+    runs.verify_checkpoint(source_checkpoint)
     data = make_data(task, run.task.data, cfg.seed, device)
-    runs.prepare_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES,
-                         normalize=lambda saved: PosttrainRun.from_dict(saved).to_dict())
+    tokenizer = task.tokenizer()  # saved beside every checkpoint
+    with runs.open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
+                           normalize=lambda saved: PosttrainRun.from_dict(saved).to_dict()) as run_dir:
+        checkpoint = runs.resolve_checkpoint(out) if not run_dir.new and runs.checkpoint_steps(out) else None
+        model = runs.load_checkpoint_model(checkpoint or source_checkpoint, run.model, device)
+        ref_model = None  # the KL term's reference: the starting model, frozen
+        if cfg.kl_beta > 0:
+            ref_model = load_model(source_checkpoint, run.model, device).eval().requires_grad_(False)
+        optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, device, cfg.weight_decay, cfg.max_grad_norm)
+        rng = seeded_generator(device, cfg.seed, 2)
+        step = 0
+        if checkpoint is not None:
+            step = runs.load_trainer_state(checkpoint, optimizer, {"rollouts": rng})["step"]
+        if not run_dir.new:  # drop the records past the checkpoint: the resumed run writes them again
+            runs.truncate_metrics(out, step if checkpoint is not None else -1)
+        run_dir.step = step
+        model.train()
 
-    checkpoint = runs.resolve_checkpoint(out) if resume and runs.checkpoint_steps(out) else None
-    model = load_model(checkpoint or source_checkpoint, run.model, device)
-    ref_model = None  # the KL term's reference: the starting model, frozen
-    if cfg.kl_beta > 0:
-        ref_model = load_model(source_checkpoint, run.model, device).eval().requires_grad_(False)
-    optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, device, cfg.weight_decay, cfg.max_grad_norm)
-    rng = seeded_generator(device, cfg.seed, 2)
-    step = 0
-    if checkpoint is not None:
-        step = runs.load_trainer_state(checkpoint, optimizer, {"rollouts": rng})["step"]
-        runs.truncate_metrics(out, step)
-    elif resume:
-        runs.truncate_metrics(out, -1)
-    model.train()
+        def samples_seen(step: int) -> int:
+            return run.start_samples_seen + step * cfg.samples_per_step
 
-    def samples_seen(step: int) -> int:
-        return run.start_samples_seen + step * cfg.samples_per_step
+        def log_eval(step: int, stats: list[dict[str, float]], train_time: float) -> dict[str, Any]:
+            check_finite_weights(model, step, out)
+            record: dict[str, Any] = {"step": step, "samples_seen": samples_seen(step),
+                                      "rl_samples": step * cfg.samples_per_step}
+            for key in (stats[0] if stats else {}):
+                record[key] = sum(s[key] for s in stats) / len(stats)
+            record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
+                               test_prompts=data.test_prompts)
+            if stats:
+                record["perf/step_s"] = train_time / len(stats)
+            runs.append_metrics(out, record)
+            return record
 
-    def log_eval(step: int, stats: list[dict[str, float]], train_time: float) -> dict[str, Any]:
-        record: dict[str, Any] = {"step": step, "samples_seen": samples_seen(step),
-                                  "rl_samples": step * cfg.samples_per_step}
-        for key in (stats[0] if stats else {}):
-            record[key] = sum(s[key] for s in stats) / len(stats)
-        record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
-                           test_prompts=data.test_prompts)
-        if stats:
-            record["perf/step_s"] = train_time / len(stats)
-        runs.append_metrics(out, record)
-        return record
+        if step == 0:
+            log_eval(0, [], 0.0)
+        stats: list[dict[str, float]] = []
+        train_time = 0.0
+        bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.algo} {out.name}", disable=not progress, unit="step")
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            prompts = data.rl_prompts(cfg.prompts, rng)
+            rollouts = sample_rollouts(model, task, prompts, cfg.rollouts, cfg.temperature, cfg.reward, rng,
+                                       cfg.length_penalty)
+            if cfg.algo == "grpo":
+                update = grpo_update(model, optimizer, rollouts, cfg.clip_eps, cfg.kl_beta, ref_model,
+                                     cfg.updates_per_step, cfg.token_level)
+            elif cfg.algo == "reinforce":
+                update = reinforce_update(model, optimizer, rollouts)
+            else:
+                update = star_update(model, optimizer, rollouts, cfg.star_epochs, cfg.star_batch_size, rng)
+            check_finite_loss(update["rl/loss"], step + 1, out)
+            train_time += time.perf_counter() - t0
+            step += 1
+            run_dir.step = step
+            stats.append(update | {
+                "rl/reward_mean": rollouts.rewards.mean().item(),
+                "rl/response_len_mean": rollouts.lengths.float().mean().item(),
+                "rl/long_frac": rollouts.is_long.float().mean().item(),
+                "rl/no_eos_frac": (rollouts.lengths == task.max_new_tokens).float().mean().item(),
+            } | {f"rl/{name}": value.mean().item() for name, value in rollouts.components.items()})
+            bar.update(1)
 
-    if step == 0:
-        log_eval(0, [], 0.0)
-    stats: list[dict[str, float]] = []
-    train_time = 0.0
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"{cfg.algo} {out.name}", disable=not progress, unit="step")
-    while step < cfg.steps:
-        t0 = time.perf_counter()
-        prompts = data.rl_prompts(cfg.prompts, rng)
-        rollouts = sample_rollouts(model, task, prompts, cfg.rollouts, cfg.temperature, cfg.reward, rng,
-                                   cfg.length_penalty)
-        if cfg.algo == "grpo":
-            update = grpo_update(model, optimizer, rollouts, cfg.clip_eps, cfg.kl_beta, ref_model, cfg.updates_per_step,
-                                 cfg.token_level)
-        elif cfg.algo == "reinforce":
-            update = reinforce_update(model, optimizer, rollouts)
-        else:
-            update = star_update(model, optimizer, rollouts, cfg.star_epochs, cfg.star_batch_size, rng)
-        train_time += time.perf_counter() - t0
-        step += 1
-        stats.append(update | {
-            "rl/reward_mean": rollouts.rewards.mean().item(),
-            "rl/response_len_mean": rollouts.lengths.float().mean().item(),
-            "rl/long_frac": rollouts.is_long.float().mean().item(),
-            "rl/no_eos_frac": (rollouts.lengths == task.max_new_tokens).float().mean().item(),
-        } | {f"rl/{name}": value.mean().item() for name, value in rollouts.components.items()})
-        bar.update(1)
-
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            record = log_eval(step, stats, train_time)
-            bar.set_postfix(reward=f"{record['rl/reward_mean']:.2f}", greedy=f"{record['eval/greedy_acc']:.2f}",
-                            length=f"{record['eval/greedy_len_median']:g}")
-            stats, train_time = [], 0.0
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            runs.save_checkpoint(out, step, model, optimizer, {"rollouts": rng},
-                                 {"samples_seen": samples_seen(step)}, tokenizer=tokenizer)
-    bar.close()
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                record = log_eval(step, stats, train_time)
+                bar.set_postfix(reward=f"{record['rl/reward_mean']:.2f}", greedy=f"{record['eval/greedy_acc']:.2f}",
+                                length=f"{record['eval/greedy_len_median']:g}")
+                stats, train_time = [], 0.0
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                check_finite_weights(model, step, out)
+                runs.save_checkpoint(out, step, model, optimizer, {"rollouts": rng},
+                                     {"samples_seen": samples_seen(step)}, tokenizer=tokenizer)
+        bar.close()
     return out
-

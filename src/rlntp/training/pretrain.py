@@ -18,19 +18,20 @@ from tqdm.auto import tqdm
 
 from rlntp import runs
 from rlntp.data import make_data
-from rlntp.devices import resolve_device, seeded_generator
+from rlntp.devices import check_fits, resolve_device, seeded_generator
+from rlntp.config import Config
 from rlntp.errors import RunDirError, check
 from rlntp.evaluation import evaluate
-from rlntp.models import ModelConfig, build_model, load_model
+from rlntp.models import ModelConfig, build_model, memory_estimate
 from rlntp.tasks import TaskConfig, make_task
-from rlntp.training.losses import next_token_loss
+from rlntp.training.losses import check_finite_loss, check_finite_weights, next_token_loss
 from rlntp.training.optim import check_optimizer, make_optimizer
 
 STAGE = "pretrain"
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(Config):
     """Optimization and bookkeeping of next-token pre-training."""
 
     steps: int = 2000
@@ -56,7 +57,7 @@ class PretrainConfig:
     device: str = "auto"
     """cpu, cuda, cuda:N, or auto (CUDA when available)"""
 
-    def __post_init__(self):
+    def check(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "eval_samples", "save_every"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         check_optimizer(self.optimizer, self.lr, self.weight_decay, self.max_grad_norm)
@@ -85,72 +86,82 @@ _RESUMABLE_CHANGES = {"train.steps", "train.device"}
 
 
 def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool = True) -> Path:
-    """Pre-train a model as `run` says, writing the run directory `out`; returns `out`."""
+    """Pre-train a model as `run` says, writing the run directory `out`; returns `out`.
+
+    Everything that can be checked is checked before the directory is touched: the device, the
+    memory the sizes need, the dataset, the output path.
+    """
     out = Path(out)
     task = make_task(run.task)
-    tokenizer = task.tokenizer()  # saved beside every checkpoint
     cfg = run.train
     device = resolve_device(cfg.device)
+    check_fits(memory_estimate(run.model, task.vocab_size, task.context_len, cfg.batch_size, cfg.eval_samples),
+               device, "pre-training", "reduce --batch-size, --eval-samples, the task's size or the model")
     data = make_data(task, run.task.data, cfg.seed, device)
     check(data.train_size is None or data.train_size >= cfg.batch_size,
           f"the dataset's train split has {data.train_size} rows, fewer than batch_size {cfg.batch_size}")
-    runs.prepare_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES,
-                         normalize=lambda saved: PretrainRun.from_dict(saved).to_dict())
+    tokenizer = task.tokenizer()  # saved beside every checkpoint
+    with runs.open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
+                           normalize=lambda saved: PretrainRun.from_dict(saved).to_dict()) as run_dir:
+        checkpoint = runs.resolve_checkpoint(out) if not run_dir.new and runs.checkpoint_steps(out) else None
+        if checkpoint is None:
+            model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, cfg.seed, device)
+        else:
+            model = runs.load_checkpoint_model(checkpoint, run.model, device)
+        optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, device, cfg.weight_decay, cfg.max_grad_norm)
+        step, loss_sum, loss_steps = 0, 0.0, 0
+        if checkpoint is not None:
+            state = runs.load_trainer_state(checkpoint, optimizer, data.generators)
+            step, loss_sum, loss_steps = state["step"], state["loss_sum"], state["loss_steps"]
+        if not run_dir.new:  # drop the records past the checkpoint: the resumed run writes them again
+            runs.truncate_metrics(out, step if checkpoint is not None else -1)
+        run_dir.step = step
+        model.train()
 
-    checkpoint = runs.resolve_checkpoint(out) if resume and runs.checkpoint_steps(out) else None
-    if checkpoint is None:
-        model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, cfg.seed, device)
-    else:
-        model = load_model(checkpoint, run.model, device)
-    optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, device, cfg.weight_decay, cfg.max_grad_norm)
-    step, loss_sum, loss_steps = 0, 0.0, 0
-    if checkpoint is not None:
-        state = runs.load_trainer_state(checkpoint, optimizer, data.generators)
-        step, loss_sum, loss_steps = state["step"], state["loss_sum"], state["loss_steps"]
-        runs.truncate_metrics(out, step)
-    elif resume:
-        runs.truncate_metrics(out, -1)
-    model.train()
+        def log_eval(step: int, train_time: float, tokens: int, timed_steps: int) -> dict[str, Any]:
+            check_finite_weights(model, step, out)
+            record: dict[str, Any] = {"step": step, "samples_seen": step * cfg.batch_size}
+            if data.train_size is not None:
+                record["epoch"] = step * cfg.batch_size / data.train_size
+            if loss_steps:
+                record["train/loss"] = loss_sum / loss_steps
+            record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
+                               test_prompts=data.test_prompts)
+            if tokens:
+                record["perf/tokens_per_s"] = tokens / train_time
+                record["perf/step_s"] = train_time / timed_steps
+            runs.append_metrics(out, record)
+            return record
 
-    def log_eval(step: int, train_time: float, tokens: int, timed_steps: int) -> dict[str, Any]:
-        record: dict[str, Any] = {"step": step, "samples_seen": step * cfg.batch_size}
-        if data.train_size is not None:
-            record["epoch"] = step * cfg.batch_size / data.train_size
-        if loss_steps:
-            record["train/loss"] = loss_sum / loss_steps
-        record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
-                           test_prompts=data.test_prompts)
-        if tokens:
-            record["perf/tokens_per_s"] = tokens / train_time
-            record["perf/step_s"] = train_time / timed_steps
-        runs.append_metrics(out, record)
-        return record
+        if step == 0:
+            log_eval(0, 0.0, 0, 0)
+        timed_steps, train_time, tokens = 0, 0.0, 0
+        bar = tqdm(total=cfg.steps, initial=step, desc=f"pretrain {out.name}", disable=not progress, unit="step")
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            batch = data.train_batch(step, cfg.batch_size)
+            loss, n_tokens = next_token_loss(model, batch.tokens, batch.loss_mask)
+            loss.backward()  # flush the gradients as soon as we can, no need for this memory anymore
+            loss_value = loss.item()
+            check_finite_loss(loss_value, step + 1, out)  # before the step, so no update comes from it
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            train_time += time.perf_counter() - t0
+            step, timed_steps, tokens = step + 1, timed_steps + 1, tokens + n_tokens
+            loss_sum, loss_steps = loss_sum + loss_value, loss_steps + 1
+            run_dir.step = step
+            bar.update(1)
 
-    if step == 0:
-        log_eval(0, 0.0, 0, 0)
-    timed_steps, train_time, tokens = 0, 0.0, 0
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"pretrain {out.name}", disable=not progress, unit="step")
-    while step < cfg.steps:
-        t0 = time.perf_counter()
-        batch = data.train_batch(step, cfg.batch_size)
-        loss, n_tokens = next_token_loss(model, batch.tokens, batch.loss_mask)
-        loss.backward()  # flush the gradients as soon as we can, no need for this memory anymore
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_value = loss.item()
-        train_time += time.perf_counter() - t0
-        step, timed_steps, tokens = step + 1, timed_steps + 1, tokens + n_tokens
-        loss_sum, loss_steps = loss_sum + loss_value, loss_steps + 1
-        bar.update(1)
-
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            record = log_eval(step, train_time, tokens, timed_steps)
-            bar.set_postfix(loss=f"{record['train/loss']:.3f}", greedy=f"{record['eval/greedy_acc']:.2f}",
-                            sampled=f"{record['eval/sampled_acc']:.2f}", long=f"{record['eval/sampled_long_frac']:.2f}")
-            timed_steps, train_time, tokens, loss_sum, loss_steps = 0, 0.0, 0, 0.0, 0
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            runs.save_checkpoint(out, step, model, optimizer, data.generators,
-                                 {"samples_seen": step * cfg.batch_size, "loss_sum": loss_sum, "loss_steps": loss_steps},
-                                 tokenizer=tokenizer)
-    bar.close()
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                record = log_eval(step, train_time, tokens, timed_steps)
+                bar.set_postfix(loss=f"{record['train/loss']:.3f}", greedy=f"{record['eval/greedy_acc']:.2f}",
+                                sampled=f"{record['eval/sampled_acc']:.2f}",
+                                long=f"{record['eval/sampled_long_frac']:.2f}")
+                timed_steps, train_time, tokens, loss_sum, loss_steps = 0, 0.0, 0, 0.0, 0
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                check_finite_weights(model, step, out)
+                runs.save_checkpoint(out, step, model, optimizer, data.generators,
+                                     {"samples_seen": step * cfg.batch_size, "loss_sum": loss_sum,
+                                      "loss_steps": loss_steps}, tokenizer=tokenizer)
+        bar.close()
     return out
