@@ -261,4 +261,4 @@ def test_figure_into_a_file_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["figure", "--out", str(target)])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip() == f"error: out must be a directory, but {target} is a file"
+    assert capsys.readouterr().err.strip() == f"error: --out {target} is a file; choose a directory path"

@@ -38,13 +38,13 @@ def sample(task: Annotated["TaskConfig", Flat], n: int = 10, seed: int = 0, oper
     """
     import torch
 
-    from rlntp.devices import check_fits
     from rlntp.errors import check
+    from rlntp.memory import check_fits
     from rlntp.tasks import make_task
 
     t = make_task(task)
     check_positive(n=n)
-    check_fits(n * t.context_len * 8 * 4, torch.device("cpu"), f"sampling {n:,} sequences", "reduce --n")
+    check_fits(n * t.context_len * 8 * 4, "cpu", f"sampling {n:,} sequences", "reduce --n")
     generator = torch.Generator().manual_seed(seed)
     if operands is not None:
         check(task.task == "mult", f"--operands is for --task mult, got --task {task.task}")
@@ -138,8 +138,9 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
     """
     from rlntp import runs
     from rlntp.data import make_data
-    from rlntp.devices import check_fits, resolve_device, seeded_generator
+    from rlntp.devices import resolve_device, seeded_generator
     from rlntp.evaluation import evaluate as run_evaluate
+    from rlntp.memory import check_fits
     from rlntp.models import memory_estimate
     from rlntp.tasks import make_task
 

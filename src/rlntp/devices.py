@@ -1,12 +1,8 @@
-"""Device selection, memory checks before a run starts, and seeded random generators on the device."""
-
-import os
+"""Device selection and seeded random generators that live on the device."""
 
 import torch
 
 from rlntp.errors import ConfigError, check
-
-GiB = 2**30
 
 
 def resolve_device(name: str) -> torch.device:
@@ -28,33 +24,6 @@ def resolve_device(name: str) -> torch.device:
         check(device.type == "cpu" and device.index in (None, 0),
               f"device {name!r} is not one rlntp runs on; use cpu, cuda, cuda:N, mps or auto")
     return device
-
-
-def available_memory(device: torch.device) -> int | None:
-    """Bytes free for a new allocation on `device` (None where it cannot be known)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    if device.type == "cpu":
-        try:  # Linux: MemAvailable counts reclaimable page cache, unlike sysconf's free pages
-            with open("/proc/meminfo") as f:
-                for line in f:
-                    if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        try:
-            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
-            return None
-    return None
-
-
-def check_fits(needed: int, device: torch.device, what: str, hint: str) -> None:
-    """ConfigError, before any work starts, if `needed` bytes (an estimate) cannot fit on `device`."""
-    free = available_memory(device)
-    check(free is None or needed <= free,
-          f"{what} needs about {needed / GiB:,.1f} GiB, more than the {free / GiB if free else 0:,.1f} GiB "
-          f"available on {device}; {hint}")
 
 
 def seeded_generator(device: torch.device, *keys: int) -> torch.Generator:

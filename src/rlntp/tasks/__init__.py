@@ -38,6 +38,9 @@ class TaskConfig(Config):
         check(self.task == "parity" or self.p_medium == 0,
               f"p_medium (a partial chain of thought) exists for parity only, got {self.p_medium} with task {self.task}")
         make_task(self)  # validates the task's own fields before any work starts
+        # and the size option of the other task: a bad --digits is refused even where --task parity ignores it
+        ParityTask(d=self.d, p_cot=self.p_cot)
+        MultiplicationTask(digits=self.digits, p_cot=self.p_cot)
 
 
 def make_task(config: TaskConfig) -> Task:

@@ -281,7 +281,7 @@ def make_dataset(out: Path, digits: int, p_cot: float, sizes: dict[str, int], se
     one draw per row, the same draws for generated and imported rows); valid and test rows are long.
     """
     from rlntp.data import write_dataset
-    from rlntp.devices import check_fits
+    from rlntp.memory import check_fits
     from rlntp.files import check_new_dir
 
     task = MultiplicationTask(digits, p_cot)
@@ -292,7 +292,7 @@ def make_dataset(out: Path, digits: int, p_cot: float, sizes: dict[str, int], se
         check(size >= 0, f"{name} must be >= 0, got {size}")
     check_new_dir(Path(out), "dataset")
     rows = sum(sizes.values())  # about 64 bytes per token while encoding: tokens, their text, Python lists
-    check_fits(rows * task.context_len * 64, torch.device("cpu"), f"a dataset of {rows:,} rows",
+    check_fits(rows * task.context_len * 64, "cpu", f"a dataset of {rows:,} rows",
                "ask for fewer pairs")
     imported = {split: read_text(task, path) for split, path in from_text.items()}
     low, high = task.operand_range

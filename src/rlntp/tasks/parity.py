@@ -9,6 +9,9 @@ ZERO, ONE, EOS = 0, 1, 2
 TOKEN_NAMES = ("0", "1", "EOS")
 
 
+MAX_D = 100_000
+"""Beyond this the sequences alone outgrow any machine's memory for attention (the paper uses d <= 50)."""
+
 class ParityTask(Task):
     """Parity of d bits: `x_1 .. x_d  outputs  EOS`, with b_i = x_1 xor .. xor x_i.
 
@@ -30,6 +33,7 @@ class ParityTask(Task):
 
     def __init__(self, d: int, p_cot: float, p_medium: float = 0.0):
         check(isinstance(d, int) and d >= 2, f"d must be an integer >= 2, got {d!r}")
+        check(d <= MAX_D, f"d must be at most {MAX_D:,} (a sequence is 2d + 1 tokens), got {d:,}")
         check(0.0 <= p_cot <= 1.0, f"p_cot must be in [0, 1], got {p_cot}")
         check(0.0 <= p_medium <= 1.0, f"p_medium must be in [0, 1], got {p_medium}")
         check(p_cot + p_medium <= 1.0, f"p_cot + p_medium must be at most 1, got {p_cot} + {p_medium}")

@@ -10,6 +10,7 @@ from typing import Annotated
 import tyro
 
 from rlntp.errors import check
+from rlntp.files import check_out_path
 from rlntp.theory import closed_forms as cf
 from rlntp.theory.data import MixtureConfig
 from rlntp.theory.experiments import EVAL_SAMPLES, check_run, pretrain_report, star_report
@@ -105,17 +106,18 @@ def figure(out: Path, d: int = 20, sgd: Annotated[SGDConfig, Flat] = SGDConfig()
     from rlntp.theory.figures import plot_theorem1, plot_theorem2
 
     started = time.perf_counter()
-    check(not out.exists() or out.is_dir(), f"out must be a directory, but {out} is a file")
+    check_out_path(out)
     check(len(p_cots) > 0, "p_cots must list at least one mixture weight")
     mixtures = [MixtureConfig(d, p) for p in p_cots]  # validates d and every weight before any work
     star_p_cots = star_p_cots if star_p_cots is not None else tuple(sorted({1 / d, 0.1, 0.25}))
     check(len(star_p_cots) > 0, "star_p_cots must list at least one mixture weight")
     star_mixtures = [MixtureConfig(d, p) for p in star_p_cots]
     star_config = StarConfig(rounds)
-    check_run(seed, eval_samples)
-    out.mkdir(parents=True, exist_ok=True)
+    for m in mixtures + star_mixtures:
+        check_run(seed, eval_samples, m, sgd)
 
     rows = [pretrain_report(m, sgd, seed, eval_samples) for m in mixtures]
+    out.mkdir(parents=True, exist_ok=True)
     path1 = plot_theorem1(p_cots, rows, d, out / "theorem1_pretraining.png")
     print(f"wrote {path1} ({time.perf_counter() - started:.0f} s)", flush=True)
     tables = {m.p_cot: list(star_report(m, sgd, star_config, seed, eval_samples)) for m in star_mixtures}

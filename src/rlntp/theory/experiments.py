@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from rlntp.memory import check_fits
 from rlntp.errors import check
 from rlntp.theory import closed_forms as cf
 from rlntp.theory.data import MixtureConfig
@@ -20,16 +21,20 @@ def _eval_rng(seed: int, round_: int) -> np.random.Generator:
     return np.random.default_rng([seed, 1, round_])
 
 
-def check_run(seed: int, eval_samples: int) -> None:
-    """Validate the arguments every report takes, before any work."""
+def check_run(seed: int, eval_samples: int, mixture: MixtureConfig, sgd: SGDConfig) -> None:
+    """Validate the arguments every report takes, and that its arrays fit in memory, before any work."""
     check(seed >= 0, f"seed must be >= 0, got {seed}")
     check(eval_samples >= 1, f"eval_samples must be >= 1, got {eval_samples}")
+    d, n = mixture.d, max(sgd.sequences_per_step, eval_samples)
+    needed = 4 * 8 * ((d + 1) * (2 * d + 1) + n * (2 * d + 1))  # float32 weights, batches, a few copies of each
+    check_fits(needed, "cpu", f"the linear model at d = {d:,} on {n:,} sequences",
+               "reduce --d, --sequences-per-step or --eval-samples")
 
 
 def pretrain_report(mixture: MixtureConfig, sgd: SGDConfig, seed: int = 0,
                     eval_samples: int = EVAL_SAMPLES) -> dict[str, float]:
     """Pre-train on D(d, p_cot) and measure Theorem 1: calibration and the greedy rule, each with `*_predicted`."""
-    check_run(seed, eval_samples)
+    check_run(seed, eval_samples, mixture, sgd)
     model = pretrain(mixture, sgd, np.random.default_rng(seed))
     return _with_predictions(evaluate(model, eval_samples, _eval_rng(seed, 0)), mixture.p_cot)
 
@@ -41,7 +46,7 @@ def star_report(mixture: MixtureConfig, sgd: SGDConfig, config: StarConfig, seed
     `long_frac` is the measured fraction of sampled outputs that are long; `long_frac_predicted` is
     p_t = 2^t p / (1 + (2^t - 1) p); the other columns compare with the Theorem 1 forms at p_t.
     """
-    check_run(seed, eval_samples)  # here, not in the generator, so that it fails before any output
+    check_run(seed, eval_samples, mixture, sgd)  # here, not in the generator, so that it fails before any output
     return _star_rows(mixture, sgd, config, seed, eval_samples)
 
 

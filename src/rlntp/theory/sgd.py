@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlntp.config import Config
-from rlntp.errors import check
+from rlntp.errors import Diverged, check
 from rlntp.theory.data import DTYPE, MixtureConfig, Sequences, sample_mixture
 from rlntp.theory.model import FIRST, STOP, LinearAR, parameter_mask, sigmoid
 
@@ -90,6 +90,9 @@ def fit(batches: Batches, d: int, config: SGDConfig, rng: np.random.Generator,
         w -= lr * (grad + config.reg * w) * mask
         if t >= config.steps - averaged_steps:
             total += w
+    if not np.isfinite(total).all():
+        raise Diverged(f"SGD diverged (weights became infinite or NaN) at lr = {config.lr:g}, reg = {config.reg:g}; "
+                       "lower --lr or --reg")
     return LinearAR((total / averaged_steps).astype(DTYPE))
 
 

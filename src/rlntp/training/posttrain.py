@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 
 from rlntp import runs
 from rlntp.data import make_data
-from rlntp.devices import check_fits, resolve_device, seeded_generator
+from rlntp.devices import resolve_device, seeded_generator
+from rlntp.memory import check_fits
 from rlntp.config import Config
 from rlntp.errors import RunDirError, check
 from rlntp.evaluation import evaluate

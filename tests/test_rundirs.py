@@ -1,0 +1,237 @@
+"""What rlntp promises about run directories: a safe --out, one writer, no debris, integrity, clean interrupts."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlntp import runs
+from rlntp.cli import main
+from rlntp.errors import CheckpointError, Diverged, RunDirError
+from rlntp.files import LOCK
+from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain
+
+TINY = ["--d", "6", "--layers", "1", "--width", "32", "--heads", "2", "--batch-size", "32", "--eval-samples", "64",
+        "--device", "cpu", "--quiet"]
+
+
+def _fails(capsys, argv, message, code=2):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == code, err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert message in err, err
+    return err
+
+
+def _snapshot(path):
+    return {str(p.relative_to(path)): (p.read_bytes() if p.is_file() else None) for p in sorted(path.rglob("*"))}
+
+
+def _cli(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "rlntp.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=os.environ | {"OMP_NUM_THREADS": "1"}, **kwargs)
+
+
+def test_a_directory_with_user_files_is_refused_and_left_untouched(tmp_path, capsys):
+    user = tmp_path / "mine"
+    (user / "checkpoints" / "step_0000003").mkdir(parents=True)
+    (user / "checkpoints" / "step_0000003" / "notes.txt").write_text("my notes")
+    (user / "metrics.jsonl").write_text('{"mine": 1}\n')
+    before = _snapshot(user)
+    for resume in ([], ["--resume"]):
+        _fails(capsys, ["pretrain", *TINY, "--steps", "3", "--out", str(user), *resume],
+               "holds files that are not an rlntp run")
+        assert _snapshot(user) == before
+    (tmp_path / "figs").mkdir()
+    (tmp_path / "figs" / "fig1.png").write_bytes(b"my figure")
+    _fails(capsys, ["reproduce", "fig1", "--out", str(tmp_path / "figs")], "holds files that are not this recipe's")
+    assert _snapshot(tmp_path / "figs") == {"fig1.png": b"my figure"}
+    _fails(capsys, ["data", "mult", "--digits", "2", "--train", "20", "--out", str(user)], "not an empty directory")
+    assert _snapshot(user) == before
+
+
+def test_out_must_be_a_directory_path_that_can_be_created(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("x")
+    _fails(capsys, ["pretrain", *TINY, "--out", ""], "--out must not be empty")
+    _fails(capsys, ["pretrain", *TINY, "--out="], "--out must not be empty")
+    _fails(capsys, ["pretrain", *TINY, "--out", "file"], "is a file; choose a directory path")
+    _fails(capsys, ["pretrain", *TINY, "--out", "file/run"], "cannot be created: file is a file")
+    _fails(capsys, ["data", "mult", "--out", "file/data"], "cannot be created: file is a file")
+    if os.geteuid() != 0:  # root may write anywhere
+        (tmp_path / "locked").mkdir(mode=0o500)
+        _fails(capsys, ["pretrain", *TINY, "--out", "locked/run"], "no write permission")
+    assert sorted(os.listdir(tmp_path)) == ["file", "locked"] if os.geteuid() != 0 else ["file"]
+
+
+def test_a_failed_start_leaves_nothing_that_blocks_the_retry(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "a" / "run"
+    import rlntp.training.pretrain as stage
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure while building the model")
+    with monkeypatch.context() as m:
+        m.setattr(stage, "build_model", broken)
+        with pytest.raises(RuntimeError):
+            main(["pretrain", *TINY, "--steps", "3", "--out", str(out)])
+    assert not (tmp_path / "a").exists()  # the directories it created are gone again
+    (tmp_path / "empty").mkdir()
+    with monkeypatch.context() as m:
+        m.setattr(stage, "build_model", broken)
+        with pytest.raises(RuntimeError):
+            main(["pretrain", *TINY, "--steps", "3", "--out", str(tmp_path / "empty")])
+    assert os.listdir(tmp_path / "empty") == []  # the user's empty directory stays, empty
+    main(["pretrain", *TINY, "--steps", "3", "--eval-every", "3", "--out", str(out)])  # the plain retry
+    assert runs.checkpoint_steps(out) == [3]
+
+
+def test_resume_with_fewer_steps_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["pretrain", *TINY, "--steps", "6", "--save-every", "3", "--out", str(out)])
+    config = (out / "config.json").read_bytes()
+    _fails(capsys, ["pretrain", *TINY, "--steps", "4", "--save-every", "3", "--out", str(out), "--resume"],
+           "already reached step 6; --steps 4 would discard training; pass --steps 6 or more")
+    assert (out / "config.json").read_bytes() == config
+
+
+def test_a_damaged_checkpoint_is_named_as_damaged(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["pretrain", *TINY, "--steps", "6", "--save-every", "3", "--eval-every", "3", "--out", str(out)])
+    weights = runs.checkpoint_path(out, 6) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the tensor data: still a valid safetensors file
+    weights.write_bytes(bytes(data))
+    load_file(weights)  # loads without complaint: only the checksum tells
+    message = "step_0000006 is damaged: model.safetensors differs from the checksum"
+    _fails(capsys, ["eval", str(out), "--device", "cpu"], message)
+    _fails(capsys, ["posttrain", "--from", str(out), "--device", "cpu", "--out", str(tmp_path / "post")], message)
+    assert not (tmp_path / "post").exists()
+    _fails(capsys, ["pretrain", *TINY, "--steps", "9", "--save-every", "3", "--eval-every", "3", "--out", str(out),
+                    "--resume"], message)
+    main(["eval", str(out), "--step", "3", "--device", "cpu", "--samples", "16"])  # the one before is fine
+
+
+def test_damaged_run_files_are_one_line_naming_file_and_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["pretrain", *TINY, "--steps", "4", "--save-every", "2", "--eval-every", "2", "--out", str(out)])
+    metrics = (out / "metrics.jsonl").read_text().splitlines()
+    (out / "metrics.jsonl").write_text("\n".join([metrics[0], "[1, 2]", *metrics[1:]]) + "\n")
+    _fails(capsys, ["plot", str(out)], "metrics.jsonl, line 2: not a metrics record")
+    _fails(capsys, ["pretrain", *TINY, "--steps", "6", "--save-every", "2", "--eval-every", "2", "--out", str(out),
+                    "--resume"], "metrics.jsonl, line 2")
+    (out / "metrics.jsonl").write_text("\n".join([metrics[0], '{"step": 2}', *metrics[2:]]) + "\n")
+    _fails(capsys, ["plot", str(out)], "metrics.jsonl, line 2: no number for eval/greedy_acc")
+    (out / "metrics.jsonl").write_text("\n".join(metrics) + "\n" + '{"step": 6, "samp')  # a torn last line is fine
+    main(["plot", str(out)])
+    capsys.readouterr()
+    good = (out / "config.json").read_bytes()
+    for damage, message in ((b"\xff\xfe not utf-8", "is not valid JSON"), (b"[1, 2]", "is not an rlntp run config"),
+                            (good.replace(b'"model"', b'"modle"'), "has no valid 'model' entry"),
+                            (good.replace(b'"layers": 1', b'"layers": "one"'), "layers must be a whole number")):
+        (out / "config.json").write_bytes(damage)
+        for argv in (["eval", str(out), "--device", "cpu"], ["plot", str(out)],
+                     ["pretrain", *TINY, "--steps", "6", "--out", str(out), "--resume"]):
+            _fails(capsys, argv, message)
+    (out / "config.json").write_bytes(good)
+    state = runs.checkpoint_path(out, 4) / "trainer_state.json"
+    state.write_text('{"step": "four"}')
+    _fails(capsys, ["eval", str(out), "--device", "cpu"], "is not a checkpoint state")
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_its_checkpoints(tmp_path, capsys):
+    run = PretrainRun(train=PretrainConfig(steps=40, batch_size=16, lr=1e30, eval_every=2, save_every=1,
+                                           eval_samples=16, device="cpu"))
+    run = PretrainRun(run.task.__class__(d=6), run.model.__class__(layers=1, width=16, heads=2), run.train)
+    with pytest.raises(Diverged, match=r"at step \d+; the run stopped"):
+        pretrain(run, tmp_path / "run", progress=False)
+    kept = runs.checkpoint_steps(tmp_path / "run")
+    for step in kept:  # every checkpoint written holds finite weights
+        assert all(torch.isfinite(t).all() for t in load_file(runs.checkpoint_path(tmp_path / "run", step)
+                                                               / "model.safetensors").values())
+    _fails(capsys, ["pretrain", *TINY, "--steps", "40", "--lr", "1e30", "--out", str(tmp_path / "cli")],
+           "the run stopped", code=1)
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK).write_text("pid 1 on elsewhere since 2026-01-01 00:00:00: rlntp pretrain (killed)\n")
+    main(["pretrain", *TINY, "--steps", "3", "--eval-every", "3", "--out", str(out)])
+    assert runs.checkpoint_steps(out) == [3]
+    with runs.open_run_dir(out, {}, resume=True, resumable_changes=set(), steps=3, normalize=lambda saved: {}):
+        with pytest.raises(RunDirError, match=rf"in use by another rlntp process \(pid {os.getpid()} on "):
+            with runs.open_run_dir(out, {}, resume=True, resumable_changes=set(), steps=3, normalize=lambda s: {}):
+                pass
+
+
+WAIT_THEN_RUN = """
+import sys, time
+from pathlib import Path
+from rlntp.cli import main
+import rlntp.training.pretrain
+go = Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.01)
+main(sys.argv[2:])
+"""
+
+
+def _wait_for(predicate, process, timeout=120):
+    start = time.time()
+    while not predicate():
+        assert process.poll() is None, process.communicate()
+        assert time.time() - start < timeout
+        time.sleep(0.05)
+
+
+def test_a_second_process_is_refused_while_the_first_finishes(tmp_path):
+    out = tmp_path / "run"
+    argv = ["pretrain", *TINY, "--steps", "1000", "--eval-every", "250", "--save-every", "250", "--out", str(out)]
+    go = tmp_path / "go"
+    # the second process imports everything first and starts the moment `go` appears
+    waiting = subprocess.Popen([sys.executable, "-c", WAIT_THEN_RUN, str(go), *argv, "--resume"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = _cli(*argv)
+    _wait_for(lambda: (out / "metrics.jsonl").exists(), first)
+    go.touch()
+    second = subprocess.CompletedProcess(waiting.args, waiting.wait(), *waiting.communicate())
+    assert first.poll() is None, "the first run ended before the second one tried; make it longer"
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.startswith(f"error: {out} is in use by another rlntp process (pid {first.pid} on ")
+    assert len(second.stderr.strip().splitlines()) == 1
+    assert first.wait() == 0, first.stderr.read()
+    assert [r["step"] for r in runs.read_metrics(out)] == list(range(0, 1001, 250))
+    assert runs.checkpoint_steps(out) == list(range(250, 1001, 250))
+
+
+def test_ctrl_c_is_one_line_and_resume_matches_an_uninterrupted_run(tmp_path):
+    argv = ["pretrain", *TINY, "--steps", "600", "--eval-every", "50", "--save-every", "50"]
+    full = tmp_path / "full"
+    assert _cli(*argv, "--out", str(full)).wait() == 0
+    cut = tmp_path / "cut"
+    process = _cli(*argv, "--out", str(cut))
+    _wait_for(lambda: len(runs.checkpoint_steps(cut)) >= 2, process)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted at step ") and \
+        lines[0].endswith("; continue with --resume"), err
+    step = int(lines[0].split("at step ")[1].split(";")[0])
+    assert 100 <= step < 600
+    resumed = _cli(*argv, "--out", str(cut), "--resume")
+    assert resumed.wait() == 0, resumed.stderr.read()
+    for name, tensor in load_file(runs.checkpoint_path(full, 600) / "model.safetensors").items():
+        assert torch.equal(tensor, load_file(runs.checkpoint_path(cut, 600) / "model.safetensors")[name]), name
+    drop = ("perf/tokens_per_s", "perf/step_s")
+    strip = [{k: v for k, v in r.items() if k not in drop} for r in runs.read_metrics(full)]
+    assert [{k: v for k, v in r.items() if k not in drop} for r in runs.read_metrics(cut)] == strip
+    assert json.loads((cut / "config.json").read_text()) == json.loads((full / "config.json").read_text())
