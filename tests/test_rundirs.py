@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from rlntp import runs
 from rlntp.cli import main
-from rlntp.errors import CheckpointError, Diverged, RunDirError
+from rlntp.errors import Diverged, RunDirError
 from rlntp.files import LOCK
 from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain
 

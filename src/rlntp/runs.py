@@ -72,6 +72,31 @@ def open_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_chan
     A Ctrl-C (KeyboardInterrupt) in the body becomes `Interrupted` at the yielded handle's `step`.
     """
     out = Path(out)
+    with _locked_dir(out) as undo:
+        try:
+            new = _claim(out, config, resume, resumable_changes, steps, normalize)
+        except BaseException:  # refused: leave the directory as it was found
+            undo()
+            raise
+        handle = RunDir(out, new)
+        try:
+            yield handle
+        except BaseException as e:
+            if new and not (out / METRICS).exists() and not (out / CHECKPOINTS).exists():
+                (out / CONFIG).unlink(missing_ok=True)
+                undo()
+            if isinstance(e, KeyboardInterrupt):
+                raise Interrupted(out, handle.step) from None
+            raise
+
+
+@contextmanager
+def _locked_dir(out: Path) -> Iterator[Callable[[], None]]:
+    """Create `out` if missing and hold its lock while the body runs.
+
+    Yields `undo`, which removes what this created (the lock file, the directories) for a start
+    that was refused or failed before it wrote anything of value.
+    """
     check_out_path(out)
     created = make_dirs(out)
     lock = DirLock(out, "--out")
@@ -81,23 +106,13 @@ def open_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_chan
     except BaseException:
         _remove_dirs(created)
         raise
-    try:
-        new = _claim(out, config, resume, resumable_changes, steps, normalize)
-    except BaseException:  # refused: leave the directory as it was found
+
+    def undo() -> None:
         lock.release(remove=not lock_existed)
         _remove_dirs(created)
-        raise
-    handle = RunDir(out, new)
+
     try:
-        yield handle
-    except BaseException as e:
-        if new and not (out / METRICS).exists() and not (out / CHECKPOINTS).exists():
-            (out / CONFIG).unlink(missing_ok=True)
-            lock.release(remove=not lock_existed)
-            _remove_dirs(created)
-        if isinstance(e, KeyboardInterrupt):
-            raise Interrupted(out, handle.step) from None
-        raise
+        yield undo
     finally:
         lock.release()
 
@@ -113,39 +128,32 @@ def open_recipe_dir(out: Path, recipe: str, preset: dict[str, Any]) -> Iterator[
     rerun resumes it and a recipe never writes its figures into a directory it did not create.
     """
     out = Path(out)
-    check_out_path(out)
-    created = make_dirs(out)
-    lock = DirLock(out, "--out")
-    lock_existed = lock.path.exists()
-    try:
-        lock.acquire()
-    except BaseException:
-        _remove_dirs(created)
-        raise
     marker = {"recipe": recipe, "preset": json.loads(json.dumps(preset))}
-    try:
-        if (out / RECIPE).exists():
-            try:
-                saved = json.loads((out / RECIPE).read_bytes())
-            except (OSError, ValueError) as e:
-                raise RunDirError(f"{out / RECIPE} is not valid JSON ({e}); restore it or choose another --out") from e
-            if saved != marker:
-                name = saved.get("recipe") if isinstance(saved, dict) else None
-                raise RunDirError(f"{out} holds the {name!r} recipe with other settings; "
-                                  "choose another --out (or rerun the command that made it)")
-        elif foreign_entries(out, set()):
-            raise RunDirError(f"{out} holds files that are not this recipe's ({', '.join(foreign_entries(out, set())[:3])}); "
-                              "choose a new or empty directory for --out")
-        else:
-            atomic_write_text(out / RECIPE, json.dumps(marker, indent=2) + "\n")
-    except BaseException:
-        lock.release(remove=not lock_existed)
-        _remove_dirs(created)
-        raise
-    try:
+    with _locked_dir(out) as undo:
+        try:
+            _claim_recipe(out, marker)
+        except BaseException:
+            undo()
+            raise
         yield out
-    finally:
-        lock.release()
+
+
+def _claim_recipe(out: Path, marker: dict[str, Any]) -> None:
+    """Under the lock: mark an empty directory as this recipe's, or check that it already is."""
+    if (out / RECIPE).exists():
+        try:
+            saved = json.loads((out / RECIPE).read_bytes())
+        except (OSError, ValueError) as e:
+            raise RunDirError(f"{out / RECIPE} is not valid JSON ({e}); restore it or choose another --out") from e
+        if saved != marker:
+            name = saved.get("recipe") if isinstance(saved, dict) else None
+            raise RunDirError(f"{out} holds the {name!r} recipe with other settings; "
+                              "choose another --out (or rerun the command that made it)")
+    elif foreign := foreign_entries(out, set()):
+        raise RunDirError(f"{out} holds files that are not this recipe's ({', '.join(foreign[:3])}); "
+                          "choose a new or empty directory for --out")
+    else:
+        atomic_write_text(out / RECIPE, json.dumps(marker, indent=2) + "\n")
 
 
 def _claim(out: Path, config: dict[str, Any], resume: bool, resumable_changes: set[str], steps: int,
