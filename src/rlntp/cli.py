@@ -323,7 +323,7 @@ def run_commands(commands: dict, argv: list[str], prog: str, description: str, r
     except UserError as e:
         _exit(str(e), e.exit_code)
     except KeyboardInterrupt:
-        _exit("interrupted before a run started; nothing was written", 130)
+        _exit("interrupted (no run was in progress, so there is nothing to resume)", 130)
 
 
 def _exit(message: str, code: int) -> None:
