@@ -195,9 +195,9 @@ def fig1(out: Path = Path("runs/fig1"), preset: str = "cpu", device: str = "auto
         device: cpu, cuda, cuda:N or auto
         quiet: no progress bars
     """
+    from rlntp.devices import resolve_device
     from rlntp.errors import check
     from rlntp.experiments.fig1 import PRESETS, run_fig1
-    from rlntp.devices import resolve_device
     from rlntp.runs import open_recipe_dir
 
     check(preset in PRESETS, f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
@@ -219,9 +219,9 @@ def fig3(out: Path = Path("runs/fig3"), preset: str = "cpu", device: str = "auto
         device: cpu, cuda, cuda:N or auto
         quiet: no progress bars
     """
+    from rlntp.devices import resolve_device
     from rlntp.errors import check
     from rlntp.experiments.fig3 import PRESETS, run_fig3
-    from rlntp.devices import resolve_device
     from rlntp.runs import open_recipe_dir
 
     check(preset in PRESETS, f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
@@ -243,9 +243,9 @@ def mult(out: Path = Path("runs/mult"), preset: str = "cpu", device: str = "auto
         device: cpu, cuda, cuda:N or auto
         quiet: no progress bars
     """
+    from rlntp.devices import resolve_device
     from rlntp.errors import check
     from rlntp.experiments.mult import PRESETS, run_mult
-    from rlntp.devices import resolve_device
     from rlntp.runs import open_recipe_dir
 
     check(preset in PRESETS, f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
