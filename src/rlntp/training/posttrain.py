@@ -174,7 +174,10 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
     with runs.open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
                            normalize=lambda saved: PosttrainRun.from_dict(saved).to_dict()) as run_dir:
         checkpoint = runs.resolve_checkpoint(out) if not run_dir.new and runs.checkpoint_steps(out) else None
-        model = runs.load_checkpoint_model(checkpoint or source_checkpoint, run.model, device)
+        if checkpoint is None:  # the source checkpoint was verified above
+            model = load_model(source_checkpoint, run.model, device)
+        else:
+            model = runs.load_checkpoint_model(checkpoint, run.model, device)
         ref_model = None  # the KL term's reference: the starting model, frozen
         if cfg.kl_beta > 0:
             ref_model = load_model(source_checkpoint, run.model, device).eval().requires_grad_(False)
