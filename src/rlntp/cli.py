@@ -195,16 +195,9 @@ def fig1(out: Path = Path("runs/fig1"), preset: str = "cpu", device: str = "auto
         device: cpu, cuda, cuda:N or auto
         quiet: no progress bars
     """
-    from rlntp.devices import resolve_device
-    from rlntp.errors import check
     from rlntp.experiments.fig1 import PRESETS, run_fig1
-    from rlntp.runs import open_recipe_dir
 
-    check(preset in PRESETS, f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    resolve_device(device)
-    with open_recipe_dir(out, "fig1", dataclasses.asdict(PRESETS[preset])):
-        table = run_fig1(PRESETS[preset], out, device=device, progress=not quiet)
-    print(table)
+    print(_reproduce("fig1", PRESETS, run_fig1, preset, out, device, quiet))
     print(f"wrote {out / 'fig1.png'} and {out / 'summary.txt'}")
 
 
@@ -219,15 +212,9 @@ def fig3(out: Path = Path("runs/fig3"), preset: str = "cpu", device: str = "auto
         device: cpu, cuda, cuda:N or auto
         quiet: no progress bars
     """
-    from rlntp.devices import resolve_device
-    from rlntp.errors import check
     from rlntp.experiments.fig3 import PRESETS, run_fig3
-    from rlntp.runs import open_recipe_dir
 
-    check(preset in PRESETS, f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    resolve_device(device)
-    with open_recipe_dir(out, "fig3", dataclasses.asdict(PRESETS[preset])):
-        print(run_fig3(PRESETS[preset], out, device=device, progress=not quiet))
+    print(_reproduce("fig3", PRESETS, run_fig3, preset, out, device, quiet))
     print(f"wrote {out / 'fig3.png'} and {out / 'summary.txt'}")
 
 
@@ -243,17 +230,23 @@ def mult(out: Path = Path("runs/mult"), preset: str = "cpu", device: str = "auto
         device: cpu, cuda, cuda:N or auto
         quiet: no progress bars
     """
-    from rlntp.devices import resolve_device
-    from rlntp.errors import check
     from rlntp.experiments.mult import PRESETS, run_mult
-    from rlntp.runs import open_recipe_dir
 
-    check(preset in PRESETS, f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    resolve_device(device)
-    with open_recipe_dir(out, "mult", dataclasses.asdict(PRESETS[preset])):
-        print(run_mult(PRESETS[preset], out, device=device, progress=not quiet))
+    print(_reproduce("mult", PRESETS, run_mult, preset, out, device, quiet))
     print(f"wrote {out / 'summary.txt'} and the figures " + ", ".join(
         str(out / f"n{n}" / "mult.png") for n in PRESETS[preset].digits))
+
+
+def _reproduce(name: str, presets: dict, run, preset: str, out: Path, device: str, quiet: bool) -> str:
+    """Run recipe `name` at `preset` into its own directory `out` (`runs.open_recipe_dir`); its summary table."""
+    from rlntp.devices import resolve_device
+    from rlntp.errors import check
+    from rlntp.runs import open_recipe_dir
+
+    check(preset in presets, f"unknown preset {preset!r}; choose one of: {', '.join(presets)}")
+    resolve_device(device)
+    with open_recipe_dir(out, name, dataclasses.asdict(presets[preset])):
+        return run(presets[preset], out, device=device, progress=not quiet)
 
 
 def check_positive(**values: int) -> None:
