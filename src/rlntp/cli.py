@@ -17,6 +17,7 @@ from rlntp.errors import Interrupted, UserError
 
 if TYPE_CHECKING:  # resolved at run time by _resolve_annotations
     from rlntp.models import ModelConfig
+    from rlntp.sweeps.executors import ExecutorConfig
     from rlntp.tasks import TaskConfig
     from rlntp.training.posttrain import PosttrainConfig
     from rlntp.training.pretrain import PretrainConfig
@@ -172,6 +173,41 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
               + "  ".join(f"{n}: {c}" for n, c in enumerate(hist) if c))
 
 
+def sweep(file: tyro.conf.Positional[Path], out: Path, executor: Annotated["ExecutorConfig", Flat],
+          device: str = "auto", status: bool = False, quiet: bool = False) -> None:
+    """Run a sweep file (TOML): grids of pretrain and posttrain runs, then OUT/results.parquet.
+
+    The file sets a base config per stage, axes to vary and post-training runs from named checkpoints
+    (format: README, "Sweeps"). Every run is an ordinary run directory under OUT/runs. Rerunning the
+    same command skips finished runs, resumes killed ones and retries failed ones; a failed run is
+    recorded (OUT/status.json) and the others go on.
+
+    Args:
+        file: the sweep file (.toml, or .json of the same structure)
+        out: the sweep's directory (new or empty, or one this sweep wrote)
+        executor: where runs execute and how many at once
+        device: cpu, cuda, cuda:N or auto, for every run
+        status: print what is done, running, failed, partial (resumes on a rerun) and pending; run nothing
+        quiet: no progress bar
+    """
+    from rlntp.devices import resolve_device
+    from rlntp.runs import open_sweep_dir
+    from rlntp.sweeps.engine import run_sweep, status_report
+    from rlntp.sweeps.executors import check_executor
+    from rlntp.sweeps.spec import expand, load_sweep
+
+    spec = load_sweep(file)
+    jobs = expand(spec, device, where=str(file))
+    if status:
+        print(status_report(jobs, out))
+        return
+    resolve_device(device)
+    check_executor(executor)
+    with open_sweep_dir(out, spec):
+        results = run_sweep(jobs, out, executor, progress=not quiet)
+    print(f"{len(jobs)} runs done; wrote {results}")
+
+
 def plot(run_dir: tyro.conf.Positional[Path], out: Path | None = None) -> None:
     """Plot a run's accuracy and long-answer fraction against samples seen (paper Fig. 2 style).
 
@@ -184,38 +220,78 @@ def plot(run_dir: tyro.conf.Positional[Path], out: Path | None = None) -> None:
     print(f"wrote {plot_run(run_dir, out)}")
 
 
-def fig1(out: Path = Path("runs/fig1"), preset: str = "cpu", device: str = "auto", quiet: bool = False) -> None:
+def fig1(executor: Annotated["ExecutorConfig", Flat], out: Path = Path("runs/fig1"), preset: str = "cpu",
+         device: str = "auto", quiet: bool = False) -> None:
     """Figure 1: pre-training at p_cot = 0.25, then GRPO from several checkpoints; fig1.png and a summary table.
 
-    Rerunning the same command resumes: finished stages are skipped, a killed one continues.
+    Rerunning the same command resumes: finished runs are skipped, a killed one continues.
 
     Args:
-        out: directory of the recipe's runs, fig1.png and summary.txt
+        executor: where runs execute and how many at once
+        out: directory of the recipe's runs, results.parquet, fig1.png and summary.txt
         preset: cpu (2 cores, about a minute) or paper (d = 50, 50,000 steps, 3 seeds; for a GPU)
         device: cpu, cuda, cuda:N or auto
-        quiet: no progress bars
+        quiet: no progress bar
     """
-    from rlntp.experiments.fig1 import PRESETS, run_fig1
-
-    print(_reproduce("fig1", PRESETS, run_fig1, preset, out, device, quiet))
-    print(f"wrote {out / 'fig1.png'} and {out / 'summary.txt'}")
+    _reproduce_sweep("fig1", preset, out, device, executor, quiet)
 
 
-def fig3(out: Path = Path("runs/fig3"), preset: str = "cpu", device: str = "auto", quiet: bool = False) -> None:
-    """Figure 3: STaR / REINFORCE / GRPO x e2e / CoT reward x temperatures from one checkpoint; fig3.png, table.
+def fig2(executor: Annotated["ExecutorConfig", Flat], out: Path = Path("runs/fig2"), preset: str = "cpu",
+         device: str = "auto", quiet: bool = False) -> None:
+    """Figure 2: pre-training at several p_cot over seeds; final greedy accuracy against p_cot, threshold 1/3.
 
-    Rerunning the same command resumes: finished stages are skipped, a killed one continues.
+    Rerunning the same command resumes: finished runs are skipped, a killed one continues.
 
     Args:
-        out: directory of the recipe's runs, fig3.png and summary.txt
+        executor: where runs execute and how many at once
+        out: directory of the recipe's runs, results.parquet, fig2.png and summary.txt
+        preset: cpu (d = 12, 9 p_cot x 3 seeds, 2 cores, about 15 minutes) or paper (d = 25, 50,000 steps; GPUs)
+        device: cpu, cuda, cuda:N or auto
+        quiet: no progress bar
+    """
+    _reproduce_sweep("fig2", preset, out, device, executor, quiet)
+
+
+def fig3(executor: Annotated["ExecutorConfig", Flat], out: Path = Path("runs/fig3"), preset: str = "cpu",
+         device: str = "auto", quiet: bool = False) -> None:
+    """Figure 3: STaR / REINFORCE / GRPO x e2e / CoT reward x temperatures from one checkpoint; fig3.png, table.
+
+    Rerunning the same command resumes: finished runs are skipped, a killed one continues.
+
+    Args:
+        executor: where runs execute and how many at once
+        out: directory of the recipe's runs, results.parquet, fig3.png and summary.txt
         preset: cpu (2 cores, a few minutes) or paper (d = 50 from 20,000 steps, 3 seeds; for a GPU)
         device: cpu, cuda, cuda:N or auto
-        quiet: no progress bars
+        quiet: no progress bar
     """
-    from rlntp.experiments.fig3 import PRESETS, run_fig3
+    _reproduce_sweep("fig3", preset, out, device, executor, quiet)
 
-    print(_reproduce("fig3", PRESETS, run_fig3, preset, out, device, quiet))
-    print(f"wrote {out / 'fig3.png'} and {out / 'summary.txt'}")
+
+def fig13(executor: Annotated["ExecutorConfig", Flat], out: Path = Path("runs/fig13"), preset: str = "cpu",
+          device: str = "auto", quiet: bool = False) -> None:
+    """Figure 13: samples to >= 95% greedy accuracy as d grows, NTP alone vs NTP + GRPO from a checkpoint ladder.
+
+    Rerunning the same command resumes: finished runs are skipped, a killed one continues.
+
+    Args:
+        executor: where runs execute and how many at once
+        out: directory of the recipe's runs, results.parquet, fig13.png and summary.txt
+        preset: cpu (d = 4, 6, 8, 3 seeds, 2 cores, about 20 minutes) or paper (GPT-2 4 x 128, 32 heads; GPUs)
+        device: cpu, cuda, cuda:N or auto
+        quiet: no progress bar
+    """
+    _reproduce_sweep("fig13", preset, out, device, executor, quiet)
+
+
+def _reproduce_sweep(name: str, preset: str, out: Path, device: str, executor: "ExecutorConfig", quiet: bool) -> None:
+    """Run the sweep recipe `name` (`rlntp.experiments.reproduce`) and print its summary table."""
+    from rlntp.devices import resolve_device
+    from rlntp.experiments import reproduce
+
+    resolve_device(device)
+    print(reproduce(name, preset, out, device, executor, progress=not quiet))
+    print(f"wrote {out / (name + '.png')}, {out / 'summary.txt'} and {out / 'results.parquet'}")
 
 
 def mult(out: Path = Path("runs/mult"), preset: str = "cpu", device: str = "auto", quiet: bool = False) -> None:
@@ -259,8 +335,9 @@ def check_positive(**values: int) -> None:
 DESCRIPTION = ("RL after next-token prediction (Tsilivis et al., 2025). The paper's figures as recipes: "
                "rlntp reproduce --help; datasets on disk: rlntp data --help; its theory (linear autoregressive "
                "model): rlntp theory --help")
-REPRODUCE = {"fig1": fig1, "fig3": fig3, "mult": mult}
-COMMANDS = {"sample": sample, "pretrain": pretrain, "posttrain": posttrain, "eval": evaluate, "plot": plot}
+REPRODUCE = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig13": fig13, "mult": mult}
+COMMANDS = {"sample": sample, "pretrain": pretrain, "posttrain": posttrain, "eval": evaluate, "plot": plot,
+            "sweep": sweep}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -269,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == ["data"]:
         return run_commands({"mult": data_mult}, argv[1:], prog="rlntp data", description="Datasets on disk")
     if argv[:1] == ["reproduce"]:
+        _resolve_annotations()
         return run_commands(REPRODUCE, argv[1:], prog="rlntp reproduce", description="The paper's figures as recipes",
                             rerun_hint="rerun the same command to continue")
     if argv[:1] == ["theory"]:
@@ -344,12 +422,13 @@ def _resolve_annotations() -> None:
     `rlntp theory ...` is dispatched before this, so it does not load transformers.
     """
     from rlntp.models import ModelConfig
+    from rlntp.sweeps.executors import ExecutorConfig
     from rlntp.tasks import TaskConfig
     from rlntp.training.posttrain import PosttrainConfig
     from rlntp.training.pretrain import PretrainConfig
 
     globals().update(TaskConfig=TaskConfig, ModelConfig=ModelConfig, PretrainConfig=PretrainConfig,
-                     PosttrainConfig=PosttrainConfig)
+                     PosttrainConfig=PosttrainConfig, ExecutorConfig=ExecutorConfig)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def _locked_dir(out: Path) -> Iterator[Callable[[], None]]:
         lock.release()
 
 
-RECIPE = "recipe.json"
+RECIPE, SWEEP = "recipe.json", "sweep.json"
 
 
 @contextmanager
@@ -127,33 +127,59 @@ def open_recipe_dir(out: Path, recipe: str, preset: dict[str, Any]) -> Iterator[
     The directory must be missing or empty, or hold this recipe with this preset (recipe.json), so a
     rerun resumes it and a recipe never writes its figures into a directory it did not create.
     """
+    with _marked_dir(out, RECIPE, {"recipe": recipe, "preset": preset}, "recipe", same=True):
+        yield Path(out)
+
+
+@contextmanager
+def open_sweep_dir(out: Path, spec: dict[str, Any]) -> Iterator[Path]:
+    """Hold the directory of a sweep while the body runs: a missing or empty one, or one holding a sweep.
+
+    sweep.json holds the sweep itself (`rlntp sweep DIR/sweep.json` reads it). A changed sweep may
+    continue in its directory (sweep.json is updated): its new runs are added, and a run that already
+    exists under another config is refused by that run's own resume check.
+    """
+    with _marked_dir(out, SWEEP, spec, "pretrain", same=False):
+        yield Path(out)
+
+
+@contextmanager
+def _marked_dir(out: Path, marker_name: str, marker: dict[str, Any], key: str, same: bool) -> Iterator[None]:
+    """Hold `out`, whose file `marker_name` (a JSON object with `key`) says it is ours.
+
+    The marker is written into an empty directory; an existing one must equal `marker` if `same`.
+    """
     out = Path(out)
-    marker = {"recipe": recipe, "preset": json.loads(json.dumps(preset))}
+    marker = json.loads(json.dumps(marker))
     with _locked_dir(out) as undo:
         try:
-            _claim_recipe(out, marker)
+            _claim_marked(out, marker_name, marker, key, same)
         except BaseException:
             undo()
             raise
-        yield out
+        yield
 
 
-def _claim_recipe(out: Path, marker: dict[str, Any]) -> None:
-    """Under the lock: mark an empty directory as this recipe's, or check that it already is."""
-    if (out / RECIPE).exists():
+def _claim_marked(out: Path, marker_name: str, marker: dict[str, Any], key: str, same: bool) -> None:
+    """Under the lock: mark an empty directory as ours, or check that it already is."""
+    path = out / marker_name
+    what = marker_name.removesuffix(".json")
+    if path.exists():
         try:
-            saved = json.loads((out / RECIPE).read_bytes())
+            saved = json.loads(path.read_bytes())
         except (OSError, ValueError) as e:
-            raise RunDirError(f"{out / RECIPE} is not valid JSON ({e}); restore it or choose another --out") from e
-        if saved != marker:
-            name = saved.get("recipe") if isinstance(saved, dict) else None
-            raise RunDirError(f"{out} holds the {name!r} recipe with other settings; "
+            raise RunDirError(f"{path} is not valid JSON ({e}); restore it or choose another --out") from e
+        if not isinstance(saved, dict) or key not in saved:
+            raise RunDirError(f"{path} is not an rlntp {what} file; restore it or choose another --out")
+        if saved == marker:
+            return
+        if same:
+            raise RunDirError(f"{out} holds the {saved[key]!r} {what} with other settings; "
                               "choose another --out (or rerun the command that made it)")
     elif foreign := foreign_entries(out, set()):
-        raise RunDirError(f"{out} holds files that are not this recipe's ({', '.join(foreign[:3])}); "
+        raise RunDirError(f"{out} holds files that are not this {what}'s ({', '.join(foreign[:3])}); "
                           "choose a new or empty directory for --out")
-    else:
-        atomic_write_text(out / RECIPE, json.dumps(marker, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(marker, indent=2) + "\n")
 
 
 def _claim(out: Path, config: dict[str, Any], resume: bool, resumable_changes: set[str], steps: int,

@@ -6,9 +6,6 @@ distribution of response lengths (temperature 1, 640 test inputs) during a GRPO 
 end-to-end reward, showing the shift from length 1 to length d.
 """
 
-import dataclasses
-import itertools
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -16,94 +13,58 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
-from rlntp import runs  # noqa: E402
-from rlntp.experiments.summary import Curve, read_curve, summary_table  # noqa: E402
-from rlntp.models import ModelConfig  # noqa: E402
-from rlntp.tasks import TaskConfig  # noqa: E402
-from rlntp.training.posttrain import PosttrainConfig, PosttrainRun, posttrain  # noqa: E402
-from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain  # noqa: E402
+from rlntp.experiments.summary import Curve, summary_table, table_curve  # noqa: E402
 
 ALGOS = ("star", "reinforce", "grpo")
 REWARD_NAMES = {"e2e": "end-to-end", "cot": "chain of thought"}
 
 
-@dataclass(frozen=True)
-class Fig3Preset:
-    """Sizes of the Figure 3 experiment."""
-
-    task: TaskConfig
-    model: ModelConfig
-    pretrain: PretrainConfig
-    """the pre-training whose last checkpoint every RL run starts from"""
-    temperatures: tuple[float, ...]
-    rl_steps: dict[str, int]
-    """RL steps per algorithm (STaR: rounds)"""
-    star_samples: int
-    """STaR: responses sampled per round"""
-    post: PosttrainConfig = field(default_factory=PosttrainConfig)
-    """shared post-training settings (evaluation, learning rate)"""
-    seeds: tuple[int, ...] = (0,)
+def _preset(d: int, model: dict, train: dict, seeds: list[int], rl_steps: dict[str, int], star_samples: int,
+            eval_every: int, save_every: int) -> dict:
+    """All RL runs from the last pre-training checkpoint: one group per algorithm over rewards x temperatures."""
+    axes = {"post.reward": list(REWARD_NAMES), "post.temperature": [0.5, 1.0, 1.5]}
+    shared = {"eval_samples": 640, "save_every": save_every}
+    return {
+        "pretrain": {"task": {"d": d, "p_cot": 0.25}, "model": model, "train": train, "axes": {"train.seed": seeds}},
+        "posttrain": {algo: {"from_steps": ["last"], "axes": axes, "post": shared | {
+            "algo": algo, "steps": rl_steps[algo],
+            # STaR: one round is one step; each round samples star_samples prompts and is evaluated
+            **({"prompts_per_step": star_samples, "eval_every": 1} if algo == "star" else {"eval_every": eval_every})}}
+            for algo in ALGOS},
+    }
 
 
 PRESETS = {
-    "cpu": Fig3Preset(
-        task=TaskConfig(d=12, p_cot=0.25),
-        model=ModelConfig(layers=2, width=64, heads=4),
-        pretrain=PretrainConfig(steps=1000, batch_size=128, lr=1e-3, eval_every=250, eval_samples=1000,
-                                save_every=500),
-        temperatures=(0.5, 1.0, 1.5),
-        rl_steps={"star": 3, "reinforce": 30, "grpo": 30},
-        star_samples=1000,
-        post=PosttrainConfig(eval_every=3, eval_samples=640, save_every=30),
-    ),
-    "paper": Fig3Preset(  # d = 50 from 20,000 pre-training steps (paper Fig. 3, App. B.1), 3 seeds
-        task=TaskConfig(d=50, p_cot=0.25),
-        model=ModelConfig(layers=4, width=256, heads=8),
-        pretrain=PretrainConfig(steps=20_000, batch_size=256, lr=1e-4, eval_every=1000, eval_samples=2560,
-                                save_every=5000),
-        temperatures=(0.5, 1.0, 1.5),
-        rl_steps={"star": 10, "reinforce": 200, "grpo": 200},
-        star_samples=3200,
-        post=PosttrainConfig(eval_every=5, eval_samples=640, save_every=50),
-        seeds=(0, 1, 2),
-    ),
+    "cpu": _preset(12, {"layers": 2, "width": 64, "heads": 4},
+                   {"steps": 1000, "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000,
+                    "save_every": 500}, [0], {"star": 3, "reinforce": 30, "grpo": 30}, 1000, 3, 30),
+    # d = 50 from 20,000 pre-training steps (paper Fig. 3, App. B.1), 3 seeds
+    "paper": _preset(50, {"layers": 4, "width": 256, "heads": 8},
+                     {"steps": 20_000, "batch_size": 256, "lr": 1e-4, "eval_every": 1000, "eval_samples": 2560,
+                      "save_every": 5000}, [0, 1, 2], {"star": 10, "reinforce": 200, "grpo": 200}, 3200, 5, 50),
 }
 
 
-def _run_name(algo: str, reward: str, temperature: float) -> str:
-    return f"{algo}_{reward}_T{temperature:g}"
+def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
+    """fig3.png (accuracy per temperature, the length histogram of one GRPO run) and the summary table."""
+    post = table[table["stage"] == "posttrain"]
+    curves = {}
+    for (algo, reward, temperature), rows in post.groupby(["post.algo", "post.reward", "post.temperature"], sort=False):
+        curves[(algo, reward, temperature)] = table_curve(f"{algo} {reward} T={temperature:g}", rows)
+    curves = {key: curves[key] for key in sorted(curves, key=lambda k: (ALGOS.index(k[0]), list(REWARD_NAMES).index(k[1]), k[2]))}
+    temperatures = sorted(post["post.temperature"].unique())
+    shown = 1.0 if 1.0 in temperatures else temperatures[0]
+    grpo = post[(post["post.algo"] == "grpo") & (post["post.reward"] == "e2e") & (post["post.temperature"] == shown)]
+    first_run = grpo[grpo["run"] == grpo["run"].iloc[0]]
+    plot_fig3(curves, first_run, temperatures, table.iloc[0], out / "fig3.png")
+    return summary_table(list(curves.values()), rl=[True] * len(curves))
 
 
-def run_fig3(preset: Fig3Preset, out: Path, device: str = "auto", progress: bool = True) -> str:
-    """Run (or resume) every stage under `out`, draw fig3.png, and return the summary table."""
-    out = Path(out)
-    grid = list(itertools.product(ALGOS, REWARD_NAMES, preset.temperatures))
-    for seed in preset.seeds:
-        pre = dataclasses.replace(preset.pretrain, seed=seed, device=device)
-        pre_dir = pretrain(PretrainRun(preset.task, preset.model, pre), out / f"seed{seed}" / "pretrain",
-                           resume=True, progress=progress)
-        for algo, reward, temperature in grid:
-            post = dataclasses.replace(
-                preset.post, algo=algo, reward=reward, temperature=temperature, steps=preset.rl_steps[algo],
-                seed=seed, device=device, prompts_per_step=preset.star_samples if algo == "star" else None,
-                eval_every=1 if algo == "star" else preset.post.eval_every)
-            posttrain(PosttrainRun.starting_from(pre_dir, None, post),
-                      out / f"seed{seed}" / _run_name(algo, reward, temperature), resume=True, progress=progress)
-
-    curves = {key: read_curve(f"{key[0]} {key[1]} T={key[2]:g}",
-                              [out / f"seed{s}" / _run_name(*key) for s in preset.seeds]) for key in grid}
-    histogram_run = out / f"seed{preset.seeds[0]}" / _run_name("grpo", "e2e", 1.0 if 1.0 in preset.temperatures
-                                                               else preset.temperatures[0])
-    plot_fig3(curves, histogram_run, preset, out / "fig3.png")
-    table = summary_table(list(curves.values()), rl=[True] * len(curves))
-    (out / "summary.txt").write_text(table + "\n")
-    return table
-
-
-def plot_fig3(curves: dict[tuple, Curve], histogram_run: Path, preset: Fig3Preset, path: Path) -> None:
-    """Accuracy against RL samples per temperature, and the length histogram during one GRPO run."""
-    temps = preset.temperatures
+def plot_fig3(curves: dict[tuple, Curve], histogram_run: pd.DataFrame, temps: list[float], config: pd.Series,
+              path: Path) -> None:
+    """Accuracy against RL samples per temperature, and the length histogram during one GRPO run (its table rows)."""
     fig, axes = plt.subplots(1, len(temps) + 1, figsize=(4.2 * (len(temps) + 1), 4), constrained_layout=True)
     colors = {"star": "C2", "reinforce": "C1", "grpo": "C0"}
     for ax, temperature in zip(axes, temps):
@@ -122,17 +83,17 @@ def plot_fig3(curves: dict[tuple, Curve], histogram_run: Path, preset: Fig3Prese
     axes[0].set_ylabel("test accuracy (greedy solid, T = 1 dashed)")
     axes[0].legend(fontsize=7, loc="lower right")
 
-    records = [r for r in runs.read_metrics(histogram_run) if "eval/sampled_len_hist" in r]
-    hist = np.array([r["eval/sampled_len_hist"] for r in records], dtype=float)
+    records = histogram_run[histogram_run["eval/sampled_len_hist"].notna()].sort_values("step").to_dict("records")
+    hist = np.array([list(r["eval/sampled_len_hist"]) for r in records], dtype=float)
     hist /= hist.sum(axis=1, keepdims=True)
     ax = axes[-1]
     image = ax.imshow(hist.T, origin="lower", aspect="auto", cmap="viridis",
                       extent=(-0.5, len(records) - 0.5, -0.5, hist.shape[1] - 0.5))
     ticks = range(0, len(records), max(1, len(records) // 5))
-    ax.set_xticks(list(ticks), [f"{records[i]['rl_samples']:,}" for i in ticks])
+    ax.set_xticks(list(ticks), [f"{records[i]['rl_samples']:,.0f}" for i in ticks])
     ax.set(xlabel="RL samples", ylabel="response length (T = 1)",
-           title=f"GRPO, end-to-end: lengths on {preset.post.eval_samples} test inputs")
+           title=f"GRPO, end-to-end: lengths on {records[0]['post.eval_samples']} test inputs")
     fig.colorbar(image, ax=ax, label="fraction")
-    fig.suptitle(f"Post-training from one checkpoint: parity d = {preset.task.d}, $p_{{cot}}$ = {preset.task.p_cot}")
+    fig.suptitle(f"Post-training from one checkpoint: parity d = {config['task.d']}, $p_{{cot}}$ = {config['task.p_cot']:g}")
     fig.savefig(path, dpi=120)
     plt.close(fig)

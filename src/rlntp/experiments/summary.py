@@ -1,9 +1,15 @@
-"""Curves read from run directories, medians over seeds, and the summary table printed by every recipe."""
+"""Aggregation over seeds: curves, samples to solve (with lower bounds), and the recipes' summary tables.
+
+The recipes read a sweep's results table (`rlntp.sweeps.engine.write_results`, one row per run and
+evaluation) and never a run's own files; `read_curve` still reads run directories for recipes not yet
+on the sweep engine.
+"""
 
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from rlntp import runs
 
@@ -31,10 +37,28 @@ class Curve:
     """fraction of temperature-1 responses with no EOS within the budget (older runs: 0)"""
 
 
+_KEYS = ("samples_seen", "eval/greedy_acc", "eval/sampled_acc", "eval/greedy_len_median", "eval/sampled_long_frac")
+
+
 def read_curve(label: str, run_dirs: list[Path]) -> Curve:
     """The median over `run_dirs` (seeds of one configuration) of their evaluation records."""
-    keys = ("samples_seen", "eval/greedy_acc", "eval/sampled_acc", "eval/greedy_len_median", "eval/sampled_long_frac")
-    per_seed = [runs.read_metrics(d, keys) for d in run_dirs]
+    return _median_curve(label, [runs.read_metrics(d, _KEYS) for d in run_dirs])
+
+
+def table_curve(label: str, rows: pd.DataFrame) -> Curve:
+    """The median over the runs in `rows` (rows of a results table: seeds of one configuration)."""
+    rows = rows[rows["eval/greedy_acc"].notna()] if "eval/greedy_acc" in rows else rows.iloc[:0]
+    per_run = [group.sort_values("step").to_dict("records") for _, group in rows.groupby("run", sort=False)]
+    if not per_run:
+        raise ValueError(f"no evaluations for curve {label!r}")
+    return _median_curve(label, [[{k: v for k, v in r.items() if _present(v)} for r in records] for records in per_run])
+
+
+def _present(value) -> bool:
+    return not (value is None or isinstance(value, float) and np.isnan(value))
+
+
+def _median_curve(label: str, per_seed: list[list[dict]]) -> Curve:
     n = min(len(records) for records in per_seed)
 
     def median(key: str) -> np.ndarray:
@@ -42,8 +66,30 @@ def read_curve(label: str, run_dirs: list[Path]) -> Curve:
 
     return Curve(label, median("samples_seen"), median("rl_samples"), median("eval/greedy_acc"),
                  median("eval/sampled_acc"), median("eval/greedy_len_median"), median("eval/sampled_long_frac"),
-                 seeds=len(run_dirs), greedy_len_mean=median("eval/greedy_len_mean"),
+                 seeds=len(per_seed), greedy_len_mean=median("eval/greedy_len_mean"),
                  greedy_long_frac=median("eval/greedy_long_frac"), sampled_no_eos_frac=median("eval/sampled_no_eos_frac"))
+
+
+def first_solved(rows: pd.DataFrame) -> tuple[float, bool]:
+    """Samples seen at a run's first evaluation with greedy accuracy >= SOLVED, and True; if it never
+    got there, its last evaluation's samples seen (a lower bound) and False."""
+    rows = rows[rows["eval/greedy_acc"].notna()].sort_values("step")
+    hits = rows[rows["eval/greedy_acc"] >= SOLVED]
+    if len(hits):
+        return float(hits["samples_seen"].iloc[0]), True
+    return float(rows["samples_seen"].iloc[-1]), False
+
+
+def censored_quantile(values: list[float], reached: list[bool], q: float) -> tuple[float, bool]:
+    """The q-quantile (lower order statistic) of values of which some are only lower bounds (reached False).
+
+    Returns the quantile and whether it is exact; it is a lower bound when a bound sits at or below it,
+    since that run's true value may lie above it and move the quantile up.
+    """
+    order = np.argsort(values, kind="stable")
+    k = max(0, int(np.ceil(q * len(values))) - 1)  # nearest rank: of 3 seeds, the 1st, 2nd, 3rd for q = 1/4, 1/2, 3/4
+    exact = all(reached[i] for i in order[: k + 1])
+    return float(np.asarray(values)[order[k]]), exact
 
 
 def samples_to_solve(curve: Curve, rl: bool) -> float | None:

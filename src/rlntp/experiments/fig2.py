@@ -1,0 +1,125 @@
+"""Figure 2: next-token prediction learns parity only when long sequences are common enough (p_cot > 1/3).
+
+Pre-training at several p_cot over seeds. Left: greedy (solid) and temperature-1 (dashed) test
+accuracy against samples seen, one colour per p_cot (median over seeds); centre: median greedy
+length (solid) and the temperature-1 fraction of long answers (dashed); right: final greedy
+accuracy against p_cot, "final" as the paper defines it (the mean of the last 5 evaluations),
+each seed a dot, the median with its inter-quartile range, beside Theorem 1's prediction (1/2 up
+to p_cot = 1/3, 1 above) and the sampled P(long) beside its prediction p_cot.
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from rlntp.experiments.summary import censored_quantile, table_curve  # noqa: E402
+from rlntp.theory import closed_forms  # noqa: E402
+
+FINAL_EVALS = 5
+"""'final' accuracy: the mean over a run's last this many evaluations (paper: its last 5 checkpoints)."""
+
+PRESETS = {
+    # 2 cores, about 15 minutes with --workers 2: d = 12 is out of reach of the short sequences alone in
+    # 2,000 steps (Fig. 1's setting), while the long path is learned within ~1,000.
+    "cpu": {
+        "pretrain": {
+            "task": {"d": 12},
+            "model": {"layers": 2, "width": 64, "heads": 4},
+            "train": {"steps": 2000, "batch_size": 128, "lr": 1e-3, "eval_every": 100, "eval_samples": 1000,
+                      "save_every": 1000},
+            "axes": {"task.p_cot": [0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.6, 0.75], "train.seed": [0, 1, 2]},
+        },
+    },
+    # The right panel's setting (d = 25, 50,000 steps of batch 256, 3 seeds, final = last 5 of 47.5k-49.5k+)
+    "paper": {
+        "pretrain": {
+            "task": {"d": 25},
+            "model": {"layers": 4, "width": 256, "heads": 8},
+            "train": {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "eval_every": 500, "eval_samples": 2560,
+                      "save_every": 5000},
+            "axes": {"task.p_cot": [0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.75], "train.seed": [0, 1, 2]},
+        },
+    },
+}
+
+
+def final_values(table: pd.DataFrame) -> pd.DataFrame:
+    """Per pre-training run: p_cot, seed, and the mean over its last FINAL_EVALS evaluations of each metric."""
+    rows = table[(table["stage"] == "pretrain") & table["eval/greedy_acc"].notna()]
+    keys = ["eval/greedy_acc", "eval/sampled_acc", "eval/sampled_long_frac", "eval/greedy_long_frac"]
+    finals = []
+    for run, group in rows.groupby("run", sort=False):
+        last = group.sort_values("step").tail(FINAL_EVALS)
+        finals.append({"run": run, "p_cot": last["task.p_cot"].iloc[0], "seed": last["train.seed"].iloc[0],
+                       "evals": len(last)} | {key: last[key].mean() for key in keys})
+    return pd.DataFrame(finals)
+
+
+def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
+    """fig2.png and the table of final accuracies per p_cot beside Theorem 1's predictions."""
+    finals = final_values(table)
+    pre = table[table["stage"] == "pretrain"]
+    curves = {p: table_curve(f"p_cot = {p:g}", rows) for p, rows in pre.groupby("task.p_cot")}
+    plot_fig2(curves, finals, pre.iloc[0], out / "fig2.png")
+
+    header = (f"{'p_cot':>6s} {'final greedy acc: median [IQR]':>31s} {'per seed':>20s} {'theory':>7s}   "
+              f"{'sampled acc':>11s} {'theory':>7s}   {'sampled P(long)':>15s} {'greedy P(long)':>14s}")
+    lines = [f"final = mean of each run's last {FINAL_EVALS} evaluations; medians over seeds", header, "-" * len(header)]
+    for p, rows in finals.groupby("p_cot"):
+        acc = rows["eval/greedy_acc"].tolist()
+        q = [censored_quantile(acc, [True] * len(acc), level)[0] for level in (0.25, 0.5, 0.75)]
+        lines.append(f"{p:6g} {q[1]:14.3f} [{q[0]:.3f}, {q[2]:.3f}] {' '.join(f'{a:.3f}' for a in acc):>20s} "
+                     f"{closed_forms.greedy_accuracy(p):7.2f}   {rows['eval/sampled_acc'].median():11.3f} "
+                     f"{closed_forms.sampled_accuracy(p):7.3f}   {rows['eval/sampled_long_frac'].median():15.3f} "
+                     f"{rows['eval/greedy_long_frac'].median():14.3f}")
+    return "\n".join(lines)
+
+
+def plot_fig2(curves: dict, finals: pd.DataFrame, config: pd.Series, path: Path) -> None:
+    """Curves per p_cot (left, centre) and final accuracy and P(long) against p_cot (right)."""
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.3), constrained_layout=True,
+                             gridspec_kw={"width_ratios": [1.3, 1.3, 1, 1]})
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(curves)))
+    ax_acc, ax_len, ax_final, ax_long = axes
+    for (p, curve), color in zip(curves.items(), colors):
+        ax_acc.plot(curve.samples_seen, curve.greedy_acc, "-", color=color, lw=1.5, label=f"p = {p:g}")
+        ax_acc.plot(curve.samples_seen, curve.sampled_acc, "--", color=color, lw=1, alpha=0.7)
+        ax_len.plot(curve.samples_seen, curve.greedy_len_median, "-", color=color, lw=1.5)
+        ax_len.plot(curve.samples_seen, curve.sampled_long_frac * config["task.d"], "--", color=color, lw=1, alpha=0.7)
+    ax_acc.set(ylim=(0.3, 1.03), xlabel="samples seen", ylabel="test accuracy (greedy solid, T = 1 dashed)")
+    ax_acc.legend(fontsize=7, ncol=2, loc="lower right")
+    ax_len.set(ylim=(0, config["task.d"] + 1), xlabel="samples seen",
+               ylabel="median greedy length (solid); d x sampled P(long) (dashed)")
+
+    grid = np.linspace(0.01, 0.99, 393)
+    ax_final.plot(grid, [closed_forms.greedy_accuracy(p) for p in grid], color="grey", lw=1.2,
+                  label="Theorem 1: greedy accuracy")
+    ax_final.plot(grid, [closed_forms.sampled_accuracy(p) for p in grid], color="grey", lw=1, ls="--",
+                  label="Theorem 1: T = 1 accuracy (1 + p)/2")
+    ax_final.axvline(closed_forms.CRITICAL_P_COT, color="C3", lw=0.8, ls=":", label="p = 1/3")
+    for key, color, label in (("eval/greedy_acc", "C0", "greedy (final)"), ("eval/sampled_acc", "C1", "T = 1 (final)")):
+        ax_final.scatter(finals["p_cot"], finals[key], s=12, color=color, alpha=0.45)
+        stats = finals.groupby("p_cot")[key].quantile([0.25, 0.5, 0.75]).unstack()
+        ax_final.errorbar(stats.index, stats[0.5], yerr=[stats[0.5] - stats[0.25], stats[0.75] - stats[0.5]],
+                          fmt="o-", color=color, ms=4, lw=1.2, capsize=3, label=f"{label}: median, IQR")
+    ax_final.set(xlim=(0, 1), ylim=(0.3, 1.03), xlabel="$p_{cot}$", ylabel="final test accuracy")
+    ax_final.legend(fontsize=7, loc="lower right")
+
+    ax_long.plot([0, 1], [0, 1], color="grey", lw=1, label="Theorem 1: P(long) = p")
+    ax_long.scatter(finals["p_cot"], finals["eval/sampled_long_frac"], s=12, color="C2", alpha=0.45)
+    medians = finals.groupby("p_cot")["eval/sampled_long_frac"].median()
+    ax_long.plot(medians.index, medians.values, "o-", color="C2", ms=4, label="T = 1 P(long) (final): median")
+    ax_long.set(xlim=(0, 1), ylim=(0, 1), xlabel="$p_{cot}$", ylabel="fraction of long answers at T = 1")
+    ax_long.legend(fontsize=7, loc="upper left")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    seeds = finals["seed"].nunique()
+    fig.suptitle(f"Parity d = {config['task.d']}: pre-training at several $p_{{cot}}$ — {config['model.arch']} "
+                 f"{config['model.layers']}x{config['model.width']}, medians over {seeds} seed{'s' if seeds > 1 else ''}")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

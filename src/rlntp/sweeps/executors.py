@@ -1,0 +1,212 @@
+"""Where the runs of a sweep execute: a local process pool, or a Ray cluster.
+
+Both call `execute` on one `Job` at a time and report its outcome; the sweep engine decides what runs
+when. A run is an ordinary `pretrain`/`posttrain` call with `resume=True`, so an executor that loses
+a run (a killed worker, a lost node) only costs the steps since that run's last checkpoint.
+"""
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rlntp.config import Config
+from rlntp.errors import Interrupted, UserError, check
+
+if TYPE_CHECKING:
+    from rlntp.sweeps.spec import Job
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ExecutorConfig(Config):
+    """Where and how many runs of a sweep execute at once."""
+
+    executor: str = "local"
+    """local (a process pool on this machine) or ray (a Ray cluster)"""
+    workers: int | None = None
+    """local: runs at once (default 1); they share --device (several GPUs: --executor ray --gpus-per-run 1)"""
+    cpus_per_run: int | None = None
+    """threads of each run (local default: this machine's cores / workers; ray: also its CPU request, default 1)"""
+    gpus_per_run: float = 0.0
+    """ray: GPUs requested per run (fractions share a GPU); the run's --device auto then picks it"""
+    address: str | None = None
+    """ray: the cluster to join (e.g. auto, or ray://HEAD:10001); default: RAY_ADDRESS, else a local instance"""
+
+    def check(self) -> None:
+        check(self.executor in EXECUTORS, f"unknown executor {self.executor!r}; choose one of: {', '.join(EXECUTORS)}")
+        check(self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        check(self.cpus_per_run is None or self.cpus_per_run >= 1, f"cpus_per_run must be >= 1, got {self.cpus_per_run}")
+        check(self.executor == "ray" or (self.gpus_per_run == 0 and self.address is None),
+              "--gpus-per-run and --address are for --executor ray")
+        check(self.executor == "local" or self.workers is None,
+              "--workers is for --executor local; Ray runs as many at once as --cpus-per-run and --gpus-per-run allow")
+
+
+def execute(job: "Job", runs_dir: str, threads: int | None) -> dict[str, Any]:
+    """Run (or resume, or find finished) one job; its outcome: state done/failed/interrupted, error, seconds.
+
+    Never raises for a failure of the run itself, so one failed run never stops the others.
+    """
+    import torch
+
+    from rlntp.training.posttrain import PosttrainRun, posttrain
+    from rlntp.training.pretrain import pretrain
+
+    if threads:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    outcome: dict[str, Any] = {"state": "done", "error": None}
+    try:
+        out = Path(runs_dir) / job.name
+        if job.stage == "pretrain":
+            pretrain(job.pretrain, out, resume=True, progress=False)
+        else:
+            run = PosttrainRun.starting_from(Path(runs_dir) / job.source, job.source_step, job.post)
+            posttrain(run, out, resume=True, progress=False)
+    except (Interrupted, KeyboardInterrupt):
+        outcome = {"state": "interrupted", "error": "interrupted"}
+    except UserError as e:
+        outcome = {"state": "failed", "error": str(e)}
+    except Exception as e:  # a bug or a resource failure: keep the traceback for the status file
+        outcome = {"state": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+    return outcome | {"seconds": time.perf_counter() - start}
+
+
+def cpu_count() -> int:
+    """Cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class LocalExecutor:
+    """A pool of `workers` processes on this machine, each with its share of the cores as threads.
+
+    Workers are spawned (not forked, so no parent torch state is shared) and die with the sweep process
+    (Linux: PR_SET_PDEATHSIG), so a killed sweep leaves no run going on without it. If a worker dies
+    (killed, out of memory), the pool is rebuilt and the runs it held are reported as `lost`.
+    """
+
+    def __init__(self, workers: int, threads: int):
+        self.workers, self.threads = workers, threads
+        self.slots = workers
+        self._pool = self._new_pool()
+        self._futures: dict[cf.Future, str] = {}
+
+    def _new_pool(self) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_init_worker, initargs=(os.getpid(), self.threads))
+
+    def submit(self, key: str, job: "Job", runs_dir: str) -> None:
+        self._futures[self._pool.submit(execute, job, runs_dir, self.threads)] = key
+
+    def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
+        """Outcomes of the runs that finished within `timeout` seconds."""
+        done, _ = cf.wait(list(self._futures), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        finished, broken = [], False
+        for future in done:
+            key = self._futures.pop(future)
+            try:
+                finished.append((key, future.result()))
+            except cf.process.BrokenProcessPool:
+                broken = True
+                finished.append((key, {"state": "lost", "error": "its worker process died (killed, or out of memory?)"}))
+        if broken:  # every run in flight is lost with the pool; they resume from their checkpoints
+            for future, key in self._futures.items():
+                finished.append((key, {"state": "lost", "error": "its worker process died (killed, or out of memory?)"}))
+            self._futures.clear()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+        return finished
+
+    def close(self) -> None:
+        """Stop the pool; runs still in flight (after an interrupt) are killed and resume on a rerun."""
+        if self._futures:  # ProcessPoolExecutor cannot cancel a running call: end its process
+            for process in list((self._pool._processes or {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _init_worker(parent: int, threads: int) -> None:
+    """A worker's start: its thread share (before torch creates its pools), death with the sweep process."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the sweep died before the line above took effect
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the sweep's to handle; it stops the workers
+
+
+class RayExecutor:
+    """Runs as Ray tasks: on the cluster at `address`, or on a Ray instance started here.
+
+    Each run requests `cpus` CPUs (its thread count) and `gpus` GPUs. The run directories must be on
+    a path that every node sees (a shared file system); a task lost with its node is retried once and
+    resumes from its checkpoints.
+    """
+
+    def __init__(self, address: str | None, cpus: int, gpus: float, local_cpus: int):
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--executor ray needs the ray package: pip install 'rlntp[ray]'") from None
+        self._ray = ray
+        self._started = not ray.is_initialized()
+        if self._started:
+            local = address is None and "RAY_ADDRESS" not in os.environ
+            ray.init(address=address, num_cpus=local_cpus if local else None, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        self._remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=1)(execute)
+        self.threads = cpus
+        resources = ray.cluster_resources()
+        slots = [resources.get("CPU", 1) // cpus] + ([resources.get("GPU", 0) // gpus] if gpus else [])
+        check(min(slots) >= 1, f"the Ray cluster has {resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} "
+              f"GPUs, fewer than one run needs (--cpus-per-run {cpus}, --gpus-per-run {gpus:g})")
+        self.slots = int(min(slots))
+        self._refs: dict[Any, str] = {}
+
+    def submit(self, key: str, job: "Job", runs_dir: str) -> None:
+        self._refs[self._remote.remote(job, runs_dir, self.threads)] = key
+
+    def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
+        ready, _ = self._ray.wait(list(self._refs), num_returns=1, timeout=timeout)
+        finished = []
+        for ref in ready:
+            key = self._refs.pop(ref)
+            try:
+                finished.append((key, self._ray.get(ref)))
+            except self._ray.exceptions.RayError as e:  # the task's worker or node died twice
+                finished.append((key, {"state": "lost", "error": f"Ray lost the run ({type(e).__name__})"}))
+        return finished
+
+    def close(self) -> None:
+        for ref in self._refs:
+            self._ray.cancel(ref, force=True)
+        if self._started:
+            self._ray.shutdown()
+
+
+def check_executor(config: ExecutorConfig) -> None:
+    """UserError now, before any work, if the executor cannot start (Ray not installed)."""
+    if config.executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UserError("--executor ray needs the ray package: pip install 'rlntp[ray]'") from None
+
+
+def make_executor(config: ExecutorConfig):
+    """The executor `config` names, its thread shares fixed."""
+    if config.executor == "ray":
+        return RayExecutor(config.address, config.cpus_per_run or 1, config.gpus_per_run, cpu_count())
+    workers = config.workers or 1
+    return LocalExecutor(workers, config.cpus_per_run or max(1, cpu_count() // workers))

@@ -1,0 +1,240 @@
+"""A sweep file: a base config per stage, axes to vary, and post-training attached to named checkpoints.
+
+A sweep is written in TOML (or JSON with the same structure); every key is a field of the stage's
+config dataclass, so `rlntp pretrain --help` and `rlntp posttrain --help` list what can be set:
+
+    [pretrain]                                  # one pre-training run per point of its axes
+    task  = { d = 12 }
+    model = { layers = 2, width = 64, heads = 4 }
+    train = { steps = 1500, batch_size = 128, lr = 1e-3, save_every = 250 }
+
+    [pretrain.axes]                             # the cartesian product of all axes
+    "task.p_cot" = [0.1, 0.25, 0.5]
+    "train.seed" = [0, 1, 2]
+    "task.d, train.steps" = [[8, 2000], [12, 4000]]   # fields that vary together (zipped)
+
+    [posttrain.grpo]                            # a named group: run from each checkpoint of each run
+    from_steps = [500, 1000, "last"]
+    post = { algo = "grpo", steps = 30, eval_every = 3 }
+
+    [posttrain.grpo.axes]
+    "post.temperature" = [0.5, 1.0]
+
+A post-training run takes the seed of its pre-training run (`train.seed`) unless `post.seed` is set
+or varied. The device is not a sweep field: it is the sweep command's `--device`. `expand` checks
+every field of every run, and that every `from_steps` entry is a checkpoint pre-training saves,
+before anything runs.
+"""
+
+import dataclasses
+import itertools
+import json
+import tomllib
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlntp.errors import ConfigError, UserError
+from rlntp.models import ModelConfig
+from rlntp.tasks import TaskConfig
+from rlntp.training.posttrain import PosttrainConfig
+from rlntp.training.pretrain import PretrainConfig, PretrainRun
+
+PRETRAIN_SECTIONS = {"task": TaskConfig, "model": ModelConfig, "train": PretrainConfig}
+POSTTRAIN_SECTIONS = {"post": PosttrainConfig}
+LAST = "last"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of a sweep: a pre-training run, or a post-training run from a checkpoint of one."""
+
+    name: str
+    """its run directory, relative to the sweep's runs/ directory"""
+    stage: str
+    """pretrain or posttrain"""
+    pretrain: PretrainRun
+    """the pre-training run (of a post-training job: the one it starts from)"""
+    post: PosttrainConfig | None = None
+    source: str | None = None
+    """post-training: the name of the pre-training job it starts from"""
+    source_step: int | None = None
+    """post-training: the checkpoint of `source` it starts from"""
+    group: str | None = None
+    """post-training: the name of its group in the sweep file"""
+    settings: tuple[tuple[str, Any], ...] = ()
+    """the axis values that made this run (the pre-training's, then the group's own)"""
+
+    @property
+    def steps(self) -> int:
+        return self.pretrain.train.steps if self.post is None else self.post.steps
+
+
+def load_sweep(path: Path) -> dict[str, Any]:
+    """The sweep of a .toml or .json file, as a dictionary (`expand` checks it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep file {path} does not exist")
+    try:
+        if path.suffix == ".json":
+            spec = json.loads(path.read_bytes())
+        elif path.suffix == ".toml":
+            spec = tomllib.loads(path.read_text())
+        else:
+            raise ConfigError(f"sweep file {path}: write it as .toml (or .json)")
+    except (ValueError, UnicodeDecodeError) as e:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise ConfigError(f"sweep file {path} is not valid {path.suffix[1:].upper()}: {e}") from e
+    if not isinstance(spec, dict):
+        raise ConfigError(f"sweep file {path} must hold a table with [pretrain] and [posttrain.NAME] sections")
+    return spec
+
+
+def expand(spec: dict[str, Any], device: str = "auto", where: str = "sweep") -> list[Job]:
+    """Every run of the sweep `spec`, pre-training runs first; ConfigError naming the field if any is invalid.
+
+    `where` (the file name) starts every error message.
+    """
+    def fail(path: str, message: str) -> typing.NoReturn:
+        raise ConfigError(f"{where}: {path}: {message}")
+
+    _check_keys(spec, {"pretrain", "posttrain", "description"}, "", fail)
+    pre = spec.get("pretrain")
+    if not isinstance(pre, dict):
+        fail("pretrain", "missing: a sweep needs a [pretrain] table (task, model, train, axes)")
+    _check_keys(pre, {*PRETRAIN_SECTIONS, "axes"}, "pretrain.", fail)
+    jobs = []
+    for settings in _points(pre.get("axes", {}), PRETRAIN_SECTIONS, "pretrain", fail):
+        fields = _merge(pre, PRETRAIN_SECTIONS, settings, "pretrain", fail)
+        fields["train"]["device"] = device
+        configs = {name: _build(cls, fields[name], f"pretrain.{name}", settings, fail)
+                   for name, cls in PRETRAIN_SECTIONS.items()}
+        jobs.append(Job(f"{_label(settings, 'base')}/pretrain", "pretrain", PretrainRun(**configs),
+                        settings=tuple(settings.items())))
+
+    groups = spec.get("posttrain", {})
+    if not isinstance(groups, dict):
+        fail("posttrain", "must be a table of named groups: [posttrain.NAME]")
+    posts = []
+    for group, body in groups.items():
+        where_group = f"posttrain.{group}"
+        if not isinstance(body, dict):
+            fail(where_group, "must be a table (from_steps, post, axes)")
+        if group == "pretrain" or not group.replace("_", "").replace("-", "").isalnum():
+            fail(where_group, "a group name is letters, digits, '-' and '_', and not 'pretrain'")
+        _check_keys(body, {"from_steps", "post", "axes"}, f"{where_group}.", fail)
+        from_steps = body.get("from_steps")
+        if not (isinstance(from_steps, list) and from_steps
+                and all(s == LAST or isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in from_steps)):
+            fail(f"{where_group}.from_steps", f"must be a non-empty list of checkpoint steps (or \"last\"), "
+                 f"got {from_steps!r}")
+        seeded = "seed" in body.get("post", {}) or any("post.seed" in key for key in body.get("axes", {}))
+        for own in _points(body.get("axes", {}), POSTTRAIN_SECTIONS, where_group, fail):
+            for source in jobs:
+                fields = _merge(body, POSTTRAIN_SECTIONS, own, where_group, fail)
+                fields["post"]["device"] = device
+                if not seeded:
+                    fields["post"]["seed"] = source.pretrain.train.seed
+                post = _build(PosttrainConfig, fields["post"], f"{where_group}.post", own, fail)
+                for step in dict.fromkeys(source.pretrain.train.steps if s == LAST else s for s in from_steps):
+                    _check_checkpoint(step, source, f"{where_group}.from_steps", fail)
+                    name = f"{source.name.rsplit('/', 1)[0]}/{_label({'': group} | own, '')},from={step}"
+                    posts.append(Job(name, "posttrain", source.pretrain, post, source.name, step, group,
+                                     source.settings + tuple(own.items())))
+    return jobs + posts
+
+
+def _check_keys(table: dict, allowed: set[str], prefix: str, fail) -> None:
+    if not isinstance(table, dict):
+        fail(prefix.rstrip("."), "must be a table")
+    for key in table:
+        if key not in allowed:
+            fail(f"{prefix}{key}", f"unknown entry; expected one of: {', '.join(sorted(allowed))}")
+
+
+def _points(axes: Any, sections: dict[str, type], where: str, fail) -> list[dict[str, Any]]:
+    """The points of the cartesian product of `axes`, each a {"section.field": value} dictionary."""
+    if not isinstance(axes, dict):
+        fail(f"{where}.axes", "must be a table of \"section.field\" = [values]")
+    factors = []
+    for key, values in axes.items():
+        paths = [p.strip() for p in key.split(",")]
+        for path in paths:
+            _field_of(path, sections, f"{where}.axes", fail)
+        if not isinstance(values, list) or not values:
+            fail(f"{where}.axes.{key}", f"must be a non-empty list of values, got {values!r}")
+        if len(paths) > 1 and not all(isinstance(v, list) and len(v) == len(paths) for v in values):
+            fail(f"{where}.axes.{key}", f"each value must be a list of {len(paths)} values, one per field")
+        points = [dict(zip(paths, v if len(paths) > 1 else [v])) for v in values]
+        if len({json.dumps(p, sort_keys=True) for p in points}) < len(points):
+            fail(f"{where}.axes.{key}", "lists a value twice")
+        factors.append(points)
+    return [{k: v for point in combo for k, v in point.items()} for combo in itertools.product(*factors)]
+
+
+def _field_of(path: str, sections: dict[str, type], where: str, fail) -> None:
+    """Fail unless `path` is "section.field" of one of `sections` (the device excepted)."""
+    section, _, name = path.partition(".")
+    if section not in sections:
+        fail(f"{where}.{path}", f"unknown section {section!r}; an axis is one of "
+             + ", ".join(f"{s}.FIELD" for s in sections))
+    _check_field(sections[section], name, f"{where}.{path}", fail)
+
+
+def _check_field(cls: type, name: str, path: str, fail) -> None:
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "device"]
+    if name == "device":
+        fail(path, "the device is not a sweep field; pass --device to the sweep command")
+    if name not in names:
+        fail(path, f"{cls.__name__} has no field {name!r}; its fields are: {', '.join(names)}")
+
+
+def _merge(body: dict, sections: dict[str, type], settings: dict[str, Any], where: str, fail) -> dict[str, dict]:
+    """Each section's base fields from `body`, overridden by the axis `settings`."""
+    fields = {}
+    for section, cls in sections.items():
+        base = body.get(section, {})
+        if not isinstance(base, dict):
+            fail(f"{where}.{section}", f"must be a table of {cls.__name__} fields")
+        for name in base:
+            _check_field(cls, name, f"{where}.{section}.{name}", fail)
+        fields[section] = dict(base)
+    for path, value in settings.items():
+        section, _, name = path.partition(".")
+        fields[section][name] = value
+    return fields
+
+
+def _build(cls: type, fields: dict[str, Any], where: str, settings: dict[str, Any], fail):
+    """`cls(**fields)`, with whole numbers given to float fields made floats (as the CLI does)."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in fields.items():
+        floats = hints[name] is float or float in typing.get_args(hints[name])
+        values[name] = float(value) if floats and type(value) is int else value
+    try:
+        return cls(**values)
+    except UserError as e:
+        at = f" (with {', '.join(f'{k} = {v!r}' for k, v in settings.items())})" if settings else ""
+        fail(where, f"{e}{at}")
+
+
+def _check_checkpoint(step: int, source: Job, where: str, fail) -> None:
+    train = source.pretrain.train
+    if step > train.steps or (step % train.save_every and step != train.steps):
+        fail(where, f"step {step} is not a checkpoint of pre-training run {source.name} ({train.steps} steps, "
+             f"saved every {train.save_every} and at the last step)")
+
+
+def _label(settings: dict[str, Any], empty: str) -> str:
+    """A directory name for axis values: `p_cot=0.25,seed=0` (a field's full path where names collide)."""
+    names = [path.rpartition(".")[2] for path in settings]
+    parts = []
+    for path, name in zip(settings, names):
+        value = settings[path]
+        text = f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
+        if not path:  # the group name itself
+            parts.append(text)
+            continue
+        parts.append(f"{path if names.count(name) > 1 else name}={text.replace('/', '_')}")
+    return ",".join(parts) or empty
