@@ -94,6 +94,7 @@ def _base_argv(command, source_run, scratch):
         ("theory", "pretrain"): ["--steps", "2", "--eval-samples", "10"],
         ("theory", "star"): ["--steps", "2", "--rounds", "1", "--eval-samples", "10"],
         ("theory", "figure"): ["--steps", "2", "--rounds", "1", "--eval-samples", "10", *out],
+        ("sweep",): [str(scratch.parent / "sweep.toml"), "--device", "cpu", *out],
     }.get(command, out if command[0] == "reproduce" else None)
 
 
@@ -107,12 +108,14 @@ def test_every_option_of_every_command_refuses_bad_values(source_run, tmp_path, 
 
     def accept(*args, **kwargs):
         raise Accepted
-    for module, name in ((runs, "open_run_dir"), (runs, "open_recipe_dir"), (data, "write_dataset"),
+    for module, name in ((runs, "open_run_dir"), (runs, "open_recipe_dir"), (runs, "open_sweep_dir"),
+                         (data, "write_dataset"),
                          (evaluation, "evaluate"), (plots, "plot_run"), (experiments, "pretrain"),
                          (experiments, "star")):
         monkeypatch.setattr(module, name, accept)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
+    (tmp_path / "sweep.toml").write_text("[pretrain]\ntask = { d = 4 }\n")
     monkeypatch.chdir(scratch)
     source_files = _tree(source_run)
     counts = {ALWAYS_BAD: 0, MAYBE_VALID: 0, "refused": 0, "accepted": 0}

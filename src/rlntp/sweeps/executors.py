@@ -196,8 +196,13 @@ class RayExecutor:
 
 
 def check_executor(config: ExecutorConfig) -> None:
-    """UserError now, before any work, if the executor cannot start (Ray not installed)."""
-    if config.executor == "ray":
+    """UserError now, before any work, if the executor cannot start (Ray not installed, more threads than cores)."""
+    cores = cpu_count()
+    if config.executor == "local":
+        workers, threads = config.workers or 1, config.cpus_per_run or 1
+        check(workers * threads <= cores, f"--workers {workers} x --cpus-per-run {threads} is more threads than this "
+              f"machine's {cores} cores (they would slow each other down); lower them")
+    else:
         try:
             import ray  # noqa: F401
         except ImportError:

@@ -1,0 +1,227 @@
+"""Sweeps: the file format and its errors, the results table, resume after kills, failures, Ray vs local."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rlntp.cli import main
+from rlntp.sweeps.spec import expand
+
+TINY = """
+[pretrain]
+task = { d = 4, p_cot = 0.5 }
+model = { layers = 1, width = 16, heads = 2 }
+train = { steps = 40, batch_size = 32, lr = 3e-3, eval_every = 10, eval_samples = 64, save_every = 10 }
+
+[pretrain.axes]
+"train.seed" = [0, 1]
+
+[posttrain.grpo]
+from_steps = [20, "last"]
+post = { steps = 6, eval_every = 2, eval_samples = 64, save_every = 2, prompts_per_step = 4, rollouts_per_prompt = 4 }
+"""
+
+
+def _sweep_file(tmp_path, text=TINY, name="sweep.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _table(out):
+    """The results table without its timings (the only columns allowed to differ between executions)."""
+    table = pd.read_parquet(out / "results.parquet")
+    return table.drop(columns=[c for c in table.columns if c.startswith("perf/")])
+
+
+def _fails(capsys, argv, message, code=2):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == code, err
+    assert len(err.splitlines()) == 1 and message in err, err
+    return err
+
+
+def test_expansion_names_runs_by_their_axes_and_seeds_post_training_from_pre_training():
+    spec = {"pretrain": {"task": {"d": 6}, "train": {"steps": 100, "save_every": 50},
+                         "axes": {"task.p_cot": [0.1, 0.5], "train.seed": [0, 1, 2], "model.width, model.heads": [[32, 2], [64, 4]]}},
+            "posttrain": {"grpo": {"from_steps": [50, "last"], "post": {"steps": 3},
+                                   "axes": {"post.temperature": [0.5, 1.0]}},
+                          "star": {"from_steps": [100], "post": {"algo": "star", "seed": 7}}}}
+    jobs = expand(spec, device="cpu")
+    pre = [j for j in jobs if j.stage == "pretrain"]
+    post = [j for j in jobs if j.stage == "posttrain"]
+    assert len(pre) == 2 * 3 * 2 and len(post) == len(pre) * (2 * 2 + 1)
+    assert jobs[: len(pre)] == pre  # pre-training first
+    assert pre[0].name == "p_cot=0.1,seed=0,width=32,heads=2/pretrain"
+    assert pre[0].pretrain.model.width == 32 and pre[-1].pretrain.model.heads == 4
+    assert "p_cot=0.5,seed=2,width=64,heads=4/grpo,temperature=1,from=100" in {j.name for j in post}
+    for job in post:
+        assert job.source in {p.name for p in pre} and job.source_step in (50, 100)
+        assert job.post.seed == (7 if job.group == "star" else job.pretrain.train.seed)
+        assert job.post.device == "cpu" and job.pretrain.train.device == "cpu"
+    assert isinstance(pre[0].pretrain.task.p_cot, float)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[pretrain]\ntrain = { stepz = 10 }\n", "pretrain.train.stepz: PretrainConfig has no field 'stepz'"),
+    ("[pretrain]\ntrain = { steps = 'ten' }\n", "pretrain.train: steps must be a whole number, got 'ten'"),
+    ("[pretrain]\ntask = { p_cot = 1.5 }\n", "pretrain.task: p_cot must be in [0, 1]"),
+    ("[pretrain.axes]\n'task.width' = [1, 2]\n", "pretrain.axes.task.width: TaskConfig has no field 'width'"),
+    ("[pretrain.axes]\n'optim.lr' = [1e-3]\n", "pretrain.axes.optim.lr: unknown section 'optim'"),
+    ("[pretrain.axes]\n'train.lr' = [1e-3, -1.0]\n", "lr must be"),
+    ("[pretrain.axes]\n'train.seed' = 3\n", "pretrain.axes.train.seed: must be a non-empty list"),
+    ("[pretrain]\ntrain = { device = 'cuda' }\n", "the device is not a sweep field; pass --device"),
+    ("[pretrain]\nsteps = 10\n", "pretrain.steps: unknown entry"),
+    ("[pretrain]\n[posttrain.grpo]\nfrom_steps = [300]\n",
+     "posttrain.grpo.from_steps: step 300 is not a checkpoint of pre-training run base/pretrain"),
+    ("[pretrain]\n[posttrain.grpo]\nfrom_steps = [500]\npost = { algo = 'ppo' }\n", "unknown algo 'ppo'"),
+    ("[pretrain]\n[posttrain.grpo]\nfrom_steps = [500]\n[posttrain.grpo.axes]\n'task.d' = [4]\n",
+     "posttrain.grpo.axes.task.d: unknown section 'task'"),
+    ("[posttrain.grpo]\nfrom_steps = [500]\n", "pretrain: missing"),
+    ("[pretrain\n", "is not valid TOML"),
+])
+def test_a_bad_sweep_file_fails_before_any_run_with_one_line_naming_the_field(tmp_path, capsys, text, message):
+    out = tmp_path / "out"
+    err = _fails(capsys, ["sweep", str(_sweep_file(tmp_path, text)), "--out", str(out)], message)
+    assert "sweep.toml" in err
+    assert not out.exists()
+
+
+def test_a_sweep_writes_one_row_per_run_and_evaluation_and_a_rerun_does_nothing(tmp_path, capsys):
+    file, out = _sweep_file(tmp_path), tmp_path / "out"
+    main(["sweep", str(file), "--out", str(out), "--device", "cpu", "--quiet"])
+    table = pd.read_parquet(out / "results.parquet")
+    assert set(table["state"]) == {"done"}
+    assert len(table) == 2 * 5 + 4 * 4  # pre-training: steps 0..40 every 10; RL: steps 0..6 every 2
+    assert {"task.d", "model.width", "train.seed", "post.algo", "post.temperature", "eval/greedy_acc",
+            "eval/sampled_len_hist", "samples_seen", "rl_samples"} <= set(table.columns)
+    post = table[table["stage"] == "posttrain"]
+    assert set(post["source_step"]) == {20, 40} and set(post["train.seed"]) == {0, 1}
+    start = post[post["step"] == 0]
+    assert list(start["samples_seen"]) == [20 * 32, 40 * 32] * 2  # continues from the checkpoint's samples
+    for run in table["run"].unique():  # every run is an ordinary run directory
+        assert (out / "runs" / run / "config.json").is_file()
+
+    before = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()}
+    capsys.readouterr()
+    main(["sweep", str(file), "--out", str(out), "--device", "cpu", "--quiet"])
+    after = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()}
+    assert before == after  # finished runs are not touched again
+    pd.testing.assert_frame_equal(_table(out), table.drop(columns=[c for c in table if c.startswith("perf/")]))
+    main(["sweep", str(file), "--out", str(out), "--status"])
+    assert "6 runs: 6 done" in capsys.readouterr().out
+
+
+def test_a_failed_run_is_recorded_its_dependents_skipped_and_the_rest_finishes(tmp_path, capsys):
+    file, out = _sweep_file(tmp_path), tmp_path / "out"
+    blocked = out / "runs" / "seed=1" / "pretrain"
+    blocked.mkdir(parents=True)
+    (blocked / "notes.txt").write_text("a user's file")
+    (out / "sweep.json").write_text(json.dumps(tomllib.loads(TINY)))  # the sweep's own directory
+
+    err = _fails(capsys, ["sweep", str(file), "--out", str(out), "--device", "cpu", "--quiet"],
+                 "1 of 6 runs failed (seed=1/pretrain: ", code=1)
+    assert "notes.txt" in err
+    assert (blocked / "notes.txt").read_text() == "a user's file"
+    table = pd.read_parquet(out / "results.parquet")
+    states = table.groupby("run")["state"].first().to_dict()
+    assert states["seed=1/pretrain"] == "failed"
+    assert states["seed=1/grpo,from=20"] == states["seed=1/grpo,from=40"] == "skipped"
+    assert all(states[r] == "done" for r in states if r.startswith("seed=0/"))
+    main(["sweep", str(file), "--out", str(out), "--status"])
+    status = capsys.readouterr().out
+    assert "3 done, 1 failed, 2 skipped" in status and "notes.txt" in status
+
+    (blocked / "notes.txt").unlink()  # the cause removed, a rerun retries the failed run and its dependents
+    main(["sweep", str(file), "--out", str(out), "--device", "cpu", "--quiet"])
+    assert set(pd.read_parquet(out / "results.parquet")["state"]) == {"done"}
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc")
+def test_killing_a_worker_and_then_the_sweep_loses_nothing(tmp_path):
+    file = _sweep_file(tmp_path, TINY.replace("steps = 40,", "steps = 160,").replace('"last"', "80, \"last\""))
+    argv = [sys.executable, "-m", "rlntp.cli", "sweep", str(file), "--device", "cpu", "--workers", "2", "--quiet"]
+    reference = tmp_path / "reference"
+    subprocess.run([*argv, "--out", str(reference)], check=True, capture_output=True)
+
+    out = tmp_path / "out"
+    sweep = subprocess.Popen([*argv, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not list((out / "runs").glob("*/pretrain/checkpoints/step_0000020")) and time.time() < deadline:
+        time.sleep(0.05)
+    workers = [pid for pid in _children(sweep.pid) if "spawn_main" in _cmdline(pid)]
+    assert workers and sweep.poll() is None, "the sweep finished before it could be killed; make it longer"
+    os.kill(workers[0], signal.SIGKILL)  # a worker dies mid-run: its runs are retried
+    while not list((out / "runs").glob("*/pretrain/checkpoints/step_0000060")) and time.time() < deadline:
+        time.sleep(0.05)
+    workers = [pid for pid in _children(sweep.pid) if "spawn_main" in _cmdline(pid)]
+    sweep.kill()  # then the sweep itself, without warning
+    sweep.wait()
+    while any(_cmdline(pid) for pid in workers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(_cmdline(pid) for pid in workers), "workers outlived the killed sweep"
+    assert not (out / "runs" / "seed=1" / "grpo,from=160" / "checkpoints" / "step_0000006").exists()
+
+    subprocess.run([*argv, "--out", str(out)], check=True, capture_output=True)
+    pd.testing.assert_frame_equal(_table(out), _table(reference))
+
+
+def test_the_ray_executor_gives_the_local_executors_results(tmp_path):
+    pytest.importorskip("ray")
+    file = _sweep_file(tmp_path)
+    argv = ["sweep", str(file), "--device", "cpu", "--cpus-per-run", "1", "--quiet"]
+    main([*argv, "--out", str(tmp_path / "local"), "--workers", "2"])
+    main([*argv, "--out", str(tmp_path / "ray"), "--executor", "ray"])
+    pd.testing.assert_frame_equal(_table(tmp_path / "ray"), _table(tmp_path / "local"))
+
+
+def test_censored_medians_are_lower_bounds_when_a_bound_sits_at_or_below_them():
+    from rlntp.experiments.summary import censored_quantile
+
+    assert censored_quantile([30, 10, 20], [True, True, True], 0.5) == (20, True)
+    assert censored_quantile([30, 10, 20], [False, True, True], 0.5) == (20, True)  # the bound lies above
+    assert censored_quantile([30, 10, 20], [True, False, True], 0.5) == (20, False)  # 10 may be above 20
+    assert censored_quantile([30, 10, 20], [True, True, True], 0.25) == (10, True)
+    assert censored_quantile([30, 10, 20], [True, True, True], 0.75) == (30, True)
+
+
+def test_fig13_counts_the_best_checkpoint_with_its_pre_training_samples_and_keeps_unreached_seeds():
+    from rlntp.experiments.fig13 import per_seed
+
+    def rows(run, stage, seed, step, evals):
+        return [{"run": run, "stage": stage, "task.d": 8, "train.seed": seed, "source_step": step, "step": i,
+                 "samples_seen": samples, "eval/greedy_acc": acc} for i, (samples, acc) in enumerate(evals)]
+    table = pd.DataFrame(
+        rows("s0/pretrain", "pretrain", 0, None, [(0, 0.5), (1000, 0.6), (2000, 0.96)])
+        + rows("s0/a", "posttrain", 0, 500, [(500, 0.5), (564, 0.97)])
+        + rows("s0/b", "posttrain", 0, 250, [(250, 0.5), (314, 0.6), (378, 0.95)])
+        + rows("s1/pretrain", "pretrain", 1, None, [(0, 0.5), (1000, 0.5), (2000, 0.5)])
+        + rows("s1/a", "posttrain", 1, 500, [(500, 0.5), (564, 0.6)])
+        + rows("s1/b", "posttrain", 1, 250, [(250, 0.5), (314, 0.6)]))
+    seeds = per_seed(table).set_index("seed")
+    assert (seeds.loc[0, "ntp"], seeds.loc[0, "ntp_reached"]) == (2000, True)
+    assert (seeds.loc[0, "rl"], seeds.loc[0, "rl_reached"], seeds.loc[0, "rl_from"]) == (378, True, 250)
+    assert (seeds.loc[1, "ntp"], seeds.loc[1, "ntp_reached"]) == (2000, False)  # a lower bound, kept
+    assert (seeds.loc[1, "rl"], seeds.loc[1, "rl_reached"]) == (314, False)  # the smallest bound over the ladder
