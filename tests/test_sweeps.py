@@ -225,3 +225,45 @@ def test_fig13_counts_the_best_checkpoint_with_its_pre_training_samples_and_keep
     assert (seeds.loc[0, "rl"], seeds.loc[0, "rl_reached"], seeds.loc[0, "rl_from"]) == (378, True, 250)
     assert (seeds.loc[1, "ntp"], seeds.loc[1, "ntp_reached"]) == (2000, False)  # a lower bound, kept
     assert (seeds.loc[1, "rl"], seeds.loc[1, "rl_reached"]) == (314, False)  # the smallest bound over the ladder
+
+
+@pytest.mark.slow
+def test_fig2_recipe_shows_the_one_third_threshold(tmp_path, monkeypatch, capsys):
+    """Fig. 2 on a CI budget (d = 8, 600 steps, one seed): greedy guesses below 1/3, goes long and right above."""
+    from rlntp.experiments import fig2
+
+    ci = {"pretrain": {"task": {"d": 8}, "model": {"layers": 2, "width": 64, "heads": 4},
+                       "train": {"steps": 600, "batch_size": 128, "lr": 1e-3, "eval_every": 50, "eval_samples": 1000,
+                                 "save_every": 600},
+                       "axes": {"task.p_cot": [0.15, 0.6], "train.seed": [0]}}}
+    monkeypatch.setitem(fig2.PRESETS, "ci", ci)
+    main(["reproduce", "fig2", "--preset", "ci", "--out", str(tmp_path / "fig2"), "--device", "cpu", "--workers", "2",
+          "--quiet"])
+    assert (tmp_path / "fig2" / "fig2.png").stat().st_size > 0
+    finals = fig2.final_values(pd.read_parquet(tmp_path / "fig2" / "results.parquet")).set_index("p_cot")
+    assert 0.4 <= finals.loc[0.15, "eval/greedy_acc"] <= 0.6
+    assert finals.loc[0.6, "eval/greedy_acc"] >= 0.9
+    for p in (0.15, 0.6):  # calibrated: long answers as often as long sequences in the mixture
+        assert abs(finals.loc[p, "eval/sampled_long_frac"] - p) <= 0.07
+    assert "0.15" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_fig13_recipe_shows_the_gap_grow_with_d(tmp_path, monkeypatch, capsys):
+    """Fig. 13 on a CI budget: at d = 4 NTP alone is quick; at d = 8 it is not reached, NTP + GRPO is."""
+    from rlntp.experiments import fig13
+
+    ci = {"pretrain": {"task": {"p_cot": 0.25}, "model": {"layers": 2, "width": 64, "heads": 4},
+                       "train": {"steps": 600, "batch_size": 128, "lr": 1e-3, "eval_every": 100, "eval_samples": 500,
+                                 "save_every": 300},
+                       "axes": {"task.d": [4, 8], "train.seed": [0]}},
+          "posttrain": {"grpo": {"from_steps": [600], "post": {"steps": 20, "eval_every": 2, "eval_samples": 500,
+                                                               "save_every": 20}}}}
+    monkeypatch.setitem(fig13.PRESETS, "ci", ci)
+    main(["reproduce", "fig13", "--preset", "ci", "--out", str(tmp_path / "fig13"), "--device", "cpu",
+          "--workers", "2", "--quiet"])
+    seeds = fig13.per_seed(pd.read_parquet(tmp_path / "fig13" / "results.parquet")).set_index("d")
+    assert seeds.loc[4, "ntp_reached"] and seeds.loc[4, "ntp"] <= 300 * 128
+    assert not seeds.loc[8, "ntp_reached"]  # a lower bound: 600 steps of 128
+    assert seeds.loc[8, "rl_reached"] and seeds.loc[8, "rl"] <= 600 * 128 + 20 * 64
+    assert ">" in capsys.readouterr().out  # the table marks the lower bound

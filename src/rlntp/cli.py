@@ -220,78 +220,45 @@ def plot(run_dir: tyro.conf.Positional[Path], out: Path | None = None) -> None:
     print(f"wrote {plot_run(run_dir, out)}")
 
 
-def fig1(executor: Annotated["ExecutorConfig", Flat], out: Path = Path("runs/fig1"), preset: str = "cpu",
-         device: str = "auto", quiet: bool = False) -> None:
-    """Figure 1: pre-training at p_cot = 0.25, then GRPO from several checkpoints; fig1.png and a summary table.
+def _sweep_recipe(name: str, summary: str, presets: str):
+    """The `rlntp reproduce NAME` command of a recipe that runs as a sweep (`rlntp.experiments.reproduce`)."""
 
-    Rerunning the same command resumes: finished runs are skipped, a killed one continues.
+    def command(executor: Annotated["ExecutorConfig", Flat], out: Path = Path(f"runs/{name}"), preset: str = "cpu",
+                device: str = "auto", quiet: bool = False) -> None:
+        from rlntp.devices import resolve_device
+        from rlntp.experiments import reproduce
 
-    Args:
-        executor: where runs execute and how many at once
-        out: directory of the recipe's runs, results.parquet, fig1.png and summary.txt
-        preset: cpu (2 cores, about a minute) or paper (d = 50, 50,000 steps, 3 seeds; for a GPU)
-        device: cpu, cuda, cuda:N or auto
-        quiet: no progress bar
-    """
-    _reproduce_sweep("fig1", preset, out, device, executor, quiet)
+        resolve_device(device)
+        print(reproduce(name, preset, out, device, executor, progress=not quiet))
+        print(f"wrote {out / (name + '.png')}, {out / 'summary.txt'} and {out / 'results.parquet'}")
 
+    command.__name__ = command.__qualname__ = name
+    command.__doc__ = f"""{summary}
 
-def fig2(executor: Annotated["ExecutorConfig", Flat], out: Path = Path("runs/fig2"), preset: str = "cpu",
-         device: str = "auto", quiet: bool = False) -> None:
-    """Figure 2: pre-training at several p_cot over seeds; final greedy accuracy against p_cot, threshold 1/3.
-
-    Rerunning the same command resumes: finished runs are skipped, a killed one continues.
+    Rerunning the same command resumes: finished runs are skipped, killed ones continue.
 
     Args:
         executor: where runs execute and how many at once
-        out: directory of the recipe's runs, results.parquet, fig2.png and summary.txt
-        preset: cpu (d = 12, 9 p_cot x 3 seeds, 2 cores, about 15 minutes) or paper (d = 25, 50,000 steps; GPUs)
+        out: directory of the recipe's runs, results.parquet, {name}.png and summary.txt
+        preset: {presets}
         device: cpu, cuda, cuda:N or auto
         quiet: no progress bar
     """
-    _reproduce_sweep("fig2", preset, out, device, executor, quiet)
+    return command
 
 
-def fig3(executor: Annotated["ExecutorConfig", Flat], out: Path = Path("runs/fig3"), preset: str = "cpu",
-         device: str = "auto", quiet: bool = False) -> None:
-    """Figure 3: STaR / REINFORCE / GRPO x e2e / CoT reward x temperatures from one checkpoint; fig3.png, table.
-
-    Rerunning the same command resumes: finished runs are skipped, a killed one continues.
-
-    Args:
-        executor: where runs execute and how many at once
-        out: directory of the recipe's runs, results.parquet, fig3.png and summary.txt
-        preset: cpu (2 cores, a few minutes) or paper (d = 50 from 20,000 steps, 3 seeds; for a GPU)
-        device: cpu, cuda, cuda:N or auto
-        quiet: no progress bar
-    """
-    _reproduce_sweep("fig3", preset, out, device, executor, quiet)
-
-
-def fig13(executor: Annotated["ExecutorConfig", Flat], out: Path = Path("runs/fig13"), preset: str = "cpu",
-          device: str = "auto", quiet: bool = False) -> None:
-    """Figure 13: samples to >= 95% greedy accuracy as d grows, NTP alone vs NTP + GRPO from a checkpoint ladder.
-
-    Rerunning the same command resumes: finished runs are skipped, a killed one continues.
-
-    Args:
-        executor: where runs execute and how many at once
-        out: directory of the recipe's runs, results.parquet, fig13.png and summary.txt
-        preset: cpu (d = 4, 6, 8, 3 seeds, 2 cores, about 20 minutes) or paper (GPT-2 4 x 128, 32 heads; GPUs)
-        device: cpu, cuda, cuda:N or auto
-        quiet: no progress bar
-    """
-    _reproduce_sweep("fig13", preset, out, device, executor, quiet)
-
-
-def _reproduce_sweep(name: str, preset: str, out: Path, device: str, executor: "ExecutorConfig", quiet: bool) -> None:
-    """Run the sweep recipe `name` (`rlntp.experiments.reproduce`) and print its summary table."""
-    from rlntp.devices import resolve_device
-    from rlntp.experiments import reproduce
-
-    resolve_device(device)
-    print(reproduce(name, preset, out, device, executor, progress=not quiet))
-    print(f"wrote {out / (name + '.png')}, {out / 'summary.txt'} and {out / 'results.parquet'}")
+fig1 = _sweep_recipe("fig1", "Figure 1: pre-training at p_cot = 0.25, then GRPO from several checkpoints.",
+                     "cpu (2 cores, about a minute) or paper (d = 50, 50,000 steps, 3 seeds; for a GPU)")
+fig2 = _sweep_recipe("fig2", "Figure 2: pre-training at several p_cot over seeds; final greedy accuracy against "
+                     "p_cot beside Theorem 1 (threshold 1/3).",
+                     "cpu (d = 12, 9 p_cot x 3 seeds; 2 cores, --workers 2: about 15 minutes) or paper (d = 25, "
+                     "50,000 steps; GPUs)")
+fig3 = _sweep_recipe("fig3", "Figure 3: STaR / REINFORCE / GRPO x e2e / CoT reward x temperatures from one checkpoint.",
+                     "cpu (2 cores, a few minutes) or paper (d = 50 from 20,000 steps, 3 seeds; for a GPU)")
+fig13 = _sweep_recipe("fig13", "Figure 13: samples to >= 95% greedy accuracy as d grows, NTP alone vs NTP + GRPO "
+                      "from a ladder of checkpoints.",
+                      "cpu (d = 4, 6, 8, 10 x 3 seeds; 2 cores, --workers 2: about 20 minutes) or paper (GPT-2 "
+                      "4 x 128, 32 heads, d = 6..12; GPUs)")
 
 
 def mult(out: Path = Path("runs/mult"), preset: str = "cpu", device: str = "auto", quiet: bool = False) -> None:

@@ -79,7 +79,8 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     for d, rows in seeds.groupby("d"):
         medians[d] = {kind: censored_quantile(rows[kind].tolist(), rows[f"{kind}_reached"].tolist(), 0.5)
                       for kind in ("ntp", "rl")}
-    plot_fig13(seeds, medians, table.iloc[0], out / "fig13.png")
+    budget = table.loc[table["stage"] == "pretrain", "samples_seen"].max()
+    plot_fig13(seeds, medians, budget, table.iloc[0], out / "fig13.png")
 
     def shown(value: float, exact: bool) -> str:
         return f"{'' if exact else '>'}{value:,.0f}"
@@ -101,9 +102,10 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
-def plot_fig13(seeds: pd.DataFrame, medians: dict, config: pd.Series, path: Path) -> None:
+def plot_fig13(seeds: pd.DataFrame, medians: dict, budget: float, config: pd.Series, path: Path) -> None:
     """Samples to solve against d on a log axis; filled markers reached, hollow triangles lower bounds."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+    ax.axhline(budget, color="grey", lw=0.8, ls=":", label=f"pre-training budget ({budget:,.0f} samples)")
     for kind, color, label in (("ntp", "C3", "NTP alone"), ("rl", "C0", "NTP + GRPO (best checkpoint)")):
         for reached, marker in ((True, "o"), (False, "^")):
             part = seeds[seeds[f"{kind}_reached"] == reached]
