@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from rlntp import runs
-from rlntp.errors import RunDirError, UserError
+from rlntp.errors import Interrupted, RunDirError, UserError
 from rlntp.files import atomic_write_text
 from rlntp.sweeps.executors import ExecutorConfig, make_executor
 from rlntp.sweeps.spec import Job
@@ -87,7 +87,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, progress: bo
             _write_status(out, states)
             for name, outcome in pool.wait(timeout=2.0):
                 in_flight.discard(name)
-                if outcome["state"] in ("lost", "interrupted") and lost[name] < 2:
+                if outcome["state"] == "lost" and lost[name] < 2:
                     lost[name] += 1  # its worker died: run it again, from its checkpoints
                     states[name] = {"state": "pending"}
                     todo.insert(0, by_name[name])
@@ -97,7 +97,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, progress: bo
                 failed = sum(s["state"] == "failed" for s in states.values())
                 bar.set_postfix_str(f"running {len(in_flight)}" + (f", failed {failed}" if failed else ""))
             bar.refresh()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         raise SweepInterrupted("sweep interrupted; rerun the same command to continue it (finished runs are "
                                "kept, the others resume from their checkpoints)") from None
     finally:

@@ -32,7 +32,8 @@ class ExecutorConfig(Config):
     executor: str = "local"
     """local (a process pool on this machine) or ray (a Ray cluster)"""
     workers: int | None = None
-    """local: runs at once (default 1); they share --device (several GPUs: --executor ray --gpus-per-run 1)"""
+    """local: runs at once (default 1: in the sweep's own process); they share --device (several GPUs:
+    --executor ray --gpus-per-run 1)"""
     cpus_per_run: int | None = None
     """threads of each run (local default: this machine's cores / workers; ray: also its CPU request, default 1)"""
     gpus_per_run: float = 0.0
@@ -51,9 +52,10 @@ class ExecutorConfig(Config):
 
 
 def execute(job: "Job", runs_dir: str, threads: int | None) -> dict[str, Any]:
-    """Run (or resume, or find finished) one job; its outcome: state done/failed/interrupted, error, seconds.
+    """Run (or resume, or find finished) one job; its outcome: state done or failed, error, seconds.
 
-    Never raises for a failure of the run itself, so one failed run never stops the others.
+    Never raises for a failure of the run itself, so one failed run never stops the others; a Ctrl-C
+    (Interrupted) does propagate: it stops the sweep.
     """
     import torch
 
@@ -71,8 +73,8 @@ def execute(job: "Job", runs_dir: str, threads: int | None) -> dict[str, Any]:
         else:
             run = PosttrainRun.starting_from(Path(runs_dir) / job.source, job.source_step, job.post)
             posttrain(run, out, resume=True, progress=False)
-    except (Interrupted, KeyboardInterrupt):
-        outcome = {"state": "interrupted", "error": "interrupted"}
+    except Interrupted:
+        raise
     except UserError as e:
         outcome = {"state": "failed", "error": str(e)}
     except Exception as e:  # a bug or a resource failure: keep the traceback for the status file
@@ -83,6 +85,24 @@ def execute(job: "Job", runs_dir: str, threads: int | None) -> dict[str, Any]:
 def cpu_count() -> int:
     """Cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class InlineExecutor:
+    """One run at a time in this process (`--workers 1`): no worker to start, the same threads as a single run."""
+
+    def __init__(self, threads: int):
+        self.threads, self.slots = threads, 1
+        self._queue: list[tuple[str, "Job", str]] = []
+
+    def submit(self, key: str, job: "Job", runs_dir: str) -> None:
+        self._queue.append((key, job, runs_dir))
+
+    def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
+        key, job, runs_dir = self._queue.pop(0)
+        return [(key, execute(job, runs_dir, self.threads))]
+
+    def close(self) -> None:
+        self._queue.clear()
 
 
 class LocalExecutor:
@@ -214,4 +234,5 @@ def make_executor(config: ExecutorConfig):
     if config.executor == "ray":
         return RayExecutor(config.address, config.cpus_per_run or 1, config.gpus_per_run, cpu_count())
     workers = config.workers or 1
-    return LocalExecutor(workers, config.cpus_per_run or max(1, cpu_count() // workers))
+    threads = config.cpus_per_run or max(1, cpu_count() // workers)
+    return InlineExecutor(threads) if workers == 1 else LocalExecutor(workers, threads)
