@@ -85,7 +85,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, progress: bo
                 todo.remove(job)
                 bar.update(states[job.name]["state"] == "skipped")
             _write_status(out, states)
-            for name, outcome in pool.wait(timeout=2.0):
+            for name, outcome in pool.wait(timeout=2.0) if in_flight else []:
                 in_flight.discard(name)
                 if outcome["state"] == "lost" and lost[name] < 2:
                     lost[name] += 1  # its worker died: run it again, from its checkpoints

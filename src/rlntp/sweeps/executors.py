@@ -98,6 +98,8 @@ class InlineExecutor:
         self._queue.append((key, job, runs_dir))
 
     def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
+        if not self._queue:
+            return []
         key, job, runs_dir = self._queue.pop(0)
         return [(key, execute(job, runs_dir, self.threads))]
 
