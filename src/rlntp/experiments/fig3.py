@@ -92,7 +92,7 @@ def plot_fig3(curves: dict[tuple, Curve], histogram_run: pd.DataFrame, temps: li
     ticks = range(0, len(records), max(1, len(records) // 5))
     ax.set_xticks(list(ticks), [f"{records[i]['rl_samples']:,.0f}" for i in ticks])
     ax.set(xlabel="RL samples", ylabel="response length (T = 1)",
-           title=f"GRPO, end-to-end: lengths on {records[0]['post.eval_samples']} test inputs")
+           title=f"GRPO, end-to-end: lengths on {int(records[0]['post.eval_samples'])} test inputs")
     fig.colorbar(image, ax=ax, label="fraction")
     fig.suptitle(f"Post-training from one checkpoint: parity d = {config['task.d']}, $p_{{cot}}$ = {config['task.p_cot']:g}")
     fig.savefig(path, dpi=120)
