@@ -65,7 +65,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, progress: bo
     finished = len(jobs) - len(todo)
     bar = tqdm(total=len(jobs), initial=finished, unit="run", desc=f"sweep {out.name}", disable=not progress,
                dynamic_ncols=True)
-    pool = make_executor(executor) if todo else None
+    pool = make_executor(executor, progress) if todo else None
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         in_flight: set[str] = set()

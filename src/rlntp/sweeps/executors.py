@@ -51,7 +51,7 @@ class ExecutorConfig(Config):
               "--workers is for --executor local; Ray runs as many at once as --cpus-per-run and --gpus-per-run allow")
 
 
-def execute(job: "Job", runs_dir: str, threads: int | None) -> dict[str, Any]:
+def execute(job: "Job", runs_dir: str, threads: int | None, progress: bool = False) -> dict[str, Any]:
     """Run (or resume, or find finished) one job; its outcome: state done or failed, error, seconds.
 
     Never raises for a failure of the run itself, so one failed run never stops the others; a Ctrl-C
@@ -69,10 +69,10 @@ def execute(job: "Job", runs_dir: str, threads: int | None) -> dict[str, Any]:
     try:
         out = Path(runs_dir) / job.name
         if job.stage == "pretrain":
-            pretrain(job.pretrain, out, resume=True, progress=False)
+            pretrain(job.pretrain, out, resume=True, progress=progress)
         else:
             run = PosttrainRun.starting_from(Path(runs_dir) / job.source, job.source_step, job.post)
-            posttrain(run, out, resume=True, progress=False)
+            posttrain(run, out, resume=True, progress=progress)
     except Interrupted:
         raise
     except UserError as e:
@@ -88,10 +88,11 @@ def cpu_count() -> int:
 
 
 class InlineExecutor:
-    """One run at a time in this process (`--workers 1`): no worker to start, the same threads as a single run."""
+    """One run at a time in this process (`--workers 1`): no worker to start, the same threads as a single run,
+    and the run's own progress bar under the sweep's."""
 
-    def __init__(self, threads: int):
-        self.threads, self.slots = threads, 1
+    def __init__(self, threads: int, progress: bool):
+        self.threads, self.progress, self.slots = threads, progress, 1
         self._queue: list[tuple[str, "Job", str]] = []
 
     def submit(self, key: str, job: "Job", runs_dir: str) -> None:
@@ -101,7 +102,7 @@ class InlineExecutor:
         if not self._queue:
             return []
         key, job, runs_dir = self._queue.pop(0)
-        return [(key, execute(job, runs_dir, self.threads))]
+        return [(key, execute(job, runs_dir, self.threads, self.progress))]
 
     def close(self) -> None:
         self._queue.clear()
@@ -231,10 +232,10 @@ def check_executor(config: ExecutorConfig) -> None:
             raise UserError("--executor ray needs the ray package: pip install 'rlntp[ray]'") from None
 
 
-def make_executor(config: ExecutorConfig):
-    """The executor `config` names, its thread shares fixed."""
+def make_executor(config: ExecutorConfig, progress: bool = False):
+    """The executor `config` names, its thread shares fixed (`progress`: runs in this process show their bars)."""
     if config.executor == "ray":
         return RayExecutor(config.address, config.cpus_per_run or 1, config.gpus_per_run, cpu_count())
     workers = config.workers or 1
     threads = config.cpus_per_run or max(1, cpu_count() // workers)
-    return InlineExecutor(threads) if workers == 1 else LocalExecutor(workers, threads)
+    return InlineExecutor(threads, progress) if workers == 1 else LocalExecutor(workers, threads)
