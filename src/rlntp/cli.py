@@ -257,7 +257,7 @@ fig3 = _sweep_recipe("fig3", "Figure 3: STaR / REINFORCE / GRPO x e2e / CoT rewa
                      "cpu (2 cores, a few minutes) or paper (d = 50 from 20,000 steps, 3 seeds; for a GPU)")
 fig13 = _sweep_recipe("fig13", "Figure 13: samples to >= 95% greedy accuracy as d grows, NTP alone vs NTP + GRPO "
                       "from a ladder of checkpoints.",
-                      "cpu (d = 4, 6, 8, 10 x 3 seeds; 2 cores, --workers 2: about 20 minutes) or paper (GPT-2 "
+                      "cpu (d = 4, 6, 8, 10 x 3 seeds; 2 cores, --workers 2: about 12 minutes) or paper (GPT-2 "
                       "4 x 128, 32 heads, d = 6..12; GPUs)")
 
 

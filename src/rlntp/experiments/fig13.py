@@ -22,7 +22,7 @@ from rlntp.experiments.summary import SOLVED, censored_quantile, first_solved  #
 _GRPO = {"algo": "grpo", "reward": "e2e"}
 
 PRESETS = {
-    # 2 cores, about 15 minutes with --workers 2. A 2-layer GPT-2 of width 64 learns parity from the
+    # 2 cores, about 12 minutes with --workers 2. A 2-layer GPT-2 of width 64 learns parity from the
     # short sequences alone at d = 4 within 250 steps and at d = 6 within ~2,000; at d = 8 and 10 it
     # does not within the budget of 6,000 steps (768,000 samples), while its long path is learned early.
     "cpu": {
