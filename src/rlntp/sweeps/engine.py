@@ -58,8 +58,8 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, progress: bo
     out = Path(out).resolve()
     runs_dir = out / RUNS
     by_name = {job.name: job for job in jobs}
-    states: dict[str, dict[str, Any]] = {
-        job.name: {"state": "done" if is_done(runs_dir, job) else "pending"} for job in jobs}
+    states = {name: state if state["state"] == "done" else {"state": "pending"}  # finished earlier: keep its time
+              for name, state in read_states(jobs, out).items()}
     todo = [job for job in jobs if states[job.name]["state"] != "done"]
     lost: Counter[str] = Counter()
     finished = len(jobs) - len(todo)
