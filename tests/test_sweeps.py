@@ -89,6 +89,7 @@ def test_expansion_names_runs_by_their_axes_and_seeds_post_training_from_pre_tra
      "posttrain.grpo.axes.task.d: unknown section 'task'"),
     ("[posttrain.grpo]\nfrom_steps = [500]\n", "pretrain: missing"),
     ("[pretrain\n", "is not valid TOML"),
+    ("[pretrain.axes]\n'task.p_cot' = [0.1, 0.1000001]\n", "two runs would share the directory p_cot=0.1/pretrain"),
 ])
 def test_a_bad_sweep_file_fails_before_any_run_with_one_line_naming_the_field(tmp_path, capsys, text, message):
     out = tmp_path / "out"

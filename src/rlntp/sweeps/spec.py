@@ -141,6 +141,12 @@ def expand(spec: dict[str, Any], device: str = "auto", where: str = "sweep") -> 
                     name = f"{source.name.rsplit('/', 1)[0]}/{_label({'': group} | own, '')},from={step}"
                     posts.append(Job(name, "posttrain", source.pretrain, post, source.name, step, group,
                                      source.settings + tuple(own.items())))
+    seen: dict[str, Job] = {}
+    for job in jobs + posts:
+        if job.name in seen:  # e.g. 0.1 and 0.1000001: one directory name for two configs
+            fail("axes", f"two runs would share the directory {job.name} (settings {dict(seen[job.name].settings)} "
+                 f"and {dict(job.settings)}); make the values differ in their first 6 significant digits")
+        seen[job.name] = job
     return jobs + posts
 
 
