@@ -16,7 +16,7 @@ from rlntp.errors import ConfigError
 from rlntp.models import ModelConfig, build_model
 from rlntp.tasks.base import output_lengths
 from rlntp.tasks.parity import EOS, ParityTask
-from rlntp.training.grpo import clipped_surrogate, group_advantages, grpo_update, k3_kl
+from rlntp.training.grpo import clipped_surrogate, gradient_clipped, group_advantages, grpo_update, k3_kl
 from rlntp.training.losses import token_logprobs
 from rlntp.training.posttrain import PosttrainConfig
 from rlntp.training.reinforce import centered_advantages, reinforce_update
@@ -132,6 +132,14 @@ def test_clipped_surrogate_takes_the_pessimistic_value_and_its_gradient():
     # d(rho A) / d logp = rho A where the unclipped term is the minimum; 0 where the clipped one is
     value.sum().backward()
     torch.testing.assert_close(logp.grad, torch.tensor([[0.0, 1.0, 2.2], [-1.5, 0.0, -1.1]]))
+
+
+def test_clip_fraction_counts_only_tokens_whose_gradient_the_clip_cuts():
+    # the same ratios: with A = +2 only 1.5 (above 1 + eps) is cut; with A = -1 only 0.5 (below 1 - eps),
+    # exactly the zeros of the gradient above; 1.5 with A < 0 and 0.5 with A > 0 keep their gradient
+    ratio = torch.tensor([[1.5, 0.5, 1.1], [1.5, 0.5, 1.1]])
+    cut = gradient_clipped(ratio, torch.tensor([2.0, -1.0]), clip_eps=0.2)
+    assert cut.tolist() == [[True, False, False], [False, True, False]]
 
 
 def test_k3_kl_by_hand_and_zero_at_the_reference():
@@ -251,6 +259,33 @@ def test_token_logprobs_equal_the_padded_forward_and_are_zero_outside_the_mask()
     # each row runs up to its last target: lengths 4 1 1 5 4 3 1 4 -> last target min(4 + length, 8),
     # tokens run 8 5 5 8 8 7 5 8 = 54
     assert n_tokens == 54
+
+
+def test_token_logprobs_at_a_temperature_are_those_of_the_scaled_logits():
+    model = _tiny_model()
+    batch = _mixed_batch()
+    tokens, mask = batch.tokens, batch.response_mask
+    logprobs, _ = token_logprobs(model, tokens, mask, temperature=0.5)
+    with torch.no_grad():
+        full = torch.log_softmax(model(tokens[:, :-1]) / 0.5, dim=-1)
+    gathered = full.gather(-1, tokens[:, 1:, None])[..., 0]
+    torch.testing.assert_close(logprobs[mask[:, 1:]], gathered[mask[:, 1:]], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("update", ["grpo", "reinforce"])
+def test_logprobs_at_tau_changes_the_update_only_away_from_temperature_one(update):
+    def step(temperature):
+        model = _tiny_model()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        if update == "grpo":
+            grpo_update(model, optimizer, _mixed_batch(), clip_eps=0.2, logprob_temperature=temperature)
+        else:
+            reinforce_update(model, optimizer, _mixed_batch(), logprob_temperature=temperature)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    at_one = step(1.0)
+    assert torch.equal(at_one, step(1.0))
+    assert not torch.allclose(at_one, step(0.5))
 
 
 # ---------------------------------------------------------------- one update of each algorithm

@@ -32,6 +32,12 @@ def clipped_surrogate(logp: torch.Tensor, logp_old: torch.Tensor, advantages: to
     return torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
 
 
+def gradient_clipped(ratio: torch.Tensor, advantages: torch.Tensor, clip_eps: float) -> torch.Tensor:
+    """(N, T) bool: tokens where the clip cuts the gradient (ratio below 1 - eps with A < 0, above 1 + eps with A > 0)."""
+    a = advantages[:, None]
+    return ((ratio < 1 - clip_eps) & (a < 0)) | ((ratio > 1 + clip_eps) & (a > 0))
+
+
 def k3_kl(logp: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:
     """(N, T) unbiased, non-negative per-token estimate of KL(pi || pi_ref) (Schulman's k3)."""
     delta = logp_ref - logp
@@ -40,8 +46,14 @@ def k3_kl(logp: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:
 
 def grpo_update(model: nn.Module, optimizer: torch.optim.Optimizer, rollouts: Rollouts, clip_eps: float,
                 kl_beta: float = 0.0, ref_model: nn.Module | None = None, updates: int = 1,
-                token_level: bool = False) -> dict[str, float]:
-    """`updates` optimizer steps on the GRPO objective of one batch of rollouts; returns logged values."""
+                token_level: bool = False, logprob_temperature: float = 1.0) -> dict[str, float]:
+    """`updates` optimizer steps on the GRPO objective of one batch of rollouts; returns logged values.
+
+    Log-probabilities (policy, old policy, reference) come from the logits divided by
+    `logprob_temperature` (`PosttrainConfig.logprobs_at_tau`). `rl/clip_frac` counts, as TRL does,
+    the response tokens whose clipping changes the gradient: ratio < 1 - eps with a negative advantage,
+    or ratio > 1 + eps with a positive one (always 0 with one update per batch: the ratio is 1).
+    """
     advantages = group_advantages(rollouts.rewards, rollouts.group_size)
     # Rows whose advantage is 0 (a group with equal rewards) contribute nothing without a KL term:
     # skip them in the forward pass but keep them in the 1/G average.
@@ -57,12 +69,12 @@ def grpo_update(model: nn.Module, optimizer: torch.optim.Optimizer, rollouts: Ro
     logp_old = logp_ref = None
     if updates > 1:
         with torch.no_grad():
-            logp_old = token_logprobs(model, tokens, mask)[0]
+            logp_old = token_logprobs(model, tokens, mask, logprob_temperature)[0]
     if kl_beta > 0:
         with torch.no_grad():
-            logp_ref = token_logprobs(ref_model, tokens, mask)[0]
+            logp_ref = token_logprobs(ref_model, tokens, mask, logprob_temperature)[0]
     for _ in range(updates):
-        logp, _ = token_logprobs(model, tokens, mask)
+        logp, _ = token_logprobs(model, tokens, mask, logprob_temperature)
         old = logp.detach() if logp_old is None else logp_old  # on-policy: ratio 1, gradient A * grad log pi
         per_token = clipped_surrogate(logp, old, advantages[rows], clip_eps)
         if kl_beta > 0:
@@ -74,7 +86,6 @@ def grpo_update(model: nn.Module, optimizer: torch.optim.Optimizer, rollouts: Ro
         (-objective).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    ratio = torch.exp(logp.detach() - old)
-    clipped = ((ratio - 1).abs() > clip_eps).float()
+    clipped = gradient_clipped(torch.exp(logp.detach() - old), advantages[rows], clip_eps).float()
     return {"rl/loss": -objective.item(), "rl/active_frac": len(rows) / n_total,
             "rl/clip_frac": ((clipped * m).sum() / m.sum()).item()}

@@ -10,9 +10,11 @@ from torch import nn
 from rlntp.errors import Diverged
 
 
-def token_logprobs(model: nn.Module, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+def token_logprobs(model: nn.Module, tokens: torch.Tensor, mask: torch.Tensor,
+                   temperature: float = 1.0) -> tuple[torch.Tensor, int]:
     """log p(tokens[:, t + 1] | tokens[:, :t + 1]) where mask[:, t + 1], else 0; and the tokens run through the model.
 
+    p is the softmax of the logits divided by `temperature` (1: the model itself).
     tokens, mask: (B, T), mask True where a token is a target (outputs and their EOS); returns (B, T - 1).
     Rows are grouped by the position of their last target and each group runs only up to it: a
     short parity sequence is d + 2 tokens, a long one 2d + 1, so at p_cot = 0.25 this skips a third
@@ -29,7 +31,7 @@ def token_logprobs(model: nn.Module, tokens: torch.Tensor, mask: torch.Tensor) -
         rows = torch.nonzero(ends == end)[:, 0]
         chunk = tokens[rows, :end]
         logits = model(chunk[:, :-1], logits_from=first)  # (b, end - 1 - first, vocab)
-        picked = F.log_softmax(logits.float(), dim=-1).gather(-1, chunk[:, first + 1 :, None])[..., 0]
+        picked = F.log_softmax(logits.float() / temperature, dim=-1).gather(-1, chunk[:, first + 1 :, None])[..., 0]
         logprobs = logprobs.index_copy(0, rows, F.pad(picked, (first, T - end)))
         n_tokens += chunk.shape[0] * (end - 1)
     return logprobs * mask[:, 1:], n_tokens

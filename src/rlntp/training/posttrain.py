@@ -68,6 +68,11 @@ class PosttrainConfig(Config):
     """grpo: weight of the KL penalty to the starting model (paper: 0)"""
     updates_per_step: int = 1
     """grpo: optimizer passes over each batch of rollouts"""
+    logprobs_at_tau: bool = False
+    """reinforce, grpo: take the update's log-probabilities from the logits divided by tau_RL, the
+    distribution the rollouts were sampled from (TRL's choice); by default they come from the
+    temperature-1 logits, the model that is evaluated. The two agree at tau_RL = 1. STaR is not
+    affected (it trains by next-token prediction). README "Sampling temperature in the update"."""
     token_level: bool = True
     """grpo: one average over all response tokens of the batch (DAPO); --no-token-level: 1/|o_i| per response"""
     length_penalty: float = 0.4
@@ -190,6 +195,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
             runs.truncate_metrics(out, step if checkpoint is not None else -1)
         run_dir.step = step
         model.train()
+        logprob_temperature = cfg.temperature if cfg.logprobs_at_tau else 1.0
 
         def samples_seen(step: int) -> int:
             return run.start_samples_seen + step * cfg.samples_per_step
@@ -219,9 +225,9 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
                                        cfg.length_penalty)
             if cfg.algo == "grpo":
                 update = grpo_update(model, optimizer, rollouts, cfg.clip_eps, cfg.kl_beta, ref_model,
-                                     cfg.updates_per_step, cfg.token_level)
+                                     cfg.updates_per_step, cfg.token_level, logprob_temperature)
             elif cfg.algo == "reinforce":
-                update = reinforce_update(model, optimizer, rollouts)
+                update = reinforce_update(model, optimizer, rollouts, logprob_temperature)
             else:
                 update = star_update(model, optimizer, rollouts, cfg.star_epochs, cfg.star_batch_size, rng)
             check_finite_loss(update["rl/loss"], step + 1, out)

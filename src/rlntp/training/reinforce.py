@@ -17,13 +17,17 @@ def centered_advantages(rewards: torch.Tensor) -> torch.Tensor:
     return rewards - rewards.mean()
 
 
-def reinforce_update(model: nn.Module, optimizer: torch.optim.Optimizer, rollouts: Rollouts) -> dict[str, float]:
-    """One optimizer step on the centered-REINFORCE surrogate of a batch of rollouts."""
+def reinforce_update(model: nn.Module, optimizer: torch.optim.Optimizer, rollouts: Rollouts,
+                     logprob_temperature: float = 1.0) -> dict[str, float]:
+    """One optimizer step on the centered-REINFORCE surrogate of a batch of rollouts.
+
+    log pi is taken from the logits divided by `logprob_temperature` (`PosttrainConfig.logprobs_at_tau`).
+    """
     advantages = centered_advantages(rollouts.rewards)
     rows = torch.nonzero(advantages != 0)[:, 0]  # zero-advantage rows add nothing to the gradient
     if len(rows) == 0:
         return {"rl/loss": 0.0, "rl/active_frac": 0.0}
-    logp, _ = token_logprobs(model, rollouts.tokens[rows], rollouts.response_mask[rows])
+    logp, _ = token_logprobs(model, rollouts.tokens[rows], rollouts.response_mask[rows], logprob_temperature)
     sequence_logp = logp.sum(dim=1)  # log pi(y | x)
     objective = (advantages[rows] * sequence_logp).sum() / len(advantages)
     (-objective).backward()
