@@ -1,7 +1,8 @@
 """Figure 3: STaR, REINFORCE and GRPO x end-to-end and chain-of-thought rewards x sampling temperatures.
 
 All runs start from one pre-training checkpoint at p_cot = 0.25. Left panels (one per tau_RL):
-greedy test accuracy (solid) and temperature-1 accuracy (dashed) against RL samples; right: the
+greedy test accuracy (solid) and temperature-1 accuracy (dashed) against RL samples, and dotted,
+REINFORCE and GRPO with the update's log-probabilities at tau_RL (`--logprobs-at-tau`); right: the
 distribution of response lengths (temperature 1, 640 test inputs) during a GRPO run with the
 end-to-end reward, showing the shift from length 1 to length d.
 """
@@ -26,13 +27,18 @@ def _preset(d: int, model: dict, train: dict, seeds: list[int], rl_steps: dict[s
     """All RL runs from the last pre-training checkpoint: one group per algorithm over rewards x temperatures."""
     axes = {"post.reward": list(REWARD_NAMES), "post.temperature": [0.5, 1.0, 1.5]}
     shared = {"eval_samples": 640, "save_every": save_every}
+    groups = {algo: {"from_steps": ["last"], "axes": axes, "post": shared | {
+        "algo": algo, "steps": rl_steps[algo],
+        # STaR: one round is one step; each round samples star_samples prompts and is evaluated
+        **({"prompts_per_step": star_samples, "eval_every": 1} if algo == "star" else {"eval_every": eval_every})}}
+        for algo in ALGOS}
+    # REINFORCE and GRPO away from tau = 1 with the update's log-probabilities at tau (STaR has none)
+    for algo in ("reinforce", "grpo"):
+        groups[f"{algo}-at-tau"] = {"from_steps": ["last"], "axes": {"post.temperature": [0.5, 1.5]},
+                                    "post": groups[algo]["post"] | {"reward": "e2e", "logprobs_at_tau": True}}
     return {
         "pretrain": {"task": {"d": d, "p_cot": 0.25}, "model": model, "train": train, "axes": {"train.seed": seeds}},
-        "posttrain": {algo: {"from_steps": ["last"], "axes": axes, "post": shared | {
-            "algo": algo, "steps": rl_steps[algo],
-            # STaR: one round is one step; each round samples star_samples prompts and is evaluated
-            **({"prompts_per_step": star_samples, "eval_every": 1} if algo == "star" else {"eval_every": eval_every})}}
-            for algo in ALGOS},
+        "posttrain": groups,
     }
 
 
@@ -51,12 +57,16 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     """fig3.png (accuracy per temperature, the length histogram of one GRPO run) and the summary table."""
     post = table[table["stage"] == "posttrain"]
     curves = {}
-    for (algo, reward, temperature), rows in post.groupby(["post.algo", "post.reward", "post.temperature"], sort=False):
-        curves[(algo, reward, temperature)] = table_curve(f"{algo} {reward} T={temperature:g}", rows)
-    curves = {key: curves[key] for key in sorted(curves, key=lambda k: (ALGOS.index(k[0]), list(REWARD_NAMES).index(k[1]), k[2]))}
+    keys = ["post.algo", "post.reward", "post.temperature", "post.logprobs_at_tau"]
+    for (algo, reward, temperature, at_tau), rows in post.groupby(keys, sort=False):
+        label = f"{algo} {reward} T={temperature:g}" + (" logp at T" if at_tau else "")
+        curves[(algo, reward, temperature, at_tau)] = table_curve(label, rows)
+    curves = {key: curves[key] for key in sorted(
+        curves, key=lambda k: (k[3], ALGOS.index(k[0]), list(REWARD_NAMES).index(k[1]), k[2]))}
     temperatures = sorted(post["post.temperature"].unique())
     shown = 1.0 if 1.0 in temperatures else temperatures[0]
-    grpo = post[(post["post.algo"] == "grpo") & (post["post.reward"] == "e2e") & (post["post.temperature"] == shown)]
+    grpo = post[(post["post.algo"] == "grpo") & (post["post.reward"] == "e2e") & (post["post.temperature"] == shown)
+                & ~post["post.logprobs_at_tau"].astype(bool)]
     first_run = grpo[grpo["run"] == grpo["run"].iloc[0]]
     plot_fig3(curves, first_run, temperatures, table.iloc[0], out / "fig3.png")
     return summary_table(list(curves.values()), rl=[True] * len(curves))
@@ -68,15 +78,16 @@ def plot_fig3(curves: dict[tuple, Curve], histogram_run: pd.DataFrame, temps: li
     fig, axes = plt.subplots(1, len(temps) + 1, figsize=(4.2 * (len(temps) + 1), 4), constrained_layout=True)
     colors = {"star": "C2", "reinforce": "C1", "grpo": "C0"}
     for ax, temperature in zip(axes, temps):
-        for (algo, reward, t), curve in curves.items():
+        for (algo, reward, t, at_tau), curve in curves.items():
             if t != temperature:
                 continue
             x = np.maximum(curve.rl_samples, 1)  # log axis: the starting point is drawn at 1
             marker = "o" if reward == "cot" else "s"
-            label = f"{algo}, {REWARD_NAMES[reward]}"
-            ax.plot(x, curve.greedy_acc, "-", color=colors[algo], marker=marker, ms=3,
-                    alpha=1 if reward == "e2e" else 0.6, label=label)
-            ax.plot(x, curve.sampled_acc, "--", color=colors[algo], alpha=0.35 if reward == "e2e" else 0.25)
+            label = f"{algo}, {REWARD_NAMES[reward]}" + (", log-probs at T" if at_tau else "")
+            ax.plot(x, curve.greedy_acc, ":" if at_tau else "-", color=colors[algo], marker=None if at_tau else marker,
+                    ms=3, alpha=1 if reward == "e2e" else 0.6, label=label)
+            if not at_tau:
+                ax.plot(x, curve.sampled_acc, "--", color=colors[algo], alpha=0.35 if reward == "e2e" else 0.25)
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax.set(xscale="log", ylim=(0.3, 1.03), xlabel="RL samples", title=f"$\\tau_{{RL}}$ = {temperature:g}")
         ax.grid(alpha=0.3)

@@ -1,0 +1,126 @@
+"""Figures 6-8: the architecture ablation. GPT-2 and Mistral at several depths, widths and heads.
+
+Every architecture is pre-trained at p_cot = 0.25 and post-trained by GRPO (end-to-end reward,
+tau = 1) from its last checkpoint. The paper's claims: next-token prediction alone never generalizes
+consistently, GRPO afterwards does, and Mistral's pre-training is less stable than GPT-2's. One panel
+per architecture: greedy (solid) and temperature-1 (dashed) accuracy against samples, pre-training
+then GRPO, whose samples count every rollout (App. C.1).
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from rlntp.experiments.summary import SOLVED, first_solved  # noqa: E402
+
+_GRPO = {"algo": "grpo", "reward": "e2e", "temperature": 1.0}
+ARCH_KEYS = ["model.arch", "model.layers", "model.width", "model.heads"]
+
+
+def _preset(d: int, archs: list[str], layers: list[int], shapes: list[list[int]], train: dict, seeds: list[int],
+            grpo: dict) -> dict:
+    return {
+        "pretrain": {"task": {"d": d, "p_cot": 0.25}, "model": {}, "train": train,
+                     "axes": {"model.arch": archs, "model.layers": layers, "model.width, model.heads": shapes,
+                              "train.seed": seeds}},
+        "posttrain": {"grpo": {"from_steps": ["last"], "post": _GRPO | grpo}},
+    }
+
+
+PRESETS = {
+    "cpu": _preset(10, ["gpt2", "mistral"], [2, 4, 8], [[64, 4], [64, 8]],
+                   {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 125, "eval_samples": 1000,
+                    "save_every": 1500}, [0], {"steps": 40, "eval_every": 4, "eval_samples": 640, "save_every": 40}),
+    # The paper's grid (App. C.1): depth 2, 4, 8; width 128, 256; heads 4 .. 32; d = 50 for 50,000 steps.
+    "paper": _preset(50, ["gpt2", "mistral"], [2, 4, 8], [[128, 4], [128, 8], [256, 8], [256, 16], [256, 32]],
+                     {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "eval_every": 1000, "eval_samples": 2560,
+                      "save_every": 10_000}, [0, 1, 2],
+                     {"steps": 100, "eval_every": 5, "eval_samples": 640, "save_every": 50}),
+}
+
+
+def arch_label(row: pd.Series) -> str:
+    return f"{row['model.arch']} {row['model.layers']}x{row['model.width']}, {row['model.heads']} heads"
+
+
+def per_run(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per architecture and seed: how pre-training ended, how stable it was, and what GRPO reached."""
+    results = []
+    for key, rows in table.groupby(ARCH_KEYS + ["train.seed"], sort=False):
+        pre = rows[(rows["stage"] == "pretrain") & rows["eval/greedy_acc"].notna()].sort_values("step")
+        post = rows[(rows["stage"] == "posttrain") & rows["eval/greedy_acc"].notna()].sort_values("step")
+        sampled = pre["eval/sampled_acc"].to_numpy()
+        rl_samples, rl_reached = first_solved(post.assign(samples_seen=post["rl_samples"])) if len(post) else (0, False)
+        results.append(dict(zip(ARCH_KEYS + ["seed"], key)) | {
+            "label": arch_label(rows.iloc[0]),
+            "ntp_greedy": pre["eval/greedy_acc"].iloc[-1], "ntp_sampled": sampled[-1],
+            "ntp_long": pre["eval/sampled_long_frac"].iloc[-1],
+            "ntp_best_greedy": pre["eval/greedy_acc"].max(),
+            # the largest fall of temperature-1 accuracy from its best so far: a measure of instability
+            "ntp_max_drop": float(np.max(np.maximum.accumulate(sampled) - sampled)) if len(sampled) else np.nan,
+            "rl_greedy": post["eval/greedy_acc"].iloc[-1] if len(post) else np.nan,
+            "rl_len": post["eval/greedy_len_median"].iloc[-1] if len(post) else np.nan,
+            "rl_samples": rl_samples, "rl_reached": rl_reached,
+        })
+    return pd.DataFrame(results)
+
+
+def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
+    """arch.png (a panel per architecture) and the table per architecture and seed."""
+    runs = per_run(table)
+    plot_arch(table, out / "arch.png")
+    header = (f"{'architecture':>30s} {'seed':>4s}   {'NTP: greedy':>11s} {'T=1':>6s} {'P(long)':>7s} "
+              f"{'max drop':>8s}   {'GRPO: greedy':>12s} {'length':>6s} {'RL samples to 95%':>17s}")
+    lines = ["NTP: the last pre-training evaluation; max drop: the largest fall of T = 1 accuracy from its best so far "
+             "during pre-training (instability); GRPO from the last checkpoint", header, "-" * len(header)]
+    for r in runs.itertuples():
+        solved = f"{'' if r.rl_reached else '>'}{r.rl_samples:,.0f}"
+        lines.append(f"{r.label:>30s} {r.seed:4d}   {r.ntp_greedy:11.3f} {r.ntp_sampled:6.3f} {r.ntp_long:7.3f} "
+                     f"{r.ntp_max_drop:8.3f}   {r.rl_greedy:12.3f} {r.rl_len:6g} {solved:>17s}")
+    lines.append("")
+    for arch, rows in runs.groupby("model.arch", sort=False):
+        lines.append(f"{arch}: NTP greedy >= {SOLVED:.0%} in {(rows['ntp_best_greedy'] >= SOLVED).sum()} of {len(rows)} "
+                     f"runs; GRPO >= {SOLVED:.0%} in {rows['rl_reached'].sum()} of {len(rows)}; median max drop of "
+                     f"T = 1 accuracy in pre-training {rows['ntp_max_drop'].median():.3f}")
+    return "\n".join(lines)
+
+
+def plot_arch(table: pd.DataFrame, path: Path) -> None:
+    """A panel per architecture (rows: depth, columns: arch x width x heads); every seed drawn."""
+    evals = table[table["eval/greedy_acc"].notna()]
+    shapes = evals[["model.arch", "model.width", "model.heads"]].drop_duplicates().sort_values(
+        ["model.arch", "model.width", "model.heads"]).to_numpy().tolist()
+    depths = sorted(evals["model.layers"].unique())
+    fig, axes = plt.subplots(len(depths), len(shapes), figsize=(3.6 * len(shapes), 2.9 * len(depths)),
+                             squeeze=False, sharex=True, sharey=True, constrained_layout=True)
+    for i, depth in enumerate(depths):
+        for j, (arch, width, heads) in enumerate(shapes):
+            ax = axes[i, j]
+            rows = evals[(evals["model.layers"] == depth) & (evals["model.arch"] == arch)
+                         & (evals["model.width"] == width) & (evals["model.heads"] == heads)]
+            for k, (seed, seed_rows) in enumerate(rows.groupby("train.seed")):
+                for stage, color in (("pretrain", "C0"), ("posttrain", "C3")):
+                    r = seed_rows[seed_rows["stage"] == stage].sort_values("step")
+                    ax.plot(r["samples_seen"], r["eval/greedy_acc"], "-", color=color, lw=1.2,
+                            label=("NTP" if stage == "pretrain" else "GRPO") + " greedy" if k == 0 else None)
+                    ax.plot(r["samples_seen"], r["eval/sampled_acc"], "--", color=color, lw=0.8, alpha=0.6,
+                            label=("NTP" if stage == "pretrain" else "GRPO") + " T = 1" if k == 0 else None)
+            ax.axhline(0.5, color="grey", lw=0.6, ls=":")
+            ax.set_title(f"{arch} {depth}x{width}, {heads} heads", fontsize=9)
+            ax.set(ylim=(0.3, 1.03))
+            ax.grid(alpha=0.3)
+            if i == len(depths) - 1:
+                ax.set_xlabel("samples (GRPO: every rollout)")
+            if j == 0:
+                ax.set_ylabel("test accuracy")
+    axes[0, 0].legend(fontsize=7, loc="lower right")
+    config = table.iloc[0]
+    fig.suptitle(f"Architectures: parity d = {config['task.d']}, $p_{{cot}}$ = {config['task.p_cot']:g}; "
+                 "pre-training (blue), then GRPO from the last checkpoint (red)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

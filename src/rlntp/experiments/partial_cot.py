@@ -1,0 +1,147 @@
+"""Figure 14: a partial chain of thought. The mixture holds long, medium and short sequences.
+
+Long sequences carry every prefix parity b_1 .. b_d, medium ones b_i for odd i and b_d (each step
+a parity of three bits instead of two), short ones b_d alone (`tasks.parity`). Pre-training learns
+the long path first and the medium path later, so temperature-1 accuracy climbs a staircase:
+1/2, then 1/2 + p_cot / 2, then 1/2 + (p_cot + p_medium) / 2. GRPO from an early checkpoint (only
+the long path learned) generalizes with long answers only; from a late one with long and medium
+answers. With the length-penalized reward (r - lambda length / d, lambda = 0.4) the late checkpoint
+turns to the shorter, medium answers, while the early one has no accurate short path to turn to.
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from rlntp.tasks.parity import ParityTask  # noqa: E402
+
+REWARD_NAMES = {"e2e": "end-to-end", "length": "length-penalized"}
+
+
+def _preset(d: int, p_cot: float, p_medium: float, model: dict, train: dict, seeds: list[int], from_steps: list,
+            grpo: dict) -> dict:
+    return {
+        "pretrain": {"task": {"d": d, "p_cot": p_cot, "p_medium": p_medium}, "model": model, "train": train,
+                     "axes": {"train.seed": seeds}},
+        "posttrain": {"grpo": {"from_steps": from_steps, "axes": {"post.reward": list(REWARD_NAMES)},
+                               "post": {"algo": "grpo", "temperature": 1.0, "length_penalty": 0.4} | grpo}},
+    }
+
+
+PRESETS = {
+    # 2 cores, about 2 minutes. At d = 8 with p_cot = 0.1 and p_medium = 0.2 the T = 1 accuracy climbs from
+    # 1/2 to ~0.55 by ~1,500 steps and to ~0.64 by ~2,000. Measured alternatives: at 0.2 and 0.1 the medium
+    # path is not learned within 4,000 steps (GRPO answers long from every checkpoint); at 0.15 and 0.15,
+    # GRPO for 40 steps generalizes from no checkpoint up to 5,000. p_cot + p_medium = 0.3, under 1/3:
+    # greedy decoding mostly stops after b_1 and guesses.
+    "cpu": _preset(8, 0.1, 0.2, {"layers": 2, "width": 64, "heads": 4},
+                   {"steps": 4000, "batch_size": 128, "lr": 1e-3, "eval_every": 100, "eval_samples": 2000,
+                    "save_every": 500}, [0], [1000, 1500, "last"],
+                   {"steps": 40, "eval_every": 4, "eval_samples": 640, "save_every": 40}),
+    # The paper's text does not keep its p_cot and p_medium; d = 50 and its checkpoints at 5k and 50k steps.
+    "paper": _preset(50, 0.1, 0.2, {"layers": 4, "width": 256, "heads": 8},
+                     {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "eval_every": 500, "eval_samples": 2560,
+                      "save_every": 5000}, [0], [5000, "last"],
+                     {"steps": 100, "eval_every": 5, "eval_samples": 640, "save_every": 50}),
+}
+
+
+def length_fractions(rows: pd.DataFrame, mode: str, task: ParityTask) -> pd.DataFrame:
+    """Per evaluation: the fraction of `mode` (greedy or sampled) answers of long, medium and short length."""
+    hist = np.array([list(h) for h in rows[f"eval/{mode}_len_hist"]], dtype=float)
+    hist /= hist.sum(axis=1, keepdims=True)
+    return pd.DataFrame({"long": hist[:, task.long_len], "medium": hist[:, task.medium_len], "short": hist[:, 1],
+                         "other": 1 - hist[:, [task.long_len, task.medium_len, 1]].sum(axis=1)}, index=rows.index)
+
+
+def _task(config: pd.Series) -> ParityTask:
+    return ParityTask(int(config["task.d"]), float(config["task.p_cot"]), float(config["task.p_medium"]))
+
+
+def stair_levels(p_cot: float, p_medium: float) -> list[float]:
+    """Temperature-1 accuracy with nothing, the long path, and the long and medium paths learned."""
+    return [0.5, 0.5 + p_cot / 2, 0.5 + (p_cot + p_medium) / 2]
+
+
+def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
+    """partial_cot.png and the table of each GRPO run's end: accuracy and the mix of answer lengths."""
+    evals = table[table["eval/greedy_acc"].notna()]
+    config = evals.iloc[0]
+    task = _task(config)
+    plot_partial_cot(evals, task, out / "partial_cot.png")
+    pre = evals[evals["stage"] == "pretrain"]
+    levels = stair_levels(task.p_cot, task.p_medium)
+    lines = [f"pre-training: T = 1 accuracy levels predicted {', '.join(f'{v:.3f}' for v in levels)} "
+             "(nothing, long path, long and medium paths learned); measured (median over seeds) at "
+             + ", ".join(f"step {int(s)}: {a:.3f}" for s, a in
+                         pre.groupby("step")["eval/sampled_acc"].median().iloc[:: max(1, pre["step"].nunique() // 8)]
+                         .items()), ""]
+    header = (f"{'GRPO run':>28s} {'seed':>4s}  {'greedy acc':>10s}  {'greedy: long':>12s} {'medium':>6s} {'short':>6s}"
+              f"  {'T=1 acc':>7s}  {'T=1: long':>9s} {'medium':>6s} {'short':>6s}")
+    lines += [f"lengths: long = {task.long_len}, medium = {task.medium_len}, short = 1; the last evaluation of each run",
+              header, "-" * len(header)]
+    post = evals[evals["stage"] == "posttrain"]
+    for (step, reward, seed), rows in post.groupby(["source_step", "post.reward", "train.seed"]):
+        last = rows.sort_values("step").tail(1)
+        g, s = length_fractions(last, "greedy", task).iloc[0], length_fractions(last, "sampled", task).iloc[0]
+        lines.append(f"{f'{REWARD_NAMES[reward]} from {int(step):,}':>28s} {seed:4d}  "
+                     f"{last['eval/greedy_acc'].iloc[0]:10.3f}  {g['long']:12.3f} {g['medium']:6.3f} {g['short']:6.3f}"
+                     f"  {last['eval/sampled_acc'].iloc[0]:7.3f}  {s['long']:9.3f} {s['medium']:6.3f} {s['short']:6.3f}")
+    return "\n".join(lines)
+
+
+def plot_partial_cot(evals: pd.DataFrame, task: ParityTask, path: Path) -> None:
+    """Pre-training staircase (left), GRPO accuracy per checkpoint and reward (centre), final length histograms (right)."""
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.3), constrained_layout=True)
+    pre = evals[evals["stage"] == "pretrain"].sort_values("step")
+    ax = axes[0]
+    for seed, rows in pre.groupby("train.seed"):
+        fractions = length_fractions(rows, "sampled", task)
+        first = seed == pre["train.seed"].min()
+        ax.plot(rows["samples_seen"], rows["eval/sampled_acc"], "-", color="C0", label="T = 1 accuracy" if first else None)
+        ax.plot(rows["samples_seen"], rows["eval/greedy_acc"], "-", color="k", lw=0.8, alpha=0.6,
+                label="greedy accuracy" if first else None)
+        ax.plot(rows["samples_seen"], fractions["long"], ":", color="C1", label="T = 1: P(long)" if first else None)
+        ax.plot(rows["samples_seen"], fractions["medium"], ":", color="C2", label="T = 1: P(medium)" if first else None)
+    for level in stair_levels(task.p_cot, task.p_medium):
+        ax.axhline(level, color="grey", lw=0.7, ls="--")
+    ax.set(xlabel="samples seen", ylim=(0, 1.02),
+           title=f"pre-training: the staircase (dashed: 1/2, +p_cot/2, +p_medium/2)")
+    ax.legend(fontsize=7)
+
+    post = evals[evals["stage"] == "posttrain"]
+    ax = axes[1]
+    styles = {"e2e": "-", "length": "--"}
+    sources = sorted(post["source_step"].unique())
+    for (step, reward, seed), rows in post.groupby(["source_step", "post.reward", "train.seed"]):
+        rows = rows.sort_values("step")
+        ax.plot(np.maximum(rows["rl_samples"], 1), rows["eval/greedy_acc"], styles[reward],
+                color=f"C{sources.index(step)}", label=f"{REWARD_NAMES[reward]} from {int(step):,}" if seed ==
+                post["train.seed"].min() else None)
+    ax.set(xscale="log", xlabel="RL samples", ylabel="greedy test accuracy", ylim=(0.3, 1.03),
+           title="GRPO from an early and a late checkpoint")
+    ax.legend(fontsize=7)
+
+    ax = axes[2]
+    runs = list(post.groupby(["source_step", "post.reward"]))
+    width = 0.8 / max(1, len(runs))
+    for k, ((step, reward), rows) in enumerate(runs):
+        last = rows[rows["step"] == rows["step"].max()]
+        hist = np.array([list(h) for h in last["eval/greedy_len_hist"]], dtype=float).sum(axis=0)
+        hist /= hist.sum()
+        ax.bar(np.arange(len(hist)) + (k - (len(runs) - 1) / 2) * width, hist, width=width,
+               color=f"C{sources.index(step)}", hatch="//" if reward == "length" else None, alpha=0.8,
+               label=f"{REWARD_NAMES[reward]} from {int(step):,}")
+    ax.set_xticks([1, task.medium_len, task.long_len], ["short", f"medium ({task.medium_len})", f"long ({task.long_len})"])
+    ax.set(ylabel="fraction of greedy answers", title="greedy answer lengths after GRPO")
+    ax.legend(fontsize=7)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Partial chain of thought: parity d = {task.d}, p_cot = {task.p_cot:g}, p_medium = {task.p_medium:g}")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,130 @@
+"""Figures 9-11: rarer long demonstrations. STaR, REINFORCE and GRPO x temperatures at two smaller p_cot.
+
+Pre-training at two p_cot below Fig. 3's 0.25, then each algorithm (end-to-end reward) at several
+sampling temperatures from an early and a late checkpoint. The paper's claims: from the early
+checkpoint RL works for the larger p_cot but not reliably for the smaller; from the late one it
+works for all three algorithms at reasonable temperatures. REINFORCE and GRPO also run at tau != 1
+with the update's log-probabilities taken at the sampling temperature (`--logprobs-at-tau`), to
+show what that choice changes.
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from rlntp.experiments.summary import SOLVED, first_solved  # noqa: E402
+
+ALGOS = ("star", "reinforce", "grpo")
+TEMPERATURES = [0.5, 1.0, 1.5]
+
+
+def rl_groups(from_steps: list, rl_steps: dict[str, int], star_samples: int, eval_every: int, eval_samples: int,
+              temperatures: list[float] = TEMPERATURES) -> dict:
+    """Post-training groups: each algorithm x temperatures (e2e reward) from `from_steps`, and REINFORCE and
+    GRPO at the temperatures other than 1 with log-probabilities at tau (groups named ALGO-at-tau)."""
+    groups = {}
+    for algo in ALGOS:
+        post = {"algo": algo, "reward": "e2e", "steps": rl_steps[algo], "eval_samples": eval_samples,
+                "save_every": rl_steps[algo]}
+        # STaR: a round is a step, each samples star_samples prompts and is evaluated
+        post |= {"prompts_per_step": star_samples, "eval_every": 1} if algo == "star" else {"eval_every": eval_every}
+        groups[algo] = {"from_steps": from_steps, "post": post, "axes": {"post.temperature": temperatures}}
+        off_one = [t for t in temperatures if t != 1.0]
+        if algo != "star" and off_one:
+            groups[f"{algo}-at-tau"] = {"from_steps": from_steps, "post": post | {"logprobs_at_tau": True},
+                                        "axes": {"post.temperature": off_one}}
+    return groups
+
+
+PRESETS = {
+    # 2 cores. d = 8: at p_cot = 0.15 a 2-layer GPT-2 learns the long path by ~1,000 steps, at 0.1 later.
+    "cpu": {
+        "pretrain": {"task": {"d": 8}, "model": {"layers": 2, "width": 64, "heads": 4},
+                     "train": {"steps": 4000, "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000,
+                               "save_every": 500},
+                     "axes": {"task.p_cot": [0.1, 0.15], "train.seed": [0]}},
+        "posttrain": rl_groups([1000, "last"], {"star": 4, "reinforce": 60, "grpo": 40}, 1000, 4, 640),
+    },
+    # The paper (App. C.1): as Fig. 3 (d = 50), RL after 20k and after 50k pre-training steps.
+    "paper": {
+        "pretrain": {"task": {"d": 50}, "model": {"layers": 4, "width": 256, "heads": 8},
+                     "train": {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "eval_every": 1000,
+                               "eval_samples": 2560, "save_every": 10_000},
+                     "axes": {"task.p_cot": [0.1, 0.15], "train.seed": [0, 1, 2]}},
+        "posttrain": rl_groups([20_000, 50_000], {"star": 10, "reinforce": 200, "grpo": 200}, 3200, 5, 640),
+    },
+}
+
+
+def per_run(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per RL run: its setting, RL samples to >= 95% greedy (or a lower bound), and its last evaluation."""
+    post = table[(table["stage"] == "posttrain") & table["eval/greedy_acc"].notna()]
+    results = []
+    for run, rows in post.groupby("run", sort=False):
+        rows = rows.sort_values("step")
+        samples, reached = first_solved(rows.assign(samples_seen=rows["rl_samples"]))
+        last = rows.iloc[-1]
+        results.append({"run": run, "p_cot": last["task.p_cot"], "seed": last["train.seed"],
+                        "from_step": int(last["source_step"]), "algo": last["post.algo"], "tau": last["post.temperature"],
+                        "at_tau": bool(last["post.logprobs_at_tau"]), "start_greedy": rows["eval/greedy_acc"].iloc[0],
+                        "start_long": rows["eval/sampled_long_frac"].iloc[0],
+                        "greedy": last["eval/greedy_acc"], "length": last["eval/greedy_len_median"],
+                        "samples": samples, "reached": reached})
+    return pd.DataFrame(results).sort_values(["p_cot", "from_step", "at_tau", "algo", "tau", "seed"], kind="stable")
+
+
+def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
+    """rare.png and the table of every RL run."""
+    runs = per_run(table)
+    plot_rare(table, runs, out / "rare.png")
+    header = (f"{'p_cot':>5s} {'from':>6s} {'algo':>10s} {'tau':>4s} {'logp at':>7s} {'seed':>4s}   "
+              f"{'start: T=1 P(long)':>18s}   {'final greedy':>12s} {'length':>6s} {'RL samples to 95%':>17s}")
+    lines = [f"RL with the end-to-end reward from an early and a late checkpoint; 'logp at': the temperature of the "
+             f"update's log-probabilities (1, or tau with --logprobs-at-tau)", header, "-" * len(header)]
+    for r in runs.itertuples():
+        solved = f"{'' if r.reached else '>'}{r.samples:,.0f}"
+        lines.append(f"{r.p_cot:5g} {r.from_step:6,d} {r.algo:>10s} {r.tau:4g} {'tau' if r.at_tau else '1':>7s} {r.seed:4d}   "
+                     f"{r.start_long:18.3f}   {r.greedy:12.3f} {r.length:6g} {solved:>17s}")
+    lines.append("")
+    default = runs[~runs["at_tau"]]
+    for (p, step), rows in default.groupby(["p_cot", "from_step"]):
+        ok = rows[rows["greedy"] >= SOLVED]
+        lines.append(f"p_cot = {p:g} from step {step:,}: {len(ok)} of {len(rows)} runs end at >= {SOLVED:.0%} greedy ("
+                     + ", ".join(f"{a} {len(ok[ok['algo'] == a])}/{len(rows[rows['algo'] == a])}" for a in ALGOS) + ")")
+    return "\n".join(lines)
+
+
+def plot_rare(table: pd.DataFrame, runs: pd.DataFrame, path: Path) -> None:
+    """Rows: p_cot; columns: early and late checkpoint; greedy accuracy against RL samples per algorithm and tau."""
+    post = table[(table["stage"] == "posttrain") & table["eval/greedy_acc"].notna()]
+    ps, steps = sorted(runs["p_cot"].unique()), sorted(runs["from_step"].unique())
+    fig, axes = plt.subplots(len(ps), len(steps), figsize=(6 * len(steps), 3.8 * len(ps)), squeeze=False,
+                             sharey=True, constrained_layout=True)
+    colors = {"star": "C2", "reinforce": "C1", "grpo": "C0"}
+    alphas = {0.5: 0.45, 1.0: 1.0, 1.5: 0.7}
+    for r in runs.itertuples():
+        ax = axes[ps.index(r.p_cot), steps.index(r.from_step)]
+        rows = post[post["run"] == r.run].sort_values("step")
+        marker = {0.5: "v", 1.0: "o", 1.5: "^"}.get(r.tau, "s")
+        ax.plot(np.maximum(rows["rl_samples"], 1), rows["eval/greedy_acc"], ":" if r.at_tau else "-",
+                color=colors[r.algo], alpha=alphas.get(r.tau, 0.8), marker=marker, ms=3,
+                label=f"{r.algo} T={r.tau:g}" + (" (logp at T)" if r.at_tau else "") if r.seed == runs["seed"].min() else None)
+    for i, p in enumerate(ps):
+        for j, step in enumerate(steps):
+            ax = axes[i, j]
+            ax.axhline(0.5, color="grey", lw=0.6, ls=":")
+            ax.set(xscale="log", ylim=(0.3, 1.03), title=f"$p_{{cot}}$ = {p:g}, RL from step {step:,}")
+            ax.grid(alpha=0.3)
+            ax.set_xlabel("RL samples")
+        axes[i, 0].set_ylabel("greedy test accuracy")
+    axes[0, -1].legend(fontsize=6, ncol=2, loc="lower right")
+    config = table.iloc[0]
+    fig.suptitle(f"Rarer long demonstrations: parity d = {config['task.d']}; STaR, REINFORCE, GRPO (end-to-end) "
+                 "from an early and a late checkpoint")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

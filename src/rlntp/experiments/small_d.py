@@ -1,0 +1,92 @@
+"""Figure 12: at small d, next-token prediction alone sometimes generalizes, if one waits long enough.
+
+Long pre-training at p_cot = 0.25 over several seeds at small d. Greedy accuracy sits at 1/2 for
+a long, seed-dependent time and then jumps to 1; the report gives, per seed, the samples it waited
+and the length of its greedy answers once it generalized (the short path: length 1, or the long one).
+"""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from rlntp.experiments.summary import SOLVED, censored_quantile, first_solved  # noqa: E402
+
+PRESETS = {
+    # 2 cores, about 7 minutes with --workers 2 (Fig. 13's cpu preset: at d = 6 a 2-layer GPT-2 of width 64
+    # learns from the short sequences within ~2,000 steps, at d = 8 not within 6,000).
+    "cpu": {
+        "pretrain": {"task": {"p_cot": 0.25}, "model": {"layers": 2, "width": 64, "heads": 4},
+                     "train": {"steps": 6000, "batch_size": 128, "lr": 1e-3, "eval_every": 200, "eval_samples": 500,
+                               "save_every": 3000},
+                     "axes": {"task.d": [6, 7], "train.seed": [0, 1, 2]}},
+    },
+    # The paper: d = 11 and 12, pre-training long enough for some seeds to generalize (App. C.1).
+    "paper": {
+        "pretrain": {"task": {"p_cot": 0.25}, "model": {"layers": 4, "width": 128, "heads": 32},
+                     "train": {"steps": 100_000, "batch_size": 256, "lr": 1e-4, "eval_every": 500,
+                               "eval_samples": 2560, "save_every": 10_000},
+                     "axes": {"task.d": [11, 12], "train.seed": [0, 1, 2, 3, 4]}},
+    },
+}
+
+
+def per_seed(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (d, seed): samples until greedy accuracy >= 95% (or the budget, a lower bound) and the answers' length then."""
+    rows = table[(table["stage"] == "pretrain") & table["eval/greedy_acc"].notna()]
+    results = []
+    for (d, seed), run in rows.groupby(["task.d", "train.seed"]):
+        run = run.sort_values("step")
+        samples, reached = first_solved(run)
+        at = run[run["samples_seen"] == samples].iloc[0]
+        results.append({"d": d, "seed": seed, "samples": samples, "reached": reached, "step": int(at["step"]),
+                        "greedy_len": at["eval/greedy_len_median"], "final_greedy": run["eval/greedy_acc"].iloc[-1]})
+    return pd.DataFrame(results)
+
+
+def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
+    """small_d.png (greedy accuracy per seed, one panel per d) and the waiting time per seed."""
+    seeds = per_seed(table)
+    plot_small_d(table, seeds, out / "small_d.png")
+    header = (f"{'d':>3s} {'seed':>4s} {'samples to 95% greedy':>22s} {'step':>7s} {'greedy length then':>18s} "
+              f"{'final greedy':>12s}")
+    lines = ["next-token prediction alone ('>': not within the budget, a lower bound)", header, "-" * len(header)]
+    for r in seeds.itertuples():
+        lines.append(f"{r.d:3d} {r.seed:4d} {('' if r.reached else '>') + f'{r.samples:,.0f}':>22s} {r.step:7,d} "
+                     f"{(f'{r.greedy_len:g}' if r.reached else '-'):>18s} {r.final_greedy:12.3f}")
+    lines.append("")
+    for d, rows in seeds.groupby("d"):
+        median, exact = censored_quantile(rows["samples"].tolist(), rows["reached"].tolist(), 0.5)
+        lines.append(f"d = {d}: {rows['reached'].sum()} of {len(rows)} seeds generalized by NTP alone; median wait "
+                     f"{'' if exact else '>'}{median:,.0f} samples, per seed from {rows['samples'].min():,.0f} to "
+                     f"{'' if rows['reached'].all() else '>'}{rows['samples'].max():,.0f}")
+    return "\n".join(lines)
+
+
+def plot_small_d(table: pd.DataFrame, seeds: pd.DataFrame, path: Path) -> None:
+    """Greedy (solid) and temperature-1 (dashed) accuracy per seed; a marker where each seed generalized."""
+    rows = table[(table["stage"] == "pretrain") & table["eval/greedy_acc"].notna()]
+    ds = sorted(rows["task.d"].unique())
+    fig, axes = plt.subplots(1, len(ds), figsize=(6 * len(ds), 4), squeeze=False, sharey=True,
+                             constrained_layout=True)
+    for ax, d in zip(axes[0], ds):
+        for k, (seed, run) in enumerate(rows[rows["task.d"] == d].groupby("train.seed")):
+            run = run.sort_values("step")
+            ax.plot(run["samples_seen"], run["eval/greedy_acc"], "-", color=f"C{k}", label=f"seed {seed}: greedy")
+            ax.plot(run["samples_seen"], run["eval/sampled_acc"], "--", color=f"C{k}", alpha=0.5, lw=0.9)
+            hit = seeds[(seeds["d"] == d) & (seeds["seed"] == seed) & seeds["reached"]]
+            if len(hit):
+                ax.axvline(hit["samples"].iloc[0], color=f"C{k}", lw=0.8, ls=":")
+        ax.axhline(0.5, color="grey", lw=0.6, ls=":")
+        ax.set(title=f"d = {d}", xlabel="samples seen", ylim=(0.3, 1.03))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0, 0].set_ylabel("test accuracy (greedy solid, T = 1 dashed)")
+    config = rows.iloc[0]
+    fig.suptitle(f"Small d: next-token prediction alone, p_cot = {config['task.p_cot']:g}, {config['model.arch']} "
+                 f"{config['model.layers']}x{config['model.width']} (dotted: the seed reaches {SOLVED:.0%} greedy)")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
