@@ -220,6 +220,18 @@ def plot(run_dir: tyro.conf.Positional[Path], out: Path | None = None) -> None:
     print(f"wrote {plot_run(run_dir, out)}")
 
 
+def report(root: tyro.conf.Positional[Path], out: Path | None = None) -> None:
+    """Write one static HTML page of a directory of reproductions: figures, tables, configs, commands.
+
+    Args:
+        root: a directory holding one or more recipe directories (e.g. runs/all), or one of them
+        out: the HTML file to write (default: ROOT/report.html)
+    """
+    from rlntp.report import write_report
+
+    print(f"wrote {write_report(root, out)}")
+
+
 def _sweep_recipe(name: str, summary: str, presets: str):
     """The `rlntp reproduce NAME` command of a recipe that runs as a sweep (`rlntp.experiments.reproduce`)."""
 
@@ -352,7 +364,7 @@ star_odds = _sweep_recipe("star-odds", "Theorem 2 on the transformer: STaR with 
 REPRODUCE = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "arch": arch, "rare": rare, "small-d": small_d,
              "partial-cot": partial_cot, "fig13": fig13, "star-odds": star_odds, "mult": mult, "all": reproduce_all}
 COMMANDS = {"sample": sample, "pretrain": pretrain, "posttrain": posttrain, "eval": evaluate, "plot": plot,
-            "sweep": sweep}
+            "sweep": sweep, "report": report}
 
 
 def main(argv: list[str] | None = None) -> None:

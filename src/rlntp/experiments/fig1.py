@@ -84,3 +84,20 @@ def plot_fig1(ntp: Curve, rl: list[Curve], config: pd.Series, seeds: int, path: 
                  f"{who}")
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def paper(table: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The paper's claims for Fig. 1 beside this run's numbers (medians over seeds)."""
+    pre = table_curve("NTP", table[table["stage"] == "pretrain"])
+    post = table[table["stage"] == "posttrain"]
+    rl = {int(step): table_curve(str(step), rows) for step, rows in post.groupby("source_step")}
+    best = max(rl, key=lambda step: (rl[step].greedy_acc[-1], step))
+    earliest = min(rl)
+    return [
+        ("NTP alone, final greedy accuracy and median length", "stays at 50%, responses short",
+         f"{pre.greedy_acc[-1]:.3f}, length {pre.greedy_len_median[-1]:g}"),
+        ("GRPO from a later checkpoint, final greedy accuracy and length", "100%, length grows from 1 to d",
+         f"{rl[best].greedy_acc[-1]:.3f} (from step {best:,}), length {rl[best].greedy_len_median[-1]:g}"),
+        ("GRPO from the earliest checkpoint", "may not generalize despite the length increase",
+         f"{rl[earliest].greedy_acc[-1]:.3f} (from step {earliest:,}), length {rl[earliest].greedy_len_median[-1]:g}"),
+    ]

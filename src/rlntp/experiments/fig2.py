@@ -123,3 +123,21 @@ def plot_fig2(curves: dict, finals: pd.DataFrame, config: pd.Series, path: Path)
                  f"{config['model.layers']}x{config['model.width']}, medians over {seeds} seed{'s' if seeds > 1 else ''}")
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def paper(table: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The paper's claims for Fig. 2 (and Theorem 1) beside this sweep's final accuracies."""
+    finals = final_values(table)
+    medians = finals.groupby("p_cot")["eval/greedy_acc"].median()
+    below = medians[medians.index < closed_forms.CRITICAL_P_COT]
+    at_chance = medians[medians <= 0.55].index
+    solved = medians[medians >= 0.9].index
+    long_error = (finals["eval/sampled_long_frac"] - finals["p_cot"]).abs().max()
+    threshold = (f"between {at_chance.max():g} and {solved[solved > at_chance.max()].min():g}"
+                 if len(at_chance) and (solved > at_chance.max()).any() else "not bracketed by this sweep")
+    return [
+        ("p_cot above which NTP's final greedy accuracy is high", "1/3 (Theorem 1)", threshold),
+        ("final greedy accuracy below 1/3 (medians)", "50%",
+         ", ".join(f"{p:g}: {a:.3f}" for p, a in below.items()) or "no p_cot below 1/3"),
+        ("fraction of long answers at T = 1", "p_cot (Theorem 1: P(long) = p_cot)", f"within {long_error:.3f} of p_cot"),
+    ]

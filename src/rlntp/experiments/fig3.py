@@ -108,3 +108,19 @@ def plot_fig3(curves: dict[tuple, Curve], histogram_run: pd.DataFrame, temps: li
     fig.suptitle(f"Post-training from one checkpoint: parity d = {config['task.d']}, $p_{{cot}}$ = {config['task.p_cot']:g}")
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def paper(table: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The paper's claims for Fig. 3 beside this sweep's final greedy accuracies."""
+    post = table[(table["stage"] == "posttrain") & table["eval/greedy_acc"].notna()]
+    last = post.sort_values("step").groupby("run").tail(1)
+    default = last[~last["post.logprobs_at_tau"].astype(bool)]
+    star = default[(default["post.algo"] == "star") & (default["post.reward"] == "e2e")]
+    return [
+        ("RL runs (3 algorithms x 2 rewards x temperatures) ending at >= 95% greedy",
+         "all three algorithms generalize, length 1 -> d",
+         f"{(default['eval/greedy_acc'] >= 0.95).sum()} of {len(default)}; median length "
+         f"{default['eval/greedy_len_median'].median():g}"),
+        ("STaR with the end-to-end reward across temperatures", "unstable at high temperature",
+         ", ".join(f"T={r['post.temperature']:g}: {r['eval/greedy_acc']:.3f}" for _, r in star.iterrows())),
+    ]

@@ -145,3 +145,26 @@ def plot_partial_cot(evals: pd.DataFrame, task: ParityTask, path: Path) -> None:
     fig.suptitle(f"Partial chain of thought: parity d = {task.d}, p_cot = {task.p_cot:g}, p_medium = {task.p_medium:g}")
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def paper(table: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The paper's claims for Fig. 14 beside this sweep's GRPO runs (their last evaluation, first seed)."""
+    evals = table[table["eval/greedy_acc"].notna()]
+    task = _task(evals.iloc[0])
+    post = evals[evals["stage"] == "posttrain"].sort_values("step").groupby("run").tail(1)
+    steps = sorted(post["source_step"].unique())
+
+    def outcome(step: int, reward: str) -> str:
+        row = post[(post["source_step"] == step) & (post["post.reward"] == reward)].head(1)
+        f = length_fractions(row, "greedy", task).iloc[0]
+        return (f"greedy {row['eval/greedy_acc'].iloc[0]:.3f}; long {f['long']:.2f}, medium {f['medium']:.2f}, "
+                f"short {f['short']:.2f}")
+
+    early, late = int(steps[0]), int(steps[-1])
+    return [
+        (f"GRPO, end-to-end, early checkpoint ({early:,})", "generalizes with almost only long answers",
+         outcome(early, "e2e")),
+        (f"GRPO, end-to-end, late checkpoint ({late:,})", "100%, long and medium answers", outcome(late, "e2e")),
+        (f"GRPO, length penalty 0.4, late checkpoint ({late:,})", "accurate and short", outcome(late, "length")),
+        (f"GRPO, length penalty 0.4, early checkpoint ({early:,})", "fails", outcome(early, "length")),
+    ]

@@ -128,3 +128,23 @@ def plot_rare(table: pd.DataFrame, runs: pd.DataFrame, path: Path) -> None:
                  "from an early and a late checkpoint")
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def paper(table: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The paper's claims for Figs. 9-11 beside this sweep's runs (log-probabilities at temperature 1)."""
+    runs = per_run(table)
+    runs = runs[~runs["at_tau"]]
+    ps, steps = sorted(runs["p_cot"].unique()), sorted(runs["from_step"].unique())
+
+    def solved(p: float, step: int) -> str:
+        rows = runs[(runs["p_cot"] == p) & (runs["from_step"] == step)]
+        return f"{(rows['greedy'] >= SOLVED).sum()} of {len(rows)} runs at >= 95%"
+
+    return [
+        (f"early checkpoint ({steps[0]:,}), larger p_cot ({ps[-1]:g})", "works for most temperatures (Fig. 9)",
+         solved(ps[-1], steps[0])),
+        (f"early checkpoint ({steps[0]:,}), smaller p_cot ({ps[0]:g})", "not reliable for any algorithm (Fig. 10)",
+         solved(ps[0], steps[0])),
+        (f"late checkpoint ({steps[-1]:,}), smaller p_cot ({ps[0]:g})",
+         "all three algorithms succeed more often at tau <= 1 (Fig. 11)", solved(ps[0], steps[-1])),
+    ]

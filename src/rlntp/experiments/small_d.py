@@ -90,3 +90,12 @@ def plot_small_d(table: pd.DataFrame, seeds: pd.DataFrame, path: Path) -> None:
                  f"{config['model.layers']}x{config['model.width']} (dotted: the seed reaches {SOLVED:.0%} greedy)")
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def paper(table: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The paper's claim for Fig. 12 beside this sweep's seeds."""
+    seeds = per_seed(table)
+    return [("seeds that generalize by NTP alone at small d", "some, after a long wait (d = 11, 12)",
+             "; ".join(f"d={d}: {rows['reached'].sum()} of {len(rows)}, after "
+                       + ", ".join(f"{'' if r.reached else '>'}{r.samples:,.0f}" for r in rows.itertuples())
+                       + " samples" for d, rows in seeds.groupby("d")))]

@@ -132,3 +132,20 @@ def plot_star_odds(rounds: pd.DataFrame, config: pd.Series, path: Path) -> None:
                  f"{config['model.layers']}x{config['model.width']}")
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def paper(table: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """Theorem 2's predictions beside the transformer's STaR rounds."""
+    rounds = rounds_table(table)
+    first = rounds[(rounds["round"] >= 1) & (rounds["round"] <= 3)]
+    turned = []
+    for seed, group in rounds.groupby("seed"):
+        long = group[group["greedy_long"] > 0.5]["round"]
+        turned.append(f"seed {seed}: {long.iloc[0] if len(long) else '>' + str(group['round'].max())} "
+                      f"(predicted {predicted_greedy_round(group['measured'].iloc[0])})")
+    return [
+        ("long fraction per STaR round, rounds 1-3", "p_{t+1} = 2 p_t / (1 + p_t) (linear model)",
+         f"largest |measured - recursion| {(first['measured'] - first['predicted']).abs().max():.3f} over "
+         f"{rounds['seed'].nunique()} seeds"),
+        ("round after which greedy decoding turns long", "the first t with p_t > 1/3", "; ".join(turned)),
+    ]

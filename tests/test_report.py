@@ -1,0 +1,93 @@
+"""`rlntp report DIR`: one static page with a section per reproduction, and only links to files that exist."""
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from rlntp.cli import main  # noqa: E402
+from rlntp.report import find_sections, write_report  # noqa: E402
+
+
+def _png(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [0, 1])
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _section(path: Path, recipe: str, **extra) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "report.json").write_text(json.dumps({"recipe": recipe, "title": f"{recipe} title", "preset": "cpu",
+                                                  "command": f"rlntp reproduce {recipe}", "seconds": 75.0} | extra))
+    (path / "summary.txt").write_text(f"{recipe} table\n")
+    _png(path / f"{recipe}.png")
+
+
+@pytest.fixture
+def reproductions(tmp_path):
+    root = tmp_path / "all"
+    _section(root / "star-odds", "star-odds")
+    _section(root / "fig1", "fig1", paper=[{"quantity": "NTP greedy", "paper": "50%", "ours": "0.493 <script>"}])
+    legacy = root / "mult"  # a recipe from before report.json: recipe.json and figures one level down
+    legacy.mkdir()
+    (legacy / "recipe.json").write_text(json.dumps({"recipe": "mult", "preset": {"digits": [3]}}))
+    _png(legacy / "n3" / "mult.png")
+    (root / "fig1" / "runs" / "x").mkdir(parents=True)  # a run directory is never a section
+    (root / "fig1" / "runs" / "x" / "recipe.json").write_text(json.dumps({"recipe": "inner"}))
+    _png(root / "fig1" / "runs" / "x" / "plot.png")
+    return root
+
+
+def test_the_page_has_a_section_per_reproduction_in_the_paper_order_and_existing_images(reproductions):
+    assert [p.name for p in find_sections(reproductions)] == ["fig1", "star-odds", "mult"]
+    page = write_report(reproductions).read_text()
+    ids = re.findall(r'<h2 id="([^"]+)"', page)
+    assert ids == ["fig1", "star-odds", "mult"]
+    sources = re.findall(r'<img[^>]* src="([^"]+)"', page)
+    assert sorted(sources) == ["fig1/fig1.png", "mult/n3/mult.png", "star-odds/star-odds.png"]
+    assert all((reproductions / s).exists() for s in sources)
+    assert "<td>50%</td><td>0.493 &lt;script&gt;</td>" in page and "<script>" not in page
+    assert "1 min 15 s" in page and "rlntp reproduce fig1" in page and "&quot;digits&quot;" in page
+
+
+def test_the_page_is_well_formed(reproductions):
+    class Balance(HTMLParser):
+        void = {"meta", "img", "br", "hr", "link"}
+
+        def __init__(self):
+            super().__init__()
+            self.stack = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in self.void:
+                self.stack.append(tag)
+
+        def handle_endtag(self, tag):
+            assert self.stack and self.stack.pop() == tag, tag
+
+    parser = Balance()
+    parser.feed(write_report(reproductions, reproductions / "elsewhere" / "page.html").read_text())
+    assert parser.stack == []
+
+
+def test_images_are_relative_to_the_page_wherever_it_is_written(reproductions):
+    page = write_report(reproductions, reproductions / "elsewhere" / "page.html")
+    for source in re.findall(r'<img[^>]* src="([^"]+)"', page.read_text()):
+        assert (page.parent / source).resolve().exists()
+
+
+def test_a_directory_without_reproductions_is_one_line(tmp_path, capsys):
+    for path in (tmp_path / "missing", tmp_path):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["report", str(path)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("error: ")
