@@ -123,7 +123,7 @@ def plot_star_odds(rounds: pd.DataFrame, config: pd.Series, path: Path) -> None:
     axes[0].legend(fontsize=7)
     axes[1].set(xlabel="STaR round", ylabel="odds of a long answer", yscale="log", title="odds double every round")
     axes[2].set(xlabel="STaR round", ylim=(-0.02, 1.02),
-                title="greedy decoding (dash-dot: predicted round, first $p_t$ > 1/3)")
+                title="greedy decoding (dash-dot: predicted round)")
     axes[2].legend(fontsize=7)
     for ax in axes:
         ax.grid(alpha=0.3)

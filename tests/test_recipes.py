@@ -1,0 +1,143 @@
+"""The recipes of Figs. 6-12, 14 and Theorem 2 on a CI budget: one claim of the paper per recipe family,
+and `rlntp reproduce all` writing a report with a section per recipe."""
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rlntp.cli import main
+
+TINY_MODEL = {"layers": 2, "width": 64, "heads": 4}
+
+
+def _run(recipe: str, module, preset: dict, tmp_path: Path, monkeypatch, workers: int = 1) -> pd.DataFrame:
+    monkeypatch.setitem(module.PRESETS, "ci", preset)
+    out = tmp_path / recipe
+    main(["reproduce", recipe, "--preset", "ci", "--out", str(out), "--device", "cpu", "--workers", str(workers),
+          "--quiet"])
+    assert (out / "summary.txt").exists() and (out / "report.json").exists()
+    assert list(out.glob("*.png"))
+    return pd.read_parquet(out / "results.parquet")
+
+
+@pytest.mark.slow
+def test_star_odds_follows_theorem_2_on_the_transformer(tmp_path, monkeypatch):
+    """STaR with the chain-of-thought reward: the long fraction tracks p_{t+1} = 2p_t / (1 + p_t)."""
+    from rlntp.experiments import star_odds
+
+    # d = 8: the short path is not learned (at d = 6 it is within 600 steps, and short answers are then right)
+    preset = star_odds._preset(8, 0.2, TINY_MODEL, {"steps": 1000, "batch_size": 128, "lr": 1e-3, "eval_every": 500,
+                                                    "eval_samples": 2000, "save_every": 1000},
+                               [0], rounds=3, samples=2000, eval_samples=2000)
+    rounds = star_odds.rounds_table(_run("star-odds", star_odds, preset, tmp_path, monkeypatch))
+    assert 0.12 <= rounds["measured"].iloc[0] <= 0.28  # p_0 near p_cot
+    diff = (rounds["measured"] - rounds["predicted"]).abs()
+    assert diff.max() <= 0.1, rounds.to_string()
+    assert rounds["measured"].iloc[-1] >= 0.55  # the odds grew: 0.2 -> 0.67 by the recursion
+
+
+@pytest.mark.slow
+def test_length_penalty_breaks_a_checkpoint_without_the_medium_path(tmp_path, monkeypatch):
+    """Fig. 14's bottom left: with only the long path learned, the end-to-end reward generalizes with long
+    answers, the length-penalized one collapses to short guesses."""
+    from rlntp.experiments import partial_cot
+
+    preset = partial_cot._preset(6, 0.3, 0.05, TINY_MODEL, {"steps": 600, "batch_size": 128, "lr": 1e-3,
+                                                            "eval_every": 300, "eval_samples": 500, "save_every": 600},
+                                 [0], ["last"], {"steps": 20, "eval_every": 10, "eval_samples": 500, "save_every": 20})
+    table = _run("partial-cot", partial_cot, preset, tmp_path, monkeypatch)
+    post = table[(table["stage"] == "posttrain") & (table["step"] == 20)].set_index("post.reward")
+    task = partial_cot._task(post.iloc[0])
+    fractions = partial_cot.length_fractions(post, "greedy", task)
+    assert post.loc["e2e", "eval/greedy_acc"] >= 0.9 and fractions.loc["e2e", "long"] >= 0.9
+    assert post.loc["length", "eval/greedy_acc"] <= 0.65 and fractions.loc["length", "short"] >= 0.8
+
+
+@pytest.mark.slow
+def test_rl_from_too_early_a_checkpoint_fails_and_from_a_later_one_succeeds(tmp_path, monkeypatch):
+    """Figs. 9-11 (and Fig. 1): at a small p_cot, RL works once pre-training has learned the long path."""
+    from rlntp.experiments import rare
+
+    preset = {"pretrain": {"task": {"d": 8, "p_cot": 0.2}, "model": TINY_MODEL,
+                           "train": {"steps": 1000, "batch_size": 128, "lr": 1e-3, "eval_every": 500,
+                                     "eval_samples": 500, "save_every": 200}},
+              "posttrain": {"grpo": {"from_steps": [200, "last"], "axes": {"post.temperature": [1.0]},
+                                     "post": {"algo": "grpo", "reward": "e2e", "steps": 30, "eval_every": 15,
+                                              "eval_samples": 500, "save_every": 30}}}}
+    runs = rare.per_run(_run("rare", rare, preset, tmp_path, monkeypatch)).set_index("from_step")
+    assert runs.loc[200, "greedy"] <= 0.75
+    assert runs.loc[1000, "greedy"] >= 0.9 and runs.loc[1000, "length"] == 8
+
+
+@pytest.mark.slow
+def test_mistral_needs_rl_too(tmp_path, monkeypatch):
+    """Figs. 6-8 with rotary positions: NTP greedy at chance, GRPO afterwards generalizes."""
+    from rlntp.experiments import arch
+
+    preset = arch._preset(8, ["mistral"], [2], [[64, 4]], {"steps": 800, "batch_size": 128, "lr": 1e-3,
+                                                           "eval_every": 400, "eval_samples": 500, "save_every": 800},
+                          [0], {"steps": 20, "eval_every": 10, "eval_samples": 500, "save_every": 20})
+    runs = arch.per_run(_run("arch", arch, preset, tmp_path, monkeypatch))
+    assert 0.4 <= runs["ntp_greedy"].iloc[0] <= 0.6
+    assert runs["rl_greedy"].iloc[0] >= 0.9
+
+
+@pytest.mark.slow
+def test_at_small_d_next_token_prediction_alone_generalizes_with_short_answers(tmp_path, monkeypatch):
+    """Fig. 12: at d = 4 pre-training alone gets there, answering in one token."""
+    from rlntp.experiments import small_d
+
+    preset = {"pretrain": {"task": {"p_cot": 0.25}, "model": TINY_MODEL,
+                           "train": {"steps": 400, "batch_size": 128, "lr": 1e-3, "eval_every": 50, "eval_samples": 500,
+                                     "save_every": 400},
+                           "axes": {"task.d": [4]}}}
+    seeds = small_d.per_seed(_run("small-d", small_d, preset, tmp_path, monkeypatch))
+    assert seeds["reached"].all() and (seeds["greedy_len"] == 1).all()
+
+
+def shrink(preset: dict) -> dict:
+    """A preset cut to seconds: d = 4, a few steps, one value per axis, RL from the last checkpoint."""
+    preset = copy.deepcopy(preset)
+    pre = preset["pretrain"]
+    pre["task"]["d"] = 4
+    pre["model"] = {"layers": 1, "width": 16, "heads": 2}
+    pre["train"] |= {"steps": 20, "eval_every": 10, "eval_samples": 32, "save_every": 10, "batch_size": 32}
+    pre["axes"] = {key: values[:1] if key != "task.p_cot" else values[:2] for key, values in pre.get("axes", {}).items()
+                   if key != "model.layers"}
+    pre["axes"].pop("model.width, model.heads", None)
+    for group in preset.get("posttrain", {}).values():
+        group["from_steps"] = ["last"]
+        group["post"] |= {"steps": 2, "eval_every": 1, "eval_samples": 32, "save_every": 2}
+        if group["post"].get("algo") == "star":
+            group["post"]["prompts_per_step"] = 32
+        else:
+            group["post"] |= {"prompts_per_step": 4}
+    return preset
+
+
+@pytest.mark.slow
+def test_reproduce_all_writes_a_report_with_every_recipe(tmp_path, monkeypatch, capsys):
+    from rlntp import experiments
+    from rlntp.experiments import PARITY_RECIPES, recipe_module
+
+    for name in PARITY_RECIPES:
+        module = recipe_module(name)
+        monkeypatch.setitem(module.PRESETS, "ci", shrink(module.PRESETS["cpu"]))
+    monkeypatch.setitem(experiments.THEORY, "ci", {"d": 6, "p_cots": (0.1, 0.5), "star_p_cots": (0.1,), "rounds": 2,
+                                                   "eval_samples": 200})
+    out = tmp_path / "all"
+    main(["reproduce", "all", "--preset", "ci", "--out", str(out), "--device", "cpu", "--quiet"])
+    page = (out / "report.html").read_text()
+    for name in PARITY_RECIPES + ("theory",):
+        assert (out / name / "report.json").exists()
+        assert json.loads((out / name / "report.json").read_text())["recipe"] == name
+        assert f'id="{name}"' in page, name
+    sources = re.findall(r'<img[^>]* src="([^"]+)"', page)
+    assert len(sources) >= len(PARITY_RECIPES) + 2  # every recipe's figure and the theory's two
+    for source in sources:
+        assert (out / source).exists(), source
+    assert "report.html" in capsys.readouterr().out
