@@ -272,6 +272,24 @@ fig13 = _sweep_recipe("fig13", "Figure 13: samples to >= 95% greedy accuracy as 
                       "from a ladder of checkpoints.",
                       "cpu (d = 4, 6, 8, 10 x 3 seeds; 2 cores, --workers 2: about 12 minutes) or paper (GPT-2 "
                       "4 x 128, 32 heads, d = 6..12; GPUs)")
+arch = _sweep_recipe("arch", "Figures 6-8: GPT-2 and Mistral at depth 2 / 4 / 8 over widths x heads; pre-training, "
+                     "then GRPO from the last checkpoint.",
+                     "cpu (d = 10, width 64, 4 and 8 heads, 1 seed; 2 cores, about 15 minutes) or paper (d = 50, "
+                     "widths 128 and 256, 3 seeds; GPUs)")
+rare = _sweep_recipe("rare", "Figures 9-11: STaR / REINFORCE / GRPO x temperatures at two smaller p_cot, from an "
+                     "early and a late checkpoint.",
+                     "cpu (d = 8, p_cot = 0.1 and 0.15; 2 cores, about 6 minutes) or paper (d = 50, from 20k and "
+                     "50k steps; GPUs)")
+small_d = _sweep_recipe("small-d", "Figure 12: at small d, next-token prediction alone generalizes for some seeds "
+                        "after a long wait.",
+                        "cpu (d = 6, 7 x 3 seeds; 2 cores, --workers 2: about 7 minutes) or paper (d = 11, 12; GPUs)")
+partial_cot = _sweep_recipe("partial-cot", "Figure 14: long, medium and short sequences; the staircase in "
+                            "pre-training, GRPO from an early and a late checkpoint with the end-to-end and the "
+                            "length-penalized reward.",
+                            "cpu (d = 8; 2 cores, a few minutes) or paper (d = 50; GPUs)")
+star_odds = _sweep_recipe("star-odds", "Theorem 2 on the transformer: STaR with the chain-of-thought reward, the long "
+                          "fraction round by round against p_{t+1} = 2 p_t / (1 + p_t).",
+                          "cpu (d = 8, p_cot = 0.15, 3 seeds; 2 cores, about 2 minutes) or paper (d = 50; for a GPU)")
 
 
 def reproduce_all(executor: Annotated["ExecutorConfig", Flat], out: Path = Path("runs/all"), preset: str = "cpu",
@@ -343,24 +361,6 @@ def check_positive(**values: int) -> None:
 DESCRIPTION = ("RL after next-token prediction (Tsilivis et al., 2025). The paper's figures as recipes: "
                "rlntp reproduce --help; datasets on disk: rlntp data --help; its theory (linear autoregressive "
                "model): rlntp theory --help")
-arch = _sweep_recipe("arch", "Figures 6-8: GPT-2 and Mistral at depth 2 / 4 / 8 over widths x heads; pre-training, "
-                     "then GRPO from the last checkpoint.",
-                     "cpu (d = 10, width 64, 4 and 8 heads, 1 seed; 2 cores, about 10 minutes) or paper (d = 50, "
-                     "widths 128 and 256, 3 seeds; GPUs)")
-rare = _sweep_recipe("rare", "Figures 9-11: STaR / REINFORCE / GRPO x temperatures at two smaller p_cot, from an "
-                     "early and a late checkpoint.",
-                     "cpu (d = 8, p_cot = 0.1 and 0.15; 2 cores, about 8 minutes) or paper (d = 50, from 20k and "
-                     "50k steps; GPUs)")
-small_d = _sweep_recipe("small-d", "Figure 12: at small d, next-token prediction alone generalizes for some seeds "
-                        "after a long wait.",
-                        "cpu (d = 6, 7 x 3 seeds; 2 cores, --workers 2: about 7 minutes) or paper (d = 11, 12; GPUs)")
-partial_cot = _sweep_recipe("partial-cot", "Figure 14: long, medium and short sequences; the staircase in "
-                            "pre-training, GRPO from an early and a late checkpoint with the end-to-end and the "
-                            "length-penalized reward.",
-                            "cpu (d = 8; 2 cores, a few minutes) or paper (d = 50; GPUs)")
-star_odds = _sweep_recipe("star-odds", "Theorem 2 on the transformer: STaR with the chain-of-thought reward, the long "
-                          "fraction round by round against p_{t+1} = 2 p_t / (1 + p_t).",
-                          "cpu (d = 8, p_cot = 0.15, 3 seeds; 2 cores, about 2 minutes) or paper (d = 50; for a GPU)")
 REPRODUCE = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "arch": arch, "rare": rare, "small-d": small_d,
              "partial-cot": partial_cot, "fig13": fig13, "star-odds": star_odds, "mult": mult, "all": reproduce_all}
 COMMANDS = {"sample": sample, "pretrain": pretrain, "posttrain": posttrain, "eval": evaluate, "plot": plot,
