@@ -20,6 +20,9 @@ from rlntp.experiments.summary import SOLVED, first_solved  # noqa: E402
 
 _GRPO = {"algo": "grpo", "reward": "e2e", "temperature": 1.0}
 ARCH_KEYS = ["model.arch", "model.layers", "model.width", "model.heads"]
+UNSTABLE = 0.1
+"""A pre-training run counts as unstable if its T = 1 accuracy falls by more than this from its best so far
+(calibrated runs sit within ~0.05 of 1/2 + p_cot/2 once the long path is learned)."""
 
 
 def _preset(d: int, archs: list[str], layers: list[int], shapes: list[list[int]], train: dict, seeds: list[int],
@@ -85,8 +88,8 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     lines.append("")
     for arch, rows in runs.groupby("model.arch", sort=False):
         lines.append(f"{arch}: NTP greedy >= {SOLVED:.0%} in {(rows['ntp_best_greedy'] >= SOLVED).sum()} of {len(rows)} "
-                     f"runs; GRPO >= {SOLVED:.0%} in {rows['rl_reached'].sum()} of {len(rows)}; median max drop of "
-                     f"T = 1 accuracy in pre-training {rows['ntp_max_drop'].median():.3f}")
+                     f"runs; GRPO >= {SOLVED:.0%} in {rows['rl_reached'].sum()} of {len(rows)}; T = 1 accuracy fell by "
+                     f"more than {UNSTABLE} in pre-training in {(rows['ntp_max_drop'] > UNSTABLE).sum()} of {len(rows)}")
     return "\n".join(lines)
 
 
@@ -129,11 +132,11 @@ def plot_arch(table: pd.DataFrame, path: Path) -> None:
 def paper(table: pd.DataFrame) -> list[tuple[str, str, str]]:
     """The paper's claims for Figs. 6-8 beside this sweep's runs."""
     runs = per_run(table)
-    drops = runs.groupby("model.arch")["ntp_max_drop"].median()
+    unstable = runs.groupby("model.arch")["ntp_max_drop"].agg(lambda drops: f"{(drops > UNSTABLE).sum()} of {len(drops)}")
     return [
         ("NTP alone reaching 95% greedy", "never consistently, for any architecture",
          f"{(runs['ntp_best_greedy'] >= SOLVED).sum()} of {len(runs)} runs"),
         ("GRPO after NTP reaching 95% greedy", "generalizes", f"{runs['rl_reached'].sum()} of {len(runs)} runs"),
-        ("pre-training stability (median largest fall of T = 1 accuracy)", "Mistral less stable than GPT-2",
-         ", ".join(f"{arch}: {drop:.3f}" for arch, drop in drops.items())),
+        (f"pre-training runs whose T = 1 accuracy fell by more than {UNSTABLE} from its best",
+         "Mistral less stable than GPT-2", ", ".join(f"{arch}: {count}" for arch, count in unstable.items())),
     ]
