@@ -104,6 +104,11 @@ def _rounds_within(group: pd.DataFrame) -> int:
     return int(np.argmin(close)) if not close.all() else len(close)
 
 
+def _odds(p: pd.Series) -> np.ndarray:
+    p = np.clip(p.to_numpy(dtype=float), None, 1 - 1e-6)
+    return p / (1 - p)
+
+
 def plot_star_odds(rounds: pd.DataFrame, config: pd.Series, path: Path) -> None:
     """Long fraction per round against the recursion (left), its odds on a log scale (centre), greedy decoding (right)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
@@ -111,9 +116,8 @@ def plot_star_odds(rounds: pd.DataFrame, config: pd.Series, path: Path) -> None:
         color = f"C{i}"
         axes[0].plot(group["round"], group["measured"], "o-", color=color, label=f"seed {seed}: measured")
         axes[0].plot(group["round"], group["predicted"], "--", color=color, alpha=0.7, label=f"seed {seed}: recursion")
-        odds = lambda p: np.asarray(p) / (1 - np.clip(np.asarray(p), None, 1 - 1e-6))  # noqa: E731
-        axes[1].plot(group["round"], odds(group["measured"]), "o-", color=color)
-        axes[1].plot(group["round"], odds(group["predicted"]), "--", color=color, alpha=0.7)
+        axes[1].plot(group["round"], _odds(group["measured"]), "o-", color=color)
+        axes[1].plot(group["round"], _odds(group["predicted"]), "--", color=color, alpha=0.7)
         axes[2].plot(group["round"], group["greedy_long"], "o-", color=color, label=f"seed {seed}: greedy P(long)")
         axes[2].plot(group["round"], group["greedy_acc"], "s:", color=color, alpha=0.7, label=f"seed {seed}: greedy acc")
         axes[2].axvline(predicted_greedy_round(group["measured"].iloc[0]), color=color, lw=0.8, ls="-.")
