@@ -90,6 +90,7 @@ def _base_argv(command, source_run, scratch):
         ("posttrain",): ["--from", str(source_run), "--device", "cpu", *out],
         ("eval",): [str(source_run), "--samples", "8", "--device", "cpu"],
         ("plot",): [str(source_run), "--out", str(scratch / "plot.png")],
+        ("report",): [str(scratch.parent), "--out", str(scratch / "report.html")],
         ("data", "mult"): ["--digits", "2", "--train", "20", "--valid", "5", "--test", "5", *out],
         ("theory", "pretrain"): ["--steps", "2", "--eval-samples", "10"],
         ("theory", "star"): ["--steps", "2", "--rounds", "1", "--eval-samples", "10"],
@@ -103,13 +104,13 @@ def _tree(path: Path) -> dict[str, int]:
 
 
 def test_every_option_of_every_command_refuses_bad_values(source_run, tmp_path, monkeypatch, capsys):
-    from rlntp import data, evaluation, plots, runs
+    from rlntp import data, evaluation, plots, report, runs
     from rlntp.theory import experiments
 
     def accept(*args, **kwargs):
         raise Accepted
     for module, name in ((runs, "open_run_dir"), (runs, "open_recipe_dir"), (runs, "open_sweep_dir"),
-                         (data, "write_dataset"),
+                         (data, "write_dataset"), (report, "write_report"),
                          (evaluation, "evaluate"), (plots, "plot_run"), (experiments, "pretrain"),
                          (experiments, "star")):
         monkeypatch.setattr(module, name, accept)

@@ -4,6 +4,7 @@ import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import matplotlib
 
@@ -81,7 +82,18 @@ def test_the_page_is_well_formed(reproductions):
 def test_images_are_relative_to_the_page_wherever_it_is_written(reproductions):
     page = write_report(reproductions, reproductions / "elsewhere" / "page.html")
     for source in re.findall(r'<img[^>]* src="([^"]+)"', page.read_text()):
-        assert (page.parent / source).resolve().exists()
+        assert (page.parent / unquote(source)).resolve().exists()
+
+
+def test_repeated_recipes_get_their_own_anchors_and_a_broken_file_becomes_a_note(tmp_path):
+    _section(tmp_path / "cpu" / "fig1", "fig1", seconds="?", paper=[{"quantity": "acc", "paper": 0.5, "ours": None}])
+    _section(tmp_path / "paper" / "fig1", "fig1")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "report.json").write_text("{half written")
+    page = write_report(tmp_path).read_text()
+    assert re.findall(r'<h2 id="([^"]+)"', page) == ["fig1", "fig1-2", "broken"]
+    assert "<td>acc</td><td>0.5</td><td></td>" in page and "wall time not recorded" in page
+    assert "report.json could not be read" in page
 
 
 def test_a_directory_without_reproductions_is_one_line(tmp_path, capsys):

@@ -274,11 +274,11 @@ fig13 = _sweep_recipe("fig13", "Figure 13: samples to >= 95% greedy accuracy as 
                       "4 x 128, 32 heads, d = 6..12; GPUs)")
 arch = _sweep_recipe("arch", "Figures 6-8: GPT-2 and Mistral at depth 2 / 4 / 8 over widths x heads; pre-training, "
                      "then GRPO from the last checkpoint.",
-                     "cpu (d = 10, width 64, 4 and 8 heads, 1 seed; 2 cores, about 15 minutes) or paper (d = 50, "
+                     "cpu (d = 10, width 64, 4 and 8 heads, 1 seed; 2 cores, about 20 minutes) or paper (d = 50, "
                      "widths 128 and 256, 3 seeds; GPUs)")
 rare = _sweep_recipe("rare", "Figures 9-11: STaR / REINFORCE / GRPO x temperatures at two smaller p_cot, from an "
                      "early and a late checkpoint.",
-                     "cpu (d = 8, p_cot = 0.1 and 0.15; 2 cores, about 6 minutes) or paper (d = 50, from 20k and "
+                     "cpu (d = 8, p_cot = 0.1 and 0.15; 2 cores, --workers 2: about 3 minutes) or paper (d = 50, from 20k and "
                      "50k steps; GPUs)")
 small_d = _sweep_recipe("small-d", "Figure 12: at small d, next-token prediction alone generalizes for some seeds "
                         "after a long wait.",
@@ -289,7 +289,7 @@ partial_cot = _sweep_recipe("partial-cot", "Figure 14: long, medium and short se
                             "cpu (d = 8; 2 cores, a few minutes) or paper (d = 50; GPUs)")
 star_odds = _sweep_recipe("star-odds", "Theorem 2 on the transformer: STaR with the chain-of-thought reward, the long "
                           "fraction round by round against p_{t+1} = 2 p_t / (1 + p_t).",
-                          "cpu (d = 8, p_cot = 0.15, 3 seeds; 2 cores, about 2 minutes) or paper (d = 50; for a GPU)")
+                          "cpu (d = 8, p_cot = 0.15, 3 seeds; 2 cores, about 3 minutes) or paper (d = 50; for a GPU)")
 
 
 def reproduce_all(executor: Annotated["ExecutorConfig", Flat], out: Path = Path("runs/all"), preset: str = "cpu",
@@ -302,7 +302,7 @@ def reproduce_all(executor: Annotated["ExecutorConfig", Flat], out: Path = Path(
     Args:
         executor: where runs execute and how many at once
         out: directory holding one directory per recipe, theory/ and report.html
-        preset: cpu (2 cores, --workers 2: about 75 minutes) or paper (GPUs)
+        preset: cpu (2 cores, --workers 2: about 65 minutes) or paper (GPUs)
         device: cpu, cuda, cuda:N or auto
         quiet: no progress bars
     """

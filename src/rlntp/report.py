@@ -10,6 +10,7 @@ import html
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
@@ -57,13 +58,17 @@ def find_sections(root: Path) -> list[Path]:
 
 
 def _read(section: Path) -> dict:
-    """The section's report.json, or what recipe.json tells of it."""
-    if (section / "report.json").exists():
-        record = json.loads((section / "report.json").read_text())
-    else:
-        legacy = json.loads((section / "recipe.json").read_text())
-        record = {"recipe": legacy.get("recipe", section.name), "config": legacy.get("preset")}
-    record.setdefault("recipe", section.name)
+    """The section's report.json, or what recipe.json tells of it; a file that cannot be read becomes a note."""
+    name = "report.json" if (section / "report.json").exists() else "recipe.json"
+    try:
+        record = json.loads((section / name).read_text())
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:  # one broken file should not hide the other sections
+        return {"recipe": section.name, "notes": f"{name} could not be read: {error}"}
+    if name == "recipe.json":
+        record = {"recipe": record.get("recipe"), "config": record.get("preset")}
+    record["recipe"] = str(record.get("recipe") or section.name)
     return record
 
 
@@ -83,7 +88,7 @@ def _figures(section: Path, sections: set[Path]) -> list[Path]:
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
+    if not isinstance(seconds, (int, float)):
         return "not recorded"
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes} min {secs} s" if minutes else f"{secs} s"
@@ -94,42 +99,70 @@ def _status(section: Path) -> str:
     path = section / "status.json"
     if not path.exists():
         return ""
-    states: dict[str, int] = {}
-    for run in json.loads(path.read_text()).get("runs", {}).values():
-        states[run.get("state", "?")] = states.get(run.get("state", "?"), 0) + 1
+    try:
+        runs = json.loads(path.read_text()).get("runs", {})
+    except (OSError, ValueError, AttributeError):  # being rewritten, or not the engine's file
+        return ""
+    states = Counter(str(run.get("state", "?")) for run in runs.values() if isinstance(run, dict))
     return ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
 
 
-def _section_html(section: Path, page_dir: Path, sections: set[Path]) -> str:
-    record = _read(section)
-    name = record["recipe"]
-    e = html.escape
-    parts = [f'<h2 id="{e(name)}">{e(record.get("title") or name)}</h2>']
-    meta = [f"directory <code>{e(os.path.relpath(section, page_dir))}</code>"]
+def _anchors(records: list[dict]) -> list[str]:
+    """One id per section: the recipe's name, numbered from the second time it appears (fig1, fig1-2)."""
+    anchors, seen = [], {}
+    for record in records:
+        name = record["recipe"]
+        seen[name] = seen.get(name, 0) + 1
+        anchors.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return anchors
+
+
+def _configs(section: Path, record: dict) -> list[tuple[str, str]]:
+    """(label, pretty-printed JSON) of the section's sweep.json and its recipe's preset settings."""
+    configs = []
+    if (section / "sweep.json").exists():
+        text = (section / "sweep.json").read_text()
+        try:
+            text = json.dumps(json.loads(text), indent=2)
+        except ValueError:
+            pass  # shown as it is
+        configs.append(("sweep.json", text))
+    if record.get("config"):
+        configs.append(("preset settings (recipe.json)", json.dumps(record["config"], indent=2)))
+    return configs
+
+
+def _escape(value) -> str:
+    """`value` as HTML-escaped text ('' for None); report.json may hold numbers where text is expected."""
+    return "" if value is None else html.escape(str(value))
+
+
+def _section_html(section: Path, record: dict, anchor: str, root: Path, page_dir: Path, sections: set[Path]) -> str:
+    """The section's HTML; paths are shown relative to `root` and linked relative to the page's directory."""
+    parts = [f'<h2 id="{_escape(anchor)}">{_escape(record.get("title") or record["recipe"])}</h2>']
+    meta = [f"directory <code>{_escape(os.path.relpath(section, root))}</code>"]
     if record.get("preset"):
-        meta.append(f"preset <code>{e(str(record['preset']))}</code>")
+        meta.append(f"preset <code>{_escape(record['preset'])}</code>")
     meta.append(f"wall time {_duration(record.get('seconds'))}")
     if _status(section):
-        meta.append(f"runs: {e(_status(section))}")
+        meta.append(f"runs: {_escape(_status(section))}")
     parts.append(f'<p class="meta">{" · ".join(meta)}</p>')
     if record.get("command"):
-        parts.append(f"<p>Made by <code>{e(record['command'])}</code></p>")
-    if record.get("paper"):
-        rows = "".join(f"<tr><td>{e(r.get('quantity', ''))}</td><td>{e(r.get('paper', ''))}</td>"
-                       f"<td>{e(r.get('ours', ''))}</td></tr>" for r in record["paper"])
+        parts.append(f"<p>Made by <code>{_escape(record['command'])}</code></p>")
+    if record.get("paper") and isinstance(record["paper"], list):
+        rows = "".join(f"<tr><td>{_escape(r.get('quantity', ''))}</td><td>{_escape(r.get('paper', ''))}</td>"
+                       f"<td>{_escape(r.get('ours', ''))}</td></tr>" for r in record["paper"] if isinstance(r, dict))
         parts.append(f'<table class="paper"><tr><th>quantity</th><th>the paper</th><th>ours</th></tr>{rows}</table>')
     if (section / "summary.txt").exists():
-        parts.append(f"<pre>{e((section / 'summary.txt').read_text())}</pre>")
+        parts.append(f"<pre>{_escape((section / 'summary.txt').read_text())}</pre>")
     for figure in _figures(section, sections):
         source = quote(Path(os.path.relpath(figure, page_dir)).as_posix())
-        parts.append(f'<figure><img src="{source}" alt="{e(figure.name)}">'
-                     f"<figcaption>{e(os.path.relpath(figure, page_dir))}</figcaption></figure>")
+        parts.append(f'<figure><img src="{source}" alt="{_escape(figure.name)}">'
+                     f"<figcaption>{_escape(os.path.relpath(figure, root))}</figcaption></figure>")
     if record.get("notes"):
-        parts.append(f"<p>{e(record['notes'])}</p>")
-    for label, config in (("sweep.json", (section / "sweep.json").read_text() if (section / "sweep.json").exists()
-                           else None), ("config", json.dumps(record["config"], indent=2) if record.get("config") else None)):
-        if config:
-            parts.append(f"<details><summary>{label}</summary><pre>{e(config)}</pre></details>")
+        parts.append(f"<p>{_escape(record['notes'])}</p>")
+    for label, config in _configs(section, record):
+        parts.append(f"<details><summary>{_escape(label)}</summary><pre>{_escape(config)}</pre></details>")
     return "\n".join(parts)
 
 
@@ -145,13 +178,15 @@ def write_report(root: Path, out: Path | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     page_dir = out.parent.resolve()
     sections = [s.resolve() for s in sections]
-    names = [_read(s) for s in sections]
-    toc = "".join(f'<li><a href="#{html.escape(r["recipe"])}">{html.escape(r.get("title") or r["recipe"])}</a></li>'
-                  for r in names)
-    body = "\n".join(_section_html(s, page_dir, set(sections)) for s in sections)
+    records = [_read(s) for s in sections]
+    anchors = _anchors(records)
+    toc = "".join(f'<li><a href="#{_escape(a)}">{_escape(r.get("title") or r["recipe"])}</a></li>'
+                  for r, a in zip(records, anchors))
+    body = "\n".join(_section_html(s, r, a, root.resolve(), page_dir, set(sections))
+                     for s, r, a in zip(sections, records, anchors))
     page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>rlntp: reproductions</title>"
             f"<style>{_STYLE}</style></head><body>\n<h1>How RL after next-token prediction facilitates learning: "
-            f"reproductions</h1>\n<p class=\"meta\">{html.escape(str(root))} · written "
+            f"reproductions</h1>\n<p class=\"meta\">{_escape(root)} · written "
             f"{time.strftime('%Y-%m-%d %H:%M')}</p>\n<ul>{toc}</ul>\n{body}\n</body></html>\n")
     atomic_write_text(out, page)
     return out

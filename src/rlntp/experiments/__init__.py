@@ -95,7 +95,7 @@ def reproduce_all(preset: str, out: Path, device: str, executor, progress: bool 
         started = time.perf_counter()
         figure(theory, **THEORY[preset])
         write_report_json(theory, "theory", "The linear autoregressive model: Theorem 1 (pre-training) and Theorem 2 "
-                          "(STaR), simulation over closed form", "default", f"rlntp theory figure --out {theory}",
+                          "(STaR), simulation over closed form", preset, f"rlntp theory figure --out {theory}",
                           time.perf_counter() - started, [])
         lines.append(f"{'theory':>12s}: {theory} ({time.perf_counter() - started:,.0f} s)")
     lines.append(f"report: {write_report(out)}")

@@ -37,7 +37,7 @@ def _preset(d: int, p_cot: float, model: dict, train: dict, seeds: list[int], ro
 
 
 PRESETS = {
-    # 2 cores, about 2 minutes. At d = 8 and p_cot = 0.15 the long path is learned by ~1,000 steps (T = 1
+    # 2 cores, about 3 minutes. At d = 8 and p_cot = 0.15 the long path is learned by ~1,000 steps (T = 1
     # accuracy 1/2 + p_cot/2), the short one is not; at p_cot = 0.1 the long path is not learned in 3,000
     # steps, and STaR with the chain-of-thought reward then removes the long answers instead.
     "cpu": _preset(8, 0.15, {"layers": 2, "width": 64, "heads": 4},
