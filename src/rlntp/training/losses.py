@@ -31,7 +31,8 @@ def token_logprobs(model: nn.Module, tokens: torch.Tensor, mask: torch.Tensor,
         rows = torch.nonzero(ends == end)[:, 0]
         chunk = tokens[rows, :end]
         logits = model(chunk[:, :-1], logits_from=first)  # (b, end - 1 - first, vocab)
-        picked = F.log_softmax(logits.float() / temperature, dim=-1).gather(-1, chunk[:, first + 1 :, None])[..., 0]
+        logits = logits.float() if temperature == 1.0 else logits.float() / temperature
+        picked = F.log_softmax(logits, dim=-1).gather(-1, chunk[:, first + 1 :, None])[..., 0]
         logprobs = logprobs.index_copy(0, rows, F.pad(picked, (first, T - end)))
         n_tokens += chunk.shape[0] * (end - 1)
     return logprobs * mask[:, 1:], n_tokens
