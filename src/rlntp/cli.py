@@ -278,7 +278,7 @@ arch = _sweep_recipe("arch", "Figures 6-8: GPT-2 and Mistral at depth 2 / 4 / 8 
                      "widths 128 and 256, 3 seeds; GPUs)")
 rare = _sweep_recipe("rare", "Figures 9-11: STaR / REINFORCE / GRPO x temperatures at two smaller p_cot, from an "
                      "early and a late checkpoint.",
-                     "cpu (d = 8, p_cot = 0.1 and 0.15; 2 cores, --workers 2: about 3 minutes) or paper (d = 50, from 20k and "
+                     "cpu (d = 8, p_cot = 0.1 and 0.15, 3 seeds; 2 cores, --workers 2: about 8 minutes) or paper (d = 50, from 20k and "
                      "50k steps; GPUs)")
 small_d = _sweep_recipe("small-d", "Figure 12: at small d, next-token prediction alone generalizes for some seeds "
                         "after a long wait.",
@@ -302,7 +302,7 @@ def reproduce_all(executor: Annotated["ExecutorConfig", Flat], out: Path = Path(
     Args:
         executor: where runs execute and how many at once
         out: directory holding one directory per recipe, theory/ and report.html
-        preset: cpu (2 cores, --workers 2: about 65 minutes) or paper (GPUs)
+        preset: cpu (2 cores, --workers 2: about 70 minutes) or paper (GPUs)
         device: cpu, cuda, cuda:N or auto
         quiet: no progress bars
     """

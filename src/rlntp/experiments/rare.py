@@ -42,14 +42,14 @@ def rl_groups(from_steps: list, rl_steps: dict[str, int], star_samples: int, eva
 
 
 PRESETS = {
-    # 2 cores, about 3 minutes with --workers 2. d = 8: at p_cot = 0.15 a 2-layer GPT-2 learns the long path by ~1,000
+    # 2 cores, about 8 minutes with --workers 2 (3 seeds: one is too noisy here). d = 8: at p_cot = 0.15 a 2-layer GPT-2 learns the long path by ~1,000
     # steps, at 0.1 later. Every algorithm gets about the same RL samples: STaR 4 rounds of 1,000,
     # REINFORCE and GRPO 60 steps of 64 (3,840).
     "cpu": {
         "pretrain": {"task": {"d": 8}, "model": {"layers": 2, "width": 64, "heads": 4},
                      "train": {"steps": 4000, "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000,
                                "save_every": 500},
-                     "axes": {"task.p_cot": [0.1, 0.15], "train.seed": [0]}},
+                     "axes": {"task.p_cot": [0.1, 0.15], "train.seed": [0, 1, 2]}},
         "posttrain": rl_groups([1000, "last"], {"star": 4, "reinforce": 60, "grpo": 60}, 1000, 4, 640),
     },
     # The paper (App. C.1): as Fig. 3 (d = 50), RL after 20k and after 50k pre-training steps.
