@@ -308,8 +308,7 @@ def reproduce_all(executor: Annotated["ExecutorConfig", Flat], out: Path = Path(
     """
     from rlntp.devices import resolve_device
     from rlntp.errors import check
-    from rlntp.experiments import PARITY_RECIPES, THEORY, recipe_module
-    from rlntp.experiments import reproduce_all as run_all
+    from rlntp.experiments import PARITY_RECIPES, THEORY, recipe_module, reproduce_all as run_all
     from rlntp.sweeps.executors import check_executor
 
     resolve_device(device)

@@ -58,7 +58,7 @@ def per_run(table: pd.DataFrame) -> pd.DataFrame:
         pre = rows[(rows["stage"] == "pretrain") & rows["eval/greedy_acc"].notna()].sort_values("step")
         post = rows[(rows["stage"] == "posttrain") & rows["eval/greedy_acc"].notna()].sort_values("step")
         sampled = pre["eval/sampled_acc"].to_numpy()
-        rl_samples, rl_reached = first_solved(post.assign(samples_seen=post["rl_samples"])) if len(post) else (0, False)
+        rl_samples, rl_reached = first_solved(post, "rl_samples") if len(post) else (0, False)
         results.append(dict(zip(ARCH_KEYS + ["seed"], key)) | {
             "label": arch_label(rows.iloc[0]),
             "ntp_greedy": pre["eval/greedy_acc"].iloc[-1], "ntp_sampled": sampled[-1],

@@ -1,12 +1,13 @@
 """Figure 14: a partial chain of thought. The mixture holds long, medium and short sequences.
 
 Long sequences carry every prefix parity b_1 .. b_d, medium ones b_i for odd i and b_d (each step
-a parity of three bits instead of two), short ones b_d alone (`tasks.parity`). Pre-training learns
-the long path first and the medium path later, so temperature-1 accuracy climbs a staircase:
-1/2, then 1/2 + p_cot / 2, then 1/2 + (p_cot + p_medium) / 2. GRPO from an early checkpoint (only
-the long path learned) generalizes with long answers only; from a late one with long and medium
+a parity of three bits instead of two), short ones b_d alone (`tasks.parity`). The paper's claims:
+pre-training learns the long path first and the medium path later, so temperature-1 accuracy climbs a
+staircase: 1/2, then 1/2 + p_cot / 2, then 1/2 + (p_cot + p_medium) / 2. GRPO from an early checkpoint
+(only the long path learned) generalizes with long answers only; from a late one with long and medium
 answers. With the length-penalized reward (r - lambda length / d, lambda = 0.4) the late checkpoint
-turns to the shorter, medium answers, while the early one has no accurate short path to turn to.
+turns to accurate, shorter answers, while the early one has no accurate short path and fails. The
+report shows which of these hold (README: on the cpu preset the early checkpoint answers medium too).
 """
 
 from pathlib import Path

@@ -69,7 +69,7 @@ def per_run(table: pd.DataFrame) -> pd.DataFrame:
     results = []
     for run, rows in post.groupby("run", sort=False):
         rows = rows.sort_values("step")
-        samples, reached = first_solved(rows.assign(samples_seen=rows["rl_samples"]))
+        samples, reached = first_solved(rows, "rl_samples")
         last = rows.iloc[-1]
         results.append({"run": run, "p_cot": last["task.p_cot"], "seed": last["train.seed"],
                         "from_step": int(last["source_step"]), "algo": last["post.algo"], "tau": last["post.temperature"],

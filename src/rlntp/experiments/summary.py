@@ -70,14 +70,14 @@ def _median_curve(label: str, per_seed: list[list[dict]]) -> Curve:
                  greedy_long_frac=median("eval/greedy_long_frac"), sampled_no_eos_frac=median("eval/sampled_no_eos_frac"))
 
 
-def first_solved(rows: pd.DataFrame) -> tuple[float, bool]:
-    """Samples seen at a run's first evaluation with greedy accuracy >= SOLVED, and True; if it never
-    got there, its last evaluation's samples seen (a lower bound) and False."""
+def first_solved(rows: pd.DataFrame, samples: str = "samples_seen") -> tuple[float, bool]:
+    """Samples (column `samples`: all seen, or `rl_samples`) at a run's first evaluation with greedy accuracy
+    >= SOLVED, and True; if it never got there, those of its last evaluation (a lower bound) and False."""
     rows = rows[rows["eval/greedy_acc"].notna()].sort_values("step")
     hits = rows[rows["eval/greedy_acc"] >= SOLVED]
     if len(hits):
-        return float(hits["samples_seen"].iloc[0]), True
-    return float(rows["samples_seen"].iloc[-1]), False
+        return float(hits[samples].iloc[0]), True
+    return float(rows[samples].iloc[-1]), False
 
 
 def censored_quantile(values: list[float], reached: list[bool], q: float) -> tuple[float, bool]:
