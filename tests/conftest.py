@@ -27,3 +27,13 @@ def small_trained():
         optimizer.step()
         optimizer.zero_grad()
     return task, model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A random tiny Llama with a BPE tokenizer trained on GSM8K- and MATH-format text (`rlntp.llm.tiny`)."""
+    from rlntp.llm.tiny import gsm8k_records, make_tiny_llama, math_records
+
+    texts = [r["question"] + " " + r["answer"] for r in gsm8k_records(100)]
+    texts += [r["problem"] + " " + r["solution"] for r in math_records(100)]
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny") / "model", texts)

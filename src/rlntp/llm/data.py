@@ -1,0 +1,127 @@
+"""`rlntp llm data`: GSM8K or MATH records -> the SFT and RL halves of a long/short mixture, on disk.
+
+    DIR/data/{sft,rl,test}-00000-of-00001.parquet   prompt, completion, answer, long, row
+    DIR/manifest.json                               how they were made, and the rows left out
+
+The file names are the hub's layout, so `datasets.load_dataset(DIR)` loads the three splits by name;
+`prompt` and `completion` are the columns TRL's trainers read (strings for GSM8K, chat messages for MATH).
+"""
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rlntp.config import Config
+from rlntp.errors import ConfigError, check
+from rlntp.files import atomic_write_text, check_new_dir
+from rlntp.tasks.math_text import Dataset, check_columns, dataset_format, make_mixture
+
+SPLITS = ("sft", "rl", "test")
+MANIFEST = "manifest.json"
+
+
+def split_path(data_dir: Path, split: str) -> Path:
+    """Where split `split` of a dataset directory is stored (the hub's file naming)."""
+    return Path(data_dir) / "data" / f"{split}-00000-of-00001.parquet"
+
+
+@dataclass(frozen=True)
+class DataConfig(Config):
+    """Which records, and how the mixture is drawn from them."""
+
+    dataset: str = "gsm8k"
+    """gsm8k or math: how records are split into chain of thought and answer"""
+    source: str = "openai/gsm8k"
+    """a Hugging Face hub dataset (openai/gsm8k; a MATH mirror such as EleutherAI/hendrycks_math) or a local
+    .jsonl / .json / .parquet file with the same columns"""
+    config_name: str | None = None
+    """the hub dataset's configuration (openai/gsm8k: main, the default for it)"""
+    test_source: str | None = None
+    """a local file of test records; default: the hub dataset's test split (none for a local --source)"""
+    p_cot: float = 0.25
+    """probability that a training target keeps its chain of thought"""
+    seed: int = 0
+    """seed of the halves and of the long/short decisions"""
+
+    def check(self) -> None:
+        dataset_format(self.dataset)
+        check(0.0 <= self.p_cot <= 1.0, f"p_cot must be in [0, 1], got {self.p_cot}")
+
+    @property
+    def format(self) -> Dataset:
+        return dataset_format(self.dataset)
+
+
+def load_records(source: str, split: str, config_name: str | None, fmt: Dataset) -> list[dict[str, Any]]:
+    """The records of `source` (a local file, or a hub dataset's `split`) as dicts; their columns checked first."""
+    import datasets
+
+    path = Path(source)
+    builders = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+    if path.exists():
+        check(path.is_file() and path.suffix in builders,
+              f"{source} is not a .jsonl, .json or .parquet file of {fmt.name} records")
+        loaded = datasets.load_dataset(builders[path.suffix], data_files=str(path), split="train")
+    else:
+        check(path.suffix not in builders, f"no such file: {source}")
+        if config_name is None and source == "openai/gsm8k":
+            config_name = "main"
+        try:
+            loaded = datasets.load_dataset(source, config_name, split=split)
+        except (ConnectionError, FileNotFoundError, ValueError, OSError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ConfigError(f"cannot load {source!r} ({split}) from the Hugging Face hub: {reason}; without network "
+                              f"access, download it elsewhere and pass a local file with columns "
+                              f"{fmt.question!r}, {fmt.solution!r}: --source path/to/{split}.jsonl") from None
+    check_columns(fmt, list(loaded.column_names), source)
+    return loaded.to_list()
+
+
+def make_data(config: DataConfig, out: Path) -> dict[str, Any]:
+    """Write the mixture's halves and the test split to `out` (a new directory); returns the manifest."""
+    import datasets
+
+    check_new_dir(out, "dataset directory")
+    datasets.disable_progress_bars()  # a few seconds of work; their bars would bury the command's one-line errors
+    fmt = config.format
+    train = load_records(config.source, "train", config.config_name, fmt)
+    if config.test_source is not None:
+        test = load_records(config.test_source, "test", None, fmt)
+    elif Path(config.source).exists():
+        test = []
+    else:
+        test = load_records(config.source, "test", config.config_name, fmt)
+    mixture = make_mixture(fmt, train, test, config.p_cot, config.seed)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    rows = {"sft": mixture.sft, "rl": mixture.rl, "test": mixture.test}
+    for split in SPLITS:
+        if rows[split]:
+            datasets.Dataset.from_list(rows[split]).to_parquet(str(split_path(out, split)))
+    manifest = {
+        "config": asdict(config),
+        "rows": {split: len(rows[split]) for split in SPLITS},
+        "long": {split: sum(r["long"] for r in rows[split]) for split in ("sft", "rl")},
+        "unsplittable": mixture.unsplittable,
+        "datasets_version": datasets.__version__,
+    }
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_split(data_dir: Path, split: str):
+    """Split `split` (sft, rl or test) of a directory written by `make_data`, as a `datasets.Dataset`."""
+    import datasets
+
+    path = split_path(data_dir, split)
+    check((Path(data_dir) / MANIFEST).is_file(), f"{data_dir} is not a dataset made by `rlntp llm data` (no {MANIFEST})")
+    check(path.is_file(), f"{data_dir} has no {split} split; make it with `rlntp llm data`"
+          + (" --test-source FILE" if split == "test" else ""))
+    return datasets.load_dataset("parquet", data_files=str(path), split="train")
+
+
+def read_manifest(data_dir: Path) -> dict[str, Any]:
+    """The manifest of a dataset directory written by `make_data`."""
+    path = Path(data_dir) / MANIFEST
+    check(path.is_file(), f"{data_dir} is not a dataset made by `rlntp llm data` (no {MANIFEST})")
+    return json.loads(path.read_text())
