@@ -13,6 +13,7 @@ from pathlib import Path, PurePath
 import pytest
 
 from rlntp import cli
+from rlntp.llm import cli as llm_cli
 from rlntp.theory import cli as theory_cli
 
 ALWAYS_BAD = "always bad"
@@ -26,7 +27,7 @@ class Accepted(Exception):
 def _commands():
     cli._resolve_annotations()
     groups = {(): cli.COMMANDS, ("data",): {"mult": cli.data_mult}, ("reproduce",): cli.REPRODUCE,
-              ("theory",): theory_cli.COMMANDS}
+              ("theory",): theory_cli.COMMANDS, ("llm",): llm_cli.COMMANDS}
     for prefix, commands in groups.items():
         for name, fn in commands.items():
             yield (*prefix, name), fn
@@ -96,6 +97,10 @@ def _base_argv(command, source_run, scratch):
         ("theory", "star"): ["--steps", "2", "--rounds", "1", "--eval-samples", "10"],
         ("theory", "figure"): ["--steps", "2", "--rounds", "1", "--eval-samples", "10", *out],
         ("sweep",): [str(scratch.parent / "sweep.toml"), "--device", "cpu", *out],
+        ("llm", "data"): out,
+        ("llm", "sft"): ["--model", "m", "--data", "d", *out],
+        ("llm", "grpo"): ["--model", "m", "--data", "d", *out],
+        ("llm", "eval"): ["--model", "m", "--data", "d", "--out", str(scratch / "eval.json")],
     }.get(command, out if command[0] == "reproduce" else None)
 
 
@@ -105,6 +110,7 @@ def _tree(path: Path) -> dict[str, int]:
 
 def test_every_option_of_every_command_refuses_bad_values(source_run, tmp_path, monkeypatch, capsys):
     from rlntp import data, evaluation, plots, report, runs
+    from rlntp.llm import common as llm_common, data as llm_data
     from rlntp.theory import experiments
 
     def accept(*args, **kwargs):
@@ -112,7 +118,7 @@ def test_every_option_of_every_command_refuses_bad_values(source_run, tmp_path, 
     for module, name in ((runs, "open_run_dir"), (runs, "open_recipe_dir"), (runs, "open_sweep_dir"),
                          (data, "write_dataset"), (report, "write_report"),
                          (evaluation, "evaluate"), (plots, "plot_run"), (experiments, "pretrain"),
-                         (experiments, "star")):
+                         (experiments, "star"), (llm_common, "check_causal_lm"), (llm_data, "load_records")):
         monkeypatch.setattr(module, name, accept)
     scratch = tmp_path / "scratch"
     scratch.mkdir()

@@ -338,6 +338,37 @@ def mult(out: Path = Path("runs/mult"), preset: str = "cpu", device: str = "auto
         str(out / f"n{n}" / "mult.png") for n in PRESETS[preset].digits))
 
 
+def _llm_recipe(dataset: str, figures: str):
+    """The `rlntp reproduce gsm8k|math` command (`rlntp.experiments.llm_math`)."""
+
+    def command(out: Path = Path(f"runs/{dataset}"), preset: str = "tiny", device: str = "auto",
+                quiet: bool = False) -> None:
+        from rlntp.experiments.llm_math import reproduce_llm
+
+        summary = reproduce_llm(dataset, preset, out, device, progress=not quiet)
+        if summary:  # the main process's; the others of an `accelerate launch` return none
+            print(summary)
+            print(f"wrote {out / 'llm.png'}, {out / 'summary.txt'} and {out / 'results.json'}")
+
+    command.__name__ = command.__qualname__ = dataset
+    command.__doc__ = f"""{dataset.upper()} mixtures ({figures}): SFT at several p_cot, GRPO from several SFT epochs.
+
+    Rerunning the same command resumes: finished stages and evaluations are skipped.
+
+    Args:
+        out: directory of the recipe's data, runs, evaluations, figure (llm.png) and summary.txt
+        preset: tiny (a random tiny Llama and records made here; CPU, a few minutes; proves the wiring only) or
+            paper (Llama 3.2 3B from the hub; GPUs, see the README for accelerate launches)
+        device: cpu or auto (the trainers pick the GPUs accelerate gives them)
+        quiet: no progress bars
+    """
+    return command
+
+
+gsm8k = _llm_recipe("gsm8k", "Figs. 5 right, 19")
+math_recipe = _llm_recipe("math", "Figs. 20, 21")
+
+
 def _reproduce(name: str, presets: dict, run, preset: str, out: Path, device: str, quiet: bool) -> str:
     """Run recipe `name` at `preset` into its own directory `out` (`runs.open_recipe_dir`); its summary table."""
     from rlntp.devices import resolve_device
@@ -358,10 +389,11 @@ def check_positive(**values: int) -> None:
 
 
 DESCRIPTION = ("RL after next-token prediction (Tsilivis et al., 2025). The paper's figures as recipes: "
-               "rlntp reproduce --help; datasets on disk: rlntp data --help; its theory (linear autoregressive "
-               "model): rlntp theory --help")
+               "rlntp reproduce --help; datasets on disk: rlntp data --help; pretrained LLMs on GSM8K/MATH: "
+               "rlntp llm --help; its theory (linear autoregressive model): rlntp theory --help")
 REPRODUCE = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "arch": arch, "rare": rare, "small-d": small_d,
-             "partial-cot": partial_cot, "fig13": fig13, "star-odds": star_odds, "mult": mult, "all": reproduce_all}
+             "partial-cot": partial_cot, "fig13": fig13, "star-odds": star_odds, "mult": mult, "gsm8k": gsm8k,
+             "math": math_recipe, "all": reproduce_all}
 COMMANDS = {"sample": sample, "pretrain": pretrain, "posttrain": posttrain, "eval": evaluate, "plot": plot,
             "sweep": sweep, "report": report}
 
@@ -371,6 +403,12 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["data"]:
         return run_commands({"mult": data_mult}, argv[1:], prog="rlntp data", description="Datasets on disk")
+    if argv[:1] == ["llm"]:
+        from rlntp.llm.cli import COMMANDS as LLM_COMMANDS
+
+        return run_commands(LLM_COMMANDS, argv[1:], prog="rlntp llm",
+                            description="Pretrained LLMs on GSM8K/MATH mixtures: data, SFT, GRPO, evaluation "
+                                        "(pip install 'rlntp[llm]')")
     if argv[:1] == ["reproduce"]:
         _resolve_annotations()
         return run_commands(REPRODUCE, argv[1:], prog="rlntp reproduce", description="The paper's figures as recipes",

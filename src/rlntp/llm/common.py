@@ -74,3 +74,10 @@ def quiet_trainer(trainer) -> None:
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+
+
+def distributed():
+    """accelerate's view of this process (rank, world size) under `accelerate launch`; one process otherwise."""
+    from accelerate import PartialState
+
+    return PartialState()

@@ -33,7 +33,8 @@ class DataConfig(Config):
     dataset: str = "gsm8k"
     """gsm8k or math: how records are split into chain of thought and answer"""
     source: str = "openai/gsm8k"
-    """a Hugging Face hub dataset (openai/gsm8k; a MATH mirror such as EleutherAI/hendrycks_math) or a local
+    """a Hugging Face hub dataset (openai/gsm8k; for MATH a one-config mirror such as
+    DigitalLearningGmbH/MATH-lighteval, or EleutherAI/hendrycks_math with --config-name SUBJECT) or a local
     .jsonl / .json / .parquet file with the same columns"""
     config_name: str | None = None
     """the hub dataset's configuration (openai/gsm8k: main, the default for it)"""

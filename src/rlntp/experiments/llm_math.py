@@ -1,0 +1,280 @@
+"""GSM8K and MATH (Figs. 5 right, 19-21): SFT on long/short mixtures, then GRPO from several SFT epochs.
+
+The plan, each step skipped when its output exists (a rerun resumes):
+  data/p=P              `rlntp llm data` at each p_cot (p_cot = 1 is the full chain-of-thought baseline)
+  sft/p=P               `rlntp llm sft`, one checkpoint per epoch
+  grpo/p=P,epoch=E      `rlntp llm grpo` from epoch E's checkpoint, for each p_cot < 1
+  eval/NAME.json        `rlntp llm eval` of every SFT epoch and every GRPO checkpoint
+  llm.png               accuracy and mean length against training sequences: SFT checkpoints as stars,
+                        GRPO curves from them, the best full-CoT SFT checkpoint as the baseline
+The `tiny` preset builds its own model (a random tiny Llama and a BPE tokenizer trained here) and
+GSM8K-format records, and runs on a CPU in minutes: it checks the wiring, not the paper's claims.
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlntp.files import atomic_write_text
+
+TINY_NOTE = ("tiny preset: a random 2-layer Llama on synthetic GSM8K-format records; it proves the wiring "
+             "(data -> SFT -> GRPO -> eval), not the paper's claims")
+
+
+@dataclass(frozen=True)
+class LLMPreset:
+    """One reproduction of the LLM setting; the stage options are those of `rlntp llm sft|grpo|eval`."""
+
+    dataset: str
+    model: str
+    """a hub name, or `tiny` to build one here"""
+    source: str | None
+    """the training records (hub name or file); None: synthetic GSM8K-format records (tiny)"""
+    p_cots: tuple[float, ...]
+    rl_from_epochs: tuple[int, ...]
+    """SFT epochs GRPO starts from, for each p_cot < 1"""
+    sft: dict[str, Any] = field(default_factory=dict)
+    grpo: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+    config_name: str | None = None
+    records: tuple[int, int] = (256, 32)
+    """tiny: synthetic training and test records"""
+
+
+def _tiny(dataset: str) -> LLMPreset:
+    """The tiny preset: 8 epochs of SFT at p_cot 0.25 and 1, GRPO for 4 steps from epochs 1 and 8 (about a minute)."""
+    return LLMPreset(dataset, "tiny", None, p_cots=(0.25, 1.0), rl_from_epochs=(1, 8),
+                     sft=dict(epochs=8, lr=3e-3, per_device_batch=16),
+                     grpo=dict(steps=4, lr=1e-3, group_size=4, completions_per_device=8, save_every=2,
+                               max_completion_length=64),
+                     eval=dict(generations=2, max_new_tokens=64, questions=16))
+
+
+PRESETS = {
+    "gsm8k": {
+        "tiny": _tiny("gsm8k"),
+        # App. B.3: Llama 3.2 3B base, SFT batch 256 for 30 epochs, GRPO group 32, one prompt per GPU, 8 GPUs.
+        "paper": LLMPreset("gsm8k", "meta-llama/Llama-3.2-3B", "openai/gsm8k", p_cots=(0.0, 0.1, 0.25, 0.5, 1.0),
+                           rl_from_epochs=(1, 5, 30),
+                           sft=dict(epochs=30, lr=1e-5, per_device_batch=32, gradient_checkpointing=True),
+                           grpo=dict(steps=1000, lr=1e-6, group_size=32, completions_per_device=32, save_every=50,
+                                     max_completion_length=512, gradient_checkpointing=True),
+                           eval=dict(generations=4, max_new_tokens=512)),
+    },
+    "math": {
+        "tiny": _tiny("math"),
+        # App. B.4: Llama 3.2 3B instruct, SFT batch 24 for 20 epochs; GRPO group 20, 2 accumulation steps, 300 steps.
+        "paper": LLMPreset("math", "meta-llama/Llama-3.2-3B-Instruct", "DigitalLearningGmbH/MATH-lighteval",
+                           p_cots=(0.0, 0.1, 0.25, 0.5, 1.0), rl_from_epochs=(1, 5, 20),
+                           sft=dict(epochs=20, lr=1e-5, per_device_batch=3, gradient_checkpointing=True),
+                           grpo=dict(steps=300, lr=1e-6, group_size=20, completions_per_device=20, grad_accum=2,
+                                     save_every=25, max_completion_length=1024, gradient_checkpointing=True),
+                           eval=dict(generations=4, max_new_tokens=1024)),
+    },
+}
+
+
+def _p(p_cot: float) -> str:
+    return f"p={p_cot:g}"
+
+
+def reproduce_llm(dataset: str, preset: str, out: Path, device: str = "auto", progress: bool = True) -> str:
+    """`rlntp reproduce gsm8k|math`: run `PRESETS[dataset][preset]` in its recipe directory `out`; the summary.
+
+    Under `accelerate launch` only the main process holds the directory's lock (`runs.open_recipe_dir`);
+    the others join it inside `run_llm`, whose first step waits for the main process.
+    """
+    from dataclasses import asdict
+
+    from rlntp.errors import check
+    from rlntp.llm.common import distributed
+    from rlntp.runs import open_recipe_dir
+
+    check(device in ("auto", "cpu"), f"--device {device}: the LLM stages take cpu or auto (accelerate assigns GPUs)")
+    check(preset in PRESETS[dataset], f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS[dataset])}")
+    if not distributed().is_main_process:
+        return run_llm(PRESETS[dataset][preset], out, device, progress)
+    with open_recipe_dir(out, dataset, asdict(PRESETS[dataset][preset])):
+        return run_llm(PRESETS[dataset][preset], out, device, progress)
+
+
+def run_llm(preset: LLMPreset, out: Path, device: str = "auto", progress: bool = True) -> str:
+    """Run the plan of `preset` into `out` (module docstring) and draw its figure; returns the summary table."""
+    from rlntp.llm.common import distributed
+    from rlntp.llm.data import DataConfig, make_data
+    from rlntp.llm.evaluate import EvalOptions, run_eval
+    from rlntp.llm.grpo import GRPOOptions, run_grpo, step_checkpoints
+    from rlntp.llm.sft import SFTOptions, epoch_checkpoints, run_sft
+
+    started = time.perf_counter()
+    out = Path(out)
+    state = distributed()
+    with state.main_process_first():
+        model, source, test_source = _inputs(preset, out)
+    stage_options = dict(cpu=True) if device == "cpu" else {}
+    # every option is validated before the first stage starts
+    SFTOptions(model=model, data=out, **preset.sft, **stage_options)
+    GRPOOptions(model=model, data=out, **preset.grpo, **stage_options)
+    EvalOptions(model=model, data=out, **preset.eval, **stage_options)
+
+    # Under `accelerate launch` every process runs this plan: the trainers share the work; data and
+    # evaluations are made by the main process while the others wait.
+    main = state.is_main_process
+
+    def evaluate(checkpoint: Path, data: Path, name: str) -> dict[str, Any] | None:
+        options = EvalOptions(model=str(checkpoint), data=data, **preset.eval, **stage_options)
+        result = _evaluate(run_eval, options, out, name) if main else None
+        state.wait_for_everyone()
+        return result
+
+    rows = []
+    for p_cot in preset.p_cots:
+        data = out / "data" / _p(p_cot)
+        with state.main_process_first():
+            if not (data / "manifest.json").exists():
+                make_data(DataConfig(dataset=preset.dataset, source=source, config_name=preset.config_name,
+                                     test_source=test_source, p_cot=p_cot), data)
+        sft_dir = out / "sft" / _p(p_cot)
+        done = run_sft(SFTOptions(model=model, data=data, **preset.sft, **stage_options), sft_dir, progress)
+        per_epoch = done["sequences_per_epoch"]
+        for epoch, checkpoint in epoch_checkpoints(sft_dir).items():
+            metrics = evaluate(checkpoint, data, f"sft,{_p(p_cot)},epoch={epoch}")
+            rows.append(dict(stage="sft", p_cot=p_cot, epoch=epoch, step=0, sequences=epoch * per_epoch,
+                             loss=done["loss"][-1][1] if done["loss"] else None, **(metrics or {})))
+        if p_cot == 1.0:
+            continue
+        for epoch in preset.rl_from_epochs:
+            start = epoch_checkpoints(sft_dir)[epoch]
+            grpo_dir = out / "grpo" / f"{_p(p_cot)},epoch={epoch}"
+            grpo = run_grpo(GRPOOptions(model=str(start), data=data, **preset.grpo, **stage_options), grpo_dir,
+                            progress)
+            for step, checkpoint in step_checkpoints(grpo_dir).items():
+                metrics = evaluate(checkpoint, data, f"grpo,{_p(p_cot)},epoch={epoch},step={step}")
+                rows.append(dict(stage="grpo", p_cot=p_cot, epoch=epoch, step=step,
+                                 sequences=epoch * per_epoch + step * grpo["completions_per_step"], **(metrics or {})))
+    if not main:
+        return ""
+    atomic_write_text(out / "results.json", json.dumps(rows, indent=2) + "\n")
+    plot_llm(rows, preset, out / "llm.png")
+    summary = summarize(rows, preset)
+    atomic_write_text(out / "summary.txt", summary + "\n")
+    _write_report(out, preset, rows, time.perf_counter() - started)
+    return summary
+
+
+def _inputs(preset: LLMPreset, out: Path) -> tuple[str, str, str | None]:
+    """(model, training source, test source): the preset's, or for `tiny` a model and records built in `out`."""
+    if preset.model != "tiny":
+        return preset.model, preset.source, None
+    from rlntp.llm.tiny import gsm8k_records, make_tiny_llama, math_records
+    from rlntp.tasks.math_text import DATASETS, target
+
+    records = out / "records"
+    make = gsm8k_records if preset.dataset == "gsm8k" else math_records
+    fmt = DATASETS[preset.dataset]
+    train, test = make(preset.records[0], seed=0), make(preset.records[1], seed=1)
+    if not (records / "test.jsonl").exists():
+        records.mkdir(parents=True, exist_ok=True)
+        for name, rows in (("train", train), ("test", test)):
+            atomic_write_text(records / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    model = out / "model"
+    if not (model / "config.json").exists():
+        texts = [_plain(fmt.prompt(r[fmt.question])) + target(*fmt.split(r[fmt.solution])) for r in train]
+        make_tiny_llama(model, texts)
+    return str(model), str(records / "train.jsonl"), str(records / "test.jsonl")
+
+
+def _plain(prompt) -> str:
+    """A prompt's text for training the tokenizer: the string, or the messages' contents."""
+    return prompt if isinstance(prompt, str) else " ".join(m["content"] for m in prompt)
+
+
+def _evaluate(run_eval, options, out: Path, name: str) -> dict[str, Any]:
+    """The metrics of one evaluation, computed once (OUT/eval/NAME.json) and read back on a rerun."""
+    path = out / "eval" / f"{name}.json"
+    metrics = json.loads(path.read_text()) if path.exists() else run_eval(options, path)
+    return {k: v for k, v in metrics.items() if k != "model"}
+
+
+def summarize(rows: list[dict[str, Any]], preset: LLMPreset) -> str:
+    """One line per SFT epoch and GRPO checkpoint: accuracy, length, long fraction, reward."""
+    lines = [f"{preset.dataset} ({preset.model}): accuracy = the answer tag holds the right answer, "
+             f"{preset.eval.get('generations', 4)} samples per question"]
+    if preset.model == "tiny":
+        lines.append(TINY_NOTE)
+    lines.append(f"{'stage':>5s} {'p_cot':>5s} {'epoch':>5s} {'step':>5s} {'sequences':>10s} {'acc':>6s} "
+                 f"{'length':>7s} {'long':>5s} {'reward':>7s}")
+    for r in rows:
+        lines.append(f"{r['stage']:>5s} {r['p_cot']:5.2f} {r['epoch']:5d} {r['step']:5d} {r['sequences']:10,d} "
+                     f"{r['accuracy']:6.3f} {r['mean_length']:7.1f} {r['long_frac']:5.2f} {r['reward']:7.1f}")
+    return "\n".join(lines)
+
+
+def plot_llm(rows: list[dict[str, Any]], preset: LLMPreset, path: Path) -> None:
+    """Fig. 5 right: accuracy and mean length against training sequences; stars at SFT checkpoints, GRPO lines
+    from them, the best full-CoT SFT checkpoint dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_acc, ax_len) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    p_cots = sorted({r["p_cot"] for r in rows if r["p_cot"] < 1})
+    for i, p_cot in enumerate(p_cots):
+        color = f"C{i}"
+        stars = [r for r in rows if r["stage"] == "sft" and r["p_cot"] == p_cot]
+        for ax, key in ((ax_acc, "accuracy"), (ax_len, "mean_length")):
+            ax.plot([r["sequences"] for r in stars], [r[key] for r in stars], "*", ms=11, color=color,
+                    label=f"SFT, $p_{{cot}}$ = {p_cot:g}" if ax is ax_acc else None)
+            for epoch in preset.rl_from_epochs:
+                start = [r for r in stars if r["epoch"] == epoch]
+                curve = start + [r for r in rows if r["stage"] == "grpo" and r["p_cot"] == p_cot
+                                 and r["epoch"] == epoch]
+                ax.plot([r["sequences"] for r in curve], [r[key] for r in curve], "-", marker=".", color=color,
+                        alpha=0.8)
+    full = [r for r in rows if r["stage"] == "sft" and r["p_cot"] == 1.0]
+    if full:
+        best = max(full, key=lambda r: r["accuracy"])
+        ax_acc.axhline(best["accuracy"], ls="--", color="k", lw=1, label="best SFT, full CoT")
+        ax_len.axhline(best["mean_length"], ls="--", color="k", lw=1)
+    ax_acc.set(xlabel="training sequences (SFT, then GRPO rollouts)", ylabel="test accuracy", ylim=(-0.02, 1.02))
+    ax_len.set(xlabel="training sequences (SFT, then GRPO rollouts)", ylabel="mean response length (tokens)")
+    ax_acc.legend(fontsize=8)
+    for ax in (ax_acc, ax_len):
+        ax.grid(alpha=0.3)
+    title = f"{preset.dataset.upper()}: SFT on long/short mixtures (stars), then GRPO (lines)"
+    fig.suptitle(title + (f"\n{TINY_NOTE}" if preset.model == "tiny" else f" — {preset.model}"), fontsize=10)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _write_report(out: Path, preset: LLMPreset, rows: list[dict[str, Any]], seconds: float) -> None:
+    """report.json for `rlntp report`, with the paper's two claims beside our numbers."""
+    from rlntp.experiments import write_report_json
+
+    name, kind = preset.dataset, "tiny" if preset.model == "tiny" else "paper"
+    write_report_json(out, name, f"{name.upper()} mixtures: SFT then GRPO (Figs. 5 right, 19-21)", kind,
+                      f"rlntp reproduce {name} --preset {kind} --out {out}", seconds, paper(rows))
+
+
+def paper(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """The paper's claims about Fig. 5 right / 19-21 beside this run's numbers."""
+    sft = [r for r in rows if r["stage"] == "sft"]
+    full = max((r["accuracy"] for r in sft if r["p_cot"] == 1.0), default=float("nan"))
+    small = min((r["p_cot"] for r in sft), default=1.0)
+    best_small = max((r["accuracy"] for r in sft if r["p_cot"] == small), default=float("nan"))
+    ends = []
+    for (p_cot, epoch) in sorted({(r["p_cot"], r["epoch"]) for r in rows if r["stage"] == "grpo"}):
+        start = next(r for r in sft if r["p_cot"] == p_cot and r["epoch"] == epoch)
+        last = max((r for r in rows if r["stage"] == "grpo" and r["p_cot"] == p_cot and r["epoch"] == epoch),
+                   key=lambda r: r["step"])
+        ends.append(f"p={p_cot:g} epoch {epoch}: acc {start['accuracy']:.2f} -> {last['accuracy']:.2f}, "
+                    f"length {start['mean_length']:.0f} -> {last['mean_length']:.0f}")
+    return [
+        ("SFT at small p_cot vs full chain of thought", "saturates below the full-CoT baseline",
+         f"best SFT accuracy at p_cot = {small:g}: {best_small:.3f}; at p_cot = 1: {full:.3f}"),
+        ("GRPO from SFT epochs", "reaches the baseline within few samples; responses lengthen",
+         "; ".join(ends) or "no GRPO run"),
+    ]

@@ -1,0 +1,86 @@
+"""`rlntp llm data|sft|grpo|eval`: the LLM path's stages, options generated from their frozen dataclasses."""
+
+from pathlib import Path
+from typing import Annotated
+
+import tyro
+
+from rlntp.llm.data import DataConfig
+from rlntp.llm.evaluate import EvalOptions
+from rlntp.llm.grpo import GRPOOptions
+from rlntp.llm.sft import SFTOptions
+
+Flat = tyro.conf.arg(name="")
+
+
+def data(config: Annotated[DataConfig, Flat], out: Path) -> None:
+    """GSM8K or MATH records -> the SFT and RL halves of a long/short mixture and the test split (Parquet).
+
+    Each training target keeps its chain of thought with probability p_cot (seeded, per record).
+    Records whose solution has no final answer (no `####`, no `\\boxed{}`) are counted in the manifest.
+
+    Args:
+        config: the records and the mixture
+        out: the dataset directory to create (must not exist or be empty)
+    """
+    from rlntp.llm.data import make_data
+
+    manifest = make_data(config, out)
+    rows, long = manifest["rows"], manifest["long"]
+    print(f"wrote {out}: sft {rows['sft']:,} rows ({long['sft']:,} long), rl {rows['rl']:,}, test {rows['test']:,}")
+    for split, skipped in manifest["unsplittable"].items():
+        if skipped:
+            shown = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
+            print(f"left out {len(skipped)} {split} record(s) with no final answer to split off: rows {shown}")
+
+
+def sft(options: Annotated[SFTOptions, Flat], out: Path, quiet: bool = False) -> None:
+    """Supervised fine-tuning on the SFT half with TRL's SFTTrainer; loss on the target only, a checkpoint per epoch.
+
+    Rerunning the same command resumes from the last checkpoint. Launch on several GPUs with
+    `accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m rlntp.cli llm sft ...`.
+
+    Args:
+        options: the model, data and training options
+        out: the run directory (OUT/checkpoint-STEP per epoch, OUT/done.json)
+        quiet: no progress bar or log lines
+    """
+    from rlntp.llm.sft import run_sft
+
+    done = run_sft(options, out, progress=not quiet)
+    first, last = done["loss"][0][1], done["loss"][-1][1]
+    print(f"SFT loss {first:.3f} -> {last:.3f}; checkpoints per epoch: {', '.join(done['checkpoints'].values())}")
+
+
+def grpo(options: Annotated[GRPOOptions, Flat], out: Path, quiet: bool = False) -> None:
+    """GRPO with the stepwise reward (TRL's GRPOTrainer) from an SFT checkpoint on the RL half.
+
+    Rerunning the same command resumes from the last checkpoint.
+
+    Args:
+        options: the starting model, data and GRPO options
+        out: the run directory (OUT/checkpoint-STEP every --save-every steps, OUT/done.json)
+        quiet: no progress bar or log lines
+    """
+    from rlntp.llm.grpo import run_grpo
+
+    done = run_grpo(options, out, progress=not quiet)
+    rewards = [h["reward"] for h in done["log"] if "reward" in h]
+    print(f"GRPO: {len(rewards)} steps, mean reward {rewards[0]:.1f} -> {rewards[-1]:.1f}; run in {out}")
+
+
+def evaluate(options: Annotated[EvalOptions, Flat], out: Path) -> None:
+    """Accuracy, mean length, long fraction and reward components of a model on the test split.
+
+    Args:
+        options: the model, data and sampling options
+        out: the metrics file to write (JSON); the responses go beside it (.responses.jsonl)
+    """
+    import json
+
+    from rlntp.llm.evaluate import run_eval
+
+    print(json.dumps(run_eval(options, out), indent=2))
+
+
+COMMANDS = {"data": data, "sft": sft, "grpo": grpo, "eval": evaluate}

@@ -1,0 +1,145 @@
+"""`rlntp llm eval`: accuracy, response length and reward components of a model on a mixture's test split.
+
+Each test question gets `generations` sampled responses (paper: 4) and every number is their
+average: accuracy (the answer tag holds the right answer), mean length in tokens, the fraction of
+responses with a non-empty chain of thought, and the mean points of each reward component.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlntp.config import Config
+from rlntp.errors import check
+from rlntp.files import atomic_write_text
+
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class EvalOptions(Config):
+    """Sampled responses of a model to the test questions of a mixture, scored with the stepwise reward."""
+
+    model: str
+    """a model directory (an SFT or GRPO checkpoint) or a hub name"""
+    data: Path
+    """a dataset directory made by `rlntp llm data` with a test split"""
+    generations: int = 4
+    """responses sampled per question (paper: 4)"""
+    temperature: float = 1.0
+    """sampling temperature"""
+    max_new_tokens: int = 512
+    """tokens a response may have"""
+    questions: int | None = None
+    """evaluate the first N test questions only (default: all)"""
+    prompts_per_batch: int = 16
+    """questions per generation call (HF generate)"""
+    verify_timeout_s: float = 5.0
+    """wall-clock limit of one math-verify check"""
+    vllm: bool = False
+    """generate with vLLM (CUDA; pip install 'rlntp[vllm]')"""
+    cpu: bool = False
+    """generate on the CPU even where a GPU is present"""
+    seed: int = 0
+    """seed of the sampling"""
+
+    def check(self) -> None:
+        for name in ("generations", "max_new_tokens", "prompts_per_batch"):
+            check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        check(self.questions is None or self.questions >= 1, f"questions must be >= 1, got {self.questions}")
+        check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        check(self.verify_timeout_s > 0, f"verify_timeout_s must be > 0, got {self.verify_timeout_s}")
+
+
+def prompt_ids(tokenizer, prompt) -> list[int]:
+    """Token ids of a prompt as TRL's trainers make them: chat messages through the chat template, text with BOS."""
+    if isinstance(prompt, str):
+        return tokenizer(prompt)["input_ids"]
+    return tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)[
+        "input_ids"]
+
+
+def generate_hf(model_dir: str, prompts: list, options: EvalOptions) -> tuple[list[str], list[int]]:
+    """`options.generations` sampled responses per prompt with `model.generate` (left-padded batches, KV cache)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = torch.device("cuda" if torch.cuda.is_available() and not options.cpu else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto").to(device).eval()
+    stops = model.generation_config.eos_token_id
+    stops = set([stops] if isinstance(stops, int) else stops or [tokenizer.eos_token_id])
+    torch.manual_seed(options.seed)
+    texts, lengths = [], []
+    for start in range(0, len(prompts), options.prompts_per_batch):
+        batch = [{"input_ids": prompt_ids(tokenizer, p)} for p in prompts[start:start + options.prompts_per_batch]]
+        inputs = tokenizer.pad(batch, return_tensors="pt").to(device)
+        with torch.no_grad():
+            out = model.generate(**inputs, do_sample=True, temperature=options.temperature, top_p=1.0, top_k=0,
+                                 max_new_tokens=options.max_new_tokens, num_return_sequences=options.generations,
+                                 pad_token_id=tokenizer.pad_token_id)
+        for row in out[:, inputs["input_ids"].shape[1]:].tolist():
+            end = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
+            lengths.append(end)
+            texts.append(tokenizer.decode(row[:end], skip_special_tokens=True))
+    return texts, lengths
+
+
+def generate_vllm(model_dir: str, prompts: list, options: EvalOptions) -> tuple[list[str], list[int]]:
+    """The same responses from a vLLM engine (token-id prompts, so BOS and the chat template are TRL's)."""
+    from transformers import AutoTokenizer
+    from vllm import LLM, SamplingParams
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    engine = LLM(model=model_dir, seed=options.seed)
+    params = SamplingParams(n=options.generations, temperature=options.temperature, top_p=1.0,
+                            max_tokens=options.max_new_tokens, seed=options.seed)
+    results = engine.generate([{"prompt_token_ids": prompt_ids(tokenizer, p)} for p in prompts], params)
+    texts = [c.text for r in results for c in r.outputs]
+    lengths = [len(c.token_ids) for r in results for c in r.outputs]
+    return texts, lengths
+
+
+def run_eval(options: EvalOptions, out: Path) -> dict[str, Any]:
+    """Evaluate `options.model` on the test split; writes the metrics to `out` (JSON) and the responses beside it
+    (`out` with .responses.jsonl). Returns the metrics."""
+    import importlib.util
+
+    from rlntp.llm.common import check_causal_lm
+    from rlntp.llm.data import read_split
+
+    check_causal_lm(options.model)
+    check(not options.vllm or importlib.util.find_spec("vllm") is not None,
+          "--vllm needs vLLM: pip install 'rlntp[vllm]' (on a CUDA machine)")
+    test = read_split(options.data, "test")
+    if options.questions is not None:
+        test = test.select(range(min(options.questions, len(test))))
+    prompts, golds = test["prompt"], test["answer"]
+    from rlntp.llm.reward import REWARD_POINTS, Verifier, score
+
+    generate = generate_vllm if options.vllm else generate_hf
+    texts, lengths = generate(options.model, prompts, options)
+    answers = [g for g in golds for _ in range(options.generations)]
+    with Verifier(timeout_s=options.verify_timeout_s) as verifier:
+        scores = [score(text, gold, verifier) for text, gold in zip(texts, answers)]
+    n = len(texts)
+    metrics = {
+        "model": options.model, "questions": len(prompts), "responses": n,
+        "accuracy": sum(s["correct_in_answer"] > 0 for s in scores) / n,
+        "mean_length": sum(lengths) / n,
+        "long_frac": sum(bool(m and m.group(1).strip()) for m in map(_THINK.search, texts)) / n,
+        "reward": sum(sum(s.values()) for s in scores) / n,
+        **{f"rewards/{k}": sum(s[k] for s in scores) / n for k in REWARD_POINTS},
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    responses = [{"question": i // options.generations, "answer": a, "response": t, "length": length, **s}
+                 for i, (t, a, length, s) in enumerate(zip(texts, answers, lengths, scores))]
+    atomic_write_text(out.with_suffix(".responses.jsonl"),
+                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in responses))
+    atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
+    return metrics

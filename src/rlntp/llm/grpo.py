@@ -1,0 +1,173 @@
+"""`rlntp llm grpo`: GRPO from an SFT checkpoint on a mixture's RL half with TRL's GRPOTrainer (paper App. B.3-B.4).
+
+Every choice the paper's result depends on is set here explicitly rather than left to TRL's
+defaults, which change between versions (TRL is pinned in pyproject.toml):
+
+- group size (`num_generations`): the paper's 32 (GSM8K) or 20 (MATH);
+- no KL penalty (`beta = 0`), one update per batch of rollouts (`num_iterations = 1`), clip 0.2;
+- loss aggregation `grpo`: each response's token losses averaged, then the responses averaged, as in
+  DeepSeekMath's GRPO and the torchtune recipe the paper used (TRL's default, `dapo`, weights by tokens);
+- rewards scaled by their group's standard deviation (`scale_rewards = "group"`);
+- the stepwise reward (`rlntp.llm.reward`): its four components are four reward functions, summed
+  with weight 1 and each logged by TRL under `rewards/NAME/mean`;
+- sampling temperature, top-p 1, completion length, AdamW with a cosine schedule, dropout off.
+
+Rollouts come from `model.generate` or, with --vllm colocate|server, from vLLM (colocate: one
+engine sharing each GPU with training; server: `trl vllm-serve` on GPUs of its own, for many GPUs).
+
+    OUT/options.json, OUT/checkpoint-STEP/ (every --save-every steps), OUT/done.json (the log history)
+"""
+
+import importlib.util
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rlntp.config import Config
+from rlntp.errors import ConfigError, check
+from rlntp.files import atomic_write_text
+from rlntp.llm.common import DONE
+
+VLLM_MODES = ("off", "colocate", "server")
+LOSSES = ("grpo", "dr_grpo", "dapo", "bnpo")
+SCALINGS = ("group", "batch", "none")
+
+
+@dataclass(frozen=True)
+class GRPOOptions(Config):
+    """GRPO with the stepwise reward from an SFT checkpoint, on the RL half of a mixture."""
+
+    model: str
+    """the starting model: an SFT checkpoint directory (OUT/checkpoint-STEP of `rlntp llm sft`) or a hub name"""
+    data: Path
+    """a dataset directory made by `rlntp llm data` (its RL half gives the prompts and gold answers)"""
+    steps: int = 300
+    """optimizer steps (paper, MATH: 300)"""
+    lr: float = 1e-6
+    """AdamW learning rate, cosine schedule (the paper's value is lost from our copy of its text)"""
+    group_size: int = 32
+    """rollouts per prompt, whose rewards are normalized together (paper: 32 GSM8K, 20 MATH)"""
+    completions_per_device: int = 32
+    """rollouts per device per micro-step (TRL's per_device_train_batch_size); paper: one prompt's group"""
+    grad_accum: int = 1
+    """micro-steps per optimizer step (paper, MATH: 2)"""
+    temperature: float = 1.0
+    """sampling temperature of the rollouts"""
+    max_completion_length: int = 512
+    """tokens a rollout may generate; a longer one is cut and scored as it stands"""
+    loss: str = "grpo"
+    """how token losses are aggregated: grpo (per response, then mean), dr_grpo, dapo, bnpo (TRL's names)"""
+    scale_rewards: str = "group"
+    """divide advantages by the std of the group, the batch, or none"""
+    beta: float = 0.0
+    """KL coefficient to the starting model (paper: none)"""
+    epsilon: float = 0.2
+    """clipping range of the probability ratio"""
+    save_every: int = 50
+    """steps between checkpoints (the recipe evaluates each)"""
+    verify_timeout_s: float = 5.0
+    """wall-clock limit of one math-verify check; a response that exceeds it scores 0 for that component"""
+    vllm: str = "off"
+    """rollouts through vLLM: off, colocate (shares each training GPU) or server (`trl vllm-serve` elsewhere)"""
+    vllm_server: str = "http://localhost:8000"
+    """--vllm server: the base URL of `trl vllm-serve`"""
+    bf16: bool | None = None
+    """train in bf16 (default: on CUDA, never on CPU)"""
+    gradient_checkpointing: bool = False
+    """recompute activations in backward (needed for 3B/8B models)"""
+    cpu: bool = False
+    """train on the CPU even where a GPU is present"""
+    seed: int = 0
+    """seed of the prompt order, the sampling and the trainer"""
+
+    def check(self) -> None:
+        for name in ("steps", "group_size", "completions_per_device", "grad_accum", "max_completion_length",
+                     "save_every"):
+            check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        check(self.group_size >= 2, f"group_size must be >= 2 (advantages compare rollouts of one prompt), "
+              f"got {self.group_size}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
+        check(self.verify_timeout_s > 0, f"verify_timeout_s must be > 0, got {self.verify_timeout_s}")
+        check(self.loss in LOSSES, f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
+        check(self.scale_rewards in SCALINGS,
+              f"unknown scale_rewards {self.scale_rewards!r}; choose one of: {', '.join(SCALINGS)}")
+        check(self.vllm in VLLM_MODES, f"unknown vllm mode {self.vllm!r}; choose one of: {', '.join(VLLM_MODES)}")
+
+
+def trl_config(options: GRPOOptions, out: Path, bf16: bool, progress: bool):
+    """TRL's GRPOConfig for `options`: the paper's choices set explicitly (module docstring)."""
+    from trl import GRPOConfig
+
+    server = options.vllm == "server"
+    try:
+        return GRPOConfig(
+            output_dir=str(out), max_steps=options.steps, learning_rate=options.lr, lr_scheduler_type="cosine",
+            optim="adamw_torch", per_device_train_batch_size=options.completions_per_device,
+            gradient_accumulation_steps=options.grad_accum, num_generations=options.group_size,
+            temperature=options.temperature, top_p=1.0, top_k=0, max_completion_length=options.max_completion_length,
+            loss_type=options.loss, scale_rewards=options.scale_rewards, beta=options.beta,
+            epsilon=options.epsilon, num_iterations=1, reward_weights=None, mask_truncated_completions=False,
+            disable_dropout=True, bf16=bf16, activation_checkpointing=options.gradient_checkpointing,
+            gradient_checkpointing=None,
+            use_cpu=options.cpu, save_strategy="steps", save_steps=options.save_every, save_only_model=False,
+            logging_steps=1, report_to="none", seed=options.seed, data_seed=options.seed, disable_tqdm=not progress,
+            use_vllm=options.vllm != "off", vllm_mode="server" if server else "colocate",
+            vllm_server_base_url=options.vllm_server if server else None,
+        )
+    except ValueError as e:  # TRL's own checks, e.g. the batch not divisible by the group size
+        raise ConfigError(str(e).strip().splitlines()[0]) from None
+
+
+def run_grpo(options: GRPOOptions, out: Path, progress: bool = True) -> dict[str, Any]:
+    """GRPO from `options.model` on the RL half of `options.data` into `out`; resumes a killed run there.
+
+    Returns the done record: TRL's log history (reward components, lengths, clip fractions per step).
+    """
+    from rlntp.llm.data import read_split
+    from rlntp.llm.common import check_causal_lm, claim_run_dir, distributed, quiet_trainer, use_bf16
+
+    out = Path(out)
+    check_causal_lm(options.model)
+    bf16 = use_bf16(options.bf16, "cpu" if options.cpu else "auto")
+    if options.vllm != "off":
+        check(importlib.util.find_spec("vllm") is not None,
+              f"--vllm {options.vllm} needs vLLM: pip install 'rlntp[vllm]' (on a CUDA machine)")
+        check(not options.cpu, f"--vllm {options.vllm} generates on GPUs; drop --cpu or use --vllm off")
+    train = read_split(options.data, "rl").select_columns(["prompt", "answer"])
+    args = trl_config(options, out, bf16, progress)
+    state = distributed()
+    with state.main_process_first():  # one process creates the directory, the others then find it
+        resume = claim_run_dir(out, options, "GRPO run")
+    done_path = out / DONE
+    if done_path.is_file():
+        return json.loads(done_path.read_text())
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOTrainer
+
+    from rlntp.llm.reward import Verifier, reward_functions
+
+    tokenizer = AutoTokenizer.from_pretrained(options.model, padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(options.model, dtype="auto")
+    with Verifier(timeout_s=options.verify_timeout_s) as verifier:
+        trainer = GRPOTrainer(model=model, reward_funcs=reward_functions(verifier), args=args, train_dataset=train,
+                              processing_class=tokenizer)
+        if not progress:
+            quiet_trainer(trainer)
+        trainer.train(resume_from_checkpoint=resume or None)
+    done = {"log": trainer.state.log_history, "options": json.loads(json.dumps(asdict(options), default=str)),
+            "completions_per_step": options.completions_per_device * options.grad_accum * args.world_size}
+    if state.is_main_process:
+        atomic_write_text(done_path, json.dumps(done, indent=2) + "\n")
+    state.wait_for_everyone()
+    return done
+
+
+def step_checkpoints(run_dir: Path) -> dict[int, Path]:
+    """Step -> checkpoint directory of a GRPO run."""
+    found = {int(p.name.split("-")[1]): p for p in Path(run_dir).glob("checkpoint-*") if p.name.split("-")[1].isdigit()}
+    return dict(sorted(found.items()))
