@@ -17,7 +17,8 @@ from urllib.parse import quote
 from rlntp.errors import check
 from rlntp.files import atomic_write_text
 
-ORDER = ("fig1", "fig2", "fig3", "arch", "rare", "small-d", "partial-cot", "fig13", "star-odds", "theory", "mult")
+ORDER = ("fig1", "fig2", "fig3", "arch", "rare", "small-d", "partial-cot", "fig13", "star-odds", "theory", "mult",
+         "gsm8k", "math")
 """Sections in the paper's order; any other follows alphabetically."""
 SKIP = {"runs", "data"}
 """Directories never searched for sections or figures: a recipe's own runs and datasets."""

@@ -19,8 +19,8 @@ from typing import Any
 
 from rlntp.files import atomic_write_text
 
-TINY_NOTE = ("tiny preset: a random 2-layer Llama on synthetic GSM8K-format records; it proves the wiring "
-             "(data -> SFT -> GRPO -> eval), not the paper's claims")
+TINY_NOTE = ("tiny preset: a random 2-layer Llama on synthetic records in the dataset's format; it proves the "
+             "wiring (data -> SFT -> GRPO -> eval), not the paper's claims")
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,18 @@ def check_causal_lm(model: str) -> None:
         check(path.is_dir() and (path / "config.json").is_file(),
               f"{model} is not a model directory (it has no config.json); pass a directory written by "
               "save_pretrained, an SFT checkpoint, or a hub name such as meta-llama/Llama-3.2-3B")
+    from huggingface_hub.utils import logging as hub_logging
+
+    verbosity = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()  # its retry warnings would bury the one-line error below
     try:
         config = AutoConfig.from_pretrained(model)
     except (OSError, ValueError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError(f"cannot read the model config of {model!r}: {reason}; without network access, pass a "
                           "local directory written by save_pretrained") from None
+    finally:
+        hub_logging.set_verbosity(verbosity)
     causal = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
     architectures = getattr(config, "architectures", None) or []
     if architectures:

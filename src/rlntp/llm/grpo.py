@@ -129,14 +129,14 @@ def run_grpo(options: GRPOOptions, out: Path, progress: bool = True) -> dict[str
     from rlntp.llm.common import check_causal_lm, claim_run_dir, distributed, quiet_trainer, use_bf16
 
     out = Path(out)
-    check_causal_lm(options.model)
     bf16 = use_bf16(options.bf16, "cpu" if options.cpu else "auto")
     if options.vllm != "off":
+        check(not options.cpu, f"--vllm {options.vllm} generates on GPUs; drop --cpu or use --vllm off")
         check(importlib.util.find_spec("vllm") is not None,
               f"--vllm {options.vllm} needs vLLM: pip install 'rlntp[vllm]' (on a CUDA machine)")
-        check(not options.cpu, f"--vllm {options.vllm} generates on GPUs; drop --cpu or use --vllm off")
-    train = read_split(options.data, "rl").select_columns(["prompt", "answer"])
     args = trl_config(options, out, bf16, progress)
+    check_causal_lm(options.model)
+    train = read_split(options.data, "rl").select_columns(["prompt", "answer"])
     state = distributed()
     with state.main_process_first():  # one process creates the directory, the others then find it
         resume = claim_run_dir(out, options, "GRPO run")

@@ -63,9 +63,7 @@ def run_sft(options: SFTOptions, out: Path, progress: bool = True) -> dict[str, 
     from rlntp.llm.common import check_causal_lm, claim_run_dir, distributed, quiet_trainer, use_bf16
 
     out = Path(out)
-    check_causal_lm(options.model)
     bf16 = use_bf16(options.bf16, "cpu" if options.cpu else "auto")
-    train = read_split(options.data, "sft").select_columns(["prompt", "completion"])
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -82,6 +80,8 @@ def run_sft(options: SFTOptions, out: Path, progress: bool = True) -> dict[str, 
         )
     except ValueError as e:  # TRL's and transformers' own checks of the combination
         raise ConfigError(str(e).splitlines()[0]) from None
+    check_causal_lm(options.model)
+    train = read_split(options.data, "sft").select_columns(["prompt", "completion"])
     state = distributed()
     with state.main_process_first():  # one process creates the directory, the others then find it
         resume = claim_run_dir(out, options, "SFT run")
