@@ -44,9 +44,10 @@ class LLMPreset:
 
 
 def _tiny(dataset: str) -> LLMPreset:
-    """The tiny preset: 8 epochs of SFT at p_cot 0.25 and 1, GRPO for 4 steps from epochs 1 and 8 (about a minute)."""
-    return LLMPreset(dataset, "tiny", None, p_cots=(0.25, 1.0), rl_from_epochs=(1, 8),
-                     sft=dict(epochs=8, lr=3e-3, per_device_batch=16),
+    """The tiny preset: 12 epochs of SFT at p_cot 0.25 and 1, GRPO for 4 steps from epochs 1 and 12 (about a minute
+    and a half on 2 cores). The model learns the format (both tags), not the arithmetic."""
+    return LLMPreset(dataset, "tiny", None, p_cots=(0.25, 1.0), rl_from_epochs=(1, 12),
+                     sft=dict(epochs=12, lr=2e-3, per_device_batch=16),
                      grpo=dict(steps=4, lr=1e-3, group_size=4, completions_per_device=8, save_every=2,
                                max_completion_length=64),
                      eval=dict(generations=2, max_new_tokens=64, questions=16))
@@ -235,6 +236,9 @@ def plot_llm(rows: list[dict[str, Any]], preset: LLMPreset, path: Path) -> None:
                 ax.plot([r["sequences"] for r in curve], [r[key] for r in curve], "-", marker=".", color=color,
                         alpha=0.8)
     full = [r for r in rows if r["stage"] == "sft" and r["p_cot"] == 1.0]
+    for ax, key in ((ax_acc, "accuracy"), (ax_len, "mean_length")):
+        ax.plot([r["sequences"] for r in full], [r[key] for r in full], "*", ms=8, color="0.6",
+                label="SFT, full CoT" if ax is ax_acc and full else None)
     if full:
         best = max(full, key=lambda r: r["accuracy"])
         ax_acc.axhline(best["accuracy"], ls="--", color="k", lw=1, label="best SFT, full CoT")

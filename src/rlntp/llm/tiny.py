@@ -84,7 +84,7 @@ def train_tokenizer(texts: list[str], vocab_size: int = 512):
                                    model_max_length=2048)
 
 
-def make_tiny_llama(out: Path, texts: list[str], hidden: int = 64, layers: int = 2, heads: int = 4,
+def make_tiny_llama(out: Path, texts: list[str], hidden: int = 128, layers: int = 2, heads: int = 4,
                     seed: int = 0) -> Path:
     """Save a randomly initialized tiny Llama and its tokenizer (trained on `texts`) to `out`; returns `out`.
 

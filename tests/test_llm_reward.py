@@ -1,0 +1,99 @@
+"""The stepwise reward (App. B.3) on hand-written responses, and its hard time limit."""
+
+import threading
+import time
+
+import pytest
+
+from rlntp.errors import ConfigError
+from rlntp.llm.reward import REWARD_POINTS, Verifier, answer_in_tag, candidates, reward_functions, score
+
+HANG = "(10^{10^{10}})!"
+"""math-verify's verify runs for minutes on this against 18 (measured: killed after 60 s without its own timeout)."""
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    with Verifier(timeout_s=2.0) as v:
+        yield v
+
+
+def points(answer_tag=0, think_tag=0, correct_anywhere=0, correct_in_answer=0):
+    return {"answer_tag": 5.0 * answer_tag, "think_tag": 5.0 * think_tag, "correct_anywhere": 20.0 * correct_anywhere,
+            "correct_in_answer": 100.0 * correct_in_answer}
+
+
+@pytest.mark.parametrize("response, gold, expected", [
+    ("<think>48/2 = 24, 48 + 24 = 72</think> <answer>72</answer>", "72", points(1, 1, 1, 1)),
+    ("<think>so she sold 72 clips</think> <answer>70</answer>", "72", points(1, 1, 1, 0)),   # right, outside the tag
+    ("<think>48 + 24</think> <answer>70</answer>", "72", points(1, 1, 0, 0)),                 # wrong
+    ("<think></think> <answer>18</answer>", "18", points(1, 1, 1, 1)),                      # short answer
+    ("<answer>18.0</answer>", "18", points(1, 0, 1, 1)),
+    ("<answer>$18</answer>", "18", points(1, 0, 1, 1)),
+    ("<answer>\\$18</answer>", "18", points(1, 0, 1, 1)),
+    ("<answer>\\frac{3}{4}</answer>", "0.75", points(1, 0, 1, 1)),                           # LaTeX fraction
+    ("<answer>0.75</answer>", "\\frac{3}{4}", points(1, 0, 1, 1)),
+    ("<answer>\\dfrac{3}{4}</answer>", "3/4", points(1, 0, 1, 1)),
+    ("<answer>\\frac{2\\sqrt{2}}{2}</answer>", "\\sqrt{2}", points(1, 0, 1, 1)),              # simplified by sympy
+    ("The answer is 18.", "18", points(0, 0, 1, 0)),                                          # no tags at all
+    ("<think>reasoning</think> 18", "18", points(0, 1, 1, 0)),
+    ("<answer>18", "18", points(0, 0, 1, 0)),                                                 # unclosed tag
+    ("", "18", points()),
+    ("<answer></answer>", "18", points(1, 0, 0, 0)),
+    (b"\xff\xfe<answer>18</answer>", "18", points(1, 0, 1, 1)),                               # not UTF-8
+    ("\udcff\x00<think>\udc80</think><answer>18</answer>", "18", points(1, 1, 1, 1)),          # lone surrogates, NUL
+    (None, "18", points()),
+])
+def test_stepwise_reward_of_hand_written_responses(verifier, response, gold, expected):
+    assert score(response, gold, verifier) == expected
+
+
+def test_answer_tag_and_candidates():
+    assert answer_in_tag("<answer>1</answer> then <answer> 2 </answer>") == "2"
+    assert answer_in_tag("<answer>1") is None
+    found = candidates("First $x = 3$, so \\boxed{\\frac{1}{2}} and 1,234 items; <answer>7</answer>")
+    assert {"x = 3", "\\frac{1}{2}", "1,234", "7"} <= set(found) and len(candidates(" 1" * 500)) <= 32
+
+
+def test_a_hanging_expression_returns_within_the_limit_and_the_next_check_works(verifier):
+    before = verifier.timeouts
+    started = time.monotonic()
+    result = score(f"<think>x</think> <answer>{HANG}</answer>", "18", verifier)
+    elapsed = time.monotonic() - started
+    assert result == points(1, 1, 0, 0)
+    assert verifier.timeouts > before
+    # two checks (the tag, then anywhere) at 2 s each, plus a worker restart: never the minutes unbounded
+    assert elapsed < 2 * 2.0 + 5.0, elapsed
+    assert score("<answer>18</answer>", "18", verifier) == points(1, 0, 1, 1)  # a fresh worker took over
+
+
+def test_the_limit_holds_off_the_main_thread():
+    results = {}
+
+    def work():
+        with Verifier(timeout_s=1.0) as v:
+            results["hang"] = score(f"<answer>{HANG}</answer>", "18", v)
+            results["ok"] = score("<answer>\\frac{1}{2}</answer>", "0.5", v)
+
+    thread = threading.Thread(target=work)
+    started = time.monotonic()
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and time.monotonic() - started < 20
+    assert results == {"hang": points(1, 0, 0, 0), "ok": points(1, 0, 1, 1)}
+
+
+def test_trl_reward_functions_log_each_component(verifier):
+    functions = reward_functions(verifier)
+    assert [f.__name__ for f in functions] == list(REWARD_POINTS)
+    completions = [[{"role": "assistant", "content": "<think>a</think> <answer>4</answer>"}],
+                   [{"role": "assistant", "content": "<answer>5</answer>"}], "no tags, 4"]
+    rewards = {f.__name__: f(prompts=["p"] * 3, completions=completions, answer=["4", "4", "4"], completion_ids=None)
+               for f in functions}
+    assert rewards == {"answer_tag": [5.0, 5.0, 0.0], "think_tag": [5.0, 0.0, 0.0],
+                       "correct_anywhere": [20.0, 0.0, 20.0], "correct_in_answer": [100.0, 0.0, 0.0]}
+
+
+def test_limit_must_be_positive():
+    with pytest.raises(ConfigError, match="must be > 0"):
+        Verifier(timeout_s=0)
