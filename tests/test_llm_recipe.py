@@ -1,10 +1,12 @@
 """The LLM path end to end on the tiny preset (a random tiny Llama, records made here): the wiring, not the science."""
 
+import importlib.util
 import json
 import subprocess
 import sys
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from rlntp.llm.sft import epoch_checkpoints
@@ -96,3 +98,19 @@ def test_grpo_batch_not_divisible_by_the_group_is_one_line(tmp_path):
                              "--group-size", "3", "--completions-per-device", "8", "--out", str(tmp_path / "o")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("vllm") is None,
+                    reason="needs a CUDA GPU and vLLM")
+def test_grpo_on_gpu_in_bf16_with_vllm_rollouts(tiny_model, tmp_path):
+    from rlntp.llm.data import DataConfig, make_data
+    from rlntp.llm.grpo import GRPOOptions, run_grpo
+    from rlntp.llm.tiny import gsm8k_records
+
+    records = tmp_path / "train.jsonl"
+    records.write_text("".join(json.dumps(r) + "\n" for r in gsm8k_records(64)))
+    make_data(DataConfig(source=str(records), p_cot=0.25), tmp_path / "data")
+    done = run_grpo(GRPOOptions(model=str(tiny_model), data=tmp_path / "data", steps=2, group_size=4,
+                                completions_per_device=8, max_completion_length=32, save_every=2, bf16=True,
+                                vllm="colocate"), tmp_path / "grpo", progress=False)
+    assert len([h for h in done["log"] if "reward" in h]) == 2
