@@ -105,7 +105,7 @@ def run_llm(preset: LLMPreset, out: Path, device: str = "auto", progress: bool =
     """Run the plan of `preset` into `out` (module docstring) and draw its figure; returns the summary table."""
     from rlntp.llm.common import distributed
     from rlntp.llm.data import DataConfig, make_data
-    from rlntp.llm.evaluate import EvalOptions, run_eval
+    from rlntp.llm.evaluate import EvalOptions
     from rlntp.llm.grpo import GRPOOptions, run_grpo, step_checkpoints
     from rlntp.llm.sft import SFTOptions, epoch_checkpoints, run_sft
 
@@ -126,7 +126,7 @@ def run_llm(preset: LLMPreset, out: Path, device: str = "auto", progress: bool =
 
     def evaluate(checkpoint: Path, data: Path, name: str) -> dict[str, Any] | None:
         options = EvalOptions(model=str(checkpoint), data=data, **preset.eval, **stage_options)
-        result = _evaluate(run_eval, options, out, name) if main else None
+        result = _evaluate(options, out, name) if main else None
         state.wait_for_everyone()
         return result
 
@@ -143,7 +143,7 @@ def run_llm(preset: LLMPreset, out: Path, device: str = "auto", progress: bool =
         for epoch, checkpoint in epoch_checkpoints(sft_dir).items():
             metrics = evaluate(checkpoint, data, f"sft,{_p(p_cot)},epoch={epoch}")
             rows.append(dict(stage="sft", p_cot=p_cot, epoch=epoch, step=0, sequences=epoch * per_epoch,
-                             loss=done["loss"][-1][1] if done["loss"] else None, **(metrics or {})))
+                             **(metrics or {})))
         if p_cot == 1.0:
             continue
         for epoch in preset.rl_from_epochs:
@@ -192,8 +192,10 @@ def _plain(prompt) -> str:
     return prompt if isinstance(prompt, str) else " ".join(m["content"] for m in prompt)
 
 
-def _evaluate(run_eval, options, out: Path, name: str) -> dict[str, Any]:
+def _evaluate(options, out: Path, name: str) -> dict[str, Any]:
     """The metrics of one evaluation, computed once (OUT/eval/NAME.json) and read back on a rerun."""
+    from rlntp.llm.evaluate import run_eval
+
     path = out / "eval" / f"{name}.json"
     metrics = json.loads(path.read_text()) if path.exists() else run_eval(options, path)
     return {k: v for k, v in metrics.items() if k != "model"}

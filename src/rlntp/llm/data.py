@@ -8,6 +8,7 @@ The file names are the hub's layout, so `datasets.load_dataset(DIR)` loads the t
 """
 
 import json
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -94,11 +95,14 @@ def make_data(config: DataConfig, out: Path) -> dict[str, Any]:
     else:
         test = load_records(config.source, "test", config.config_name, fmt)
     mixture = make_mixture(fmt, train, test, config.p_cot, config.seed)
-    (out / "data").mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # written beside `out` and renamed to it when complete: a killed run leaves no half-made dataset there
+    partial = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    (partial / "data").mkdir()
     rows = {"sft": mixture.sft, "rl": mixture.rl, "test": mixture.test}
     for split in SPLITS:
         if rows[split]:
-            datasets.Dataset.from_list(rows[split]).to_parquet(str(split_path(out, split)))
+            datasets.Dataset.from_list(rows[split]).to_parquet(str(split_path(partial, split)))
     manifest = {
         "config": asdict(config),
         "rows": {split: len(rows[split]) for split in SPLITS},
@@ -106,7 +110,10 @@ def make_data(config: DataConfig, out: Path) -> dict[str, Any]:
         "unsplittable": mixture.unsplittable,
         "datasets_version": datasets.__version__,
     }
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(partial / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    if out.is_dir():
+        out.rmdir()  # empty (check_new_dir)
+    partial.rename(out)
     return manifest
 
 
