@@ -6,7 +6,8 @@ defaults, which change between versions (TRL is pinned in pyproject.toml):
 - group size (`num_generations`): the paper's 32 (GSM8K) or 20 (MATH);
 - no KL penalty (`beta = 0`), one update per batch of rollouts (`num_iterations = 1`), clip 0.2;
 - loss aggregation `grpo`: each response's token losses averaged, then the responses averaged, as in
-  DeepSeekMath's GRPO and the torchtune recipe the paper used (TRL's default, `dapo`, weights by tokens);
+  DeepSeekMath's GRPO and in torchtune's GRPO loss, which the paper used (TRL's default, `dapo`, weights
+  every token equally across the batch);
 - rewards scaled by their group's standard deviation (`scale_rewards = "group"`);
 - the stepwise reward (`rlntp.llm.reward`): its four components are four reward functions, summed
   with weight 1 and each logged by TRL under `rewards/NAME/mean`;
