@@ -164,6 +164,30 @@ def test_model_that_is_not_a_causal_lm_and_bf16_on_cpu_are_refused(tiny_model, t
     import torch
 
     if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="--bf16 needs a CUDA GPU"):
-            use_bf16(True, "auto")
-        assert use_bf16(None, "auto") is False
+        with pytest.raises(ConfigError, match="--precision bf16 needs a CUDA GPU"):
+            use_bf16("bf16", cpu=False)
+        assert use_bf16("auto", cpu=False) is False
+    assert use_bf16("fp32", cpu=False) is False and use_bf16("auto", cpu=True) is False
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "{t5}"], "is a t5 model with no causal language model head"),
+    (["--model", "{tiny}", "--precision", "bf16"], "--precision bf16 needs a CUDA GPU"),
+    (["--model", "{tiny}", "--precision", "fp16"], "unknown precision 'fp16'; choose one of: auto, bf16, fp32"),
+    (["--model", "{tiny}", "--data", "{nodata}"], "is not a dataset made by `rlntp llm data`"),
+])
+def test_bad_model_precision_and_data_are_one_line_before_any_work(tiny_model, tmp_path, extra, message):
+    import torch
+    from transformers import T5Config
+
+    if "bf16" in extra and torch.cuda.is_available():
+        pytest.skip("bf16 is valid where CUDA is")
+    T5Config(d_model=8, num_layers=1, num_heads=1, d_kv=8, d_ff=8, vocab_size=16).save_pretrained(tmp_path / "t5")
+    (tmp_path / "nodata").mkdir()
+    args = [a.format(t5=tmp_path / "t5", tiny=tiny_model, nodata=tmp_path / "nodata") for a in extra]
+    for command in ("sft", "grpo"):
+        argv = ["--data", str(tmp_path / "nodata"), *args] if "--data" not in args else args
+        result = subprocess.run([sys.executable, "-m", "rlntp.cli", "llm", command, *argv, "--out",
+                                 str(tmp_path / "o")], capture_output=True, text=True)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert message in result.stderr and not (tmp_path / "o").exists(), result.stderr

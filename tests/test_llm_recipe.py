@@ -111,6 +111,6 @@ def test_grpo_on_gpu_in_bf16_with_vllm_rollouts(tiny_model, tmp_path):
     records.write_text("".join(json.dumps(r) + "\n" for r in gsm8k_records(64)))
     make_data(DataConfig(source=str(records), p_cot=0.25), tmp_path / "data")
     done = run_grpo(GRPOOptions(model=str(tiny_model), data=tmp_path / "data", steps=2, group_size=4,
-                                completions_per_device=8, max_completion_length=32, save_every=2, bf16=True,
+                                completions_per_device=8, max_completion_length=32, save_every=2, precision="bf16",
                                 vllm="colocate"), tmp_path / "grpo", progress=False)
     assert len([h for h in done["log"] if "reward" in h]) == 2

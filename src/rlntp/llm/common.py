@@ -46,15 +46,20 @@ def check_causal_lm(model: str) -> None:
               f"{model} is a {config.model_type} model with no causal language model head")
 
 
-def use_bf16(bf16: bool | None, device: str) -> bool:
-    """Whether to train in bf16: `bf16` if given (then CUDA must be there), else on CUDA only."""
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def use_bf16(precision: str, cpu: bool) -> bool:
+    """Whether to train in bf16: `--precision bf16` (a CUDA GPU with bf16 must be in use), fp32, or auto (bf16 on
+    CUDA, float32 on the CPU)."""
     import torch
 
-    cuda = torch.cuda.is_available() and device != "cpu"
-    if bf16:
-        check(cuda, "--bf16 needs a CUDA GPU and none is in use here; drop --bf16 (CPU trains in float32)")
-        check(torch.cuda.is_bf16_supported(), "--bf16 asked for, but this GPU does not support bf16; drop --bf16")
-    return cuda if bf16 is None else bf16
+    check(precision in PRECISIONS, f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    cuda = torch.cuda.is_available() and not cpu
+    if precision == "bf16":
+        check(cuda, "--precision bf16 needs a CUDA GPU and none is in use here; use --precision fp32 or auto")
+        check(torch.cuda.is_bf16_supported(), "--precision bf16: this GPU does not support bf16; use fp32")
+    return precision == "bf16" or (precision == "auto" and cuda)
 
 
 def claim_run_dir(out: Path, options, what: str) -> bool:

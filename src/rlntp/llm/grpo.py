@@ -28,7 +28,7 @@ from typing import Any
 from rlntp.config import Config
 from rlntp.errors import ConfigError, check
 from rlntp.files import atomic_write_text
-from rlntp.llm.common import DONE
+from rlntp.llm.common import DONE, PRECISIONS
 
 VLLM_MODES = ("off", "colocate", "server")
 LOSSES = ("grpo", "dr_grpo", "dapo", "bnpo")
@@ -73,8 +73,8 @@ class GRPOOptions(Config):
     """rollouts through vLLM: off, colocate (shares each training GPU) or server (`trl vllm-serve` elsewhere)"""
     vllm_server: str = "http://localhost:8000"
     """--vllm server: the base URL of `trl vllm-serve`"""
-    bf16: bool | None = None
-    """train in bf16 (default: on CUDA, never on CPU)"""
+    precision: str = "auto"
+    """auto (bf16 on CUDA, float32 on the CPU), bf16 or fp32"""
     gradient_checkpointing: bool = False
     """recompute activations in backward (needed for 3B/8B models)"""
     cpu: bool = False
@@ -89,6 +89,8 @@ class GRPOOptions(Config):
         check(self.group_size >= 2, f"group_size must be >= 2 (advantages compare rollouts of one prompt), "
               f"got {self.group_size}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(self.precision in PRECISIONS,
+              f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         check(self.verify_timeout_s > 0, f"verify_timeout_s must be > 0, got {self.verify_timeout_s}")
         check(self.loss in LOSSES, f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
@@ -130,7 +132,7 @@ def run_grpo(options: GRPOOptions, out: Path, progress: bool = True) -> dict[str
     from rlntp.llm.common import check_causal_lm, claim_run_dir, distributed, quiet_trainer, use_bf16
 
     out = Path(out)
-    bf16 = use_bf16(options.bf16, "cpu" if options.cpu else "auto")
+    bf16 = use_bf16(options.precision, options.cpu)
     if options.vllm != "off":
         check(not options.cpu, f"--vllm {options.vllm} generates on GPUs; drop --cpu or use --vllm off")
         check(importlib.util.find_spec("vllm") is not None,

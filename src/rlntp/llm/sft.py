@@ -18,7 +18,7 @@ from typing import Any
 from rlntp.config import Config
 from rlntp.errors import ConfigError, check
 from rlntp.files import atomic_write_text
-from rlntp.llm.common import DONE
+from rlntp.llm.common import DONE, PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,8 @@ class SFTOptions(Config):
     """micro-steps per optimizer step"""
     max_length: int = 1024
     """tokens of prompt + target kept (longer rows are cut at the end)"""
-    bf16: bool | None = None
-    """train in bf16 (default: on CUDA, never on CPU)"""
+    precision: str = "auto"
+    """auto (bf16 on CUDA, float32 on the CPU), bf16 or fp32"""
     gradient_checkpointing: bool = False
     """recompute activations in backward (needed for 3B/8B models on 80 GB GPUs)"""
     cpu: bool = False
@@ -52,6 +52,8 @@ class SFTOptions(Config):
         for name in ("epochs", "per_device_batch", "grad_accum", "max_length"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(self.precision in PRECISIONS,
+              f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
 
 
 def run_sft(options: SFTOptions, out: Path, progress: bool = True) -> dict[str, Any]:
@@ -63,7 +65,7 @@ def run_sft(options: SFTOptions, out: Path, progress: bool = True) -> dict[str, 
     from rlntp.llm.common import check_causal_lm, claim_run_dir, distributed, quiet_trainer, use_bf16
 
     out = Path(out)
-    bf16 = use_bf16(options.bf16, "cpu" if options.cpu else "auto")
+    bf16 = use_bf16(options.precision, options.cpu)
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
