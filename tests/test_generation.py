@@ -65,3 +65,44 @@ def test_sampling_is_reproducible_from_the_generator(small_trained):
     a = generate(model, prompts, task.max_new_tokens, task.eos_id, 1.0, torch.Generator().manual_seed(9))
     b = generate(model, prompts, task.max_new_tokens, task.eos_id, 1.0, torch.Generator().manual_seed(9))
     assert torch.equal(a, b)
+
+
+def _full_batch_reference(model, prompts, max_new_tokens, temperature, generator):
+    """Decoding every row to the end, each prompt row by row: what `generate` must equal token for token."""
+    out = torch.full((prompts.shape[0], max_new_tokens), EOS, dtype=torch.long)
+    done = torch.zeros(prompts.shape[0], dtype=torch.bool)
+    seq = prompts
+    for t in range(max_new_tokens):
+        with torch.no_grad():
+            logits = model(seq)[:, -1]
+        if temperature == 0:
+            token = logits.argmax(dim=-1)
+        else:
+            token = torch.multinomial(torch.softmax(logits.float() / temperature, dim=-1), 1, generator=generator)[:, 0]
+        token = token.masked_fill(done, EOS)
+        out[:, t] = token
+        done |= token == EOS
+        if done.all():
+            break
+        seq = torch.cat([seq, token[:, None]], dim=1)
+    return out
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "mistral"])
+def test_shared_prompts_and_finished_rows_leaving_the_batch_change_no_token(small_trained, arch):
+    """Rows that emitted EOS leave the batch and a group's prompt is run once (`repeats`); with the same
+    generator the tokens are those of decoding every row to the end, greedy and sampled."""
+    task, model = small_trained
+    if arch == "mistral":
+        model = build_model(ModelConfig(arch="mistral", layers=2, width=32, heads=4), 3, task.context_len, EOS,
+                            seed=0).eval()
+    prompts = task.sample_prompts(16, torch.Generator().manual_seed(5))
+    for temperature in (0.0, 1.0):
+        ours = generate(model, prompts, task.max_new_tokens, EOS, temperature, torch.Generator().manual_seed(6),
+                        repeats=4)
+        reference = _full_batch_reference(model, prompts.repeat_interleave(4, dim=0), task.max_new_tokens,
+                                          temperature, torch.Generator().manual_seed(6))
+        assert torch.equal(ours, reference), temperature
+        lengths = (ours != EOS).int().argmin(dim=1)
+        if temperature > 0:  # rows did leave the batch early: some answers are short, some long
+            assert lengths.min() <= 2 and (ours[:, -2] != EOS).any()

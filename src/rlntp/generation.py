@@ -6,30 +6,51 @@ from torch import nn
 
 @torch.no_grad()
 def generate(model: nn.Module, prompts: torch.Tensor, max_new_tokens: int, eos_id: int,
-             temperature: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Continue every prompt by at most `max_new_tokens` tokens.
+             temperature: float = 0.0, generator: torch.Generator | None = None, repeats: int = 1) -> torch.Tensor:
+    """Continue every prompt `repeats` times (adjacent rows) by at most `max_new_tokens` tokens.
 
     Prompts all have the same length (no padding is needed), so the cache is filled by one forward
-    pass over the prompts, then one token per step; decoding stops as soon as every row has
-    emitted EOS. `temperature == 0` is greedy decoding, otherwise tokens are drawn from
-    softmax(logits / temperature) with `generator`. Returns (B, max_new_tokens) new tokens, EOS
-    after each row's first EOS. The caller chooses train or eval mode (rollouts use eval mode).
+    pass over the prompts (each once, however many times it is continued: RL's group of rollouts
+    shares it), then one token per step; decoding stops as soon as every row has emitted EOS.
+    `temperature == 0` is greedy decoding, otherwise tokens are drawn from softmax(logits /
+    temperature) with `generator`. Returns (B * repeats, max_new_tokens) new tokens, EOS after each
+    row's first EOS. The caller chooses train or eval mode (rollouts use eval mode).
+
+    Rows that have emitted EOS leave the batch (and the cache) once a quarter of it has finished:
+    in RL from a short-answering checkpoint most rows end after two tokens while a few run to the
+    long length. Sampling still draws from a (B, vocab) matrix, finished rows sure to pick EOS, so
+    the generator advances exactly as if every row were decoded to the end: the same seed gives the
+    same rollouts with or without the shrinking.
     """
-    B, T = prompts.shape
+    T = prompts.shape[1]
+    B = prompts.shape[0] * repeats
     out = torch.full((B, max_new_tokens), eos_id, dtype=torch.long, device=prompts.device)
-    done = torch.zeros(B, dtype=torch.bool, device=prompts.device)
-    cache = model.new_cache(B, T + max_new_tokens)
+    rows = torch.arange(B, device=prompts.device)  # the batch rows still in the cache, in cache order
+    done = torch.zeros(B, dtype=torch.bool, device=prompts.device)  # indexed like `rows`
+    cache = model.new_cache(prompts.shape[0], T + max_new_tokens)
     logits = model(prompts, cache=cache)[:, -1]
+    if repeats > 1:
+        cache.batch_repeat_interleave(repeats)
+        logits = logits.repeat_interleave(repeats, dim=0)
     for t in range(max_new_tokens):
         if temperature == 0:
             token = logits.argmax(dim=-1)
         else:
             probs = torch.softmax(logits.float() / temperature, dim=-1)
+            if len(rows) < B:
+                full = torch.zeros((B, probs.shape[1]), dtype=probs.dtype, device=probs.device)
+                full[:, eos_id] = 1.0
+                probs = full.index_copy(0, rows, probs)
             token = torch.multinomial(probs, 1, generator=generator)[:, 0]
+            token = token if len(rows) == B else token[rows]
         token = token.masked_fill(done, eos_id)
-        out[:, t] = token
+        out[rows, t] = token
         done |= token == eos_id
         if t == max_new_tokens - 1 or bool(done.all()):
             break
+        if 4 * int(done.sum()) >= len(rows):  # drop the finished rows from the batch and the cache
+            keep = torch.nonzero(~done)[:, 0]
+            cache.batch_select_indices(keep)
+            rows, token, done = rows[keep], token[keep], done[keep]
         logits = model(token[:, None], cache=cache)[:, -1]
     return out

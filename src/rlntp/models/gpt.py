@@ -30,6 +30,14 @@ class KVCache:
         self.length = 0
         """number of positions already cached"""
 
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep only the sequences `indices` (the name and meaning of Hugging Face's `Cache` method)."""
+        self.k, self.v = self.k[:, indices], self.v[:, indices]
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        """Repeat every sequence `repeats` times, copies adjacent (as Hugging Face's `Cache` method)."""
+        self.k, self.v = self.k.repeat_interleave(repeats, dim=1), self.v.repeat_interleave(repeats, dim=1)
+
 
 class SelfAttention(nn.Module):
     def __init__(self, config: GPT2Config):

@@ -57,7 +57,8 @@ def sample_rollouts(model: nn.Module, task: Task, prompts: torch.Tensor, rollout
     was_training = model.training
     model.eval()
     x = prompts.repeat_interleave(rollouts_per_prompt, dim=0)
-    outputs = generate(model, x, task.max_new_tokens, task.eos_id, temperature, generator)
+    outputs = generate(model, prompts, task.max_new_tokens, task.eos_id, temperature, generator,
+                       repeats=rollouts_per_prompt)
     model.train(was_training)
     r = compute_reward(reward, task, x, outputs, length_penalty)
     lengths = task.output_lengths(outputs)
