@@ -6,7 +6,6 @@ responses with a non-empty chain of thought, and the mean points of each reward 
 """
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,6 @@ from typing import Any
 from rlntp.config import Config
 from rlntp.errors import check
 from rlntp.files import atomic_write_text
-
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-
 
 @dataclass(frozen=True)
 class EvalOptions(Config):
@@ -119,7 +115,7 @@ def run_eval(options: EvalOptions, out: Path) -> dict[str, Any]:
     if options.questions is not None:
         test = test.select(range(min(options.questions, len(test))))
     prompts, golds = test["prompt"], test["answer"]
-    from rlntp.llm.reward import REWARD_POINTS, Verifier, score
+    from rlntp.llm.reward import REWARD_POINTS, Verifier, chain_of_thought, score
 
     generate = generate_vllm if options.vllm else generate_hf
     texts, lengths = generate(options.model, prompts, options)
@@ -131,7 +127,7 @@ def run_eval(options: EvalOptions, out: Path) -> dict[str, Any]:
         "model": options.model, "questions": len(prompts), "responses": n,
         "accuracy": sum(s["correct_in_answer"] > 0 for s in scores) / n,
         "mean_length": sum(lengths) / n,
-        "long_frac": sum(bool(m and m.group(1).strip()) for m in map(_THINK.search, texts)) / n,
+        "long_frac": sum(bool((chain_of_thought(t) or "").strip()) for t in texts) / n,
         "reward": sum(sum(s.values()) for s in scores) / n,
         **{f"rewards/{k}": sum(s[k] for s in scores) / n for k in REWARD_POINTS},
     }

@@ -24,6 +24,7 @@ import time
 from typing import Any, Callable
 
 from rlntp.errors import check
+from rlntp.tasks.math_text import boxed
 
 REWARD_POINTS = {"answer_tag": 5.0, "think_tag": 5.0, "correct_anywhere": 20.0, "correct_in_answer": 100.0}
 """Points of each component (App. B.3); a response scores their sum."""
@@ -46,33 +47,23 @@ def as_text(response: Any) -> str:
     return str(response).encode("utf-8", errors="replace").decode("utf-8")
 
 
+def chain_of_thought(response: str) -> str | None:
+    """The content of the first complete think tag, or None."""
+    found = _THINK.search(response)
+    return found.group(1) if found else None
+
+
 def answer_in_tag(response: str) -> str | None:
     """The content of the last complete answer tag, or None."""
     found = _ANSWER.findall(response)
     return found[-1].strip() if found else None
 
 
-def _boxed(text: str) -> list[str]:
-    """The contents of every `\\boxed{...}` in `text`, braces counted."""
-    contents = []
-    for start in (m.end() for m in re.finditer(r"\\boxed\{", text)):
-        depth = 0
-        for i in range(start, len(text)):
-            if text[i] == "{":
-                depth += 1
-            elif text[i] == "}":
-                if depth == 0:
-                    contents.append(text[start:i])
-                    break
-                depth -= 1
-    return contents
-
-
 def candidates(response: str) -> list[str]:
     """Everything in `response` that could be its answer: the answer tag's content, the whole text (math-verify
     finds its final answer), every `\\boxed{}`, `$...$`, `\\(...\\)`, `\\[...\\]` and number; the last MAX_CANDIDATES."""
     found = [response]
-    found += _boxed(response)
+    found += [content for _, content in boxed(response)]
     found += [next(g for g in m.groups() if g is not None) for m in _MATH_SPAN.finditer(response)]
     found += _NUMBER.findall(response)
     tagged = answer_in_tag(response)
@@ -200,7 +191,7 @@ def score(response: Any, gold: str, verifier: Verifier) -> dict[str, float]:
     in_answer = tagged is not None and verifier.equivalent(gold, tagged)
     anywhere = in_answer or verifier.any_equivalent(gold, candidates(text))
     return {"answer_tag": REWARD_POINTS["answer_tag"] * (tagged is not None),
-            "think_tag": REWARD_POINTS["think_tag"] * (_THINK.search(text) is not None),
+            "think_tag": REWARD_POINTS["think_tag"] * (chain_of_thought(text) is not None),
             "correct_anywhere": REWARD_POINTS["correct_anywhere"] * anywhere,
             "correct_in_answer": REWARD_POINTS["correct_in_answer"] * in_answer}
 

@@ -19,6 +19,7 @@ instruct is exactly the paper's string. Chains of thought and answers are stripp
 whitespace. This module reads no model and imports neither torch nor TRL.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -54,23 +55,30 @@ def split_gsm8k(solution: str) -> tuple[str, str] | None:
     return cot.strip(), answer.strip()
 
 
-def last_boxed(text: str) -> tuple[int, str] | None:
-    """(start, content) of the last `\\boxed{...}` in `text`, braces counted; None if there is none or it never closes.
+def boxed(text: str) -> list[tuple[int, str]]:
+    """(start, content) of every closed `\\boxed{...}` in `text`, braces counted (escaped ones `\\{` skipped).
 
     A lazy regex would stop at the first `}` and truncate `\\boxed{\\frac{1}{2}}` to `\\frac{1`.
     """
+    found = []
+    for match in re.finditer(r"\\boxed\{", text):
+        depth, start, begin = 0, match.start(), match.end()
+        for i in range(begin, len(text)):
+            if text[i] == "{" and text[i - 1] != "\\":
+                depth += 1
+            elif text[i] == "}" and text[i - 1] != "\\":
+                if depth == 0:
+                    found.append((start, text[begin:i]))
+                    break
+                depth -= 1
+    return found
+
+
+def last_boxed(text: str) -> tuple[int, str] | None:
+    """(start, content) of the last `\\boxed{...}` in `text`; None if there is none or it never closes."""
     start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, begin = 0, start + len("\\boxed{")
-    for i in range(begin, len(text)):
-        if text[i] == "{" and text[i - 1] != "\\":
-            depth += 1
-        elif text[i] == "}" and text[i - 1] != "\\":
-            if depth == 0:
-                return start, text[begin:i]
-            depth -= 1
-    return None
+    closed = boxed(text[start:]) if start >= 0 else []
+    return (start, closed[0][1]) if closed else None
 
 
 def split_math(solution: str) -> tuple[str, str] | None:
