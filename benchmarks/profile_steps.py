@@ -51,7 +51,8 @@ def grpo_phases(model, task: ParityTask, optimizer, config: PosttrainConfig, ste
     tokens, mask = rollouts.tokens[rows], rollouts.response_mask[rows]
     m = mask[:, 1:].float()
     total_tokens = rollouts.response_mask.sum()
-    (logp, _), t_fwd = _timed(lambda: token_logprobs(model, tokens, mask))
+    groups = rows // rollouts.group_size
+    (logp, _), t_fwd = _timed(lambda: token_logprobs(model, tokens, mask, groups=groups))
 
     def backward():
         per_token = clipped_surrogate(logp, logp.detach(), advantages[rows], config.clip_eps)
@@ -107,13 +108,13 @@ def main() -> None:
     task = ParityTask(d=task_config.d, p_cot=task_config.p_cot)
     config = PosttrainConfig()
     model = load_model(checkpoint, model_config, CPU)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)  # as `rlntp posttrain`
     grpo = [grpo_phases(model, task, optimizer, config, step) for step in range(args.steps + 1)][1:]
     table(f"GRPO step, d = {task.d}, {config.prompts} x {config.rollouts} rollouts", grpo)
     operators("GRPO step", lambda s: grpo_phases(model, task, optimizer, config, s), 3)
 
     fresh = build_model(ModelConfig(layers=2, width=128, heads=4), task.vocab_size, task.context_len, task.eos_id, 0)
-    adam = torch.optim.Adam(fresh.parameters(), lr=1e-3)
+    adam = torch.optim.Adam(fresh.parameters(), lr=1e-3, fused=True)
     pre = [pretrain_phases(fresh, task, adam, 256, step) for step in range(args.steps + 1)][1:]
     table(f"pre-training step, d = {task.d}, batch 256, GPT-2 2 x 128", pre)
     operators("pre-training step", lambda s: pretrain_phases(fresh, task, adam, 256, s), 3)

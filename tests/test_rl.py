@@ -272,6 +272,38 @@ def test_token_logprobs_at_a_temperature_are_those_of_the_scaled_logits():
     torch.testing.assert_close(logprobs[mask[:, 1:]], gathered[mask[:, 1:]], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "mistral"])
+def test_token_logprobs_of_rollouts_equal_the_row_by_row_pass_in_value_and_gradient(arch):
+    """Identical rows run once; each group's prompt runs once, its keys and values serving the group's rows."""
+    model = build_model(ModelConfig(arch=arch, layers=2, width=32, heads=2), vocab_size=3, context_len=9,
+                        eos_id=E, seed=0).train()
+    batch = _mixed_batch()
+    rows = torch.tensor([0, 0, 1, 1, 1, 3, 4, 6, 7, 7])  # lengths differ, and rollouts repeat within a group
+    tokens, mask = batch.tokens[rows], batch.response_mask[rows]
+
+    def run(groups):
+        model.zero_grad()
+        logprobs, n_tokens = token_logprobs(model, tokens, mask, temperature=0.7, groups=groups)
+        (logprobs * torch.arange(1, 9)).sum().backward()  # a different weight on every position
+        return logprobs.detach(), n_tokens, [p.grad.clone() for p in model.parameters()]
+
+    plain, n_plain, grads_plain = run(None)
+    shared, n_shared, grads_shared = run(rows // 4)
+    torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads_shared, grads_plain):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert torch.all(shared[~mask[:, 1:]] == 0)
+    # plain: rows run 8 8 5 5 5 8 8 5 8 8 tokens = 68; shared: 2 prompts x 4 tokens, then each distinct
+    # row's response tokens but the last: 4 1 4 4 1 4 = 18
+    assert (n_plain, n_shared) == (68, 26)
+
+
+def test_token_logprobs_refuse_groups_whose_prompts_differ():
+    batch = _mixed_batch()
+    with pytest.raises(ValueError, match="rows of one group differ"):
+        token_logprobs(_tiny_model(), batch.tokens, batch.response_mask, groups=torch.zeros(8, dtype=torch.long))
+
+
 @pytest.mark.parametrize("update", ["grpo", "reinforce"])
 def test_logprobs_at_tau_changes_the_update_only_away_from_temperature_one(update):
     def step(temperature):

@@ -18,9 +18,11 @@ def generate(model: nn.Module, prompts: torch.Tensor, max_new_tokens: int, eos_i
 
     Rows that have emitted EOS leave the batch (and the cache) once a quarter of it has finished:
     in RL from a short-answering checkpoint most rows end after two tokens while a few run to the
-    long length. Sampling still draws from a (B, vocab) matrix, finished rows sure to pick EOS, so
-    the generator advances exactly as if every row were decoded to the end: the same seed gives the
-    same rollouts with or without the shrinking.
+    long length. A token is drawn by the exponential race, argmax(p / q) with q ~ Exp(1) for every
+    row and vocabulary entry: the draw `torch.multinomial(p, 1)` makes on a CPU, so the tokens are
+    the same as multinomial's. q is drawn for all B rows every step, so the generator advances
+    exactly as if every row were decoded to the end: the same seed gives the same rollouts with or
+    without the shrinking (tests/test_generation.py checks both against multinomial on the full batch).
     """
     T = prompts.shape[1]
     B = prompts.shape[0] * repeats
@@ -37,18 +39,15 @@ def generate(model: nn.Module, prompts: torch.Tensor, max_new_tokens: int, eos_i
             token = logits.argmax(dim=-1)
         else:
             probs = torch.softmax(logits.float() / temperature, dim=-1)
-            if len(rows) < B:
-                full = torch.zeros((B, probs.shape[1]), dtype=probs.dtype, device=probs.device)
-                full[:, eos_id] = 1.0
-                probs = full.index_copy(0, rows, probs)
-            token = torch.multinomial(probs, 1, generator=generator)[:, 0]
-            token = token if len(rows) == B else token[rows]
+            race = torch.empty((B, probs.shape[1]), device=probs.device).exponential_(generator=generator)
+            token = (probs / (race if len(rows) == B else race[rows])).argmax(dim=-1)
         token = token.masked_fill(done, eos_id)
         out[rows, t] = token
         done |= token == eos_id
-        if t == max_new_tokens - 1 or bool(done.all()):
+        finished = int(done.sum())
+        if t == max_new_tokens - 1 or finished == len(rows):
             break
-        if 4 * int(done.sum()) >= len(rows):  # drop the finished rows from the batch and the cache
+        if 4 * finished >= len(rows):  # drop the finished rows from the batch and the cache
             keep = torch.nonzero(~done)[:, 0]
             cache.batch_select_indices(keep)
             rows, token, done = rows[keep], token[keep], done[keep]

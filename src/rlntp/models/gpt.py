@@ -14,29 +14,56 @@ mirror Hugging Face's, so checkpoints convert both ways (`from_hf` / `to_hf`) an
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import Cache, GPT2Config, GPT2LMHeadModel
 
 # Hugging Face's GPT-2 stores these as Conv1D weights of shape (in, out); nn.Linear uses (out, in).
 _CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
 class KVCache:
-    """Preallocated keys and values of every layer, filled left to right as tokens are decoded."""
+    """Preallocated keys and values of every layer, filled left to right as tokens are decoded.
+
+    It speaks Hugging Face's `Cache` API (`update`, `get_seq_length`, `batch_select_indices`,
+    `batch_repeat_interleave`), so the model also runs on a `transformers.DynamicCache`: that one
+    grows by concatenation and is differentiable, which training over a shared prompt needs
+    (`rlntp.training.losses.token_logprobs`). This one writes in place and is for decoding only.
+    """
 
     def __init__(self, layers: int, batch: int, heads: int, max_len: int, head_dim: int, like: torch.Tensor):
         shape = (layers, batch, heads, max_len, head_dim)
         self.k = torch.empty(shape, dtype=like.dtype, device=like.device)
         self.v = torch.empty(shape, dtype=like.dtype, device=like.device)
-        self.length = 0
-        """number of positions already cached"""
+        self.lengths = [0] * layers
+        """positions already cached, per layer"""
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.lengths[layer_idx]
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append k, v (B, heads, T, head_dim) to layer `layer_idx`; return all its keys and values so far."""
+        start = self.lengths[layer_idx]
+        end = start + k.shape[2]
+        self.k[layer_idx, :, :, start:end] = k
+        self.v[layer_idx, :, :, start:end] = v
+        self.lengths[layer_idx] = end
+        return self.k[layer_idx, :, :, :end], self.v[layer_idx, :, :, :end]
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        """Keep only the sequences `indices` (the name and meaning of Hugging Face's `Cache` method)."""
-        self.k, self.v = self.k[:, indices], self.v[:, indices]
+        """Keep only the sequences `indices`."""
+        self._rebuild(len(indices), lambda t: t.index_select(1, indices))
 
     def batch_repeat_interleave(self, repeats: int) -> None:
-        """Repeat every sequence `repeats` times, copies adjacent (as Hugging Face's `Cache` method)."""
-        self.k, self.v = self.k.repeat_interleave(repeats, dim=1), self.v.repeat_interleave(repeats, dim=1)
+        """Repeat every sequence `repeats` times, copies adjacent."""
+        self._rebuild(self.k.shape[1] * repeats, lambda t: t.repeat_interleave(repeats, dim=1))
+
+    def _rebuild(self, batch: int, rows):
+        # Copy only the filled positions: the buffers are mostly empty when this is called, after the prompt.
+        end = max(self.lengths)
+        for name in ("k", "v"):
+            old = getattr(self, name)
+            new = old.new_empty((old.shape[0], batch, *old.shape[2:]))
+            new[:, :, :, :end] = rows(old[:, :, :, :end])
+            setattr(self, name, new)
 
 
 class SelfAttention(nn.Module):
@@ -46,34 +73,30 @@ class SelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
 
-    def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None, query_from: int = 0) -> torch.Tensor:
-        """Attention outputs of positions query_from.. (keys and values of every position)."""
+    def forward(self, x: torch.Tensor, layer: int, cache: KVCache | Cache | None, query_from: int = 0) -> torch.Tensor:
+        """Attention outputs of positions query_from.. (keys and values of every position, appended to `cache`)."""
         B, T, C = x.shape
+        nh, hs = self.heads, C // self.heads
         if query_from:  # queries only where outputs are needed: skip a third of c_attn for the rest
             q = F.linear(x[:, query_from:], self.c_attn.weight[:C], self.c_attn.bias[:C])
-            k, v = F.linear(x, self.c_attn.weight[C:], self.c_attn.bias[C:]).split(C, dim=2)
-        else:
-            q, k, v = self.c_attn(x).split(C, dim=2)
-        Tq, hs = q.shape[1], C // self.heads
-        q = q.view(B, Tq, self.heads, hs).transpose(1, 2)  # (B, nh, Tq, hs)
-        k, v = (t.view(B, T, self.heads, hs).transpose(1, 2) for t in (k, v))  # (B, nh, T, hs)
-        if cache is None and not query_from:
+            q = q.view(B, T - query_from, nh, hs).transpose(1, 2)  # (B, nh, Tq, hs)
+            kv = F.linear(x, self.c_attn.weight[C:], self.c_attn.bias[C:])
+            k, v = kv.view(B, T, 2, nh, hs).permute(2, 0, 3, 1, 4).unbind(0)  # (B, nh, T, hs) each
+        else:  # one view for all three: decoding runs this per token, and each op costs microseconds
+            q, k, v = self.c_attn(x).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4).unbind(0)
+        Tq = q.shape[2]
+        start = 0
+        if cache is not None:
+            start = cache.get_seq_length(layer)
+            k, v = cache.update(k, v, layer)
+        first = start + query_from  # the position of the first query; the queries are the last Tq positions
+        if Tq == 1:  # the last position attends to everything: no mask
+            y = F.scaled_dot_product_attention(q, k, v)
+        elif first == 0:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        elif cache is None:  # the last Tq positions, each attending causally over all T
-            mask = torch.ones(Tq, T, dtype=torch.bool, device=x.device).tril(diagonal=query_from)
+        else:  # causal among the queries, all of the positions before them
+            mask = torch.ones(Tq, k.shape[2], dtype=torch.bool, device=x.device).tril(diagonal=first)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        else:
-            start, end = cache.length, cache.length + T
-            cache.k[layer, :, :, start:end] = k
-            cache.v[layer, :, :, start:end] = v
-            k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]
-            if T == 1:  # one new token attends to everything before it: no mask needed
-                y = F.scaled_dot_product_attention(q, k, v)
-            elif start == 0:
-                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            else:  # a block appended to a non-empty cache: causal within the block, full before it
-                mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.c_proj(y.transpose(1, 2).reshape(B, Tq, C))
 
 
@@ -95,13 +118,16 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None, query_from: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, layer: int, cache: KVCache | Cache | None, query_from: int = 0) -> torch.Tensor:
         x = x[:, query_from:] + self.attn(self.ln_1(x), layer, cache, query_from)
         return x + self.mlp(self.ln_2(x))
 
 
 class GPT(nn.Module):
-    """GPT-2 language model: `forward(input_ids, cache=None, logits_from=0) -> logits (B, T - logits_from, vocab)`."""
+    """GPT-2 language model: `forward(input_ids, cache=None, logits_from=0) -> logits (B, T - logits_from, vocab)`.
+
+    `cache`: a `KVCache` (decoding) or any Hugging Face `Cache` (e.g. a differentiable `DynamicCache`).
+    """
 
     def __init__(self, config: GPT2Config):
         super().__init__()
@@ -117,21 +143,19 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied, as in GPT-2
 
-    def forward(self, input_ids: torch.Tensor, cache: KVCache | None = None, logits_from: int = 0) -> torch.Tensor:
-        """Logits of positions logits_from.. ; with a cache, of every new position.
+    def forward(self, input_ids: torch.Tensor, cache: KVCache | Cache | None = None, logits_from: int = 0) -> torch.Tensor:
+        """Logits of positions logits_from.. of `input_ids`, which continue what `cache` holds (if given).
 
         Training needs logits only where targets are (the outputs, after the d input bits). The
         last block then runs its queries, attention output and MLP on those positions alone, its
         keys and values on all: the same logits for about 30% fewer FLOPs per step.
         """
-        start = 0 if cache is None else cache.length
+        start = 0 if cache is None else cache.get_seq_length()
         positions = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
         x = self.transformer.wte(input_ids) + self.transformer.wpe(positions)
         last = len(self.transformer.h) - 1
         for layer, block in enumerate(self.transformer.h):
-            x = block(x, layer, cache, logits_from if layer == last and cache is None else 0)
-        if cache is not None:
-            cache.length += input_ids.shape[1]
+            x = block(x, layer, cache, logits_from if layer == last else 0)
         return self.lm_head(self.transformer.ln_f(x))
 
     def new_cache(self, batch: int, max_len: int) -> KVCache:

@@ -32,7 +32,7 @@ class HFCausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, cache: DynamicCache | None = None, logits_from: int = 0) -> torch.Tensor:
         out = self.hf(input_ids=input_ids, past_key_values=cache, use_cache=cache is not None)
-        return out.logits if cache is not None else out.logits[:, logits_from:]
+        return out.logits[:, logits_from:]
 
     def new_cache(self, batch: int, max_len: int) -> DynamicCache:
         return DynamicCache(config=self.config)

@@ -65,16 +65,17 @@ def grpo_update(model: nn.Module, optimizer: torch.optim.Optimizer, rollouts: Ro
     if len(rows) == 0:
         return {"rl/loss": 0.0, "rl/active_frac": 0.0, "rl/clip_frac": 0.0}
     tokens, mask = rollouts.tokens[rows], rollouts.response_mask[rows]
+    groups = rows // rollouts.group_size if rollouts.group_size > 1 else None  # a group's prompt runs once
     m = mask[:, 1:].float()
     logp_old = logp_ref = None
     if updates > 1:
         with torch.no_grad():
-            logp_old = token_logprobs(model, tokens, mask, logprob_temperature)[0]
+            logp_old = token_logprobs(model, tokens, mask, logprob_temperature, groups)[0]
     if kl_beta > 0:
         with torch.no_grad():
-            logp_ref = token_logprobs(ref_model, tokens, mask, logprob_temperature)[0]
+            logp_ref = token_logprobs(ref_model, tokens, mask, logprob_temperature, groups)[0]
     for _ in range(updates):
-        logp, _ = token_logprobs(model, tokens, mask, logprob_temperature)
+        logp, _ = token_logprobs(model, tokens, mask, logprob_temperature, groups)
         old = logp.detach() if logp_old is None else logp_old  # on-policy: ratio 1, gradient A * grad log pi
         per_token = clipped_surrogate(logp, old, advantages[rows], clip_eps)
         if kl_beta > 0:

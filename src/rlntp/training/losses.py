@@ -6,12 +6,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import DynamicCache
 
 from rlntp.errors import Diverged
 
 
-def token_logprobs(model: nn.Module, tokens: torch.Tensor, mask: torch.Tensor,
-                   temperature: float = 1.0) -> tuple[torch.Tensor, int]:
+def token_logprobs(model: nn.Module, tokens: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0,
+                   groups: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """log p(tokens[:, t + 1] | tokens[:, :t + 1]) where mask[:, t + 1], else 0; and the tokens run through the model.
 
     p is the softmax of the logits divided by `temperature` (1: the model itself).
@@ -21,21 +22,71 @@ def token_logprobs(model: nn.Module, tokens: torch.Tensor, mask: torch.Tensor,
     of the work of a padded batch. With causal attention the logits of the kept positions are
     exactly those of the padded batch, so the result is the same. Logits are asked for only from the
     first target on (the models skip work on the positions before it).
+
+    groups: (B,) ids, rows of one id sharing every token before the first target (RL's rollouts of
+    one prompt). Then identical rows run once (a group's rollouts often repeat: every correct
+    chain of thought for one parity input is the same sequence), and each group's prompt runs once,
+    its keys and values (differentiably: the gradient of every row flows back into them) serving the
+    rows' responses. In GRPO most of a row's tokens are its prompt, so together these remove most
+    of the forward and backward work. The same numbers up to float rounding (tests/test_rl.py
+    compares values and gradients).
     """
     B, T = tokens.shape
     ends = T - torch.argmax(mask.flip(1).int(), dim=1)  # one past the last target of each row
     first = max(int(torch.argmax(mask.int(), dim=1).min()) - 1, 0)  # first position whose logits are needed
     logprobs = tokens.new_zeros((B, T - 1), dtype=torch.float32)
+    if groups is not None and first > 0:
+        # identical rows run once; index_select, not indexing: its backward is several times faster on a CPU
+        unique, copies = torch.unique(torch.cat([tokens, mask.long()], dim=1), dim=0, return_inverse=True)
+        one_row = torch.empty(len(unique), dtype=torch.long, device=tokens.device)
+        one_row[copies] = torch.arange(B, device=tokens.device)
+        unique_logprobs, n_tokens = _shared_prompt_logprobs(
+            model, tokens[one_row], ends[one_row], first, groups[one_row], temperature, logprobs[one_row])
+        return unique_logprobs.index_select(0, copies) * mask[:, 1:], n_tokens
     n_tokens = 0
     for end in torch.unique(ends).tolist():
         rows = torch.nonzero(ends == end)[:, 0]
         chunk = tokens[rows, :end]
         logits = model(chunk[:, :-1], logits_from=first)  # (b, end - 1 - first, vocab)
-        logits = logits.float() if temperature == 1.0 else logits.float() / temperature
-        picked = F.log_softmax(logits, dim=-1).gather(-1, chunk[:, first + 1 :, None])[..., 0]
-        logprobs = logprobs.index_copy(0, rows, F.pad(picked, (first, T - end)))
+        logprobs = logprobs.index_copy(0, rows, F.pad(_picked(logits, chunk, first, temperature), (first, T - end)))
         n_tokens += chunk.shape[0] * (end - 1)
     return logprobs * mask[:, 1:], n_tokens
+
+
+def _shared_prompt_logprobs(model: nn.Module, tokens: torch.Tensor, ends: torch.Tensor, first: int,
+                            groups: torch.Tensor, temperature: float,
+                            logprobs: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """token_logprobs (unmasked) with each group's tokens 0..first run once (a Hugging Face DynamicCache holds them)."""
+    B, T = tokens.shape
+    _, group = torch.unique(groups, return_inverse=True)  # (B,) 0..P-1
+    one_row = torch.empty(int(group.max()) + 1, dtype=torch.long, device=tokens.device)
+    one_row[group] = torch.arange(B, device=tokens.device)  # a row of each group
+    prompts = tokens[one_row, :first + 1]
+    if not bool((tokens[:, :first + 1] == prompts[group]).all()):
+        raise ValueError("token_logprobs: rows of one group differ before their first target; "
+                         "groups must mark rollouts of one prompt")
+    prompt_cache = DynamicCache()
+    prompt_logits = model(prompts, cache=prompt_cache, logits_from=first)  # (P, 1, vocab): the first target's
+    n_tokens = prompts.numel()
+    for end in torch.unique(ends).tolist():
+        rows = torch.nonzero(ends == end)[:, 0]
+        g = group[rows]
+        logits = prompt_logits.index_select(0, g)
+        if end - 1 > first + 1:  # response tokens to run, after the shared prompt
+            cache = DynamicCache()
+            for i, layer in enumerate(prompt_cache.layers):
+                cache.update(layer.keys.index_select(0, g), layer.values.index_select(0, g), i)
+            logits = torch.cat([logits, model(tokens[rows, first + 1:end - 1], cache=cache)], dim=1)
+            n_tokens += len(rows) * (end - 2 - first)
+        chunk = tokens[rows, :end]
+        logprobs = logprobs.index_copy(0, rows, F.pad(_picked(logits, chunk, first, temperature), (first, T - end)))
+    return logprobs, n_tokens
+
+
+def _picked(logits: torch.Tensor, chunk: torch.Tensor, first: int, temperature: float) -> torch.Tensor:
+    """(b, end - 1 - first) log-probabilities of chunk's tokens first + 1.. under logits of positions first.."""
+    logits = logits.float() if temperature == 1.0 else logits.float() / temperature
+    return F.log_softmax(logits, dim=-1).gather(-1, chunk[:, first + 1:, None])[..., 0]
 
 
 def next_token_loss(model: nn.Module, tokens: torch.Tensor, loss_mask: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -27,7 +27,8 @@ def reinforce_update(model: nn.Module, optimizer: torch.optim.Optimizer, rollout
     rows = torch.nonzero(advantages != 0)[:, 0]  # zero-advantage rows add nothing to the gradient
     if len(rows) == 0:
         return {"rl/loss": 0.0, "rl/active_frac": 0.0}
-    logp, _ = token_logprobs(model, rollouts.tokens[rows], rollouts.response_mask[rows], logprob_temperature)
+    groups = rows // rollouts.group_size if rollouts.group_size > 1 else None  # a prompt runs once
+    logp, _ = token_logprobs(model, rollouts.tokens[rows], rollouts.response_mask[rows], logprob_temperature, groups)
     sequence_logp = logp.sum(dim=1)  # log pi(y | x)
     objective = (advantages[rows] * sequence_logp).sum() / len(advantages)
     (-objective).backward()
