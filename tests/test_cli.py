@@ -30,6 +30,7 @@ def _fails_with(capsys, argv, message):
     (["pretrain", "--arch", "llama", "--out", "X"], "unknown arch 'llama'; choose one of: gpt2, mistral"),
     (["pretrain", "--lr", "0", "--out", "X"], "lr must be > 0"),
     (["pretrain", "--steps", "0", "--out", "X"], "steps must be >= 1"),
+    (["pretrain", "--precision", "fp16", "--out", "X"], "unknown precision 'fp16'; choose one of: fp32, bf16"),
 ])
 def test_invalid_values_fail_before_any_work(tmp_path, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(tmp_path)

@@ -70,6 +70,23 @@ def test_rl_after_next_token_prediction_learns_parity(pretrained, tmp_path, caps
     assert config["stage"] == "posttrain" and config["source_step"] == 1000 and config["post"]["algo"] == algo
 
 
+def test_bf16_forward_passes_keep_the_results(pretrained, tmp_path):
+    """--precision bf16 (bfloat16 autocast): pre-training above 1/3 still generalizes, GRPO still learns."""
+    out = tmp_path / "p50-bf16"
+    main(["pretrain", "--d", "10", "--p-cot", "0.5", *SMALL_GPT2, "--batch-size", "128", "--lr", "1e-3",
+          "--steps", "500", "--eval-every", "250", "--save-every", "500", "--eval-samples", "1000",
+          "--precision", "bf16", "--out", str(out)])
+    last = _last(out)
+    assert last["eval/greedy_acc"] >= 0.95 and last["eval/greedy_len_median"] == 10
+    rl = tmp_path / "grpo-bf16"
+    main(["posttrain", "--from", str(pretrained), "--step", "1000", "--algo", "grpo", "--steps", "30",
+          "--eval-every", "10", "--eval-samples", "640", "--precision", "bf16", "--device", "cpu", "--quiet",
+          "--out", str(rl)])
+    records = runs.read_metrics(rl)
+    assert records[0]["eval/greedy_acc"] <= 0.6
+    assert records[-1]["eval/greedy_acc"] >= 0.9 and records[-1]["eval/greedy_len_median"] == D
+
+
 @pytest.fixture(scope="module")
 def mult_pretrained(tmp_path_factory):
     """2x2 multiplication at p_cot = 0.25 for 2,000 steps over 6,000 pairs: the trace learned, greedy answers short.

@@ -500,6 +500,7 @@ def test_sample_rollouts_from_a_trained_model(small_trained):
     (dict(kl_beta=-0.1), "kl_beta must be >= 0, got -0.1"),
     (dict(prompts_per_step=0), "prompts_per_step must be >= 1, got 0"),
     (dict(lr=0.0), "lr must be > 0, got 0.0"),
+    (dict(precision="fp16"), "unknown precision 'fp16'; choose one of: fp32, bf16"),
 ])
 def test_invalid_posttrain_configs_raise_a_clear_error(kwargs, message):
     with pytest.raises(ConfigError, match=message):

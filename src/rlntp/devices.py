@@ -1,4 +1,4 @@
-"""Device selection and seeded random generators that live on the device."""
+"""Device selection, the precision of forward passes, and seeded random generators that live on the device."""
 
 import torch
 
@@ -32,3 +32,13 @@ def seeded_generator(device: torch.device, *keys: int) -> torch.Generator:
     for key in keys:
         seed = (seed * 1_000_003 + int(key) + 1) % (2**63 - 1)
     return torch.Generator(device=device).manual_seed(seed)
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """The context of forward passes: fp32 (autocast off), or bf16 (torch.autocast: matmuls and attention
+    in bfloat16; weights, gradients, optimizer, softmax and losses in float32). Backward passes run
+    outside it, as PyTorch recommends (they follow the dtypes of their forward ops)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

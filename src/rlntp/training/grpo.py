@@ -13,6 +13,7 @@ the batch (DAPO, Yu et al., 2025), so a long response's tokens weigh as much as 
 import torch
 from torch import nn
 
+from rlntp.devices import autocast
 from rlntp.training.losses import token_logprobs
 from rlntp.training.rollout import Rollouts
 
@@ -46,11 +47,12 @@ def k3_kl(logp: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:
 
 def grpo_update(model: nn.Module, optimizer: torch.optim.Optimizer, rollouts: Rollouts, clip_eps: float,
                 kl_beta: float = 0.0, ref_model: nn.Module | None = None, updates: int = 1,
-                token_level: bool = False, logprob_temperature: float = 1.0) -> dict[str, float]:
+                token_level: bool = False, logprob_temperature: float = 1.0, precision: str = "fp32") -> dict[str, float]:
     """`updates` optimizer steps on the GRPO objective of one batch of rollouts; returns logged values.
 
     Log-probabilities (policy, old policy, reference) come from the logits divided by
-    `logprob_temperature` (`PosttrainConfig.logprobs_at_tau`). `rl/clip_frac` counts, as TRL does,
+    `logprob_temperature` (`PosttrainConfig.logprobs_at_tau`), in forward passes of `precision`
+    (`rlntp.devices.autocast`). `rl/clip_frac` counts, as TRL does,
     the response tokens whose clipping changes the gradient: ratio < 1 - eps with a negative advantage,
     or ratio > 1 + eps with a positive one (always 0 with one update per batch: the ratio is 1).
     """
@@ -68,14 +70,16 @@ def grpo_update(model: nn.Module, optimizer: torch.optim.Optimizer, rollouts: Ro
     groups = rows // rollouts.group_size if rollouts.group_size > 1 else None  # a group's prompt runs once
     m = mask[:, 1:].float()
     logp_old = logp_ref = None
+    forward = autocast(tokens.device, precision)
     if updates > 1:
-        with torch.no_grad():
+        with torch.no_grad(), forward:
             logp_old = token_logprobs(model, tokens, mask, logprob_temperature, groups)[0]
     if kl_beta > 0:
-        with torch.no_grad():
+        with torch.no_grad(), forward:
             logp_ref = token_logprobs(ref_model, tokens, mask, logprob_temperature, groups)[0]
     for _ in range(updates):
-        logp, _ = token_logprobs(model, tokens, mask, logprob_temperature, groups)
+        with forward:
+            logp, _ = token_logprobs(model, tokens, mask, logprob_temperature, groups)
         old = logp.detach() if logp_old is None else logp_old  # on-policy: ratio 1, gradient A * grad log pi
         per_token = clipped_surrogate(logp, old, advantages[rows], clip_eps)
         if kl_beta > 0:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from rlntp import runs
 from rlntp.data import make_data
-from rlntp.devices import resolve_device, seeded_generator
+from rlntp.devices import PRECISIONS, autocast, resolve_device, seeded_generator
 from rlntp.memory import check_fits
 from rlntp.config import Config
 from rlntp.errors import RunDirError, check
@@ -91,6 +91,8 @@ class PosttrainConfig(Config):
     """checkpoint every this many steps (and at the last step)"""
     device: str = "auto"
     """cpu, cuda, cuda:N, or auto (CUDA when available)"""
+    precision: str = "fp32"
+    """fp32, or bf16: forward passes (rollouts too) under bfloat16 autocast (weights and optimizer stay float32)"""
 
     def check(self) -> None:
         check(self.algo in ALGOS, f"unknown algo {self.algo!r}; choose one of: {', '.join(ALGOS)}")
@@ -105,6 +107,8 @@ class PosttrainConfig(Config):
         for name in ("prompts_per_step", "rollouts_per_prompt"):
             value = getattr(self, name)
             check(value is None or value >= 1, f"{name} must be >= 1, got {value}")
+        check(self.precision in PRECISIONS,
+              f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         check(not (self.algo == "grpo" and self.rollouts < 2),
               f"grpo needs rollouts_per_prompt >= 2 to normalize within a group, got {self.rollouts}")
 
@@ -155,7 +159,7 @@ class PosttrainRun:
         return cls(str(source), state["step"], state["samples_seen"], task, model, post)
 
 
-_RESUMABLE_CHANGES = {"post.steps", "post.device"}
+_RESUMABLE_CHANGES = {"post.steps", "post.device", "post.precision"}
 
 
 def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool = True) -> Path:
@@ -206,8 +210,9 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
                                       "rl_samples": step * cfg.samples_per_step}
             for key in (stats[0] if stats else {}):
                 record[key] = sum(s[key] for s in stats) / len(stats)
-            record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
-                               test_prompts=data.test_prompts)
+            with autocast(device, cfg.precision):
+                record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
+                                   test_prompts=data.test_prompts)
             if stats:
                 record["perf/step_s"] = train_time / len(stats)
             runs.append_metrics(out, record)
@@ -221,15 +226,17 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
         while step < cfg.steps:
             t0 = time.perf_counter()
             prompts = data.rl_prompts(cfg.prompts, rng)
-            rollouts = sample_rollouts(model, task, prompts, cfg.rollouts, cfg.temperature, cfg.reward, rng,
-                                       cfg.length_penalty)
+            with autocast(device, cfg.precision):
+                rollouts = sample_rollouts(model, task, prompts, cfg.rollouts, cfg.temperature, cfg.reward, rng,
+                                           cfg.length_penalty)
             if cfg.algo == "grpo":
                 update = grpo_update(model, optimizer, rollouts, cfg.clip_eps, cfg.kl_beta, ref_model,
-                                     cfg.updates_per_step, cfg.token_level, logprob_temperature)
+                                     cfg.updates_per_step, cfg.token_level, logprob_temperature, cfg.precision)
             elif cfg.algo == "reinforce":
-                update = reinforce_update(model, optimizer, rollouts, logprob_temperature)
+                update = reinforce_update(model, optimizer, rollouts, logprob_temperature, cfg.precision)
             else:
-                update = star_update(model, optimizer, rollouts, cfg.star_epochs, cfg.star_batch_size, rng)
+                update = star_update(model, optimizer, rollouts, cfg.star_epochs, cfg.star_batch_size, rng,
+                                     cfg.precision)
             check_finite_loss(update["rl/loss"], step + 1, out)
             train_time += time.perf_counter() - t0
             step += 1

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from rlntp import runs
 from rlntp.data import make_data
-from rlntp.devices import resolve_device, seeded_generator
+from rlntp.devices import PRECISIONS, autocast, resolve_device, seeded_generator
 from rlntp.memory import check_fits
 from rlntp.config import Config
 from rlntp.errors import RunDirError, check
@@ -57,11 +57,15 @@ class PretrainConfig(Config):
     """checkpoint every this many steps (and at the last step); all checkpoints are kept"""
     device: str = "auto"
     """cpu, cuda, cuda:N, or auto (CUDA when available)"""
+    precision: str = "fp32"
+    """fp32, or bf16: forward passes under bfloat16 autocast (weights and optimizer stay float32)"""
 
     def check(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "eval_samples", "save_every"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         check_optimizer(self.optimizer, self.lr, self.weight_decay, self.max_grad_norm)
+        check(self.precision in PRECISIONS,
+              f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -82,8 +86,8 @@ class PretrainRun:
         return cls(TaskConfig(**d["task"]), ModelConfig(**d["model"]), PretrainConfig(**d["train"]))
 
 
-# Fields that may change when a run is resumed: extending it, or moving it to another device.
-_RESUMABLE_CHANGES = {"train.steps", "train.device"}
+# Fields that may change when a run is resumed: extending it, or moving it to another device or precision.
+_RESUMABLE_CHANGES = {"train.steps", "train.device", "train.precision"}
 
 
 def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool = True) -> Path:
@@ -126,8 +130,9 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
                 record["epoch"] = step * cfg.batch_size / data.train_size
             if loss_steps:
                 record["train/loss"] = loss_sum / loss_steps
-            record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
-                               test_prompts=data.test_prompts)
+            with autocast(device, cfg.precision):
+                record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
+                                   test_prompts=data.test_prompts)
             if tokens:
                 record["perf/tokens_per_s"] = tokens / train_time
                 record["perf/step_s"] = train_time / timed_steps
@@ -141,7 +146,8 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
         while step < cfg.steps:
             t0 = time.perf_counter()
             batch = data.train_batch(step, cfg.batch_size)
-            loss, n_tokens = next_token_loss(model, batch.tokens, batch.loss_mask)
+            with autocast(device, cfg.precision):
+                loss, n_tokens = next_token_loss(model, batch.tokens, batch.loss_mask)
             loss.backward()  # flush the gradients as soon as we can, no need for this memory anymore
             loss_value = loss.item()
             check_finite_loss(loss_value, step + 1, out)  # before the step, so no update comes from it

@@ -11,6 +11,7 @@ so the next round samples from the model this round returned.
 import torch
 from torch import nn
 
+from rlntp.devices import autocast
 from rlntp.training.losses import next_token_loss
 from rlntp.training.rollout import Rollouts
 
@@ -21,8 +22,9 @@ def star_filter(rollouts: Rollouts) -> Rollouts:
 
 
 def star_update(model: nn.Module, optimizer: torch.optim.Optimizer, rollouts: Rollouts, epochs: int,
-                batch_size: int, generator: torch.Generator) -> dict[str, float]:
-    """Next-token training on the rewarded rollouts for `epochs` passes of minibatches of `batch_size`."""
+                batch_size: int, generator: torch.Generator, precision: str = "fp32") -> dict[str, float]:
+    """Next-token training on the rewarded rollouts for `epochs` passes of minibatches of `batch_size`
+    (forward passes of `precision`, `rlntp.devices.autocast`)."""
     kept = star_filter(rollouts)
     tokens, mask = kept.tokens, kept.response_mask
     n = len(kept.rewards)
@@ -31,7 +33,8 @@ def star_update(model: nn.Module, optimizer: torch.optim.Optimizer, rollouts: Ro
         order = torch.randperm(n, generator=generator, device=generator.device)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            loss, _ = next_token_loss(model, tokens[idx], mask[idx])
+            with autocast(tokens.device, precision):
+                loss, _ = next_token_loss(model, tokens[idx], mask[idx])
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
