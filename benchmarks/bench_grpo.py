@@ -53,6 +53,8 @@ from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain  # noq
 from rlntp.training.rewards import compute_reward  # noqa: E402
 from rlntp.training.rollout import sample_rollouts  # noqa: E402
 
+from peak_memory import MB, StepMemory, step_peak  # noqa: E402 (benchmarks/, the script's directory)
+
 try:  # the benchmark's only extra dependency
     import trl
     from datasets import Dataset  # a dependency of trl
@@ -60,7 +62,7 @@ try:  # the benchmark's only extra dependency
 except ImportError:
     trl = None
 
-CPU = torch.device("cpu")
+CPU = torch.device("cpu")  # where prompts are drawn (the same inputs on every device)
 TARGET_ACC = 0.95
 
 
@@ -103,7 +105,8 @@ def parity_reward(task: ParityTask, log: list[dict[str, float]]) -> Callable[...
     return parity_e2e
 
 
-def trl_config(task: ParityTask, steps: int, seed: int, out_dir: str, **overrides) -> "GRPOConfig":
+def trl_config(task: ParityTask, steps: int, seed: int, out_dir: str, device: torch.device,
+               **overrides) -> "GRPOConfig":
     """GRPOConfig's defaults with only what this task and machine need changed, then `overrides`."""
     return GRPOConfig(
         output_dir=out_dir,
@@ -115,7 +118,7 @@ def trl_config(task: ParityTask, steps: int, seed: int, out_dir: str, **override
         # TRL samples in train mode and has no switch for eval-mode rollouts; disabling dropout is its
         # closest setting (the paper needed it; a no-op here: the checkpoint has no dropout).
         disable_dropout=True,
-        use_cpu=True,
+        use_cpu=device.type == "cpu",
         seed=seed,  # the benchmark's --seed (TRL's default is 42), for repeatable runs
         report_to=[],  # no external logging services
         save_strategy="no",
@@ -143,32 +146,54 @@ def trl_trainer(checkpoint: Path, task: ParityTask, config: "GRPOConfig", reward
 # ---------------------------------------------------------------------------------------------------
 
 class Interleave(TrainerCallback):
-    """Times each TRL step (from one step end to the next) and runs one timed rlntp step between them."""
+    """Times each TRL step (from one step end to the next) and runs one timed rlntp step between them.
 
-    def __init__(self, rlntp_step: Callable[[], None], warmup: int):
-        self.rlntp_step, self.warmup = rlntp_step, warmup
+    The steps after `timed` (the last one) are not timed but profiled for peak memory, each side's own.
+    """
+
+    def __init__(self, rlntp_step: Callable[[], None], warmup: int, timed: int, device: torch.device):
+        self.rlntp_step, self.warmup, self.timed, self.device = rlntp_step, warmup, timed, device
         self.times: dict[str, list[float]] = {"trl": [], "rlntp": []}
+        self.memory: dict[str, int] = {}
+        self.trl_memory = StepMemory(device)
+
+    def _clock(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.t0 = time.perf_counter()
+        self.t0 = self._clock()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.timed:
+            self.trl_memory.start()
 
     def on_step_end(self, args, state, control, **kwargs):
-        trl_s = time.perf_counter() - self.t0
-        t0 = time.perf_counter()
+        if state.global_step > self.timed:
+            self.memory["trl"] = self.trl_memory.stop()
+            self.memory["rlntp"] = step_peak(self.rlntp_step, self.device)
+            return
+        trl_s = self._clock() - self.t0
+        t0 = self._clock()
         self.rlntp_step()
-        rlntp_s = time.perf_counter() - t0
+        rlntp_s = self._clock() - t0
         if state.global_step > self.warmup:
             self.times["trl"].append(trl_s)
             self.times["rlntp"].append(rlntp_s)
-        self.t0 = time.perf_counter()
+        self.t0 = self._clock()
 
 
-def time_steps(checkpoint: Path, task: ParityTask, rounds: int, warmup: int, seed: int, out_dir: str):
-    """Median seconds per step and mean response length of each side over `rounds` interleaved steps."""
+def time_steps(checkpoint: Path, task: ParityTask, rounds: int, warmup: int, seed: int, out_dir: str,
+               device: torch.device):
+    """Median seconds per step, mean response length and peak step memory (bytes) of each side.
+
+    `rounds` interleaved steps are timed after `warmup`; one more step of each is profiled for memory.
+    """
     post = PosttrainConfig(seed=seed)
-    model = load_model(checkpoint, ModelConfig(impl="fast"), CPU).train()
+    model = load_model(checkpoint, ModelConfig(impl="fast"), device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=post.lr, fused=True)  # as `rlntp posttrain`
-    rng = seeded_generator(CPU, seed, 2)
+    rng = seeded_generator(device, seed, 2)
     rlntp_lengths: list[float] = []
 
     def rlntp_step():
@@ -179,14 +204,14 @@ def time_steps(checkpoint: Path, task: ParityTask, rounds: int, warmup: int, see
         rlntp_lengths.append(rollouts.lengths.float().mean().item())
 
     reward_log: list[dict[str, float]] = []
-    interleave = Interleave(rlntp_step, warmup)
+    interleave = Interleave(rlntp_step, warmup, warmup + rounds, device)
     # float32 like rlntp (TRL's default bf16 autocast is slower on a CPU), rlntp's learning rate, no KL
-    config = trl_config(task, warmup + rounds, seed, out_dir, learning_rate=post.lr, beta=0.0, bf16=False)
+    config = trl_config(task, warmup + rounds + 1, seed, out_dir, device, learning_rate=post.lr, beta=0.0, bf16=False)
     trl_trainer(checkpoint, task, config, reward_log, interleave, seed).train()
     median = {name: statistics.median(ts) for name, ts in interleave.times.items()}
-    length = {"trl": statistics.mean(r["response_len"] for r in reward_log[warmup:]),
-              "rlntp": statistics.mean(rlntp_lengths[warmup:])}
-    return median, length
+    length = {"trl": statistics.mean(r["response_len"] for r in reward_log[warmup:-1]),
+              "rlntp": statistics.mean(rlntp_lengths[warmup:-1])}
+    return median, length, interleave.memory
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -195,15 +220,16 @@ def time_steps(checkpoint: Path, task: ParityTask, rounds: int, warmup: int, see
 
 def greedy_acc(model: torch.nn.Module, task: ParityTask, samples: int, seed: int, step: int) -> float:
     """Greedy accuracy on inputs drawn from a generator seeded by (seed, step), as `rlntp posttrain` does."""
-    return evaluate(model, task, samples, seeded_generator(CPU, seed, step, 1))["eval/greedy_acc"]
+    device = next(model.parameters()).device
+    return evaluate(model, task, samples, seeded_generator(device, seed, step, 1))["eval/greedy_acc"]
 
 
-def rlntp_curve(checkpoint: Path, task: ParityTask, post: PosttrainConfig, eval_samples: int,
+def rlntp_curve(checkpoint: Path, task: ParityTask, post: PosttrainConfig, eval_samples: int, device: torch.device,
                 ) -> tuple[list[tuple[int, float]], list[float]]:
     """(RL samples, greedy accuracy) every `post.eval_every` steps of the `rlntp posttrain` loop; rollout rewards."""
-    model = load_model(checkpoint, ModelConfig(impl="fast"), CPU).train()
+    model = load_model(checkpoint, ModelConfig(impl="fast"), device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=post.lr, fused=True)
-    rng = seeded_generator(CPU, post.seed, 2)
+    rng = seeded_generator(device, post.seed, 2)
     curve = [(0, greedy_acc(model, task, eval_samples, post.seed, 0))]
     rewards = []
     for step in range(1, post.steps + 1):
@@ -239,10 +265,11 @@ class EvalEvery(TrainerCallback):
 
 
 def trl_curve(checkpoint: Path, task: ParityTask, steps: int, eval_every: int, eval_samples: int, seed: int,
-              out_dir: str, **overrides) -> tuple[list[tuple[int, float]], list[float], "GRPOConfig"]:
+              out_dir: str, device: torch.device,
+              **overrides) -> tuple[list[tuple[int, float]], list[float], "GRPOConfig"]:
     """(RL samples, greedy accuracy) every `eval_every` steps of a GRPOTrainer run; rollout rewards; its config."""
     reward_log: list[dict[str, float]] = []
-    config = trl_config(task, steps, seed, out_dir, **overrides)
+    config = trl_config(task, steps, seed, out_dir, device, **overrides)
     evaluator = EvalEvery(task, eval_every, eval_samples, seed, config.per_device_train_batch_size)
     trl_trainer(checkpoint, task, config, reward_log, evaluator, seed).train()
     return evaluator.curve, [r["reward"] for r in reward_log], config
@@ -285,7 +312,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default="runs/bench_grpo.png", help="PNG of the accuracy curves")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="both sides run here (TRL through its `use_cpu`)")
     args = parser.parse_args()
+    device = torch.device(args.device)
     if trl is None:
         print("bench_grpo.py needs TRL, which is not installed: pip install trl")
         sys.exit(2)
@@ -304,26 +334,29 @@ def main() -> None:
     post = PosttrainConfig(steps=args.budget, eval_every=args.eval_every, eval_samples=args.eval_samples,
                            seed=args.seed)
     print(f"GRPO, parity d={args.d} from {checkpoint} (GPT-2 {hf.n_layer}x{hf.n_embd}, {hf.n_head} heads), "
-          f"{post.prompts} prompts x {post.rollouts} rollouts per step, {torch.get_num_threads()} threads, "
+          f"{post.prompts} prompts x {post.rollouts} rollouts per step, "
+          f"{f'{torch.get_num_threads()} threads' if device.type == 'cpu' else torch.cuda.get_device_name(device)}, "
           f"trl {trl.__version__}")
 
     with tempfile.TemporaryDirectory() as out_dir:
-        median, length = time_steps(checkpoint, task, args.rounds, args.warmup, args.seed, out_dir)
-        print(f"\n1. seconds per step, lr {post.lr:g}, median of {args.rounds} interleaved steps after "
-              f"{args.warmup} warm-up")
-        print(f"{'':8s} {'s/step':>8s} {'mean response len':>18s} {'speed-up vs trl':>16s}")
+        median, length, memory = time_steps(checkpoint, task, args.rounds, args.warmup, args.seed, out_dir, device)
+        print(f"\n1. seconds per step on {device.type}, lr {post.lr:g}, median of {args.rounds} interleaved steps "
+              f"after {args.warmup} warm-up; peak memory of one more step (tensors above weights and optimizer)")
+        print(f"{'':8s} {'s/step':>8s} {'mean response len':>18s} {'peak MB':>8s} {'speed-up vs trl':>16s}")
         for name in ("trl", "rlntp"):
-            print(f"{name:8s} {median[name]:8.3f} {length[name]:18.1f} {median['trl'] / median[name]:15.2f}x")
+            print(f"{name:8s} {median[name]:8.3f} {length[name]:18.1f} {memory[name] / MB:8.1f} "
+                  f"{median['trl'] / median[name]:15.2f}x")
         print(f"RATIO rlntp/trl speed-up: {median['trl'] / median['rlntp']:.2f}x")
 
         budget = args.budget * post.samples_per_step
         print(f"\n2. RL samples to >= {TARGET_ACC:.0%} greedy accuracy ({args.eval_samples} inputs every "
               f"{args.eval_every} steps; budget {args.budget} steps = {budget} samples)")
-        curves = {"rlntp PosttrainConfig()": (*rlntp_curve(checkpoint, task, post, args.eval_samples), post.lr)}
+        curves = {"rlntp PosttrainConfig()": (*rlntp_curve(checkpoint, task, post, args.eval_samples, device),
+                                              post.lr)}
         for label, overrides in (("trl GRPOConfig defaults", {}),
                                  ("trl defaults, rlntp's lr", {"learning_rate": post.lr})):
             curve, rewards, config = trl_curve(checkpoint, task, args.budget, args.eval_every, args.eval_samples,
-                                               args.seed, out_dir, **overrides)
+                                               args.seed, out_dir, device, **overrides)
             curves[label] = (curve, rewards, config.learning_rate)
     k = min(5, args.budget)
     print(f"{'':24s} {'lr':>6s} {'samples to 95%':>20s} {'final greedy acc':>17s} "
