@@ -106,3 +106,18 @@ def test_shared_prompts_and_finished_rows_leaving_the_batch_change_no_token(smal
         lengths = (ours != EOS).int().argmin(dim=1)
         if temperature > 0:  # rows did leave the batch early: some answers are short, some long
             assert lengths.min() <= 2 and (ours[:, -2] != EOS).any()
+
+
+def test_rows_that_share_a_prefix_run_once(small_trained):
+    """A group's prompt runs once, and rollouts that drew the same tokens so far run as one row."""
+    task, model = small_trained
+    rows_run = []
+    hook = model.register_forward_hook(lambda module, args, output: rows_run.append(output.shape[0]))
+    prompts = task.sample_prompts(8, torch.Generator().manual_seed(3))
+    try:
+        out = generate(model, prompts, task.max_new_tokens, EOS, 1.0, torch.Generator().manual_seed(4), repeats=8)
+    finally:
+        hook.remove()
+    decoding = (out != EOS).int().cumsum(dim=1) == torch.arange(1, out.shape[1] + 1)  # rows still going after t
+    assert rows_run[0] == 8  # the prompts, once each
+    assert sum(rows_run[1:]) < decoding[:, :-1].sum() / 2  # one row per sampled token would run them all

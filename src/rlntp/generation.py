@@ -9,47 +9,52 @@ def generate(model: nn.Module, prompts: torch.Tensor, max_new_tokens: int, eos_i
              temperature: float = 0.0, generator: torch.Generator | None = None, repeats: int = 1) -> torch.Tensor:
     """Continue every prompt `repeats` times (adjacent rows) by at most `max_new_tokens` tokens.
 
-    Prompts all have the same length (no padding is needed), so the cache is filled by one forward
-    pass over the prompts (each once, however many times it is continued: RL's group of rollouts
-    shares it), then one token per step; decoding stops as soon as every row has emitted EOS.
-    `temperature == 0` is greedy decoding, otherwise tokens are drawn from softmax(logits /
-    temperature) with `generator`. Returns (B * repeats, max_new_tokens) new tokens, EOS after each
-    row's first EOS. The caller chooses train or eval mode (rollouts use eval mode).
+    Prompts all have the same length (no padding is needed). `temperature == 0` is greedy decoding,
+    otherwise tokens are drawn from softmax(logits / temperature) with `generator`. Returns
+    (B * repeats, max_new_tokens) new tokens, EOS after each row's first EOS. The caller chooses
+    train or eval mode (rollouts use eval mode).
 
-    Rows that have emitted EOS leave the batch (and the cache) once a quarter of it has finished:
-    in RL from a short-answering checkpoint most rows end after two tokens while a few run to the
-    long length. A token is drawn by the exponential race, argmax(p / q) with q ~ Exp(1) for every
-    row and vocabulary entry: the draw `torch.multinomial(p, 1)` makes on a CPU, so the tokens are
-    the same as multinomial's. q is drawn for all B rows every step, so the generator advances
-    exactly as if every row were decoded to the end: the same seed gives the same rollouts with or
-    without the shrinking (tests/test_generation.py checks both against multinomial on the full batch).
+    The model runs once per distinct sequence, not per row: the cache holds one entry per distinct
+    prefix (prompt and tokens so far), and rows that continue the same prefix share its logits until
+    their draws differ. A group of rollouts starts as one entry (its prompt runs once) and splits
+    where its rows' tokens part; rows that have emitted EOS leave (their entries are dropped when
+    the cache is next rebuilt or a quarter of it is unused). In RL from a trained checkpoint a
+    group's rows mostly agree (every correct chain of thought for one input is the same sequence),
+    so this runs a fraction of the rows. The same logits, so the same tokens: a token is drawn by the
+    exponential race, argmax(p / q) with q ~ Exp(1) for every row and vocabulary entry, the draw
+    `torch.multinomial(p, 1)` makes on a CPU. q is drawn for all rows every step, so the generator
+    advances as if every row were decoded to the end: the same seed gives the same rollouts as
+    decoding every row on its own (tests/test_generation.py checks this against multinomial).
     """
-    T = prompts.shape[1]
     B = prompts.shape[0] * repeats
     out = torch.full((B, max_new_tokens), eos_id, dtype=torch.long, device=prompts.device)
-    rows = torch.arange(B, device=prompts.device)  # the batch rows still in the cache, in cache order
-    done = torch.zeros(B, dtype=torch.bool, device=prompts.device)  # indexed like `rows`
-    cache = model.new_cache(prompts.shape[0], T + max_new_tokens)
-    logits = model(prompts, cache=cache)[:, -1]
-    if repeats > 1:
-        cache.batch_repeat_interleave(repeats)
-        logits = logits.repeat_interleave(repeats, dim=0)
+    cache = model.new_cache(prompts.shape[0], prompts.shape[1] + max_new_tokens)
+    logits = model(prompts, cache=cache)[:, -1]  # one row per distinct prefix, in cache order
+    rows = torch.arange(B, device=prompts.device)  # the batch rows still decoding
+    prefix = rows // repeats  # the cache row of each of them
     for t in range(max_new_tokens):
+        row_logits = logits.index_select(0, prefix)
         if temperature == 0:
-            token = logits.argmax(dim=-1)
+            token = row_logits.argmax(dim=-1)
         else:
-            probs = torch.softmax(logits.float() / temperature, dim=-1)
+            probs = torch.softmax(row_logits.float() / temperature, dim=-1)
             race = torch.empty((B, probs.shape[1]), device=probs.device).exponential_(generator=generator)
             token = (probs / (race if len(rows) == B else race[rows])).argmax(dim=-1)
-        token = token.masked_fill(done, eos_id)
         out[rows, t] = token
-        done |= token == eos_id
-        finished = int(done.sum())
-        if t == max_new_tokens - 1 or finished == len(rows):
+        going = token != eos_id
+        if t == max_new_tokens - 1 or not bool(going.any()):
             break
-        if 4 * finished >= len(rows):  # drop the finished rows from the batch and the cache
-            keep = torch.nonzero(~done)[:, 0]
-            cache.batch_select_indices(keep)
-            rows, token, done = rows[keep], token[keep], done[keep]
+        rows, prefix, token = rows[going], prefix[going], token[going]
+        vocab, slots = logits.shape[1], logits.shape[0]
+        pairs, inverse = torch.unique(prefix * vocab + token, return_inverse=True)  # the new prefixes, in order
+        parent, token = pairs // vocab, pairs % vocab
+        if bool((parent[1:] != parent[:-1]).all()) and 4 * len(parent) > 3 * slots:
+            # no prefix split and few ended: each continues in its cache row, ended ones run EOS unused
+            # (copying the cache every time a row ends would cost more than running it)
+            prefix = parent[inverse]
+            token = torch.full((slots,), eos_id, device=token.device).index_copy(0, parent, token)
+        else:
+            cache.batch_select_indices(parent)
+            prefix = inverse
         logits = model(token[:, None], cache=cache)[:, -1]
     return out
