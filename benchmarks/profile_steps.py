@@ -73,7 +73,7 @@ def grpo_phases(model, task: ParityTask, optimizer, config: PosttrainConfig, ste
     _, t_bwd = _timed(backward)
     _, t_opt = _timed(lambda: (optimizer.step(), optimizer.zero_grad(set_to_none=True)))
     return {"generate": t_gen, "logprob forward": t_fwd, "backward": t_bwd, "optimizer": t_opt,
-            "decode steps": float(int(rollouts.lengths.max()) + 1), "active rows": float(len(rows))}
+            "decode steps": float(int(rollouts.lengths.max()) + 1), "trained rows": float(len(rows))}
 
 
 def pretrain_phases(model, task: ParityTask, optimizer, batch_size: int, step: int) -> dict[str, float]:
@@ -100,7 +100,7 @@ def rl_phases(model, task: ParityTask, optimizer, config: PosttrainConfig, step:
 
 
 def table(name: str, samples: list[dict[str, float]]) -> None:
-    keys = [k for k in samples[0] if k not in ("decode steps", "active rows")]
+    keys = [k for k in samples[0] if k not in ("decode steps", "trained rows")]
     medians = {k: statistics.median(s[k] for s in samples if k in s) for k in keys}
     total = sum(medians.values())
     print(f"\n{name}: median over {len(samples)} steps, {total * 1000:.1f} ms in all")
@@ -108,8 +108,9 @@ def table(name: str, samples: list[dict[str, float]]) -> None:
         print(f"  {k:<18s} {v * 1000:8.1f} ms  {100 * v / total:5.1f}%")
     if "decode steps" in samples[0]:
         steps = statistics.median(s["decode steps"] for s in samples)
-        print(f"  generation: {steps:.0f} decode steps, {medians['generate'] / steps * 1000:.2f} ms per step "
-              f"for {len(samples)} x {statistics.median(s.get('active rows', 0) for s in samples):.0f} active rows")
+        rows = statistics.median(s.get("trained rows", 0) for s in samples)
+        print(f"  generation: {steps:.0f} decode steps, {medians['generate'] / steps * 1000:.2f} ms per step; "
+              f"{rows:.0f} rollouts with a nonzero advantage enter the update")
 
 
 def operators(name: str, step_fn, steps: int) -> None:

@@ -4,7 +4,6 @@ import torch
 from torch import nn
 
 
-@torch.no_grad()
 def generate(model: nn.Module, prompts: torch.Tensor, max_new_tokens: int, eos_id: int,
              temperature: float = 0.0, generator: torch.Generator | None = None, repeats: int = 1) -> torch.Tensor:
     """Continue every prompt `repeats` times (adjacent rows) by at most `max_new_tokens` tokens.
@@ -26,35 +25,37 @@ def generate(model: nn.Module, prompts: torch.Tensor, max_new_tokens: int, eos_i
     advances as if every row were decoded to the end: the same seed gives the same rollouts as
     decoding every row on its own (tests/test_generation.py checks this against multinomial).
     """
-    B = prompts.shape[0] * repeats
-    out = torch.full((B, max_new_tokens), eos_id, dtype=torch.long, device=prompts.device)
-    cache = model.new_cache(prompts.shape[0], prompts.shape[1] + max_new_tokens)
-    logits = model(prompts, cache=cache)[:, -1]  # one row per distinct prefix, in cache order
-    rows = torch.arange(B, device=prompts.device)  # the batch rows still decoding
-    prefix = rows // repeats  # the cache row of each of them
-    for t in range(max_new_tokens):
-        row_logits = logits.index_select(0, prefix)
-        if temperature == 0:
-            token = row_logits.argmax(dim=-1)
-        else:
-            probs = torch.softmax(row_logits.float() / temperature, dim=-1)
-            race = torch.empty((B, probs.shape[1]), device=probs.device).exponential_(generator=generator)
-            token = (probs / (race if len(rows) == B else race[rows])).argmax(dim=-1)
-        out[rows, t] = token
-        going = token != eos_id
-        if t == max_new_tokens - 1 or not bool(going.any()):
-            break
-        rows, prefix, token = rows[going], prefix[going], token[going]
-        vocab, slots = logits.shape[1], logits.shape[0]
-        pairs, inverse = torch.unique(prefix * vocab + token, return_inverse=True)  # the new prefixes, in order
-        parent, token = pairs // vocab, pairs % vocab
-        if bool((parent[1:] != parent[:-1]).all()) and 4 * len(parent) > 3 * slots:
-            # no prefix split and few ended: each continues in its cache row, ended ones run EOS unused
-            # (copying the cache every time a row ends would cost more than running it)
-            prefix = parent[inverse]
-            token = torch.full((slots,), eos_id, device=token.device).index_copy(0, parent, token)
-        else:
-            cache.batch_select_indices(parent)
-            prefix = inverse
-        logits = model(token[:, None], cache=cache)[:, -1]
-    return out
+    with torch.inference_mode():  # no autograd bookkeeping at all: a decoding step is mostly per-op overhead
+        B = prompts.shape[0] * repeats
+        out = torch.full((B, max_new_tokens), eos_id, dtype=torch.long, device=prompts.device)
+        cache = model.new_cache(prompts.shape[0], prompts.shape[1] + max_new_tokens)
+        logits = model(prompts, cache=cache)[:, -1]  # one row per distinct prefix, in cache order
+        rows = torch.arange(B, device=prompts.device)  # the batch rows still decoding
+        prefix = rows // repeats  # the cache row of each of them
+        for t in range(max_new_tokens):
+            row_logits = logits.index_select(0, prefix)
+            if temperature == 0:
+                token = row_logits.argmax(dim=-1)
+            else:
+                scaled = row_logits.float() if temperature == 1 else row_logits.float() / temperature
+                probs = torch.softmax(scaled, dim=-1)
+                race = torch.empty((B, probs.shape[1]), device=probs.device).exponential_(generator=generator)
+                token = (probs / (race if len(rows) == B else race[rows])).argmax(dim=-1)
+            out[rows, t] = token
+            going = torch.nonzero(token != eos_id)[:, 0]
+            if t == max_new_tokens - 1 or len(going) == 0:
+                break
+            rows, prefix, token = rows[going], prefix[going], token[going]
+            vocab, slots = logits.shape[1], logits.shape[0]
+            pairs, inverse = torch.unique(prefix * vocab + token, return_inverse=True)  # the new prefixes, in order
+            parent, token = pairs // vocab, pairs % vocab
+            if bool((parent[1:] != parent[:-1]).all()) and 4 * len(parent) > 3 * slots:
+                # no prefix split and few ended: each continues in its cache row, ended ones run EOS unused
+                # (copying the cache every time a row ends would cost more than running it)
+                prefix = parent[inverse]
+                token = torch.full((slots,), eos_id, device=token.device).index_copy(0, parent, token)
+            else:
+                cache.batch_select_indices(parent)
+                prefix = inverse
+            logits = model(token[:, None], cache=cache)[:, -1]
+    return out.clone()  # a normal tensor: training reads rollouts, and autograd refuses inference tensors

@@ -30,9 +30,9 @@ class KVCache:
     """
 
     def __init__(self, layers: int, batch: int, heads: int, max_len: int, head_dim: int, like: torch.Tensor):
-        shape = (layers, batch, heads, max_len, head_dim)
-        self.k = torch.empty(shape, dtype=like.dtype, device=like.device)
-        self.v = torch.empty(shape, dtype=like.dtype, device=like.device)
+        shape = (batch, heads, max_len, head_dim)
+        self.k = [torch.empty(shape, dtype=like.dtype, device=like.device) for _ in range(layers)]
+        self.v = [torch.empty(shape, dtype=like.dtype, device=like.device) for _ in range(layers)]
         self.lengths = [0] * layers
         """positions already cached, per layer"""
 
@@ -42,28 +42,26 @@ class KVCache:
     def update(self, k: torch.Tensor, v: torch.Tensor, layer_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Append k, v (B, heads, T, head_dim) to layer `layer_idx`; return all its keys and values so far."""
         start = self.lengths[layer_idx]
-        end = start + k.shape[2]
-        self.k[layer_idx, :, :, start:end] = k
-        self.v[layer_idx, :, :, start:end] = v
-        self.lengths[layer_idx] = end
-        return self.k[layer_idx, :, :, :end], self.v[layer_idx, :, :, :end]
+        end = self.lengths[layer_idx] = start + k.shape[2]
+        keys, values = self.k[layer_idx], self.v[layer_idx]
+        keys.narrow(2, start, end - start).copy_(k)
+        values.narrow(2, start, end - start).copy_(v)
+        return keys.narrow(2, 0, end), values.narrow(2, 0, end)
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         """Keep only the sequences `indices`."""
-        self._rebuild(len(indices), lambda t: t.index_select(1, indices))
+        self._rebuild(len(indices), lambda t: t.index_select(0, indices))
 
     def batch_repeat_interleave(self, repeats: int) -> None:
         """Repeat every sequence `repeats` times, copies adjacent."""
-        self._rebuild(self.k.shape[1] * repeats, lambda t: t.repeat_interleave(repeats, dim=1))
+        self._rebuild(self.k[0].shape[0] * repeats, lambda t: t.repeat_interleave(repeats, dim=0))
 
     def _rebuild(self, batch: int, rows):
         # Copy only the filled positions: the buffers are mostly empty when this is called, after the prompt.
-        end = max(self.lengths)
-        for name in ("k", "v"):
-            old = getattr(self, name)
-            new = old.new_empty((old.shape[0], batch, *old.shape[2:]))
-            new[:, :, :, :end] = rows(old[:, :, :, :end])
-            setattr(self, name, new)
+        for buffers in (self.k, self.v):
+            for layer, (old, end) in enumerate(zip(buffers, self.lengths)):
+                buffers[layer] = old.new_empty((batch, *old.shape[1:]))
+                buffers[layer][:, :, :end] = rows(old[:, :, :end])
 
 
 class SelfAttention(nn.Module):
