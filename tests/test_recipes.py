@@ -29,9 +29,11 @@ def test_star_odds_follows_theorem_2_on_the_transformer(tmp_path, monkeypatch):
     """STaR with the chain-of-thought reward: the long fraction tracks p_{t+1} = 2p_t / (1 + p_t)."""
     from rlntp.experiments import star_odds
 
-    # d = 8: the short path is not learned (at d = 6 it is within 600 steps, and short answers are then right)
-    preset = star_odds._preset(8, 0.2, TINY_MODEL, {"steps": 1000, "batch_size": 128, "lr": 1e-3, "eval_every": 500,
-                                                    "eval_samples": 2000, "save_every": 1000},
+    # d = 8: the short path is not learned (at d = 6 it is within 600 steps, and short answers are then right).
+    # 1,500 steps: the theorem assumes the long path learned, which happens between steps 750 and 1,250
+    # depending on the CPU's numerics (by 1,000 on some of these machines, not on others).
+    preset = star_odds._preset(8, 0.2, TINY_MODEL, {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 500,
+                                                    "eval_samples": 2000, "save_every": 1500},
                                [0], rounds=3, samples=2000, eval_samples=2000)
     rounds = star_odds.rounds_table(_run("star-odds", star_odds, preset, tmp_path, monkeypatch))
     assert 0.12 <= rounds["measured"].iloc[0] <= 0.28  # p_0 near p_cot
@@ -62,15 +64,16 @@ def test_rl_from_too_early_a_checkpoint_fails_and_from_a_later_one_succeeds(tmp_
     """Figs. 9-11 (and Fig. 1): at a small p_cot, RL works once pre-training has learned the long path."""
     from rlntp.experiments import rare
 
+    # the long path is learned between steps 750 and 1,250, depending on the CPU's numerics
     preset = {"pretrain": {"task": {"d": 8, "p_cot": 0.2}, "model": TINY_MODEL,
-                           "train": {"steps": 1000, "batch_size": 128, "lr": 1e-3, "eval_every": 500,
+                           "train": {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 500,
                                      "eval_samples": 500, "save_every": 200}},
               "posttrain": {"grpo": {"from_steps": [200, "last"], "axes": {"post.temperature": [1.0]},
                                      "post": {"algo": "grpo", "reward": "e2e", "steps": 30, "eval_every": 15,
                                               "eval_samples": 500, "save_every": 30}}}}
     runs = rare.per_run(_run("rare", rare, preset, tmp_path, monkeypatch)).set_index("from_step")
     assert runs.loc[200, "greedy"] <= 0.75
-    assert runs.loc[1000, "greedy"] >= 0.9 and runs.loc[1000, "length"] == 8
+    assert runs.loc[1500, "greedy"] >= 0.9 and runs.loc[1500, "length"] == 8
 
 
 @pytest.mark.slow
@@ -82,8 +85,10 @@ def test_mistral_needs_rl_too(tmp_path, monkeypatch):
                                                            "eval_every": 400, "eval_samples": 500, "save_every": 800},
                           [0], {"steps": 20, "eval_every": 10, "eval_samples": 500, "save_every": 20})
     runs = arch.per_run(_run("arch", arch, preset, tmp_path, monkeypatch))
-    assert 0.4 <= runs["ntp_greedy"].iloc[0] <= 0.6
-    assert runs["rl_greedy"].iloc[0] >= 0.9
+    # d = 8 has 256 inputs, and short answers get partly memorized: NTP greedy accuracy 0.49-0.60 on these
+    # machines (500 evaluations: one standard error is 0.022)
+    assert 0.4 <= runs["ntp_greedy"].iloc[0] <= 0.65
+    assert runs["rl_greedy"].iloc[0] >= 0.9 and runs["rl_greedy"].iloc[0] - runs["ntp_greedy"].iloc[0] >= 0.3
 
 
 @pytest.mark.slow
