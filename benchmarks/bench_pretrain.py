@@ -19,8 +19,8 @@ weights and optimizer state). Contenders:
 
 On CUDA (the default when a GPU is present) steps are synchronized before each clock reading and
 the peak is the GPU's float32 matmul peak, measured the same way. Each table ends with the wall
-time 50,000 rlntp steps of that setting would take: the fig1 `paper` preset's pre-training per seed
-(d = 50, 4x256x8, batch 256).
+time 50,000 rlntp steps of that setting would take; at d = 50 and 4x256x8 (batch 256) that is the
+fig1 `paper` preset's pre-training per seed.
 """
 
 import argparse
@@ -181,8 +181,9 @@ def bench(task: Task, cfg: ModelConfig, args: argparse.Namespace, batch_size: in
     print(f"(rlntp runs {ours_tokens:.1f} tokens per row on average instead of {T - 1}: rows stop at their EOS; "
           f"its last block skips the {task.prompt_len - 1} input positions whose outputs no loss needs)")
     print(f"RATIO rlntp/hf speed-up ({task.title}, {cfg.layers}x{cfg.width}): {median['hf'] / median['rlntp']:.2f}x")
-    print(f"50,000 rlntp steps of this setting (the fig1 paper preset's pre-training per seed, at d = 50 and "
-          f"4x256x8): {50_000 * median['rlntp'] / 3600:.1f} h")
+    paper = getattr(task, "d", None) == 50 and (cfg.layers, cfg.width, cfg.heads) == (4, 256, 8)
+    print(f"50,000 rlntp steps of this setting{' (the fig1 paper preset: pre-training, per seed)' if paper else ''}: "
+          f"{50_000 * median['rlntp'] / 3600:.1f} h")
 
 
 if __name__ == "__main__":
