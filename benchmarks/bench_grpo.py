@@ -13,8 +13,9 @@ step, the end-to-end reward, sampling temperature 1 and no KL term. Two measurem
    on the plain-PyTorch GPT-2. TRL: one `GRPOTrainer` step (Hugging Face `generate`, log-probs,
    loss, AdamW) on the Hugging Face GPT-2, float32, at rlntp's learning rate. Steps are interleaved
    (TRL's step-end callback has rlntp, in a process of its own, run one step and waits for it) so a
-   noisy machine slows both alike, and the median over the steps after warm-up is reported. Both policies learn while they are timed, and a
-   step that generates longer responses costs more, so each side's mean response length is printed too.
+   noisy machine slows both alike, and the median over the steps after warm-up is reported. Both
+   policies learn while they are timed, and a step that generates longer responses costs more, so
+   each side's mean response length is printed too.
 2. RL samples to reach >= 95% greedy accuracy on 640 fresh inputs (the same inputs for every
    contender, every --eval-every steps), within a budget of steps: rlntp with `PosttrainConfig()`'s
    defaults, TRL with `GRPOConfig`'s defaults where only what this task needs is changed, and TRL
