@@ -23,8 +23,8 @@ _CONV1D_SUFFIXES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight
 class KVCache:
     """Preallocated keys and values of every layer, filled left to right as tokens are decoded.
 
-    It speaks Hugging Face's `Cache` API (`update`, `get_seq_length`, `batch_select_indices`,
-    `batch_repeat_interleave`), so the model also runs on a `transformers.DynamicCache`: that one
+    It speaks the part of Hugging Face's `Cache` API that decoding uses (`update`, `get_seq_length`,
+    `batch_select_indices`), so the model also runs on a `transformers.DynamicCache`: that one
     grows by concatenation and is differentiable, which training over a shared prompt needs
     (`rlntp.training.losses.token_logprobs`). This one writes in place and is for decoding only.
     """
@@ -49,19 +49,12 @@ class KVCache:
         return keys.narrow(2, 0, end), values.narrow(2, 0, end)
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        """Keep only the sequences `indices`."""
-        self._rebuild(len(indices), lambda t: t.index_select(0, indices))
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        """Repeat every sequence `repeats` times, copies adjacent."""
-        self._rebuild(self.k[0].shape[0] * repeats, lambda t: t.repeat_interleave(repeats, dim=0))
-
-    def _rebuild(self, batch: int, rows):
-        # Copy only the filled positions: the buffers are mostly empty when this is called, after the prompt.
+        """Keep only the sequences `indices` (in that order; one may appear more than once)."""
+        # Copy only the filled positions: the buffers are mostly empty while decoding short responses.
         for buffers in (self.k, self.v):
             for layer, (old, end) in enumerate(zip(buffers, self.lengths)):
-                buffers[layer] = old.new_empty((batch, *old.shape[1:]))
-                buffers[layer][:, :, :end] = rows(old[:, :, :end])
+                buffers[layer] = old.new_empty((len(indices), *old.shape[1:]))
+                buffers[layer][:, :, :end] = old[:, :, :end].index_select(0, indices)
 
 
 class SelfAttention(nn.Module):
