@@ -307,13 +307,13 @@ def reproduce_all(executor: Annotated["ExecutorConfig", Flat], out: Path = Path(
         quiet: no progress bars
     """
     from rlntp.devices import resolve_device
-    from rlntp.errors import check
+    from rlntp.errors import check, check_choice
     from rlntp.experiments import PARITY_RECIPES, THEORY, recipe_module, reproduce_all as run_all
     from rlntp.sweeps.executors import check_executor
 
     resolve_device(device)
     check_executor(executor)
-    check(preset in THEORY, f"unknown preset {preset!r}; choose one of: {', '.join(THEORY)}")
+    check_choice("preset", preset, THEORY)
     for name in PARITY_RECIPES:  # every preset must exist before the first recipe starts
         check(preset in recipe_module(name).PRESETS, f"recipe {name} has no preset {preset!r}")
     print(run_all(preset, out, device, executor, progress=not quiet))
@@ -372,10 +372,10 @@ math_recipe = _llm_recipe("math", "Figs. 20, 21")
 def _reproduce(name: str, presets: dict, run, preset: str, out: Path, device: str, quiet: bool) -> str:
     """Run recipe `name` at `preset` into its own directory `out` (`runs.open_recipe_dir`); its summary table."""
     from rlntp.devices import resolve_device
-    from rlntp.errors import check
+    from rlntp.errors import check_choice
     from rlntp.runs import open_recipe_dir
 
-    check(preset in presets, f"unknown preset {preset!r}; choose one of: {', '.join(presets)}")
+    check_choice("preset", preset, presets)
     resolve_device(device)
     with open_recipe_dir(out, name, dataclasses.asdict(presets[preset])):
         return run(presets[preset], out, device=device, progress=not quiet)

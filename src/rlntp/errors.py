@@ -5,6 +5,8 @@ building a config as a parse error and wraps it in a box; ours propagate to `rln
 prints them as `error: ...` and exits with the error's `exit_code` (2: bad input, before any work).
 """
 
+from collections.abc import Iterable
+
 
 class UserError(Exception):
     """Bad input from the user: a config value, a path, a checkpoint."""
@@ -45,3 +47,8 @@ def check(condition: bool, message: str) -> None:
     """Raise ConfigError(message) unless condition holds."""
     if not condition:
         raise ConfigError(message)
+
+
+def check_choice(what: str, value: str, choices: Iterable[str]) -> None:
+    """Raise ConfigError naming the choices unless `value` is one of them."""
+    check(value in choices, f"unknown {what} {value!r}; choose one of: {', '.join(choices)}")

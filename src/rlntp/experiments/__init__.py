@@ -41,14 +41,14 @@ def reproduce(name: str, preset: str, out: Path, device: str, executor, progress
     import pandas as pd
 
     from rlntp import runs
-    from rlntp.errors import check
+    from rlntp.errors import check_choice
     from rlntp.sweeps.engine import RESULTS, run_sweep
     from rlntp.sweeps.executors import check_executor
     from rlntp.sweeps.spec import expand
 
     started = time.perf_counter()
     recipe = recipe_module(name)
-    check(preset in recipe.PRESETS, f"unknown preset {preset!r}; choose one of: {', '.join(recipe.PRESETS)}")
+    check_choice("preset", preset, recipe.PRESETS)
     spec = recipe.PRESETS[preset]
     jobs = expand(spec, device, where=f"the {name} recipe's {preset} preset")
     check_executor(executor)

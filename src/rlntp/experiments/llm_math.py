@@ -89,12 +89,12 @@ def reproduce_llm(dataset: str, preset: str, out: Path, device: str = "auto", pr
     """
     from dataclasses import asdict
 
-    from rlntp.errors import check
+    from rlntp.errors import check, check_choice
     from rlntp.llm.common import distributed
     from rlntp.runs import open_recipe_dir
 
     check(device in ("auto", "cpu"), f"--device {device}: the LLM stages take cpu or auto (accelerate assigns GPUs)")
-    check(preset in PRESETS[dataset], f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS[dataset])}")
+    check_choice("preset", preset, PRESETS[dataset])
     if not distributed().is_main_process:
         return run_llm(PRESETS[dataset][preset], out, device, progress)
     with open_recipe_dir(out, dataset, asdict(PRESETS[dataset][preset])):

@@ -4,7 +4,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from rlntp.errors import ConfigError, check
+from rlntp.errors import ConfigError, check, check_choice
 from rlntp.files import atomic_write_text, check_new_dir
 
 OPTIONS, DONE = "options.json", "done.json"
@@ -54,7 +54,7 @@ def use_bf16(precision: str, cpu: bool) -> bool:
     CUDA, float32 on the CPU)."""
     import torch
 
-    check(precision in PRECISIONS, f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    check_choice("precision", precision, PRECISIONS)
     cuda = torch.cuda.is_available() and not cpu
     if precision == "bf16":
         check(cuda, "--precision bf16 needs a CUDA GPU and none is in use here; use --precision fp32 or auto")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rlntp.config import Config
-from rlntp.errors import ConfigError, check
+from rlntp.errors import ConfigError, check, check_choice
 from rlntp.files import atomic_write_text
 from rlntp.llm.common import DONE, PRECISIONS
 
@@ -89,14 +89,12 @@ class GRPOOptions(Config):
         check(self.group_size >= 2, f"group_size must be >= 2 (advantages compare rollouts of one prompt), "
               f"got {self.group_size}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        check(self.precision in PRECISIONS,
-              f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        check_choice("precision", self.precision, PRECISIONS)
         check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         check(self.verify_timeout_s > 0, f"verify_timeout_s must be > 0, got {self.verify_timeout_s}")
-        check(self.loss in LOSSES, f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
-        check(self.scale_rewards in SCALINGS,
-              f"unknown scale_rewards {self.scale_rewards!r}; choose one of: {', '.join(SCALINGS)}")
-        check(self.vllm in VLLM_MODES, f"unknown vllm mode {self.vllm!r}; choose one of: {', '.join(VLLM_MODES)}")
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("scale_rewards", self.scale_rewards, SCALINGS)
+        check_choice("vllm mode", self.vllm, VLLM_MODES)
 
 
 def trl_config(options: GRPOOptions, out: Path, bf16: bool, progress: bool):

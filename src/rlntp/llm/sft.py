@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rlntp.config import Config
-from rlntp.errors import ConfigError, check
+from rlntp.errors import ConfigError, check, check_choice
 from rlntp.files import atomic_write_text
 from rlntp.llm.common import DONE, PRECISIONS
 
@@ -52,8 +52,7 @@ class SFTOptions(Config):
         for name in ("epochs", "per_device_batch", "grad_accum", "max_length"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        check(self.precision in PRECISIONS,
-              f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        check_choice("precision", self.precision, PRECISIONS)
 
 
 def run_sft(options: SFTOptions, out: Path, progress: bool = True) -> dict[str, Any]:

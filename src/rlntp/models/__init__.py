@@ -8,7 +8,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM
 
 from rlntp.config import Config
-from rlntp.errors import CheckpointError, check
+from rlntp.errors import CheckpointError, check, check_choice
 from rlntp.models.gpt import GPT
 from rlntp.models.hf import HFCausalLM, hf_config
 
@@ -32,8 +32,8 @@ class ModelConfig(Config):
     """fast (plain PyTorch GPT-2, same weights), hf (the Hugging Face model), auto (fast where it exists)"""
 
     def check(self) -> None:
-        check(self.arch in ARCHS, f"unknown arch {self.arch!r}; choose one of: {', '.join(ARCHS)}")
-        check(self.impl in IMPLS, f"unknown impl {self.impl!r}; choose one of: {', '.join(IMPLS)}")
+        check_choice("arch", self.arch, ARCHS)
+        check_choice("impl", self.impl, IMPLS)
         check(self.layers >= 1, f"layers must be >= 1, got {self.layers}")
         check(self.heads >= 1, f"heads must be >= 1, got {self.heads}")
         check(self.width >= 1 and self.width % self.heads == 0,

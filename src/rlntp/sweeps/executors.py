@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlntp.config import Config
-from rlntp.errors import Interrupted, UserError, check
+from rlntp.errors import Interrupted, UserError, check, check_choice
 
 if TYPE_CHECKING:
     from rlntp.sweeps.spec import Job
@@ -42,7 +42,7 @@ class ExecutorConfig(Config):
     """ray: the cluster to join (e.g. auto, or ray://HEAD:10001); default: RAY_ADDRESS, else a local instance"""
 
     def check(self) -> None:
-        check(self.executor in EXECUTORS, f"unknown executor {self.executor!r}; choose one of: {', '.join(EXECUTORS)}")
+        check_choice("executor", self.executor, EXECUTORS)
         check(self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         check(self.cpus_per_run is None or self.cpus_per_run >= 1, f"cpus_per_run must be >= 1, got {self.cpus_per_run}")
         check(self.executor == "ray" or (self.gpus_per_run == 0 and self.address is None),

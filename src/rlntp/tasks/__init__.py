@@ -7,7 +7,7 @@ subclass, listed in TASKS, and its options in TaskConfig.
 from dataclasses import dataclass
 
 from rlntp.config import Config
-from rlntp.errors import check
+from rlntp.errors import check, check_choice
 from rlntp.tasks.base import Task
 from rlntp.tasks.multiplication import MultiplicationTask
 from rlntp.tasks.parity import ParityTask
@@ -34,7 +34,7 @@ class TaskConfig(Config):
     split for evaluation); default: fresh samples of the task"""
 
     def check(self) -> None:
-        check(self.task in TASKS, f"unknown task {self.task!r}; choose one of: {', '.join(TASKS)}")
+        check_choice("task", self.task, TASKS)
         check(self.task == "parity" or self.p_medium == 0,
               f"p_medium (a partial chain of thought) exists for parity only, got {self.p_medium} with task {self.task}")
         make_task(self)  # validates the task's own fields before any work starts

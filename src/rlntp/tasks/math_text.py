@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from rlntp.errors import ConfigError, check
+from rlntp.errors import ConfigError, check, check_choice
 
 SYSTEM_TEXT = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
@@ -127,7 +127,7 @@ DATASETS = {
 
 def dataset_format(name: str) -> Dataset:
     """The format of benchmark `name` (gsm8k or math)."""
-    check(name in DATASETS, f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    check_choice("dataset", name, DATASETS)
     return DATASETS[name]
 
 

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from rlntp.errors import check
+from rlntp.errors import check, check_choice
 
 OPTIMIZERS = ("adam", "adamw")
 
@@ -32,7 +32,7 @@ def make_optimizer(model: nn.Module, name: str, lr: float, device: torch.device,
 
 def check_optimizer(optimizer: str, lr: float, weight_decay: float, max_grad_norm: float | None) -> None:
     """Validate the optimizer options shared by the pre- and post-training configs."""
-    check(optimizer in OPTIMIZERS, f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    check_choice("optimizer", optimizer, OPTIMIZERS)
     check(lr > 0, f"lr must be > 0, got {lr}")
     check(weight_decay >= 0, f"weight_decay must be >= 0, got {weight_decay}")
     check(weight_decay == 0 or optimizer == "adamw", f"weight_decay needs --optimizer adamw, got {optimizer}")

@@ -20,7 +20,7 @@ from rlntp.data import make_data
 from rlntp.devices import PRECISIONS, autocast, resolve_device, seeded_generator
 from rlntp.memory import check_fits
 from rlntp.config import Config
-from rlntp.errors import RunDirError, check
+from rlntp.errors import RunDirError, check, check_choice
 from rlntp.evaluation import evaluate
 from rlntp.models import ModelConfig, load_model, memory_estimate
 from rlntp.tasks import TaskConfig, make_task
@@ -95,8 +95,8 @@ class PosttrainConfig(Config):
     """fp32, or bf16: forward passes (rollouts too) under bfloat16 autocast (weights and optimizer stay float32)"""
 
     def check(self) -> None:
-        check(self.algo in ALGOS, f"unknown algo {self.algo!r}; choose one of: {', '.join(ALGOS)}")
-        check(self.reward in REWARDS, f"unknown reward {self.reward!r}; choose one of: {', '.join(REWARDS)}")
+        check_choice("algo", self.algo, ALGOS)
+        check_choice("reward", self.reward, REWARDS)
         check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         check_optimizer(self.optimizer, self.lr, self.weight_decay, self.max_grad_norm)
         check(0 < self.clip_eps < 1, f"clip_eps must be in (0, 1), got {self.clip_eps}")
@@ -107,8 +107,7 @@ class PosttrainConfig(Config):
         for name in ("prompts_per_step", "rollouts_per_prompt"):
             value = getattr(self, name)
             check(value is None or value >= 1, f"{name} must be >= 1, got {value}")
-        check(self.precision in PRECISIONS,
-              f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        check_choice("precision", self.precision, PRECISIONS)
         check(not (self.algo == "grpo" and self.rollouts < 2),
               f"grpo needs rollouts_per_prompt >= 2 to normalize within a group, got {self.rollouts}")
 

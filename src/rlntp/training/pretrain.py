@@ -21,7 +21,7 @@ from rlntp.data import make_data
 from rlntp.devices import PRECISIONS, autocast, resolve_device, seeded_generator
 from rlntp.memory import check_fits
 from rlntp.config import Config
-from rlntp.errors import RunDirError, check
+from rlntp.errors import RunDirError, check, check_choice
 from rlntp.evaluation import evaluate
 from rlntp.models import ModelConfig, build_model, memory_estimate
 from rlntp.tasks import TaskConfig, make_task
@@ -64,8 +64,7 @@ class PretrainConfig(Config):
         for name in ("steps", "batch_size", "eval_every", "eval_samples", "save_every"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         check_optimizer(self.optimizer, self.lr, self.weight_decay, self.max_grad_norm)
-        check(self.precision in PRECISIONS,
-              f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        check_choice("precision", self.precision, PRECISIONS)
 
 
 @dataclass(frozen=True)

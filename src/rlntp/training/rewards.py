@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlntp.errors import check
+from rlntp.errors import check_choice
 from rlntp.tasks.base import Task
 
 REWARDS = ("e2e", "cot", "length")
@@ -43,7 +43,7 @@ def length_penalized(task: Task, x: torch.Tensor, outputs: torch.Tensor, penalty
 def compute_reward(name: str, task: Task, x: torch.Tensor, outputs: torch.Tensor,
                    length_penalty: float = 0.4) -> Reward:
     """The reward called `name` (one of REWARDS) of `outputs` for inputs `x`."""
-    check(name in REWARDS, f"unknown reward {name!r}; choose one of: {', '.join(REWARDS)}")
+    check_choice("reward", name, REWARDS)
     if name == "e2e":
         return end_to_end(task, x, outputs)
     if name == "cot":
