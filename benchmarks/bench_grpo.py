@@ -28,7 +28,6 @@ import multiprocessing
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -56,7 +55,7 @@ from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain  # noq
 from rlntp.training.rewards import compute_reward  # noqa: E402
 from rlntp.training.rollout import sample_rollouts  # noqa: E402
 
-from peak_memory import MB, StepMemory, step_peak  # noqa: E402 (benchmarks/, the script's directory)
+from measure import MB, StepMemory, clock, step_peak  # noqa: E402 (benchmarks/, the script's directory)
 
 try:  # the benchmark's only extra dependency
     import trl
@@ -148,12 +147,6 @@ def trl_trainer(checkpoint: Path, task: ParityTask, config: "GRPOConfig", reward
 # 1. Seconds per step
 # ---------------------------------------------------------------------------------------------------
 
-def _clock(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
-
-
 def rlntp_worker(conn: Connection, checkpoint: Path, task: ParityTask, seed: int, device: str, threads: int) -> None:
     """rlntp's side of the timing, in a process of its own, driven over `conn`.
 
@@ -179,9 +172,9 @@ def rlntp_worker(conn: Connection, checkpoint: Path, task: ParityTask, seed: int
 
     while (command := conn.recv()) != "stop":
         if command == "step":
-            t0 = _clock(device)
+            t0 = clock(device)
             length = step()
-            conn.send((_clock(device) - t0, length))
+            conn.send((clock(device) - t0, length))
         else:
             conn.send(step_peak(step, device))
 
@@ -200,7 +193,7 @@ class Interleave(TrainerCallback):
         self.trl_memory = StepMemory(device)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.t0 = _clock(self.device)
+        self.t0 = clock(self.device)
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step == self.timed:
@@ -212,14 +205,14 @@ class Interleave(TrainerCallback):
             self.rlntp.send("memory")
             self.memory["rlntp"] = self.rlntp.recv()
             return
-        trl_s = _clock(self.device) - self.t0
+        trl_s = clock(self.device) - self.t0
         self.rlntp.send("step")
         rlntp_s, length = self.rlntp.recv()
         if state.global_step > self.warmup:
             self.times["trl"].append(trl_s)
             self.times["rlntp"].append(rlntp_s)
             self.lengths.append(length)
-        self.t0 = _clock(self.device)
+        self.t0 = clock(self.device)
 
 
 def time_steps(checkpoint: Path, task: ParityTask, rounds: int, warmup: int, seed: int, out_dir: str,

@@ -8,7 +8,7 @@ LAYERSxWIDTHxHEADS: 2x128x4 is the cpu presets' model, 4x256x8 the paper's) is m
 all contenders get the same batches of the mixture and the same initial weights. Steps are
 interleaved (one of each per round) so that a noisy, shared machine slows all alike; the median
 over rounds is reported, with the achieved GFLOP/s of each next to this machine's measured float32
-matmul peak, and the peak memory of a step (benchmarks/peak_memory.py: tensor memory above the
+matmul peak, and the peak memory of a step (benchmarks/measure.py: tensor memory above the
 weights and optimizer state). Contenders:
 
 - hf:          GPT2LMHeadModel(input_ids, labels) on the batch padded to the context, torch.optim.Adam
@@ -25,7 +25,6 @@ fig1 `paper` preset's pre-training per seed.
 
 import argparse
 import statistics
-import time
 from dataclasses import replace
 
 import torch
@@ -36,7 +35,7 @@ from rlntp.tasks import TaskConfig, make_task
 from rlntp.tasks.base import Task
 from rlntp.training.losses import next_token_loss
 
-from peak_memory import MB, state_bytes, step_peak  # noqa: E402 (benchmarks/, the script's directory)
+from measure import MB, clock, state_bytes, step_peak  # noqa: E402 (benchmarks/, the script's directory)
 
 
 def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
@@ -50,13 +49,6 @@ def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -
         a @ b
         times.append(clock(device) - t0)
     return 2 * n**3 / min(times) / 1e9
-
-
-def clock(device: torch.device) -> float:
-    """time.perf_counter() after the device has finished its queued work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def train_flops(rows: int, seq_len: int, layers: int, width: int, vocab: int, query_from: int = 0) -> float:

@@ -17,7 +17,6 @@ bench_grpo.py) is used.
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -34,19 +33,15 @@ from rlntp.training.reinforce import reinforce_update
 from rlntp.training.rollout import sample_rollouts
 from rlntp.training.star import star_update
 
+from measure import clock  # benchmarks/, the script's directory
+
 DEVICE = torch.device("cpu")  # --device
 
 
-def _clock() -> float:
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize(DEVICE)
-    return time.perf_counter()
-
-
 def _timed(fn):
-    start = _clock()
+    start = clock(DEVICE)
     result = fn()
-    return result, _clock() - start
+    return result, clock(DEVICE) - start
 
 
 def grpo_phases(model, task: ParityTask, optimizer, config: PosttrainConfig, step: int) -> dict[str, float]:

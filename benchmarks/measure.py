@@ -1,6 +1,9 @@
-"""Peak memory of one training step, for the benchmarks' tables.
+"""Time and peak memory of a training step, for the benchmarks' tables.
 
-What is reported is the peak of tensor memory allocated during the step above what was allocated
+`clock(device)` reads the time once the device has finished its queued work (CUDA runs ahead of
+Python otherwise).
+
+Memory: what is reported is the peak of tensor memory allocated during the step above what was allocated
 when it began: activations, gradients, temporaries and anything the step creates, not the weights
 and optimizer state it starts with (`state_bytes` gives those). On CUDA it is the caching
 allocator's own peak. On a CPU there is no allocator peak to read, and the process's resident
@@ -10,12 +13,20 @@ it) are replayed in time order instead. Profiling slows the step, so the benchma
 on an extra step outside the timed ones.
 """
 
+import time
 from collections.abc import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 MB = 2**20
+
+
+def clock(device: torch.device | str) -> float:
+    """time.perf_counter() after the device has finished its queued work."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 class StepMemory:
