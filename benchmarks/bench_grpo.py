@@ -43,7 +43,7 @@ from transformers import (AutoModelForCausalLM, PreTrainedTokenizerFast, Trainer
                           logging as hf_logging)
 from transformers.trainer_callback import PrinterCallback, ProgressCallback  # noqa: E402
 
-from rlntp import runs  # noqa: E402
+from rlntp.runs import checkpoints  # noqa: E402
 from rlntp.devices import seeded_generator  # noqa: E402
 from rlntp.evaluation import evaluate  # noqa: E402
 from rlntp.models import HFCausalLM, ModelConfig, load_model  # noqa: E402
@@ -322,7 +322,7 @@ def resolve_checkpoint(args: argparse.Namespace) -> Path:
         print(f"no --checkpoint: pre-training into {out} (resumable; about 6 minutes on 2 cores) ...")
         run = PretrainRun(TaskConfig(d=args.d, p_cot=0.25), ModelConfig(), PretrainConfig(steps=2000))
         pretrain(run, out, resume=True)
-        checkpoint = runs.resolve_checkpoint(out)
+        checkpoint = checkpoints.resolve_checkpoint(out)
     if not (checkpoint / "model.safetensors").is_file():
         sys.exit(f"{checkpoint} is not a checkpoint directory (no model.safetensors); "
                  "pass RUN/checkpoints/step_NNNNNNN of an rlntp run")

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from rlntp import runs
+from rlntp.runs import checkpoints, dirs
 from rlntp.devices import seeded_generator
 from rlntp.models import ModelConfig, build_model, load_model
 from rlntp.tasks.parity import ParityTask
@@ -129,8 +129,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     DEVICE = torch.device(args.device)
-    checkpoint = args.checkpoint or runs.resolve_checkpoint(Path("runs/bench-p25"))
-    task_config, model_config = runs.read_task_and_model(checkpoint.parent.parent)
+    checkpoint = args.checkpoint or checkpoints.resolve_checkpoint(Path("runs/bench-p25"))
+    task_config, model_config = dirs.read_task_and_model(checkpoint.parent.parent)
     task = ParityTask(d=task_config.d, p_cot=task_config.p_cot)
     config = PosttrainConfig()
     model = load_model(checkpoint, model_config, DEVICE)

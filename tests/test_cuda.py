@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from rlntp import runs
+from rlntp.runs import checkpoints, dirs, metrics
 from rlntp.cli import main
 from rlntp.generation import generate
 from rlntp.models import ModelConfig, build_model, load_model
@@ -54,14 +54,14 @@ def test_pretraining_and_grpo_run_on_cuda_and_their_checkpoints_load_on_the_cpu(
     pre = tmp_path / "pretrain"
     main(["pretrain", "--p-cot", "0.5", *small, "--batch-size", "128", "--lr", "1e-3", "--steps", "400",
           "--eval-every", "200", "--save-every", "400", "--eval-samples", "1000", "--out", str(pre)])
-    assert runs.read_metrics(pre)[-1]["eval/greedy_acc"] >= 0.9  # p_cot above 1/3: learned (d = 8)
+    assert metrics.read_metrics(pre)[-1]["eval/greedy_acc"] >= 0.9  # p_cot above 1/3: learned (d = 8)
     post = tmp_path / "grpo"
     main(["posttrain", "--from", str(pre), "--step", "400", "--algo", "grpo", "--steps", "4", "--eval-every", "2",
           "--eval-samples", "256", "--device", "cuda", "--quiet", "--out", str(post)])
-    assert runs.read_metrics(post)[-1]["step"] == 4
+    assert metrics.read_metrics(post)[-1]["step"] == 4
 
-    checkpoint = runs.resolve_checkpoint(post)
-    task_config, model_config = runs.read_task_and_model(pre)
+    checkpoint = checkpoints.resolve_checkpoint(post)
+    task_config, model_config = dirs.read_task_and_model(pre)
     tokens = ParityTask(d=8, p_cot=0.5).sample(16, torch.Generator().manual_seed(1)).tokens
     with torch.no_grad():
         on_cpu = load_model(checkpoint, model_config, "cpu").eval()(tokens)

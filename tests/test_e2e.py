@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from rlntp import runs
+from rlntp.runs import metrics
 from rlntp.cli import main
 
 D = 12
@@ -18,7 +18,7 @@ SMALL_GPT2 = ["--width", "64", "--layers", "2", "--heads", "4", "--device", "cpu
 
 
 def _last(run_dir):
-    return [r for r in runs.read_metrics(run_dir) if "eval/greedy_acc" in r][-1]
+    return [r for r in metrics.read_metrics(run_dir) if "eval/greedy_acc" in r][-1]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_rl_after_next_token_prediction_learns_parity(pretrained, tmp_path, caps
     out = tmp_path / algo
     main(["posttrain", "--from", str(pretrained), "--step", "1000", "--algo", algo, *options,
           "--eval-samples", "640", "--device", "cpu", "--quiet", "--out", str(out)])
-    records = runs.read_metrics(out)
+    records = metrics.read_metrics(out)
     start, last = records[0], records[-1]
     assert start["step"] == 0 and start["samples_seen"] == 1000 * 128
     assert start["eval/greedy_acc"] <= 0.6 and start["eval/greedy_len_median"] == 1
@@ -82,7 +82,7 @@ def test_bf16_forward_passes_keep_the_results(pretrained, tmp_path):
     main(["posttrain", "--from", str(pretrained), "--step", "1000", "--algo", "grpo", "--steps", "30",
           "--eval-every", "10", "--eval-samples", "640", "--precision", "bf16", "--device", "cpu", "--quiet",
           "--out", str(rl)])
-    records = runs.read_metrics(rl)
+    records = metrics.read_metrics(rl)
     assert records[0]["eval/greedy_acc"] <= 0.6
     assert records[-1]["eval/greedy_acc"] >= 0.9 and records[-1]["eval/greedy_len_median"] == D
 
@@ -95,11 +95,11 @@ def mult_pretrained(tmp_path_factory):
     numerics (seen: by step 1,750 on one thread, not by step 2,000 on two; on another CPU of these
     machines, one thread, between steps 2,250 and 2,500, with greedy accuracy 0.09 at 2,500).
     """
-    from rlntp.tasks.multiplication import make_dataset
+    from rlntp.data import make_mult_dataset
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("mult")
-    data = make_dataset(root / "data", 2, 0.25, {"train": 6000, "valid": 0, "test": 1000}, seed=0)
+    data = make_mult_dataset(root / "data", 2, 0.25, {"train": 6000, "valid": 0, "test": 1000}, seed=0)
     out = root / "pretrain"
     main(["pretrain", "--task", "mult", "--digits", "2", "--p-cot", "0.25", "--data", str(data), "--width", "64",
           "--layers", "2", "--heads", "4", "--optimizer", "adamw", "--max-grad-norm", "1.0", "--lr", "3e-3",

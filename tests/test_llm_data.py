@@ -9,7 +9,7 @@ import datasets
 import pytest
 
 from rlntp.errors import ConfigError
-from rlntp.llm.data import DataConfig, make_data, read_split
+from rlntp.llm.dataset import LLMDataConfig, make_dataset, read_split
 from rlntp.tasks.math_text import DATASETS, last_boxed, make_mixture, split_gsm8k, split_math, to_example
 
 GSM8K = {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
@@ -110,7 +110,7 @@ def test_sft_loss_covers_the_target_only(tiny_model, tmp_path):
 
     records = tmp_path / "train.jsonl"
     records.write_text("".join(json.dumps(GSM8K) + "\n" for _ in range(4)))
-    make_data(DataConfig(source=str(records), p_cot=1.0), tmp_path / "data")
+    make_dataset(LLMDataConfig(source=str(records), p_cot=1.0), tmp_path / "data")
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model),
                          args=SFTConfig(output_dir=str(tmp_path / "sft"), completion_only_loss=True, use_cpu=True,
@@ -173,7 +173,7 @@ def test_model_that_is_not_a_causal_lm_and_bf16_on_cpu_are_refused(tiny_model, t
 @pytest.mark.parametrize("extra, message", [
     (["--model", "{t5}"], "is a t5 model with no causal language model head"),
     (["--model", "{tiny}", "--precision", "bf16"], "--precision bf16 needs a CUDA GPU"),
-    (["--model", "{tiny}", "--precision", "fp16"], "unknown precision 'fp16'; choose one of: auto, bf16, fp32"),
+    (["--model", "{tiny}", "--precision", "fp16"], "unknown precision 'fp16'; choose one of: fp32, bf16, auto"),
     (["--model", "{tiny}", "--data", "{nodata}"], "is not a dataset made by `rlntp llm data`"),
 ])
 def test_bad_model_precision_and_data_are_one_line_before_any_work(tiny_model, tmp_path, extra, message):

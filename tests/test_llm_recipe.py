@@ -77,15 +77,15 @@ def test_parity_path_never_imports_the_llm_stack():
 
 @pytest.mark.parametrize("dataset, preset", [(d, p) for d in ("gsm8k", "math") for p in ("tiny", "paper")])
 def test_every_preset_is_valid_for_our_options_and_trls(dataset, preset, tmp_path):
-    from rlntp.experiments.llm_math import PRESETS
-    from rlntp.llm.evaluate import EvalOptions
-    from rlntp.llm.grpo import GRPOOptions, trl_config
-    from rlntp.llm.sft import SFTOptions
+    from rlntp.experiments import recipes
+    from rlntp.llm.evaluate import LLMEvalConfig
+    from rlntp.llm.grpo import GRPOConfig, trl_config
+    from rlntp.llm.sft import SFTConfig
 
-    p = PRESETS[dataset][preset]
-    SFTOptions(model="m", data=tmp_path, **p.sft)
-    EvalOptions(model="m", data=tmp_path, **p.eval)
-    config = trl_config(GRPOOptions(model="m", data=tmp_path, **p.grpo, cpu=True), tmp_path / "grpo", bf16=False,
+    p = recipes()[dataset].PRESETS[preset]
+    SFTConfig(model="m", data=tmp_path, **p.sft)
+    LLMEvalConfig(model="m", data=tmp_path, **p.eval)
+    config = trl_config(GRPOConfig(model="m", data=tmp_path, **p.grpo, cpu=True), tmp_path / "grpo", bf16=False,
                         progress=False)
     assert (config.num_generations, config.beta, config.loss_type, config.scale_rewards) == (
         p.grpo["group_size"], 0.0, "grpo", "group")
@@ -103,14 +103,14 @@ def test_grpo_batch_not_divisible_by_the_group_is_one_line(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("vllm") is None,
                     reason="needs a CUDA GPU and vLLM")
 def test_grpo_on_gpu_in_bf16_with_vllm_rollouts(tiny_model, tmp_path):
-    from rlntp.llm.data import DataConfig, make_data
-    from rlntp.llm.grpo import GRPOOptions, run_grpo
+    from rlntp.llm.dataset import LLMDataConfig, make_dataset
+    from rlntp.llm.grpo import GRPOConfig, run_grpo
     from rlntp.llm.tiny import gsm8k_records
 
     records = tmp_path / "train.jsonl"
     records.write_text("".join(json.dumps(r) + "\n" for r in gsm8k_records(64)))
-    make_data(DataConfig(source=str(records), p_cot=0.25), tmp_path / "data")
-    done = run_grpo(GRPOOptions(model=str(tiny_model), data=tmp_path / "data", steps=2, group_size=4,
+    make_dataset(LLMDataConfig(source=str(records), p_cot=0.25), tmp_path / "data")
+    done = run_grpo(GRPOConfig(model=str(tiny_model), data=tmp_path / "data", steps=2, group_size=4,
                                 completions_per_device=8, max_completion_length=32, save_every=2, precision="bf16",
                                 vllm="colocate"), tmp_path / "grpo", progress=False)
     assert len([h for h in done["log"] if "reward" in h]) == 2

@@ -16,7 +16,8 @@ from rlntp.data import load_dataset, make_data
 from rlntp.errors import ConfigError
 from rlntp.tasks import TaskConfig, make_task
 from rlntp.tasks.base import LONG, SHORT
-from rlntp.tasks.multiplication import ANSWER, EOS, MultiplicationTask, make_dataset, read_text
+from rlntp.data import make_mult_dataset, read_mult_text
+from rlntp.tasks.multiplication import ANSWER, EOS, MultiplicationTask
 from rlntp.training.rewards import compute_reward
 
 SPEC_LONG = "3 2 1 * 6 5 4||8 3 7 0 + 0 5 1 6 0 ( 8 8 8 6 0 ) + 0 0 2 9 4 0 #### 8 8 0 6 5 0"  # 123 x 456
@@ -157,7 +158,7 @@ SIZES = {"train": 3000, "valid": 200, "test": 300}
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    return make_dataset(tmp_path_factory.mktemp("mult") / "d3", 3, 0.25, SIZES, seed=0)
+    return make_mult_dataset(tmp_path_factory.mktemp("mult") / "d3", 3, 0.25, SIZES, seed=0)
 
 
 def _table(path, split):
@@ -187,12 +188,12 @@ def test_dataset_splits_are_disjoint_and_as_asked(dataset):
 
 
 def test_same_options_same_bytes_and_test_pairs_independent_of_train_size(dataset, tmp_path):
-    again = make_dataset(tmp_path / "again", 3, 0.25, SIZES, seed=0)
+    again = make_mult_dataset(tmp_path / "again", 3, 0.25, SIZES, seed=0)
     for name in ("train.parquet", "valid.parquet", "test.parquet", "manifest.json", "tokenizer.json"):
         assert (again / name).read_bytes() == (dataset / name).read_bytes(), name
-    bigger = make_dataset(tmp_path / "bigger", 3, 0.25, SIZES | {"train": 5000}, seed=0)
+    bigger = make_mult_dataset(tmp_path / "bigger", 3, 0.25, SIZES | {"train": 5000}, seed=0)
     assert (bigger / "test.parquet").read_bytes() == (dataset / "test.parquet").read_bytes()
-    other = make_dataset(tmp_path / "other", 3, 0.25, SIZES, seed=1)
+    other = make_mult_dataset(tmp_path / "other", 3, 0.25, SIZES, seed=1)
     assert (other / "test.parquet").read_bytes() != (dataset / "test.parquet").read_bytes()
 
 
@@ -204,13 +205,13 @@ def test_public_text_import_gives_the_generated_sequences(dataset, tmp_path):
         table = _table(dataset, split)
         files[split] = tmp_path / f"{split}.txt"
         files[split].write_text("".join(task.line(a, b, True) + "\n" for a, b in zip(table["a"], table["b"])))
-    pairs, long = read_text(task, files["test"])
+    pairs, long = read_mult_text(task, files["test"])
     assert len(pairs) == SIZES["test"] and long.all()
-    imported = make_dataset(tmp_path / "imported", 3, 0.25, SIZES, seed=0, from_text=files)
+    imported = make_mult_dataset(tmp_path / "imported", 3, 0.25, SIZES, seed=0, from_text=files)
     for split in SIZES:
         assert _table(imported, split) == _table(dataset, split), split
     # a file imported at p_cot = 1 holds exactly its lines
-    whole = make_dataset(tmp_path / "whole", 3, 1.0, SIZES, seed=5, from_text=files)
+    whole = make_mult_dataset(tmp_path / "whole", 3, 1.0, SIZES, seed=5, from_text=files)
     assert "".join(t + "\n" for t in _table(whole, "train")["text"]) == files["train"].read_text()
 
 
@@ -266,4 +267,4 @@ def test_dataset_bad_inputs(dataset, tmp_path, capsys):
                          "--out", str(tmp_path / "x")], "1 pairs are both in")
     assert not (tmp_path / "x").exists() and not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match="exists and is not an empty directory"):
-        make_dataset(dataset, 3, 0.25, SIZES, seed=0)
+        make_mult_dataset(dataset, 3, 0.25, SIZES, seed=0)

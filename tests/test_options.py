@@ -12,9 +12,10 @@ from pathlib import Path, PurePath
 
 import pytest
 
+import importlib
+
 from rlntp import cli
-from rlntp.llm import cli as llm_cli
-from rlntp.theory import cli as theory_cli
+from rlntp.cli import stages
 
 ALWAYS_BAD = "always bad"
 MAYBE_VALID = "0 or large: refused or accepted"
@@ -25,9 +26,8 @@ class Accepted(Exception):
 
 
 def _commands():
-    cli._resolve_annotations()
-    groups = {(): cli.COMMANDS, ("data",): {"mult": cli.data_mult}, ("reproduce",): cli.REPRODUCE,
-              ("theory",): theory_cli.COMMANDS, ("llm",): llm_cli.COMMANDS}
+    groups = {(): stages.COMMANDS} | {(name,): importlib.import_module(f"rlntp.cli.{name}").commands()
+                                      for name in cli.GROUPS}
     for prefix, commands in groups.items():
         for name, fn in commands.items():
             yield (*prefix, name), fn
@@ -109,13 +109,16 @@ def _tree(path: Path) -> dict[str, int]:
 
 
 def test_every_option_of_every_command_refuses_bad_values(source_run, tmp_path, monkeypatch, capsys):
-    from rlntp import data, evaluation, plots, report, runs
-    from rlntp.llm import common as llm_common, data as llm_data
+    from rlntp import data, evaluation, plots, report
+    from rlntp.llm import common as llm_common, dataset as llm_data
+    from rlntp.runs import dirs
     from rlntp.theory import experiments
+    from rlntp.training import posttrain, pretrain
 
     def accept(*args, **kwargs):
         raise Accepted
-    for module, name in ((runs, "open_run_dir"), (runs, "open_recipe_dir"), (runs, "open_sweep_dir"),
+    for module, name in ((pretrain, "open_run_dir"), (posttrain, "open_run_dir"), (llm_common, "open_run_dir"),
+                         (dirs, "open_recipe_dir"), (dirs, "open_sweep_dir"),
                          (data, "write_dataset"), (report, "write_report"),
                          (evaluation, "evaluate"), (plots, "plot_run"), (experiments, "pretrain"),
                          (experiments, "star"), (llm_common, "check_causal_lm"), (llm_data, "load_records")):

@@ -35,14 +35,14 @@ def _section(path: Path, recipe: str, **extra) -> None:
 @pytest.fixture
 def reproductions(tmp_path):
     root = tmp_path / "all"
-    _section(root / "star-odds", "star-odds")
-    _section(root / "fig1", "fig1", paper=[{"quantity": "NTP greedy", "paper": "50%", "ours": "0.493 <script>"}])
-    legacy = root / "mult"  # a recipe from before report.json: recipe.json and figures one level down
-    legacy.mkdir()
-    (legacy / "recipe.json").write_text(json.dumps({"recipe": "mult", "preset": {"digits": [3]}}))
-    _png(legacy / "n3" / "mult.png")
+    _section(root / "star-odds", "star-odds", order=20)
+    _section(root / "fig1", "fig1", order=1, paper=[{"quantity": "NTP greedy", "paper": "50%", "ours": "0.493 <script>"}])
+    nested = root / "mult"  # a recipe whose figures lie one level down, and no sweep.json: its settings shown
+    nested.mkdir()
+    (nested / "report.json").write_text(json.dumps({"recipe": "mult", "order": 30, "settings": {"digits": [3]}}))
+    _png(nested / "n3" / "mult.png")
     (root / "fig1" / "runs" / "x").mkdir(parents=True)  # a run directory is never a section
-    (root / "fig1" / "runs" / "x" / "recipe.json").write_text(json.dumps({"recipe": "inner"}))
+    (root / "fig1" / "runs" / "x" / "report.json").write_text(json.dumps({"recipe": "inner"}))
     _png(root / "fig1" / "runs" / "x" / "plot.png")
     return root
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlntp import runs
+from rlntp.runs import checkpoints, dirs, metrics
 from rlntp.cli import main
 from rlntp.errors import Diverged, RunDirError
-from rlntp.files import LOCK
+from rlntp.runs.dirs import LOCK
 from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain
 
 TINY = ["--d", "6", "--layers", "1", "--width", "32", "--heads", "2", "--batch-size", "32", "--eval-samples", "64",
@@ -90,7 +90,7 @@ def test_a_failed_start_leaves_nothing_that_blocks_the_retry(tmp_path, capsys, m
             main(["pretrain", *TINY, "--steps", "3", "--out", str(tmp_path / "empty")])
     assert os.listdir(tmp_path / "empty") == []  # the user's empty directory stays, empty
     main(["pretrain", *TINY, "--steps", "3", "--eval-every", "3", "--out", str(out)])  # the plain retry
-    assert runs.checkpoint_steps(out) == [3]
+    assert checkpoints.checkpoint_steps(out) == [3]
 
 
 def test_resume_with_fewer_steps_is_refused(tmp_path, capsys):
@@ -105,7 +105,7 @@ def test_resume_with_fewer_steps_is_refused(tmp_path, capsys):
 def test_a_damaged_checkpoint_is_named_as_damaged(tmp_path, capsys):
     out = tmp_path / "run"
     main(["pretrain", *TINY, "--steps", "6", "--save-every", "3", "--eval-every", "3", "--out", str(out)])
-    weights = runs.checkpoint_path(out, 6) / "model.safetensors"
+    weights = checkpoints.checkpoint_path(out, 6) / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte inside the tensor data: still a valid safetensors file
     weights.write_bytes(bytes(data))
@@ -122,14 +122,14 @@ def test_a_damaged_checkpoint_is_named_as_damaged(tmp_path, capsys):
 def test_damaged_run_files_are_one_line_naming_file_and_line(tmp_path, capsys):
     out = tmp_path / "run"
     main(["pretrain", *TINY, "--steps", "4", "--save-every", "2", "--eval-every", "2", "--out", str(out)])
-    metrics = (out / "metrics.jsonl").read_text().splitlines()
-    (out / "metrics.jsonl").write_text("\n".join([metrics[0], "[1, 2]", *metrics[1:]]) + "\n")
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    (out / "metrics.jsonl").write_text("\n".join([lines[0], "[1, 2]", *lines[1:]]) + "\n")
     _fails(capsys, ["plot", str(out)], "metrics.jsonl, line 2: not a metrics record")
     _fails(capsys, ["pretrain", *TINY, "--steps", "6", "--save-every", "2", "--eval-every", "2", "--out", str(out),
                     "--resume"], "metrics.jsonl, line 2")
-    (out / "metrics.jsonl").write_text("\n".join([metrics[0], '{"step": 2}', *metrics[2:]]) + "\n")
+    (out / "metrics.jsonl").write_text("\n".join([lines[0], '{"step": 2}', *lines[2:]]) + "\n")
     _fails(capsys, ["plot", str(out)], "metrics.jsonl, line 2: no number for eval/greedy_acc")
-    (out / "metrics.jsonl").write_text("\n".join(metrics) + "\n" + '{"step": 6, "samp')  # a torn last line is fine
+    (out / "metrics.jsonl").write_text("\n".join(lines) + "\n" + '{"step": 6, "samp')  # a torn last line is fine
     main(["plot", str(out)])
     capsys.readouterr()
     good = (out / "config.json").read_bytes()
@@ -141,7 +141,7 @@ def test_damaged_run_files_are_one_line_naming_file_and_line(tmp_path, capsys):
                      ["pretrain", *TINY, "--steps", "6", "--out", str(out), "--resume"]):
             _fails(capsys, argv, message)
     (out / "config.json").write_bytes(good)
-    state = runs.checkpoint_path(out, 4) / "trainer_state.json"
+    state = checkpoints.checkpoint_path(out, 4) / "trainer_state.json"
     state.write_text('{"step": "four"}')
     _fails(capsys, ["eval", str(out), "--device", "cpu"], "is not a checkpoint state")
 
@@ -152,9 +152,9 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_its_checkpoints(tmp_path, cap
     run = PretrainRun(run.task.__class__(d=6), run.model.__class__(layers=1, width=16, heads=2), run.train)
     with pytest.raises(Diverged, match=r"at step \d+; the run stopped"):
         pretrain(run, tmp_path / "run", progress=False)
-    kept = runs.checkpoint_steps(tmp_path / "run")
+    kept = checkpoints.checkpoint_steps(tmp_path / "run")
     for step in kept:  # every checkpoint written holds finite weights
-        assert all(torch.isfinite(t).all() for t in load_file(runs.checkpoint_path(tmp_path / "run", step)
+        assert all(torch.isfinite(t).all() for t in load_file(checkpoints.checkpoint_path(tmp_path / "run", step)
                                                                / "model.safetensors").values())
     _fails(capsys, ["pretrain", *TINY, "--steps", "40", "--lr", "1e30", "--out", str(tmp_path / "cli")],
            "the run stopped", code=1)
@@ -165,10 +165,11 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
     out.mkdir()
     (out / LOCK).write_text("pid 1 on elsewhere since 2026-01-01 00:00:00: rlntp pretrain (killed)\n")
     main(["pretrain", *TINY, "--steps", "3", "--eval-every", "3", "--out", str(out)])
-    assert runs.checkpoint_steps(out) == [3]
-    with runs.open_run_dir(out, {}, resume=True, resumable_changes=set(), steps=3, normalize=lambda saved: {}):
+    assert checkpoints.checkpoint_steps(out) == [3]
+    config = dirs.read_config(out)
+    with dirs.open_run_dir(out, config, resume=True, resumable_changes=set(), steps=3):
         with pytest.raises(RunDirError, match=rf"in use by another rlntp process \(pid {os.getpid()} on "):
-            with runs.open_run_dir(out, {}, resume=True, resumable_changes=set(), steps=3, normalize=lambda s: {}):
+            with dirs.open_run_dir(out, config, resume=True, resumable_changes=set(), steps=3):
                 pass
 
 
@@ -208,8 +209,8 @@ def test_a_second_process_is_refused_while_the_first_finishes(tmp_path):
     assert second.stderr.startswith(f"error: {out} is in use by another rlntp process (pid {first.pid} on ")
     assert len(second.stderr.strip().splitlines()) == 1
     assert first.wait() == 0, first.stderr.read()
-    assert [r["step"] for r in runs.read_metrics(out)] == list(range(0, 1001, 250))
-    assert runs.checkpoint_steps(out) == list(range(250, 1001, 250))
+    assert [r["step"] for r in metrics.read_metrics(out)] == list(range(0, 1001, 250))
+    assert checkpoints.checkpoint_steps(out) == list(range(250, 1001, 250))
 
 
 def test_ctrl_c_is_one_line_and_resume_matches_an_uninterrupted_run(tmp_path):
@@ -219,7 +220,7 @@ def test_ctrl_c_is_one_line_and_resume_matches_an_uninterrupted_run(tmp_path):
     assert _cli(*argv, "--out", str(full)).wait() == 0
     cut = tmp_path / "cut"
     process = _cli(*argv, "--out", str(cut))
-    _wait_for(lambda: len(runs.checkpoint_steps(cut)) >= 2, process)
+    _wait_for(lambda: len(checkpoints.checkpoint_steps(cut)) >= 2, process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
@@ -230,9 +231,9 @@ def test_ctrl_c_is_one_line_and_resume_matches_an_uninterrupted_run(tmp_path):
     assert 100 <= step < 2000
     resumed = _cli(*argv, "--out", str(cut), "--resume")
     assert resumed.wait() == 0, resumed.stderr.read()
-    for name, tensor in load_file(runs.checkpoint_path(full, 2000) / "model.safetensors").items():
-        assert torch.equal(tensor, load_file(runs.checkpoint_path(cut, 2000) / "model.safetensors")[name]), name
+    for name, tensor in load_file(checkpoints.checkpoint_path(full, 2000) / "model.safetensors").items():
+        assert torch.equal(tensor, load_file(checkpoints.checkpoint_path(cut, 2000) / "model.safetensors")[name]), name
     drop = ("perf/tokens_per_s", "perf/step_s")
-    strip = [{k: v for k, v in r.items() if k not in drop} for r in runs.read_metrics(full)]
-    assert [{k: v for k, v in r.items() if k not in drop} for r in runs.read_metrics(cut)] == strip
+    strip = [{k: v for k, v in r.items() if k not in drop} for r in metrics.read_metrics(full)]
+    assert [{k: v for k, v in r.items() if k not in drop} for r in metrics.read_metrics(cut)] == strip
     assert json.loads((cut / "config.json").read_text()) == json.loads((full / "config.json").read_text())

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlntp import runs
+from rlntp.runs import checkpoints, metrics
 from rlntp.errors import CheckpointError, RunDirError
 from rlntp.models import ModelConfig
 from rlntp.tasks import TaskConfig
@@ -21,7 +21,7 @@ TINY = PretrainRun(
 
 
 def _weights(run_dir, step):
-    return load_file(runs.checkpoint_path(run_dir, step) / "model.safetensors")
+    return load_file(checkpoints.checkpoint_path(run_dir, step) / "model.safetensors")
 
 
 def _without_perf(records):
@@ -33,8 +33,8 @@ def test_run_directory_layout(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["stage"] == "pretrain" and config["task"]["p_cot"] == 0.25 and config["train"]["steps"] == 12
     assert PretrainRun.from_dict(config) == TINY
-    assert runs.checkpoint_steps(out) == [4, 8, 12]
-    records = runs.read_metrics(out)
+    assert checkpoints.checkpoint_steps(out) == [4, 8, 12]
+    records = metrics.read_metrics(out)
     assert [r["step"] for r in records] == [0, 5, 10, 12]
     assert [r["samples_seen"] for r in records] == [0, 160, 320, 384]
     required = {"step", "samples_seen", "eval/greedy_acc", "eval/sampled_acc", "eval/greedy_len_median",
@@ -49,16 +49,16 @@ def test_resume_after_a_kill_gives_the_same_run(tmp_path):
     killed = pretrain(TINY, tmp_path / "killed", progress=False)
     # simulate a kill just before step 12's evaluation: the step-8 checkpoint is the last one on disk,
     # the metrics file has a record past it and a half-written line, and a temporary checkpoint lingers
-    runs.checkpoint_path(killed, 12).rename(runs.checkpoint_path(killed, 12).with_name("step_0000012.tmp"))
-    with open(killed / runs.METRICS, "a") as f:
+    checkpoints.checkpoint_path(killed, 12).rename(checkpoints.checkpoint_path(killed, 12).with_name("step_0000012.tmp"))
+    with open(killed / metrics.METRICS, "a") as f:
         f.write('{"step": 13, "samples_')
-    assert runs.checkpoint_steps(killed) == [4, 8]
+    assert checkpoints.checkpoint_steps(killed) == [4, 8]
 
     pretrain(TINY, killed, resume=True, progress=False)
-    assert runs.checkpoint_steps(killed) == [4, 8, 12]
+    assert checkpoints.checkpoint_steps(killed) == [4, 8, 12]
     for name, tensor in _weights(full, 12).items():
         assert torch.equal(tensor, _weights(killed, 12)[name]), name
-    assert _without_perf(runs.read_metrics(killed)) == _without_perf(runs.read_metrics(full))
+    assert _without_perf(metrics.read_metrics(killed)) == _without_perf(metrics.read_metrics(full))
 
 
 def test_resume_can_extend_a_finished_run(tmp_path):
@@ -81,7 +81,7 @@ def test_resume_with_different_options_is_refused(tmp_path):
 
 def test_corrupt_trainer_state_is_a_clear_error(tmp_path):
     out = pretrain(TINY, tmp_path / "run", progress=False)
-    state = runs.checkpoint_path(out, 12) / "trainer_state.safetensors"
+    state = checkpoints.checkpoint_path(out, 12) / "trainer_state.safetensors"
     state.write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="trainer_state.safetensors differs from the checksum"):
         pretrain(TINY, out, resume=True, progress=False)
@@ -89,16 +89,16 @@ def test_corrupt_trainer_state_is_a_clear_error(tmp_path):
 
 def test_checkpoints_hold_no_pickles(tmp_path):
     out = pretrain(TINY, tmp_path / "run", progress=False)
-    files = {p.name for p in runs.checkpoint_path(out, 12).iterdir()}
+    files = {p.name for p in checkpoints.checkpoint_path(out, 12).iterdir()}
     assert files >= {"config.json", "model.safetensors", "trainer_state.safetensors", "trainer_state.json"}
     assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))]
 
 
 def test_resume_on_a_fixed_dataset_gives_the_same_run(tmp_path):
     """Epochs over a dataset (AdamW, clipping): a run killed mid-epoch resumes to the same weights and metrics."""
-    from rlntp.tasks.multiplication import make_dataset
+    from rlntp.data import make_mult_dataset
 
-    dataset = make_dataset(tmp_path / "data", 2, 0.5, {"train": 500, "valid": 0, "test": 50}, seed=0)
+    dataset = make_mult_dataset(tmp_path / "data", 2, 0.5, {"train": 500, "valid": 0, "test": 50}, seed=0)
     run = PretrainRun(
         task=TaskConfig(task="mult", digits=2, p_cot=0.5, data=str(dataset)),
         model=ModelConfig(layers=1, width=32, heads=2),
@@ -106,20 +106,20 @@ def test_resume_on_a_fixed_dataset_gives_the_same_run(tmp_path):
                              eval_every=5, save_every=4, eval_samples=64, device="cpu"),
     )
     full = pretrain(run, tmp_path / "full", progress=False)
-    records = runs.read_metrics(full)
+    records = metrics.read_metrics(full)
     assert [r["step"] for r in records] == [0, 5, 10, 12] and records[-1]["epoch"] == 12 * 64 / 500
     assert records[-1]["eval/greedy_no_eos_frac"] >= 0 and sum(records[-1]["eval/greedy_len_hist"]) == 50
     killed = pretrain(run, tmp_path / "killed", progress=False)
-    runs.checkpoint_path(killed, 12).rename(runs.checkpoint_path(killed, 12).with_name("step_0000012.tmp"))
-    shutil.rmtree(runs.checkpoint_path(killed, 8))  # resume from step 4: steps 5 .. 12 cross the first epoch's end
+    checkpoints.checkpoint_path(killed, 12).rename(checkpoints.checkpoint_path(killed, 12).with_name("step_0000012.tmp"))
+    shutil.rmtree(checkpoints.checkpoint_path(killed, 8))  # resume from step 4: steps 5 .. 12 cross the first epoch's end
     pretrain(run, killed, resume=True, progress=False)
     for name, tensor in _weights(full, 12).items():
         assert torch.equal(tensor, _weights(killed, 12)[name]), name
-    assert _without_perf(runs.read_metrics(killed)) == _without_perf(records)
+    assert _without_perf(metrics.read_metrics(killed)) == _without_perf(records)
     # a checkpoint loads with transformers alone, tokenizer included
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    checkpoint = runs.checkpoint_path(full, 12)
+    checkpoint = checkpoints.checkpoint_path(full, 12)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     model = AutoModelForCausalLM.from_pretrained(checkpoint)
     ids = tokenizer("2 1 * 4 3||", return_tensors="pt")["input_ids"]
@@ -136,4 +136,4 @@ def test_runs_written_before_new_options_existed_still_resume(tmp_path):
     (out / "config.json").write_text(json.dumps(config))
     longer = PretrainRun(TINY.task, TINY.model, PretrainConfig(**{**vars(TINY.train), "steps": 16}))
     pretrain(longer, out, resume=True, progress=False)
-    assert runs.checkpoint_steps(out) == [4, 8, 12, 16]
+    assert checkpoints.checkpoint_steps(out) == [4, 8, 12, 16]

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from rlntp.cli import main
+from rlntp.sweeps.engine import new_status
 from rlntp.sweeps.spec import expand
 
 TINY = """
@@ -128,7 +129,7 @@ def test_a_failed_run_is_recorded_its_dependents_skipped_and_the_rest_finishes(t
     blocked = out / "runs" / "seed=1" / "pretrain"
     blocked.mkdir(parents=True)
     (blocked / "notes.txt").write_text("a user's file")
-    (out / "sweep.json").write_text(json.dumps(tomllib.loads(TINY)))  # the sweep's own directory
+    (out / "status.json").write_text(json.dumps(new_status(tomllib.loads(TINY), str(file))))  # the sweep's own
 
     err = _fails(capsys, ["sweep", str(file), "--out", str(out), "--device", "cpu", "--quiet"],
                  "1 of 6 runs failed (seed=1/pretrain: ", code=1)

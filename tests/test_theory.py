@@ -10,8 +10,8 @@ import torch
 
 from rlntp.tasks.parity import LONG, SHORT, ParityTask
 from rlntp.theory import closed_forms as cf
-from rlntp.theory.cli import main
-from rlntp.theory.data import MixtureConfig, Sequences, cot_reward, is_correct, sample_inputs, sample_mixture, to_tokens
+from rlntp.cli import main as rlntp_main
+from rlntp.theory.mixture import MixtureConfig, Sequences, cot_reward, is_correct, sample_inputs, sample_mixture, to_tokens
 from rlntp.theory.model import LinearAR, parameter_mask
 from rlntp.theory.sgd import SGDConfig, fit, loss_gradient
 
@@ -22,6 +22,11 @@ of at most 0.0035 (1 sd); the rest is the finite SGD's calibration error (chain-
 with probability ~0.995 at d = 20, the EOS probability within ~1%), which shrinks the odds by ~2% a
 round and compounds. The largest deviation seen over 8 rounds at p_cot = 1/20 is 0.015."""
 CALIBRATION_TOLERANCE = 0.03
+
+
+def main(argv: list[str]) -> None:
+    """`rlntp theory ARGV...`."""
+    rlntp_main(["theory", *argv])
 
 
 def _run(capsys, argv: list[str]) -> str:

@@ -1,4 +1,4 @@
-"""Where a stage's sequences come from: fresh samples of the task, or a fixed dataset on disk.
+"""Where a stage's sequences come from: fresh samples of the task, or a dataset on disk (and how one is made).
 
 A dataset directory (written by `rlntp data ...`) holds
 
@@ -25,9 +25,11 @@ import numpy as np
 import torch
 
 from rlntp.devices import seeded_generator
-from rlntp.errors import ConfigError
+from rlntp.errors import ConfigError, check
 from rlntp.files import check_new_dir, sha256_file
+from rlntp.memory import check_fits
 from rlntp.tasks.base import LONG, SHORT, Sequences, Task
+from rlntp.tasks.multiplication import MultiplicationTask, draw_pairs
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "valid", "test")
@@ -198,6 +200,93 @@ class FixedData:
     def rl_prompts(self, n: int, generator: torch.Generator) -> torch.Tensor:
         rows = torch.randint(0, self.train_size, (n,), generator=generator, device=generator.device)
         return self.train_prompts[rows.to(self.train_prompts.device)]
+
+
+def read_mult_text(task: MultiplicationTask, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(pairs (k, 2), long (k,)) of a public text file, one sequence per line, each checked byte for byte.
+
+    ConfigError naming the file and line for anything that is not exactly this task's format.
+    """
+    try:
+        lines = Path(path).read_bytes().decode("utf-8").split("\n")
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {e.start})") from e
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise ConfigError(f"{path} has no lines")
+    parsed = []
+    for number, line in enumerate(lines, 1):
+        try:
+            parsed.append(task.parse_prompt(line))
+        except ConfigError as e:
+            raise ConfigError(f"{path} line {number}: {e}") from None
+    pairs = np.array([(a, b) for a, b, _ in parsed], dtype=np.int64)
+    long = np.array([is_long for _, _, is_long in parsed])
+    seqs = task.encode(torch.from_numpy(pairs[:, 0]), torch.from_numpy(pairs[:, 1]), torch.from_numpy(long))
+    for number, (line, row) in enumerate(zip(lines, seqs.tokens.tolist()), 1):
+        if line != task.to_text(row):
+            raise ConfigError(f"{path} line {number}: differs from the {'long' if long[number - 1] else 'short'} "
+                              f"line of {pairs[number - 1, 0]} x {pairs[number - 1, 1]}: {task.to_text(row)!r}")
+    return pairs, long
+
+
+def make_mult_dataset(out: Path, digits: int, p_cot: float, sizes: dict[str, int], seed: int,
+                 from_text: dict[str, Path] | None = None) -> Path:
+    """Write a multiplication dataset: distinct operand pairs, no pair in two splits (`rlntp data mult`).
+
+    Splits given in `from_text` come from public text files; the others are drawn at random (test
+    first, then valid, then train, so the test pairs do not depend on the train size), avoiding the
+    imported pairs. Each training row keeps its chain of thought with probability p_cot (seeded,
+    one draw per row, the same draws for generated and imported rows); valid and test rows are long.
+    """
+    task = MultiplicationTask(digits, p_cot)
+    from_text = from_text or {}
+    for split in from_text:
+        check(split in sizes, f"unknown split {split!r} in --from-text; use train=FILE, valid=FILE or test=FILE")
+    for name, size in sizes.items():
+        check(size >= 0, f"{name} must be >= 0, got {size}")
+    check_new_dir(Path(out), "dataset")
+    rows = sum(sizes.values())  # about 64 bytes per token while encoding: tokens, their text, Python lists
+    check_fits(rows * task.context_len * 64, "cpu", f"a dataset of {rows:,} rows",
+               "ask for fewer pairs")
+    imported = {split: read_mult_text(task, path) for split, path in from_text.items()}
+    low, high = task.operand_range
+    keys = {split: pairs[:, 0] * high + pairs[:, 1] for split, (pairs, _) in imported.items()}
+    names = list(keys)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            shared = np.intersect1d(keys[first], keys[second])
+            if len(shared):
+                raise ConfigError(f"{len(shared)} pairs are both in {first} ({from_text[first]}) and in {second} "
+                                  f"({from_text[second]}), e.g. {shared[0] // high} x {shared[0] % high}")
+    generated = [s for s in ("test", "valid", "train") if s not in imported]
+    wanted = sum(sizes[s] for s in generated)
+    taken = np.concatenate(list(keys.values())) if keys else np.zeros(0, dtype=np.int64)
+    pool = draw_pairs(digits, wanted + len(np.unique(taken)), seed)
+    pool = pool[~np.isin(pool[:, 0] * high + pool[:, 1], taken)]
+    check(len(pool) >= wanted, f"only {len(pool):,} {digits}x{digits} pairs are left besides the imported ones; "
+                               f"asked for {wanted:,}")
+    columns: dict[str, tuple[np.ndarray, np.ndarray]] = dict(imported)
+    start = 0
+    for split in generated:
+        columns[split] = (pool[start : start + sizes[split]], np.ones(sizes[split], dtype=bool))
+        start += sizes[split]
+    pairs, long = columns["train"]
+    keep_cot = np.random.default_rng([seed, digits, 11]).random(len(pairs)) < p_cot
+    columns["train"] = (pairs, long & keep_cot)
+
+    splits = {}
+    for split in ("train", "valid", "test"):
+        pairs, long = columns[split]
+        a, b = torch.from_numpy(pairs[:, 0].copy()), torch.from_numpy(pairs[:, 1].copy())
+        splits[split] = (task.encode(a, b, torch.from_numpy(long)), {"a": pairs[:, 0], "b": pairs[:, 1]})
+    manifest = task.params | {"seed": seed,
+                "source": {s: (str(from_text[s]) if s in from_text else "generated") for s in ("train", "valid", "test")},
+                "duplicate_pairs": {s: int(len(k) - len(np.unique(k))) for s, k in keys.items()}}
+    return write_dataset(out, task, splits, manifest)
 
 
 def make_data(task: Task, data: str | None, seed: int, device: torch.device) -> OnlineData | FixedData:

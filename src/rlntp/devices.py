@@ -2,7 +2,7 @@
 
 import torch
 
-from rlntp.errors import ConfigError, check
+from rlntp.errors import ConfigError, check, check_choice
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,7 +34,21 @@ def seeded_generator(device: torch.device, *keys: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
+"""Precision of forward passes: float32, bfloat16 autocast, or auto (bf16 on a CUDA GPU that has it, else fp32)."""
+
+
+def check_precision(precision: str) -> None:
+    """ConfigError unless `precision` is one of PRECISIONS."""
+    check_choice("precision", precision, PRECISIONS)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """fp32 or bf16: `auto` is bf16 on a CUDA device that supports it, fp32 elsewhere."""
+    check_precision(precision)
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return precision
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:

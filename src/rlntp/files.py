@@ -1,31 +1,43 @@
-"""What run, recipe and dataset directories share: atomic writes, checksums, output-path checks, a lock.
+"""Files rlntp writes: atomically, checksummed, and never over a file it did not write.
 
 The rules these helpers enforce: rlntp writes a new directory only where nothing is (a missing or
-empty directory), never deletes or overwrites a file it did not write, and lets one process at a
-time write a directory.
+empty directory), and never deletes or overwrites a file it did not write (`runs.dirs` claims the
+directories of runs, sweeps and recipes; `write_output` guards single output files).
 """
 
-import fcntl
 import hashlib
 import os
-import socket
-import sys
-import time
+import tempfile
 from pathlib import Path
 
-from rlntp.errors import ConfigError, RunDirError
-
-LOCK = "rlntp.lock"
+from rlntp.errors import ConfigError
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` so that readers see either the old file or the whole new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a uniquely named temporary file beside it, renamed into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the file is as readable as any other
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def sha256_file(path: Path) -> str:
@@ -60,15 +72,8 @@ def check_out_path(out: Path, option: str = "--out") -> None:
 def check_new_dir(out: Path, what: str) -> None:
     """ConfigError unless `out` is a missing or empty directory that can be created (`check_out_path`)."""
     check_out_path(out)
-    if foreign_entries(out, set()):
+    if out.is_dir() and os.listdir(out):
         raise ConfigError(f"{out} exists and is not an empty directory; choose a new --out for the {what}")
-
-
-def foreign_entries(directory: Path, ours: set[str]) -> list[str]:
-    """Names in `directory` other than `ours` and the lock file (empty if it does not exist)."""
-    if not directory.is_dir():
-        return []
-    return sorted(set(os.listdir(directory)) - ours - {LOCK})
 
 
 def make_dirs(path: Path) -> list[Path]:
@@ -82,42 +87,56 @@ def make_dirs(path: Path) -> list[Path]:
     return missing
 
 
-class DirLock:
-    """An advisory lock on DIRECTORY/rlntp.lock that says which process holds it.
+GENERATOR = "rlntp"
+"""How rlntp marks what it writes: a page's generator meta tag, a figure's Software text, a JSON file's key."""
 
-    flock(2) rather than the `filelock` package: `filelock` opens the lock file with O_TRUNC on every
-    attempt, which erases the holder's description that a refused process should print. The kernel
-    drops an flock when its process dies, so a lock left by a killed run never blocks the next one.
-    """
 
-    def __init__(self, directory: Path, what: str = "run directory"):
-        self.path = Path(directory) / LOCK
-        self.what = what
-        self._fd: int | None = None
+def is_rlntp_output(path: Path) -> bool:
+    """Whether the file at `path` carries rlntp's mark (a page, a figure or a JSON record written by rlntp)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".html":
+            with open(path, "rb") as f:
+                return f'<meta name="generator" content="{GENERATOR}'.encode() in f.read(4096)
+        if path.suffix == ".png":
+            from PIL import Image
 
-    def acquire(self) -> "DirLock":
-        """Take the lock, or raise RunDirError naming the process that holds it."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 4096).decode(errors="replace").strip() or "a process that has not said which"
-            os.close(fd)
-            raise RunDirError(f"{self.path.parent} is in use by another rlntp process ({holder}); "
-                              f"wait for it to finish, or choose another {self.what}") from None
-        command = " ".join(["rlntp", *sys.argv[1:]]) if sys.argv and "rlntp" in sys.argv[0] else " ".join(sys.argv)
-        since = time.strftime("%Y-%m-%d %H:%M:%S")
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since}: {command}\n".encode())
-        self._fd = fd
-        return self
+            with Image.open(path) as image:
+                return str(image.info.get("Software", "")).startswith(GENERATOR)
+        if path.suffix == ".json":
+            import json
 
-    def release(self, remove: bool = False) -> None:
-        """Release the lock; `remove` also deletes the lock file (when the directory is being removed)."""
-        if self._fd is None:
-            return
-        if remove:
-            self.path.unlink(missing_ok=True)
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
+            record = json.loads(path.read_bytes())
+            return isinstance(record, dict) and str(record.get("written_by", "")).startswith(GENERATOR)
+    except (OSError, ValueError, SyntaxError):  # unreadable, not valid JSON or UTF-8, not an image
+        return False
+    return False
+
+
+def check_output(path: Path, option: str = "--out") -> Path:
+    """ConfigError unless a file can be written at `path`: nothing is there, or a file rlntp wrote earlier."""
+    path = Path(path)
+    if str(path) == "" or path.is_dir():
+        raise ConfigError(f"{option} {path} is a directory; name the file to write")
+    if path.exists() and not is_rlntp_output(path):
+        raise ConfigError(f"{path} exists and was not written by rlntp, which never overwrites such a file; "
+                          f"move it away or choose another {option}")
+    check_out_path(path.parent, option)
+    return path
+
+
+def write_output(path: Path, data: bytes, option: str = "--out") -> Path:
+    """Write an output file atomically where nothing is, or over a file rlntp wrote earlier (`check_output`)."""
+    path = check_output(path, option)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data)
+    return path
+
+
+def save_figure(fig, path: Path, dpi: int = 120, option: str = "--out") -> Path:
+    """A matplotlib figure as a PNG marked as rlntp's (`write_output`)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": GENERATOR})
+    return write_output(path, buffer.getvalue(), option)

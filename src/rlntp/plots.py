@@ -7,8 +7,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rlntp import runs  # noqa: E402
 from rlntp.errors import RunDirError  # noqa: E402
+from rlntp.files import check_output, save_figure  # noqa: E402
+from rlntp.runs.dirs import read_config, read_task_and_model  # noqa: E402
+from rlntp.runs.metrics import METRICS, read_metrics  # noqa: E402
 from rlntp.tasks import make_task  # noqa: E402
 
 
@@ -22,13 +24,14 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     Pre-training runs are drawn against samples seen, post-training runs against RL samples.
     """
     run_dir = Path(run_dir)
-    config = runs.read_config(run_dir)
-    task_config, model_config = runs.read_task_and_model(run_dir)
+    config = read_config(run_dir)
+    out = check_output(Path(out) if out else run_dir / "plot.png")
+    task_config, model_config = read_task_and_model(run_dir)
     task = make_task(task_config)
     keys = EVAL_KEYS + (("rl_samples",) if config["stage"] == "posttrain" else ("samples_seen",))
-    records = runs.read_metrics(run_dir, keys)
+    records = read_metrics(run_dir, keys)
     if not records:
-        raise RunDirError(f"{run_dir} has no evaluations in {runs.METRICS} yet")
+        raise RunDirError(f"{run_dir} has no evaluations in {METRICS} yet")
     p_cot = task_config.p_cot
     if config["stage"] == "posttrain":
         x = [r["rl_samples"] for r in records]
@@ -52,7 +55,7 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle(f"{config['stage']}: {task.title}, $p_{{cot}}$ = {p_cot}, {model_config.arch} "
                  f"{model_config.layers}x{model_config.width}")
-    out = Path(out) if out else run_dir / "plot.png"
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    try:
+        return save_figure(fig, out)
+    finally:
+        plt.close(fig)

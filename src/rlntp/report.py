@@ -1,8 +1,10 @@
 """One static HTML page for a directory of reproductions: `rlntp report DIR`.
 
-A section is a directory holding `report.json` (written by `experiments.reproduce`) or, for recipes
-that predate it, `recipe.json`. Each shows its command, preset and wall time, the paper's numbers
-beside ours, the summary table, every figure, and the configs. Images are referenced by paths
+A section is a directory holding `report.json` (written by `experiments.reproduce`). Each shows its
+command, preset and wall time, the paper's numbers beside ours, the summary table, every figure,
+and the settings. Sections follow the recipes' order (`experiments.Recipe.order`, recorded in each
+report.json); a file that
+cannot be read becomes a note in its section, never an error. Images are referenced by paths
 relative to the page, so the directory can be copied or served as it is; no script, no network.
 """
 
@@ -15,11 +17,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from rlntp.errors import check
-from rlntp.files import atomic_write_text
+from rlntp.files import GENERATOR, check_output, write_output
 
-ORDER = ("fig1", "fig2", "fig3", "arch", "rare", "small-d", "partial-cot", "fig13", "star-odds", "theory", "mult",
-         "gsm8k", "math")
-"""Sections in the paper's order; any other follows alphabetically."""
 SKIP = {"runs", "data"}
 """Directories never searched for sections or figures: a recipe's own runs and datasets."""
 MAX_DEPTH = 3
@@ -39,38 +38,47 @@ figcaption { font-size: 12px; color: #666; }
 
 
 def find_sections(root: Path) -> list[Path]:
-    """Directories under `root` (itself included, at most MAX_DEPTH below) holding report.json or recipe.json."""
+    """Directories under `root` (itself included, at most MAX_DEPTH below) holding report.json, in the recipes' order."""
     found = []
 
     def visit(directory: Path, depth: int) -> None:
-        if (directory / "report.json").exists() or (directory / "recipe.json").exists():
+        if (directory / "report.json").is_file():
             found.append(directory)
         if depth < MAX_DEPTH:
-            for child in sorted(p for p in directory.iterdir() if p.is_dir() and p.name not in SKIP):
+            for child in sorted(p for p in directory.iterdir() if p.is_dir() and not p.is_symlink()
+                                and p.name not in SKIP):
                 visit(child, depth + 1)
 
     visit(root, 0)
 
-    def order(section: Path) -> tuple:
-        name = _read(section)["recipe"]
-        return (ORDER.index(name) if name in ORDER else len(ORDER), name, str(section))
+    def key(section: Path) -> tuple:
+        record = _read(section)
+        order = record.get("order")
+        return (order if isinstance(order, (int, float)) else float("inf"), record["recipe"], str(section))
 
-    return sorted(found, key=order)
+    return sorted(found, key=key)
 
 
 def _read(section: Path) -> dict:
-    """The section's report.json, or what recipe.json tells of it; a file that cannot be read becomes a note."""
-    name = "report.json" if (section / "report.json").exists() else "recipe.json"
+    """The section's report.json; a file that cannot be read becomes a note."""
     try:
-        record = json.loads((section / name).read_text())
+        record = json.loads((section / "report.json").read_bytes())
         if not isinstance(record, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as error:  # one broken file should not hide the other sections
-        return {"recipe": section.name, "notes": f"{name} could not be read: {error}"}
-    if name == "recipe.json":
-        record = {"recipe": record.get("recipe"), "config": record.get("preset")}
+        return {"recipe": section.name, "notes": f"report.json could not be read: {error}"}
     record["recipe"] = str(record.get("recipe") or section.name)
     return record
+
+
+def _text(path: Path) -> str | None:
+    """A text file of a section, or None where it is missing; one that cannot be read says so."""
+    if not path.is_file():
+        return None
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        return f"({path.name} could not be read: {error})"
 
 
 def _figures(section: Path, sections: set[Path]) -> list[Path]:
@@ -80,7 +88,7 @@ def _figures(section: Path, sections: set[Path]) -> list[Path]:
     def visit(directory: Path, depth: int) -> None:
         figures.extend(sorted(directory.glob("*.png")))
         if depth < 2:
-            for child in sorted(p for p in directory.iterdir() if p.is_dir()):
+            for child in sorted(p for p in directory.iterdir() if p.is_dir() and not p.is_symlink()):
                 if child.name not in SKIP and child not in sections:
                     visit(child, depth + 1)
 
@@ -97,14 +105,11 @@ def _duration(seconds: float | None) -> str:
 
 def _status(section: Path) -> str:
     """'12 done, 1 failed' from the sweep's status.json, or ''."""
-    path = section / "status.json"
-    if not path.exists():
-        return ""
     try:
-        runs = json.loads(path.read_text()).get("runs", {})
-    except (OSError, ValueError, AttributeError):  # being rewritten, or not the engine's file
+        runs = json.loads((section / "status.json").read_bytes())["runs"]
+        states = Counter(str(run.get("state", "?")) for run in runs.values() if isinstance(run, dict))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # missing, being rewritten, or not ours
         return ""
-    states = Counter(str(run.get("state", "?")) for run in runs.values() if isinstance(run, dict))
     return ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
 
 
@@ -121,15 +126,15 @@ def _anchors(records: list[dict]) -> list[str]:
 def _configs(section: Path, record: dict) -> list[tuple[str, str]]:
     """(label, pretty-printed JSON) of the section's sweep.json and its recipe's preset settings."""
     configs = []
-    if (section / "sweep.json").exists():
-        text = (section / "sweep.json").read_text()
+    text = _text(section / "sweep.json")
+    if text is not None:
         try:
             text = json.dumps(json.loads(text), indent=2)
         except ValueError:
             pass  # shown as it is
         configs.append(("sweep.json", text))
-    if record.get("config"):
-        configs.append(("preset settings (recipe.json)", json.dumps(record["config"], indent=2)))
+    elif record.get("settings"):
+        configs.append(("preset settings", json.dumps(record["settings"], indent=2)))
     return configs
 
 
@@ -154,8 +159,9 @@ def _section_html(section: Path, record: dict, anchor: str, root: Path, page_dir
         rows = "".join(f"<tr><td>{_escape(r.get('quantity', ''))}</td><td>{_escape(r.get('paper', ''))}</td>"
                        f"<td>{_escape(r.get('ours', ''))}</td></tr>" for r in record["paper"] if isinstance(r, dict))
         parts.append(f'<table class="paper"><tr><th>quantity</th><th>the paper</th><th>ours</th></tr>{rows}</table>')
-    if (section / "summary.txt").exists():
-        parts.append(f"<pre>{_escape((section / 'summary.txt').read_text())}</pre>")
+    summary = _text(section / "summary.txt")
+    if summary is not None:
+        parts.append(f"<pre>{_escape(summary)}</pre>")
     for figure in _figures(section, sections):
         source = quote(Path(os.path.relpath(figure, page_dir)).as_posix())
         parts.append(f'<figure><img src="{source}" alt="{_escape(figure.name)}">'
@@ -173,10 +179,9 @@ def write_report(root: Path, out: Path | None = None) -> Path:
     check(root.is_dir(), f"{root} is not a directory; pass the directory of one or more reproductions "
                          "(e.g. runs/all from `rlntp reproduce all`)")
     sections = find_sections(root)
-    check(len(sections) > 0, f"{root} holds no reproduction (no report.json or recipe.json within {MAX_DEPTH} levels); "
+    check(len(sections) > 0, f"{root} holds no reproduction (no report.json within {MAX_DEPTH} levels); "
                              "pass the --out directory of `rlntp reproduce`")
-    out = Path(out) if out is not None else root / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_output(Path(out) if out is not None else root / "report.html")
     page_dir = out.parent.resolve()
     sections = [s.resolve() for s in sections]
     records = [_read(s) for s in sections]
@@ -185,9 +190,9 @@ def write_report(root: Path, out: Path | None = None) -> Path:
                   for r, a in zip(records, anchors))
     body = "\n".join(_section_html(s, r, a, root.resolve(), page_dir, set(sections))
                      for s, r, a in zip(sections, records, anchors))
-    page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>rlntp: reproductions</title>"
+    page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"generator\" "
+            f"content=\"{GENERATOR} report\"><title>rlntp: reproductions</title>"
             f"<style>{_STYLE}</style></head><body>\n<h1>How RL after next-token prediction facilitates learning: "
             f"reproductions</h1>\n<p class=\"meta\">{_escape(root)} · written "
             f"{time.strftime('%Y-%m-%d %H:%M')}</p>\n<ul>{toc}</ul>\n{body}\n</body></html>\n")
-    atomic_write_text(out, page)
-    return out
+    return write_output(out, page.encode())

@@ -1,102 +1,148 @@
-"""The paper's figures as recipes: each is a sweep (one per preset) and a report drawn from its results table.
+"""The paper's figures as recipes. A recipe is one module of this package that declares
 
-A recipe module defines
-    PRESETS: dict[str, dict]   a sweep per preset (`rlntp.sweeps.spec`: the same form as a sweep file)
-    report(table, spec, out)   draws the recipe's figures from the results table into `out`, returns
-                               its summary table as text
-and may define
-    paper(table)               rows (quantity, the paper's number, ours) for the report page
-and `reproduce` runs it: the sweep into `out`, then the report. A new recipe is one new module.
+    RECIPE = Recipe(name, title, order, presets)   its command (`rlntp reproduce NAME`), the help of each preset,
+                                                   and its place on the report page
+    PRESETS: dict[str, ...]                        the settings of each preset
+
+and how it runs, in one of two ways:
+
+  - a sweep (most recipes): each preset is a sweep (the form of a sweep file, `rlntp.sweeps.spec`), and
+        report(table, spec, out) -> str      draws the figures from the results table into `out`, returns
+                                             the summary table as text
+        paper(table) -> rows (optional)      (quantity, the paper's words, ours) for the report page
+        prepare(preset, spec, out, progress) (optional)  makes what the sweep reads (datasets) before it
+                                             runs; a relative `task.data` in the spec is relative to `out`
+  - its own plan (the theory, the LLM path):
+        run(preset, out, device, progress) -> (summary, paper rows)
+
+`reproduce` is the one engine for both: it claims the recipe's directory (report.json, its marker,
+with the lock), runs the recipe, and writes summary.txt and report.json. The registry is this
+package's modules: a new recipe is one new module, found by the CLI (`rlntp reproduce NAME`),
+`reproduce all` and the report page.
 """
 
 import importlib
 import json
+import pkgutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from rlntp.errors import check_choice
 from rlntp.files import atomic_write_text
 
-REPORT = "report.json"
-"""What `rlntp report` shows of a recipe directory beside its figures: title, command, time, the paper's numbers."""
-
-PARITY_RECIPES = ("fig1", "fig2", "fig3", "arch", "rare", "small-d", "partial-cot", "fig13", "star-odds")
-"""The recipes `rlntp reproduce all` runs, in this order (multiplication has its own command)."""
-
-THEORY = {"cpu": {}, "paper": {}}
-"""Per preset of `reproduce all`: the arguments of the theory's figures (`rlntp theory figure`; its defaults)."""
+REPORT, SUMMARY, SWEEP = "report.json", "summary.txt", "sweep.json"
 
 
-def recipe_module(name: str):
-    """The module of recipe `name` (`star-odds` -> rlntp.experiments.star_odds)."""
-    return importlib.import_module(f"rlntp.experiments.{name.replace('-', '_')}")
+@dataclass(frozen=True)
+class Recipe:
+    """What the CLI, `reproduce all` and the report need to know of a recipe, declared in its module."""
+
+    name: str
+    """the command: rlntp reproduce NAME (and the default directory runs/NAME)"""
+    title: str
+    """one line: the command's help and the heading of its report section"""
+    order: float
+    """its place on the report page and in `reproduce all`: the parity figures by figure number, then the
+    theory (20s), multiplication (30s) and the LLM path (40s)"""
+    presets: dict[str, str]
+    """each preset's one-line description; the first is the default"""
+    in_all: bool = True
+    """run by `rlntp reproduce all`"""
 
 
-def reproduce(name: str, preset: str, out: Path, device: str, executor, progress: bool = True) -> str:
+def recipes() -> dict[str, Any]:
+    """Every recipe module of this package, by name, in the report's order."""
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if isinstance(getattr(module, "RECIPE", None), Recipe):
+            found.append(module)
+    found.sort(key=lambda m: (m.RECIPE.order, m.RECIPE.name))
+    return {module.RECIPE.name: module for module in found}
+
+
+def is_sweep(module) -> bool:
+    """Whether a recipe runs as a sweep (else it has a plan of its own, `run`)."""
+    return not hasattr(module, "run")
+
+
+def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=None, progress: bool = True) -> str:
     """Run recipe `name` at `preset` in its own directory `out` and report it; its summary table as text.
 
-    Rerunning resumes (`runs.open_recipe_dir`, `sweeps.engine.run_sweep`). The sweep is also written to
-    OUT/sweep.json, which `rlntp sweep` takes as a starting point for a variation; OUT/report.json holds
-    the command, the wall time of every call on this directory added up, and the paper's numbers.
+    Rerunning resumes (the recipe's own directory, `runs.dirs.open_recipe_dir`). A sweep recipe also
+    writes OUT/sweep.json, which `rlntp sweep` takes as a starting point for a variation; OUT/report.json
+    holds the command, the wall time of every call on this directory added up, and the paper's numbers.
     """
-    import pandas as pd
-
-    from rlntp import runs
-    from rlntp.errors import check_choice
-    from rlntp.sweeps.engine import RESULTS, run_sweep
-    from rlntp.sweeps.executors import check_executor
-    from rlntp.sweeps.spec import expand
+    from rlntp.runs.dirs import open_recipe_dir
+    from rlntp.sweeps.executors import ExecutorConfig, check_executor
 
     started = time.perf_counter()
-    recipe = recipe_module(name)
-    check_choice("preset", preset, recipe.PRESETS)
-    spec = recipe.PRESETS[preset]
-    jobs = expand(spec, device, where=f"the {name} recipe's {preset} preset")
-    check_executor(executor)
+    module = recipes()[name]
+    check_choice("preset", preset, module.PRESETS)
     out = Path(out)
-    with runs.open_recipe_dir(out, name, spec):
-        atomic_write_text(out / runs.SWEEP, json.dumps(spec, indent=2) + "\n")
-        run_sweep(jobs, out, executor, progress)
-        table = pd.read_parquet(out / RESULTS)
-        summary = recipe.report(table, spec, out)
-        atomic_write_text(out / "summary.txt", summary + "\n")
-        write_report_json(out, name, recipe.__doc__.strip().splitlines()[0], preset,
-                          f"rlntp reproduce {name} --preset {preset} --out {out}", time.perf_counter() - started,
-                          recipe.paper(table) if hasattr(recipe, "paper") else [])
+    settings = module.PRESETS[preset]
+    if is_sweep(module):
+        from rlntp.sweeps.spec import expand
+
+        executor = executor or ExecutorConfig()
+        jobs = expand(settings, device, where=f"the {name} recipe's {preset} preset", base=out.resolve())
+        check_executor(executor)
+    elif getattr(module, "secondary_process", lambda: False)():  # under `accelerate launch`: the main one claims
+        return module.run(settings, out, device, progress)[0]
+    marker = {"recipe": name, "preset": preset, "settings": _jsonable(settings), "title": module.RECIPE.title,
+              "order": module.RECIPE.order, "command": f"rlntp reproduce {name} --preset {preset} --out {out}",
+              "seconds": 0.0, "paper": []}
+    with open_recipe_dir(out, marker) as record:
+        if is_sweep(module):
+            summary, paper = _run_sweep(module, settings, jobs, out, executor, progress, preset)
+        else:
+            summary, paper = module.run(settings, out, device, progress)
+        atomic_write_text(out / SUMMARY, summary + "\n")
+        record |= {"title": module.RECIPE.title, "order": module.RECIPE.order, "seconds": (record.get("seconds") or 0.0) + time.perf_counter() - started,
+                   "paper": [{"quantity": q, "paper": p, "ours": o} for q, p, o in paper]}
+        atomic_write_text(out / REPORT, json.dumps(record, indent=2) + "\n")
     return summary
 
 
-def write_report_json(out: Path, recipe: str, title: str, preset: str, command: str, seconds: float,
-                      paper: list[tuple[str, str, str]]) -> None:
-    """OUT/report.json; `seconds` adds to the time recorded by earlier calls on the same directory."""
-    path = Path(out) / REPORT
-    earlier = (json.loads(path.read_text()).get("seconds") or 0.0) if path.exists() else 0.0
-    record = {"recipe": recipe, "title": title, "preset": preset, "command": command, "seconds": earlier + seconds,
-              "paper": [{"quantity": q, "paper": p, "ours": o} for q, p, o in paper]}
-    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+def _run_sweep(module, spec: dict, jobs: list, out: Path, executor, progress: bool, preset: str):
+    import pandas as pd
+
+    from rlntp.sweeps.engine import RESULTS, run_sweep
+
+    if hasattr(module, "prepare"):
+        module.prepare(preset, spec, out, progress)
+    atomic_write_text(out / SWEEP, json.dumps(spec, indent=2) + "\n")
+    run_sweep(jobs, out, executor, spec, f"recipe {module.RECIPE.name}, preset {preset}", progress)
+    table = pd.read_parquet(out / RESULTS)
+    return module.report(table, spec, out), (module.paper(table) if hasattr(module, "paper") else [])
 
 
-def reproduce_all(preset: str, out: Path, device: str, executor, progress: bool = True) -> str:
-    """Every parity recipe into OUT/NAME, the theory's figures into OUT/theory, and OUT/report.html.
+def _jsonable(settings: Any) -> Any:
+    """A preset as JSON data (dataclasses as dictionaries, paths as strings)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(settings):
+        settings = dataclasses.asdict(settings)
+    return json.loads(json.dumps(settings, default=str))
+
+
+def reproduce_all(preset: str, out: Path, device: str = "auto", executor=None, progress: bool = True) -> str:
+    """Every recipe marked `in_all` into OUT/NAME, then OUT/report.html.
 
     Each recipe resumes like its own command, so a rerun after a kill continues where it stopped.
     Returns one line per recipe with its summary's path and wall time.
     """
     from rlntp.report import write_report
-    from rlntp.theory.cli import figure
 
     out = Path(out)
     lines = []
-    for name in PARITY_RECIPES:
+    for name, module in recipes().items():
+        if not module.RECIPE.in_all:
+            continue
         started = time.perf_counter()
         reproduce(name, preset, out / name, device, executor, progress)
-        lines.append(f"{name:>12s}: {out / name / 'summary.txt'} ({time.perf_counter() - started:,.0f} s)")
-    theory = out / "theory"
-    if not (theory / REPORT).exists():
-        started = time.perf_counter()
-        figure(theory, **THEORY[preset])
-        write_report_json(theory, "theory", "The linear autoregressive model: Theorem 1 (pre-training) and Theorem 2 "
-                          "(STaR), simulation over closed form", preset, f"rlntp theory figure --out {theory}",
-                          time.perf_counter() - started, [])
-        lines.append(f"{'theory':>12s}: {theory} ({time.perf_counter() - started:,.0f} s)")
+        lines.append(f"{name:>12s}: {out / name / SUMMARY} ({time.perf_counter() - started:,.0f} s)")
     lines.append(f"report: {write_report(out)}")
     return "\n".join(lines)

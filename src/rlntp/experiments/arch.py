@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import SOLVED, first_solved  # noqa: E402
 
 _GRPO = {"algo": "grpo", "reward": "e2e", "temperature": 1.0}
@@ -34,6 +36,15 @@ def _preset(d: int, archs: list[str], layers: list[int], shapes: list[list[int]]
         "posttrain": {"grpo": {"from_steps": ["last"], "post": _GRPO | grpo}},
     }
 
+
+RECIPE = Recipe(
+    "arch",
+    "Figures 6-8: GPT-2 and Mistral at depth 2 / 4 / 8 over widths x heads; pre-training, then GRPO "
+    "from the last checkpoint",
+    order=6,
+    presets={"cpu": "d = 10, width 64, 4 and 8 heads, 1 seed",
+             "paper": "d = 50, widths 128 and 256, 3 seeds; GPUs"},
+)
 
 PRESETS = {
     "cpu": _preset(10, ["gpt2", "mistral"], [2, 4, 8], [[64, 4], [64, 8]],
@@ -125,7 +136,7 @@ def plot_arch(table: pd.DataFrame, path: Path) -> None:
     config = table.iloc[0]
     fig.suptitle(f"Architectures: parity d = {config['task.d']}, $p_{{cot}}$ = {config['task.p_cot']:g}; "
                  "pre-training (blue), then GRPO from the last checkpoint (red)")
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

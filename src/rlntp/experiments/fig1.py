@@ -13,9 +13,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import Curve, summary_table, table_curve  # noqa: E402
 
 _GRPO = {"algo": "grpo", "reward": "e2e"}
+
+RECIPE = Recipe(
+    "fig1",
+    "Figure 1: pre-training at p_cot = 0.25, then GRPO from several of its checkpoints",
+    order=1,
+    presets={"cpu": "d = 12, GPT-2 2 x 64, 1,500 steps, GRPO from 3 checkpoints",
+             "paper": "d = 50, GPT-2 4 x 256, 50,000 steps of 256, 3 seeds; for a GPU"},
+)
 
 PRESETS = {
     # 2 cores, about a minute: d = 12 is past the point where a 2-layer GPT-2 learns parity from the
@@ -82,7 +92,7 @@ def plot_fig1(ntp: Curve, rl: list[Curve], config: pd.Series, seeds: int, path: 
     fig.suptitle(f"Parity d = {config['task.d']}, $p_{{cot}}$ = {config['task.p_cot']:g}: next-token prediction vs. "
                  f"NTP then GRPO (e2e reward) — {config['model.arch']} {config['model.layers']}x{config['model.width']}, "
                  f"{who}")
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -17,9 +17,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import SOLVED, censored_quantile, first_solved  # noqa: E402
 
 _GRPO = {"algo": "grpo", "reward": "e2e"}
+
+RECIPE = Recipe(
+    "fig13",
+    "Figure 13: samples to >= 95% greedy accuracy as d grows, NTP alone vs NTP + GRPO from a ladder "
+    "of checkpoints",
+    order=13,
+    presets={"cpu": "d = 4, 6, 8, 10 x 3 seeds",
+             "paper": "GPT-2 4 x 128, 32 heads, d = 6..12; GPUs"},
+)
 
 PRESETS = {
     # 2 cores, about 12 minutes with --workers 2. A 2-layer GPT-2 of width 64 learns parity from the
@@ -126,7 +137,7 @@ def plot_fig13(seeds: pd.DataFrame, medians: dict, budget: float, config: pd.Ser
     ax.set_title(f"Parity, $p_{{cot}}$ = {config['task.p_cot']:g}: {config['model.arch']} "
                  f"{config['model.layers']}x{config['model.width']}, {config['model.heads']} heads, "
                  f"{seeds['seed'].nunique()} seeds", fontsize=10)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -17,11 +17,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import censored_quantile, table_curve  # noqa: E402
 from rlntp.theory import closed_forms  # noqa: E402
 
 FINAL_EVALS = 5
 """'final' accuracy: the mean over a run's last this many evaluations (paper: its last 5 checkpoints)."""
+
+RECIPE = Recipe(
+    "fig2",
+    "Figure 2: pre-training at several p_cot over seeds; final greedy accuracy against p_cot beside "
+    "Theorem 1 (threshold 1/3)",
+    order=2,
+    presets={"cpu": "d = 12, 9 p_cot x 3 seeds",
+             "paper": "d = 25, 50,000 steps of 256, 3 seeds; GPUs"},
+)
 
 PRESETS = {
     # 2 cores, about 15 minutes with --workers 2: d = 12 is out of reach of the short sequences alone in
@@ -121,7 +132,7 @@ def plot_fig2(curves: dict, finals: pd.DataFrame, config: pd.Series, path: Path)
     seeds = finals["seed"].nunique()
     fig.suptitle(f"Parity d = {config['task.d']}: pre-training at several $p_{{cot}}$ — {config['model.arch']} "
                  f"{config['model.layers']}x{config['model.width']}, medians over {seeds} seed{'s' if seeds > 1 else ''}")
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import Curve, summary_table, table_curve  # noqa: E402
 
 ALGOS = ("star", "reinforce", "grpo")
@@ -41,6 +43,15 @@ def _preset(d: int, model: dict, train: dict, seeds: list[int], rl_steps: dict[s
         "posttrain": groups,
     }
 
+
+RECIPE = Recipe(
+    "fig3",
+    "Figure 3: STaR / REINFORCE / GRPO x end-to-end / chain-of-thought reward x temperatures from one "
+    "checkpoint",
+    order=3,
+    presets={"cpu": "d = 12, one checkpoint",
+             "paper": "d = 50 from 20,000 steps, 3 seeds; for a GPU"},
+)
 
 PRESETS = {
     "cpu": _preset(12, {"layers": 2, "width": 64, "heads": 4},
@@ -106,7 +117,7 @@ def plot_fig3(curves: dict[tuple, Curve], histogram_run: pd.DataFrame, temps: li
            title=f"GRPO, end-to-end: lengths on {int(records[0]['post.eval_samples'])} test inputs")
     fig.colorbar(image, ax=ax, label="fraction")
     fig.suptitle(f"Post-training from one checkpoint: parity d = {config['task.d']}, $p_{{cot}}$ = {config['task.p_cot']:g}")
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -1,4 +1,5 @@
-"""GSM8K and MATH (Figs. 5 right, 19-21): SFT on long/short mixtures, then GRPO from several SFT epochs.
+"""The plan of the GSM8K and MATH recipes (Figs. 5 right, 19-21, `gsm8k.py` and `math_mixture.py`): SFT on
+long/short mixtures, then GRPO from several SFT epochs.
 
 The plan, each step skipped when its output exists (a rerun resumes):
   data/p=P              `rlntp llm data` at each p_cot (p_cot = 1 is the full chain-of-thought baseline)
@@ -12,19 +13,18 @@ GSM8K-format records, and runs on a CPU in minutes: it checks the wiring, not th
 """
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlntp.files import atomic_write_text
+from rlntp.files import atomic_write_text, save_figure
 
 TINY_NOTE = ("tiny preset: a random 2-layer Llama on synthetic records in the dataset's format; it proves the "
              "wiring (data -> SFT -> GRPO -> eval), not the paper's claims")
 
 
 @dataclass(frozen=True)
-class LLMPreset:
+class LLMRecipeConfig:
     """One reproduction of the LLM setting; the stage options are those of `rlntp llm sft|grpo|eval`."""
 
     dataset: str
@@ -43,89 +43,56 @@ class LLMPreset:
     """tiny: synthetic training and test records"""
 
 
-def _tiny(dataset: str) -> LLMPreset:
+def tiny(dataset: str) -> LLMRecipeConfig:
     """The tiny preset: 12 epochs of SFT at p_cot 0.25 and 1, GRPO for 4 steps from epochs 1 and 12 (about a minute
     and a half on 2 cores). The model learns the format (both tags), not the arithmetic."""
-    return LLMPreset(dataset, "tiny", None, p_cots=(0.25, 1.0), rl_from_epochs=(1, 12),
+    return LLMRecipeConfig(dataset, "tiny", None, p_cots=(0.25, 1.0), rl_from_epochs=(1, 12),
                      sft=dict(epochs=12, lr=2e-3, per_device_batch=16),
                      grpo=dict(steps=4, lr=1e-3, group_size=4, completions_per_device=8, save_every=2,
                                max_completion_length=64),
                      eval=dict(generations=2, max_new_tokens=64, questions=16))
 
 
-PRESETS = {
-    "gsm8k": {
-        "tiny": _tiny("gsm8k"),
-        # App. B.3: Llama 3.2 3B base, SFT batch 256 for 30 epochs, GRPO group 32, one prompt per GPU, 8 GPUs.
-        "paper": LLMPreset("gsm8k", "meta-llama/Llama-3.2-3B", "openai/gsm8k", p_cots=(0.0, 0.1, 0.25, 0.5, 1.0),
-                           rl_from_epochs=(1, 5, 30),
-                           sft=dict(epochs=30, lr=1e-5, per_device_batch=32, gradient_checkpointing=True),
-                           grpo=dict(steps=1000, lr=1e-6, group_size=32, completions_per_device=32, save_every=50,
-                                     max_completion_length=512, gradient_checkpointing=True),
-                           eval=dict(generations=4, max_new_tokens=512)),
-    },
-    "math": {
-        "tiny": _tiny("math"),
-        # App. B.4: Llama 3.2 3B instruct, SFT batch 24 for 20 epochs; GRPO group 20, 2 accumulation steps, 300 steps.
-        "paper": LLMPreset("math", "meta-llama/Llama-3.2-3B-Instruct", "DigitalLearningGmbH/MATH-lighteval",
-                           p_cots=(0.0, 0.1, 0.25, 0.5, 1.0), rl_from_epochs=(1, 5, 20),
-                           sft=dict(epochs=20, lr=1e-5, per_device_batch=3, gradient_checkpointing=True),
-                           grpo=dict(steps=300, lr=1e-6, group_size=20, completions_per_device=20, grad_accum=2,
-                                     save_every=25, max_completion_length=1024, gradient_checkpointing=True),
-                           eval=dict(generations=4, max_new_tokens=1024)),
-    },
-}
-
-
 def _p(p_cot: float) -> str:
     return f"p={p_cot:g}"
 
 
-def reproduce_llm(dataset: str, preset: str, out: Path, device: str = "auto", progress: bool = True) -> str:
-    """`rlntp reproduce gsm8k|math`: run `PRESETS[dataset][preset]` in its recipe directory `out`; the summary.
-
-    Under `accelerate launch` only the main process holds the directory's lock (`runs.open_recipe_dir`);
-    the others join it inside `run_llm`, whose first step waits for the main process.
-    """
-    from dataclasses import asdict
-
-    from rlntp.errors import check, check_choice
+def secondary_process() -> bool:
+    """Whether this is a process other than the main one of an `accelerate launch` (it does not claim the directory:
+    the main process holds it; this one joins the plan, whose steps wait for the main process)."""
     from rlntp.llm.common import distributed
-    from rlntp.runs import open_recipe_dir
+
+    return not distributed().is_main_process
+
+
+def run_llm(preset: LLMRecipeConfig, out: Path, device: str = "auto",
+            progress: bool = True) -> tuple[str, list[tuple[str, str, str]]]:
+    """Run the plan of `preset` into `out` (module docstring) and draw its figure; returns the summary table and
+    the paper's claims beside ours (both empty in a secondary process of `accelerate launch`)."""
+    from rlntp.errors import check
+    from rlntp.llm.common import distributed
+    from rlntp.llm.dataset import LLMDataConfig, make_dataset
+    from rlntp.llm.evaluate import LLMEvalConfig
+    from rlntp.llm.grpo import GRPOConfig, run_grpo, step_checkpoints
+    from rlntp.llm.sft import SFTConfig, epoch_checkpoints, run_sft
 
     check(device in ("auto", "cpu"), f"--device {device}: the LLM stages take cpu or auto (accelerate assigns GPUs)")
-    check_choice("preset", preset, PRESETS[dataset])
-    if not distributed().is_main_process:
-        return run_llm(PRESETS[dataset][preset], out, device, progress)
-    with open_recipe_dir(out, dataset, asdict(PRESETS[dataset][preset])):
-        return run_llm(PRESETS[dataset][preset], out, device, progress)
-
-
-def run_llm(preset: LLMPreset, out: Path, device: str = "auto", progress: bool = True) -> str:
-    """Run the plan of `preset` into `out` (module docstring) and draw its figure; returns the summary table."""
-    from rlntp.llm.common import distributed
-    from rlntp.llm.data import DataConfig, make_data
-    from rlntp.llm.evaluate import EvalOptions
-    from rlntp.llm.grpo import GRPOOptions, run_grpo, step_checkpoints
-    from rlntp.llm.sft import SFTOptions, epoch_checkpoints, run_sft
-
-    started = time.perf_counter()
     out = Path(out)
     state = distributed()
     with state.main_process_first():
         model, source, test_source = _inputs(preset, out)
     stage_options = dict(cpu=True) if device == "cpu" else {}
     # every option is validated before the first stage starts
-    SFTOptions(model=model, data=out, **preset.sft, **stage_options)
-    GRPOOptions(model=model, data=out, **preset.grpo, **stage_options)
-    EvalOptions(model=model, data=out, **preset.eval, **stage_options)
+    SFTConfig(model=model, data=out, **preset.sft, **stage_options)
+    GRPOConfig(model=model, data=out, **preset.grpo, **stage_options)
+    LLMEvalConfig(model=model, data=out, **preset.eval, **stage_options)
 
     # Under `accelerate launch` every process runs this plan: the trainers share the work; data and
     # evaluations are made by the main process while the others wait.
     main = state.is_main_process
 
     def evaluate(checkpoint: Path, data: Path, name: str) -> dict[str, Any] | None:
-        options = EvalOptions(model=str(checkpoint), data=data, **preset.eval, **stage_options)
+        options = LLMEvalConfig(model=str(checkpoint), data=data, **preset.eval, **stage_options)
         result = _evaluate(options, out, name) if main else None
         state.wait_for_everyone()
         return result
@@ -135,10 +102,10 @@ def run_llm(preset: LLMPreset, out: Path, device: str = "auto", progress: bool =
         data = out / "data" / _p(p_cot)
         with state.main_process_first():
             if not (data / "manifest.json").exists():
-                make_data(DataConfig(dataset=preset.dataset, source=source, config_name=preset.config_name,
-                                     test_source=test_source, p_cot=p_cot), data)
+                make_dataset(LLMDataConfig(dataset=preset.dataset, source=source, config_name=preset.config_name,
+                                           test_source=test_source, p_cot=p_cot), data)
         sft_dir = out / "sft" / _p(p_cot)
-        done = run_sft(SFTOptions(model=model, data=data, **preset.sft, **stage_options), sft_dir, progress)
+        done = run_sft(SFTConfig(model=model, data=data, **preset.sft, **stage_options), sft_dir, progress)
         per_epoch = done["sequences_per_epoch"]
         for epoch, checkpoint in epoch_checkpoints(sft_dir).items():
             metrics = evaluate(checkpoint, data, f"sft,{_p(p_cot)},epoch={epoch}")
@@ -149,23 +116,20 @@ def run_llm(preset: LLMPreset, out: Path, device: str = "auto", progress: bool =
         for epoch in preset.rl_from_epochs:
             start = epoch_checkpoints(sft_dir)[epoch]
             grpo_dir = out / "grpo" / f"{_p(p_cot)},epoch={epoch}"
-            grpo = run_grpo(GRPOOptions(model=str(start), data=data, **preset.grpo, **stage_options), grpo_dir,
+            grpo = run_grpo(GRPOConfig(model=str(start), data=data, **preset.grpo, **stage_options), grpo_dir,
                             progress)
             for step, checkpoint in step_checkpoints(grpo_dir).items():
                 metrics = evaluate(checkpoint, data, f"grpo,{_p(p_cot)},epoch={epoch},step={step}")
                 rows.append(dict(stage="grpo", p_cot=p_cot, epoch=epoch, step=step,
                                  sequences=epoch * per_epoch + step * grpo["completions_per_step"], **(metrics or {})))
     if not main:
-        return ""
+        return "", []
     atomic_write_text(out / "results.json", json.dumps(rows, indent=2) + "\n")
     plot_llm(rows, preset, out / "llm.png")
-    summary = summarize(rows, preset)
-    atomic_write_text(out / "summary.txt", summary + "\n")
-    _write_report(out, preset, rows, time.perf_counter() - started)
-    return summary
+    return summarize(rows, preset), paper(rows)
 
 
-def _inputs(preset: LLMPreset, out: Path) -> tuple[str, str, str | None]:
+def _inputs(preset: LLMRecipeConfig, out: Path) -> tuple[str, str, str | None]:
     """(model, training source, test source): the preset's, or for `tiny` a model and records built in `out`."""
     if preset.model != "tiny":
         return preset.model, preset.source, None
@@ -198,10 +162,10 @@ def _evaluate(options, out: Path, name: str) -> dict[str, Any]:
 
     path = out / "eval" / f"{name}.json"
     metrics = json.loads(path.read_text()) if path.exists() else run_eval(options, path)
-    return {k: v for k, v in metrics.items() if k != "model"}
+    return {k: v for k, v in metrics.items() if k not in ("model", "written_by")}
 
 
-def summarize(rows: list[dict[str, Any]], preset: LLMPreset) -> str:
+def summarize(rows: list[dict[str, Any]], preset: LLMRecipeConfig) -> str:
     """One line per SFT epoch and GRPO checkpoint: accuracy, length, long fraction, reward."""
     lines = [f"{preset.dataset} ({preset.model}): accuracy = the answer tag holds the right answer, "
              f"{preset.eval.get('generations', 4)} samples per question"]
@@ -215,7 +179,7 @@ def summarize(rows: list[dict[str, Any]], preset: LLMPreset) -> str:
     return "\n".join(lines)
 
 
-def plot_llm(rows: list[dict[str, Any]], preset: LLMPreset, path: Path) -> None:
+def plot_llm(rows: list[dict[str, Any]], preset: LLMRecipeConfig, path: Path) -> None:
     """Fig. 5 right: accuracy and mean length against training sequences; stars at SFT checkpoints, GRPO lines
     from them, the best full-CoT SFT checkpoint dashed."""
     import matplotlib
@@ -252,17 +216,8 @@ def plot_llm(rows: list[dict[str, Any]], preset: LLMPreset, path: Path) -> None:
         ax.grid(alpha=0.3)
     title = f"{preset.dataset.upper()}: SFT on long/short mixtures (stars), then GRPO (lines)"
     fig.suptitle(title + (f"\n{TINY_NOTE}" if preset.model == "tiny" else f" — {preset.model}"), fontsize=10)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
-
-
-def _write_report(out: Path, preset: LLMPreset, rows: list[dict[str, Any]], seconds: float) -> None:
-    """report.json for `rlntp report`, with the paper's two claims beside our numbers."""
-    from rlntp.experiments import write_report_json
-
-    name, kind = preset.dataset, "tiny" if preset.model == "tiny" else "paper"
-    write_report_json(out, name, f"{name.upper()} mixtures: SFT then GRPO (Figs. 5 right, 19-21)", kind,
-                      f"rlntp reproduce {name} --preset {kind} --out {out}", seconds, paper(rows))
 
 
 def paper(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:

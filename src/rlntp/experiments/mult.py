@@ -8,139 +8,123 @@ response length, pre-training (red) and RL (blues) on one axis of samples seen; 
 a close-up of RL against RL samples.
 """
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 
-from rlntp import data  # noqa: E402
-from rlntp.errors import check  # noqa: E402
-from rlntp.experiments.summary import Curve, read_curve  # noqa: E402
-from rlntp.models import ModelConfig  # noqa: E402
-from rlntp.tasks import TaskConfig, make_task  # noqa: E402
-from rlntp.tasks.multiplication import make_dataset  # noqa: E402
-from rlntp.training.posttrain import PosttrainConfig, PosttrainRun, posttrain  # noqa: E402
-from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain  # noqa: E402
+from rlntp.data import MANIFEST, make_mult_dataset, read_manifest  # noqa: E402
+from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
+from rlntp.experiments.summary import Curve, table_curve  # noqa: E402
+from rlntp.tasks.multiplication import MultiplicationTask  # noqa: E402
 
+RECIPE = Recipe(
+    "mult",
+    "Multiplication (Figs. 4, 5 left, 15-18): datasets at several p_cot, pre-training, GRPO from its checkpoints",
+    order=30,
+    presets={"cpu": "3x3 products, p_cot 0.25 and 1, 500,000 training pairs, 3 seeds",
+             "paper": "n = 4, 5, 7, p_cot 0.1, 0.25, 0.5 and 1, 808,000 pairs, GPT-2 small, 3 seeds; GPUs"},
+    in_all=False,
+)
 
-@dataclass(frozen=True)
-class MultPreset:
-    """Sizes of the multiplication experiment."""
-
-    digits: tuple[int, ...]
-    p_cots: tuple[float, ...]
-    splits: dict[str, int]
-    """pairs per split (train, valid, test)"""
-    model: ModelConfig
-    pretrain: PretrainConfig
-    rl_from: tuple[int, ...]
-    """pre-training checkpoints (steps) that GRPO starts from, for every p_cot < 1"""
-    post: PosttrainConfig = field(default_factory=PosttrainConfig)
-    seeds: tuple[int, ...] = (0,)
-    pretrain_steps: dict[float, int] = field(default_factory=dict)
-    """per-p_cot pre-training steps where they differ from `pretrain.steps` (e.g. a shorter p_cot = 1 control)"""
-
-    def __post_init__(self):
-        for step in self.rl_from:
-            check(0 < step <= self.pretrain.steps and step % self.pretrain.save_every == 0,
-                  f"rl_from step {step} is not a checkpoint of a {self.pretrain.steps}-step run saved every "
-                  f"{self.pretrain.save_every} steps")
-
-    def steps(self, p_cot: float) -> int:
-        return self.pretrain_steps.get(p_cot, self.pretrain.steps)
+_GRPO = {"algo": "grpo", "reward": "e2e", "optimizer": "adamw", "max_grad_norm": 1.0, "prompts_per_step": 8,
+         "rollouts_per_prompt": 4}
+_ADAMW = {"optimizer": "adamw", "weight_decay": 0.01, "max_grad_norm": 1.0}
 
 
 def _epochs(train: int, batch: int, epochs: int) -> int:
     return -(-train * epochs // batch)
 
 
-_PAPER_SPLITS = {"train": 808_000, "valid": 1000, "test": 1000}
+def _data(digits: int, p_cot: float) -> str:
+    """The dataset of one (n, p_cot), relative to the recipe's directory (`prepare` makes it there)."""
+    return f"data/n{digits}-p{p_cot:g}"
+
+
 PRESETS = {
-    # 2 cores, about 24 minutes: 3x3 products, where a 2-layer GPT-2 learns the grade-school trace at
-    # p_cot = 0.25 but not the product in one step. When the trace is learned varies from seed to seed
-    # (seen here: by step 1,500-2,000 in half the runs, not by step 5,000 in others), hence 3 seeds,
-    # medians and one summary row per seed. GRPO from step 1,000 (trace not yet learned) and from the
-    # last step. 500,000 of the 810,000 pairs: with 100,000, a run memorized the short answers instead.
-    "cpu": MultPreset(
-        digits=(3,),
-        p_cots=(0.25, 1.0),
-        splits={"train": 500_000, "valid": 1000, "test": 1000},
-        model=ModelConfig(layers=2, width=128, heads=4),
-        pretrain=PretrainConfig(steps=5000, batch_size=128, lr=3e-3, optimizer="adamw", weight_decay=0.01,
-                                max_grad_norm=1.0, eval_every=500, eval_samples=1000, save_every=1000),
-        rl_from=(1000, 5000),
-        post=PosttrainConfig(algo="grpo", reward="e2e", steps=100, lr=1e-4, optimizer="adamw", max_grad_norm=1.0,
-                             prompts_per_step=8, rollouts_per_prompt=4, eval_every=10, eval_samples=500,
-                             save_every=60),
-        seeds=(0, 1, 2),
-        pretrain_steps={1.0: 1000},
-    ),
+    # 3x3 products, where a 2-layer GPT-2 learns the grade-school trace at p_cot = 0.25 but not the product
+    # in one step. When the trace is learned varies from seed to seed (docs/recipes.md), hence 3 seeds,
+    # medians and one summary row per seed. GRPO from step 1,000 (trace not yet learned) and from the last
+    # step. 500,000 of the 810,000 pairs: with 100,000, a run memorized the short answers instead.
+    "cpu": {
+        "pretrain": {
+            "task": {"task": "mult", "digits": 3},
+            "model": {"layers": 2, "width": 128, "heads": 4},
+            "train": {"steps": 5000, "batch_size": 128, "lr": 3e-3, **_ADAMW, "eval_every": 500,
+                      "eval_samples": 1000, "save_every": 1000},
+            "axes": {"task.p_cot, task.data, train.steps": [[0.25, _data(3, 0.25), 5000], [1.0, _data(3, 1.0), 1000]],
+                     "train.seed": [0, 1, 2]},
+        },
+        "posttrain": {"grpo": {"from_steps": [1000, 5000], "where": {"task.p_cot": [0.25]},
+                               "post": _GRPO | {"steps": 100, "lr": 1e-4, "eval_every": 10, "eval_samples": 500,
+                                                "save_every": 60}}},
+    },
     # The paper's grid (App. B.2): n in {4, 5, 7}, 808,000 pairs, AdamW, batch 32, clip 1.0, 15 epochs
     # for n = 4 and 50 for the larger n (here: 15 for all), GRPO group 4 x 8 prompts (batch 16, 2
     # accumulation steps), 3 seeds. For GPUs. The learning rates and the model size are lost in our text
     # of the paper: these are the defaults of Deng et al.'s training script (GPT-2 small, lr 5e-5).
-    "paper": MultPreset(
-        digits=(4, 5, 7),
-        p_cots=(0.1, 0.25, 0.5, 1.0),
-        splits=_PAPER_SPLITS,
-        model=ModelConfig(layers=12, width=768, heads=12),
-        pretrain=PretrainConfig(steps=_epochs(808_000, 32, 15), batch_size=32, lr=5e-5, optimizer="adamw",
-                                weight_decay=0.01, max_grad_norm=1.0, eval_every=25_250, eval_samples=1000,
-                                save_every=25_250),
-        rl_from=(101_000, 202_000, 303_000, 378_750),
-        post=PosttrainConfig(algo="grpo", reward="e2e", steps=1000, lr=1e-5, optimizer="adamw", max_grad_norm=1.0,
-                             prompts_per_step=8, rollouts_per_prompt=4, eval_every=50, eval_samples=1000,
-                             save_every=250),
-        seeds=(0, 1, 2),
-    ),
+    "paper": {
+        "pretrain": {
+            "task": {"task": "mult"},
+            "model": {"layers": 12, "width": 768, "heads": 12},
+            "train": {"steps": _epochs(808_000, 32, 15), "batch_size": 32, "lr": 5e-5, **_ADAMW, "eval_every": 25_250,
+                      "eval_samples": 1000, "save_every": 25_250},
+            "axes": {"task.digits, task.p_cot, task.data": [[n, p, _data(n, p)] for n in (4, 5, 7)
+                                                            for p in (0.1, 0.25, 0.5, 1.0)],
+                     "train.seed": [0, 1, 2]},
+        },
+        "posttrain": {"grpo": {"from_steps": [101_000, 202_000, 303_000, "last"],
+                               "where": {"task.p_cot": [0.1, 0.25, 0.5]},
+                               "post": _GRPO | {"steps": 1000, "lr": 1e-5, "eval_every": 50, "eval_samples": 1000,
+                                                "save_every": 250}}},
+    },
 }
+
+DATASETS = {
+    "cpu": {"train": 500_000, "valid": 1000, "test": 1000},
+    "paper": {"train": 808_000, "valid": 1000, "test": 1000},
+}
+"""Pairs per split of every dataset of a preset (all drawn with seed 0: the same pairs at every p_cot)."""
+
+
+def prepare(preset: str, spec: dict, out: Path, progress: bool = True) -> None:
+    """Make every dataset the sweep's pre-training runs read (once: a rerun finds them)."""
+    from rlntp.sweeps.spec import expand
+
+    for job in expand(spec, base=Path(out).resolve()):
+        task = job.pretrain.task if job.stage == "pretrain" else None
+        if task is not None and task.data and not (Path(task.data) / MANIFEST).exists():
+            make_mult_dataset(Path(task.data), task.digits, task.p_cot, DATASETS[preset], seed=0)
 
 
 def _label(p_cot: float) -> str:
-    return f"p{p_cot:g}"
+    return f"p={p_cot:g}"
 
 
-def run_mult(preset: MultPreset, out: Path, device: str = "auto", progress: bool = True) -> str:
-    """Run (or resume) every stage under `out`, draw mult.png (one per n), and return the summary table."""
-    out = Path(out)
+def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
+    """One figure per n (mult_nN.png) and the summary table: medians over seeds, then each seed."""
     tables = []
-    for digits in preset.digits:
-        root = out / f"n{digits}"
+    pre_all = table[table["stage"] == "pretrain"]
+    for digits, pre_n in pre_all.groupby("task.digits"):
         curves: dict[float, tuple[Curve, list[Curve]]] = {}
         per_seed: dict[float, list[Curve]] = {}
-        for p_cot in preset.p_cots:
-            dataset = root / "data" / _label(p_cot)
-            if not (dataset / data.MANIFEST).exists():  # made once, reused by every run and rerun
-                make_dataset(dataset, digits, p_cot, preset.splits, seed=0)
-            task = TaskConfig(task="mult", digits=digits, p_cot=p_cot, data=str(dataset))
-            rl_from = [s for s in preset.rl_from if s <= preset.steps(p_cot)] if p_cot < 1 else []
-            for seed in preset.seeds:
-                pre = dataclasses.replace(preset.pretrain, steps=preset.steps(p_cot), seed=seed, device=device)
-                pre_dir = pretrain(PretrainRun(task, preset.model, pre), root / _label(p_cot) / f"seed{seed}" / "pretrain",
-                                   resume=True, progress=progress)
-                for step in rl_from:
-                    post = dataclasses.replace(preset.post, seed=seed, device=device)
-                    posttrain(PosttrainRun.starting_from(pre_dir, step, post),
-                              root / _label(p_cot) / f"seed{seed}" / f"grpo_from_{step:06d}", resume=True,
-                              progress=progress)
-            runs = root / _label(p_cot)
-            names = {"NTP": "pretrain"} | {f"GRPO from {k:,}": f"grpo_from_{k:06d}" for k in rl_from}
-            median = [read_curve(f"p={p_cot:g} {name}", [runs / f"seed{s}" / d for s in preset.seeds])
-                      for name, d in names.items()]
+        seeds = sorted(pre_n["train.seed"].unique())
+        for p_cot, pre in pre_n.groupby("task.p_cot"):
+            post = table[(table["stage"] == "posttrain") & table["source"].isin(pre["run"].unique())]
+            groups = [("NTP", pre)] + [(f"GRPO from {int(step):,}", rows) for step, rows in post.groupby("source_step")]
+            median = [table_curve(f"{_label(p_cot)} {name}", rows) for name, rows in groups]
             curves[p_cot] = (median[0], median[1:])
-            if len(preset.seeds) > 1:
-                per_seed[p_cot] = [read_curve(f"p={p_cot:g} {name} s{s}", [runs / f"seed{s}" / d])
-                                   for name, d in names.items() for s in preset.seeds]
-        task = make_task(TaskConfig(task="mult", digits=digits, p_cot=preset.p_cots[0]))
-        plot_mult(curves, per_seed, task.long_len, preset, digits, root / "mult.png")
-        tables.append(summary(curves, digits, per_seed))
-    table = "\n\n".join(tables)
-    (out / "summary.txt").write_text(table + "\n")
-    return table
+            if len(seeds) > 1:
+                per_seed[p_cot] = [table_curve(f"{_label(p_cot)} {name} s{seed}", rows[rows["train.seed"] == seed])
+                                   for name, rows in groups for seed in seeds]
+        task = MultiplicationTask(digits=int(digits), p_cot=min(curves))
+        plot_mult(curves, per_seed, task.long_len, pre_n.iloc[0], int(digits), seeds, out / f"mult_n{int(digits)}.png")
+        tables.append(summary(curves, int(digits), per_seed))
+    return "\n\n".join(tables)
 
 
 def summary(curves: dict[float, tuple[Curve, list[Curve]]], digits: int,
@@ -162,7 +146,7 @@ def summary(curves: dict[float, tuple[Curve, list[Curve]]], digits: int,
 
 
 def plot_mult(curves: dict[float, tuple[Curve, list[Curve]]], per_seed: dict[float, list[Curve]], long_len: int,
-              preset: MultPreset, digits: int, path: Path) -> None:
+              config: pd.Series, digits: int, seed_list: list[int], path: Path) -> None:
     """One column per p_cot (pre-training and RL against samples seen), and a close-up of RL for the smallest
     p_cot: medians over seeds, and in the close-up each seed as a thin line."""
     columns = len(curves) + 1
@@ -182,7 +166,7 @@ def plot_mult(curves: dict[float, tuple[Curve, list[Curve]]], per_seed: dict[flo
     smallest = min(curves)
     ntp, rl = curves[smallest]
     blues = plt.cm.Blues([0.45 + 0.5 * i / max(1, len(rl) - 1) for i in range(len(rl))])
-    seeds = len(preset.seeds)
+    seeds = len(seed_list)
     for k, (curve, color) in enumerate(zip(rl, blues)):
         for single in per_seed.get(smallest, [])[seeds * (k + 1) : seeds * (k + 2)]:  # [NTP seeds, RL 1 seeds, ...]
             axes[0, -1].plot(single.rl_samples, single.greedy_acc, "-", color=color, lw=0.8, alpha=0.5)
@@ -198,9 +182,10 @@ def plot_mult(curves: dict[float, tuple[Curve, list[Curve]]], per_seed: dict[flo
     axes[1, 0].set_ylabel(f"mean greedy length (long = {long_len})")
     for ax in axes.flat:
         ax.grid(alpha=0.3)
-    m = preset.model
-    seed_text = f"median of {seeds} seeds" if seeds > 1 else f"seed {preset.seeds[0]}"
+    seed_text = f"median of {seeds} seeds" if seeds > 1 else f"seed {seed_list[0]}"
+    pairs = read_manifest(Path(config["task.data"]))["splits"]["train"]["rows"]
     fig.suptitle(f"{digits}x{digits} multiplication: next-token prediction vs. NTP then GRPO (e2e reward)\n"
-                 f"{m.arch} {m.layers}x{m.width}, {preset.splits['train']:,} training pairs, {seed_text}")
-    fig.savefig(path, dpi=120)
+                 f"{config['model.arch']} {config['model.layers']}x{config['model.width']}, {pairs:,} training pairs, "
+                 f"{seed_text}")
+    save_figure(fig, path)
     plt.close(fig)

@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 from rlntp.tasks.parity import ParityTask  # noqa: E402
 
 REWARD_NAMES = {"e2e": "end-to-end", "length": "length-penalized"}
@@ -33,6 +35,15 @@ def _preset(d: int, p_cot: float, p_medium: float, model: dict, train: dict, see
                                "post": {"algo": "grpo", "temperature": 1.0, "length_penalty": 0.4} | grpo}},
     }
 
+
+RECIPE = Recipe(
+    "partial-cot",
+    "Figure 14: long, medium and short sequences; the staircase in pre-training, GRPO from an "
+    "early and a late checkpoint with the end-to-end and the length-penalized reward",
+    order=14,
+    presets={"cpu": "d = 8",
+             "paper": "d = 50; GPUs"},
+)
 
 PRESETS = {
     # 2 cores, about 2 minutes. At d = 8 with p_cot = 0.1 and p_medium = 0.2 the T = 1 accuracy climbs from
@@ -144,7 +155,7 @@ def plot_partial_cot(evals: pd.DataFrame, task: ParityTask, path: Path) -> None:
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.suptitle(f"Partial chain of thought: parity d = {task.d}, p_cot = {task.p_cot:g}, p_medium = {task.p_medium:g}")
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 

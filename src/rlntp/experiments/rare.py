@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import SOLVED, first_solved  # noqa: E402
 
 ALGOS = ("star", "reinforce", "grpo")
@@ -40,6 +42,15 @@ def rl_groups(from_steps: list, rl_steps: dict[str, int], star_samples: int, eva
                                         "axes": {"post.temperature": off_one}}
     return groups
 
+
+RECIPE = Recipe(
+    "rare",
+    "Figures 9-11: STaR / REINFORCE / GRPO x temperatures at two smaller p_cot, from an early and a "
+    "late checkpoint",
+    order=9,
+    presets={"cpu": "d = 8, p_cot = 0.1 and 0.15, 3 seeds",
+             "paper": "d = 50, from 20k and 50k steps; GPUs"},
+)
 
 PRESETS = {
     # 2 cores, about 8 minutes with --workers 2 (3 seeds: one is too noisy here). d = 8: at p_cot = 0.15 a 2-layer GPT-2 learns the long path by ~1,000
@@ -128,7 +139,7 @@ def plot_rare(table: pd.DataFrame, runs: pd.DataFrame, path: Path) -> None:
     config = table.iloc[0]
     fig.suptitle(f"Rarer long demonstrations: parity d = {config['task.d']}; STaR, REINFORCE, GRPO (end-to-end) "
                  "from an early and a late checkpoint")
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

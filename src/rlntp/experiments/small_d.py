@@ -13,7 +13,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import SOLVED, censored_quantile, first_solved  # noqa: E402
+
+RECIPE = Recipe(
+    "small-d",
+    "Figure 12: at small d, next-token prediction alone generalizes for some seeds after a long wait",
+    order=12,
+    presets={"cpu": "d = 6, 7 x 3 seeds",
+             "paper": "d = 11, 12; GPUs"},
+)
 
 PRESETS = {
     # 2 cores, about 7 minutes with --workers 2 (Fig. 13's cpu preset: at d = 6 a 2-layer GPT-2 of width 64
@@ -88,7 +98,7 @@ def plot_small_d(table: pd.DataFrame, seeds: pd.DataFrame, path: Path) -> None:
     config = rows.iloc[0]
     fig.suptitle(f"Small d: next-token prediction alone, p_cot = {config['task.p_cot']:g}, {config['model.arch']} "
                  f"{config['model.layers']}x{config['model.width']} (dotted: the seed reaches {SOLVED:.0%} greedy)")
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 

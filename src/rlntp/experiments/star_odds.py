@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 from rlntp.theory import closed_forms  # noqa: E402
 
 TOLERANCE = 0.08
@@ -35,6 +37,15 @@ def _preset(d: int, p_cot: float, model: dict, train: dict, seeds: list[int], ro
         "posttrain": {"star": {"from_steps": ["last"], "post": star}},
     }
 
+
+RECIPE = Recipe(
+    "star-odds",
+    "Theorem 2 on the transformer: STaR with the chain-of-thought reward, the long fraction round "
+    "by round against p_{t+1} = 2 p_t / (1 + p_t)",
+    order=20,
+    presets={"cpu": "d = 8, p_cot = 0.15, 3 seeds",
+             "paper": "d = 50; for a GPU"},
+)
 
 PRESETS = {
     # 2 cores, about 3 minutes. At d = 8 and p_cot = 0.15 the long path is learned by ~1,000 steps (T = 1
@@ -134,7 +145,7 @@ def plot_star_odds(rounds: pd.DataFrame, config: pd.Series, path: Path) -> None:
     fig.suptitle(f"Theorem 2 on a transformer: STaR, chain-of-thought reward — parity d = {config['task.d']}, "
                  f"$p_{{cot}}$ = {config['task.p_cot']:g}, {config['model.arch']} "
                  f"{config['model.layers']}x{config['model.width']}")
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 

@@ -1,17 +1,13 @@
 """Aggregation over seeds: curves, samples to solve (with lower bounds), and the recipes' summary tables.
 
 The recipes read a sweep's results table (`rlntp.sweeps.engine.write_results`, one row per run and
-evaluation) and never a run's own files; `read_curve` still reads run directories for recipes not yet
-on the sweep engine.
+evaluation) and never a run's own files.
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from rlntp import runs
 
 SOLVED = 0.95
 """Greedy accuracy from which a run counts as having learned the task."""
@@ -34,15 +30,7 @@ class Curve:
     greedy_len_mean: np.ndarray
     greedy_long_frac: np.ndarray
     sampled_no_eos_frac: np.ndarray
-    """fraction of temperature-1 responses with no EOS within the budget (older runs: 0)"""
-
-
-_KEYS = ("samples_seen", "eval/greedy_acc", "eval/sampled_acc", "eval/greedy_len_median", "eval/sampled_long_frac")
-
-
-def read_curve(label: str, run_dirs: list[Path]) -> Curve:
-    """The median over `run_dirs` (seeds of one configuration) of their evaluation records."""
-    return _median_curve(label, [runs.read_metrics(d, _KEYS) for d in run_dirs])
+    """fraction of temperature-1 responses with no EOS within the budget"""
 
 
 def table_curve(label: str, rows: pd.DataFrame) -> Curve:

@@ -1,13 +1,63 @@
-"""What the LLM stages share: checks of the model and precision before any work, their run directories."""
+"""What the LLM stages share: their common options, checks of the model and precision before any work, and
+their run directories (claimed and locked like every other run's, `runs.dirs`)."""
 
 import json
-from dataclasses import asdict
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rlntp.errors import ConfigError, check, check_choice
-from rlntp.files import atomic_write_text, check_new_dir
+from rlntp.config import Config
+from rlntp.devices import check_precision
+from rlntp.errors import ConfigError, check
+from rlntp.runs.dirs import CONFIG, open_run_dir
 
-OPTIONS, DONE = "options.json", "done.json"
+DONE = "done.json"
+ENTRIES = (CONFIG, "checkpoint-*", DONE, "README.md")
+"""What an LLM stage's run directory holds: its config, TRL's checkpoints and model card, and the record written last."""
+
+
+@dataclass(frozen=True)
+class LLMStageConfig(Config):
+    """The options every LLM stage shares: the model, the data, where and in which precision it runs."""
+
+    model: str
+    """a hub name (meta-llama/Llama-3.2-3B) or a local directory (save_pretrained, or a checkpoint of a stage)"""
+    data: Path
+    """a dataset directory made by `rlntp llm data`"""
+    precision: str = "auto"
+    """auto (bf16 on a CUDA GPU that has it, float32 on the CPU), bf16 or fp32"""
+    cpu: bool = False
+    """run on the CPU even where a GPU is present"""
+    seed: int = 0
+    """seed of the data order, the sampling and the trainer"""
+    allow_pickle: bool = False
+    """load weights from a pickled pytorch_model.bin where the model has no safetensors (only for files you trust)"""
+
+    def check(self) -> None:
+        check_precision(self.precision)
+
+
+def check_weights(model: str, allow_pickle: bool) -> None:
+    """ConfigError if the local model directory `model` has pickled weights only and `allow_pickle` is off."""
+    path = Path(model)
+    if allow_pickle or not path.is_dir() or any(path.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt"))
+    check(not pickles, f"{model} holds pickled weights only ({', '.join(pickles)}); rlntp loads safetensors: "
+                       "convert them (save_pretrained writes safetensors), or pass --allow-pickle if you trust the file")
+
+
+def load_causal_lm(model: str, allow_pickle: bool = False, dtype="auto"):
+    """`AutoModelForCausalLM.from_pretrained` from safetensors only, unless `allow_pickle`."""
+    from transformers import AutoModelForCausalLM
+
+    check_weights(model, allow_pickle)
+    try:
+        return AutoModelForCausalLM.from_pretrained(model, dtype=dtype, use_safetensors=not allow_pickle or None)
+    except OSError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"cannot load the weights of {model!r}: {reason}") from None
 
 
 def check_causal_lm(model: str) -> None:
@@ -46,37 +96,35 @@ def check_causal_lm(model: str) -> None:
               f"{model} is a {config.model_type} model with no causal language model head")
 
 
-PRECISIONS = ("auto", "bf16", "fp32")
-
-
 def use_bf16(precision: str, cpu: bool) -> bool:
-    """Whether to train in bf16: `--precision bf16` (a CUDA GPU with bf16 must be in use), fp32, or auto (bf16 on
-    CUDA, float32 on the CPU)."""
+    """Whether to run in bf16: `--precision bf16` (a CUDA GPU with bf16 must be in use), fp32, or auto (bf16 on
+    a CUDA GPU that has it, float32 on the CPU)."""
     import torch
 
-    check_choice("precision", precision, PRECISIONS)
+    check_precision(precision)
     cuda = torch.cuda.is_available() and not cpu
     if precision == "bf16":
         check(cuda, "--precision bf16 needs a CUDA GPU and none is in use here; use --precision fp32 or auto")
         check(torch.cuda.is_bf16_supported(), "--precision bf16: this GPU does not support bf16; use fp32")
-    return precision == "bf16" or (precision == "auto" and cuda)
+    return precision == "bf16" or (precision == "auto" and cuda and torch.cuda.is_bf16_supported())
 
 
-def claim_run_dir(out: Path, options, what: str) -> bool:
-    """Record `options` in OUT/options.json of a new run directory; True if `out` already holds a run of the same
-    options with checkpoints to resume from. Another run's directory, or a non-empty one, is refused.
+@contextmanager
+def open_stage_dir(out: Path, stage: str, config: LLMStageConfig, state) -> Iterator[bool]:
+    """Hold the run directory of an LLM stage while the body runs; yields whether it has checkpoints to resume.
+
+    A new run needs a missing or empty directory; rerunning the same command with the same options
+    continues it; another run's directory, or one with other files, is refused (`runs.dirs.open_run_dir`).
+    Under `accelerate launch` the main process claims the directory and holds its lock; the others
+    wait for it.
     """
-    recorded = out / OPTIONS
-    mine = json.loads(json.dumps(asdict(options), default=str))
-    if recorded.is_file():
-        theirs = json.loads(recorded.read_text())
-        changed = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
-        check(not changed, f"{out} holds a {what} with other options ({', '.join(changed)}); choose a new --out")
-        return any(out.glob("checkpoint-*"))
-    check_new_dir(out, what)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(recorded, json.dumps(mine, indent=2) + "\n")
-    return False
+    record = {"stage": stage} | json.loads(json.dumps(asdict(config), default=str))
+    with ExitStack() as stack:
+        if state.is_main_process:
+            stack.enter_context(open_run_dir(out, record, resume=True, resumable_changes=set(), steps=0,
+                                             entries=ENTRIES))
+        state.wait_for_everyone()
+        yield any(Path(out).glob("checkpoint-*"))
 
 
 def quiet_trainer(trainer) -> None:

@@ -10,18 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlntp.config import Config
 from rlntp.errors import check
-from rlntp.files import atomic_write_text
+from rlntp.files import GENERATOR, atomic_write_text, check_output, is_rlntp_output, write_output
+from rlntp.llm.common import LLMStageConfig, load_causal_lm, use_bf16
 
 @dataclass(frozen=True)
-class EvalOptions(Config):
-    """Sampled responses of a model to the test questions of a mixture, scored with the stepwise reward."""
+class LLMEvalConfig(LLMStageConfig):
+    """Sampled responses of a model (an SFT or GRPO checkpoint, or a hub name) to the test questions of a mixture,
+    scored with the stepwise reward."""
 
-    model: str
-    """a model directory (an SFT or GRPO checkpoint) or a hub name"""
-    data: Path
-    """a dataset directory made by `rlntp llm data` with a test split"""
     generations: int = 4
     """responses sampled per question (paper: 4)"""
     temperature: float = 1.0
@@ -36,12 +33,9 @@ class EvalOptions(Config):
     """wall-clock limit of one math-verify check"""
     vllm: bool = False
     """generate with vLLM (CUDA; pip install 'rlntp[vllm]')"""
-    cpu: bool = False
-    """generate on the CPU even where a GPU is present"""
-    seed: int = 0
-    """seed of the sampling"""
 
     def check(self) -> None:
+        super().check()
         for name in ("generations", "max_new_tokens", "prompts_per_batch"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         check(self.questions is None or self.questions >= 1, f"questions must be >= 1, got {self.questions}")
@@ -57,16 +51,17 @@ def prompt_ids(tokenizer, prompt) -> list[int]:
         "input_ids"]
 
 
-def generate_hf(model_dir: str, prompts: list, options: EvalOptions) -> tuple[list[str], list[int]]:
+def generate_hf(model_dir: str, prompts: list, options: LLMEvalConfig) -> tuple[list[str], list[int]]:
     """`options.generations` sampled responses per prompt with `model.generate` (left-padded batches, KV cache)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     device = torch.device("cuda" if torch.cuda.is_available() and not options.cpu else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto").to(device).eval()
+    dtype = torch.bfloat16 if use_bf16(options.precision, options.cpu) else torch.float32
+    model = load_causal_lm(model_dir, options.allow_pickle, dtype).to(device).eval()
     stops = model.generation_config.eos_token_id
     stops = set([stops] if isinstance(stops, int) else stops or [tokenizer.eos_token_id])
     torch.manual_seed(options.seed)
@@ -85,7 +80,7 @@ def generate_hf(model_dir: str, prompts: list, options: EvalOptions) -> tuple[li
     return texts, lengths
 
 
-def generate_vllm(model_dir: str, prompts: list, options: EvalOptions) -> tuple[list[str], list[int]]:
+def generate_vllm(model_dir: str, prompts: list, options: LLMEvalConfig) -> tuple[list[str], list[int]]:
     """The same responses from a vLLM engine (token-id prompts, so BOS and the chat template are TRL's)."""
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
@@ -100,22 +95,28 @@ def generate_vllm(model_dir: str, prompts: list, options: EvalOptions) -> tuple[
     return texts, lengths
 
 
-def run_eval(options: EvalOptions, out: Path) -> dict[str, Any]:
+def run_eval(options: LLMEvalConfig, out: Path) -> dict[str, Any]:
     """Evaluate `options.model` on the test split; writes the metrics to `out` (JSON) and the responses beside it
     (`out` with .responses.jsonl). Returns the metrics."""
     import importlib.util
 
-    from rlntp.llm.common import check_causal_lm
-    from rlntp.llm.data import read_split
+    from rlntp.llm.common import check_causal_lm, check_weights
+    from rlntp.llm.dataset import read_split
 
+    out, responses_file = Path(out), Path(out).with_suffix(".responses.jsonl")
+    check(out.suffix == ".json", f"--out {out}: name a .json file (the responses go beside it, {responses_file.name})")
+    check_output(out)
+    check(not responses_file.exists() or is_rlntp_output(out),
+          f"{responses_file} exists and was not written by rlntp; move it away or choose another --out")
     check_causal_lm(options.model)
+    check_weights(options.model, options.allow_pickle)
     check(not options.vllm or importlib.util.find_spec("vllm") is not None,
           "--vllm needs vLLM: pip install 'rlntp[vllm]' (on a CUDA machine)")
     test = read_split(options.data, "test")
     if options.questions is not None:
         test = test.select(range(min(options.questions, len(test))))
     prompts, golds = test["prompt"], test["answer"]
-    from rlntp.llm.reward import REWARD_POINTS, Verifier, chain_of_thought, score
+    from rlntp.llm.reward import REWARD_POINTS, Verifier, score, think_text
 
     generate = generate_vllm if options.vllm else generate_hf
     texts, lengths = generate(options.model, prompts, options)
@@ -124,18 +125,16 @@ def run_eval(options: EvalOptions, out: Path) -> dict[str, Any]:
         scores = [score(text, gold, verifier) for text, gold in zip(texts, answers)]
     n = len(texts)
     metrics = {
-        "model": options.model, "questions": len(prompts), "responses": n,
+        "written_by": f"{GENERATOR} llm eval", "model": options.model, "questions": len(prompts), "responses": n,
         "accuracy": sum(s["correct_in_answer"] > 0 for s in scores) / n,
         "mean_length": sum(lengths) / n,
-        "long_frac": sum(bool((chain_of_thought(t) or "").strip()) for t in texts) / n,
+        "long_frac": sum(bool((think_text(t) or "").strip()) for t in texts) / n,
         "reward": sum(sum(s.values()) for s in scores) / n,
         **{f"rewards/{k}": sum(s[k] for s in scores) / n for k in REWARD_POINTS},
     }
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     responses = [{"question": i // options.generations, "answer": a, "response": t, "length": length, **s}
                  for i, (t, a, length, s) in enumerate(zip(texts, answers, lengths, scores))]
-    atomic_write_text(out.with_suffix(".responses.jsonl"),
-                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in responses))
-    atomic_write_text(out, json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(responses_file, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in responses))
+    write_output(out, (json.dumps(metrics, indent=2) + "\n").encode())
     return metrics

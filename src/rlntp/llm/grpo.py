@@ -16,7 +16,7 @@ defaults, which change between versions (TRL is pinned in pyproject.toml):
 Rollouts come from `model.generate` or, with --vllm colocate|server, from vLLM (colocate: one
 engine sharing each GPU with training; server: `trl vllm-serve` on GPUs of its own, for many GPUs).
 
-    OUT/options.json, OUT/checkpoint-STEP/ (every --save-every steps), OUT/done.json (the log history)
+    OUT/config.json, OUT/checkpoint-STEP/ (every --save-every steps), OUT/done.json (the log history)
 """
 
 import importlib.util
@@ -25,10 +25,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rlntp.config import Config
 from rlntp.errors import ConfigError, check, check_choice
 from rlntp.files import atomic_write_text
-from rlntp.llm.common import DONE, PRECISIONS
+from rlntp.llm.common import DONE, LLMStageConfig
 
 VLLM_MODES = ("off", "colocate", "server")
 LOSSES = ("grpo", "dr_grpo", "dapo", "bnpo")
@@ -36,13 +35,10 @@ SCALINGS = ("group", "batch", "none")
 
 
 @dataclass(frozen=True)
-class GRPOOptions(Config):
-    """GRPO with the stepwise reward from an SFT checkpoint, on the RL half of a mixture."""
+class GRPOConfig(LLMStageConfig):
+    """GRPO with the stepwise reward from an SFT checkpoint (`model`: OUT/checkpoint-STEP of `rlntp llm sft`, or a hub
+    name), on the RL half of a mixture (its prompts and gold answers)."""
 
-    model: str
-    """the starting model: an SFT checkpoint directory (OUT/checkpoint-STEP of `rlntp llm sft`) or a hub name"""
-    data: Path
-    """a dataset directory made by `rlntp llm data` (its RL half gives the prompts and gold answers)"""
     steps: int = 300
     """optimizer steps (paper, MATH: 300)"""
     lr: float = 1e-6
@@ -73,23 +69,17 @@ class GRPOOptions(Config):
     """rollouts through vLLM: off, colocate (shares each training GPU) or server (`trl vllm-serve` elsewhere)"""
     vllm_server: str = "http://localhost:8000"
     """--vllm server: the base URL of `trl vllm-serve`"""
-    precision: str = "auto"
-    """auto (bf16 on CUDA, float32 on the CPU), bf16 or fp32"""
     gradient_checkpointing: bool = False
     """recompute activations in backward (needed for 3B/8B models)"""
-    cpu: bool = False
-    """train on the CPU even where a GPU is present"""
-    seed: int = 0
-    """seed of the prompt order, the sampling and the trainer"""
 
     def check(self) -> None:
+        super().check()
         for name in ("steps", "group_size", "completions_per_device", "grad_accum", "max_completion_length",
                      "save_every"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         check(self.group_size >= 2, f"group_size must be >= 2 (advantages compare rollouts of one prompt), "
               f"got {self.group_size}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        check_choice("precision", self.precision, PRECISIONS)
         check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         check(self.verify_timeout_s > 0, f"verify_timeout_s must be > 0, got {self.verify_timeout_s}")
         check_choice("loss", self.loss, LOSSES)
@@ -97,13 +87,13 @@ class GRPOOptions(Config):
         check_choice("vllm mode", self.vllm, VLLM_MODES)
 
 
-def trl_config(options: GRPOOptions, out: Path, bf16: bool, progress: bool):
+def trl_config(options: GRPOConfig, out: Path, bf16: bool, progress: bool):
     """TRL's GRPOConfig for `options`: the paper's choices set explicitly (module docstring)."""
-    from trl import GRPOConfig
+    import trl
 
     server = options.vllm == "server"
     try:
-        return GRPOConfig(
+        return trl.GRPOConfig(
             output_dir=str(out), max_steps=options.steps, learning_rate=options.lr, lr_scheduler_type="cosine",
             optim="adamw_torch", per_device_train_batch_size=options.completions_per_device,
             gradient_accumulation_steps=options.grad_accum, num_generations=options.group_size,
@@ -121,13 +111,14 @@ def trl_config(options: GRPOOptions, out: Path, bf16: bool, progress: bool):
         raise ConfigError(str(e).strip().splitlines()[0]) from None
 
 
-def run_grpo(options: GRPOOptions, out: Path, progress: bool = True) -> dict[str, Any]:
+def run_grpo(options: GRPOConfig, out: Path, progress: bool = True) -> dict[str, Any]:
     """GRPO from `options.model` on the RL half of `options.data` into `out`; resumes a killed run there.
 
     Returns the done record: TRL's log history (reward components, lengths, clip fractions per step).
     """
-    from rlntp.llm.data import read_split
-    from rlntp.llm.common import check_causal_lm, claim_run_dir, distributed, quiet_trainer, use_bf16
+    from rlntp.llm.dataset import read_split
+    from rlntp.llm.common import (check_causal_lm, check_weights, distributed, load_causal_lm, open_stage_dir,
+                                  quiet_trainer, use_bf16)
 
     out = Path(out)
     bf16 = use_bf16(options.precision, options.cpu)
@@ -137,34 +128,34 @@ def run_grpo(options: GRPOOptions, out: Path, progress: bool = True) -> dict[str
               f"--vllm {options.vllm} needs vLLM: pip install 'rlntp[vllm]' (on a CUDA machine)")
     args = trl_config(options, out, bf16, progress)
     check_causal_lm(options.model)
+    check_weights(options.model, options.allow_pickle)
     train = read_split(options.data, "rl").select_columns(["prompt", "answer"])
     state = distributed()
-    with state.main_process_first():  # one process creates the directory, the others then find it
-        resume = claim_run_dir(out, options, "GRPO run")
-    done_path = out / DONE
-    if done_path.is_file():
-        return json.loads(done_path.read_text())
+    with open_stage_dir(out, "grpo", options, state) as resume:
+        done_path = out / DONE
+        if done_path.is_file():
+            return json.loads(done_path.read_text())
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import GRPOTrainer
+        from transformers import AutoTokenizer
+        from trl import GRPOTrainer
 
-    from rlntp.llm.reward import Verifier, reward_functions
+        from rlntp.llm.reward import Verifier, reward_functions
 
-    tokenizer = AutoTokenizer.from_pretrained(options.model, padding_side="left")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(options.model, dtype="auto")
-    with Verifier(timeout_s=options.verify_timeout_s) as verifier:
-        trainer = GRPOTrainer(model=model, reward_funcs=reward_functions(verifier), args=args, train_dataset=train,
-                              processing_class=tokenizer)
-        if not progress:
-            quiet_trainer(trainer)
-        trainer.train(resume_from_checkpoint=resume or None)
-    done = {"log": trainer.state.log_history, "options": json.loads(json.dumps(asdict(options), default=str)),
-            "completions_per_step": options.completions_per_device * options.grad_accum * args.world_size}
-    if state.is_main_process:
-        atomic_write_text(done_path, json.dumps(done, indent=2) + "\n")
-    state.wait_for_everyone()
+        tokenizer = AutoTokenizer.from_pretrained(options.model, padding_side="left")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = load_causal_lm(options.model, options.allow_pickle)
+        with Verifier(timeout_s=options.verify_timeout_s) as verifier:
+            trainer = GRPOTrainer(model=model, reward_funcs=reward_functions(verifier), args=args,
+                                  train_dataset=train, processing_class=tokenizer)
+            if not progress:
+                quiet_trainer(trainer)
+            trainer.train(resume_from_checkpoint=resume or None)
+        done = {"log": trainer.state.log_history, "options": json.loads(json.dumps(asdict(options), default=str)),
+                "completions_per_step": options.completions_per_device * options.grad_accum * args.world_size}
+        if state.is_main_process:
+            atomic_write_text(done_path, json.dumps(done, indent=2) + "\n")
+        state.wait_for_everyone()
     return done
 
 

@@ -47,7 +47,7 @@ def as_text(response: Any) -> str:
     return str(response).encode("utf-8", errors="replace").decode("utf-8")
 
 
-def chain_of_thought(response: str) -> str | None:
+def think_text(response: str) -> str | None:
     """The content of the first complete think tag, or None."""
     found = _THINK.search(response)
     return found.group(1) if found else None
@@ -191,7 +191,7 @@ def score(response: Any, gold: str, verifier: Verifier) -> dict[str, float]:
     in_answer = tagged is not None and verifier.equivalent(gold, tagged)
     anywhere = in_answer or verifier.any_equivalent(gold, candidates(text))
     return {"answer_tag": REWARD_POINTS["answer_tag"] * (tagged is not None),
-            "think_tag": REWARD_POINTS["think_tag"] * (chain_of_thought(text) is not None),
+            "think_tag": REWARD_POINTS["think_tag"] * (think_text(text) is not None),
             "correct_anywhere": REWARD_POINTS["correct_anywhere"] * anywhere,
             "correct_in_answer": REWARD_POINTS["correct_in_answer"] * in_answer}
 

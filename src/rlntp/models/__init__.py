@@ -6,11 +6,14 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM
+from transformers.utils import logging as hf_logging
 
 from rlntp.config import Config
 from rlntp.errors import CheckpointError, check, check_choice
 from rlntp.models.gpt import GPT
 from rlntp.models.hf import HFCausalLM, hf_config
+
+hf_logging.disable_progress_bar()  # the stages show their own bars; Hugging Face's would interleave with them
 
 ARCHS = ("gpt2", "mistral")
 IMPLS = ("auto", "fast", "hf")

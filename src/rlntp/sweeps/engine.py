@@ -2,16 +2,22 @@
 
 Layout of a sweep directory:
 
+    status.json       the sweep process (pid, host), the sweeps run here, each run's state, error and seconds;
+                      written first, it marks the directory as a sweep's (`runs.dirs.open_sweep_dir`)
     sweep.json        the sweep as given (`rlntp sweep`) or the recipe's (`rlntp reproduce`)
-    status.json       the sweep process (pid, host) and each run's state, error and seconds
-    results.parquet   one row per run and evaluation: the run's state, every config field, every metric
+    results.parquet   one row per run and evaluation: the run's state, its config as recorded in the run
+                      (config.json), every metric, and the sweep it belongs to
     runs/NAME/        one ordinary run directory per run (`rlntp eval` and `rlntp plot` read them)
 
-Rerunning a sweep skips finished runs (their last checkpoint is at their last step), resumes every
-other one from its checkpoints, and retries the ones that failed; a run whose pre-training failed is
-skipped. A run that fails is recorded with its error and the rest of the sweep goes on.
+A run of the sweep is finished when its config equals the job's (the fields that define it) and it
+holds its checkpoint at its last step; a finished run is skipped, every other one resumes from its
+checkpoints, a failed one is retried, and a run whose pre-training failed is skipped. A run whose
+config differs from the sweep file's is refused before anything runs. A run that fails is recorded
+with its error and the rest of the sweep goes on. Runs of an earlier version of the sweep that the
+current one no longer lists stay in status.json and the table, marked with the sweep they belong to.
 """
 
+import hashlib
 import json
 import os
 import signal
@@ -26,15 +32,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from rlntp import runs
 from rlntp.errors import Interrupted, RunDirError, UserError
 from rlntp.files import atomic_write_text
+from rlntp.runs.checkpoints import checkpoint_steps
+from rlntp.runs.dirs import CONFIG, STATUS, flat_diff, read_status
+from rlntp.runs.metrics import read_metrics
 from rlntp.sweeps.executors import ExecutorConfig, make_executor
 from rlntp.sweeps.spec import Job
+from rlntp.training.posttrain import PosttrainRun
+from rlntp.training.pretrain import PretrainRun
 
-RUNS, STATUS, RESULTS = "runs", "status.json", "results.parquet"
-STATES = ("done", "running", "failed", "skipped", "partial", "pending")
-"""partial: started and stopped before its last step (a rerun resumes it); pending: not started"""
+RUNS, RESULTS = "runs", "results.parquet"
+STATES = ("done", "running", "failed", "damaged", "changed", "skipped", "partial", "pending")
+"""damaged: its files cannot be read; changed: its config differs from the sweep file's; partial: started and
+stopped before its last step (a rerun resumes it); pending: not started"""
+_RESUMABLE = {"train.steps", "train.device", "train.precision", "post.steps", "post.device", "post.precision"}
+"""Fields in which a run may differ from the sweep's job and still be that job's run (extended, moved)."""
 
 
 class SweepFailed(UserError):
@@ -49,23 +62,52 @@ class SweepInterrupted(UserError):
     exit_code = 130
 
 
-def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, progress: bool = True) -> Path:
-    """Run every job not yet finished under `out` (held by the caller); write status.json and results.parquet.
+def sweep_id(spec: dict[str, Any]) -> str:
+    """A short name of a sweep's contents: the first 12 hex digits of the SHA-256 of its canonical JSON."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
-    Returns the results table's path. SweepFailed (after every other run finished) if any run failed,
-    SweepInterrupted on Ctrl-C or SIGTERM (the runs in flight are stopped and resume on a rerun).
+
+def new_status(spec: dict[str, Any], file: str) -> dict[str, Any]:
+    """The status.json of a sweep that has not run yet (written when its directory is claimed)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "sweeps": {sweep_id(spec): file}, "runs": {}}
+
+
+def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[str, Any], file: str,
+              progress: bool = True) -> Path:
+    """Run every job not yet finished under `out` (claimed by the caller); write status.json and results.parquet.
+
+    `spec` and `file` identify the sweep (its contents and where they came from). Returns the results
+    table's path. RunDirError before anything runs if a run's config differs from its job's;
+    SweepFailed (after every other run finished) if any run failed; SweepInterrupted on Ctrl-C or
+    SIGTERM (the runs in flight are stopped and resume on a rerun).
     """
     out = Path(out).resolve()
     runs_dir = out / RUNS
     by_name = {job.name: job for job in jobs}
-    states = {name: state if state["state"] == "done" else {"state": "pending"}  # finished earlier: keep its time
-              for name, state in read_states(jobs, out).items()}
+    found = read_states(jobs, out)
+    changed = [(name, s["error"]) for name, s in found.items() if s["state"] == "changed"]
+    if changed:
+        name, error = changed[0]
+        raise RunDirError(f"{out / RUNS / name} {error}; a changed sweep needs another --out (its finished runs stay "
+                          f"as they are)" + (f"; {len(changed) - 1} more runs differ" if len(changed) > 1 else ""))
+    status = read_status(out) or new_status(spec, file)
+    here = sweep_id(spec)
+    status["sweeps"] = {**status.get("sweeps", {}), here: file}
+    earlier = {name: state for name, state in status["runs"].items() if name not in by_name}
+    states = {name: (state if state["state"] == "done" else {"state": "pending"}) | {"sweep": here}
+              for name, state in found.items()}
     todo = [job for job in jobs if states[job.name]["state"] != "done"]
     lost: Counter[str] = Counter()
-    finished = len(jobs) - len(todo)
-    bar = tqdm(total=len(jobs), initial=finished, unit="run", desc=f"sweep {out.name}", disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="run", desc=f"sweep {out.name}",
+               disable=not progress, dynamic_ncols=True)
     pool = make_executor(executor, progress) if todo else None
+
+    def write_status() -> None:
+        status.update(pid=os.getpid(), host=socket.gethostname(), updated=time.strftime("%Y-%m-%d %H:%M:%S"),
+                      runs=states | earlier)
+        atomic_write_text(out / STATUS, json.dumps(status, indent=1) + "\n")
+
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         in_flight: set[str] = set()
@@ -75,24 +117,25 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, progress: bo
                     break
                 source = states[job.source]["state"] if job.source else "done"
                 if source in ("failed", "skipped"):
-                    states[job.name] = {"state": "skipped", "error": f"its pre-training {job.source} failed"}
+                    states[job.name] = {"state": "skipped", "error": f"its pre-training {job.source} failed",
+                                        "sweep": here}
                 elif source == "done":
                     pool.submit(job.name, job, str(runs_dir))
-                    states[job.name] = {"state": "running"}
+                    states[job.name] = {"state": "running", "sweep": here}
                     in_flight.add(job.name)
                 else:
                     continue
                 todo.remove(job)
                 bar.update(states[job.name]["state"] == "skipped")
-            _write_status(out, states)
+            write_status()
             for name, outcome in pool.wait(timeout=2.0) if in_flight else []:
                 in_flight.discard(name)
                 if outcome["state"] == "lost" and lost[name] < 2:
                     lost[name] += 1  # its worker died: run it again, from its checkpoints
-                    states[name] = {"state": "pending"}
+                    states[name] = {"state": "pending", "sweep": here}
                     todo.insert(0, by_name[name])
                     continue
-                states[name] = outcome | {"state": "done" if outcome["state"] == "done" else "failed"}
+                states[name] = outcome | {"state": "done" if outcome["state"] == "done" else "failed", "sweep": here}
                 bar.update(1)
                 failed = sum(s["state"] == "failed" for s in states.values())
                 bar.set_postfix_str(f"running {len(in_flight)}" + (f", failed {failed}" if failed else ""))
@@ -108,8 +151,8 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, progress: bo
         for state in states.values():
             if state["state"] == "running":
                 state["state"] = "partial"
-        _write_status(out, states)
-        write_results(jobs, out, states)
+        write_status()
+        write_results(jobs, out, states | earlier, status["sweeps"])
     failed = [(name, s["error"]) for name, s in states.items() if s["state"] == "failed"]
     if failed:
         shown = "; ".join(f"{name}: {error}" for name, error in failed[:3])
@@ -122,16 +165,47 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def is_done(runs_dir: Path, job: Job) -> bool:
-    """Whether a job's run directory holds its checkpoint at its last step (written after its last metrics)."""
-    steps = runs.checkpoint_steps(runs_dir / job.name)
-    return bool(steps) and steps[-1] >= job.steps
+def job_config(job: Job) -> dict[str, Any]:
+    """What a job's run directory must record (config.json) to be that job's run: the pre-training run's whole
+    config, or a post-training run's own section and starting step (its task and model come from its source)."""
+    if job.stage == "pretrain":
+        return job.pretrain.to_dict()
+    return {"stage": "posttrain", "source_step": job.source_step, "post": asdict(job.post)}
 
 
-def _write_status(out: Path, states: dict[str, dict[str, Any]]) -> None:
-    status = {"pid": os.getpid(), "host": socket.gethostname(), "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "runs": states}
-    atomic_write_text(out / STATUS, json.dumps(status, indent=1) + "\n")
+def _recorded(run_dir: Path, job: Job) -> dict[str, Any]:
+    """The part of a run's config.json that `job_config` describes, as the current code would write it."""
+    saved = json.loads((run_dir / CONFIG).read_bytes())
+    if job.stage == "pretrain":
+        return PretrainRun.from_dict(saved).to_dict()
+    saved = PosttrainRun.from_dict(saved).to_dict()
+    return {key: saved[key] for key in ("stage", "source_step", "post")}
+
+
+def run_state(runs_dir: Path, job: Job) -> dict[str, Any] | None:
+    """What the run directory of `job` shows: done, damaged, changed (config differs), partial; None if not started.
+
+    done needs the job's config, a readable metrics file, and the checkpoint at the job's last step.
+    """
+    run_dir = runs_dir / job.name
+    if not (run_dir / CONFIG).exists():
+        return {"state": "partial"} if run_dir.is_dir() and any(run_dir.iterdir()) else None
+    try:
+        recorded = _recorded(run_dir, job)
+    except (OSError, ValueError, KeyError, TypeError, UserError) as e:
+        return {"state": "damaged", "error": f"{run_dir / CONFIG} cannot be read as a run config ({e})"}
+    diffs = {k: v for k, v in flat_diff(recorded, job_config(job)).items() if k not in _RESUMABLE}
+    if diffs:
+        field, (was, now) = sorted(diffs.items())[0]
+        return {"state": "changed", "error": f"was made with {field} = {was!r}, the sweep file says {now!r}"}
+    try:
+        read_metrics(run_dir)
+    except RunDirError as e:
+        return {"state": "damaged", "error": str(e)}
+    steps = checkpoint_steps(run_dir)
+    if steps and steps[-1] > job.steps:
+        return {"state": "changed", "error": f"reached step {steps[-1]}, past the sweep file's {job.steps} steps"}
+    return {"state": "done" if steps and steps[-1] == job.steps else "partial"}
 
 
 def read_states(jobs: list[Job], out: Path) -> dict[str, dict[str, Any]]:
@@ -141,25 +215,19 @@ def read_states(jobs: list[Job], out: Path) -> dict[str, dict[str, Any]]:
     another host, which this one cannot check).
     """
     out = Path(out)
-    try:
-        status = json.loads((out / STATUS).read_bytes())
-        recorded = status["runs"]
-    except (OSError, ValueError, KeyError, TypeError):
-        status, recorded = {}, {}
+    status = read_status(out) or {}
+    recorded = status.get("runs", {})
     alive = status.get("host") != socket.gethostname() or _alive(status.get("pid"))
     states = {}
     for job in jobs:
-        saved = recorded.get(job.name) if isinstance(recorded.get(job.name), dict) else {}
-        if is_done(out / RUNS, job):
-            state = {"state": "done"} | {k: v for k, v in saved.items() if k == "seconds"}
+        saved = recorded.get(job.name, {})
+        state = run_state(out / RUNS, job)
+        if state is not None and state["state"] == "done":
+            state |= {k: v for k, v in saved.items() if k == "seconds"}
         elif saved.get("state") == "running" and alive:
             state = {"state": "running"}
-        elif saved.get("state") in ("failed", "skipped"):
-            state = saved
-        elif (out / RUNS / job.name / runs.METRICS).exists():
-            state = {"state": "partial"}
-        else:
-            state = {"state": "pending"}
+        elif state is None or state["state"] == "partial":
+            state = saved if saved.get("state") in ("failed", "skipped") else state or {"state": "pending"}
         states[job.name] = state
     return states
 
@@ -177,45 +245,84 @@ def _alive(pid: Any) -> bool:
 
 
 def status_report(jobs: list[Job], out: Path) -> str:
-    """What is done, running, failed, skipped, partial (resumes on a rerun) and pending, run by run."""
+    """What is done, running, failed, skipped, partial (resumes on a rerun) and pending, run by run; and the runs
+    of earlier versions of the sweep that this one no longer lists."""
     states = read_states(jobs, out)
     counts = Counter(s["state"] for s in states.values())
     lines = [f"{out}: {len(jobs)} runs: " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])]
     for name, state in states.items():
         if state["state"] != "done":
             lines.append(f"  {state['state']:8s} {name}" + (f": {state['error']}" if state.get("error") else ""))
+    others = sorted(set((read_status(out) or {}).get("runs", {})) - set(states))
+    if others:
+        lines.append(f"{len(others)} more runs in {out / RUNS} are not in this sweep (an earlier version of it listed "
+                     "them; they stay on disk and in results.parquet):")
+        lines.extend(f"  not in this sweep {name}" for name in others)
     return "\n".join(lines)
 
 
-def write_results(jobs: list[Job], out: Path, states: dict[str, dict[str, Any]]) -> Path:
-    """results.parquet: one row per run and evaluation (a run with none: one row), every config field a column.
+def write_results(jobs: list[Job], out: Path, states: dict[str, dict[str, Any]], sweeps: dict[str, str]) -> Path:
+    """results.parquet: one row per run and evaluation (a run with none: one row), the run's config a column per field.
 
-    Columns: run, stage, group, source, source_step, state, error; task.*, model.*, train.* (for a
-    post-training run: its pre-training's), post.*; then step, samples_seen, rl_samples and every
-    metric (`eval/...`, `rl/...`, `train/...`, `perf/...`). Read it with `pandas.read_parquet`.
+    Columns: run, stage, group, source, source_step, state, error, sweep_id, sweep_file; task.*,
+    model.*, train.* (for a post-training run: its pre-training's), post.*, read from each run's own
+    config.json (from the job for a run not started); then step, samples_seen, rl_samples and every
+    metric (`eval/...`, `rl/...`, `train/...`, `perf/...`). Runs that `states` holds and no job lists
+    (an earlier version of the sweep) have a row too. Read it with `pandas.read_parquet`.
     """
+    by_name = {job.name: job for job in jobs}
     rows = []
-    for job in jobs:
-        state = states.get(job.name, {"state": "pending"})
-        row: dict[str, Any] = {"run": job.name, "stage": job.stage, "group": job.group, "source": job.source,
-                               "source_step": job.source_step, "state": state["state"], "error": state.get("error")}
-        row |= _flatten(asdict(job.pretrain))
-        row |= _flatten({"post": asdict(job.post)}) if job.post is not None else {}
+    for name, state in states.items():
+        job = by_name.get(name)
+        run_dir = out / RUNS / name
+        config = _read_config(run_dir)
+        row: dict[str, Any] = {"run": name, "stage": job.stage if job else config.get("stage"),
+                               "group": job.group if job else None, "source": job.source if job else None,
+                               "source_step": job.source_step if job else config.get("source_step"),
+                               "state": state["state"], "error": state.get("error"),
+                               "sweep_id": state.get("sweep"), "sweep_file": sweeps.get(state.get("sweep"))}
+        row |= _config_columns(config, job)
         try:
-            records = runs.read_metrics(out / RUNS / job.name)
+            records = read_metrics(run_dir)
         except RunDirError as e:
-            records, row["state"], row["error"] = [], "failed", str(e)
+            records, row["state"], row["error"] = [], "damaged", str(e)
         rows.extend(row | record for record in records or [{}])
     columns = sorted(dict.fromkeys(key for row in rows for key in row), key=_column_order)
     table = pa.table({key: pa.array([row.get(key) for row in rows]) for key in columns})
     path = out / RESULTS
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)
     return path
 
 
-_IDENTITY = ("run", "stage", "group", "source", "source_step", "state", "error")
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    """A run's config.json, or {} where there is none (not started) or it cannot be read."""
+    try:
+        config = json.loads((run_dir / CONFIG).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _config_columns(config: dict[str, Any], job: Job | None) -> dict[str, Any]:
+    """The config fields of a run as its config.json records them (the job's for a run not started yet)."""
+    if not config:
+        if job is None:
+            return {}
+        return _flatten(asdict(job.pretrain)) | (_flatten({"post": asdict(job.post)}) if job.post else {})
+    columns = _flatten({k: config.get(k) for k in ("task", "model", "train", "post") if isinstance(config.get(k), dict)})
+    if config.get("stage") == "posttrain":  # its pre-training's train.* too
+        try:
+            source = json.loads((Path(str(config.get("source"))) / CONFIG).read_bytes())
+            columns |= _flatten({"train": source["train"]})
+        except (OSError, ValueError, KeyError, TypeError):
+            if job is not None:
+                columns |= _flatten({"train": asdict(job.pretrain.train)})
+    return columns
+
+
+_IDENTITY = ("run", "stage", "group", "source", "source_step", "state", "error", "sweep_id", "sweep_file")
 _CONFIG = ("task.", "model.", "train.", "post.")
 _PROGRESS = ("step", "epoch", "samples_seen", "rl_samples")
 

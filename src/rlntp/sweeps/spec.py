@@ -20,15 +20,21 @@ config dataclass, so `rlntp pretrain --help` and `rlntp posttrain --help` list w
     [posttrain.grpo.axes]
     "post.temperature" = [0.5, 1.0]
 
+    [posttrain.grpo.where]                      # optional: only from pre-training runs with these values
+    "task.p_cot" = [0.1, 0.5]
+
 A post-training run takes the seed of its pre-training run (`train.seed`) unless `post.seed` is set
-or varied. The device is not a sweep field: it is the sweep command's `--device`. `expand` checks
-every field of every run, and that every `from_steps` entry is a checkpoint pre-training saves,
-before anything runs.
+or varied. The device is not a sweep field: it is the sweep command's `--device`. A relative
+`task.data` is a path relative to the sweep file's directory. `expand` checks every field of every
+run, that every `from_steps` entry is a checkpoint pre-training saves, and how many runs the sweep
+makes (before expanding it), before anything runs.
 """
 
 import dataclasses
+import datetime
 import itertools
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass
@@ -44,6 +50,10 @@ from rlntp.training.pretrain import PretrainConfig, PretrainRun
 PRETRAIN_SECTIONS = {"task": TaskConfig, "model": ModelConfig, "train": PretrainConfig}
 POSTTRAIN_SECTIONS = {"post": PosttrainConfig}
 LAST = "last"
+MAX_RUNS = 10_000
+"""Runs a sweep may expand to unless the command allows more (`--max-runs`)."""
+NAME_BYTES = 255
+"""The longest directory name most file systems take."""
 
 
 @dataclass(frozen=True)
@@ -75,25 +85,60 @@ def load_sweep(path: Path) -> dict[str, Any]:
     """The sweep of a .toml or .json file, as a dictionary (`expand` checks it)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"sweep file {path} does not exist")
+        raise ConfigError(f"sweep file {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
     try:
         if path.suffix == ".json":
             spec = json.loads(path.read_bytes())
         elif path.suffix == ".toml":
-            spec = tomllib.loads(path.read_text())
+            spec = tomllib.loads(path.read_bytes().decode("utf-8"))
         else:
             raise ConfigError(f"sweep file {path}: write it as .toml (or .json)")
     except (ValueError, UnicodeDecodeError) as e:  # TOMLDecodeError and JSONDecodeError are ValueErrors
         raise ConfigError(f"sweep file {path} is not valid {path.suffix[1:].upper()}: {e}") from e
+    except OSError as e:
+        raise ConfigError(f"cannot read sweep file {path}: {e.strerror}") from e
     if not isinstance(spec, dict):
         raise ConfigError(f"sweep file {path} must hold a table with [pretrain] and [posttrain.NAME] sections")
+    _check_no_dates(spec, str(path))
     return spec
 
 
-def expand(spec: dict[str, Any], device: str = "auto", where: str = "sweep") -> list[Job]:
+def _check_no_dates(value: Any, where: str) -> None:
+    """TOML dates and times are not values of any config field: refuse them by name."""
+    if isinstance(value, (datetime.date, datetime.time)):
+        raise ConfigError(f"{where}: {value} is a TOML date or time, which no field takes; quote it if you mean text")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_no_dates(item, f"{where}: {key}" if ": " not in where else f"{where}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            _check_no_dates(item, where)
+
+
+def count_runs(spec: dict[str, Any]) -> int:
+    """How many runs `spec` expands to at most (every post-training group from every pre-training run),
+    computed without expanding it; malformed axes count as one value (`expand` names them)."""
+    def points(body: Any) -> int:
+        axes = body.get("axes", {}) if isinstance(body, dict) else {}
+        if not isinstance(axes, dict):
+            return 1
+        return math.prod(len(v) if isinstance(v, list) and v else 1 for v in axes.values())
+
+    pre = points(spec.get("pretrain"))
+    groups = spec.get("posttrain", {})
+    post = 0
+    for body in groups.values() if isinstance(groups, dict) else []:
+        steps = body.get("from_steps") if isinstance(body, dict) else None
+        post += points(body) * (len(steps) if isinstance(steps, list) and steps else 1)
+    return pre * (1 + post)
+
+
+def expand(spec: dict[str, Any], device: str = "auto", where: str = "sweep", base: Path | None = None,
+           max_runs: int = MAX_RUNS) -> list[Job]:
     """Every run of the sweep `spec`, pre-training runs first; ConfigError naming the field if any is invalid.
 
-    `where` (the file name) starts every error message.
+    `where` (the file name) starts every error message; a relative `task.data` is resolved against
+    `base` (the sweep file's directory); more than `max_runs` runs are refused before expanding.
     """
     def fail(path: str, message: str) -> typing.NoReturn:
         raise ConfigError(f"{where}: {path}: {message}")
@@ -102,11 +147,18 @@ def expand(spec: dict[str, Any], device: str = "auto", where: str = "sweep") -> 
     pre = spec.get("pretrain")
     if not isinstance(pre, dict):
         fail("pretrain", "missing: a sweep needs a [pretrain] table (task, model, train, axes)")
+    total = count_runs(spec)
+    if total > max_runs:
+        raise ConfigError(f"{where}: the sweep expands to {total:,} runs, more than the {max_runs:,} allowed; shrink "
+                          f"its axes, or pass --max-runs {total} to run them all")
     _check_keys(pre, {*PRETRAIN_SECTIONS, "axes"}, "pretrain.", fail)
     jobs = []
     for settings in _points(pre.get("axes", {}), PRETRAIN_SECTIONS, "pretrain", fail):
         fields = _merge(pre, PRETRAIN_SECTIONS, settings, "pretrain", fail)
         fields["train"]["device"] = device
+        data = fields["task"].get("data")
+        if base is not None and isinstance(data, str) and data and not Path(data).is_absolute():
+            fields["task"]["data"] = str(Path(base) / data)
         configs = {name: _build(cls, fields[name], f"pretrain.{name}", settings, fail)
                    for name, cls in PRETRAIN_SECTIONS.items()}
         jobs.append(Job(f"{_label(settings, 'base')}/pretrain", "pretrain", PretrainRun(**configs),
@@ -119,18 +171,19 @@ def expand(spec: dict[str, Any], device: str = "auto", where: str = "sweep") -> 
     for group, body in groups.items():
         where_group = f"posttrain.{group}"
         if not isinstance(body, dict):
-            fail(where_group, "must be a table (from_steps, post, axes)")
+            fail(where_group, "must be a table (from_steps, post, axes, where)")
         if group == "pretrain" or not group.replace("_", "").replace("-", "").isalnum():
             fail(where_group, "a group name is letters, digits, '-' and '_', and not 'pretrain'")
-        _check_keys(body, {"from_steps", "post", "axes"}, f"{where_group}.", fail)
+        _check_keys(body, {"from_steps", "post", "axes", "where"}, f"{where_group}.", fail)
         from_steps = body.get("from_steps")
         if not (isinstance(from_steps, list) and from_steps
                 and all(s == LAST or isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in from_steps)):
             fail(f"{where_group}.from_steps", f"must be a non-empty list of checkpoint steps (or \"last\"), "
                  f"got {from_steps!r}")
+        sources = _sources(jobs, body.get("where", {}), f"{where_group}.where", fail)
         seeded = "seed" in body.get("post", {}) or any("post.seed" in key for key in body.get("axes", {}))
         for own in _points(body.get("axes", {}), POSTTRAIN_SECTIONS, where_group, fail):
-            for source in jobs:
+            for source in sources:
                 fields = _merge(body, POSTTRAIN_SECTIONS, own, where_group, fail)
                 fields["post"]["device"] = device
                 if not seeded:
@@ -147,6 +200,11 @@ def expand(spec: dict[str, Any], device: str = "auto", where: str = "sweep") -> 
             fail("axes", f"two runs would share the directory {job.name} (settings {dict(seen[job.name].settings)} "
                  f"and {dict(job.settings)}); make the values differ in their first 6 significant digits")
         seen[job.name] = job
+        for part in job.name.split("/"):
+            if len(part.encode()) > NAME_BYTES:
+                fail("axes", f"the directory name {part[:60]}... of a run is {len(part.encode())} bytes, more than "
+                     f"the {NAME_BYTES} a file system takes; shorten the group name or move one-value axes into the "
+                     "base config")
     return jobs + posts
 
 
@@ -158,15 +216,39 @@ def _check_keys(table: dict, allowed: set[str], prefix: str, fail) -> None:
             fail(f"{prefix}{key}", f"unknown entry; expected one of: {', '.join(sorted(allowed))}")
 
 
+def _sources(jobs: list[Job], where_table: Any, where: str, fail) -> list[Job]:
+    """The pre-training runs whose settings take the values `where_table` lists ({"section.field": [values]})."""
+    if not isinstance(where_table, dict):
+        fail(where, "must be a table of \"section.field\" = [values]")
+    for path, values in where_table.items():
+        _field_of(path, PRETRAIN_SECTIONS, where, fail)
+        if not isinstance(values, list) or not values:
+            fail(f"{where}.{path}", f"must be a non-empty list of values, got {values!r}")
+
+    def value(job: Job, path: str) -> Any:
+        section, _, name = path.partition(".")
+        return getattr(getattr(job.pretrain, section), name)
+
+    chosen = [job for job in jobs if all(value(job, p) in vs for p, vs in where_table.items())]
+    if not chosen:
+        fail(where, f"no pre-training run has these values ({where_table})")
+    return chosen
+
+
 def _points(axes: Any, sections: dict[str, type], where: str, fail) -> list[dict[str, Any]]:
     """The points of the cartesian product of `axes`, each a {"section.field": value} dictionary."""
     if not isinstance(axes, dict):
         fail(f"{where}.axes", "must be a table of \"section.field\" = [values]")
     factors = []
+    varied: dict[str, str] = {}
     for key, values in axes.items():
         paths = [p.strip() for p in key.split(",")]
         for path in paths:
             _field_of(path, sections, f"{where}.axes", fail)
+            if path in varied:
+                fail(f"{where}.axes.{key}", f"{path} is varied by the axis {varied[path]!r} already; a field takes "
+                     "its values from one axis")
+            varied[path] = key
         if not isinstance(values, list) or not values:
             fail(f"{where}.axes.{key}", f"must be a non-empty list of values, got {values!r}")
         if len(paths) > 1 and not all(isinstance(v, list) and len(v) == len(paths) for v in values):
@@ -242,5 +324,8 @@ def _label(settings: dict[str, Any], empty: str) -> str:
         if not path:  # the group name itself
             parts.append(text)
             continue
-        parts.append(f"{path if names.count(name) > 1 else name}={text.replace('/', '_')}")
+        if isinstance(value, str) and "/" in value:  # a path (task.data): its last part names it
+            text = Path(value).name or value.replace("/", "_")
+        text = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in text)
+        parts.append(f"{path if names.count(name) > 1 else name}={text}")
     return ",".join(parts) or empty

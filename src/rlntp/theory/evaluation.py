@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from rlntp.theory.data import is_correct, sample_inputs
+from rlntp.theory.mixture import is_correct, sample_inputs
 from rlntp.theory.model import LinearAR
 
 

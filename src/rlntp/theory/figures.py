@@ -9,6 +9,7 @@ matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from rlntp.files import save_figure  # noqa: E402
 from rlntp.theory import closed_forms as cf  # noqa: E402
 
 
@@ -35,7 +36,7 @@ def plot_theorem1(p_cots: Sequence[float], rows: Sequence[dict], d: int, out: Pa
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(f"Theorem 1: linear autoregressive model after pre-training, parity d = {d}")
-    fig.savefig(out, dpi=120)
+    save_figure(fig, out)
     plt.close(fig)
     return out
 
@@ -60,6 +61,6 @@ def plot_theorem2(tables: dict[float, list[dict]], d: int, out: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.suptitle(f"Theorem 2: STaR with the chain-of-thought reward, parity d = {d}")
-    fig.savefig(out, dpi=120)
+    save_figure(fig, out)
     plt.close(fig)
     return out

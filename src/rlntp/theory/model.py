@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rlntp.theory.data import DTYPE, Sequences, prefix_parities
+from rlntp.theory.mixture import DTYPE, Sequences, prefix_parities
 
 FIRST, STOP = 0, 1
 """Rows of the first-bit predictor and of the EOS-or-continue predictor; row k >= 2 predicts output bit k."""

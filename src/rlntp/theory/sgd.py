@@ -24,7 +24,7 @@ import numpy as np
 
 from rlntp.config import Config
 from rlntp.errors import Diverged, check
-from rlntp.theory.data import DTYPE, MixtureConfig, Sequences, sample_mixture
+from rlntp.theory.mixture import DTYPE, MixtureConfig, Sequences, sample_mixture
 from rlntp.theory.model import FIRST, STOP, LinearAR, parameter_mask, sigmoid
 
 Batches = Callable[[int, np.random.Generator], Sequences]

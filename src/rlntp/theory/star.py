@@ -18,7 +18,7 @@ import numpy as np
 
 from rlntp.config import Config
 from rlntp.errors import check
-from rlntp.theory.data import MixtureConfig, Sequences, cot_reward, sample_inputs
+from rlntp.theory.mixture import MixtureConfig, Sequences, cot_reward, sample_inputs
 from rlntp.theory.model import LinearAR
 from rlntp.theory.sgd import SGDConfig, fit, pretrain
 

@@ -47,7 +47,7 @@ def k3_kl(logp: torch.Tensor, logp_ref: torch.Tensor) -> torch.Tensor:
 
 def grpo_update(model: nn.Module, optimizer: torch.optim.Optimizer, rollouts: Rollouts, clip_eps: float,
                 kl_beta: float = 0.0, ref_model: nn.Module | None = None, updates: int = 1,
-                token_level: bool = False, logprob_temperature: float = 1.0, precision: str = "fp32") -> dict[str, float]:
+                token_level: bool = True, logprob_temperature: float = 1.0, precision: str = "fp32") -> dict[str, float]:
     """`updates` optimizer steps on the GRPO objective of one batch of rollouts; returns logged values.
 
     Log-probabilities (policy, old policy, reference) come from the logits divided by

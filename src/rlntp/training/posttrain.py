@@ -15,18 +15,21 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rlntp import runs
 from rlntp.data import make_data
-from rlntp.devices import PRECISIONS, autocast, resolve_device, seeded_generator
-from rlntp.memory import check_fits
-from rlntp.config import Config
+from rlntp.devices import autocast, resolve_device, resolve_precision, seeded_generator
 from rlntp.errors import RunDirError, check, check_choice
 from rlntp.evaluation import evaluate
+from rlntp.memory import check_fits
 from rlntp.models import ModelConfig, load_model, memory_estimate
+from rlntp.runs.checkpoints import (checkpoint_state, load_checkpoint_model, resolve_checkpoint, save_checkpoint,
+                                   verify_checkpoint)
+from rlntp.runs.dirs import open_run_dir, read_task_and_model
+from rlntp.runs.metrics import append_metrics
 from rlntp.tasks import TaskConfig, make_task
+from rlntp.training.config import StageConfig
 from rlntp.training.grpo import grpo_update
 from rlntp.training.losses import check_finite_loss, check_finite_weights
-from rlntp.training.optim import check_optimizer, make_optimizer
+from rlntp.training.optim import make_optimizer
 from rlntp.training.reinforce import reinforce_update
 from rlntp.training.rewards import REWARDS
 from rlntp.training.rollout import sample_rollouts
@@ -39,25 +42,20 @@ _DEFAULT_BATCH = {"grpo": (8, 8), "reinforce": (64, 1), "star": (3200, 1)}
 
 
 @dataclass(frozen=True)
-class PosttrainConfig(Config):
-    """The RL algorithm, its reward and its optimization."""
+class PosttrainConfig(StageConfig):
+    """The RL algorithm, its reward and its optimization (the shared fields are described in `StageConfig`)."""
 
+    steps: int = 30
+    lr: float = 1e-4
+    eval_every: int = 5
+    eval_samples: int = 640
+    save_every: int = 10
     algo: str = "grpo"
     """grpo, reinforce or star"""
     reward: str = "e2e"
     """e2e (answer correct), cot (whole output a valid sequence), length (e2e - length_penalty * length / long length)"""
     temperature: float = 1.0
     """sampling temperature of the rollouts (tau_RL)"""
-    steps: int = 30
-    """RL steps (STaR: rounds)"""
-    lr: float = 1e-4
-    """learning rate"""
-    optimizer: str = "adam"
-    """adam (paper, parity) or adamw (paper, multiplication, with TRL's defaults: no weight decay, clipping 1.0)"""
-    weight_decay: float = 0.0
-    """adamw: decoupled weight decay"""
-    max_grad_norm: float | None = None
-    """clip the gradient norm to this before every step; default: no clipping"""
     prompts_per_step: int | None = None
     """prompts per step, fresh (or from the dataset's train split) (default: grpo 8, reinforce 64, star 3200)"""
     rollouts_per_prompt: int | None = None
@@ -72,7 +70,7 @@ class PosttrainConfig(Config):
     """reinforce, grpo: take the update's log-probabilities from the logits divided by tau_RL, the
     distribution the rollouts were sampled from (TRL's choice); by default they come from the
     temperature-1 logits, the model that is evaluated. The two agree at tau_RL = 1. STaR is not
-    affected (it trains by next-token prediction). README "Sampling temperature in the update"."""
+    affected (it trains by next-token prediction). docs/commands.md, "The sampling temperature in the update"."""
     token_level: bool = True
     """grpo: one average over all response tokens of the batch (DAPO); --no-token-level: 1/|o_i| per response"""
     length_penalty: float = 0.4
@@ -81,33 +79,19 @@ class PosttrainConfig(Config):
     """star: epochs of next-token training on the kept samples per round"""
     star_batch_size: int = 64
     """star: sequences per optimizer step"""
-    seed: int = 0
-    """seeds rollouts and evaluation inputs"""
-    eval_every: int = 5
-    """evaluate every this many steps (and at step 0 and the last step)"""
-    eval_samples: int = 640
-    """inputs per evaluation, fresh or the first of the dataset's test split (paper: 640)"""
-    save_every: int = 10
-    """checkpoint every this many steps (and at the last step)"""
-    device: str = "auto"
-    """cpu, cuda, cuda:N, or auto (CUDA when available)"""
-    precision: str = "fp32"
-    """fp32, or bf16: forward passes (rollouts too) under bfloat16 autocast (weights and optimizer stay float32)"""
 
     def check(self) -> None:
+        super().check()
         check_choice("algo", self.algo, ALGOS)
         check_choice("reward", self.reward, REWARDS)
         check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
-        check_optimizer(self.optimizer, self.lr, self.weight_decay, self.max_grad_norm)
         check(0 < self.clip_eps < 1, f"clip_eps must be in (0, 1), got {self.clip_eps}")
         check(self.kl_beta >= 0, f"kl_beta must be >= 0, got {self.kl_beta}")
-        for name in ("steps", "updates_per_step", "star_epochs", "star_batch_size", "eval_every", "eval_samples",
-                     "save_every"):
+        for name in ("updates_per_step", "star_epochs", "star_batch_size"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("prompts_per_step", "rollouts_per_prompt"):
             value = getattr(self, name)
             check(value is None or value >= 1, f"{name} must be >= 1, got {value}")
-        check_choice("precision", self.precision, PRECISIONS)
         check(not (self.algo == "grpo" and self.rollouts < 2),
               f"grpo needs rollouts_per_prompt >= 2 to normalize within a group, got {self.rollouts}")
 
@@ -152,51 +136,51 @@ class PosttrainRun:
     @classmethod
     def starting_from(cls, source: Path, step: int | None, post: PosttrainConfig) -> "PosttrainRun":
         """Post-training of checkpoint `step` (default: the last) of the run `source`."""
-        task, model = runs.read_task_and_model(source)
-        checkpoint = runs.resolve_checkpoint(source, step)
-        state = runs.checkpoint_state(checkpoint)
+        task, model = read_task_and_model(source)
+        checkpoint = resolve_checkpoint(source, step)
+        state = checkpoint_state(checkpoint)
         return cls(str(source), state["step"], state["samples_seen"], task, model, post)
 
 
 _RESUMABLE_CHANGES = {"post.steps", "post.device", "post.precision"}
 
 
-def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool = True) -> Path:
+def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool = True,
+              allow_unverified: bool = False) -> Path:
     """Post-train as `run` says, writing the run directory `out`; returns `out`.
 
     Everything that can be checked is checked before the directory is touched: the device, the
     memory the sizes need, the starting checkpoint's files, the dataset, the output path.
+    `allow_unverified` accepts checkpoints (the starting one, and this run's on resume) that record
+    no checksums.
     """
     out = Path(out)
     task = make_task(run.task)
     cfg = run.post
     device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
     train_batch = cfg.star_batch_size if cfg.algo == "star" else cfg.samples_per_step
     check_fits(memory_estimate(run.model, task.vocab_size, task.context_len, train_batch,
                                max(cfg.samples_per_step, cfg.eval_samples)),
                device, "post-training", "reduce --prompts-per-step, --rollouts-per-prompt or --eval-samples")
-    source_checkpoint = runs.resolve_checkpoint(run.source, run.source_step)
-    runs.verify_checkpoint(source_checkpoint)
+    source_checkpoint = resolve_checkpoint(run.source, run.source_step)
+    verify_checkpoint(source_checkpoint, allow_unverified)
     data = make_data(task, run.task.data, cfg.seed, device)
     tokenizer = task.tokenizer()  # saved beside every checkpoint
-    with runs.open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
-                           normalize=lambda saved: PosttrainRun.from_dict(saved).to_dict()) as run_dir:
-        checkpoint = runs.resolve_checkpoint(out) if not run_dir.new and runs.checkpoint_steps(out) else None
+    with open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
+                      normalize=lambda saved: PosttrainRun.from_dict(saved).to_dict()) as run_dir:
+        checkpoint = run_dir.resume_point()
         if checkpoint is None:  # the source checkpoint was verified above
             model = load_model(source_checkpoint, run.model, device)
         else:
-            model = runs.load_checkpoint_model(checkpoint, run.model, device)
+            model = load_checkpoint_model(checkpoint, run.model, device, allow_unverified)
         ref_model = None  # the KL term's reference: the starting model, frozen
         if cfg.kl_beta > 0:
             ref_model = load_model(source_checkpoint, run.model, device).eval().requires_grad_(False)
         optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, device, cfg.weight_decay, cfg.max_grad_norm)
         rng = seeded_generator(device, cfg.seed, 2)
-        step = 0
-        if checkpoint is not None:
-            step = runs.load_trainer_state(checkpoint, optimizer, {"rollouts": rng})["step"]
-        if not run_dir.new:  # drop the records past the checkpoint: the resumed run writes them again
-            runs.truncate_metrics(out, step if checkpoint is not None else -1)
-        run_dir.step = step
+        run_dir.restore(checkpoint, optimizer, {"rollouts": rng}, allow_unverified)
+        step = run_dir.step
         model.train()
         logprob_temperature = cfg.temperature if cfg.logprobs_at_tau else 1.0
 
@@ -209,12 +193,12 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
                                       "rl_samples": step * cfg.samples_per_step}
             for key in (stats[0] if stats else {}):
                 record[key] = sum(s[key] for s in stats) / len(stats)
-            with autocast(device, cfg.precision):
+            with autocast(device, precision):
                 record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
                                    test_prompts=data.test_prompts)
             if stats:
                 record["perf/step_s"] = train_time / len(stats)
-            runs.append_metrics(out, record)
+            append_metrics(out, record)
             return record
 
         if step == 0:
@@ -225,17 +209,17 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
         while step < cfg.steps:
             t0 = time.perf_counter()
             prompts = data.rl_prompts(cfg.prompts, rng)
-            with autocast(device, cfg.precision):
+            with autocast(device, precision):
                 rollouts = sample_rollouts(model, task, prompts, cfg.rollouts, cfg.temperature, cfg.reward, rng,
                                            cfg.length_penalty)
             if cfg.algo == "grpo":
                 update = grpo_update(model, optimizer, rollouts, cfg.clip_eps, cfg.kl_beta, ref_model,
-                                     cfg.updates_per_step, cfg.token_level, logprob_temperature, cfg.precision)
+                                     cfg.updates_per_step, cfg.token_level, logprob_temperature, precision)
             elif cfg.algo == "reinforce":
-                update = reinforce_update(model, optimizer, rollouts, logprob_temperature, cfg.precision)
+                update = reinforce_update(model, optimizer, rollouts, logprob_temperature, precision)
             else:
                 update = star_update(model, optimizer, rollouts, cfg.star_epochs, cfg.star_batch_size, rng,
-                                     cfg.precision)
+                                     precision)
             check_finite_loss(update["rl/loss"], step + 1, out)
             train_time += time.perf_counter() - t0
             step += 1
@@ -255,7 +239,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
                 stats, train_time = [], 0.0
             if step % cfg.save_every == 0 or step == cfg.steps:
                 check_finite_weights(model, step, out)
-                runs.save_checkpoint(out, step, model, optimizer, {"rollouts": rng},
+                save_checkpoint(out, step, model, optimizer, {"rollouts": rng},
                                      {"samples_seen": samples_seen(step)}, tokenizer=tokenizer)
         bar.close()
     return out

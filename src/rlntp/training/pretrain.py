@@ -16,55 +16,38 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rlntp import runs
 from rlntp.data import make_data
-from rlntp.devices import PRECISIONS, autocast, resolve_device, seeded_generator
-from rlntp.memory import check_fits
-from rlntp.config import Config
-from rlntp.errors import RunDirError, check, check_choice
+from rlntp.devices import autocast, resolve_device, resolve_precision, seeded_generator
+from rlntp.errors import RunDirError, check
 from rlntp.evaluation import evaluate
+from rlntp.memory import check_fits
 from rlntp.models import ModelConfig, build_model, memory_estimate
+from rlntp.runs.checkpoints import load_checkpoint_model, save_checkpoint
+from rlntp.runs.dirs import open_run_dir
+from rlntp.runs.metrics import append_metrics
 from rlntp.tasks import TaskConfig, make_task
+from rlntp.training.config import StageConfig
 from rlntp.training.losses import check_finite_loss, check_finite_weights, next_token_loss
-from rlntp.training.optim import check_optimizer, make_optimizer
+from rlntp.training.optim import make_optimizer
 
 STAGE = "pretrain"
 
 
 @dataclass(frozen=True)
-class PretrainConfig(Config):
-    """Optimization and bookkeeping of next-token pre-training."""
+class PretrainConfig(StageConfig):
+    """Optimization and bookkeeping of next-token pre-training (the fields are described in `StageConfig`)."""
 
     steps: int = 2000
-    """optimizer steps, each on a fresh batch (with a dataset: the next batch of its epochs)"""
+    lr: float = 1e-3
+    eval_every: int = 250
+    eval_samples: int = 2560
+    save_every: int = 500
     batch_size: int = 256
     """sequences per step (paper: 256 for parity, 32 for multiplication)"""
-    lr: float = 1e-3
-    """learning rate"""
-    optimizer: str = "adam"
-    """adam (paper, parity) or adamw (paper, multiplication)"""
-    weight_decay: float = 0.0
-    """adamw: decoupled weight decay (torch's default is 0.01)"""
-    max_grad_norm: float | None = None
-    """clip the gradient norm to this before every step (paper, multiplication: 1.0); default: no clipping"""
-    seed: int = 0
-    """seeds the initialization, the training data and the evaluation inputs"""
-    eval_every: int = 250
-    """evaluate every this many steps (and at step 0 and the last step)"""
-    eval_samples: int = 2560
-    """fresh inputs per evaluation (paper: 2,560)"""
-    save_every: int = 500
-    """checkpoint every this many steps (and at the last step); all checkpoints are kept"""
-    device: str = "auto"
-    """cpu, cuda, cuda:N, or auto (CUDA when available)"""
-    precision: str = "fp32"
-    """fp32, or bf16: forward passes under bfloat16 autocast (weights and optimizer stay float32)"""
 
     def check(self) -> None:
-        for name in ("steps", "batch_size", "eval_every", "eval_samples", "save_every"):
-            check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        check_optimizer(self.optimizer, self.lr, self.weight_decay, self.max_grad_norm)
-        check_choice("precision", self.precision, PRECISIONS)
+        super().check()
+        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -89,37 +72,35 @@ class PretrainRun:
 _RESUMABLE_CHANGES = {"train.steps", "train.device", "train.precision"}
 
 
-def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool = True) -> Path:
+def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool = True,
+             allow_unverified: bool = False) -> Path:
     """Pre-train a model as `run` says, writing the run directory `out`; returns `out`.
 
     Everything that can be checked is checked before the directory is touched: the device, the
-    memory the sizes need, the dataset, the output path.
+    memory the sizes need, the dataset, the output path. `allow_unverified` resumes from checkpoints
+    that record no checksums.
     """
     out = Path(out)
     task = make_task(run.task)
     cfg = run.train
     device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
     check_fits(memory_estimate(run.model, task.vocab_size, task.context_len, cfg.batch_size, cfg.eval_samples),
                device, "pre-training", "reduce --batch-size, --eval-samples, the task's size or the model")
     data = make_data(task, run.task.data, cfg.seed, device)
     check(data.train_size is None or data.train_size >= cfg.batch_size,
           f"the dataset's train split has {data.train_size} rows, fewer than batch_size {cfg.batch_size}")
     tokenizer = task.tokenizer()  # saved beside every checkpoint
-    with runs.open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
-                           normalize=lambda saved: PretrainRun.from_dict(saved).to_dict()) as run_dir:
-        checkpoint = runs.resolve_checkpoint(out) if not run_dir.new and runs.checkpoint_steps(out) else None
+    with open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
+                      normalize=lambda saved: PretrainRun.from_dict(saved).to_dict()) as run_dir:
+        checkpoint = run_dir.resume_point()
         if checkpoint is None:
             model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, cfg.seed, device)
         else:
-            model = runs.load_checkpoint_model(checkpoint, run.model, device)
+            model = load_checkpoint_model(checkpoint, run.model, device, allow_unverified)
         optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, device, cfg.weight_decay, cfg.max_grad_norm)
-        step, loss_sum, loss_steps = 0, 0.0, 0
-        if checkpoint is not None:
-            state = runs.load_trainer_state(checkpoint, optimizer, data.generators)
-            step, loss_sum, loss_steps = state["step"], state["loss_sum"], state["loss_steps"]
-        if not run_dir.new:  # drop the records past the checkpoint: the resumed run writes them again
-            runs.truncate_metrics(out, step if checkpoint is not None else -1)
-        run_dir.step = step
+        state = run_dir.restore(checkpoint, optimizer, data.generators, allow_unverified)
+        step, loss_sum, loss_steps = run_dir.step, state.get("loss_sum", 0.0), state.get("loss_steps", 0)
         model.train()
 
         def log_eval(step: int, train_time: float, tokens: int, timed_steps: int) -> dict[str, Any]:
@@ -129,13 +110,13 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
                 record["epoch"] = step * cfg.batch_size / data.train_size
             if loss_steps:
                 record["train/loss"] = loss_sum / loss_steps
-            with autocast(device, cfg.precision):
+            with autocast(device, precision):
                 record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
                                    test_prompts=data.test_prompts)
             if tokens:
                 record["perf/tokens_per_s"] = tokens / train_time
                 record["perf/step_s"] = train_time / timed_steps
-            runs.append_metrics(out, record)
+            append_metrics(out, record)
             return record
 
         if step == 0:
@@ -145,7 +126,7 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
         while step < cfg.steps:
             t0 = time.perf_counter()
             batch = data.train_batch(step, cfg.batch_size)
-            with autocast(device, cfg.precision):
+            with autocast(device, precision):
                 loss, n_tokens = next_token_loss(model, batch.tokens, batch.loss_mask)
             loss.backward()  # flush the gradients as soon as we can, no need for this memory anymore
             loss_value = loss.item()
@@ -166,7 +147,7 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
                 timed_steps, train_time, tokens, loss_sum, loss_steps = 0, 0.0, 0, 0.0, 0
             if step % cfg.save_every == 0 or step == cfg.steps:
                 check_finite_weights(model, step, out)
-                runs.save_checkpoint(out, step, model, optimizer, data.generators,
+                save_checkpoint(out, step, model, optimizer, data.generators,
                                      {"samples_seen": step * cfg.batch_size, "loss_sum": loss_sum,
                                       "loss_steps": loss_steps}, tokenizer=tokenizer)
         bar.close()

@@ -2,22 +2,19 @@
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import tyro
 
-from rlntp.errors import check
-from rlntp.files import check_out_path
+from rlntp.cli.parsing import Flat
 from rlntp.theory import closed_forms as cf
-from rlntp.theory.data import MixtureConfig
-from rlntp.theory.experiments import EVAL_SAMPLES, check_run, pretrain_report, star_report
+from rlntp.theory.mixture import MixtureConfig
+from rlntp.theory.experiments import EVAL_SAMPLES, FIGURE_P_COTS, pretrain_report, star_report, write_figures
 from rlntp.theory.sgd import SGDConfig
 from rlntp.theory.star import StarConfig
 
-Flat = tyro.conf.arg(name="")  # a config dataclass whose fields become top-level --options
 Json = Annotated[bool, tyro.conf.arg(name="json")]
 
 GREEDY_SOLVED = 0.95
@@ -88,8 +85,7 @@ def star(mixture: Annotated[MixtureConfig, Flat], sgd: Annotated[SGDConfig, Flat
 
 
 def figure(out: Path, d: int = 20, sgd: Annotated[SGDConfig, Flat] = SGDConfig(), seed: int = 0,
-           p_cots: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.37, 0.4, 0.45, 0.5, 0.55, 0.6),
-           star_p_cots: tuple[float, ...] | None = None, rounds: int = 7,
+           p_cots: tuple[float, ...] = FIGURE_P_COTS, star_p_cots: tuple[float, ...] | None = None, rounds: int = 7,
            eval_samples: int = EVAL_SAMPLES) -> None:
     """Write the theory's two figures (PNG) into a directory: Theorem 1 and Theorem 2, simulation over closed form.
 
@@ -103,42 +99,17 @@ def figure(out: Path, d: int = 20, sgd: Annotated[SGDConfig, Flat] = SGDConfig()
         rounds: STaR rounds per mixture weight
         eval_samples: fresh inputs per evaluation
     """
-    from rlntp.theory.figures import plot_theorem1, plot_theorem2
-
     started = time.perf_counter()
-    check_out_path(out)
-    check(len(p_cots) > 0, "p_cots must list at least one mixture weight")
-    mixtures = [MixtureConfig(d, p) for p in p_cots]  # validates d and every weight before any work
-    star_p_cots = star_p_cots if star_p_cots is not None else tuple(sorted({1 / d, 0.1, 0.25}))
-    check(len(star_p_cots) > 0, "star_p_cots must list at least one mixture weight")
-    star_mixtures = [MixtureConfig(d, p) for p in star_p_cots]
-    star_config = StarConfig(rounds)
-    for m in mixtures + star_mixtures:
-        check_run(seed, eval_samples, m, sgd)
-
-    rows = [pretrain_report(m, sgd, seed, eval_samples) for m in mixtures]
-    out.mkdir(parents=True, exist_ok=True)
-    path1 = plot_theorem1(p_cots, rows, d, out / "theorem1_pretraining.png")
-    print(f"wrote {path1} ({time.perf_counter() - started:.0f} s)", flush=True)
-    tables = {m.p_cot: list(star_report(m, sgd, star_config, seed, eval_samples)) for m in star_mixtures}
-    path2 = plot_theorem2(tables, d, out / "theorem2_star.png")
-    print(f"wrote {path2} ({time.perf_counter() - started:.0f} s)")
+    paths, _ = write_figures(out, d, sgd, seed, p_cots, star_p_cots, rounds, eval_samples)
+    print(f"wrote {', '.join(map(str, paths))} ({time.perf_counter() - started:.0f} s)")
 
 
 def _cell(value: float | None, width: int) -> str:
     return f"{'-':>{width}s}" if value is None or math.isnan(value) else f"{value:{width}.4f}"
 
 
-COMMANDS = {"pretrain": pretrain, "star": star, "figure": figure}
+DESCRIPTION = "The linear autoregressive model of the paper's theory (§4, App. D), simulated beside its closed forms"
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run `rlntp theory <command>` on argv; bad input prints one `error: ...` line and exits with status 2."""
-    from rlntp.cli import run_commands
-
-    run_commands(COMMANDS, list(sys.argv[1:] if argv is None else argv), prog="rlntp theory",
-                 description="The linear autoregressive model of the paper's theory (§4, App. D)")
-
-
-if __name__ == "__main__":
-    main()
+def commands() -> dict:
+    return {"pretrain": pretrain, "star": star, "figure": figure}

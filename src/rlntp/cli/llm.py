@@ -3,17 +3,14 @@
 from pathlib import Path
 from typing import Annotated
 
-import tyro
-
-from rlntp.llm.data import DataConfig
-from rlntp.llm.evaluate import EvalOptions
-from rlntp.llm.grpo import GRPOOptions
-from rlntp.llm.sft import SFTOptions
-
-Flat = tyro.conf.arg(name="")
+from rlntp.cli.parsing import Flat
+from rlntp.llm.dataset import LLMDataConfig
+from rlntp.llm.evaluate import LLMEvalConfig
+from rlntp.llm.grpo import GRPOConfig
+from rlntp.llm.sft import SFTConfig
 
 
-def data(config: Annotated[DataConfig, Flat], out: Path) -> None:
+def data(config: Annotated[LLMDataConfig, Flat], out: Path) -> None:
     """GSM8K or MATH records -> the SFT and RL halves of a long/short mixture and the test split (Parquet).
 
     Each training target keeps its chain of thought with probability p_cot (seeded, per record).
@@ -23,9 +20,9 @@ def data(config: Annotated[DataConfig, Flat], out: Path) -> None:
         config: the records and the mixture
         out: the dataset directory to create (must not exist or be empty)
     """
-    from rlntp.llm.data import make_data
+    from rlntp.llm.dataset import make_dataset
 
-    manifest = make_data(config, out)
+    manifest = make_dataset(config, out)
     rows, long = manifest["rows"], manifest["long"]
     print(f"wrote {out}: sft {rows['sft']:,} rows ({long['sft']:,} long), rl {rows['rl']:,}, test {rows['test']:,}")
     for split, skipped in manifest["unsplittable"].items():
@@ -34,7 +31,7 @@ def data(config: Annotated[DataConfig, Flat], out: Path) -> None:
             print(f"left out {len(skipped)} {split} record(s) with no final answer to split off: rows {shown}")
 
 
-def sft(options: Annotated[SFTOptions, Flat], out: Path, quiet: bool = False) -> None:
+def sft(options: Annotated[SFTConfig, Flat], out: Path, quiet: bool = False) -> None:
     """Supervised fine-tuning on the SFT half with TRL's SFTTrainer; loss on the target only, a checkpoint per epoch.
 
     Rerunning the same command resumes from the last checkpoint. Launch on several GPUs with
@@ -52,7 +49,7 @@ def sft(options: Annotated[SFTOptions, Flat], out: Path, quiet: bool = False) ->
     print(f"SFT loss {first:.3f} -> {last:.3f}; checkpoints per epoch: {', '.join(done['checkpoints'].values())}")
 
 
-def grpo(options: Annotated[GRPOOptions, Flat], out: Path, quiet: bool = False) -> None:
+def grpo(options: Annotated[GRPOConfig, Flat], out: Path, quiet: bool = False) -> None:
     """GRPO with the stepwise reward (TRL's GRPOTrainer) from an SFT checkpoint on the RL half.
 
     Rerunning the same command resumes from the last checkpoint.
@@ -69,7 +66,7 @@ def grpo(options: Annotated[GRPOOptions, Flat], out: Path, quiet: bool = False) 
     print(f"GRPO: {len(rewards)} steps, mean reward {rewards[0]:.1f} -> {rewards[-1]:.1f}; run in {out}")
 
 
-def evaluate(options: Annotated[EvalOptions, Flat], out: Path) -> None:
+def evaluate(options: Annotated[LLMEvalConfig, Flat], out: Path) -> None:
     """Accuracy, mean length, long fraction and reward components of a model on the test split.
 
     Args:
@@ -83,4 +80,8 @@ def evaluate(options: Annotated[EvalOptions, Flat], out: Path) -> None:
     print(json.dumps(run_eval(options, out), indent=2))
 
 
-COMMANDS = {"data": data, "sft": sft, "grpo": grpo, "eval": evaluate}
+DESCRIPTION = "Pretrained LLMs on GSM8K/MATH mixtures: data, SFT, GRPO, evaluation (pip install 'rlntp[llm]')"
+
+
+def commands() -> dict:
+    return {"data": data, "sft": sft, "grpo": grpo, "eval": evaluate}

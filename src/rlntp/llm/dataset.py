@@ -28,7 +28,7 @@ def split_path(data_dir: Path, split: str) -> Path:
 
 
 @dataclass(frozen=True)
-class DataConfig(Config):
+class LLMDataConfig(Config):
     """Which records, and how the mixture is drawn from them."""
 
     dataset: str = "gsm8k"
@@ -80,7 +80,7 @@ def load_records(source: str, split: str, config_name: str | None, fmt: Dataset)
     return loaded.to_list()
 
 
-def make_data(config: DataConfig, out: Path) -> dict[str, Any]:
+def make_dataset(config: LLMDataConfig, out: Path) -> dict[str, Any]:
     """Write the mixture's halves and the test split to `out` (a new directory); returns the manifest."""
     import datasets
 

@@ -1,0 +1,40 @@
+"""`rlntp data ...`: task datasets on disk (multiplication, paper App. B.2)."""
+
+from pathlib import Path
+
+DESCRIPTION = "Datasets on disk: n x n multiplication pairs, generated or imported from the public text files"
+
+
+def mult(digits: int = 4, p_cot: float = 0.25, train: int = 808_000, valid: int = 1000, test: int = 1000,
+              seed: int = 0, out: Path = Path("data/mult"), from_text: tuple[str, ...] = ()) -> None:
+    """Make a multiplication dataset: distinct n-digit operand pairs, no pair in two splits (paper App. B.2).
+
+    Writes train/valid/test Parquet files (`datasets.load_dataset("parquet", data_dir=OUT)` reads them),
+    a manifest of how they were made and the word-level tokenizer. Each training row keeps its chain
+    of thought with probability p_cot; valid and test rows keep theirs. Same options, same bytes.
+
+    Args:
+        digits: digits n of each operand (2 .. 9)
+        p_cot: probability that a training row keeps its chain of thought
+        train: training pairs to draw (paper: 808,000)
+        valid: validation pairs to draw
+        test: test pairs to draw (paper: 1,000)
+        seed: seed of the pairs and of the long/short decisions
+        out: the dataset directory to create (must not exist or be empty)
+        from_text: import splits from public text files of Deng et al. instead of drawing them,
+            as SPLIT=FILE (e.g. train=4_by_4_mult/train.txt test=4_by_4_mult/test_bigbench.txt)
+    """
+    from rlntp.errors import check
+    from rlntp.data import make_mult_dataset
+
+    files = {}
+    for item in from_text:
+        split, sep, path = item.partition("=")
+        check(bool(sep) and bool(path), f"--from-text takes SPLIT=FILE (train, valid or test), got {item!r}")
+        files[split] = Path(path)
+    make_mult_dataset(out, digits, p_cot, {"train": train, "valid": valid, "test": test}, seed, files)
+    print(f"wrote {out}")
+
+
+def commands() -> dict:
+    return {"mult": mult}

@@ -1,0 +1,87 @@
+"""`rlntp reproduce NAME|all`: one command per recipe of the registry (`rlntp.experiments`), and all of them."""
+
+from pathlib import Path
+from typing import Annotated
+
+from rlntp.cli.parsing import Flat
+from rlntp.sweeps.executors import ExecutorConfig
+
+DESCRIPTION = ("The paper's figures as recipes: runs, figures, summary tables and the paper's numbers beside ours; "
+               "rerunning a recipe's command resumes it")
+RERUN_HINT = "rerun the same command to continue"
+
+
+def commands() -> dict:
+    from rlntp.experiments import recipes
+
+    found = {name: _command(module) for name, module in recipes().items()}
+    return found | {"all": reproduce_all}
+
+
+def _command(module):
+    """The command of one recipe: its help from the recipe's declaration, its defaults from its presets."""
+    from rlntp.experiments import is_sweep
+
+    recipe = module.RECIPE
+    default = next(iter(recipe.presets))
+
+    def run(out: Path, preset: str, device: str, quiet: bool, executor: ExecutorConfig | None = None) -> None:
+        from rlntp.devices import resolve_device
+        from rlntp.experiments import reproduce
+
+        if is_sweep(module):
+            resolve_device(device)
+        summary = reproduce(recipe.name, preset, out, device, executor, progress=not quiet)
+        if summary:  # an `accelerate launch`'s secondary processes report nothing
+            print(summary)
+            print(f"wrote {out}: " + ", ".join(sorted(p.name for p in out.glob("*.png")) + ["summary.txt",
+                                                                                         "report.json"]))
+
+    if is_sweep(module):
+        def command(executor: Annotated[ExecutorConfig, Flat], out: Path = Path(f"runs/{recipe.name}"),
+                    preset: str = default, device: str = "auto", quiet: bool = False) -> None:
+            run(out, preset, device, quiet, executor)
+    else:
+        def command(out: Path = Path(f"runs/{recipe.name}"), preset: str = default, device: str = "auto",
+                    quiet: bool = False) -> None:
+            run(out, preset, device, quiet)
+
+    presets = "; ".join(f"{name} ({text})" for name, text in recipe.presets.items())
+    executor_help = "\n        executor: where runs execute and how many at once" if is_sweep(module) else ""
+    command.__name__ = command.__qualname__ = recipe.name
+    command.__doc__ = f"""{recipe.title}.
+
+    Args:{executor_help}
+        out: the recipe's directory: its runs, results, figures (PNG), summary.txt and report.json
+        preset: {presets}
+        device: cpu, cuda, cuda:N or auto
+        quiet: no progress bars
+    """
+    return command
+
+
+def reproduce_all(executor: Annotated[ExecutorConfig, Flat], out: Path = Path("runs/all"), preset: str = "cpu",
+                  device: str = "auto", quiet: bool = False) -> None:
+    """Every recipe of `reproduce all` (the parity figures and the theory) into OUT/NAME, and OUT/report.html.
+
+    Rerunning the same command resumes: finished recipes are skipped, a killed one continues.
+
+    Args:
+        executor: where runs execute and how many at once
+        out: directory holding one directory per recipe, and report.html
+        preset: cpu or paper (the paper's sizes, for GPUs)
+        device: cpu, cuda, cuda:N or auto
+        quiet: no progress bars
+    """
+    from rlntp.devices import resolve_device
+    from rlntp.errors import check
+    from rlntp.experiments import recipes, reproduce_all as run_all
+    from rlntp.sweeps.executors import check_executor
+
+    resolve_device(device)
+    check_executor(executor)
+    chosen = {name: module for name, module in recipes().items() if module.RECIPE.in_all}
+    for name, module in chosen.items():  # every preset must exist before the first recipe starts
+        check(preset in module.PRESETS, f"recipe {name} has no preset {preset!r}; its presets: "
+              + ", ".join(module.PRESETS))
+    print(run_all(preset, out, device, executor, progress=not quiet))

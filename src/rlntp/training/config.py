@@ -1,0 +1,44 @@
+"""The options pre-training and RL post-training share: optimization, seeds, evaluation and saving cadence,
+device and precision. Each stage's config derives from `StageConfig` and sets its own defaults."""
+
+from dataclasses import dataclass
+
+from rlntp.config import Config
+from rlntp.devices import check_precision
+from rlntp.errors import check
+from rlntp.training.optim import check_optimizer
+
+
+@dataclass(frozen=True)
+class StageConfig(Config):
+    """Optimization and bookkeeping of a training stage."""
+
+    steps: int = 1
+    """optimizer steps, each on a fresh batch (with a dataset: the next batch of its epochs; STaR: rounds)"""
+    lr: float = 1e-3
+    """learning rate"""
+    optimizer: str = "adam"
+    """adam (paper, parity) or adamw (paper, multiplication)"""
+    weight_decay: float = 0.0
+    """adamw: decoupled weight decay (torch's default is 0.01)"""
+    max_grad_norm: float | None = None
+    """clip the gradient norm to this before every step (paper, multiplication: 1.0); default: no clipping"""
+    seed: int = 0
+    """seeds the initialization or rollouts, the training data and the evaluation inputs"""
+    eval_every: int = 1
+    """evaluate every this many steps (and at step 0 and the last step)"""
+    eval_samples: int = 1
+    """inputs per evaluation, fresh or the first of the dataset's test split (paper: 2,560; in RL 640)"""
+    save_every: int = 1
+    """checkpoint every this many steps (and at the last step); all checkpoints are kept"""
+    device: str = "auto"
+    """cpu, cuda, cuda:N, or auto (CUDA when available)"""
+    precision: str = "fp32"
+    """fp32, bf16 (forward passes, rollouts too, under bfloat16 autocast; weights and optimizer stay float32),
+    or auto (bf16 on a CUDA GPU that has it, else fp32)"""
+
+    def check(self) -> None:
+        for name in ("steps", "eval_every", "eval_samples", "save_every"):
+            check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        check_optimizer(self.optimizer, self.lr, self.weight_decay, self.max_grad_norm)
+        check_precision(self.precision)
