@@ -26,7 +26,7 @@ import torch
 
 from rlntp.devices import seeded_generator
 from rlntp.errors import ConfigError, check
-from rlntp.files import check_new_dir, sha256_file
+from rlntp.files import check_new_dir, read_text_file, sha256_file
 from rlntp.memory import check_fits
 from rlntp.tasks.base import LONG, SHORT, Sequences, Task
 from rlntp.tasks.multiplication import MultiplicationTask, draw_pairs
@@ -205,20 +205,25 @@ class FixedData:
 def read_mult_text(task: MultiplicationTask, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(pairs (k, 2), long (k,)) of a public text file, one sequence per line, each checked byte for byte.
 
-    ConfigError naming the file and line for anything that is not exactly this task's format.
+    ConfigError naming the file and line for anything that is not exactly this task's format, with the
+    cause where it is one a text editor hides (a byte-order mark, Windows line ends, trailing spaces).
     """
-    try:
-        lines = Path(path).read_bytes().decode("utf-8").split("\n")
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path} is not UTF-8 text (byte {e.start})") from e
+    text = read_text_file(path)
+    if text.startswith("\ufeff"):
+        raise ConfigError(f"{path} starts with a byte-order mark (U+FEFF); save it as UTF-8 without one")
+    lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     if not lines:
         raise ConfigError(f"{path} has no lines")
     parsed = []
     for number, line in enumerate(lines, 1):
+        if line.endswith("\r"):
+            raise ConfigError(f"{path} line {number} ends in a carriage return (Windows line ends); convert the file "
+                              "to Unix line ends (e.g. dos2unix)")
+        if line != line.rstrip():
+            raise ConfigError(f"{path} line {number} ends in {len(line) - len(line.rstrip())} space(s) the format "
+                              "does not have; remove trailing whitespace")
         try:
             parsed.append(task.parse_prompt(line))
         except ConfigError as e:

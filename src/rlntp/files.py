@@ -113,11 +113,14 @@ def is_rlntp_output(path: Path) -> bool:
     return False
 
 
-def check_output(path: Path, option: str = "--out") -> Path:
-    """ConfigError unless a file can be written at `path`: nothing is there, or a file rlntp wrote earlier."""
+def check_output(path: Path, option: str = "--out", suffix: str | None = None) -> Path:
+    """ConfigError unless a file (named `*suffix`) can be written at `path`: nothing is there, or a file rlntp
+    wrote earlier."""
     path = Path(path)
     if str(path) == "" or path.is_dir():
         raise ConfigError(f"{option} {path} is a directory; name the file to write")
+    if suffix is not None and path.suffix != suffix:
+        raise ConfigError(f"{option} {path}: name a {suffix} file")
     if path.exists() and not is_rlntp_output(path):
         raise ConfigError(f"{path} exists and was not written by rlntp, which never overwrites such a file; "
                           f"move it away or choose another {option}")
@@ -140,3 +143,33 @@ def save_figure(fig, path: Path, dpi: int = 120, option: str = "--out") -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": GENERATOR})
     return write_output(path, buffer.getvalue(), option)
+
+
+LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+
+
+def read_text_file(path: Path) -> str:
+    """The UTF-8 text of a data file; ConfigError naming the cause if it is a Git LFS pointer, unreadable or not UTF-8."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from e
+    check_not_lfs_pointer(path, data)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {e.start})") from e
+
+
+def check_not_lfs_pointer(path: Path, head: bytes | None = None) -> None:
+    """ConfigError if the file at `path` is a Git LFS pointer (a few lines standing in for the real file)."""
+    if head is None:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(LFS_POINTER))
+        except OSError:
+            return
+    if head.startswith(LFS_POINTER):
+        raise ConfigError(f"{path} is a Git LFS pointer, not the data itself; fetch the file (git lfs pull in its "
+                          "repository, or download it from the hub's file page) and pass that")

@@ -25,7 +25,7 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
-    out = check_output(Path(out) if out else run_dir / "plot.png")
+    out = check_output(Path(out) if out else run_dir / "plot.png", suffix=".png")
     task_config, model_config = read_task_and_model(run_dir)
     task = make_task(task_config)
     keys = EVAL_KEYS + (("rl_samples",) if config["stage"] == "posttrain" else ("samples_seen",))

@@ -181,7 +181,7 @@ def write_report(root: Path, out: Path | None = None) -> Path:
     sections = find_sections(root)
     check(len(sections) > 0, f"{root} holds no reproduction (no report.json within {MAX_DEPTH} levels); "
                              "pass the --out directory of `rlntp reproduce`")
-    out = check_output(Path(out) if out is not None else root / "report.html")
+    out = check_output(Path(out) if out is not None else root / "report.html", suffix=".html")
     page_dir = out.parent.resolve()
     sections = [s.resolve() for s in sections]
     records = [_read(s) for s in sections]

@@ -31,6 +31,8 @@ def mult(digits: int = 4, p_cot: float = 0.25, train: int = 808_000, valid: int 
     for item in from_text:
         split, sep, path = item.partition("=")
         check(bool(sep) and bool(path), f"--from-text takes SPLIT=FILE (train, valid or test), got {item!r}")
+        check(split not in files, f"--from-text names the {split} split twice ({files.get(split)} and {path}); "
+              "give one file per split")
         files[split] = Path(path)
     make_mult_dataset(out, digits, p_cot, {"train": train, "valid": valid, "test": test}, seed, files)
     print(f"wrote {out}")

@@ -160,7 +160,6 @@ def sweep(file: tyro.conf.Positional[Path], out: Path, executor: Annotated[Execu
         max_runs: refuse a sweep that expands to more runs than this
     """
     from rlntp.devices import resolve_device
-    from rlntp.files import atomic_write_text
     from rlntp.runs.dirs import open_sweep_dir, read_status
     from rlntp.sweeps.engine import new_status, run_sweep, status_report
     from rlntp.sweeps.executors import check_executor
@@ -177,7 +176,6 @@ def sweep(file: tyro.conf.Positional[Path], out: Path, executor: Annotated[Execu
     resolve_device(device)
     check_executor(executor)
     with open_sweep_dir(out, new_status(spec, str(file))):
-        atomic_write_text(out / "sweep.json", json.dumps(spec, indent=2) + "\n")
         results = run_sweep(jobs, out, executor, spec, str(file), progress=not quiet)
     print(f"{len(jobs)} runs done; wrote {results}")
 

@@ -32,7 +32,7 @@ from typing import Any
 from rlntp.errors import check_choice
 from rlntp.files import atomic_write_text
 
-REPORT, SUMMARY, SWEEP = "report.json", "summary.txt", "sweep.json"
+REPORT, SUMMARY = "report.json", "summary.txt"
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,6 @@ def _run_sweep(module, spec: dict, jobs: list, out: Path, executor, progress: bo
 
     if hasattr(module, "prepare"):
         module.prepare(preset, spec, out, progress)
-    atomic_write_text(out / SWEEP, json.dumps(spec, indent=2) + "\n")
     run_sweep(jobs, out, executor, spec, f"recipe {module.RECIPE.name}, preset {preset}", progress)
     table = pd.read_parquet(out / RESULTS)
     return module.report(table, spec, out), (module.paper(table) if hasattr(module, "paper") else [])

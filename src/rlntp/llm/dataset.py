@@ -15,7 +15,7 @@ from typing import Any
 
 from rlntp.config import Config
 from rlntp.errors import ConfigError, check
-from rlntp.files import atomic_write_text, check_new_dir
+from rlntp.files import atomic_write_text, check_new_dir, check_not_lfs_pointer, read_text_file
 from rlntp.tasks.math_text import Dataset, check_columns, dataset_format, make_mixture
 
 SPLITS = ("sft", "rl", "test")
@@ -56,17 +56,17 @@ class LLMDataConfig(Config):
 
 
 def load_records(source: str, split: str, config_name: str | None, fmt: Dataset) -> list[dict[str, Any]]:
-    """The records of `source` (a local file, or a hub dataset's `split`) as dicts; their columns checked first."""
-    import datasets
-
+    """The records of `source` (a local file, or a hub dataset's `split`) as dicts; their columns and the types of
+    the question and solution fields checked (one line naming the file and record otherwise)."""
     path = Path(source)
-    builders = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
     if path.exists():
-        check(path.is_file() and path.suffix in builders,
-              f"{source} is not a .jsonl, .json or .parquet file of {fmt.name} records")
-        loaded = datasets.load_dataset(builders[path.suffix], data_files=str(path), split="train")
+        check(path.is_file() and path.suffix in LOCAL_FORMATS,
+              f"{source} is not a {', '.join(LOCAL_FORMATS)} file of {fmt.name} records")
+        records = _read_local(path)
     else:
-        check(path.suffix not in builders, f"no such file: {source}")
+        import datasets
+
+        check(path.suffix not in LOCAL_FORMATS, f"no such file: {source}")
         if config_name is None and source == "openai/gsm8k":
             config_name = "main"
         try:
@@ -76,8 +76,51 @@ def load_records(source: str, split: str, config_name: str | None, fmt: Dataset)
             raise ConfigError(f"cannot load {source!r} ({split}) from the Hugging Face hub: {reason}; without network "
                               f"access, download it elsewhere and pass a local file with columns "
                               f"{fmt.question!r}, {fmt.solution!r}: --source path/to/{split}.jsonl") from None
-    check_columns(fmt, list(loaded.column_names), source)
-    return loaded.to_list()
+        records = loaded.to_list()
+    check(len(records) > 0, f"{source} holds no records")
+    check_columns(fmt, sorted({key for record in records for key in record}), source)
+    for number, record in enumerate(records, 1):
+        for name in (fmt.question, fmt.solution):
+            value = record.get(name)
+            check(isinstance(value, str), f"{source}, record {number}: {name!r} is "
+                  f"{'missing' if value is None else type(value).__name__}, not text")
+    return records
+
+
+LOCAL_FORMATS = (".jsonl", ".json", ".parquet")
+
+
+def _read_local(path: Path) -> list[dict[str, Any]]:
+    """The records of a local JSON Lines, JSON (a list of objects) or Parquet file."""
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        check_not_lfs_pointer(path)
+        try:
+            return pq.read_table(path).to_pylist()
+        except (pa.ArrowException, OSError) as e:
+            raise ConfigError(f"{path} is not a readable Parquet file ({str(e).splitlines()[0]})") from None
+    text = read_text_file(path)
+    if path.suffix == ".json":
+        try:
+            records = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"{path} is not valid JSON ({e})") from None
+        check(isinstance(records, list) and all(isinstance(r, dict) for r in records),
+              f"{path} must hold a JSON list of records (objects); for one record per line, name it .jsonl")
+        return records
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            raise ConfigError(f"{path}, line {number}: not a JSON record ({e})") from None
+        check(isinstance(record, dict), f"{path}, line {number}: not a JSON object")
+        records.append(record)
+    return records
 
 
 def make_dataset(config: LLMDataConfig, out: Path) -> dict[str, Any]:

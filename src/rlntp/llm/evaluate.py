@@ -104,8 +104,7 @@ def run_eval(options: LLMEvalConfig, out: Path) -> dict[str, Any]:
     from rlntp.llm.dataset import read_split
 
     out, responses_file = Path(out), Path(out).with_suffix(".responses.jsonl")
-    check(out.suffix == ".json", f"--out {out}: name a .json file (the responses go beside it, {responses_file.name})")
-    check_output(out)
+    check_output(out, suffix=".json")
     check(not responses_file.exists() or is_rlntp_output(out),
           f"{responses_file} exists and was not written by rlntp; move it away or choose another --out")
     check_causal_lm(options.model)

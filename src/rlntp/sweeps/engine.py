@@ -42,7 +42,7 @@ from rlntp.sweeps.spec import Job
 from rlntp.training.posttrain import PosttrainRun
 from rlntp.training.pretrain import PretrainRun
 
-RUNS, RESULTS = "runs", "results.parquet"
+RUNS, RESULTS, SWEEP = "runs", "results.parquet", "sweep.json"
 STATES = ("done", "running", "failed", "damaged", "changed", "skipped", "partial", "pending")
 """damaged: its files cannot be read; changed: its config differs from the sweep file's; partial: started and
 stopped before its last step (a rerun resumes it); pending: not started"""
@@ -77,7 +77,8 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
               progress: bool = True) -> Path:
     """Run every job not yet finished under `out` (claimed by the caller); write status.json and results.parquet.
 
-    `spec` and `file` identify the sweep (its contents and where they came from). Returns the results
+    `spec` and `file` identify the sweep (its contents, written to sweep.json once its runs are checked, and
+    where they came from). Returns the results
     table's path. RunDirError before anything runs if a run's config differs from its job's;
     SweepFailed (after every other run finished) if any run failed; SweepInterrupted on Ctrl-C or
     SIGTERM (the runs in flight are stopped and resume on a rerun).
@@ -91,6 +92,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
         name, error = changed[0]
         raise RunDirError(f"{out / RUNS / name} {error}; a changed sweep needs another --out (its finished runs stay "
                           f"as they are)" + (f"; {len(changed) - 1} more runs differ" if len(changed) > 1 else ""))
+    atomic_write_text(out / SWEEP, json.dumps(spec, indent=2) + "\n")
     status = read_status(out) or new_status(spec, file)
     here = sweep_id(spec)
     status["sweeps"] = {**status.get("sweeps", {}), here: file}

@@ -9,6 +9,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -186,8 +187,12 @@ class RayExecutor:
         self._started = not ray.is_initialized()
         if self._started:
             local = address is None and "RAY_ADDRESS" not in os.environ
-            ray.init(address=address, num_cpus=local_cpus if local else None, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
+            try:
+                ray.init(address=address, num_cpus=local_cpus if local else None, include_dashboard=False,
+                         log_to_driver=False, configure_logging=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise UserError(f"cannot connect to Ray{f' at {address}' if address else ''}: {reason}") from None
         self._remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=1)(execute)
         self.threads = cpus
         resources = ray.cluster_resources()
@@ -230,6 +235,22 @@ def check_executor(config: ExecutorConfig) -> None:
             import ray  # noqa: F401
         except ImportError:
             raise UserError("--executor ray needs the ray package: pip install 'rlntp[ray]'") from None
+        address = config.address or os.environ.get("RAY_ADDRESS")
+        if address and address != "auto":
+            _check_reachable(address)
+
+
+def _check_reachable(address: str) -> None:
+    """UserError in seconds if nothing listens at a Ray address (HOST:PORT or ray://HOST:PORT); Ray itself would
+    retry for minutes, printing a warning each time."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise UserError(f"cannot reach the Ray cluster at {address} ({e.strerror or e}); start it (ray start --head) "
+                        "or pass its address") from None
 
 
 def make_executor(config: ExecutorConfig, progress: bool = False):

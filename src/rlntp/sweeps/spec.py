@@ -181,6 +181,9 @@ def expand(spec: dict[str, Any], device: str = "auto", where: str = "sweep", bas
             fail(f"{where_group}.from_steps", f"must be a non-empty list of checkpoint steps (or \"last\"), "
                  f"got {from_steps!r}")
         sources = _sources(jobs, body.get("where", {}), f"{where_group}.where", fail)
+        for key in ("post", "axes"):
+            if not isinstance(body.get(key, {}), dict):
+                fail(f"{where_group}.{key}", "must be a table")
         seeded = "seed" in body.get("post", {}) or any("post.seed" in key for key in body.get("axes", {}))
         for own in _points(body.get("axes", {}), POSTTRAIN_SECTIONS, where_group, fail):
             for source in sources:

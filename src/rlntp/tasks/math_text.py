@@ -55,30 +55,57 @@ def split_gsm8k(solution: str) -> tuple[str, str] | None:
     return cot.strip(), answer.strip()
 
 
+def _closing(text: str, begin: int) -> int | None:
+    """The index of the `}` closing the group whose `{` ends just before `begin`; None if it never closes.
+
+    A backslash escapes the character after it, so `\\{` is an escaped brace and `\\\\}` a line break
+    followed by a closing one.
+    """
+    depth, i = 0, begin
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            if depth == 0:
+                return i
+            depth -= 1
+        i += 1
+    return None
+
+
 def boxed(text: str) -> list[tuple[int, str]]:
-    """(start, content) of every closed `\\boxed{...}` in `text`, braces counted (escaped ones `\\{` skipped).
+    """(start, content) of every closed `\\boxed{...}` in `text`, nested ones included, braces counted.
 
     A lazy regex would stop at the first `}` and truncate `\\boxed{\\frac{1}{2}}` to `\\frac{1`.
     """
     found = []
     for match in re.finditer(r"\\boxed\{", text):
-        depth, start, begin = 0, match.start(), match.end()
-        for i in range(begin, len(text)):
-            if text[i] == "{" and text[i - 1] != "\\":
-                depth += 1
-            elif text[i] == "}" and text[i - 1] != "\\":
-                if depth == 0:
-                    found.append((start, text[begin:i]))
-                    break
-                depth -= 1
+        end = _closing(text, match.end())
+        if end is not None:
+            found.append((match.start(), text[match.end():end]))
     return found
 
 
 def last_boxed(text: str) -> tuple[int, str] | None:
-    """(start, content) of the last `\\boxed{...}` in `text`; None if there is none or it never closes."""
-    start = text.rfind("\\boxed{")
-    closed = boxed(text[start:]) if start >= 0 else []
-    return (start, closed[0][1]) if closed else None
+    """(start, content) of the last outermost `\\boxed{...}` in `text`, boxes around its whole content unwrapped
+    (`\\boxed{\\boxed{x}}` holds x); None if there is none or the last one never closes."""
+    last, end = None, 0
+    for match in re.finditer(r"\\boxed\{", text):
+        if match.start() < end:  # inside the box before it
+            continue
+        close = _closing(text, match.end())
+        if close is None:
+            return None
+        last, end = (match.start(), text[match.end():close]), close + 1
+    if last is None:
+        return None
+    start, content = last
+    while (inner := boxed(content.strip())) and inner[0][0] == 0 and len(inner[0][1]) + 8 == len(content.strip()):
+        content = inner[0][1]
+    return start, content
 
 
 def split_math(solution: str) -> tuple[str, str] | None:
