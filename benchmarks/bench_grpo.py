@@ -38,15 +38,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from measure import MB, StepMemory, clock, step_peak  # noqa: E402 (benchmarks/, the script's directory)
 from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
-from transformers import (AutoModelForCausalLM, PreTrainedTokenizerFast, TrainerCallback,  # noqa: E402
-                          logging as hf_logging)
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, TrainerCallback  # noqa: E402
+from transformers import logging as hf_logging
 from transformers.trainer_callback import PrinterCallback, ProgressCallback  # noqa: E402
 
-from rlntp.runs import checkpoints  # noqa: E402
 from rlntp.devices import seeded_generator  # noqa: E402
 from rlntp.evaluation import evaluate  # noqa: E402
 from rlntp.models import HFCausalLM, ModelConfig, load_model  # noqa: E402
+from rlntp.runs import checkpoints  # noqa: E402
 from rlntp.tasks import TaskConfig  # noqa: E402
 from rlntp.tasks.parity import EOS, TOKEN_NAMES, ParityTask  # noqa: E402
 from rlntp.training.grpo import grpo_update  # noqa: E402
@@ -54,8 +55,6 @@ from rlntp.training.posttrain import PosttrainConfig  # noqa: E402
 from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain  # noqa: E402
 from rlntp.training.rewards import compute_reward  # noqa: E402
 from rlntp.training.rollout import sample_rollouts  # noqa: E402
-
-from measure import MB, StepMemory, clock, step_peak  # noqa: E402 (benchmarks/, the script's directory)
 
 try:  # the benchmark's only extra dependency
     import trl

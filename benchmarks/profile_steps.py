@@ -20,11 +20,12 @@ import statistics
 from pathlib import Path
 
 import torch
+from measure import clock  # benchmarks/, the script's directory
 from torch.profiler import ProfilerActivity, profile
 
-from rlntp.runs import checkpoints, dirs
 from rlntp.devices import seeded_generator
 from rlntp.models import ModelConfig, build_model, load_model
+from rlntp.runs import checkpoints, dirs
 from rlntp.tasks.parity import ParityTask
 from rlntp.training.grpo import clipped_surrogate, group_advantages
 from rlntp.training.losses import next_token_loss, token_logprobs
@@ -32,8 +33,6 @@ from rlntp.training.posttrain import PosttrainConfig
 from rlntp.training.reinforce import reinforce_update
 from rlntp.training.rollout import sample_rollouts
 from rlntp.training.star import star_update
-
-from measure import clock  # benchmarks/, the script's directory
 
 DEVICE = torch.device("cpu")  # --device
 

@@ -6,10 +6,10 @@ import copy
 import pytest
 import torch
 
-from rlntp.runs import checkpoints, dirs, metrics
 from rlntp.cli import main
 from rlntp.generation import generate
 from rlntp.models import ModelConfig, build_model, load_model
+from rlntp.runs import checkpoints, dirs, metrics
 from rlntp.tasks.parity import ParityTask
 from rlntp.training.losses import token_logprobs
 from rlntp.training.rollout import sample_rollouts

@@ -10,8 +10,8 @@ import json
 import pytest
 import torch
 
-from rlntp.runs import metrics
 from rlntp.cli import main
+from rlntp.runs import metrics
 
 D = 12
 SMALL_GPT2 = ["--width", "64", "--layers", "2", "--heads", "4", "--device", "cpu", "--quiet"]

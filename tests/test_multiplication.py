@@ -12,11 +12,10 @@ import pytest
 import torch
 
 from rlntp.cli import main
-from rlntp.data import load_dataset, make_data
+from rlntp.data import load_dataset, make_data, make_mult_dataset, read_mult_text
 from rlntp.errors import ConfigError
 from rlntp.tasks import TaskConfig, make_task
 from rlntp.tasks.base import LONG, SHORT
-from rlntp.data import make_mult_dataset, read_mult_text
 from rlntp.tasks.multiplication import ANSWER, EOS, MultiplicationTask
 from rlntp.training.rewards import compute_reward
 

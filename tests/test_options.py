@@ -6,13 +6,12 @@ would begin, and still nothing may have been written.
 """
 
 import dataclasses
+import importlib
 import inspect
 import typing
 from pathlib import Path, PurePath
 
 import pytest
-
-import importlib
 
 from rlntp import cli
 from rlntp.cli import stages
@@ -110,7 +109,8 @@ def _tree(path: Path) -> dict[str, int]:
 
 def test_every_option_of_every_command_refuses_bad_values(source_run, tmp_path, monkeypatch, capsys):
     from rlntp import data, evaluation, plots, report
-    from rlntp.llm import common as llm_common, dataset as llm_data
+    from rlntp.llm import common as llm_common
+    from rlntp.llm import dataset as llm_data
     from rlntp.runs import dirs
     from rlntp.theory import experiments
     from rlntp.training import posttrain, pretrain

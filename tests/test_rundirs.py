@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlntp.runs import checkpoints, dirs, metrics
 from rlntp.cli import main
 from rlntp.errors import Diverged, RunDirError
+from rlntp.runs import checkpoints, dirs, metrics
 from rlntp.runs.dirs import LOCK
 from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain
 

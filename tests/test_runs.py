@@ -7,9 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlntp.runs import checkpoints, metrics
 from rlntp.errors import CheckpointError, RunDirError
 from rlntp.models import ModelConfig
+from rlntp.runs import checkpoints, metrics
 from rlntp.tasks import TaskConfig
 from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain
 

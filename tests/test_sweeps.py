@@ -6,11 +6,11 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import tomllib
 
 from rlntp.cli import main
 from rlntp.sweeps.engine import new_status

@@ -8,10 +8,18 @@ import numpy as np
 import pytest
 import torch
 
+from rlntp.cli import main as rlntp_main
 from rlntp.tasks.parity import LONG, SHORT, ParityTask
 from rlntp.theory import closed_forms as cf
-from rlntp.cli import main as rlntp_main
-from rlntp.theory.mixture import MixtureConfig, Sequences, cot_reward, is_correct, sample_inputs, sample_mixture, to_tokens
+from rlntp.theory.mixture import (
+    MixtureConfig,
+    Sequences,
+    cot_reward,
+    is_correct,
+    sample_inputs,
+    sample_mixture,
+    to_tokens,
+)
 from rlntp.theory.model import LinearAR, parameter_mask
 from rlntp.theory.sgd import SGDConfig, fit, loss_gradient
 

@@ -13,7 +13,6 @@ from rlntp.runs.dirs import read_config, read_task_and_model  # noqa: E402
 from rlntp.runs.metrics import METRICS, read_metrics  # noqa: E402
 from rlntp.tasks import make_task  # noqa: E402
 
-
 EVAL_KEYS = ("eval/greedy_acc", "eval/sampled_acc", "eval/greedy_long_frac", "eval/sampled_long_frac")
 """What every metrics record of a run holds and the run figure draws."""
 

@@ -47,7 +47,7 @@ def usage() -> str:
         group = importlib.import_module(f"rlntp.cli.{name}")
         lines[name] = f"{group.DESCRIPTION} (rlntp {name} --help)"
     width = max(map(len, lines))
-    return "\n".join([f"usage: rlntp COMMAND [OPTIONS]    (rlntp COMMAND --help: its options)", "", DESCRIPTION, "",
+    return "\n".join(["usage: rlntp COMMAND [OPTIONS]    (rlntp COMMAND --help: its options)", "", DESCRIPTION, "",
                       "commands:", *(f"  {name:{width}s}  {line}" for name, line in lines.items())])
 
 

@@ -24,8 +24,8 @@ def mult(digits: int = 4, p_cot: float = 0.25, train: int = 808_000, valid: int 
         from_text: import splits from public text files of Deng et al. instead of drawing them,
             as SPLIT=FILE (e.g. train=4_by_4_mult/train.txt test=4_by_4_mult/test_bigbench.txt)
     """
-    from rlntp.errors import check
     from rlntp.data import make_mult_dataset
+    from rlntp.errors import check
 
     files = {}
     for item in from_text:

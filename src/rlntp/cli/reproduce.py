@@ -75,7 +75,8 @@ def reproduce_all(executor: Annotated[ExecutorConfig, Flat], out: Path = Path("r
     """
     from rlntp.devices import resolve_device
     from rlntp.errors import check
-    from rlntp.experiments import recipes, reproduce_all as run_all
+    from rlntp.experiments import recipes
+    from rlntp.experiments import reproduce_all as run_all
     from rlntp.sweeps.executors import check_executor
 
     resolve_device(device)

@@ -62,7 +62,8 @@ def pretrain(task: Annotated[TaskConfig, Flat], model: Annotated[ModelConfig, Fl
         quiet: no progress bar
         allow_unverified: resume from a checkpoint that records no checksums (its files are not verified)
     """
-    from rlntp.training.pretrain import PretrainRun, pretrain as run_pretrain
+    from rlntp.training.pretrain import PretrainRun
+    from rlntp.training.pretrain import pretrain as run_pretrain
 
     run_pretrain(PretrainRun(task, model, train), out, resume=resume, progress=not quiet,
                  allow_unverified=allow_unverified)
@@ -83,7 +84,8 @@ def posttrain(post: Annotated[PosttrainConfig, Flat], from_: Annotated[Path, tyr
         quiet: no progress bar
         allow_unverified: start (or resume) from checkpoints that record no checksums (their files are not verified)
     """
-    from rlntp.training.posttrain import PosttrainRun, posttrain as run_posttrain
+    from rlntp.training.posttrain import PosttrainRun
+    from rlntp.training.posttrain import posttrain as run_posttrain
 
     run_posttrain(PosttrainRun.starting_from(from_, step, post), out, resume=resume, progress=not quiet,
                   allow_unverified=allow_unverified)

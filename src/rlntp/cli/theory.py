@@ -10,8 +10,8 @@ import tyro
 
 from rlntp.cli.parsing import Flat
 from rlntp.theory import closed_forms as cf
-from rlntp.theory.mixture import MixtureConfig
 from rlntp.theory.experiments import EVAL_SAMPLES, FIGURE_P_COTS, pretrain_report, star_report, write_figures
+from rlntp.theory.mixture import MixtureConfig
 from rlntp.theory.sgd import SGDConfig
 from rlntp.theory.star import StarConfig
 

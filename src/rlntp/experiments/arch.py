@@ -17,8 +17,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import SOLVED, first_solved  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 
 _GRPO = {"algo": "grpo", "reward": "e2e", "temperature": 1.0}
 ARCH_KEYS = ["model.arch", "model.layers", "model.width", "model.heads"]

@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import Curve, summary_table, table_curve  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 
 _GRPO = {"algo": "grpo", "reward": "e2e"}
 
@@ -28,7 +28,7 @@ RECIPE = Recipe(
 )
 
 PRESETS = {
-    # 2 cores, about a minute: d = 12 is past the point where a 2-layer GPT-2 learns parity from the
+    # d = 12 is past the point where a 2-layer GPT-2 learns parity from the
     # short sequences within a few thousand steps, and its long path is learned by ~1,000 steps.
     "cpu": {
         "pretrain": {

@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import SOLVED, censored_quantile, first_solved  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 
 _GRPO = {"algo": "grpo", "reward": "e2e"}
 
@@ -33,7 +33,7 @@ RECIPE = Recipe(
 )
 
 PRESETS = {
-    # 2 cores, about 12 minutes with --workers 2. A 2-layer GPT-2 of width 64 learns parity from the
+    # A 2-layer GPT-2 of width 64 learns parity from the
     # short sequences alone at d = 4 within 250 steps and at d = 6 within ~2,000; at d = 8 and 10 it
     # does not within the budget of 6,000 steps (768,000 samples), while its long path is learned early.
     "cpu": {

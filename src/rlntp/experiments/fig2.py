@@ -18,8 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import censored_quantile, table_curve  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 from rlntp.theory import closed_forms  # noqa: E402
 
 FINAL_EVALS = 5
@@ -35,7 +35,7 @@ RECIPE = Recipe(
 )
 
 PRESETS = {
-    # 2 cores, about 15 minutes with --workers 2: d = 12 is out of reach of the short sequences alone in
+    # d = 12 is out of reach of the short sequences alone in
     # 2,000 steps (Fig. 1's setting), while the long path is learned within ~1,000.
     "cpu": {
         "pretrain": {

@@ -17,8 +17,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import Curve, summary_table, table_curve  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 
 ALGOS = ("star", "reinforce", "grpo")
 REWARD_NAMES = {"e2e": "end-to-end", "cot": "chain of thought"}

@@ -44,13 +44,13 @@ class LLMRecipeConfig:
 
 
 def tiny(dataset: str) -> LLMRecipeConfig:
-    """The tiny preset: 12 epochs of SFT at p_cot 0.25 and 1, GRPO for 4 steps from epochs 1 and 12 (about a minute
-    and a half on 2 cores). The model learns the format (both tags), not the arithmetic."""
+    """The tiny preset: 12 epochs of SFT at p_cot 0.25 and 1, GRPO for 4 steps from epochs 1 and 12. The model
+    learns the format (both tags), not the arithmetic."""
     return LLMRecipeConfig(dataset, "tiny", None, p_cots=(0.25, 1.0), rl_from_epochs=(1, 12),
-                     sft=dict(epochs=12, lr=2e-3, per_device_batch=16),
-                     grpo=dict(steps=4, lr=1e-3, group_size=4, completions_per_device=8, save_every=2,
-                               max_completion_length=64),
-                     eval=dict(generations=2, max_new_tokens=64, questions=16))
+                           sft=dict(epochs=12, lr=2e-3, per_device_batch=16),
+                           grpo=dict(steps=4, lr=1e-3, group_size=4, completions_per_device=8, save_every=2,
+                                     max_completion_length=64),
+                           eval=dict(generations=2, max_new_tokens=64, questions=16))
 
 
 def _p(p_cot: float) -> str:

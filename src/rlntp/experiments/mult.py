@@ -18,8 +18,8 @@ import pandas as pd  # noqa: E402
 
 from rlntp.data import MANIFEST, make_mult_dataset, read_manifest  # noqa: E402
 from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import Curve, table_curve  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 from rlntp.tasks.multiplication import MultiplicationTask  # noqa: E402
 
 RECIPE = Recipe(

@@ -7,7 +7,7 @@ staircase: 1/2, then 1/2 + p_cot / 2, then 1/2 + (p_cot + p_medium) / 2. GRPO fr
 (only the long path learned) generalizes with long answers only; from a late one with long and medium
 answers. With the length-penalized reward (r - lambda length / d, lambda = 0.4) the late checkpoint
 turns to accurate, shorter answers, while the early one has no accurate short path and fails. The
-report shows which of these hold (README: on the cpu preset the early checkpoint answers medium too).
+report shows which of these hold (docs/recipes.md: on the cpu preset the early checkpoint answers medium too).
 """
 
 from pathlib import Path
@@ -46,7 +46,7 @@ RECIPE = Recipe(
 )
 
 PRESETS = {
-    # 2 cores, about 2 minutes. At d = 8 with p_cot = 0.1 and p_medium = 0.2 the T = 1 accuracy climbs from
+    # At d = 8 with p_cot = 0.1 and p_medium = 0.2 the T = 1 accuracy climbs from
     # 1/2 to ~0.55 by ~1,500 steps and to ~0.64 by ~2,000. Measured alternatives: at 0.2 and 0.1 the medium
     # path is not learned within 4,000 steps (GRPO answers long from every checkpoint); at 0.15 and 0.15,
     # GRPO for 40 steps generalizes from no checkpoint up to 5,000. p_cot + p_medium = 0.3, under 1/3:
@@ -123,7 +123,7 @@ def plot_partial_cot(evals: pd.DataFrame, task: ParityTask, path: Path) -> None:
     for level in stair_levels(task.p_cot, task.p_medium):
         ax.axhline(level, color="grey", lw=0.7, ls="--")
     ax.set(xlabel="samples seen", ylim=(0, 1.02),
-           title=f"pre-training: the staircase (dashed: 1/2, +p_cot/2, +p_medium/2)")
+           title="pre-training: the staircase (dashed: 1/2, +p_cot/2, +p_medium/2)")
     ax.legend(fontsize=7)
 
     post = evals[evals["stage"] == "posttrain"]

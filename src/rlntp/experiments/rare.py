@@ -18,8 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import SOLVED, first_solved  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 
 ALGOS = ("star", "reinforce", "grpo")
 TEMPERATURES = [0.5, 1.0, 1.5]
@@ -53,7 +53,7 @@ RECIPE = Recipe(
 )
 
 PRESETS = {
-    # 2 cores, about 8 minutes with --workers 2 (3 seeds: one is too noisy here). d = 8: at p_cot = 0.15 a 2-layer GPT-2 learns the long path by ~1,000
+    # 3 seeds: one is too noisy here. d = 8: at p_cot = 0.15 a 2-layer GPT-2 learns the long path by ~1,000
     # steps, at 0.1 later. Every algorithm gets about the same RL samples: STaR 4 rounds of 1,000,
     # REINFORCE and GRPO 60 steps of 64 (3,840).
     "cpu": {
@@ -97,8 +97,8 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     plot_rare(table, runs, out / "rare.png")
     header = (f"{'p_cot':>5s} {'from':>6s} {'algo':>10s} {'tau':>4s} {'logp at':>7s} {'seed':>4s}   "
               f"{'start: T=1 P(long)':>18s}   {'final greedy':>12s} {'length':>6s} {'RL samples to 95%':>17s}")
-    lines = [f"RL with the end-to-end reward from an early and a late checkpoint; 'logp at': the temperature of the "
-             f"update's log-probabilities (1, or tau with --logprobs-at-tau)", header, "-" * len(header)]
+    lines = ["RL with the end-to-end reward from an early and a late checkpoint; 'logp at': the temperature of the "
+             "update's log-probabilities (1, or tau with --logprobs-at-tau)", header, "-" * len(header)]
     for r in runs.itertuples():
         solved = f"{'' if r.reached else '>'}{r.samples:,.0f}"
         lines.append(f"{r.p_cot:5g} {r.from_step:6,d} {r.algo:>10s} {r.tau:4g} {'tau' if r.at_tau else '1':>7s} {r.seed:4d}   "

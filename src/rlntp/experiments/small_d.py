@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
 from rlntp.experiments.summary import SOLVED, censored_quantile, first_solved  # noqa: E402
+from rlntp.files import save_figure  # noqa: E402
 
 RECIPE = Recipe(
     "small-d",
@@ -26,8 +26,8 @@ RECIPE = Recipe(
 )
 
 PRESETS = {
-    # 2 cores, about 7 minutes with --workers 2 (Fig. 13's cpu preset: at d = 6 a 2-layer GPT-2 of width 64
-    # learns from the short sequences within ~2,000 steps, at d = 8 not within 6,000).
+    # Fig. 13's cpu preset: at d = 6 a 2-layer GPT-2 of width 64 learns from the short sequences within
+    # ~2,000 steps, at d = 8 not within 6,000.
     "cpu": {
         "pretrain": {"task": {"p_cot": 0.25}, "model": {"layers": 2, "width": 64, "heads": 4},
                      "train": {"steps": 6000, "batch_size": 128, "lr": 1e-3, "eval_every": 200, "eval_samples": 500,

@@ -48,7 +48,7 @@ RECIPE = Recipe(
 )
 
 PRESETS = {
-    # 2 cores, about 3 minutes. At d = 8 and p_cot = 0.15 the long path is learned by ~1,000 steps (T = 1
+    # At d = 8 and p_cot = 0.15 the long path is learned by ~1,000 steps (T = 1
     # accuracy 1/2 + p_cot/2), the short one is not; at p_cot = 0.1 the long path is not learned in 3,000
     # steps, and STaR with the chain-of-thought reward then removes the long answers instead.
     "cpu": _preset(8, 0.15, {"layers": 2, "width": 64, "heads": 4},
@@ -89,8 +89,8 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     """star_odds.png and the per-round table: measured long fraction beside the recursion, per seed."""
     rounds = rounds_table(table)
     plot_star_odds(rounds, table.iloc[0], out / "star_odds.png")
-    lines = [f"STaR, chain-of-thought reward, tau = 1; long fraction at T = 1 after each round (the model's own "
-             f"samples on fresh inputs) vs Theorem 2's recursion from each seed's measured p_0",
+    lines = ["STaR, chain-of-thought reward, tau = 1; long fraction at T = 1 after each round (the model's own "
+             "samples on fresh inputs) vs Theorem 2's recursion from each seed's measured p_0",
              f"{'round':>5s} " + " ".join(f"{'seed ' + str(s) + ': measured / recursion':>30s}"
                                          for s in sorted(rounds['seed'].unique())) + f" {'max |diff|':>10s}"
              f" {'greedy P(long)':>14s} {'greedy acc':>10s}"]

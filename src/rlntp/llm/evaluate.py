@@ -14,6 +14,7 @@ from rlntp.errors import check
 from rlntp.files import GENERATOR, atomic_write_text, check_output, is_rlntp_output, write_output
 from rlntp.llm.common import LLMStageConfig, load_causal_lm, use_bf16
 
+
 @dataclass(frozen=True)
 class LLMEvalConfig(LLMStageConfig):
     """Sampled responses of a model (an SFT or GRPO checkpoint, or a hub name) to the test questions of a mixture,

@@ -116,9 +116,16 @@ def run_grpo(options: GRPOConfig, out: Path, progress: bool = True) -> dict[str,
 
     Returns the done record: TRL's log history (reward components, lengths, clip fractions per step).
     """
+    from rlntp.llm.common import (
+        check_causal_lm,
+        check_weights,
+        distributed,
+        load_causal_lm,
+        open_stage_dir,
+        quiet_trainer,
+        use_bf16,
+    )
     from rlntp.llm.dataset import read_split
-    from rlntp.llm.common import (check_causal_lm, check_weights, distributed, load_causal_lm, open_stage_dir,
-                                  quiet_trainer, use_bf16)
 
     out = Path(out)
     bf16 = use_bf16(options.precision, options.cpu)

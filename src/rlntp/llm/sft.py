@@ -49,9 +49,16 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
 
     Returns the done record: the loss at each logging step and each epoch's checkpoint.
     """
+    from rlntp.llm.common import (
+        check_causal_lm,
+        check_weights,
+        distributed,
+        load_causal_lm,
+        open_stage_dir,
+        quiet_trainer,
+        use_bf16,
+    )
     from rlntp.llm.dataset import read_split
-    from rlntp.llm.common import (check_causal_lm, check_weights, distributed, load_causal_lm, open_stage_dir,
-                                  quiet_trainer, use_bf16)
 
     out = Path(out)
     bf16 = use_bf16(options.precision, options.cpu)

@@ -35,11 +35,12 @@ import datetime
 import itertools
 import json
 import math
-import tomllib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from rlntp.errors import ConfigError, UserError
 from rlntp.models import ModelConfig

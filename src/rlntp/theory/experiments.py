@@ -9,8 +9,8 @@ from rlntp.errors import check
 from rlntp.files import check_out_path, check_output
 from rlntp.memory import check_fits
 from rlntp.theory import closed_forms as cf
-from rlntp.theory.mixture import MixtureConfig
 from rlntp.theory.evaluation import evaluate
+from rlntp.theory.mixture import MixtureConfig
 from rlntp.theory.sgd import SGDConfig, pretrain
 from rlntp.theory.star import StarConfig, star
 
@@ -111,7 +111,7 @@ def write_figures(out: Path, d: int = 20, sgd: SGDConfig = SGDConfig(), seed: in
              f"{'sampled acc':>11s} {'predicted':>9s}"]
     lines += [f"{'':33s} {p:6.3f} {r['greedy_acc']:10.3f} {r['greedy_acc_predicted']:9.3f} {r['sampled_acc']:11.3f} "
               f"{r['sampled_acc_predicted']:9.3f}" for p, r in zip(p_cots, rows)]
-    lines.append(f"Theorem 2, STaR (chain-of-thought reward): long fraction per round, measured / predicted")
+    lines.append("Theorem 2, STaR (chain-of-thought reward): long fraction per round, measured / predicted")
     for p, table in tables.items():
         lines.append(f"  p_cot = {p:.3f}: " + "  ".join(f"{r['long_frac']:.3f}/{r['long_frac_predicted']:.3f}"
                                                      for r in table))

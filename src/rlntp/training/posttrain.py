@@ -21,8 +21,13 @@ from rlntp.errors import RunDirError, check, check_choice
 from rlntp.evaluation import evaluate
 from rlntp.memory import check_fits
 from rlntp.models import ModelConfig, load_model, memory_estimate
-from rlntp.runs.checkpoints import (checkpoint_state, load_checkpoint_model, resolve_checkpoint, save_checkpoint,
-                                   verify_checkpoint)
+from rlntp.runs.checkpoints import (
+    checkpoint_state,
+    load_checkpoint_model,
+    resolve_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
+)
 from rlntp.runs.dirs import open_run_dir, read_task_and_model
 from rlntp.runs.metrics import append_metrics
 from rlntp.tasks import TaskConfig, make_task

@@ -1,0 +1,97 @@
+"""The README and docs/ as a user reads them: every `rlntp` command line they show parses into its command with valid
+options (the cheap ones run), and every relative link and image points at something that exists."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from rlntp.cli import main
+from rlntp.cli.parsing import PARSE_ONLY
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+RUN_FOR_REAL = ("sample", "--help")
+"""Command lines that cost nothing run as they are; the others are parsed and their configs validated."""
+
+
+def _blocks(text: str):
+    """The lines of every ```bash block, continuation lines joined."""
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        yield from block.replace("\\\n", " ").splitlines()
+
+
+def command_lines() -> list[tuple[str, str, list[str]]]:
+    """(page, line, argv after `rlntp`) of every rlntp command in a bash block of the README or docs/."""
+    found = []
+    for page in PAGES:
+        for line in _blocks(page.read_text()):
+            tokens = shlex.split(line, comments=True)
+            while tokens and tokens[-1] == "&":
+                tokens.pop()
+            for i, token in enumerate(tokens):
+                if token.endswith("rlntp") and "/" not in token.replace(".venv/bin/", ""):
+                    found.append((page.name, line.strip(), tokens[i + 1:]))
+                    break
+                if token == "rlntp.cli" and i and tokens[i - 1] == "-m":
+                    found.append((page.name, line.strip(), tokens[i + 1:]))
+                    break
+    return found
+
+
+COMMANDS = command_lines()
+
+
+def test_the_docs_show_commands():
+    pages = {page for page, _, _ in COMMANDS}
+    assert {"README.md", "commands.md", "sweeps.md", "llm.md", "theory.md"} <= pages, pages
+    assert len(COMMANDS) >= 40
+
+
+@pytest.mark.parametrize("page, line, argv", COMMANDS, ids=[f"{p}: {' '.join(a)[:60]}" for p, _, a in COMMANDS])
+def test_every_documented_command_line_parses(page, line, argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    real = bool(argv) and (argv[0] in RUN_FOR_REAL or argv[-1] in RUN_FOR_REAL)
+    token = None if real else PARSE_ONLY.set(True)
+    try:
+        main(argv)
+    except SystemExit as e:
+        err = capsys.readouterr().err
+        assert e.code == 0, f"{page}: {line}\n{err}"
+    finally:
+        if token is not None:
+            PARSE_ONLY.reset(token)
+    if argv[:1] == ["reproduce"] and len(argv) > 1 and argv[1] != "all" and "--preset" in argv:
+        from rlntp.experiments import recipes
+
+        preset = argv[argv.index("--preset") + 1]
+        assert preset in recipes()[argv[1]].PRESETS, f"{page}: {line}: no preset {preset!r}"
+    if argv[:1] == ["sweep"] and (ROOT / argv[1]).exists():
+        from rlntp.sweeps.spec import expand, load_sweep
+
+        expand(load_sweep(ROOT / argv[1]), "cpu", where=argv[1], base=(ROOT / argv[1]).parent)
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_and_image_exists():
+    broken = []
+    for page in PAGES:
+        text = page.read_text()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):  # http(s), mailto
+                continue
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists():
+                broken.append(f"{page.name}: {target}")
+            elif anchor and file.suffix == ".md":
+                headings = {_slug(h) for h in re.findall(r"(?m)^#+ (.+)$", file.read_text())}
+                if anchor not in headings:
+                    broken.append(f"{page.name}: {target} (no such heading)")
+    assert not broken, broken
+    assert len(PAGES) >= 9
