@@ -368,9 +368,11 @@ def test_a_model_with_pickled_weights_only_is_refused(tiny_model, tmp_path, caps
     weights = load_file(pickled / "model.safetensors")
     (pickled / "model.safetensors").unlink()
     torch.save(weights, pickled / "pytorch_model.bin")
-    err = _refused(capsys, ["llm", "eval", "--model", str(pickled), "--data", str(tmp_path), "--out",
-                            str(tmp_path / "e.json")], "holds pickled weights only (pytorch_model.bin)")
-    assert "weights_only" not in err and "--allow-pickle" in err
+    for argv in (["llm", "eval", "--model", str(pickled), "--data", str(tmp_path), "--out", str(tmp_path / "e.json")],
+                 ["llm", "sft", "--model", str(pickled), "--data", str(tmp_path), "--cpu", "--out", str(tmp_path / "s")]):
+        err = _refused(capsys, argv, "holds pickled weights only (pytorch_model.bin)")
+        assert "weights_only" not in err and "--allow-pickle" in err
+    assert not (tmp_path / "s").exists() and not (tmp_path / "e.json").exists()
 
 
 def test_report_on_damaged_files_writes_the_page_with_notes(tmp_path):

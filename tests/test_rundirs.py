@@ -237,3 +237,22 @@ def test_ctrl_c_is_one_line_and_resume_matches_an_uninterrupted_run(tmp_path):
     strip = [{k: v for k, v in r.items() if k not in drop} for r in metrics.read_metrics(full)]
     assert [{k: v for k, v in r.items() if k not in drop} for r in metrics.read_metrics(cut)] == strip
     assert json.loads((cut / "config.json").read_text()) == json.loads((full / "config.json").read_text())
+
+
+def test_a_checkpoint_without_checksums_is_refused_unless_allowed(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["pretrain", *TINY, "--steps", "4", "--save-every", "2", "--eval-every", "2", "--out", str(out)])
+    state_file = checkpoints.checkpoint_path(out, 4) / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    del state["sha256"]
+    state_file.write_text(json.dumps(state))
+    capsys.readouterr()
+    _fails(capsys, ["eval", str(out), "--device", "cpu", "--samples", "16"], "records no checksums")
+    _fails(capsys, ["pretrain", *TINY, "--steps", "6", "--save-every", "2", "--eval-every", "2", "--out", str(out),
+                    "--resume"], "pass --allow-unverified to load it anyway")
+    _fails(capsys, ["posttrain", "--from", str(out), "--device", "cpu", "--steps", "2", "--quiet",
+                    "--out", str(tmp_path / "rl")], "records no checksums")
+    main(["eval", str(out), "--device", "cpu", "--samples", "16", "--allow-unverified"])
+    main(["pretrain", *TINY, "--steps", "6", "--save-every", "2", "--eval-every", "2", "--out", str(out), "--resume",
+          "--allow-unverified"])
+    assert checkpoints.checkpoint_steps(out) == [2, 4, 6]

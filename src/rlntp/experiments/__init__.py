@@ -100,7 +100,8 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
         else:
             summary, paper = module.run(settings, out, device, progress)
         atomic_write_text(out / SUMMARY, summary + "\n")
-        record |= {"title": module.RECIPE.title, "order": module.RECIPE.order, "seconds": (record.get("seconds") or 0.0) + time.perf_counter() - started,
+        seconds = (record.get("seconds") or 0.0) + time.perf_counter() - started
+        record |= {"title": module.RECIPE.title, "order": module.RECIPE.order, "seconds": seconds,
                    "paper": [{"quantity": q, "paper": p, "ours": o} for q, p, o in paper]}
         atomic_write_text(out / REPORT, json.dumps(record, indent=2) + "\n")
     return summary
