@@ -37,3 +37,21 @@ def tiny_model(tmp_path_factory):
     texts = [r["question"] + " " + r["answer"] for r in gsm8k_records(100)]
     texts += [r["problem"] + " " + r["solution"] for r in math_records(100)]
     return make_tiny_llama(tmp_path_factory.mktemp("tiny") / "model", texts)
+
+
+@pytest.fixture
+def refused(capsys):
+    """`refused(argv, message)`: run `rlntp ARGV` and assert it stops with one `error: ...` line holding `message` and
+    exit status `code` (2: bad input); returns the line."""
+    from rlntp.cli import main
+
+    def check(argv: list[str], message: str, code: int = 2) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == code, err
+        assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+        assert message in err, err
+        return err
+
+    return check

@@ -34,15 +34,6 @@ def _md5s(root: Path) -> dict[str, str]:
             if p.is_file() and p.name != "rlntp.lock"}
 
 
-def _refused(capsys, argv: list[str], message: str, code: int = 2) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == code, err
-    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
-    assert message in err, err
-    return err
-
 
 @pytest.fixture(scope="module")
 def finished_sweep(tmp_path_factory):
@@ -60,7 +51,7 @@ def _copy(tree: Path, to: Path) -> Path:
     return to
 
 
-def test_a_sweep_into_a_recipe_directory_is_refused_and_changes_nothing(tmp_path, monkeypatch, capsys, finished_sweep):
+def test_a_sweep_into_a_recipe_directory_is_refused_and_changes_nothing(tmp_path, monkeypatch, finished_sweep, refused):
     from rlntp.experiments import fig1
 
     preset = copy.deepcopy(TINY_SWEEP)
@@ -71,34 +62,34 @@ def test_a_sweep_into_a_recipe_directory_is_refused_and_changes_nothing(tmp_path
     before = _md5s(recipe)
     other = copy.deepcopy(TINY_SWEEP)
     other["pretrain"]["task"]["d"] = 6
-    err = _refused(capsys, ["sweep", str(_write(tmp_path / "other.json", other)), "--out", str(recipe), "--device",
+    err = refused(["sweep", str(_write(tmp_path / "other.json", other)), "--out", str(recipe), "--device",
                             "cpu"], "is the directory of the 'fig1' recipe")
     assert _md5s(recipe) == before, err
 
 
-def test_a_users_folder_holding_a_sweep_file_is_refused(tmp_path, capsys):
+def test_a_users_folder_holding_a_sweep_file_is_refused(tmp_path, refused):
     project = tmp_path / "proj"
     project.mkdir()
     file = _write(project / "sweep.json", TINY_SWEEP)
     pd.DataFrame({"mine": [1, 2]}).to_parquet(project / "results.parquet")
     (project / "status.json").write_text('{"my": "notes"}')
     before = _md5s(project)
-    _refused(capsys, ["sweep", str(file), "--out", str(project), "--device", "cpu"], "is not an rlntp sweep status")
+    refused(["sweep", str(file), "--out", str(project), "--device", "cpu"], "is not an rlntp sweep status")
     assert _md5s(project) == before
     (project / "status.json").unlink()
     before = _md5s(project)
-    _refused(capsys, ["sweep", str(file), "--out", str(project), "--device", "cpu"],
+    refused(["sweep", str(file), "--out", str(project), "--device", "cpu"],
              "holds files that rlntp did not write (results.parquet, sweep.json)")
     assert _md5s(project) == before
 
 
-def test_a_changed_sweep_is_refused_naming_the_run_and_the_field(tmp_path, capsys, finished_sweep):
+def test_a_changed_sweep_is_refused_naming_the_run_and_the_field(tmp_path, finished_sweep, refused):
     file, out = finished_sweep
     out = _copy(out, tmp_path / "out")
     before = _md5s(out)
     changed = copy.deepcopy(TINY_SWEEP)
     changed["pretrain"]["train"]["lr"] = 0.05
-    _refused(capsys, ["sweep", str(_write(tmp_path / "changed.json", changed)), "--out", str(out), "--device", "cpu"],
+    refused(["sweep", str(_write(tmp_path / "changed.json", changed)), "--out", str(out), "--device", "cpu"],
              "seed=0/pretrain was made with train.lr = 0.003, the sweep file says 0.05; a changed sweep needs "
              "another --out")
     assert _md5s(out) == before
@@ -123,24 +114,24 @@ def test_a_shrunk_sweep_keeps_the_earlier_runs_in_the_status_and_the_table(tmp_p
     assert (table.groupby("run")["train.lr"].first() == 3e-3).all()  # read from each run's config.json
 
 
-def test_a_million_run_grid_is_refused_in_seconds_with_its_count(tmp_path, capsys):
+def test_a_million_run_grid_is_refused_in_seconds_with_its_count(tmp_path, refused):
     spec = copy.deepcopy(TINY_SWEEP)
     spec["pretrain"]["axes"] = {f"train.{name}": list(range(1, 11)) for name in
                                 ("seed", "steps", "eval_every", "eval_samples", "save_every", "batch_size")}
     del spec["posttrain"]
     started = time.perf_counter()
-    _refused(capsys, ["sweep", str(_write(tmp_path / "huge.json", spec)), "--out", str(tmp_path / "o")],
+    refused(["sweep", str(_write(tmp_path / "huge.json", spec)), "--out", str(tmp_path / "o")],
              "the sweep expands to 1,000,000 runs, more than the 10,000 allowed")
     assert time.perf_counter() - started < 5
     assert not (tmp_path / "o").exists()
 
 
-def test_status_of_anything_but_a_sweep_directory_is_one_line(tmp_path, capsys, finished_sweep):
+def test_status_of_anything_but_a_sweep_directory_is_one_line(tmp_path, finished_sweep, refused):
     file, _ = finished_sweep
     (tmp_path / "a_file").write_text("x")
     (tmp_path / "empty").mkdir()
     for out in (tmp_path / "missing", tmp_path / "a_file", tmp_path / "empty"):
-        _refused(capsys, ["sweep", str(file), "--out", str(out), "--status"], "is not a sweep directory")
+        refused(["sweep", str(file), "--out", str(out), "--status"], "is not a sweep directory")
 
 
 def test_damaged_metrics_are_reported_damaged_not_done(tmp_path, capsys, finished_sweep):
@@ -199,7 +190,8 @@ HOSTILE_SWEEPS = (
         ("pretrain", "axes", "train.seed"), ("posttrain", "grpo", "from_steps"),
         ("posttrain", "grpo", "where", "task.p_cot")) for v in NOT_A_LIST + [[]]]
     + [(f"train.{k} = {v!r}", _at(TINY_SWEEP, ("pretrain", "train", k), v))
-       for k in ("steps", "lr", "eval_every", "batch_size") for v in ("x", -1, [1], {"a": 1}, True, 2.5 if k != "lr" else "1e-3")]
+       for k in ("steps", "lr", "eval_every", "batch_size")
+       for v in ("x", -1, [1], {"a": 1}, True, 2.5 if k != "lr" else "1e-3")]
     + [
         ("an unknown section", _at(TINY_SWEEP, ("extra",), {})),
         ("an unknown field", _at(TINY_SWEEP, ("pretrain", "train", "stepz"), 3)),
@@ -275,7 +267,7 @@ def _reproduction(root: Path) -> Path:
     return root
 
 
-def test_every_output_option_refuses_a_file_rlntp_did_not_write(tmp_path, tiny_run, tiny_model, capsys):
+def test_every_output_option_refuses_a_file_rlntp_did_not_write(tmp_path, tiny_run, tiny_model, refused):
     """Each output option against a user's file: one line, exit 2, the file unchanged, nothing left beside it."""
     from rlntp.llm.dataset import LLMDataConfig, make_dataset
     from rlntp.llm.tiny import gsm8k_records
@@ -304,10 +296,10 @@ def test_every_output_option_refuses_a_file_rlntp_did_not_write(tmp_path, tiny_r
     for argv, target, message in cases:
         target.write_bytes(b"the user's own words\n")
         before = _md5s(target.parent)
-        _refused(capsys, argv, message)
+        refused(argv, message)
         assert _md5s(target.parent) == before, argv
         target.unlink()
-    _refused(capsys, ["report", str(root), "--out", str(user)], "is a directory; name the file to write")
+    refused(["report", str(root), "--out", str(user)], "is a directory; name the file to write")
     assert sorted(p.name for p in user.iterdir()) == []
     for argv, target, _ in (cases[1], cases[2], cases[3], cases[5]):  # where nothing is, or over its own file
         main(argv)
@@ -316,11 +308,11 @@ def test_every_output_option_refuses_a_file_rlntp_did_not_write(tmp_path, tiny_r
     print(f"\noutput options refused a user's file: {len(cases) + 1} cases")
 
 
-def test_a_ray_address_where_nothing_listens_is_one_line_and_leaves_nothing(tmp_path, capsys, finished_sweep):
+def test_a_ray_address_where_nothing_listens_is_one_line_and_leaves_nothing(tmp_path, finished_sweep, refused):
     pytest.importorskip("ray")
     file, _ = finished_sweep
     started = time.perf_counter()
-    _refused(capsys, ["sweep", str(file), "--out", str(tmp_path / "out"), "--executor", "ray", "--address",
+    refused(["sweep", str(file), "--out", str(tmp_path / "out"), "--executor", "ray", "--address",
                       "127.0.0.1:9"], "cannot reach the Ray cluster at 127.0.0.1:9")
     assert time.perf_counter() - started < 30 and not (tmp_path / "out").exists()
 
@@ -335,9 +327,9 @@ def test_a_ray_address_where_nothing_listens_is_one_line_and_leaves_nothing(tmp_
     ("object.json", b'{"question": "q"}', "must hold a JSON list of records"),
     ("pointer.jsonl", b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n", "Git LFS pointer"),
 ])
-def test_malformed_llm_records_are_one_line(tmp_path, capsys, name, content, message):
+def test_malformed_llm_records_are_one_line(tmp_path, name, content, message, refused):
     (tmp_path / name).write_bytes(content)
-    _refused(capsys, ["llm", "data", "--source", str(tmp_path / name), "--out", str(tmp_path / "out")], message)
+    refused(["llm", "data", "--source", str(tmp_path / name), "--out", str(tmp_path / "out")], message)
     assert not (tmp_path / "out").exists()
 
 
@@ -346,18 +338,18 @@ def test_malformed_llm_records_are_one_line(tmp_path, capsys, name, content, mes
     ("3 2 1 * 6 5 4||#### 8 8 0 6 5 0  \n", "ends in 2 space(s)"),
     ("\ufeff3 2 1 * 6 5 4||#### 8 8 0 6 5 0\n", "byte-order mark"),
 ])
-def test_from_text_names_the_invisible_cause(tmp_path, capsys, content, message):
+def test_from_text_names_the_invisible_cause(tmp_path, content, message, refused):
     (tmp_path / "train.txt").write_bytes(content.encode())
-    _refused(capsys, ["data", "mult", "--digits", "3", "--train", "1", "--valid", "1", "--test", "1", "--from-text",
+    refused(["data", "mult", "--digits", "3", "--train", "1", "--valid", "1", "--test", "1", "--from-text",
                       f"train={tmp_path / 'train.txt'}", "--out", str(tmp_path / "out")], message)
 
 
-def test_from_text_with_a_split_twice_is_refused(tmp_path, capsys):
-    _refused(capsys, ["data", "mult", "--from-text", "train=a.txt", "train=b.txt", "--out", str(tmp_path / "out")],
+def test_from_text_with_a_split_twice_is_refused(tmp_path, refused):
+    refused(["data", "mult", "--from-text", "train=a.txt", "train=b.txt", "--out", str(tmp_path / "out")],
              "names the train split twice")
 
 
-def test_a_model_with_pickled_weights_only_is_refused(tiny_model, tmp_path, capsys):
+def test_a_model_with_pickled_weights_only_is_refused(tiny_model, tmp_path, refused):
     import shutil
 
     import torch
@@ -369,8 +361,9 @@ def test_a_model_with_pickled_weights_only_is_refused(tiny_model, tmp_path, caps
     (pickled / "model.safetensors").unlink()
     torch.save(weights, pickled / "pytorch_model.bin")
     for argv in (["llm", "eval", "--model", str(pickled), "--data", str(tmp_path), "--out", str(tmp_path / "e.json")],
-                 ["llm", "sft", "--model", str(pickled), "--data", str(tmp_path), "--cpu", "--out", str(tmp_path / "s")]):
-        err = _refused(capsys, argv, "holds pickled weights only (pytorch_model.bin)")
+                 ["llm", "sft", "--model", str(pickled), "--data", str(tmp_path), "--cpu",
+                  "--out", str(tmp_path / "s")]):
+        err = refused(argv, "holds pickled weights only (pytorch_model.bin)")
         assert "weights_only" not in err and "--allow-pickle" in err
     assert not (tmp_path / "s").exists() and not (tmp_path / "e.json").exists()
 

@@ -21,15 +21,6 @@ TINY = ["--d", "6", "--layers", "1", "--width", "32", "--heads", "2", "--batch-s
         "--device", "cpu", "--quiet"]
 
 
-def _fails(capsys, argv, message, code=2):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == code, err
-    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
-    assert message in err, err
-    return err
-
 
 def _snapshot(path):
     return {str(p.relative_to(path)): (p.read_bytes() if p.is_file() else None) for p in sorted(path.rglob("*"))}
@@ -40,39 +31,39 @@ def _cli(*args, **kwargs):
                             text=True, env=os.environ | {"OMP_NUM_THREADS": "1"}, **kwargs)
 
 
-def test_a_directory_with_user_files_is_refused_and_left_untouched(tmp_path, capsys):
+def test_a_directory_with_user_files_is_refused_and_left_untouched(tmp_path, refused):
     user = tmp_path / "mine"
     (user / "checkpoints" / "step_0000003").mkdir(parents=True)
     (user / "checkpoints" / "step_0000003" / "notes.txt").write_text("my notes")
     (user / "metrics.jsonl").write_text('{"mine": 1}\n')
     before = _snapshot(user)
     for resume in ([], ["--resume"]):
-        _fails(capsys, ["pretrain", *TINY, "--steps", "3", "--out", str(user), *resume],
+        refused(["pretrain", *TINY, "--steps", "3", "--out", str(user), *resume],
                "holds files that are not an rlntp run")
         assert _snapshot(user) == before
     (tmp_path / "figs").mkdir()
     (tmp_path / "figs" / "fig1.png").write_bytes(b"my figure")
-    _fails(capsys, ["reproduce", "fig1", "--out", str(tmp_path / "figs")], "holds files that are not this recipe's")
+    refused(["reproduce", "fig1", "--out", str(tmp_path / "figs")], "holds files that are not this recipe's")
     assert _snapshot(tmp_path / "figs") == {"fig1.png": b"my figure"}
-    _fails(capsys, ["data", "mult", "--digits", "2", "--train", "20", "--out", str(user)], "not an empty directory")
+    refused(["data", "mult", "--digits", "2", "--train", "20", "--out", str(user)], "not an empty directory")
     assert _snapshot(user) == before
 
 
-def test_out_must_be_a_directory_path_that_can_be_created(tmp_path, capsys, monkeypatch):
+def test_out_must_be_a_directory_path_that_can_be_created(tmp_path, monkeypatch, refused):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "file").write_text("x")
-    _fails(capsys, ["pretrain", *TINY, "--out", ""], "--out must not be empty")
-    _fails(capsys, ["pretrain", *TINY, "--out="], "--out must not be empty")
-    _fails(capsys, ["pretrain", *TINY, "--out", "file"], "is a file; choose a directory path")
-    _fails(capsys, ["pretrain", *TINY, "--out", "file/run"], "cannot be created: file is a file")
-    _fails(capsys, ["data", "mult", "--out", "file/data"], "cannot be created: file is a file")
+    refused(["pretrain", *TINY, "--out", ""], "--out must not be empty")
+    refused(["pretrain", *TINY, "--out="], "--out must not be empty")
+    refused(["pretrain", *TINY, "--out", "file"], "is a file; choose a directory path")
+    refused(["pretrain", *TINY, "--out", "file/run"], "cannot be created: file is a file")
+    refused(["data", "mult", "--out", "file/data"], "cannot be created: file is a file")
     if os.geteuid() != 0:  # root may write anywhere
         (tmp_path / "locked").mkdir(mode=0o500)
-        _fails(capsys, ["pretrain", *TINY, "--out", "locked/run"], "no write permission")
+        refused(["pretrain", *TINY, "--out", "locked/run"], "no write permission")
     assert sorted(os.listdir(tmp_path)) == ["file", "locked"] if os.geteuid() != 0 else ["file"]
 
 
-def test_a_failed_start_leaves_nothing_that_blocks_the_retry(tmp_path, capsys, monkeypatch):
+def test_a_failed_start_leaves_nothing_that_blocks_the_retry(tmp_path, monkeypatch):
     out = tmp_path / "a" / "run"
     import rlntp.training.pretrain as stage
 
@@ -93,16 +84,16 @@ def test_a_failed_start_leaves_nothing_that_blocks_the_retry(tmp_path, capsys, m
     assert checkpoints.checkpoint_steps(out) == [3]
 
 
-def test_resume_with_fewer_steps_is_refused(tmp_path, capsys):
+def test_resume_with_fewer_steps_is_refused(tmp_path, refused):
     out = tmp_path / "run"
     main(["pretrain", *TINY, "--steps", "6", "--save-every", "3", "--out", str(out)])
     config = (out / "config.json").read_bytes()
-    _fails(capsys, ["pretrain", *TINY, "--steps", "4", "--save-every", "3", "--out", str(out), "--resume"],
+    refused(["pretrain", *TINY, "--steps", "4", "--save-every", "3", "--out", str(out), "--resume"],
            "already reached step 6; --steps 4 would discard training; pass --steps 6 or more")
     assert (out / "config.json").read_bytes() == config
 
 
-def test_a_damaged_checkpoint_is_named_as_damaged(tmp_path, capsys):
+def test_a_damaged_checkpoint_is_named_as_damaged(tmp_path, refused):
     out = tmp_path / "run"
     main(["pretrain", *TINY, "--steps", "6", "--save-every", "3", "--eval-every", "3", "--out", str(out)])
     weights = checkpoints.checkpoint_path(out, 6) / "model.safetensors"
@@ -111,24 +102,24 @@ def test_a_damaged_checkpoint_is_named_as_damaged(tmp_path, capsys):
     weights.write_bytes(bytes(data))
     load_file(weights)  # loads without complaint: only the checksum tells
     message = "step_0000006 is damaged: model.safetensors differs from the checksum"
-    _fails(capsys, ["eval", str(out), "--device", "cpu"], message)
-    _fails(capsys, ["posttrain", "--from", str(out), "--device", "cpu", "--out", str(tmp_path / "post")], message)
+    refused(["eval", str(out), "--device", "cpu"], message)
+    refused(["posttrain", "--from", str(out), "--device", "cpu", "--out", str(tmp_path / "post")], message)
     assert not (tmp_path / "post").exists()
-    _fails(capsys, ["pretrain", *TINY, "--steps", "9", "--save-every", "3", "--eval-every", "3", "--out", str(out),
+    refused(["pretrain", *TINY, "--steps", "9", "--save-every", "3", "--eval-every", "3", "--out", str(out),
                     "--resume"], message)
     main(["eval", str(out), "--step", "3", "--device", "cpu", "--samples", "16"])  # the one before is fine
 
 
-def test_damaged_run_files_are_one_line_naming_file_and_line(tmp_path, capsys):
+def test_damaged_run_files_are_one_line_naming_file_and_line(tmp_path, capsys, refused):
     out = tmp_path / "run"
     main(["pretrain", *TINY, "--steps", "4", "--save-every", "2", "--eval-every", "2", "--out", str(out)])
     lines = (out / "metrics.jsonl").read_text().splitlines()
     (out / "metrics.jsonl").write_text("\n".join([lines[0], "[1, 2]", *lines[1:]]) + "\n")
-    _fails(capsys, ["plot", str(out)], "metrics.jsonl, line 2: not a metrics record")
-    _fails(capsys, ["pretrain", *TINY, "--steps", "6", "--save-every", "2", "--eval-every", "2", "--out", str(out),
+    refused(["plot", str(out)], "metrics.jsonl, line 2: not a metrics record")
+    refused(["pretrain", *TINY, "--steps", "6", "--save-every", "2", "--eval-every", "2", "--out", str(out),
                     "--resume"], "metrics.jsonl, line 2")
     (out / "metrics.jsonl").write_text("\n".join([lines[0], '{"step": 2}', *lines[2:]]) + "\n")
-    _fails(capsys, ["plot", str(out)], "metrics.jsonl, line 2: no number for eval/greedy_acc")
+    refused(["plot", str(out)], "metrics.jsonl, line 2: no number for eval/greedy_acc")
     (out / "metrics.jsonl").write_text("\n".join(lines) + "\n" + '{"step": 6, "samp')  # a torn last line is fine
     main(["plot", str(out)])
     capsys.readouterr()
@@ -139,14 +130,14 @@ def test_damaged_run_files_are_one_line_naming_file_and_line(tmp_path, capsys):
         (out / "config.json").write_bytes(damage)
         for argv in (["eval", str(out), "--device", "cpu"], ["plot", str(out)],
                      ["pretrain", *TINY, "--steps", "6", "--out", str(out), "--resume"]):
-            _fails(capsys, argv, message)
+            refused(argv, message)
     (out / "config.json").write_bytes(good)
     state = checkpoints.checkpoint_path(out, 4) / "trainer_state.json"
     state.write_text('{"step": "four"}')
-    _fails(capsys, ["eval", str(out), "--device", "cpu"], "is not a checkpoint state")
+    refused(["eval", str(out), "--device", "cpu"], "is not a checkpoint state")
 
 
-def test_a_non_finite_loss_stops_the_run_and_keeps_its_checkpoints(tmp_path, capsys):
+def test_a_non_finite_loss_stops_the_run_and_keeps_its_checkpoints(tmp_path, refused):
     run = PretrainRun(train=PretrainConfig(steps=40, batch_size=16, lr=1e30, eval_every=2, save_every=1,
                                            eval_samples=16, device="cpu"))
     run = PretrainRun(run.task.__class__(d=6), run.model.__class__(layers=1, width=16, heads=2), run.train)
@@ -156,7 +147,7 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_its_checkpoints(tmp_path, cap
     for step in kept:  # every checkpoint written holds finite weights
         assert all(torch.isfinite(t).all() for t in load_file(checkpoints.checkpoint_path(tmp_path / "run", step)
                                                                / "model.safetensors").values())
-    _fails(capsys, ["pretrain", *TINY, "--steps", "40", "--lr", "1e30", "--out", str(tmp_path / "cli")],
+    refused(["pretrain", *TINY, "--steps", "40", "--lr", "1e30", "--out", str(tmp_path / "cli")],
            "the run stopped", code=1)
 
 
@@ -239,7 +230,7 @@ def test_ctrl_c_is_one_line_and_resume_matches_an_uninterrupted_run(tmp_path):
     assert json.loads((cut / "config.json").read_text()) == json.loads((full / "config.json").read_text())
 
 
-def test_a_checkpoint_without_checksums_is_refused_unless_allowed(tmp_path, capsys):
+def test_a_checkpoint_without_checksums_is_refused_unless_allowed(tmp_path, capsys, refused):
     out = tmp_path / "run"
     main(["pretrain", *TINY, "--steps", "4", "--save-every", "2", "--eval-every", "2", "--out", str(out)])
     state_file = checkpoints.checkpoint_path(out, 4) / "trainer_state.json"
@@ -247,10 +238,10 @@ def test_a_checkpoint_without_checksums_is_refused_unless_allowed(tmp_path, caps
     del state["sha256"]
     state_file.write_text(json.dumps(state))
     capsys.readouterr()
-    _fails(capsys, ["eval", str(out), "--device", "cpu", "--samples", "16"], "records no checksums")
-    _fails(capsys, ["pretrain", *TINY, "--steps", "6", "--save-every", "2", "--eval-every", "2", "--out", str(out),
+    refused(["eval", str(out), "--device", "cpu", "--samples", "16"], "records no checksums")
+    refused(["pretrain", *TINY, "--steps", "6", "--save-every", "2", "--eval-every", "2", "--out", str(out),
                     "--resume"], "pass --allow-unverified to load it anyway")
-    _fails(capsys, ["posttrain", "--from", str(out), "--device", "cpu", "--steps", "2", "--quiet",
+    refused(["posttrain", "--from", str(out), "--device", "cpu", "--steps", "2", "--quiet",
                     "--out", str(tmp_path / "rl")], "records no checksums")
     main(["eval", str(out), "--device", "cpu", "--samples", "16", "--allow-unverified"])
     main(["pretrain", *TINY, "--steps", "6", "--save-every", "2", "--eval-every", "2", "--out", str(out), "--resume",

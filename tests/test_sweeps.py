@@ -43,14 +43,6 @@ def _table(out):
     return table.drop(columns=[c for c in table.columns if c.startswith("perf/")])
 
 
-def _fails(capsys, argv, message, code=2):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    err = capsys.readouterr().err.strip()
-    assert exit_info.value.code == code, err
-    assert len(err.splitlines()) == 1 and message in err, err
-    return err
-
 
 def test_expansion_names_runs_by_their_axes_and_seeds_post_training_from_pre_training():
     spec = {"pretrain": {"task": {"d": 6}, "train": {"steps": 100, "save_every": 50},
@@ -92,9 +84,9 @@ def test_expansion_names_runs_by_their_axes_and_seeds_post_training_from_pre_tra
     ("[pretrain\n", "is not valid TOML"),
     ("[pretrain.axes]\n'task.p_cot' = [0.1, 0.1000001]\n", "two runs would share the directory p_cot=0.1/pretrain"),
 ])
-def test_a_bad_sweep_file_fails_before_any_run_with_one_line_naming_the_field(tmp_path, capsys, text, message):
+def test_a_bad_sweep_file_fails_before_any_run_with_one_line_naming_the_field(tmp_path, text, message, refused):
     out = tmp_path / "out"
-    err = _fails(capsys, ["sweep", str(_sweep_file(tmp_path, text)), "--out", str(out)], message)
+    err = refused(["sweep", str(_sweep_file(tmp_path, text)), "--out", str(out)], message)
     assert "sweep.toml" in err
     assert not out.exists()
 
@@ -124,14 +116,14 @@ def test_a_sweep_writes_one_row_per_run_and_evaluation_and_a_rerun_does_nothing(
     assert "6 runs: 6 done" in capsys.readouterr().out
 
 
-def test_a_failed_run_is_recorded_its_dependents_skipped_and_the_rest_finishes(tmp_path, capsys):
+def test_a_failed_run_is_recorded_its_dependents_skipped_and_the_rest_finishes(tmp_path, capsys, refused):
     file, out = _sweep_file(tmp_path), tmp_path / "out"
     blocked = out / "runs" / "seed=1" / "pretrain"
     blocked.mkdir(parents=True)
     (blocked / "notes.txt").write_text("a user's file")
     (out / "status.json").write_text(json.dumps(new_status(tomllib.loads(TINY), str(file))))  # the sweep's own
 
-    err = _fails(capsys, ["sweep", str(file), "--out", str(out), "--device", "cpu", "--quiet"],
+    err = refused(["sweep", str(file), "--out", str(out), "--device", "cpu", "--quiet"],
                  "1 of 6 runs failed (seed=1/pretrain: ", code=1)
     assert "notes.txt" in err
     assert (blocked / "notes.txt").read_text() == "a user's file"

@@ -1,8 +1,6 @@
 """GSM8K mixtures (paper §5.2, Figs. 5 right, 19): SFT of a pretrained Llama on long/short mixtures of GSM8K
 solutions, then GRPO with the stepwise reward from several SFT epochs (the plan: `llm_math.py`)."""
 
-from pathlib import Path
-
 from rlntp.experiments import Recipe
 from rlntp.experiments.llm_math import LLMRecipeConfig, run_llm, secondary_process, tiny  # noqa: F401
 
@@ -27,6 +25,5 @@ PRESETS = {
 }
 
 
-def run(preset: LLMRecipeConfig, out: Path, device: str = "auto", progress: bool = True):
-    """The plan of `llm_math.run_llm`: its summary table and the paper's claims beside ours."""
-    return run_llm(preset, out, device, progress)
+run = run_llm
+"""The recipe's plan (`llm_math.run_llm`): its summary table and the paper's claims beside ours."""
