@@ -34,8 +34,8 @@ def _command(module):
         summary = reproduce(recipe.name, preset, out, device, executor, progress=not quiet)
         if summary:  # an `accelerate launch`'s secondary processes report nothing
             print(summary)
-            print(f"wrote {out}: " + ", ".join(sorted(p.name for p in out.glob("*.png")) + ["summary.txt",
-                                                                                         "report.json"]))
+            written = sorted(p.name for p in out.glob("*.png")) + ["summary.txt", "report.json"]
+            print(f"wrote {out}: " + ", ".join(written + (["results.parquet"] if is_sweep(module) else [])))
 
     if is_sweep(module):
         def command(executor: Annotated[ExecutorConfig, Flat], out: Path = Path(f"runs/{recipe.name}"),

@@ -127,6 +127,30 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     return "\n\n".join(tables)
 
 
+def paper(table: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The paper's claims for multiplication (§5.1) beside this run's numbers (medians over seeds), per n."""
+    rows = []
+    for digits, pre_n in table[table["stage"] == "pretrain"].groupby("task.digits"):
+        small = pre_n[pre_n["task.p_cot"] == pre_n["task.p_cot"].min()]
+        post = table[(table["stage"] == "posttrain") & table["source"].isin(small["run"].unique())]
+        ntp = table_curve("ntp", small)
+        rows.append((f"{digits}x{digits}, p_cot = {small['task.p_cot'].iloc[0]:g}: NTP alone, best greedy accuracy",
+                     "near 0 throughout pre-training", f"{ntp.greedy_acc.max():.3f}"))
+        for step, rows_from in post.groupby("source_step"):
+            rl = table_curve("rl", rows_from)
+            finals = [table_curve("s", r).greedy_acc[-1] for _, r in rows_from.groupby("run")]
+            rows.append((f"{digits}x{digits}: GRPO from step {int(step):,}, final greedy accuracy and mean length",
+                         "rises, with answers lengthening to the full trace, from a checkpoint that learned the "
+                         "trace; stays wrong from one that did not",
+                         f"{rl.greedy_acc[-1]:.3f} (seeds {' / '.join(f'{a:.3f}' for a in finals)}), length "
+                         f"{rl.greedy_len_mean[-1]:.1f}"))
+        full = pre_n[pre_n["task.p_cot"] == 1.0]
+        if len(full):
+            rows.append((f"{digits}x{digits}, p_cot = 1: NTP alone, final greedy accuracy", "learns the task",
+                         f"{table_curve('full', full).greedy_acc[-1]:.3f}"))
+    return rows
+
+
 def summary(curves: dict[float, tuple[Curve, list[Curve]]], digits: int,
             per_seed: dict[float, list[Curve]] | None = None) -> str:
     """Per curve (medians over seeds, then each seed): greedy accuracy at start, end and best, final
