@@ -91,7 +91,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
     if changed:
         name, error = changed[0]
         raise RunDirError(f"{out / RUNS / name} {error}; a changed sweep needs another --out (its finished runs stay "
-                          f"as they are)" + (f"; {len(changed) - 1} more runs differ" if len(changed) > 1 else ""))
+                          f"as they are)" + (f"; {len(changed) - 1} more run(s) differ" if len(changed) > 1 else ""))
     atomic_write_text(out / SWEEP, json.dumps(spec, indent=2) + "\n")
     status = read_status(out) or new_status(spec, file)
     here = sweep_id(spec)
