@@ -86,8 +86,9 @@ def test_images_are_relative_to_the_page_wherever_it_is_written(reproductions):
 
 
 def test_repeated_recipes_get_their_own_anchors_and_a_broken_file_becomes_a_note(tmp_path):
-    _section(tmp_path / "cpu" / "fig1", "fig1", seconds="?", paper=[{"quantity": "acc", "paper": 0.5, "ours": None}])
-    _section(tmp_path / "paper" / "fig1", "fig1")
+    _section(tmp_path / "cpu" / "fig1", "fig1", order=1, seconds="?",
+             paper=[{"quantity": "acc", "paper": 0.5, "ours": None}])
+    _section(tmp_path / "paper" / "fig1", "fig1", order=1)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "report.json").write_text("{half written")
     page = write_report(tmp_path).read_text()
