@@ -203,13 +203,13 @@ def open_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_chan
 def _claim_run(out: Path, config: dict[str, Any], resume: bool, resumable_changes: set[str], steps: int,
                normalize: Callable[[dict[str, Any]], dict[str, Any]] | None, entries: tuple[str, ...]) -> bool:
     """Under the lock: write a new run's config, or check that resuming continues the same run."""
-    foreign = foreign_entries(out, entries)
     if not (out / CONFIG).exists():
-        if foreign or foreign_entries(out):
-            raise RunDirError(f"{out} holds files that are not an rlntp run ({_listed(foreign or foreign_entries(out))}); "
+        if present := foreign_entries(out):
+            raise RunDirError(f"{out} holds files that are not an rlntp run ({_listed(present)}); "
                               "choose a new or empty directory for --out")
         write_config(out, config)
         return True
+    foreign = foreign_entries(out, entries)
     saved = _read_json(out / CONFIG)
     if not isinstance(saved, dict) or "stage" not in saved:
         raise RunDirError(f"{out / CONFIG} is not an rlntp run config; choose a new or empty directory for --out")
