@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from rlntp.errors import Interrupted, RunDirError, UserError
-from rlntp.files import atomic_write_text
+from rlntp.files import atomic_write_bytes, atomic_write_text
 from rlntp.runs.checkpoints import checkpoint_steps
 from rlntp.runs.dirs import CONFIG, STATUS, flat_diff, read_status
 from rlntp.runs.metrics import read_metrics
@@ -292,9 +292,9 @@ def write_results(jobs: list[Job], out: Path, states: dict[str, dict[str, Any]],
     columns = sorted(dict.fromkeys(key for row in rows for key in row), key=_column_order)
     table = pa.table({key: pa.array([row.get(key) for row in rows]) for key in columns})
     path = out / RESULTS
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    atomic_write_bytes(path, buffer.getvalue().to_pybytes())
     return path
 
 
