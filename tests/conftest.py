@@ -1,12 +1,58 @@
-import pytest
-import torch
+import os
+import time
+from pathlib import Path
+
+os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"  # before torch starts its thread pools
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
-    """Tests compare floats bit for bit across runs; keep the thread count fixed."""
-    torch.set_num_threads(2)
+    """Tests compare floats bit for bit; code outside a run (which pins its own, train.threads) uses one thread,
+    whatever the machine."""
+    torch.set_num_threads(1)
     yield
+
+
+class Pause:
+    """Pauses the rlntp runs of subprocesses at chosen steps (tests/pause_hook/sitecustomize.py), so a test
+    interrupts or kills them at a moment it chooses instead of racing the machine's speed."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        directory.mkdir()
+
+    def env(self, *steps: int) -> dict[str, str]:
+        """The environment of a subprocess whose runs pause right after saving the checkpoint of `steps`."""
+        hook = str(Path(__file__).parent / "pause_hook")
+        path = os.pathsep.join(filter(None, [hook, os.environ.get("PYTHONPATH")]))
+        return os.environ | {"PYTHONPATH": path, "RLNTP_TEST_PAUSE_DIR": str(self.directory),
+                             "RLNTP_TEST_PAUSE_STEPS": ",".join(map(str, steps))}
+
+    def paused(self, step: int) -> list[int]:
+        """The pids of the processes paused at `step`."""
+        return [int(p.name.rsplit("-", 1)[1]) for p in self.directory.glob(f"paused-{step}-*")]
+
+    def wait(self, step: int, process, count: int = 1, timeout: float = 300) -> list[int]:
+        """Wait until `count` runs are paused at `step` (failing if `process` ends first); their pids."""
+        deadline = time.time() + timeout
+        while len(self.paused(step)) < count:
+            assert process.poll() is None, f"ended before pausing at step {step}: {process.communicate()}"
+            assert time.time() < deadline, f"no run paused at step {step} within {timeout} s"
+            time.sleep(0.02)
+        return self.paused(step)
+
+    def release(self, step: int) -> None:
+        """Let every run paused (or yet to pause) at `step` go on."""
+        (self.directory / f"go-{step}").touch()
+
+
+@pytest.fixture
+def pause(tmp_path):
+    """A `Pause` for this test's subprocesses."""
+    return Pause(tmp_path / "pause")
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +101,47 @@ def refused(capsys):
         return err
 
     return check
+
+
+def calibrated(p_cot: float, accuracy: float | None = None, long_tolerance: float = 0.05,
+               accuracy_tolerance: float = 0.04):
+    """The measured state the paper's claims assume after pre-training on a mixture: sampled answers are long
+    with probability p_cot (within `long_tolerance`) and right with probability `accuracy` (default
+    (1 + p_cot) / 2: the long path right, short answers a coin flip; within `accuracy_tolerance`). With
+    2,000 evaluations one standard error of either is at most 0.011. A predicate on an evaluation, with its
+    description."""
+    accuracy = (1 + p_cot) / 2 if accuracy is None else accuracy
+
+    def ready(record: dict) -> bool:
+        return (abs(record["eval/sampled_long_frac"] - p_cot) <= long_tolerance
+                and abs(record["eval/sampled_acc"] - accuracy) <= accuracy_tolerance)
+
+    ready.description = (f"sampled P(long) within {long_tolerance} of {p_cot} and sampled accuracy within "
+                         f"{accuracy_tolerance} of {accuracy:.3f}")
+    return ready
+
+
+@pytest.fixture(scope="session")
+def pretrain_until():
+    """`pretrain_until(argv, out, p_cot, chunk, cap, ready=None)`: `rlntp pretrain ARGV --out OUT` in chunks of
+    `chunk` steps (each resuming the last, evaluated and saved at its end) until an evaluation is `ready`
+    (default `calibrated(p_cot)`; a predicate with a `description`); returns (step, that evaluation). Not
+    there by `cap` steps: the test fails with "precondition not reached", distinct from the claim it then
+    tests failing."""
+    from rlntp.cli import main
+    from rlntp.runs import metrics
+
+    def run(argv: list[str], out: Path, p_cot: float, chunk: int, cap: int, ready=None) -> tuple[int, dict]:
+        ready, seen = ready or calibrated(p_cot), []
+        for steps in range(chunk, cap + 1, chunk):
+            main([*argv, "--steps", str(steps), "--eval-every", str(chunk), "--save-every", str(chunk),
+                  "--out", str(out), *(["--resume"] if steps > chunk else [])])
+            last = [r for r in metrics.read_metrics(out) if "eval/sampled_acc" in r][-1]
+            seen.append(f"step {steps}: P(long) {last['eval/sampled_long_frac']:.3f}, "
+                        f"accuracy {last['eval/sampled_acc']:.3f}")
+            if ready(last):
+                return steps, last
+        pytest.fail(f"precondition not reached within {cap} steps: {ready.description}; measured "
+                    + "; ".join(seen))
+
+    return run

@@ -1,4 +1,8 @@
-"""Device selection, the precision of forward passes, and seeded random generators that live on the device."""
+"""Device selection, CPU threads, the precision of forward passes, and seeded random generators that live on
+the device."""
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -24,6 +28,21 @@ def resolve_device(name: str) -> torch.device:
         check(device.type == "cpu" and device.index in (None, 0),
               f"device {name!r} is not one rlntp runs on; use cpu, cuda, cuda:N, mps or auto")
     return device
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int) -> Iterator[None]:
+    """Run the block with `threads` torch CPU threads, then restore the caller's count.
+
+    A run's thread count is part of its config, not the host's: CPU kernels split their reductions by
+    thread, so the count changes the floats (and, near a transition, a run's fate).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seeded_generator(device: torch.device, *keys: int) -> torch.Generator:

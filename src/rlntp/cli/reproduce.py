@@ -6,8 +6,8 @@ from typing import Annotated
 from rlntp.cli.parsing import Flat
 from rlntp.sweeps.executors import ExecutorConfig
 
-DESCRIPTION = ("The paper's figures as recipes: runs, figures, summary tables and the paper's numbers beside ours; "
-               "rerunning a recipe's command resumes it")
+DESCRIPTION = ("The paper's figures as recipes: runs, figures, summary tables and the paper's claims with verdicts "
+               "computed from the results; rerunning a recipe's command resumes it")
 RERUN_HINT = "rerun the same command to continue"
 
 
@@ -80,7 +80,7 @@ def reproduce_all(executor: Annotated[ExecutorConfig, Flat], out: Path = Path("r
     from rlntp.sweeps.executors import check_executor
 
     resolve_device(device)
-    check_executor(executor)
+    check_executor(executor, [])  # each recipe checks its own runs' threads too
     chosen = {name: module for name, module in recipes().items() if module.RECIPE.in_all}
     for name, module in chosen.items():  # every preset must exist before the first recipe starts
         check(preset in module.PRESETS, f"recipe {name} has no preset {preset!r}; its presets: "

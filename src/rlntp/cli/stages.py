@@ -93,8 +93,8 @@ def posttrain(post: Annotated[PosttrainConfig, Flat], from_: Annotated[Path, tyr
 
 
 def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, samples: int = 2560,
-             seed: int = 0, device: str = "auto", json_out: Annotated[bool, tyro.conf.arg(name="json")] = False,
-             allow_unverified: bool = False) -> None:
+             seed: int = 0, threads: int = 1, device: str = "auto",
+             json_out: Annotated[bool, tyro.conf.arg(name="json")] = False, allow_unverified: bool = False) -> None:
     """Evaluate a checkpoint of a run (fresh inputs, or its dataset's test split): accuracy and length.
 
     Args:
@@ -102,12 +102,13 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
         step: the checkpoint to evaluate (default: the last one)
         samples: number of inputs (with a dataset: at most its test split)
         seed: seed of the evaluation inputs and sampling
+        threads: CPU threads (with the seed, they fix the floats)
         device: cpu, cuda, cuda:N or auto
         json_out: print one JSON object instead of a table
         allow_unverified: evaluate a checkpoint that records no checksums (its files are not verified)
     """
     from rlntp.data import make_data
-    from rlntp.devices import resolve_device, seeded_generator
+    from rlntp.devices import pinned_threads, resolve_device, seeded_generator
     from rlntp.evaluation import evaluate as run_evaluate
     from rlntp.memory import check_fits
     from rlntp.models import memory_estimate
@@ -115,7 +116,7 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
     from rlntp.runs.dirs import read_task_and_model
     from rlntp.tasks import make_task
 
-    check_positive(samples=samples)
+    check_positive(samples=samples, threads=threads)
     task_config, model_config = read_task_and_model(run_dir)
     checkpoint = resolve_checkpoint(run_dir, step)
     dev = resolve_device(device)
@@ -127,7 +128,8 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
                f"evaluating {samples:,} inputs", "reduce --samples")
     model = load_checkpoint_model(checkpoint, model_config, dev, allow_unverified)
     metrics = {"checkpoint": str(checkpoint), "samples": samples}
-    metrics |= run_evaluate(model, task, samples, seeded_generator(dev, seed), test_prompts=data.test_prompts)
+    with pinned_threads(threads):
+        metrics |= run_evaluate(model, task, samples, seeded_generator(dev, seed), test_prompts=data.test_prompts)
     if json_out:
         print(json.dumps(metrics))
         return
@@ -176,7 +178,7 @@ def sweep(file: tyro.conf.Positional[Path], out: Path, executor: Annotated[Execu
         print(status_report(jobs, out))
         return
     resolve_device(device)
-    check_executor(executor)
+    check_executor(executor, jobs)
     with open_sweep_dir(out, new_status(spec, str(file))):
         results = run_sweep(jobs, out, executor, spec, str(file), progress=not quiet)
     print(f"{len(jobs)} runs done; wrote {results}")
@@ -194,15 +196,23 @@ def plot(run_dir: tyro.conf.Positional[Path], out: Path | None = None) -> None:
     print(f"wrote {plot_run(run_dir, out)}")
 
 
-def report(root: tyro.conf.Positional[Path], out: Path | None = None) -> None:
-    """Write one static HTML page of a directory of reproductions: figures, tables, configs, commands.
+def report(root: tyro.conf.Positional[Path], out: Path | None = None, markdown: bool = False,
+           brief: bool = False) -> None:
+    """Write one static HTML page of a directory of reproductions: the paper's claims with their computed verdicts,
+    figures, tables, configs, commands.
 
     Args:
         root: a directory holding one or more recipe directories (e.g. runs/all), or one of them
         out: the HTML file to write (default: ROOT/report.html)
+        markdown: print the claims as one Markdown table instead (docs/results.md is made so)
+        brief: with --markdown, only recipe, claim and verdict (the README's table)
     """
-    from rlntp.report import write_report
+    from rlntp.report import claims_markdown, write_report
 
+    if markdown:
+        print(claims_markdown(root, brief), end="")
+        return
+    check(not brief, "--brief goes with --markdown")
     print(f"wrote {write_report(root, out)}")
 
 

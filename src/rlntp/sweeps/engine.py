@@ -103,7 +103,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
     lost: Counter[str] = Counter()
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="run", desc=f"sweep {out.name}",
                disable=not progress, dynamic_ncols=True)
-    pool = make_executor(executor, progress) if todo else None
+    pool = make_executor(executor, todo, progress) if todo else None
 
     def write_status() -> None:
         status.update(pid=os.getpid(), host=socket.gethostname(), updated=time.strftime("%Y-%m-%d %H:%M:%S"),

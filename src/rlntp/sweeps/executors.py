@@ -33,10 +33,9 @@ class ExecutorConfig(Config):
     executor: str = "local"
     """local (a process pool on this machine) or ray (a Ray cluster)"""
     workers: int | None = None
-    """local: runs at once (default 1: in the sweep's own process); they share --device (several GPUs:
-    --executor ray --gpus-per-run 1)"""
-    cpus_per_run: int | None = None
-    """threads of each run (local default: this machine's cores / workers; ray: also its CPU request, default 1)"""
+    """local: runs at once (default: as many as this machine's cores hold, each run with its own threads; 1: in
+    the sweep's own process); they share --device (several GPUs: --executor ray --gpus-per-run 1). Only the wall
+    time changes: a run's floats depend on its seed and threads (train.threads), not on its neighbours"""
     gpus_per_run: float = 0.0
     """ray: GPUs requested per run (fractions share a GPU); the run's --device auto then picks it"""
     address: str | None = None
@@ -45,26 +44,21 @@ class ExecutorConfig(Config):
     def check(self) -> None:
         check_choice("executor", self.executor, EXECUTORS)
         check(self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}")
-        check(self.cpus_per_run is None or self.cpus_per_run >= 1, f"cpus_per_run must be >= 1, got {self.cpus_per_run}")
         check(self.executor == "ray" or (self.gpus_per_run == 0 and self.address is None),
               "--gpus-per-run and --address are for --executor ray")
         check(self.executor == "local" or self.workers is None,
-              "--workers is for --executor local; Ray runs as many at once as --cpus-per-run and --gpus-per-run allow")
+              "--workers is for --executor local; Ray runs as many at once as the runs' threads and --gpus-per-run allow")
 
 
-def execute(job: "Job", runs_dir: str, threads: int | None, progress: bool = False) -> dict[str, Any]:
+def execute(job: "Job", runs_dir: str, progress: bool = False) -> dict[str, Any]:
     """Run (or resume, or find finished) one job; its outcome: state done or failed, error, seconds.
 
-    Never raises for a failure of the run itself, so one failed run never stops the others; a Ctrl-C
-    (Interrupted) does propagate: it stops the sweep.
+    The run sets its own thread count (its config's `threads`). Never raises for a failure of the run
+    itself, so one failed run never stops the others; a Ctrl-C (Interrupted) does propagate: it stops the sweep.
     """
-    import torch
-
     from rlntp.training.posttrain import PosttrainRun, posttrain
     from rlntp.training.pretrain import pretrain
 
-    if threads:
-        torch.set_num_threads(threads)
     start = time.perf_counter()
     outcome: dict[str, Any] = {"state": "done", "error": None}
     try:
@@ -88,12 +82,17 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-class InlineExecutor:
-    """One run at a time in this process (`--workers 1`): no worker to start, the same threads as a single run,
-    and the run's own progress bar under the sweep's."""
+def job_threads(job: "Job") -> int:
+    """The CPU threads a job's run uses (its config's `threads`)."""
+    return job.pretrain.train.threads if job.post is None else job.post.threads
 
-    def __init__(self, threads: int, progress: bool):
-        self.threads, self.progress, self.slots = threads, progress, 1
+
+class InlineExecutor:
+    """One run at a time in this process (`--workers 1`): no worker to start, and the run's own progress bar
+    under the sweep's."""
+
+    def __init__(self, progress: bool):
+        self.progress, self.slots = progress, 1
         self._queue: list[tuple[str, "Job", str]] = []
 
     def submit(self, key: str, job: "Job", runs_dir: str) -> None:
@@ -103,32 +102,31 @@ class InlineExecutor:
         if not self._queue:
             return []
         key, job, runs_dir = self._queue.pop(0)
-        return [(key, execute(job, runs_dir, self.threads, self.progress))]
+        return [(key, execute(job, runs_dir, self.progress))]
 
     def close(self) -> None:
         self._queue.clear()
 
 
 class LocalExecutor:
-    """A pool of `workers` processes on this machine, each with its share of the cores as threads.
+    """A pool of `workers` processes on this machine; each run sets its own threads.
 
     Workers are spawned (not forked, so no parent torch state is shared) and die with the sweep process
     (Linux: PR_SET_PDEATHSIG), so a killed sweep leaves no run going on without it. If a worker dies
     (killed, out of memory), the pool is rebuilt and the runs it held are reported as `lost`.
     """
 
-    def __init__(self, workers: int, threads: int):
-        self.workers, self.threads = workers, threads
-        self.slots = workers
+    def __init__(self, workers: int):
+        self.workers = self.slots = workers
         self._pool = self._new_pool()
         self._futures: dict[cf.Future, str] = {}
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_init_worker, initargs=(os.getpid(), self.threads))
+                                      initializer=_init_worker, initargs=(os.getpid(),))
 
     def submit(self, key: str, job: "Job", runs_dir: str) -> None:
-        self._futures[self._pool.submit(execute, job, runs_dir, self.threads)] = key
+        self._futures[self._pool.submit(execute, job, runs_dir)] = key
 
     def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
         """Outcomes of the runs that finished within `timeout` seconds."""
@@ -157,10 +155,8 @@ class LocalExecutor:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _init_worker(parent: int, threads: int) -> None:
-    """A worker's start: its thread share (before torch creates its pools), death with the sweep process."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
+def _init_worker(parent: int) -> None:
+    """A worker's start: death with the sweep process."""
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -173,12 +169,13 @@ def _init_worker(parent: int, threads: int) -> None:
 class RayExecutor:
     """Runs as Ray tasks: on the cluster at `address`, or on a Ray instance started here.
 
-    Each run requests `cpus` CPUs (its thread count) and `gpus` GPUs. The run directories must be on
+    Each run requests as many CPUs as its threads, and `gpus` GPUs. The run directories must be on
     a path that every node sees (a shared file system); a task lost with its node is retried once and
     resumes from its checkpoints.
     """
 
     def __init__(self, address: str | None, cpus: int, gpus: float, local_cpus: int):
+        """`cpus`: the most threads any of the sweep's runs uses (a cluster without room for it is refused)."""
         try:
             import ray
         except ImportError:
@@ -193,17 +190,16 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as e:
                 reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 raise UserError(f"cannot connect to Ray{f' at {address}' if address else ''}: {reason}") from None
-        self._remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=1)(execute)
-        self.threads = cpus
+        self._remote = ray.remote(num_gpus=gpus, max_retries=1)(execute)
         resources = ray.cluster_resources()
         slots = [resources.get("CPU", 1) // cpus] + ([resources.get("GPU", 0) // gpus] if gpus else [])
         check(min(slots) >= 1, f"the Ray cluster has {resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} "
-              f"GPUs, fewer than one run needs (--cpus-per-run {cpus}, --gpus-per-run {gpus:g})")
+              f"GPUs, fewer than one run needs ({cpus} threads, --gpus-per-run {gpus:g})")
         self.slots = int(min(slots))
         self._refs: dict[Any, str] = {}
 
     def submit(self, key: str, job: "Job", runs_dir: str) -> None:
-        self._refs[self._remote.remote(job, runs_dir, self.threads)] = key
+        self._refs[self._remote.options(num_cpus=job_threads(job)).remote(job, runs_dir)] = key
 
     def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
         ready, _ = self._ray.wait(list(self._refs), num_returns=1, timeout=timeout)
@@ -223,13 +219,15 @@ class RayExecutor:
             self._ray.shutdown()
 
 
-def check_executor(config: ExecutorConfig) -> None:
-    """UserError now, before any work, if the executor cannot start (Ray not installed, more threads than cores)."""
-    cores = cpu_count()
+def check_executor(config: ExecutorConfig, jobs: list["Job"]) -> None:
+    """UserError now, before any work, if the executor cannot start (Ray not installed, no such cluster); a note
+    on stderr if the local runs would share cores (slower, the same floats)."""
+    cores, threads = cpu_count(), max((job_threads(job) for job in jobs), default=1)
     if config.executor == "local":
-        workers, threads = config.workers or 1, config.cpus_per_run or 1
-        check(workers * threads <= cores, f"--workers {workers} x --cpus-per-run {threads} is more threads than this "
-              f"machine's {cores} cores (they would slow each other down); lower them")
+        workers = config.workers or max(1, cores // threads)
+        if workers * threads > cores:
+            print(f"note: {workers} runs of {threads} threads at once share this machine's {cores} cores: slower, "
+                  "with the same results", file=sys.stderr)
     else:
         try:
             import ray  # noqa: F401
@@ -253,10 +251,11 @@ def _check_reachable(address: str) -> None:
                         "or pass its address") from None
 
 
-def make_executor(config: ExecutorConfig, progress: bool = False):
-    """The executor `config` names, its thread shares fixed (`progress`: runs in this process show their bars)."""
+def make_executor(config: ExecutorConfig, jobs: list["Job"], progress: bool = False):
+    """The executor `config` names for `jobs` (`progress`: runs in this process show their bars). The local
+    default runs as many at once as the cores hold with each run's own threads."""
+    threads = max((job_threads(job) for job in jobs), default=1)
     if config.executor == "ray":
-        return RayExecutor(config.address, config.cpus_per_run or 1, config.gpus_per_run, cpu_count())
-    workers = config.workers or 1
-    threads = config.cpus_per_run or max(1, cpu_count() // workers)
-    return InlineExecutor(threads, progress) if workers == 1 else LocalExecutor(workers, threads)
+        return RayExecutor(config.address, threads, config.gpus_per_run, cpu_count())
+    workers = min(config.workers or max(1, cpu_count() // threads), max(1, len(jobs)))
+    return InlineExecutor(progress) if workers == 1 else LocalExecutor(workers)

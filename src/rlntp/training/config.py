@@ -33,12 +33,15 @@ class StageConfig(Config):
     """checkpoint every this many steps (and at the last step); all checkpoints are kept"""
     device: str = "auto"
     """cpu, cuda, cuda:N, or auto (CUDA when available)"""
+    threads: int = 1
+    """CPU threads of the run's torch operations. Part of its numerics: the same seed and threads give the same
+    floats (on one torch build and CPU kernel family), whatever the machine's core count or the sweep's workers"""
     precision: str = "fp32"
     """fp32, bf16 (forward passes, rollouts too, under bfloat16 autocast; weights and optimizer stay float32),
     or auto (bf16 on a CUDA GPU that has it, else fp32)"""
 
     def check(self) -> None:
-        for name in ("steps", "eval_every", "eval_samples", "save_every"):
+        for name in ("steps", "eval_every", "eval_samples", "save_every", "threads"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         check_optimizer(self.optimizer, self.lr, self.weight_decay, self.max_grad_norm)
         check_precision(self.precision)

@@ -16,7 +16,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rlntp.data import make_data
-from rlntp.devices import autocast, resolve_device, resolve_precision, seeded_generator
+from rlntp.devices import autocast, pinned_threads, resolve_device, resolve_precision, seeded_generator
 from rlntp.errors import RunDirError, check, check_choice
 from rlntp.evaluation import evaluate
 from rlntp.memory import check_fits
@@ -172,7 +172,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
     verify_checkpoint(source_checkpoint, allow_unverified)
     data = make_data(task, run.task.data, cfg.seed, device)
     tokenizer = task.tokenizer()  # saved beside every checkpoint
-    with open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
+    with pinned_threads(cfg.threads), open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
                       normalize=lambda saved: PosttrainRun.from_dict(saved).to_dict()) as run_dir:
         checkpoint = run_dir.resume_point()
         if checkpoint is None:  # the source checkpoint was verified above

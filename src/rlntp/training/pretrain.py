@@ -17,7 +17,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rlntp.data import make_data
-from rlntp.devices import autocast, resolve_device, resolve_precision, seeded_generator
+from rlntp.devices import autocast, pinned_threads, resolve_device, resolve_precision, seeded_generator
 from rlntp.errors import RunDirError, check
 from rlntp.evaluation import evaluate
 from rlntp.memory import check_fits
@@ -91,7 +91,7 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
     check(data.train_size is None or data.train_size >= cfg.batch_size,
           f"the dataset's train split has {data.train_size} rows, fewer than batch_size {cfg.batch_size}")
     tokenizer = task.tokenizer()  # saved beside every checkpoint
-    with open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
+    with pinned_threads(cfg.threads), open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
                       normalize=lambda saved: PretrainRun.from_dict(saved).to_dict()) as run_dir:
         checkpoint = run_dir.resume_point()
         if checkpoint is None:
