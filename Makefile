@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup fig1 test bench clean
+.PHONY: setup fig1 test bench results clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ bench: setup
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/bench_pretrain.py
 	$(BIN)/python benchmarks/bench_grpo.py --out runs/bench_grpo.png
+
+# After `rlntp reproduce all --preset cpu --out runs/all`: its verdicts into docs/results, docs/results.md and the
+# README's table (tests/test_docs.py checks they recompute from the tables)
+results: setup
+	$(BIN)/python scripts/publish_results.py runs/all
 
 clean:
 	rm -rf $(VENV) runs

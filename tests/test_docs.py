@@ -95,3 +95,30 @@ def test_every_relative_link_and_image_exists():
                     broken.append(f"{page.name}: {target} (no such heading)")
     assert not broken, broken
     assert len(PAGES) >= 9
+
+
+def test_no_verdict_in_the_docs_is_written_by_hand():
+    """The README's results table and docs/results.md are exactly `claims_markdown` of docs/results, and every
+    verdict there recomputes, with its evidence, from the recipe's results table kept beside it."""
+    import json
+
+    import pandas as pd
+
+    from rlntp.experiments import recipes
+    from rlntp.experiments.claims import evaluate
+    from rlntp.report import claims_markdown
+
+    results = ROOT / "docs" / "results"
+    readme = (ROOT / "README.md").read_text()
+    begin = "<!-- claims: made by scripts/publish_results.py from docs/results; do not edit -->\n"
+    assert readme.count(begin) == 1 and readme.count("<!-- claims end -->") == 1
+    assert readme.split(begin)[1].split("<!-- claims end -->")[0] == claims_markdown(results, brief=True)
+    assert (ROOT / "docs" / "results.md").read_text().endswith("\n\n" + claims_markdown(results))
+    for record_path in sorted(results.glob("*/report.json")):
+        record = json.loads(record_path.read_text())
+        module = recipes()[record["recipe"]]
+        table, measured = record_path.parent / "results.parquet", record_path.parent / "theory.json"
+        results_of_run = (pd.read_parquet(table) if table.exists()
+                          else json.loads(measured.read_text()) if measured.exists() else None)
+        assert results_of_run is not None, f"{record_path.parent} keeps no results to recompute its verdicts from"
+        assert evaluate(module.CLAIMS, results_of_run) == record["claims"], record["recipe"]

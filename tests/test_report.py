@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from rlntp.cli import main  # noqa: E402
-from rlntp.report import find_sections, write_report  # noqa: E402
+from rlntp.errors import ConfigError  # noqa: E402
+from rlntp.report import claims_markdown, find_sections, write_report  # noqa: E402
 
 
 def _png(path: Path) -> None:
@@ -35,8 +36,12 @@ def _section(path: Path, recipe: str, **extra) -> None:
 @pytest.fixture
 def reproductions(tmp_path):
     root = tmp_path / "all"
-    _section(root / "star-odds", "star-odds", order=20)
-    _section(root / "fig1", "fig1", order=1, paper=[{"quantity": "NTP greedy", "paper": "50%", "ours": "0.493 <script>"}])
+    _section(root / "star-odds", "star-odds", order=20, claims=[
+        {"claim": "odds double", "criterion": "within 0.08", "verdict": "partly", "evidence": "1 of 3 seeds"}])
+    _section(root / "fig1", "fig1", order=1, claims=[
+        {"claim": "NTP stays at 50%", "criterion": "final | 1/2 ± 3 sd", "verdict": "reproduced",
+         "evidence": "3 of 3 seeds: 0.493 <script>"},
+        {"claim": "GRPO learns", "criterion": "acc >= 0.95", "verdict": "not reproduced", "evidence": "0 of 3 seeds"}])
     nested = root / "mult"  # a recipe whose figures lie one level down, and no sweep.json: its settings shown
     nested.mkdir()
     (nested / "report.json").write_text(json.dumps({"recipe": "mult", "order": 30, "settings": {"digits": [3]}}))
@@ -55,7 +60,14 @@ def test_the_page_has_a_section_per_reproduction_in_the_paper_order_and_existing
     sources = re.findall(r'<img[^>]* src="([^"]+)"', page)
     assert sorted(sources) == ["fig1/fig1.png", "mult/n3/mult.png", "star-odds/star-odds.png"]
     assert all((reproductions / s).exists() for s in sources)
-    assert "<td>50%</td><td>0.493 &lt;script&gt;</td>" in page and "<script>" not in page
+    assert "<script>" not in page
+    top, sections = page.split("<h2>Sections</h2>")
+    # one table of every claim before the sections, each linked to its section, in the recipes' order
+    assert re.findall(r'<td><a href="#([^"]+)">', top) == ["fig1", "fig1", "star-odds"]
+    assert ('<td class="reproduced">reproduced</td><td>3 of 3 seeds: 0.493 &lt;script&gt;</td>' in top
+            and '<td class="not-reproduced">not reproduced</td>' in top and '<td class="partly">partly</td>' in top)
+    assert "3 claims: 1 reproduced, 1 partly, 1 not reproduced" in top
+    assert sections.count('<table class="claims">') == 2 and "<td>final | 1/2 ± 3 sd</td>" in sections
     assert "1 min 15 s" in page and "rlntp reproduce fig1" in page and "&quot;digits&quot;" in page
 
 
@@ -87,13 +99,14 @@ def test_images_are_relative_to_the_page_wherever_it_is_written(reproductions):
 
 def test_repeated_recipes_get_their_own_anchors_and_a_broken_file_becomes_a_note(tmp_path):
     _section(tmp_path / "cpu" / "fig1", "fig1", order=1, seconds="?",
-             paper=[{"quantity": "acc", "paper": 0.5, "ours": None}])
-    _section(tmp_path / "paper" / "fig1", "fig1", order=1)
+             claims=[{"claim": "acc", "criterion": 0.5, "verdict": "maybe", "evidence": None}, "not a claim"])
+    _section(tmp_path / "paper" / "fig1", "fig1", order=1, claims="not a list")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "report.json").write_text("{half written")
     page = write_report(tmp_path).read_text()
     assert re.findall(r'<h2 id="([^"]+)"', page) == ["fig1", "fig1-2", "broken"]
-    assert "<td>acc</td><td>0.5</td><td></td>" in page and "wall time not recorded" in page
+    assert "<td>acc</td><td>0.5</td><td>maybe</td><td></td>" in page and "wall time not recorded" in page
+    assert re.findall(r'<td><a href="#([^"]+)">', page) == ["fig1"]  # the one claim, in the top table
     assert "report.json could not be read" in page
 
 
@@ -104,3 +117,15 @@ def test_a_directory_without_reproductions_is_one_line(tmp_path, capsys):
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith("error: ")
+
+
+def test_the_claims_as_markdown_are_deterministic_in_the_recipes_order(reproductions, tmp_path):
+    text = claims_markdown(reproductions)
+    lines = text.splitlines()
+    assert lines[:2] == ["| recipe | the paper | criterion | verdict | evidence |", "|---|---|---|---|---|"]
+    assert lines[2] == "| fig1 (cpu) | NTP stays at 50% | final \\| 1/2 ± 3 sd | reproduced | 3 of 3 seeds: 0.493 <script> |"
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| fig1 (cpu)", "| fig1 (cpu)", "| star-odds (cpu)"]
+    assert claims_markdown(reproductions) == text and text.endswith("\n")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="holds no reproduction"):
+        claims_markdown(tmp_path / "empty")

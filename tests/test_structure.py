@@ -118,6 +118,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from rlntp.experiments import Recipe
+from rlntp.experiments.claims import Claim, k_of_n
 from rlntp.files import save_figure
 
 RECIPE = Recipe("toy", "A toy recipe for the tests", order=99, presets={"tiny": "d = 4, 10 steps"})
@@ -134,8 +135,12 @@ def report(table, spec, out: Path) -> str:
     return f"toy: final greedy accuracy {table['eval/greedy_acc'].iloc[-1]:.3f}"
 
 
-def paper(table):
-    return [("toy quantity", "the paper's words", "ours")]
+def _learns(table):
+    final = table.sort_values("step").groupby("train.seed")["eval/greedy_acc"].last()
+    return k_of_n({f"seed {seed}": (acc >= 0.95, f"{acc:.3f}") for seed, acc in final.items()})
+
+
+CLAIMS = [Claim("toy claim: parity d = 4 is learned in 10 steps", "final greedy accuracy >= 0.95", _learns)]
 '''
 
 
@@ -166,9 +171,13 @@ def test_a_new_recipe_is_one_module(toy_recipe, tmp_path, monkeypatch, capsys):
     main(["reproduce", "all", "--preset", "tiny", "--out", str(out), "--device", "cpu", "--quiet"])
     assert "toy: final greedy accuracy" in (out / "toy" / "summary.txt").read_text()
     record = json.loads((out / "toy" / "report.json").read_text())
-    assert record["recipe"] == "toy" and record["paper"][0]["quantity"] == "toy quantity"
+    assert record["recipe"] == "toy" and "paper" not in record
+    claim = record["claims"][0]
+    assert claim["claim"].startswith("toy claim") and claim["verdict"] in ("reproduced", "not reproduced")
+    assert claim["evidence"].startswith("1 of 1 seeds: seed 0 ") or claim["evidence"].startswith("0 of 1 seeds")
     page = (out / "report.html").read_text()
     assert 'id="toy"' in page and "A toy recipe for the tests" in page and 'src="toy/toy.png"' in page
+    assert '<td><a href="#toy">toy</a></td><td>toy claim' in page
 
 
 def test_two_llm_stages_on_one_directory_are_refused_like_two_runs(tiny_model, tmp_path, capsys):

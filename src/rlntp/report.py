@@ -1,11 +1,13 @@
 """One static HTML page for a directory of reproductions: `rlntp report DIR`.
 
-A section is a directory holding `report.json` (written by `experiments.reproduce`). Each shows its
-command, preset and wall time, the paper's numbers beside ours, the summary table, every figure,
-and the settings. Sections follow the recipes' order (`experiments.Recipe.order`, recorded in each
-report.json); a file that
-cannot be read becomes a note in its section, never an error. Images are referenced by paths
-relative to the page, so the directory can be copied or served as it is; no script, no network.
+A section is a directory holding `report.json` (written by `experiments.reproduce`). The page opens
+with one table of every section's claims (the paper's statement, the criterion, the verdict computed
+from the results, the evidence: `experiments.claims`); then each section shows its command, preset and
+wall time, its claims, the summary table, every figure, and the settings. Sections follow the recipes'
+order (`experiments.Recipe.order`, recorded in each report.json); a file that cannot be read becomes a
+note in its section, never an error. Images are referenced by paths relative to the page, so the
+directory can be copied or served as it is; no script, no network. `claims_markdown` gives the claims
+table as Markdown (the README's results).
 """
 
 import html
@@ -19,6 +21,8 @@ from urllib.parse import quote
 from rlntp.errors import check
 from rlntp.files import GENERATOR, check_output, write_output
 
+VERDICT_STYLES = {"reproduced": "reproduced", "partly": "partly", "not reproduced": "not-reproduced"}
+"""The CSS class of each verdict's cell (`experiments.claims`): green, amber, red."""
 SKIP = {"runs", "data"}
 """Directories never searched for sections or figures: a recipe's own runs and datasets."""
 MAX_DEPTH = 3
@@ -28,9 +32,11 @@ body { font-family: system-ui, sans-serif; max-width: 1500px; margin: 2em auto; 
 h1 { margin-bottom: 0.2em; } h2 { border-top: 2px solid #ccc; padding-top: 0.8em; margin-top: 2em; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 12px; line-height: 1.35; }
 code { background: #f0f0f0; padding: 0.1em 0.3em; }
-table.paper { border-collapse: collapse; margin: 0.8em 0; font-size: 14px; }
-table.paper th, table.paper td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
-table.paper th { background: #eee; }
+table.claims { border-collapse: collapse; margin: 0.8em 0; font-size: 14px; }
+table.claims th, table.claims td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left;
+  vertical-align: top; }
+table.claims th { background: #eee; }
+td.reproduced { background: #d8f0d8; } td.partly { background: #fbeccb; } td.not-reproduced { background: #f6d5d5; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 12px; color: #666; }
 .meta { color: #555; font-size: 14px; }
@@ -143,6 +149,37 @@ def _escape(value) -> str:
     return "" if value is None else html.escape(str(value))
 
 
+def _claims(record: dict) -> list[dict]:
+    """The section's claims as report.json holds them (`experiments.reproduce`); anything else is left out."""
+    claims = record.get("claims")
+    return [claim for claim in claims if isinstance(claim, dict)] if isinstance(claims, list) else []
+
+
+_CLAIM_HEADER = "<th>the paper's claim</th><th>criterion</th><th>verdict</th><th>evidence</th>"
+
+
+def _claim_cells(claim: dict) -> str:
+    """A claim's cells: the claim, the criterion, the verdict (coloured by `VERDICT_STYLES`) and the evidence."""
+    verdict = claim.get("verdict")
+    style = VERDICT_STYLES.get(verdict) if isinstance(verdict, str) else None
+    verdict_cell = f'<td class="{style}">' if style else "<td>"
+    return (f"<td>{_escape(claim.get('claim'))}</td><td>{_escape(claim.get('criterion'))}</td>"
+            f"{verdict_cell}{_escape(verdict)}</td><td>{_escape(claim.get('evidence'))}</td>")
+
+
+def _all_claims_html(records: list[dict], anchors: list[str]) -> str:
+    """One table of every section's claims, each row's recipe linked to its section; '' where none has claims."""
+    rows = [f'<tr><td><a href="#{_escape(anchor)}">{_escape(record["recipe"])}</a></td>{_claim_cells(claim)}</tr>'
+            for record, anchor in zip(records, anchors, strict=True) for claim in _claims(record)]
+    if not rows:
+        return ""
+    counts = Counter(str(claim.get("verdict")) for record in records for claim in _claims(record))
+    tally = ", ".join(f"{counts[verdict]} {verdict}" for verdict in VERDICT_STYLES if counts[verdict])
+    return (f"<h2>The paper's claims</h2>\n<p class=\"meta\">{len(rows)} claims: {_escape(tally)}. Each verdict is "
+            "computed from the recipe's results by the criterion beside it.</p>\n"
+            f'<table class="claims"><tr><th>recipe</th>{_CLAIM_HEADER}</tr>{"".join(rows)}</table>')
+
+
 def _section_html(section: Path, record: dict, anchor: str, root: Path, page_dir: Path, sections: set[Path]) -> str:
     """The section's HTML; paths are shown relative to `root` and linked relative to the page's directory."""
     parts = [f'<h2 id="{_escape(anchor)}">{_escape(record.get("title") or record["recipe"])}</h2>']
@@ -155,10 +192,9 @@ def _section_html(section: Path, record: dict, anchor: str, root: Path, page_dir
     parts.append(f'<p class="meta">{" · ".join(meta)}</p>')
     if record.get("command"):
         parts.append(f"<p>Made by <code>{_escape(record['command'])}</code></p>")
-    if record.get("paper") and isinstance(record["paper"], list):
-        rows = "".join(f"<tr><td>{_escape(r.get('quantity', ''))}</td><td>{_escape(r.get('paper', ''))}</td>"
-                       f"<td>{_escape(r.get('ours', ''))}</td></tr>" for r in record["paper"] if isinstance(r, dict))
-        parts.append(f'<table class="paper"><tr><th>quantity</th><th>the paper</th><th>ours</th></tr>{rows}</table>')
+    if _claims(record):
+        rows = "".join(f"<tr>{_claim_cells(claim)}</tr>" for claim in _claims(record))
+        parts.append(f'<table class="claims"><tr>{_CLAIM_HEADER}</tr>{rows}</table>')
     summary = _text(section / "summary.txt")
     if summary is not None:
         parts.append(f"<pre>{_escape(summary)}</pre>")
@@ -188,11 +224,40 @@ def write_report(root: Path, out: Path | None = None) -> Path:
     anchors = _anchors(records)
     toc = "".join(f'<li><a href="#{_escape(a)}">{_escape(r.get("title") or r["recipe"])}</a></li>'
                   for r, a in zip(records, anchors))
+    claims = _all_claims_html(records, anchors)
     body = "\n".join(_section_html(s, r, a, root.resolve(), page_dir, set(sections))
                      for s, r, a in zip(sections, records, anchors))
     page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"generator\" "
             f"content=\"{GENERATOR} report\"><title>rlntp: reproductions</title>"
             f"<style>{_STYLE}</style></head><body>\n<h1>How RL after next-token prediction facilitates learning: "
             f"reproductions</h1>\n<p class=\"meta\">{_escape(root)} · written "
-            f"{time.strftime('%Y-%m-%d %H:%M')}</p>\n<ul>{toc}</ul>\n{body}\n</body></html>\n")
+            f"{time.strftime('%Y-%m-%d %H:%M')}</p>\n{claims}\n<h2>Sections</h2>\n<ul>{toc}</ul>\n{body}\n"
+            "</body></html>\n")
     return write_output(out, page.encode())
+
+
+def claims_markdown(root: Path, brief: bool = False) -> str:
+    """Every claim of the reproductions under `root` as one Markdown table (recipe, the paper, criterion, verdict,
+    evidence; `brief`: recipe, the paper, verdict), recipes in their order (`Recipe.order`), each recipe's claims
+    in its own order. Deterministic: the same report.json files give the same text (the README's results
+    table and docs/results.md are made from it)."""
+    root = Path(root)
+    check(root.is_dir(), f"{root} is not a directory; pass the directory of one or more reproductions")
+    sections = find_sections(root)
+    check(len(sections) > 0, f"{root} holds no reproduction (no report.json within {MAX_DEPTH} levels)")
+    keys = ("claim", "verdict") if brief else ("claim", "criterion", "verdict", "evidence")
+    header = ["recipe", "the paper", *(["verdict"] if brief else ["criterion", "verdict", "evidence"])]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for section in sections:
+        record = _read(section)
+        recipe = record["recipe"] + (f" ({record['preset']})" if isinstance(record.get("preset"), str) else "")
+        for claim in _claims(record):
+            cells = [recipe, *(claim.get(key) for key in keys)]
+            lines.append("| " + " | ".join(_markdown_cell(cell) for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_cell(value) -> str:
+    """`value` as the text of one Markdown table cell: on one line, its pipes escaped."""
+    text = "" if value is None else " ".join(str(value).split())
+    return text.replace("\\", "\\\\").replace("|", "\\|")

@@ -100,7 +100,7 @@ def figure(out: Path, d: int = 20, sgd: Annotated[SGDConfig, Flat] = SGDConfig()
         eval_samples: fresh inputs per evaluation
     """
     started = time.perf_counter()
-    paths, _ = write_figures(out, d, sgd, seed, p_cots, star_p_cots, rounds, eval_samples)
+    paths, _, _ = write_figures(out, d, sgd, seed, p_cots, star_p_cots, rounds, eval_samples)
     print(f"wrote {', '.join(map(str, paths))} ({time.perf_counter() - started:.0f} s)")
 
 

@@ -9,16 +9,22 @@ and how it runs, in one of two ways:
   - a sweep (most recipes): each preset is a sweep (the form of a sweep file, `rlntp.sweeps.spec`), and
         report(table, spec, out) -> str      draws the figures from the results table into `out`, returns
                                              the summary table as text
-        paper(table) -> rows (optional)      (quantity, the paper's words, ours) for the report page
         prepare(preset, spec, out, progress) (optional)  makes what the sweep reads (datasets) before it
                                              runs; a relative `task.data` in the spec is relative to `out`
   - its own plan (the theory, the LLM path):
-        run(preset, out, device, progress) -> (summary, paper rows)
+        run(preset, out, device, progress) -> (summary, results)
+
+and what of the paper it tests:
+
+    CLAIMS: list[Claim]                            the paper's statements, each with a criterion in words and
+                                                   a check of the results (the sweep's results table, or
+                                                   the `results` its plan returns) giving a verdict
+                                                   (`experiments.claims`)
 
 `reproduce` is the one engine for both: it claims the recipe's directory (report.json, its marker,
-with the lock), runs the recipe, and writes summary.txt and report.json. The registry is this
-package's modules: a new recipe is one new module, found by the CLI (`rlntp reproduce NAME`),
-`reproduce all` and the report page.
+with the lock), runs the recipe, evaluates its claims, and writes summary.txt and report.json. The
+registry is this package's modules: a new recipe is one new module, found by the CLI (`rlntp reproduce
+NAME`), `reproduce all` and the report page.
 """
 
 import importlib
@@ -73,13 +79,16 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
 
     Rerunning resumes (the recipe's own directory, `runs.dirs.open_recipe_dir`). A sweep recipe also
     writes OUT/sweep.json, which `rlntp sweep` takes as a starting point for a variation; OUT/report.json
-    holds the command, the wall time of every call on this directory added up, and the paper's numbers.
+    holds the command, the wall time of every call on this directory added up, and each of the recipe's claims
+    with its verdict and evidence, computed from the results (`experiments.claims`).
     """
+    from rlntp.experiments.claims import evaluate
     from rlntp.runs.dirs import open_recipe_dir
     from rlntp.sweeps.executors import ExecutorConfig, check_executor
 
     started = time.perf_counter()
     module = recipes()[name]
+    claims = module.CLAIMS  # every recipe declares them: a module without fails here, before any work
     check_choice("preset", preset, module.PRESETS)
     out = Path(out)
     settings = module.PRESETS[preset]
@@ -88,21 +97,22 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
 
         executor = executor or ExecutorConfig()
         jobs = expand(settings, device, where=f"the {name} recipe's {preset} preset", base=out.resolve())
-        check_executor(executor)
+        check_executor(executor, jobs)
     elif getattr(module, "secondary_process", lambda: False)():  # under `accelerate launch`: the main one claims
         return module.run(settings, out, device, progress)[0]
     marker = {"recipe": name, "preset": preset, "settings": _jsonable(settings), "title": module.RECIPE.title,
               "order": module.RECIPE.order, "command": f"rlntp reproduce {name} --preset {preset} --out {out}",
-              "seconds": 0.0, "paper": []}
+              "seconds": 0.0, "claims": []}
     with open_recipe_dir(out, marker) as record:
         if is_sweep(module):
-            summary, paper = _run_sweep(module, settings, jobs, out, executor, progress, preset)
+            summary, results = _run_sweep(module, settings, jobs, out, executor, progress, preset)
         else:
-            summary, paper = module.run(settings, out, device, progress)
+            summary, results = module.run(settings, out, device, progress)
         atomic_write_text(out / SUMMARY, summary + "\n")
         seconds = (record.get("seconds") or 0.0) + time.perf_counter() - started
+        record.pop("paper", None)  # the hand-written rows of earlier versions, replaced by the claims
         record |= {"title": module.RECIPE.title, "order": module.RECIPE.order, "seconds": seconds,
-                   "paper": [{"quantity": q, "paper": p, "ours": o} for q, p, o in paper]}
+                   "claims": evaluate(claims, results)}
         atomic_write_text(out / REPORT, json.dumps(record, indent=2) + "\n")
     return summary
 
@@ -116,7 +126,7 @@ def _run_sweep(module, spec: dict, jobs: list, out: Path, executor, progress: bo
         module.prepare(preset, spec, out, progress)
     run_sweep(jobs, out, executor, spec, f"recipe {module.RECIPE.name}, preset {preset}", progress)
     table = pd.read_parquet(out / RESULTS)
-    return module.report(table, spec, out), (module.paper(table) if hasattr(module, "paper") else [])
+    return module.report(table, spec, out), table
 
 
 def _jsonable(settings: Any) -> Any:

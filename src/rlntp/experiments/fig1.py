@@ -1,8 +1,9 @@
 """Figure 1: next-token prediction stays at chance; GRPO from its checkpoints learns parity, length 1 -> d.
 
 Pre-training at p_cot = 0.25 (red), then GRPO with the end-to-end reward from several of its
-checkpoints (blue), each curve the median over seeds; top: greedy test accuracy, bottom: median
-greedy response length, both against samples seen (RL rollouts counted with their multiplicity).
+checkpoints (blue), each curve the median over seeds with its inter-quartile band; top: greedy test
+accuracy, bottom: median greedy response length, both against samples seen (RL rollouts counted with
+their multiplicity).
 """
 
 from pathlib import Path
@@ -14,7 +15,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.experiments.summary import Curve, summary_table, table_curve  # noqa: E402
+from rlntp.experiments.claims import (  # noqa: E402
+    FINAL_EVALS,
+    Claim,
+    Verdict,
+    by_seed,
+    evaluations,
+    k_of_n,
+    last_evaluation,
+    sampling_margin,
+)
+from rlntp.experiments.summary import (  # noqa: E402
+    SOLVED,
+    Curve,
+    first_solved,
+    summary_table,
+    table_curve,
+)
 from rlntp.files import save_figure  # noqa: E402
 
 _GRPO = {"algo": "grpo", "reward": "e2e"}
@@ -23,7 +40,7 @@ RECIPE = Recipe(
     "fig1",
     "Figure 1: pre-training at p_cot = 0.25, then GRPO from several of its checkpoints",
     order=1,
-    presets={"cpu": "d = 12, GPT-2 2 x 64, 1,500 steps, GRPO from 3 checkpoints",
+    presets={"cpu": "d = 12, GPT-2 2 x 64, 1,500 steps, GRPO from 3 checkpoints, 3 seeds",
              "paper": "d = 50, GPT-2 4 x 256, 50,000 steps of 256, 3 seeds; for a GPU"},
 )
 
@@ -36,7 +53,7 @@ PRESETS = {
             "model": {"layers": 2, "width": 64, "heads": 4},
             "train": {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 125, "eval_samples": 1000,
                       "save_every": 250},
-            "axes": {"train.seed": [0]},
+            "axes": {"train.seed": [0, 1, 2]},
         },
         "posttrain": {"grpo": {"from_steps": [500, 1000, 1500],
                                "post": _GRPO | {"steps": 30, "eval_every": 3, "eval_samples": 640, "save_every": 30}}},
@@ -74,13 +91,13 @@ def plot_fig1(ntp: Curve, rl: list[Curve], config: pd.Series, seeds: int, path: 
     blues = plt.cm.Blues([0.45 + 0.5 * i / max(1, len(rl) - 1) for i in range(len(rl))])
     for col, x_key in ((0, "samples_seen"), (1, "rl_samples")):
         ax_acc, ax_len = axes[0, col], axes[1, col]
-        if col == 0:
-            ax_acc.plot(ntp.samples_seen, ntp.greedy_acc, color="C3", lw=2, label=ntp.label)
-            ax_len.plot(ntp.samples_seen, ntp.greedy_len_median, color="C3", lw=2)
-        for curve, color in zip(rl, blues):
-            x = getattr(curve, x_key)
-            ax_acc.plot(x, curve.greedy_acc, color=color, lw=1.6, marker="." if col else None, label=curve.label)
-            ax_len.plot(x, curve.greedy_len_median, color=color, lw=1.6, marker="." if col else None)
+        for curve, color, lw in ([(ntp, "C3", 2)] if col == 0 else []) + [(c, b, 1.6) for c, b in zip(rl, blues)]:
+            x, marker = getattr(curve, x_key), "." if col else None
+            ax_acc.plot(x, curve.greedy_acc, color=color, lw=lw, marker=marker, label=curve.label)
+            ax_len.plot(x, curve.greedy_len_median, color=color, lw=lw, marker=marker)
+            if curve.seeds > 1:
+                ax_acc.fill_between(x, *curve.greedy_acc_band, color=color, alpha=0.15, lw=0)
+                ax_len.fill_between(x, *curve.greedy_len_band, color=color, alpha=0.15, lw=0)
         ax_acc.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax_acc.set(ylim=(0.3, 1.03), ylabel="greedy test accuracy")
         ax_len.set(ylim=(0, config["task.d"] + 2), ylabel="median greedy length",
@@ -88,26 +105,95 @@ def plot_fig1(ntp: Curve, rl: list[Curve], config: pd.Series, seeds: int, path: 
         for ax in (ax_acc, ax_len):
             ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8, loc="lower right")
-    who = f"median of {seeds} seeds" if seeds > 1 else f"seed {config['train.seed']}"
+    who = f"median and inter-quartile band of {seeds} seeds" if seeds > 1 else f"seed {config['train.seed']}"
     fig.suptitle(f"Parity d = {config['task.d']}, $p_{{cot}}$ = {config['task.p_cot']:g}: next-token prediction vs. "
-                 f"NTP then GRPO (e2e reward) — {config['model.arch']} {config['model.layers']}x{config['model.width']}, "
+                 f"NTP then GRPO (e2e reward)\n{config['model.arch']} {config['model.layers']}x{config['model.width']}, "
                  f"{who}")
     save_figure(fig, path)
     plt.close(fig)
 
 
-def paper(table: pd.DataFrame) -> list[tuple[str, str, str]]:
-    """The paper's claims for Fig. 1 beside this run's numbers (medians over seeds)."""
-    pre = table_curve("NTP", table[table["stage"] == "pretrain"])
-    post = table[table["stage"] == "posttrain"]
-    rl = {int(step): table_curve(str(step), rows) for step, rows in post.groupby("source_step")}
-    best = max(rl, key=lambda step: (rl[step].greedy_acc[-1], step))
-    earliest = min(rl)
-    return [
-        ("NTP alone, final greedy accuracy and median length", "stays at 50%, responses short",
-         f"{pre.greedy_acc[-1]:.3f}, length {pre.greedy_len_median[-1]:g}"),
-        ("GRPO from a later checkpoint, final greedy accuracy and length", "100%, length grows from 1 to d",
-         f"{rl[best].greedy_acc[-1]:.3f} (from step {best:,}), length {rl[best].greedy_len_median[-1]:g}"),
-        ("GRPO from the earliest checkpoint", "may not generalize despite the length increase",
-         f"{rl[earliest].greedy_acc[-1]:.3f} (from step {earliest:,}), length {rl[earliest].greedy_len_median[-1]:g}"),
-    ]
+FEW_RL_SAMPLES = 0.01
+"""'a miniscule fraction': GRPO's samples to 95% at most this share of the pre-training samples before it."""
+
+
+def _ntp_at_chance(table: pd.DataFrame) -> Verdict:
+    margin = sampling_margin(FINAL_EVALS * table["train.eval_samples"].min())
+
+    def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
+        pre = evaluations(rows, "pretrain").sort_values("step")
+        acc, length = pre["eval/greedy_acc"].tail(FINAL_EVALS).mean(), pre["eval/greedy_len_median"].iloc[-1]
+        return abs(acc - 0.5) <= margin and length <= 1, f"{acc:.3f}, length {length:g}"
+
+    verdict = k_of_n(by_seed(table, outcome))
+    return Verdict(verdict.verdict, f"1/2 ± {margin:.3f}: {verdict.evidence}")
+
+
+def _grpo_runs(rows: pd.DataFrame, which) -> pd.DataFrame:
+    """The GRPO evaluations of one seed from its earliest or latest (`which`: min or max) checkpoint."""
+    post = evaluations(rows, "posttrain")
+    if post.empty:
+        raise ValueError("no GRPO evaluation")
+    return post[post["source_step"] == which(post["source_step"])].sort_values("step")
+
+
+def _grpo_learns(table: pd.DataFrame) -> Verdict:
+    def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
+        last = last_evaluation(_grpo_runs(rows, max))
+        d = last["task.d"]
+        return (last["eval/greedy_acc"] >= SOLVED and last["eval/greedy_len_median"] == d,
+                f"{last['eval/greedy_acc']:.3f}, length {last['eval/greedy_len_median']:g} of {d} "
+                f"(from step {last['source_step']:,.0f})")
+
+    return k_of_n(by_seed(table, outcome))
+
+
+def _grpo_needs_few_samples(table: pd.DataFrame) -> Verdict:
+    def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
+        post = _grpo_runs(rows, max)
+        samples, reached = first_solved(post, "rl_samples")
+        pretrained = post["samples_seen"].iloc[0] - post["rl_samples"].iloc[0]
+        share = samples / pretrained
+        return (reached and share <= FEW_RL_SAMPLES,
+                f"{'' if reached else '>'}{samples:,.0f} RL samples = {'' if reached else '>'}{share:.1%} of "
+                f"{pretrained:,.0f}")
+
+    return k_of_n(by_seed(table, outcome))
+
+
+def _early_grpo_lengthens_but_fails(table: pd.DataFrame) -> Verdict:
+    def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
+        post = _grpo_runs(rows, min)
+        first, last = post.iloc[0], post.iloc[-1]
+        rise = last["eval/sampled_long_frac"] - first["eval/sampled_long_frac"]
+        margin = sampling_margin(last["post.eval_samples"] / 2)
+        return (last["eval/greedy_acc"] < SOLVED and rise > margin,
+                f"greedy {last['eval/greedy_acc']:.3f}, T = 1 long fraction {first['eval/sampled_long_frac']:.3f} -> "
+                f"{last['eval/sampled_long_frac']:.3f} (from step {last['source_step']:,.0f})")
+
+    return k_of_n(by_seed(table, outcome))
+
+CLAIMS = [
+    Claim("Fig. 1: next-token prediction alone does not generalize: greedy accuracy stays at chance (50%) and the "
+          "median greedy response stays short",
+          f"per seed, final NTP greedy accuracy (mean of the last {FINAL_EVALS} evaluations) within 3 standard "
+          "deviations of 1/2 (1.5/sqrt(evaluations x eval inputs)) and median greedy length 1 at the last "
+          "evaluation; in a majority of seeds",
+          _ntp_at_chance),
+    Claim("Fig. 1: GRPO started from a later checkpoint improves rapidly to 100% greedy accuracy, the response "
+          "length growing from 1 to d",
+          f"per seed, GRPO from the latest checkpoint it starts from ends at greedy accuracy >= {SOLVED} with "
+          "median greedy length d; in a majority of seeds",
+          _grpo_learns),
+    Claim("Fig. 1: the post-training samples GRPO needs to generalize are a miniscule fraction of all samples",
+          f"per seed, GRPO from the latest checkpoint reaches greedy accuracy >= {SOLVED} within RL samples of at "
+          f"most {FEW_RL_SAMPLES:.0%} of the pre-training samples before it (rollouts counted with multiplicity); in "
+          "a majority of seeds",
+          _grpo_needs_few_samples),
+    Claim("Fig. 1: if post-training starts too early, it might not lead to a generalizing model despite the "
+          "length increase",
+          f"per seed, GRPO from the earliest checkpoint ends below greedy accuracy {SOLVED} while its T = 1 long "
+          "fraction rises by more than 3 standard deviations of a difference (1.5/sqrt(eval inputs / 2)); in a "
+          "majority of seeds",
+          _early_grpo_lengthens_but_fails),
+]

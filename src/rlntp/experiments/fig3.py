@@ -17,7 +17,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.experiments.summary import Curve, summary_table, table_curve  # noqa: E402
+from rlntp.experiments.claims import Claim, Verdict, by_seed, evaluations, k_of_n, sampling_margin  # noqa: E402
+from rlntp.experiments.summary import SOLVED, Curve, summary_table, table_curve  # noqa: E402
 from rlntp.files import save_figure  # noqa: E402
 
 ALGOS = ("star", "reinforce", "grpo")
@@ -49,14 +50,14 @@ RECIPE = Recipe(
     "Figure 3: STaR / REINFORCE / GRPO x end-to-end / chain-of-thought reward x temperatures from one "
     "checkpoint",
     order=3,
-    presets={"cpu": "d = 12, one checkpoint",
+    presets={"cpu": "d = 12, one checkpoint, 3 seeds",
              "paper": "d = 50 from 20,000 steps, 3 seeds; for a GPU"},
 )
 
 PRESETS = {
     "cpu": _preset(12, {"layers": 2, "width": 64, "heads": 4},
                    {"steps": 1000, "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000,
-                    "save_every": 500}, [0], {"star": 3, "reinforce": 30, "grpo": 30}, 1000, 3, 30),
+                    "save_every": 500}, [0, 1, 2], {"star": 3, "reinforce": 30, "grpo": 30}, 1000, 3, 30),
     # d = 50 from 20,000 pre-training steps (paper Fig. 3, App. B.1), 3 seeds
     "paper": _preset(50, {"layers": 4, "width": 256, "heads": 8},
                      {"steps": 20_000, "batch_size": 256, "lr": 1e-4, "eval_every": 1000, "eval_samples": 2560,
@@ -97,12 +98,17 @@ def plot_fig3(curves: dict[tuple, Curve], histogram_run: pd.DataFrame, temps: li
             label = f"{algo}, {REWARD_NAMES[reward]}" + (", log-probs at T" if at_tau else "")
             ax.plot(x, curve.greedy_acc, ":" if at_tau else "-", color=colors[algo], marker=None if at_tau else marker,
                     ms=3, alpha=1 if reward == "e2e" else 0.6, label=label)
+            if curve.seeds > 1 and not at_tau:
+                ax.fill_between(x, *curve.greedy_acc_band, color=colors[algo], alpha=0.12 if reward == "e2e" else 0.06,
+                                lw=0)
             if not at_tau:
                 ax.plot(x, curve.sampled_acc, "--", color=colors[algo], alpha=0.35 if reward == "e2e" else 0.25)
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax.set(xscale="log", ylim=(0.3, 1.03), xlabel="RL samples", title=f"$\\tau_{{RL}}$ = {temperature:g}")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (greedy solid, T = 1 dashed)")
+    seeds = next(iter(curves.values())).seeds
+    axes[0].set_ylabel("test accuracy (greedy solid, T = 1 dashed)"
+                       + (f"\nmedians of {seeds} seeds, greedy inter-quartile bands" if seeds > 1 else ""))
     axes[0].legend(fontsize=7, loc="lower right")
 
     records = histogram_run[histogram_run["eval/sampled_len_hist"].notna()].sort_values("step").to_dict("records")
@@ -121,17 +127,52 @@ def plot_fig3(curves: dict[tuple, Curve], histogram_run: pd.DataFrame, temps: li
     plt.close(fig)
 
 
-def paper(table: pd.DataFrame) -> list[tuple[str, str, str]]:
-    """The paper's claims for Fig. 3 beside this sweep's final greedy accuracies."""
-    post = table[(table["stage"] == "posttrain") & table["eval/greedy_acc"].notna()]
-    last = post.sort_values("step").groupby("run").tail(1)
-    default = last[~last["post.logprobs_at_tau"].astype(bool)]
-    star = default[(default["post.algo"] == "star") & (default["post.reward"] == "e2e")]
-    return [
-        ("RL runs (3 algorithms x 2 rewards x temperatures) ending at >= 95% greedy",
-         "all three algorithms generalize, length 1 -> d",
-         f"{(default['eval/greedy_acc'] >= 0.95).sum()} of {len(default)}; median length "
-         f"{default['eval/greedy_len_median'].median():g}"),
-        ("STaR with the end-to-end reward across temperatures", "unstable at high temperature",
-         ", ".join(f"T={r['post.temperature']:g}: {r['eval/greedy_acc']:.3f}" for _, r in star.iterrows())),
-    ]
+def _paper_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """The evaluations of the RL runs with the update's log-probabilities at temperature 1 (the paper's)."""
+    post = evaluations(table, "posttrain")
+    return post[~post["post.logprobs_at_tau"].astype(bool)]
+
+
+def _robust(table: pd.DataFrame) -> Verdict:
+    last = _paper_runs(table).sort_values("step").groupby("run").tail(1)
+    settings = {}
+    for (algo, reward, tau), rows in sorted(last.groupby(["post.algo", "post.reward", "post.temperature"]),
+                                            key=lambda item: (ALGOS.index(item[0][0]), item[0][1:])):
+        if algo == "star" and reward == "e2e" and tau > 1:
+            continue  # the paper's exception, the next claim
+        learned = ((rows["eval/greedy_acc"] >= SOLVED) & (rows["eval/greedy_len_median"] == rows["task.d"])).sum()
+        settings[f"{algo} {reward} T={tau:g}"] = (learned > len(rows) / 2, f"{learned}/{len(rows)} seeds")
+    return k_of_n(settings, need="all", unit="settings")
+
+
+def _star_unstable(table: pd.DataFrame) -> Verdict:
+    post = _paper_runs(table)
+    star = post[(post["post.algo"] == "star") & (post["post.reward"] == "e2e")]
+    hot = star["post.temperature"].max()
+    if not hot > 1:
+        raise ValueError("no STaR run with the end-to-end reward at a temperature above 1")
+
+    def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
+        acc = rows.sort_values("step")["eval/greedy_acc"].to_numpy()
+        fall = float(np.max(np.maximum.accumulate(acc) - acc))
+        margin = sampling_margin(rows["post.eval_samples"].iloc[-1] / 2)
+        return acc[-1] < SOLVED or fall > margin, f"final {acc[-1]:.3f}, largest fall from its best {fall:.3f}"
+
+    verdict = k_of_n(by_seed(star[star["post.temperature"] == hot], outcome))
+    return Verdict(verdict.verdict, f"T = {hot:g}: {verdict.evidence}")
+
+
+CLAIMS = [
+    Claim("Fig. 3: progress during RL is immediate: greedy accuracy grows from random guessing to 100% and the "
+          "response length from 1 to d, robustly across STaR, REINFORCE and GRPO, both rewards and the sampling "
+          "temperatures, except STaR with the end-to-end reward at high temperature",
+          f"for every (algorithm, reward, temperature) run with log-probabilities at temperature 1, except STaR with "
+          f"the end-to-end reward above T = 1: the last evaluation has greedy accuracy >= {SOLVED} and median greedy "
+          "length d in a majority of seeds",
+          _robust),
+    Claim("Fig. 3: STaR with high sampling temperature and the end-to-end reward makes post-training unstable",
+          f"per seed, STaR with the end-to-end reward at the sweep's highest temperature (> 1) ends below greedy "
+          f"accuracy {SOLVED}, or its greedy accuracy falls from its best by more than 3 standard deviations of a "
+          "difference (1.5/sqrt(eval inputs / 2)); in a majority of seeds",
+          _star_unstable),
+]

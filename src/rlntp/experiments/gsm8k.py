@@ -2,7 +2,7 @@
 solutions, then GRPO with the stepwise reward from several SFT epochs (the plan: `llm_math.py`)."""
 
 from rlntp.experiments import Recipe
-from rlntp.experiments.llm_math import LLMRecipeConfig, run_llm, secondary_process, tiny  # noqa: F401
+from rlntp.experiments.llm_math import CLAIMS, LLMRecipeConfig, run_llm, secondary_process, tiny  # noqa: F401
 
 RECIPE = Recipe(
     "gsm8k",
@@ -26,4 +26,4 @@ PRESETS = {
 
 
 run = run_llm
-"""The recipe's plan (`llm_math.run_llm`): its summary table and the paper's claims beside ours."""
+"""The recipe's plan (`llm_math.run_llm`): its summary table and the results its CLAIMS (`llm_math.CLAIMS`) read."""

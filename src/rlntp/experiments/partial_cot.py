@@ -20,6 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.experiments.claims import Claim, Verdict, by_seed, evaluations, k_of_n, sampling_margin  # noqa: E402
+from rlntp.experiments.summary import SOLVED  # noqa: E402
 from rlntp.files import save_figure  # noqa: E402
 from rlntp.tasks.parity import ParityTask  # noqa: E402
 
@@ -41,7 +43,7 @@ RECIPE = Recipe(
     "Figure 14: long, medium and short sequences; the staircase in pre-training, GRPO from an "
     "early and a late checkpoint with the end-to-end and the length-penalized reward",
     order=14,
-    presets={"cpu": "d = 8",
+    presets={"cpu": "d = 8, 3 seeds",
              "paper": "d = 50; GPUs"},
 )
 
@@ -53,7 +55,7 @@ PRESETS = {
     # greedy decoding mostly stops after b_1 and guesses.
     "cpu": _preset(8, 0.1, 0.2, {"layers": 2, "width": 64, "heads": 4},
                    {"steps": 4000, "batch_size": 128, "lr": 1e-3, "eval_every": 100, "eval_samples": 2000,
-                    "save_every": 500}, [0], [1000, 1500, "last"],
+                    "save_every": 500}, [0, 1, 2], [1000, 1500, "last"],
                    {"steps": 40, "eval_every": 4, "eval_samples": 640, "save_every": 40}),
     # The paper's text does not keep its p_cot and p_medium; d = 50 and its checkpoints at 5k and 50k steps.
     "paper": _preset(50, 0.1, 0.2, {"layers": 4, "width": 256, "heads": 8},
@@ -159,24 +161,81 @@ def plot_partial_cot(evals: pd.DataFrame, task: ParityTask, path: Path) -> None:
     plt.close(fig)
 
 
-def paper(table: pd.DataFrame) -> list[tuple[str, str, str]]:
-    """The paper's claims for Fig. 14 beside this sweep's GRPO runs (their last evaluation, first seed)."""
-    evals = table[table["eval/greedy_acc"].notna()]
-    task = _task(evals.iloc[0])
-    post = evals[evals["stage"] == "posttrain"].sort_values("step").groupby("run").tail(1)
-    steps = sorted(post["source_step"].unique())
+MOSTLY = 0.9
+"""'almost exclusively' long answers: at least this fraction of greedy answers."""
+SOME = 0.1
+"""'both long and medium' answers: at least this fraction of greedy answers each."""
 
-    def outcome(step: int, reward: str) -> str:
-        row = post[(post["source_step"] == step) & (post["post.reward"] == reward)].head(1)
-        f = length_fractions(row, "greedy", task).iloc[0]
-        return (f"greedy {row['eval/greedy_acc'].iloc[0]:.3f}; long {f['long']:.2f}, medium {f['medium']:.2f}, "
-                f"short {f['short']:.2f}")
 
-    early, late = int(steps[0]), int(steps[-1])
-    return [
-        (f"GRPO, end-to-end, early checkpoint ({early:,})", "generalizes with almost only long answers",
-         outcome(early, "e2e")),
-        (f"GRPO, end-to-end, late checkpoint ({late:,})", "100%, long and medium answers", outcome(late, "e2e")),
-        (f"GRPO, length penalty 0.4, late checkpoint ({late:,})", "accurate and short", outcome(late, "length")),
-        (f"GRPO, length penalty 0.4, early checkpoint ({early:,})", "fails", outcome(early, "length")),
-    ]
+def _staircase(table: pd.DataFrame) -> Verdict:
+    def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
+        pre = evaluations(rows, "pretrain").sort_values("step")
+        task = _task(pre.iloc[0])
+        margin = sampling_margin(pre["train.eval_samples"].iloc[-1])
+        acc, steps = pre["eval/sampled_acc"].to_numpy(), pre["step"].to_numpy()
+        found, start = [], 0
+        for level in stair_levels(task.p_cot, task.p_medium):  # each level at an evaluation after the last one's
+            near = np.nonzero(np.abs(acc[start:] - level) <= margin)[0]
+            if len(near) == 0:
+                return False, ", ".join([*found, f"{level:.3f} not after"])
+            start += near[0]
+            found.append(f"{level:.3f} at step {steps[start]:,}")
+            start += 1
+        return True, ", ".join(found)
+
+    return k_of_n(by_seed(table, outcome))
+
+
+def _grpo_end(rows: pd.DataFrame, which, reward: str) -> tuple[float, pd.Series, str]:
+    """Greedy accuracy and length fractions at the last evaluation of one seed's GRPO run with `reward` from its
+    earliest or latest (`which`: min or max) checkpoint, and the two as text."""
+    post = evaluations(rows, "posttrain")
+    post = post[post["post.reward"] == reward]
+    if post.empty:
+        raise ValueError(f"no GRPO evaluation with the {reward} reward")
+    last = post[post["source_step"] == which(post["source_step"])].sort_values("step").tail(1)
+    acc, f = last["eval/greedy_acc"].iloc[0], length_fractions(last, "greedy", _task(last.iloc[0])).iloc[0]
+    return acc, f, (f"greedy {acc:.3f}; long {f['long']:.2f}, medium {f['medium']:.2f}, short {f['short']:.2f} "
+                    f"(from step {last['source_step'].iloc[0]:,.0f})")
+
+
+def _grpo_claim(which, reward: str, passes):
+    """The check of a claim about GRPO with `reward` from the earliest or latest checkpoint (`which`): per seed,
+    `passes(greedy accuracy, length fractions)` at the run's last evaluation."""
+    def check(table: pd.DataFrame) -> Verdict:
+        def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
+            acc, fractions, shown = _grpo_end(rows, which, reward)
+            return passes(acc, fractions), shown
+
+        return k_of_n(by_seed(table, outcome))
+
+    return check
+
+
+CLAIMS = [
+    Claim("Fig. 14 (pre-training staircase): temperature-1 accuracy sits around 1/2, jumps to 1/2 + p_cot/2 as the "
+          "model learns from the long demonstrations, and later to 1/2 + (p_cot + p_medium)/2 as it learns the "
+          "medium-sized sequences",
+          "per seed, pre-training's temperature-1 accuracy comes within 3 standard deviations (1.5/sqrt(eval inputs)) "
+          "of each of the three levels in turn, each at an evaluation after the previous one's; in a majority of seeds",
+          _staircase),
+    Claim("Fig. 14 (top left): post-training from the early checkpoint (5k iterations) yields a model that "
+          "generalizes, yet almost exclusively generates long responses",
+          f"per seed, GRPO with the end-to-end reward from the earliest checkpoint ends at greedy accuracy >= {SOLVED} "
+          f"with at least {MOSTLY:.0%} of greedy answers long; in a majority of seeds",
+          _grpo_claim(min, "e2e", lambda acc, f: acc >= SOLVED and f["long"] >= MOSTLY)),
+    Claim("Fig. 14 (top right): post-training from the late checkpoint (50k iterations) generalizes with diversity "
+          "in its length distribution, generating both long and medium-sized responses",
+          f"per seed, GRPO with the end-to-end reward from the latest checkpoint ends at greedy accuracy >= {SOLVED} "
+          f"with at least {SOME:.0%} of greedy answers long and at least {SOME:.0%} medium; in a majority of seeds",
+          _grpo_claim(max, "e2e", lambda acc, f: acc >= SOLVED and f["long"] >= SOME and f["medium"] >= SOME)),
+    Claim("Fig. 14 (bottom): a length penalty (lambda = 0.4) applied during post-training of a late checkpoint leads "
+          "to a model that is both accurate and fast",
+          f"per seed, GRPO with the length-penalized reward from the latest checkpoint ends at greedy accuracy >= "
+          f"{SOLVED} with most greedy answers (more than half) shorter than long; in a majority of seeds",
+          _grpo_claim(max, "length", lambda acc, f: acc >= SOLVED and f["long"] < 0.5)),
+    Claim("Fig. 14 (bottom): the same length penalty applied at an earlier checkpoint makes post-training fail",
+          f"per seed, GRPO with the length-penalized reward from the earliest checkpoint ends below greedy accuracy "
+          f"{SOLVED}; in a majority of seeds",
+          _grpo_claim(min, "length", lambda acc, f: acc < SOLVED)),
+]

@@ -31,6 +31,10 @@ class Curve:
     greedy_long_frac: np.ndarray
     sampled_no_eos_frac: np.ndarray
     """fraction of temperature-1 responses with no EOS within the budget"""
+    greedy_acc_band: np.ndarray
+    """the spread over seeds of greedy accuracy: its 25th and 75th percentiles (2 x evaluations)"""
+    greedy_len_band: np.ndarray
+    """the same of the median greedy length"""
 
 
 def table_curve(label: str, rows: pd.DataFrame) -> Curve:
@@ -49,13 +53,20 @@ def _present(value) -> bool:
 def _median_curve(label: str, per_seed: list[list[dict]]) -> Curve:
     n = min(len(records) for records in per_seed)
 
+    def values(key: str) -> np.ndarray:
+        return np.array([[r.get(key, 0) for r in records[:n]] for records in per_seed])
+
     def median(key: str) -> np.ndarray:
-        return np.median(np.array([[r.get(key, 0) for r in records[:n]] for records in per_seed]), axis=0)
+        return np.median(values(key), axis=0)
+
+    def band(key: str) -> np.ndarray:
+        return np.percentile(values(key), [25, 75], axis=0)
 
     return Curve(label, median("samples_seen"), median("rl_samples"), median("eval/greedy_acc"),
                  median("eval/sampled_acc"), median("eval/greedy_len_median"), median("eval/sampled_long_frac"),
                  seeds=len(per_seed), greedy_len_mean=median("eval/greedy_len_mean"),
-                 greedy_long_frac=median("eval/greedy_long_frac"), sampled_no_eos_frac=median("eval/sampled_no_eos_frac"))
+                 greedy_long_frac=median("eval/greedy_long_frac"), sampled_no_eos_frac=median("eval/sampled_no_eos_frac"),
+                 greedy_acc_band=band("eval/greedy_acc"), greedy_len_band=band("eval/greedy_len_median"))
 
 
 def first_solved(rows: pd.DataFrame, samples: str = "samples_seen") -> tuple[float, bool]:

@@ -5,9 +5,14 @@ p_cot) and greedy decoding is right only when p_cot > 1/3. Theorem 2: STaR with 
 reward doubles the odds of long answers every round. The figures are those of `rlntp theory figure`.
 """
 
+import json
 from pathlib import Path
 
 from rlntp.experiments import SUMMARY, Recipe
+from rlntp.experiments.claims import APPROX, Claim, Verdict, k_of_n, sampling_margin
+from rlntp.experiments.summary import SOLVED
+from rlntp.files import atomic_write_text
+from rlntp.theory import closed_forms as cf
 
 RECIPE = Recipe(
     "theory",
@@ -20,12 +25,85 @@ RECIPE = Recipe(
 PRESETS = {"cpu": {}, "paper": {}}
 """The arguments of `rlntp.theory.experiments.write_figures` per preset (its defaults)."""
 
+MEASURED = "theory.json"
+"""The simulation's measurements (`write_figures`' third result), which the claims read."""
 
-def run(preset: dict, out: Path, device: str = "auto", progress: bool = True) -> tuple[str, list]:
-    """Both theorems' figures into `out` (once: a rerun reads them back); the summary table."""
+
+def run(preset: dict, out: Path, device: str = "auto", progress: bool = True) -> tuple[str, dict]:
+    """Both theorems' figures into `out` (once: a rerun reads them back); the summary table and the measurements."""
     from rlntp.theory.experiments import FIGURES, write_figures
 
-    if all((out / name).exists() for name in (*FIGURES, SUMMARY)):
-        return (out / SUMMARY).read_text().rstrip("\n"), []
-    _, summary = write_figures(out, **preset)
-    return summary, []
+    if all((out / name).exists() for name in (*FIGURES, SUMMARY, MEASURED)):
+        return (out / SUMMARY).read_text().rstrip("\n"), json.loads((out / MEASURED).read_text())
+    _, summary, measured = write_figures(out, **preset)
+    atomic_write_text(out / MEASURED, json.dumps(measured, indent=2) + "\n")
+    return summary, measured
+
+
+def _greedy_matches(acc: float, predicted: float, margin: float) -> bool:
+    """Greedy accuracy as Theorem 1 predicts: learned (>= SOLVED) where it predicts 1, at chance where 1/2."""
+    return acc >= SOLVED if predicted == 1.0 else abs(acc - 0.5) <= margin
+
+
+def _greedy_threshold(measured: dict) -> Verdict:
+    margin = sampling_margin(measured["eval_samples"])
+    return k_of_n({f"p_cot = {r['p_cot']:g}": (_greedy_matches(r["greedy_acc"], cf.greedy_accuracy(r["p_cot"]), margin),
+                                               f"{r['greedy_acc']:.3f} (predicted {cf.greedy_accuracy(r['p_cot']):g})")
+                   for r in measured["theorem1"]}, need="all", unit="p_cot")
+
+
+def _calibrated(measured: dict) -> Verdict:
+    outcomes = {}
+    for r in measured["theorem1"]:
+        p = r["p_cot"]
+        long_gap, short_gap = abs(r["long_correct_prob"] - p), abs(r["short_correct_prob"] - cf.short_correct_prob(p))
+        outcomes[f"p_cot = {p:g}"] = (max(long_gap, short_gap) <= APPROX,
+                                      f"long {r['long_correct_prob']:.3f}, short {r['short_correct_prob']:.3f}")
+    return k_of_n(outcomes, need="all", unit="p_cot")
+
+
+def _odds_double(measured: dict) -> Verdict:
+    outcomes = {}
+    for star in measured["theorem2"]:
+        gap = max(abs(r["long_frac"] - r["long_frac_predicted"]) for r in star["rounds"])
+        outcomes[f"p_cot = {star['p_cot']:g}"] = (gap <= APPROX, f"largest |measured - recursion| {gap:.3f} over "
+                                                                  f"{len(star['rounds']) - 1} rounds")
+    return k_of_n(outcomes, need="all", unit="p_cot")
+
+
+def _greedy_turns_long(measured: dict) -> Verdict:
+    margin = sampling_margin(measured["eval_samples"])
+    outcomes = {}
+    for star in measured["theorem2"]:
+        rounds = star["rounds"]
+        matches = all(_greedy_matches(r["greedy_acc"], r["greedy_acc_predicted"], margin) for r in rounds)
+        learned = [r["round"] for r in rounds if r["greedy_acc"] >= SOLVED]
+        outcomes[f"p_cot = {star['p_cot']:g}"] = (
+            matches, f"greedy >= {SOLVED} from round {learned[0] if learned else '-'} "
+                     f"(predicted {cf.rounds_until_greedy_long(star['p_cot'])})")
+    return k_of_n(outcomes, need="all", unit="p_cot")
+
+
+_CHANCE = "within 3 standard deviations of 1/2 (1.5/sqrt(eval inputs))"
+
+CLAIMS = [
+    Claim("Theorem 1 (failure of greedy decoding): after pre-training, greedy test accuracy is on par with random "
+          "chance if p_cot < 1/3 and perfect otherwise",
+          f"for every simulated p_cot, greedy accuracy {_CHANCE} where p_cot < 1/3 and >= {SOLVED} where p_cot > 1/3",
+          _greedy_threshold),
+    Claim("Theorem 1 (length calibration): the pre-trained model generates a long, correct sequence with probability "
+          "about p_cot and a short, correct one with probability about (1 - p_cot)/2",
+          f"for every simulated p_cot, the model's probabilities of the long and of the short correct sequence "
+          f"(means over the test inputs) within {APPROX} of p_cot and (1 - p_cot)/2",
+          _calibrated),
+    Claim("Theorem 2 (length increases): under STaR with the chain-of-thought reward the probability of a long "
+          "generation follows p_{t+1} = 2 p_t / (1 + p_t): its odds double every round",
+          f"for every simulated p_cot, the sampled fraction of long answers after every round within {APPROX} of the "
+          "recursion from p_cot",
+          _odds_double),
+    Claim("Theorem 2 (perfect generalization): after O(log(1/p_cot)) rounds, once p_t > 1/3, greedy decoding only "
+          "generates long responses and generalizes perfectly",
+          f"for every simulated p_cot and every round, greedy accuracy >= {SOLVED} where the recursion's p_t > 1/3 and "
+          f"{_CHANCE} before",
+          _greedy_turns_long),
+]

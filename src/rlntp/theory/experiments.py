@@ -84,10 +84,11 @@ def _with_predictions(metrics: dict[str, float], p: float) -> dict[str, float]:
 
 def write_figures(out: Path, d: int = 20, sgd: SGDConfig = SGDConfig(), seed: int = 0,
                   p_cots: tuple[float, ...] = FIGURE_P_COTS, star_p_cots: tuple[float, ...] | None = None,
-                  rounds: int = 7, eval_samples: int = EVAL_SAMPLES) -> tuple[list[Path], str]:
+                  rounds: int = 7, eval_samples: int = EVAL_SAMPLES) -> tuple[list[Path], str, dict]:
     """Theorem 1 (one pre-training per p_cot) and Theorem 2 (STaR rounds per star_p_cot, default 1/d, 0.1 and
-    0.25) as two PNGs in `out`, simulation over closed form; their paths and a summary table of both.
-    Everything is checked first."""
+    0.25) as two PNGs in `out`, simulation over closed form. Returns their paths, a summary table of both, and
+    the measurements as JSON data: {"d", "eval_samples", "theorem1": [`pretrain_report` row with its "p_cot"],
+    "theorem2": [{"p_cot", "rounds": [`star_report` rows]}]}. Everything is checked first."""
     from rlntp.theory.figures import plot_theorem1, plot_theorem2
 
     out = Path(out)
@@ -115,4 +116,7 @@ def write_figures(out: Path, d: int = 20, sgd: SGDConfig = SGDConfig(), seed: in
     for p, table in tables.items():
         lines.append(f"  p_cot = {p:.3f}: " + "  ".join(f"{r['long_frac']:.3f}/{r['long_frac_predicted']:.3f}"
                                                      for r in table))
-    return paths, "\n".join(lines)
+    measured = {"d": d, "eval_samples": eval_samples,
+                "theorem1": [{"p_cot": p} | row for p, row in zip(p_cots, rows)],
+                "theorem2": [{"p_cot": p, "rounds": table} for p, table in tables.items()]}
+    return paths, "\n".join(lines), measured

@@ -1,0 +1,54 @@
+"""Publish a reproduction's verdicts into the docs: `python scripts/publish_results.py [runs/all]` (`make results`).
+
+Copies each recipe's report.json and results table (theory: theory.json) from the reproduction into
+docs/results/NAME/, fig1's figure to docs/figures/fig1_cpu.png, and rewrites docs/results.md and the
+README's results table from them with `rlntp.report.claims_markdown`. tests/test_docs.py checks that
+the README and docs/results.md hold exactly that text and that every verdict recomputes from its table:
+no verdict in the docs is written by hand.
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+from rlntp.report import claims_markdown, find_sections
+from rlntp.runs.dirs import read_recipe_marker
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "results"
+BEGIN = "<!-- claims: made by scripts/publish_results.py from docs/results; do not edit -->"
+END = "<!-- claims end -->"
+COPIED = ("report.json", "results.parquet", "theory.json")
+
+RESULTS_PAGE = """# Results: the paper's claims, judged from our runs
+
+Every claim of the paper that a recipe tests, its criterion, the verdict computed from the recipe's
+results table and the numbers it used. Made by `scripts/publish_results.py` from the reproduction's
+`report.json` files kept in [docs/results](results/) beside their tables; a test recomputes every
+verdict from those tables. Measured with the `cpu` presets (small analogues of the paper's settings)
+on this project's 2-core machines; what each recipe ran and how long it took is in its report.json
+and in [recipes and results](recipes.md).
+
+"""
+
+
+def publish(source: Path) -> None:
+    """Copy the recipes under `source` into docs/results and rewrite docs/results.md and the README's table."""
+    for section in find_sections(source):
+        name = read_recipe_marker(section)["recipe"]
+        target = RESULTS / name
+        target.mkdir(parents=True, exist_ok=True)
+        for file in COPIED:
+            if (section / file).exists():
+                shutil.copyfile(section / file, target / file)
+        if name == "fig1" and (section / "fig1.png").exists():
+            shutil.copyfile(section / "fig1.png", ROOT / "docs" / "figures" / "fig1_cpu.png")
+    (ROOT / "docs" / "results.md").write_text(RESULTS_PAGE + claims_markdown(RESULTS))
+    readme = (ROOT / "README.md").read_text()
+    head, rest = readme.split(BEGIN)
+    _, tail = rest.split(END)
+    (ROOT / "README.md").write_text(f"{head}{BEGIN}\n{claims_markdown(RESULTS, brief=True)}{END}{tail}")
+
+
+if __name__ == "__main__":
+    publish(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/all"))
