@@ -33,11 +33,22 @@ and in [recipes and results](recipes.md).
 
 
 def publish(source: Path) -> None:
-    """Copy the recipes under `source` into docs/results and rewrite docs/results.md and the README's table."""
+    """Copy the recipes under `source` into docs/results and rewrite docs/results.md and the README's table.
+
+    Only finished `cpu` reproductions are published (the pages say so); a recipe published earlier and not
+    under `source` stays.
+    """
     for section in find_sections(source):
-        name = read_recipe_marker(section)["recipe"]
+        record = read_recipe_marker(section)
+        name = record["recipe"]
+        if record.get("preset") != "cpu" or not record.get("claims"):
+            print(f"skipped {section}: preset {record.get('preset')}, {len(record.get('claims') or [])} claims "
+                  "(only finished cpu reproductions are published)")
+            continue
         target = RESULTS / name
-        target.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)  # nothing of an earlier run of this recipe stays beside the new one
+        target.mkdir(parents=True)
         for file in COPIED:
             if (section / file).exists():
                 shutil.copyfile(section / file, target / file)

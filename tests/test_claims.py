@@ -7,6 +7,7 @@ import pytest
 
 from rlntp.experiments import recipes
 from rlntp.experiments.claims import (
+    NOT_EVALUATED,
     NOT_REPRODUCED,
     PARTLY,
     REPRODUCED,
@@ -15,6 +16,7 @@ from rlntp.experiments.claims import (
     evaluate,
     grows,
     k_of_n,
+    more_often,
     sampling_margin,
 )
 from rlntp.tasks.parity import ParityTask
@@ -78,13 +80,19 @@ def test_grows_decides_only_what_the_bounds_settle():
         grows({6: (3.0, 3.0, "3")})
 
 
-def test_a_claim_that_cannot_be_checked_is_not_reproduced_and_says_why():
+def test_more_often_is_fishers_exact_test():
+    assert more_often(5, 10, 0, 10) == pytest.approx(0.016254, abs=1e-6)  # the textbook one-sided value
+    assert more_often(5, 10, 2, 10) == pytest.approx(0.174923, abs=1e-6)
+    assert more_often(10, 10, 10, 10) == 1.0 and more_often(0, 10, 5, 10) == 1.0
+
+
+def test_a_claim_that_cannot_be_checked_is_not_evaluated_and_says_why():
     def broken(table):
         return table["no such column"]
 
     fine = Claim("the paper says", "a test", lambda results: Verdict(REPRODUCED, "1 of 1 seeds: seed 0 1.000"))
     evaluated = evaluate([Claim("a claim", "its test", broken), fine], pd.DataFrame({"x": [1]}))
-    assert evaluated[0] == {"claim": "a claim", "criterion": "its test", "verdict": NOT_REPRODUCED,
+    assert evaluated[0] == {"claim": "a claim", "criterion": "its test", "verdict": NOT_EVALUATED,
                             "evidence": "could not be evaluated: KeyError: 'no such column'"}
     assert evaluated[1]["verdict"] == REPRODUCED
     with pytest.raises(ValueError, match="verdict is one of"):
@@ -123,15 +131,15 @@ def table(*runs: pd.DataFrame) -> pd.DataFrame:
 
 def fig1_table(learns: list[bool]) -> pd.DataFrame:
     """d = 12: NTP at chance and short; GRPO from step 1,500 to 100% and length d where `learns[seed]`, at chance
-    otherwise; GRPO from step 500 lengthens (T = 1 long fraction 0.2 -> 0.5) but stays at chance."""
+    otherwise; GRPO from step 500 lengthens (median greedy length 1 -> 12) but stays at chance."""
     runs = []
     for seed, learn in enumerate(learns):
         common = {"seed": seed, "task.d": 12}
         runs.append(run_rows(f"s{seed}/pre", [0.0, 0.5, 0.49, 0.51, 0.5, 0.5], eval_samples=1000,
                              **{"eval/greedy_len_median": 1.0}, **common))
         runs.append(run_rows(f"s{seed}/from500", [0.5, 0.5, 0.5, 0.5], "posttrain", source_step=500, every=3,
-                             **{"eval/greedy_len_median": 1.0, "eval/sampled_long_frac": [0.2, 0.3, 0.4, 0.5]},
-                             **common))
+                             **{"eval/greedy_len_median": [1.0, 1.0, 12.0, 12.0],
+                                "eval/sampled_long_frac": [0.2, 0.3, 0.4, 0.5]}, **common))
         accs, lengths = ([0.5, 0.8, 1.0, 1.0], [1.0, 1.0, 12.0, 12.0]) if learn else ([0.5] * 4, [1.0] * 4)
         runs.append(run_rows(f"s{seed}/from1500", accs, "posttrain", source_step=1500, every=3,
                              **{"eval/greedy_len_median": lengths, "eval/sampled_long_frac": 0.25}, **common))
@@ -166,12 +174,14 @@ def fig2_table(greedy=lambda p, seed: 0.5 if p < 1 / 3 else 1.0, long=lambda p: 
 
 def test_fig2_claims():
     assert verdicts("fig2", fig2_table()) == [REPRODUCED] * 4
-    # p_cot = 0.4 stays at chance in every seed: the threshold sits higher than 1/3
+    # p_cot = 0.4 stays at chance in every seed: the threshold sits higher than 1/3 (+ 0.05)
     late = fig2_table(greedy=lambda p, seed: 0.5 if p < 0.5 else 1.0)
     assert verdicts("fig2", late)[:2] == [REPRODUCED, PARTLY]
-    # learning below 1/3 in two of three seeds (the median) at 0.3
-    early = fig2_table(greedy=lambda p, seed: 1.0 if p > 0.29 and seed else 0.5 if p < 1 / 3 else 1.0)
+    # learning below 1/3 in two of three seeds (the median) at 0.25
+    early = fig2_table(greedy=lambda p, seed: 1.0 if p > 0.24 and seed else 0.5 if p < 1 / 3 else 1.0)
     assert verdicts("fig2", early)[0] == PARTLY
+    # near 1/3 (0.3, 0.35) either way: the paper's unstable region, in neither claim
+    assert verdicts("fig2", fig2_table(greedy=lambda p, seed: 1.0 if p > 0.29 else 0.5))[:2] == [REPRODUCED] * 2
     assert verdicts("fig2", fig2_table(long=lambda p: p / 3))[3] == NOT_REPRODUCED
 
 
@@ -328,11 +338,13 @@ def partial_cot_table(stairs: list[float], early_e2e=(1.0, "long"), late_length=
 def test_partial_cot_claims():
     stairs = [0.0, 0.5, 0.51, 0.55, 0.56, 0.65, 0.64]
     assert verdicts("partial-cot", partial_cot_table(stairs)) == [REPRODUCED] * 5
-    stuck = partial_cot_table([0.0, 0.5, 0.55, 0.55, 0.56], early_e2e=(1.0, "medium"), late_length=(1.0, "long"),
+    stuck = partial_cot_table([0.0, 0.5, 0.5, 0.55, 0.55, 0.56], early_e2e=(1.0, "medium"), late_length=(1.0, "long"),
                               early_length=(1.0, "medium"))
     assert verdicts("partial-cot", stuck) == [NOT_REPRODUCED, NOT_REPRODUCED, REPRODUCED, NOT_REPRODUCED,
                                               NOT_REPRODUCED]
-    assert "0.650 not after" in evidence("partial-cot", stuck)[0]
+    assert "0.650 ± " in evidence("partial-cot", stuck)[0] and "not held after" in evidence("partial-cot", stuck)[0]
+    once = partial_cot_table([0.0, 0.5, 0.5, 0.55, 0.65, 0.65])  # 0.55 touched once: not a step of the staircase
+    assert verdicts("partial-cot", once)[0] == NOT_REPRODUCED
 
 
 def star_odds_table(p0s: list[float], follows: bool = True) -> pd.DataFrame:
@@ -355,8 +367,8 @@ def test_star_odds_claims():
     assert verdicts("star-odds", mixed) == [PARTLY] * 2
 
 
-def theory_results(greedy=cf.greedy_accuracy) -> dict:
-    """The simulation's measurements exactly as the closed forms predict, unless `greedy` says otherwise."""
+def theory_results(greedy=cf.greedy_accuracy, seeds: int = 3) -> dict:
+    """The simulations' measurements exactly as the closed forms predict, unless `greedy` says otherwise."""
     pretrain = [{"p_cot": p, "greedy_acc": greedy(p), "long_correct_prob": p, "short_correct_prob": (1 - p) / 2}
                 for p in (0.1, 0.25, 0.3, 0.4, 0.6)]
     star = [{"p_cot": p, "rounds": [{"round": t, "long_frac": cf.star_long_frac(p, t),
@@ -364,13 +376,17 @@ def theory_results(greedy=cf.greedy_accuracy) -> dict:
                                      "greedy_acc": cf.greedy_accuracy(cf.star_long_frac(p, t)),
                                      "greedy_acc_predicted": cf.greedy_accuracy(cf.star_long_frac(p, t))}
                                     for t in range(8)]} for p in (0.05, 0.1, 0.25)]
-    return {"d": 20, "eval_samples": 20_000, "theorem1": pretrain, "theorem2": star}
+    one = {"d": 20, "eval_samples": 20_000, "theorem1": pretrain, "theorem2": star}
+    return {"seeds": [one | {"seed": seed} for seed in range(seeds)]}
 
 
 def test_theory_claims():
     assert verdicts("theory", theory_results()) == [REPRODUCED] * 4
     assert verdicts("theory", theory_results(greedy=lambda p: 1.0 if p > 0.2 else 0.5))[0] == PARTLY
-    assert verdicts("theory", {"theorem1": []})[0] == NOT_REPRODUCED  # an incomplete file: evaluated, never raised
+    split = theory_results()
+    split["seeds"][1] = theory_results(greedy=lambda p: 0.5)["seeds"][1]  # one seed of 3 never learns: a majority
+    assert verdicts("theory", split)[0] == REPRODUCED and "seed 1 [partly" in evidence("theory", split)[0]
+    assert verdicts("theory", {"theorem1": []})[0] == NOT_EVALUATED  # an incomplete file: evaluated, never raised
 
 
 def mult_table(full_cot: bool = True) -> pd.DataFrame:
@@ -396,7 +412,7 @@ def mult_table(full_cot: bool = True) -> pd.DataFrame:
 def test_mult_claims():
     assert verdicts("mult", mult_table()) == [REPRODUCED] * 4
     no_control = evaluate(recipes()["mult"].CLAIMS, mult_table(full_cot=False))[1]
-    assert no_control["verdict"] == NOT_REPRODUCED and "no pre-training run at p_cot = 1" in no_control["evidence"]
+    assert no_control["verdict"] == NOT_EVALUATED and "no pre-training run at p_cot = 1" in no_control["evidence"]
 
 
 def llm_results(tiny: bool = False, grpo_final: float = 0.62) -> dict:

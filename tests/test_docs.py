@@ -122,3 +122,4 @@ def test_no_verdict_in_the_docs_is_written_by_hand():
                           else json.loads(measured.read_text()) if measured.exists() else None)
         assert results_of_run is not None, f"{record_path.parent} keeps no results to recompute its verdicts from"
         assert evaluate(module.CLAIMS, results_of_run) == record["claims"], record["recipe"]
+        assert all(claim["verdict"] != "not evaluated" for claim in record["claims"]), record["recipe"]

@@ -52,17 +52,6 @@ def _mixed_batch():
     return _rollouts([X] * 4 + [Y] * 4, outputs, [1, 1, 0, 0, 1, 1, 0, 0], group_size=4)
 
 
-@pytest.fixture(autouse=True)
-def _deterministic_threads():
-    """Overrides conftest's fixture of the same name for this module: one thread instead of two.
-
-    These models are tiny, and on a 2-core machine shared with other jobs two threads are ~10x slower
-    (the `small_trained` fixture: ~5 s on one thread, ~50 s on two); the count is still fixed.
-    """
-    torch.set_num_threads(1)
-    yield
-
-
 def _tiny_model(seed=0):
     """A 1-layer GPT-2 for d = 4 (context 9), its weights perturbed so that biases and LayerNorms are not defaults."""
     model = build_model(ModelConfig(layers=1, width=32, heads=2), vocab_size=3, context_len=9, eos_id=E, seed=seed)

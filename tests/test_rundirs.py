@@ -202,6 +202,17 @@ def test_ctrl_c_is_one_line_and_resume_matches_an_uninterrupted_run(tmp_path, pa
     assert json.loads((cut / "config.json").read_text()) == json.loads((full / "config.json").read_text())
 
 
+def test_a_run_that_recorded_no_threads_is_not_resumed_as_if_it_had_one(tmp_path, refused):
+    out = tmp_path / "run"
+    main(["pretrain", *TINY, "--steps", "2", "--save-every", "2", "--eval-every", "2", "--out", str(out)])
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["threads"] == 1
+    del config["train"]["threads"]  # as written before runs recorded their threads
+    (out / "config.json").write_text(json.dumps(config))
+    refused(["pretrain", *TINY, "--steps", "4", "--save-every", "2", "--eval-every", "2", "--out", str(out),
+             "--resume"], "train.threads")
+
+
 def test_a_checkpoint_without_checksums_is_refused_unless_allowed(tmp_path, capsys, refused):
     out = tmp_path / "run"
     main(["pretrain", *TINY, "--steps", "4", "--save-every", "2", "--eval-every", "2", "--out", str(out)])

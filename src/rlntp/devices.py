@@ -30,6 +30,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+MAX_THREADS = 1024
+"""The most CPU threads a run may ask for (torch takes a C int; no machine of ours has more cores)."""
+
+
+def check_threads(threads: int) -> None:
+    """ConfigError unless `threads` is a thread count a run can pin."""
+    check(1 <= threads <= MAX_THREADS, f"threads must be between 1 and {MAX_THREADS}, got {threads}")
+
+
 @contextlib.contextmanager
 def pinned_threads(threads: int) -> Iterator[None]:
     """Run the block with `threads` torch CPU threads, then restore the caller's count.

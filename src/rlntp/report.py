@@ -21,7 +21,8 @@ from urllib.parse import quote
 from rlntp.errors import check
 from rlntp.files import GENERATOR, check_output, write_output
 
-VERDICT_STYLES = {"reproduced": "reproduced", "partly": "partly", "not reproduced": "not-reproduced"}
+VERDICT_STYLES = {"reproduced": "reproduced", "partly": "partly", "not reproduced": "not-reproduced",
+                  "not evaluated": "not-evaluated"}
 """The CSS class of each verdict's cell (`experiments.claims`): green, amber, red."""
 SKIP = {"runs", "data"}
 """Directories never searched for sections or figures: a recipe's own runs and datasets."""
@@ -37,6 +38,7 @@ table.claims th, table.claims td { border: 1px solid #ccc; padding: 0.3em 0.6em;
   vertical-align: top; }
 table.claims th { background: #eee; }
 td.reproduced { background: #d8f0d8; } td.partly { background: #fbeccb; } td.not-reproduced { background: #f6d5d5; }
+td.not-evaluated { background: #e4e4e4; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 12px; color: #666; }
 .meta { color: #555; font-size: 14px; }

@@ -1,5 +1,6 @@
 """`rlntp reproduce NAME|all`: one command per recipe of the registry (`rlntp.experiments`), and all of them."""
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,11 @@ def _command(module):
         summary = reproduce(recipe.name, preset, out, device, executor, progress=not quiet)
         if summary:  # an `accelerate launch`'s secondary processes report nothing
             print(summary)
+            claims = json.loads((out / "report.json").read_text()).get("claims", [])
+            if claims:
+                print("\nThe paper's claims, judged by their criteria (criteria and evidence: report.json):")
+                for claim in claims:
+                    print(f"  {claim['verdict']:>14s}  {claim['claim']}")
             written = sorted(p.name for p in out.glob("*.png")) + ["summary.txt", "report.json"]
             print(f"wrote {out}: " + ", ".join(written + (["results.parquet"] if is_sweep(module) else [])))
 

@@ -108,7 +108,7 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
         allow_unverified: evaluate a checkpoint that records no checksums (its files are not verified)
     """
     from rlntp.data import make_data
-    from rlntp.devices import pinned_threads, resolve_device, seeded_generator
+    from rlntp.devices import check_threads, pinned_threads, resolve_device, seeded_generator
     from rlntp.evaluation import evaluate as run_evaluate
     from rlntp.memory import check_fits
     from rlntp.models import memory_estimate
@@ -116,7 +116,8 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
     from rlntp.runs.dirs import read_task_and_model
     from rlntp.tasks import make_task
 
-    check_positive(samples=samples, threads=threads)
+    check_positive(samples=samples)
+    check_threads(threads)
     task_config, model_config = read_task_and_model(run_dir)
     checkpoint = resolve_checkpoint(run_dir, step)
     dev = resolve_device(device)

@@ -18,7 +18,9 @@ from itertools import pairwise
 from typing import Any
 
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
-VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED)
+NOT_EVALUATED = "not evaluated"
+"""A check that raised: a fault of the check or of the runs (a failed run), never a finding about the paper."""
+VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_EVALUATED)
 
 FINAL_EVALS = 3
 """'final' value of a run where the paper gives no definition: the mean over its last this many evaluations."""
@@ -35,7 +37,7 @@ class Verdict:
     """What a claim's check found: the verdict and the numbers it used."""
 
     verdict: str
-    """REPRODUCED, PARTLY or NOT_REPRODUCED"""
+    """REPRODUCED, PARTLY, NOT_REPRODUCED, or NOT_EVALUATED (the check could not run)"""
     evidence: str
     """the numbers behind the verdict, per seed where there are seeds ('2 of 3 seeds: seed 0 0.493, ...')"""
 
@@ -102,6 +104,20 @@ def grows(values: Mapping[Any, tuple[float, float, str]], name: str = "d") -> Ve
     return Verdict(verdict.verdict, verdict.evidence + (f"; undecided: {', '.join(undecided)}" if undecided else ""))
 
 
+SIGNIFICANCE = 0.05
+"""'more often' between two counts of runs: a one-sided Fisher exact test at this level (`more_often`)."""
+
+
+def more_often(k_more: int, n_more: int, k_less: int, n_less: int) -> float:
+    """The p-value of 'k_more of n_more runs succeed more often than k_less of n_less': a one-sided Fisher exact
+    test, the chance of k_more or more among n_more when the k_more + k_less successes fall at random over all
+    the runs (a hypergeometric tail; a few lines, where scipy would be a dependency for one function)."""
+    total, successes = n_more + n_less, k_more + k_less
+    tail = sum(math.comb(successes, k) * math.comb(total - successes, n_more - k)
+               for k in range(k_more, min(successes, n_more) + 1))
+    return tail / math.comb(total, n_more)
+
+
 def sampling_margin(n: float) -> float:
     """Three standard deviations of a fraction measured on n independent inputs, at its largest (p = 1/2):
     3 * 0.5 / sqrt(n). For the mean of k evaluations pass k * n; for the difference of two, n / 2."""
@@ -110,14 +126,14 @@ def sampling_margin(n: float) -> float:
 
 def evaluate(claims: list[Claim], results: Any) -> list[dict[str, str]]:
     """Each claim with its verdict and evidence, as report.json stores them. A check that fails (a column
-    missing because a run failed, no seed to test) gives 'not reproduced' and says why; it never raises."""
+    missing because a run failed, no seed to test) gives 'not evaluated' and says why; it never raises."""
     evaluated = []
     for claim in claims:
         try:
             verdict = claim.check(results)
         # one claim that cannot be tested must not cost the report the others
         except Exception as error:  # noqa: BLE001
-            verdict = Verdict(NOT_REPRODUCED, f"could not be evaluated: {type(error).__name__}: {error}")
+            verdict = Verdict(NOT_EVALUATED, f"could not be evaluated: {type(error).__name__}: {error}")
         evaluated.append({"claim": claim.claim, "criterion": claim.criterion, "verdict": verdict.verdict,
                           "evidence": verdict.evidence})
     return evaluated

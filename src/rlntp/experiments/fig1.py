@@ -81,7 +81,7 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     rl = [table_curve(f"NTP -> GRPO from step {int(step):,}", rows) for step, rows in post.groupby("source_step")]
     seeds = pre["train.seed"].nunique()
     plot_fig1(ntp, rl, pre.iloc[0], seeds, out / "fig1.png")
-    return summary_table([ntp, *rl], rl=[False] + [True] * len(rl))
+    return f"medians over {seeds} seeds\n" + summary_table([ntp, *rl], rl=[False] + [True] * len(rl))
 
 
 def plot_fig1(ntp: Curve, rl: list[Curve], config: pd.Series, seeds: int, path: Path) -> None:
@@ -114,7 +114,9 @@ def plot_fig1(ntp: Curve, rl: list[Curve], config: pd.Series, seeds: int, path: 
 
 
 FEW_RL_SAMPLES = 0.01
-"""'a miniscule fraction': GRPO's samples to 95% at most this share of the pre-training samples before it."""
+"""'a miniscule fraction': GRPO's samples to 95% at most this share of the pre-training samples before it. The
+paper's Fig. 1 has about 0.05% (GRPO's few thousand rollouts after 50,000 steps of 256); 1% allows for a
+pre-training a hundred times shorter, fixed before any run of ours."""
 
 
 def _ntp_at_chance(table: pd.DataFrame) -> Verdict:
@@ -123,7 +125,7 @@ def _ntp_at_chance(table: pd.DataFrame) -> Verdict:
     def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
         pre = evaluations(rows, "pretrain").sort_values("step")
         acc, length = pre["eval/greedy_acc"].tail(FINAL_EVALS).mean(), pre["eval/greedy_len_median"].iloc[-1]
-        return abs(acc - 0.5) <= margin and length <= 1, f"{acc:.3f}, length {length:g}"
+        return abs(acc - 0.5) <= margin and length == 1, f"{acc:.3f}, length {length:g}"
 
     verdict = k_of_n(by_seed(table, outcome))
     return Verdict(verdict.verdict, f"1/2 ± {margin:.3f}: {verdict.evidence}")
@@ -165,11 +167,10 @@ def _early_grpo_lengthens_but_fails(table: pd.DataFrame) -> Verdict:
     def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
         post = _grpo_runs(rows, min)
         first, last = post.iloc[0], post.iloc[-1]
-        rise = last["eval/sampled_long_frac"] - first["eval/sampled_long_frac"]
-        margin = sampling_margin(last["post.eval_samples"] / 2)
-        return (last["eval/greedy_acc"] < SOLVED and rise > margin,
-                f"greedy {last['eval/greedy_acc']:.3f}, T = 1 long fraction {first['eval/sampled_long_frac']:.3f} -> "
-                f"{last['eval/sampled_long_frac']:.3f} (from step {last['source_step']:,.0f})")
+        grew = last["eval/greedy_len_median"] > first["eval/greedy_len_median"]
+        return (last["eval/greedy_acc"] < SOLVED and grew,
+                f"greedy {last['eval/greedy_acc']:.3f}, median greedy length {first['eval/greedy_len_median']:g} -> "
+                f"{last['eval/greedy_len_median']:g} (from step {last['source_step']:,.0f})")
 
     return k_of_n(by_seed(table, outcome))
 
@@ -192,8 +193,7 @@ CLAIMS = [
           _grpo_needs_few_samples),
     Claim("Fig. 1: if post-training starts too early, it might not lead to a generalizing model despite the "
           "length increase",
-          f"per seed, GRPO from the earliest checkpoint ends below greedy accuracy {SOLVED} while its T = 1 long "
-          "fraction rises by more than 3 standard deviations of a difference (1.5/sqrt(eval inputs / 2)); in a "
-          "majority of seeds",
+          f"per seed, GRPO from the earliest checkpoint ends below greedy accuracy {SOLVED} while its median greedy "
+          "length (the figure's bottom panel) grows; in a majority of seeds",
           _early_grpo_lengthens_but_fails),
 ]

@@ -142,6 +142,19 @@ def _medians(table: pd.DataFrame, key: str) -> pd.Series:
     return final_values(table).groupby("p_cot")[key].median()
 
 
+NEAR_THRESHOLD = 0.05
+"""p_cot within this of 1/3 is left out of the claims about either side: the paper puts the transformers'
+threshold 'around 1/3' and reports unstable greedy behaviour close to it."""
+
+
+def _below(p: float) -> bool:
+    return p <= closed_forms.CRITICAL_P_COT - NEAR_THRESHOLD
+
+
+def _above(p: float) -> bool:
+    return p >= closed_forms.CRITICAL_P_COT + NEAR_THRESHOLD
+
+
 def _chance_margin(table: pd.DataFrame) -> float:
     return sampling_margin(FINAL_EVALS * table["train.eval_samples"].min())
 
@@ -150,14 +163,14 @@ def _at_chance_below_threshold(table: pd.DataFrame) -> Verdict:
     margin = _chance_margin(table)
     medians = _medians(table, "eval/greedy_acc")
     return k_of_n({f"p_cot = {p:g}": (abs(acc - 0.5) <= margin, f"{acc:.3f}")
-                   for p, acc in medians.items() if p < closed_forms.CRITICAL_P_COT},
+                   for p, acc in medians.items() if _below(p)},
                   need="all", unit="p_cot below 1/3")
 
 
 def _learns_above_threshold(table: pd.DataFrame) -> Verdict:
     medians, long = _medians(table, "eval/greedy_acc"), _medians(table, "eval/greedy_long_frac")
     return k_of_n({f"p_cot = {p:g}": (acc >= SOLVED and long[p] > 0.5, f"{acc:.3f}, {long[p]:.2f} long")
-                   for p, acc in medians.items() if p > closed_forms.CRITICAL_P_COT},
+                   for p, acc in medians.items() if _above(p)},
                   need="all", unit="p_cot above 1/3")
 
 
@@ -165,7 +178,7 @@ def _sampled_accuracy(table: pd.DataFrame) -> Verdict:
     medians = _medians(table, "eval/sampled_acc")
     return k_of_n({f"p_cot = {p:g}": (abs(acc - closed_forms.sampled_accuracy(p)) <= APPROX,
                                       f"{acc:.3f} vs {closed_forms.sampled_accuracy(p):.3f}")
-                   for p, acc in medians.items() if p < closed_forms.CRITICAL_P_COT},
+                   for p, acc in medians.items() if _below(p)},
                   need="all", unit="p_cot below 1/3")
 
 
@@ -180,17 +193,19 @@ _FINAL = f"final = the mean of a run's last {FINAL_EVALS} evaluations (the paper
 CLAIMS = [
     Claim("Fig. 2: when long sequences are under-represented (p_cot below the critical threshold 1/3), next-token "
           "prediction performs on par with random guessing under greedy decoding",
-          f"for every p_cot < 1/3 of the sweep, final greedy accuracy within 3 standard deviations of 1/2 "
+          f"for every p_cot of the sweep at most 1/3 - {NEAR_THRESHOLD}, final greedy accuracy within 3 standard "
+          "deviations of 1/2 "
           f"(1.5/sqrt({FINAL_EVALS} x eval inputs)); {_FINAL}",
           _at_chance_below_threshold),
     Claim("Fig. 2: when the share of long sequences is large enough (above the critical threshold around 1/3), "
           "next-token prediction learns to predict the parity correctly, with long responses",
-          f"for every p_cot > 1/3 of the sweep, final greedy accuracy >= {SOLVED} with most greedy answers (more than "
-          f"half) long; {_FINAL}",
+          f"for every p_cot of the sweep at least 1/3 + {NEAR_THRESHOLD}, final greedy accuracy >= {SOLVED} with most "
+          f"greedy answers (more than half) long; {_FINAL}",
           _learns_above_threshold),
     Claim("Fig. 2 (left), §3.2: at temperature 1 the accuracy at the end of pre-training is (1 + p_cot)/2 for every "
           "p_cot < 1/3",
-          f"for every p_cot < 1/3 of the sweep, final temperature-1 accuracy within {APPROX} of (1 + p_cot)/2; "
+          f"for every p_cot of the sweep at most 1/3 - {NEAR_THRESHOLD}, final temperature-1 accuracy within {APPROX} "
+          "of (1 + p_cot)/2; "
           f"{_FINAL}",
           _sampled_accuracy),
     Claim("Fig. 2 (centre), §3.2: the models are calibrated with respect to length: they generate long responses "

@@ -167,20 +167,27 @@ SOME = 0.1
 """'both long and medium' answers: at least this fraction of greedy answers each."""
 
 
+PLATEAU = 2
+"""A step of the staircase: this many consecutive evaluations at its level (a steady rise passes through)."""
+
+
 def _staircase(table: pd.DataFrame) -> Verdict:
     def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
         pre = evaluations(rows, "pretrain").sort_values("step")
         task = _task(pre.iloc[0])
-        margin = sampling_margin(pre["train.eval_samples"].iloc[-1])
+        levels = stair_levels(task.p_cot, task.p_medium)
         acc, steps = pre["eval/sampled_acc"].to_numpy(), pre["step"].to_numpy()
         found, start = [], 0
-        for level in stair_levels(task.p_cot, task.p_medium):  # each level at an evaluation after the last one's
-            near = np.nonzero(np.abs(acc[start:] - level) <= margin)[0]
-            if len(near) == 0:
-                return False, ", ".join([*found, f"{level:.3f} not after"])
-            start += near[0]
-            found.append(f"{level:.3f} at step {steps[start]:,}")
-            start += 1
+        for i, level in enumerate(levels):  # each plateau after the last one's
+            # at the level: within 3 standard deviations, and nearer to it than to the next level below or above
+            gaps = [abs(level - other) / 2 for j, other in enumerate(levels) if j != i]
+            margin = min([sampling_margin(pre["train.eval_samples"].iloc[-1]), *gaps])
+            near = np.abs(acc - level) <= margin
+            held = [k for k in range(start, len(acc) - PLATEAU + 1) if near[k:k + PLATEAU].all()]
+            if not held:
+                return False, ", ".join([*found, f"{level:.3f} ± {margin:.3f} not held after"])
+            found.append(f"{level:.3f} ± {margin:.3f} from step {steps[held[0]]:,}")
+            start = held[0] + PLATEAU
         return True, ", ".join(found)
 
     return k_of_n(by_seed(table, outcome))
@@ -216,8 +223,9 @@ CLAIMS = [
     Claim("Fig. 14 (pre-training staircase): temperature-1 accuracy sits around 1/2, jumps to 1/2 + p_cot/2 as the "
           "model learns from the long demonstrations, and later to 1/2 + (p_cot + p_medium)/2 as it learns the "
           "medium-sized sequences",
-          "per seed, pre-training's temperature-1 accuracy comes within 3 standard deviations (1.5/sqrt(eval inputs)) "
-          "of each of the three levels in turn, each at an evaluation after the previous one's; in a majority of seeds",
+          f"per seed, pre-training's temperature-1 accuracy holds each of the three levels in turn for {PLATEAU} "
+          "consecutive evaluations, each plateau after the previous one's; 'at a level': within 3 standard deviations "
+          "(1.5/sqrt(eval inputs)) and within half the distance to the other levels; in a majority of seeds",
           _staircase),
     Claim("Fig. 14 (top left): post-training from the early checkpoint (5k iterations) yields a model that "
           "generalizes, yet almost exclusively generates long responses",

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.experiments.claims import Claim, Verdict, k_of_n  # noqa: E402
+from rlntp.experiments.claims import SIGNIFICANCE, Claim, Verdict, k_of_n, more_often  # noqa: E402
 from rlntp.experiments.summary import SOLVED, first_solved, table_curve  # noqa: E402
 from rlntp.files import save_figure  # noqa: E402
 
@@ -183,7 +183,8 @@ def _early_smaller_p_unreliable(table: pd.DataFrame) -> Verdict:
     outcomes = {}
     for algo in ALGOS:
         algo_rows = rows[rows["algo"] == algo]
-        outcomes[algo] = ((algo_rows["greedy"] >= SOLVED).sum() <= len(algo_rows) / 2, f"{_solved(algo_rows)} runs")
+        outcomes[algo] = (len(algo_rows) > 0 and (algo_rows["greedy"] >= SOLVED).sum() <= len(algo_rows) / 2,
+                          f"{_solved(algo_rows)} runs")
     return _where(ps[0], steps[0], k_of_n(outcomes, need="all", unit="algorithms"))
 
 
@@ -193,8 +194,12 @@ def _later_checkpoint_helps(table: pd.DataFrame) -> Verdict:
     outcomes = {}
     for algo in ALGOS:
         early, late = (rows[(rows["algo"] == algo) & (rows["from_step"] == step)] for step in (steps[0], steps[-1]))
-        rate = [(r["greedy"] >= SOLVED).mean() if len(r) else float("nan") for r in (early, late)]
-        outcomes[algo] = (rate[1] > rate[0], f"{_solved(early)} -> {_solved(late)}")
+        if early.empty or late.empty:
+            outcomes[algo] = (False, "no runs")
+            continue
+        p = more_often(int((late["greedy"] >= SOLVED).sum()), len(late), int((early["greedy"] >= SOLVED).sum()),
+                       len(early))
+        outcomes[algo] = (p < SIGNIFICANCE, f"{_solved(early)} -> {_solved(late)} (p = {p:.3f})")
     verdict = k_of_n(outcomes, need="all", unit="algorithms")
     return Verdict(verdict.verdict, f"p_cot = {ps[0]:g}, T <= 1, runs at >= {SOLVED} from step {steps[0]:,} -> "
                                     f"{steps[-1]:,}: {verdict.evidence}")
@@ -214,6 +219,7 @@ CLAIMS = [
     Claim("Fig. 11: with more pre-training (50k steps) before post-training, the smaller p_cot sees a greater "
           "probability of success with all RL algorithms for reasonable sampling temperatures (<= 1)",
           f"at the smaller p_cot and temperatures <= 1, for every algorithm, the share of runs ending at greedy "
-          f"accuracy >= {SOLVED} is larger from the late checkpoint than from the early one",
+          f"accuracy >= {SOLVED} is larger from the late checkpoint than from the early one (one-sided Fisher exact "
+          f"test, p < {SIGNIFICANCE})",
           _later_checkpoint_helps),
 ]

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from rlntp.experiments import SUMMARY, Recipe
-from rlntp.experiments.claims import APPROX, Claim, Verdict, k_of_n, sampling_margin
+from rlntp.experiments.claims import APPROX, PARTLY, REPRODUCED, Claim, Verdict, k_of_n, sampling_margin
 from rlntp.experiments.summary import SOLVED
 from rlntp.files import atomic_write_text
 from rlntp.theory import closed_forms as cf
@@ -18,26 +18,50 @@ RECIPE = Recipe(
     "theory",
     "The linear autoregressive model: Theorem 1 (pre-training) and Theorem 2 (STaR), simulation over closed form",
     order=21,
-    presets={"cpu": "d = 20, 12 mixture weights, 7 STaR rounds (the linear model is cheap: the same as paper)",
+    presets={"cpu": "d = 20, 12 mixture weights, 7 STaR rounds, 3 seeds (the linear model is cheap: the same as "
+                    "paper)",
              "paper": "the same settings"},
 )
 
-PRESETS = {"cpu": {}, "paper": {}}
-"""The arguments of `rlntp.theory.experiments.write_figures` per preset (its defaults)."""
+PRESETS = {"cpu": {"seeds": [0, 1, 2]}, "paper": {"seeds": [0, 1, 2]}}
+"""Per preset: the simulation's seeds, and any other argument of `rlntp.theory.experiments.write_figures` (its
+defaults otherwise). The first seed's figures go into the recipe's directory, the others' into seed=S/."""
 
 MEASURED = "theory.json"
-"""The simulation's measurements (`write_figures`' third result), which the claims read."""
+"""The simulations' measurements ({"seeds": [`write_figures`' third result with its "seed"]}), which the claims
+read."""
 
 
 def run(preset: dict, out: Path, device: str = "auto", progress: bool = True) -> tuple[str, dict]:
-    """Both theorems' figures into `out` (once: a rerun reads them back); the summary table and the measurements."""
+    """Both theorems' figures for every seed (once: a rerun reads them back); the summary tables and the
+    measurements."""
     from rlntp.theory.experiments import FIGURES, write_figures
 
     if all((out / name).exists() for name in (*FIGURES, SUMMARY, MEASURED)):
         return (out / SUMMARY).read_text().rstrip("\n"), json.loads((out / MEASURED).read_text())
-    _, summary, measured = write_figures(out, **preset)
-    atomic_write_text(out / MEASURED, json.dumps(measured, indent=2) + "\n")
-    return summary, measured
+    seeds, arguments = preset.get("seeds", [0]), {k: v for k, v in preset.items() if k != "seeds"}
+    summaries, measured = [], []
+    for seed in seeds:
+        _, summary, values = write_figures(out if seed == seeds[0] else out / f"seed={seed}", seed=seed, **arguments)
+        summaries.append(f"seed {seed}\n{summary}")
+        measured.append(values | {"seed": seed})
+    results = {"seeds": measured}
+    atomic_write_text(out / MEASURED, json.dumps(results, indent=2) + "\n")
+    return "\n\n".join(summaries), results
+
+
+def _over_seeds(check):
+    """A check of one simulation, made over every seed's: reproduced in a majority of seeds, partly where some
+    seed is reproduced or partly, not reproduced otherwise; each seed's own verdict and evidence shown."""
+    def over(results: dict) -> Verdict:
+        verdicts = {f"seed {m['seed']}": check(m) for m in results["seeds"]}
+        outcome = k_of_n({label: (v.verdict == REPRODUCED, f"[{v.verdict}: {v.evidence}]")
+                          for label, v in verdicts.items()})
+        if outcome.verdict != REPRODUCED and any(v.verdict == PARTLY for v in verdicts.values()):
+            return Verdict(PARTLY, outcome.evidence)
+        return outcome
+
+    return over
 
 
 def _greedy_matches(acc: float, predicted: float, margin: float) -> bool:
@@ -85,25 +109,27 @@ def _greedy_turns_long(measured: dict) -> Verdict:
 
 
 _CHANCE = "within 3 standard deviations of 1/2 (1.5/sqrt(eval inputs))"
+_SEEDS = "in a majority of the simulation's seeds"
 
 CLAIMS = [
     Claim("Theorem 1 (failure of greedy decoding): after pre-training, greedy test accuracy is on par with random "
           "chance if p_cot < 1/3 and perfect otherwise",
-          f"for every simulated p_cot, greedy accuracy {_CHANCE} where p_cot < 1/3 and >= {SOLVED} where p_cot > 1/3",
-          _greedy_threshold),
+          f"for every simulated p_cot, greedy accuracy {_CHANCE} where p_cot < 1/3 and >= {SOLVED} where p_cot > 1/3; "
+          f"{_SEEDS}",
+          _over_seeds(_greedy_threshold)),
     Claim("Theorem 1 (length calibration): the pre-trained model generates a long, correct sequence with probability "
           "about p_cot and a short, correct one with probability about (1 - p_cot)/2",
           f"for every simulated p_cot, the model's probabilities of the long and of the short correct sequence "
-          f"(means over the test inputs) within {APPROX} of p_cot and (1 - p_cot)/2",
-          _calibrated),
+          f"(means over the test inputs) within {APPROX} of p_cot and (1 - p_cot)/2; {_SEEDS}",
+          _over_seeds(_calibrated)),
     Claim("Theorem 2 (length increases): under STaR with the chain-of-thought reward the probability of a long "
           "generation follows p_{t+1} = 2 p_t / (1 + p_t): its odds double every round",
           f"for every simulated p_cot, the sampled fraction of long answers after every round within {APPROX} of the "
-          "recursion from p_cot",
-          _odds_double),
+          f"recursion from p_cot; {_SEEDS}",
+          _over_seeds(_odds_double)),
     Claim("Theorem 2 (perfect generalization): after O(log(1/p_cot)) rounds, once p_t > 1/3, greedy decoding only "
           "generates long responses and generalizes perfectly",
           f"for every simulated p_cot and every round, greedy accuracy >= {SOLVED} where the recursion's p_t > 1/3 and "
-          f"{_CHANCE} before",
-          _greedy_turns_long),
+          f"{_CHANCE} before; {_SEEDS}",
+          _over_seeds(_greedy_turns_long)),
 ]

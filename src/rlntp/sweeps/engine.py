@@ -179,8 +179,8 @@ def _recorded(run_dir: Path, job: Job) -> dict[str, Any]:
     """The part of a run's config.json that `job_config` describes, as the current code would write it."""
     saved = json.loads((run_dir / CONFIG).read_bytes())
     if job.stage == "pretrain":
-        return PretrainRun.from_dict(saved).to_dict()
-    saved = PosttrainRun.from_dict(saved).to_dict()
+        return PretrainRun.recorded(saved)
+    saved = PosttrainRun.recorded(saved)
     return {key: saved[key] for key in ("stage", "source_step", "post")}
 
 

@@ -33,9 +33,10 @@ class ExecutorConfig(Config):
     executor: str = "local"
     """local (a process pool on this machine) or ray (a Ray cluster)"""
     workers: int | None = None
-    """local: runs at once (default: as many as this machine's cores hold, each run with its own threads; 1: in
-    the sweep's own process); they share --device (several GPUs: --executor ray --gpus-per-run 1). Only the wall
-    time changes: a run's floats depend on its seed and threads (train.threads), not on its neighbours"""
+    """local: runs at once (default: as many as this machine's cores hold, each run with its own threads; on a
+    GPU 1; 1: in the sweep's own process); they share --device (several GPUs: --executor ray --gpus-per-run 1).
+    Only the wall time changes: a run's floats depend on its seed and threads (train.threads), not on its
+    neighbours"""
     gpus_per_run: float = 0.0
     """ray: GPUs requested per run (fractions share a GPU); the run's --device auto then picks it"""
     address: str | None = None
@@ -85,6 +86,17 @@ def cpu_count() -> int:
 def job_threads(job: "Job") -> int:
     """The CPU threads a job's run uses (its config's `threads`)."""
     return job.pretrain.train.threads if job.post is None else job.post.threads
+
+
+def default_workers(jobs: list["Job"]) -> int:
+    """Runs at once when --workers is not given: as many as this machine's cores hold at the runs' threads, or
+    one where the runs use a GPU (they would share it, and its memory)."""
+    import torch
+
+    devices = {job.pretrain.train.device if job.post is None else job.post.device for job in jobs}
+    if any(d.startswith("cuda") or d == "auto" and torch.cuda.is_available() for d in devices):
+        return 1
+    return max(1, cpu_count() // max((job_threads(job) for job in jobs), default=1))
 
 
 class InlineExecutor:
@@ -224,7 +236,7 @@ def check_executor(config: ExecutorConfig, jobs: list["Job"]) -> None:
     on stderr if the local runs would share cores (slower, the same floats)."""
     cores, threads = cpu_count(), max((job_threads(job) for job in jobs), default=1)
     if config.executor == "local":
-        workers = config.workers or max(1, cores // threads)
+        workers = config.workers or default_workers(jobs)
         if workers * threads > cores:
             print(f"note: {workers} runs of {threads} threads at once share this machine's {cores} cores: slower, "
                   "with the same results", file=sys.stderr)
@@ -252,10 +264,10 @@ def _check_reachable(address: str) -> None:
 
 
 def make_executor(config: ExecutorConfig, jobs: list["Job"], progress: bool = False):
-    """The executor `config` names for `jobs` (`progress`: runs in this process show their bars). The local
-    default runs as many at once as the cores hold with each run's own threads."""
-    threads = max((job_threads(job) for job in jobs), default=1)
+    """The executor `config` names for `jobs` (`progress`: runs in this process show their bars); the local one
+    runs `default_workers` at once unless --workers says."""
     if config.executor == "ray":
-        return RayExecutor(config.address, threads, config.gpus_per_run, cpu_count())
-    workers = min(config.workers or max(1, cpu_count() // threads), max(1, len(jobs)))
+        return RayExecutor(config.address, max((job_threads(job) for job in jobs), default=1), config.gpus_per_run,
+                           cpu_count())
+    workers = min(config.workers or default_workers(jobs), max(1, len(jobs)))
     return InlineExecutor(progress) if workers == 1 else LocalExecutor(workers)

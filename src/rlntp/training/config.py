@@ -2,11 +2,21 @@
 device and precision. Each stage's config derives from `StageConfig` and sets its own defaults."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from rlntp.config import Config
-from rlntp.devices import check_precision
+from rlntp.devices import check_precision, check_threads
 from rlntp.errors import check
 from rlntp.training.optim import check_optimizer
+
+
+def as_recorded(normalized: dict[str, Any], saved: dict[str, Any], section: str) -> dict[str, Any]:
+    """A saved config.json `normalized` by this code (defaults filled in), except that one written before runs
+    recorded their threads keeps none: its thread count is unknown, so resuming it, or counting it as a sweep's
+    finished run, is refused as a changed config rather than assumed."""
+    if "threads" not in (saved.get(section) or {}):
+        normalized[section].pop("threads", None)
+    return normalized
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,8 @@ class StageConfig(Config):
     or auto (bf16 on a CUDA GPU that has it, else fp32)"""
 
     def check(self) -> None:
-        for name in ("steps", "eval_every", "eval_samples", "save_every", "threads"):
+        check_threads(self.threads)
+        for name in ("steps", "eval_every", "eval_samples", "save_every"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         check_optimizer(self.optimizer, self.lr, self.weight_decay, self.max_grad_norm)
         check_precision(self.precision)

@@ -31,7 +31,7 @@ from rlntp.runs.checkpoints import (
 from rlntp.runs.dirs import open_run_dir, read_task_and_model
 from rlntp.runs.metrics import append_metrics
 from rlntp.tasks import TaskConfig, make_task
-from rlntp.training.config import StageConfig
+from rlntp.training.config import StageConfig, as_recorded
 from rlntp.training.grpo import grpo_update
 from rlntp.training.losses import check_finite_loss, check_finite_weights
 from rlntp.training.optim import make_optimizer
@@ -139,6 +139,11 @@ class PosttrainRun:
                    ModelConfig(**d["model"]), PosttrainConfig(**d["post"]))
 
     @classmethod
+    def recorded(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """A saved config.json as this code would write it (`training.config.as_recorded`)."""
+        return as_recorded(cls.from_dict(saved).to_dict(), saved, "post")
+
+    @classmethod
     def starting_from(cls, source: Path, step: int | None, post: PosttrainConfig) -> "PosttrainRun":
         """Post-training of checkpoint `step` (default: the last) of the run `source`."""
         task, model = read_task_and_model(source)
@@ -173,7 +178,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
     data = make_data(task, run.task.data, cfg.seed, device)
     tokenizer = task.tokenizer()  # saved beside every checkpoint
     with pinned_threads(cfg.threads), open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
-                      normalize=lambda saved: PosttrainRun.from_dict(saved).to_dict()) as run_dir:
+                      normalize=PosttrainRun.recorded) as run_dir:
         checkpoint = run_dir.resume_point()
         if checkpoint is None:  # the source checkpoint was verified above
             model = load_model(source_checkpoint, run.model, device)

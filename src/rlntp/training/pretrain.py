@@ -26,7 +26,7 @@ from rlntp.runs.checkpoints import load_checkpoint_model, save_checkpoint
 from rlntp.runs.dirs import open_run_dir
 from rlntp.runs.metrics import append_metrics
 from rlntp.tasks import TaskConfig, make_task
-from rlntp.training.config import StageConfig
+from rlntp.training.config import StageConfig, as_recorded
 from rlntp.training.losses import check_finite_loss, check_finite_weights, next_token_loss
 from rlntp.training.optim import make_optimizer
 
@@ -67,6 +67,11 @@ class PretrainRun:
             raise RunDirError(f"expected a {STAGE} run, found stage {d.get('stage')!r}")
         return cls(TaskConfig(**d["task"]), ModelConfig(**d["model"]), PretrainConfig(**d["train"]))
 
+    @classmethod
+    def recorded(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """A saved config.json as this code would write it (`training.config.as_recorded`)."""
+        return as_recorded(cls.from_dict(saved).to_dict(), saved, "train")
+
 
 # Fields that may change when a run is resumed: extending it, or moving it to another device or precision.
 _RESUMABLE_CHANGES = {"train.steps", "train.device", "train.precision"}
@@ -92,7 +97,7 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
           f"the dataset's train split has {data.train_size} rows, fewer than batch_size {cfg.batch_size}")
     tokenizer = task.tokenizer()  # saved beside every checkpoint
     with pinned_threads(cfg.threads), open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
-                      normalize=lambda saved: PretrainRun.from_dict(saved).to_dict()) as run_dir:
+                      normalize=PretrainRun.recorded) as run_dir:
         checkpoint = run_dir.resume_point()
         if checkpoint is None:
             model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, cfg.seed, device)
