@@ -88,6 +88,11 @@ def job_threads(job: "Job") -> int:
     return job.pretrain.train.threads if job.post is None else job.post.threads
 
 
+def most_threads(jobs: list["Job"]) -> int:
+    """The most threads any of `jobs` uses (1 for none)."""
+    return max((job_threads(job) for job in jobs), default=1)
+
+
 def default_workers(jobs: list["Job"]) -> int:
     """Runs at once when --workers is not given: as many as this machine's cores hold at the runs' threads, or
     one where the runs use a GPU (they would share it, and its memory)."""
@@ -96,7 +101,7 @@ def default_workers(jobs: list["Job"]) -> int:
     devices = {job.pretrain.train.device if job.post is None else job.post.device for job in jobs}
     if any(d.startswith("cuda") or d == "auto" and torch.cuda.is_available() for d in devices):
         return 1
-    return max(1, cpu_count() // max((job_threads(job) for job in jobs), default=1))
+    return max(1, cpu_count() // most_threads(jobs))
 
 
 class InlineExecutor:
@@ -234,7 +239,7 @@ class RayExecutor:
 def check_executor(config: ExecutorConfig, jobs: list["Job"]) -> None:
     """UserError now, before any work, if the executor cannot start (Ray not installed, no such cluster); a note
     on stderr if the local runs would share cores (slower, the same floats)."""
-    cores, threads = cpu_count(), max((job_threads(job) for job in jobs), default=1)
+    cores, threads = cpu_count(), most_threads(jobs)
     if config.executor == "local":
         workers = config.workers or default_workers(jobs)
         if workers * threads > cores:
@@ -267,7 +272,6 @@ def make_executor(config: ExecutorConfig, jobs: list["Job"], progress: bool = Fa
     """The executor `config` names for `jobs` (`progress`: runs in this process show their bars); the local one
     runs `default_workers` at once unless --workers says."""
     if config.executor == "ray":
-        return RayExecutor(config.address, max((job_threads(job) for job in jobs), default=1), config.gpus_per_run,
-                           cpu_count())
+        return RayExecutor(config.address, most_threads(jobs), config.gpus_per_run, cpu_count())
     workers = min(config.workers or default_workers(jobs), max(1, len(jobs)))
     return InlineExecutor(progress) if workers == 1 else LocalExecutor(workers)
