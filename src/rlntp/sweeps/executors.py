@@ -48,7 +48,8 @@ class ExecutorConfig(Config):
         check(self.executor == "ray" or (self.gpus_per_run == 0 and self.address is None),
               "--gpus-per-run and --address are for --executor ray")
         check(self.executor == "local" or self.workers is None,
-              "--workers is for --executor local; Ray runs as many at once as the runs' threads and --gpus-per-run allow")
+              "--workers is for --executor local; Ray runs as many at once as the runs' threads and "
+              "--gpus-per-run allow")
 
 
 def execute(job: "Job", runs_dir: str, progress: bool = False) -> dict[str, Any]:
