@@ -129,3 +129,13 @@ def test_the_claims_as_markdown_are_deterministic_in_the_recipes_order(reproduct
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="holds no reproduction"):
         claims_markdown(tmp_path / "empty")
+
+
+def test_each_section_shows_its_settings_with_their_provenance(tmp_path):
+    _section(tmp_path / "fig1", "fig1", order=1, provenance=[
+        {"setting": "pretrain/task/d", "value": 50, "provenance": "paper", "note": "§3.1-3.2: d = 50"},
+        {"setting": "pretrain/train/lr", "value": 1e-4, "provenance": "choice", "note": "lost <in> our text"}])
+    page = write_report(tmp_path).read_text()
+    assert "settings: 1 the paper's, 1 our choices" in page
+    assert '<td class="choice">choice</td><td>lost &lt;in&gt; our text</td>' in page
+    assert '<td class="paper">paper</td><td>§3.1-3.2: d = 50</td>' in page

@@ -119,12 +119,14 @@ import matplotlib.pyplot as plt
 
 from rlntp.experiments import Recipe
 from rlntp.experiments.claims import Claim, k_of_n
+from rlntp.experiments.provenance import choice
 from rlntp.files import save_figure
 
 RECIPE = Recipe("toy", "A toy recipe for the tests", order=99, presets={"tiny": "d = 4, 10 steps"})
 PRESETS = {"tiny": {"pretrain": {"task": {"d": 4}, "model": {"layers": 1, "width": 16, "heads": 2},
                                  "train": {"steps": 10, "batch_size": 16, "eval_every": 5, "eval_samples": 16,
                                            "save_every": 10}}}}
+PROVENANCE = {"tiny": {"": choice("a toy: the smallest run that exercises the recipe engine")}}
 
 
 def report(table, spec, out: Path) -> str:

@@ -38,6 +38,7 @@ table.claims th, table.claims td { border: 1px solid #ccc; padding: 0.3em 0.6em;
   vertical-align: top; }
 table.claims th { background: #eee; }
 td.reproduced { background: #d8f0d8; } td.partly { background: #fbeccb; } td.not-reproduced { background: #f6d5d5; }
+td.choice { font-style: italic; color: #8a5a00; }
 td.not-evaluated { background: #e4e4e4; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 12px; color: #666; }
@@ -206,9 +207,29 @@ def _section_html(section: Path, record: dict, anchor: str, root: Path, page_dir
                      f"<figcaption>{_escape(os.path.relpath(figure, root))}</figcaption></figure>")
     if record.get("notes"):
         parts.append(f"<p>{_escape(record['notes'])}</p>")
+    provenance = _provenance_html(record)
+    if provenance:
+        parts.append(provenance)
     for label, config in _configs(section, record):
         parts.append(f"<details><summary>{_escape(label)}</summary><pre>{_escape(config)}</pre></details>")
     return "\n".join(parts)
+
+
+def _provenance_html(record: dict) -> str:
+    """The preset's settings, each the paper's (where it says so) or our choice (why), as report.json holds them
+    (`experiments.provenance.as_rows`); '' where it holds none."""
+    rows = record.get("provenance")
+    rows = [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
+    if not rows:
+        return ""
+    choices = sum(row.get("provenance") == "choice" for row in rows)
+    cells = "".join(f'<tr><td><code>{_escape(row.get("setting"))}</code></td><td><code>'
+                    f'{_escape(json.dumps(row.get("value")))}</code></td>'
+                    f'<td class="{"choice" if row.get("provenance") == "choice" else "paper"}">'
+                    f'{_escape(row.get("provenance"))}</td><td>{_escape(row.get("note"))}</td></tr>' for row in rows)
+    return (f"<details><summary>settings: {len(rows) - choices} the paper's, {choices} our choices</summary>"
+            f'<table class="claims"><tr><th>setting</th><th>value</th><th>from</th><th>where the paper states it, '
+            f"or why we chose it</th></tr>{cells}</table></details>")
 
 
 def write_report(root: Path, out: Path | None = None) -> Path:

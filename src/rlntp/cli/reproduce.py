@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated
 
 from rlntp.cli.parsing import Flat
+from rlntp.errors import check
 from rlntp.sweeps.executors import ExecutorConfig
 
 DESCRIPTION = ("The paper's figures as recipes: runs, figures, summary tables and the paper's claims with verdicts "
@@ -26,9 +27,19 @@ def _command(module):
     recipe = module.RECIPE
     default = next(iter(recipe.presets))
 
-    def run(out: Path, preset: str, device: str, quiet: bool, executor: ExecutorConfig | None = None) -> None:
+    def run(out: Path, preset: str, device: str, quiet: bool, executor: ExecutorConfig | None = None,
+            plan: bool = False, as_json: bool = False) -> None:
         from rlntp.devices import resolve_device
         from rlntp.experiments import reproduce
+
+        check(not as_json or plan, "--json prints the plan: pass it with --plan")
+        if plan:
+            from rlntp.experiments import plan as make_plan
+            from rlntp.experiments import render_plan
+
+            planned = make_plan(recipe.name, preset, device)
+            print(json.dumps(planned, indent=2) if as_json else render_plan(planned))
+            return
 
         if is_sweep(module):
             resolve_device(device)
@@ -45,12 +56,13 @@ def _command(module):
 
     if is_sweep(module):
         def command(executor: Annotated[ExecutorConfig, Flat], out: Path = Path(f"runs/{recipe.name}"),
-                    preset: str = default, device: str = "auto", quiet: bool = False) -> None:
-            run(out, preset, device, quiet, executor)
+                    preset: str = default, device: str = "auto", quiet: bool = False, plan: bool = False,
+                    json: bool = False) -> None:
+            run(out, preset, device, quiet, executor, plan, json)
     else:
         def command(out: Path = Path(f"runs/{recipe.name}"), preset: str = default, device: str = "auto",
-                    quiet: bool = False) -> None:
-            run(out, preset, device, quiet)
+                    quiet: bool = False, plan: bool = False, json: bool = False) -> None:
+            run(out, preset, device, quiet, plan=plan, as_json=json)
 
     presets = "; ".join(f"{name} ({text})" for name, text in recipe.presets.items())
     executor_help = "\n        executor: where runs execute and how many at once" if is_sweep(module) else ""
@@ -62,6 +74,10 @@ def _command(module):
         preset: {presets}
         device: cpu, cuda, cuda:N or auto
         quiet: no progress bars
+        plan: print what the preset runs (runs, steps, samples, checkpoints), every setting with its provenance
+            (the paper's or our choice) and the estimated cost on DEVICE from a short timing probe; run and write
+            nothing
+        json: with --plan, print the plan as JSON
     """
     return command
 

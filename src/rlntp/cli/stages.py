@@ -146,8 +146,9 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
               + "  ".join(f"{n}: {c}" for n, c in enumerate(hist) if c))
 
 
-def sweep(file: tyro.conf.Positional[Path], out: Path, executor: Annotated[ExecutorConfig, Flat],
-          device: str = "auto", status: bool = False, quiet: bool = False, max_runs: int = MAX_RUNS) -> None:
+def sweep(file: tyro.conf.Positional[Path], executor: Annotated[ExecutorConfig, Flat], out: Path | None = None,
+          device: str = "auto", status: bool = False, quiet: bool = False, max_runs: int = MAX_RUNS,
+          plan: bool = False, json: bool = False) -> None:
     """Run a sweep file (TOML): grids of pretrain and posttrain runs, then OUT/results.parquet.
 
     The file sets a base config per stage, axes to vary and post-training runs from named checkpoints
@@ -157,12 +158,15 @@ def sweep(file: tyro.conf.Positional[Path], out: Path, executor: Annotated[Execu
 
     Args:
         file: the sweep file (.toml, or .json of the same structure)
-        out: the sweep's directory (new or empty, or one a sweep wrote)
+        out: the sweep's directory (new or empty, or one a sweep wrote); required but with --plan
         executor: where runs execute and how many at once
         device: cpu, cuda, cuda:N or auto, for every run
         status: print what is done, running, failed, partial (resumes on a rerun) and pending; run nothing
         quiet: no progress bar
         max_runs: refuse a sweep that expands to more runs than this
+        plan: print what the sweep runs (runs, steps, samples, checkpoints) and its estimated cost on DEVICE from
+            a short timing probe; run and write nothing
+        json: with --plan, print the plan as JSON
     """
     from rlntp.devices import resolve_device
     from rlntp.runs.dirs import open_sweep_dir, read_status
@@ -172,6 +176,16 @@ def sweep(file: tyro.conf.Positional[Path], out: Path, executor: Annotated[Execu
 
     spec = load_sweep(file)
     jobs = expand(spec, device, where=str(file), base=file.resolve().parent, max_runs=max_runs)
+    check(not json or plan, "--json prints the plan: pass it with --plan")
+    if plan:
+        import json as json_module
+
+        from rlntp.sweeps.plan import plan_jobs, render
+
+        planned = {"sweep": str(file)} | plan_jobs(jobs, device)
+        print(json_module.dumps(planned, indent=2) if json else render(planned, f"rlntp sweep {file}"))
+        return
+    check(out is not None, "--out is required: the sweep's directory (only --plan runs without one)")
     if status:
         check(out.is_dir() and read_status(out) is not None,
               f"{out} is not a sweep directory (no {out / 'status.json'}); pass the --out of `rlntp sweep` or "

@@ -14,6 +14,12 @@ and how it runs, in one of two ways:
   - its own plan (the theory, the LLM path):
         run(preset, out, device, progress) -> (summary, results)
 
+where each preset value comes from:
+
+    PROVENANCE: dict[str, dict[str, Source]]       per preset, each value the paper's (where it says so) or our
+                                                   choice (why) (`experiments.provenance`); `rlntp reproduce
+                                                   NAME --plan` shows them, and a test holds every preset to it
+
 and what of the paper it tests:
 
     CLAIMS: list[Claim]                            the paper's statements, each with a criterion in words and
@@ -79,8 +85,9 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
 
     Rerunning resumes (the recipe's own directory, `runs.dirs.open_recipe_dir`). A sweep recipe also
     writes OUT/sweep.json, which `rlntp sweep` takes as a starting point for a variation; OUT/report.json
-    holds the command, the wall time of every call on this directory added up, and each of the recipe's claims
-    with its verdict and evidence, computed from the results (`experiments.claims`).
+    holds the command, the wall time of every call on this directory added up, each of the recipe's claims
+    with its verdict and evidence, computed from the results (`experiments.claims`), and every setting of the
+    preset with its provenance (`experiments.provenance`).
     """
     from rlntp.experiments.claims import evaluate
     from rlntp.runs.dirs import open_recipe_dir
@@ -112,9 +119,55 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
         seconds = (record.get("seconds") or 0.0) + time.perf_counter() - started
         record.pop("paper", None)  # the hand-written rows of earlier versions, replaced by the claims
         record |= {"title": module.RECIPE.title, "order": module.RECIPE.order, "seconds": seconds,
-                   "claims": evaluate(claims, results)}
+                   "claims": evaluate(claims, results), "provenance": _provenance_rows(module, preset)}
         atomic_write_text(out / REPORT, json.dumps(record, indent=2) + "\n")
     return summary
+
+
+def plan(name: str, preset: str, device: str = "auto", probe: bool = True) -> dict[str, Any]:
+    """What `reproduce(name, preset)` would run, and at what cost, writing nothing: the sweep's plan
+    (`sweeps.plan.plan_jobs`) or the recipe's own (`plan(preset)` of a recipe with a plan of its own), and every
+    setting of the preset with its provenance (`experiments.provenance`)."""
+    from rlntp.experiments.provenance import as_rows, preset_sources
+
+    module = recipes()[name]
+    check_choice("preset", preset, module.PRESETS)
+    settings = module.PRESETS[preset]
+    if is_sweep(module):
+        from rlntp.sweeps.plan import plan_jobs
+        from rlntp.sweeps.spec import expand
+
+        jobs = expand(settings, device, where=f"the {name} recipe's {preset} preset",
+                      base=Path(f"runs/{name}").resolve())
+        planned = plan_jobs(jobs, device, probe)
+    else:
+        planned = module.plan(settings)
+    return {"recipe": name, "preset": preset, "title": module.RECIPE.title} | planned | {
+        "settings": as_rows(preset_sources(module, preset))}
+
+
+def render_plan(planned: dict[str, Any]) -> str:
+    """A recipe's plan as text: the counts and cost (`sweeps.plan.render`, or the recipe's own lines), then every
+    setting with its provenance."""
+    from rlntp.experiments.provenance import Source, table
+    from rlntp.sweeps.plan import render
+
+    title = f"rlntp reproduce {planned['recipe']} --preset {planned['preset']}: {planned['title']}"
+    head = render(planned, title) if "kinds" in planned else "\n".join([title, *planned["lines"]])
+    rows = {row["setting"]: (row["value"], Source(row["provenance"], row["note"])) for row in planned["settings"]}
+    choices = sum(row["provenance"] == "choice" for row in planned["settings"])
+    return (f"{head}\n\nsettings ({len(rows)}: {len(rows) - choices} the paper's, {choices} our choices):\n"
+            + table(rows))
+
+
+def _provenance_rows(module, preset: str) -> list[dict[str, Any]]:
+    """The preset's settings with their provenance (`experiments.provenance.as_rows`); none for a preset the recipe
+    declares none for (one a test adds)."""
+    from rlntp.experiments.provenance import as_rows, preset_sources
+
+    if preset not in getattr(module, "PROVENANCE", {}):
+        return []
+    return as_rows(preset_sources(module, preset))
 
 
 def _run_sweep(module, spec: dict, jobs: list, out: Path, executor, progress: bool, preset: str):

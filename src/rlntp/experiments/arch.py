@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.experiments import provenance as why  # noqa: E402
 from rlntp.experiments.claims import (  # noqa: E402
     NOT_REPRODUCED,
     PARTLY,
@@ -27,6 +28,7 @@ from rlntp.experiments.claims import (  # noqa: E402
     k_of_n,
     more_often,
 )
+from rlntp.experiments.provenance import choice, paper  # noqa: E402
 from rlntp.experiments.summary import SOLVED, first_solved  # noqa: E402
 from rlntp.files import save_figure  # noqa: E402
 
@@ -64,9 +66,34 @@ PRESETS = {
                     "save_every": 1500}, [0, 1, 2], {"steps": 40, "eval_every": 4, "eval_samples": 640, "save_every": 40}),
     # The paper's grid (App. C.1): depth 2, 4, 8; width 128, 256; heads 4 .. 32; d = 50 for 50,000 steps.
     "paper": _preset(50, ["gpt2", "mistral"], [2, 4, 8], [[128, 4], [128, 8], [256, 8], [256, 16], [256, 32]],
-                     {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "eval_every": 1000, "eval_samples": 2560,
-                      "save_every": 10_000}, [0, 1, 2],
-                     {"steps": 100, "eval_every": 5, "eval_samples": 640, "save_every": 50}),
+                     {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 1000,
+                      "eval_samples": 2560, "save_every": 10_000}, [0, 1, 2],
+                     why.PARITY_GRPO | {"steps": 100, "eval_every": 5, "eval_samples": 640, "save_every": 50}),
+}
+
+_SHARED = {"pretrain/task/p_cot": paper("App. C.1: p_cot = 0.25"),
+           "pretrain/axes/model.arch": paper("App. B.1, C.1: GPT-2 and Mistral"),
+           "pretrain/axes/model.layers": paper("App. C.1: depth 2, 4 and 8 (Figs. 6, 7, 8)"),
+           "posttrain/grpo/from_steps": paper("App. B.1: post-training continues from the last checkpoint"),
+           "posttrain/grpo/post/algo": paper("App. C.1: GRPO"),
+           "posttrain/grpo/post/reward": paper("App. C.1: the end-to-end reward"),
+           "posttrain/grpo/post/temperature": paper("App. C.1: sampling temperature 1"),
+           "posttrain/grpo/post/eval_samples": why.POST_EVAL}
+PROVENANCE = {
+    "cpu": {"": why.CPU, **_SHARED, "pretrain/axes/train.seed": why.THREE_SEEDS,
+            "pretrain/axes/model.width, model.heads": choice(
+                "one shape (width 64, 4 heads) at every depth: the grid of the paper's shapes does not fit "
+                "`reproduce all`'s 2-hour budget on 2 cores")},
+    "paper": {**_SHARED, "pretrain/task/d": why.D_50, "pretrain/model": choice("every model setting is an axis"),
+              "pretrain/axes/model.width, model.heads": choice(
+                  "App. B.1's widths {128, 256} and heads {4 .. 32}; which pairs Figs. 6-8 draw is lost in our text"),
+              "pretrain/axes/train.seed": choice("3 seeds, as the captions of Figs. 2 and 3"),
+              "pretrain/train/steps": choice("50,000 as Fig. 2; our text does not give Figs. 6-8's"),
+              "pretrain/train/batch_size": why.BATCH_256, "pretrain/train/lr": why.PRETRAIN_LR,
+              "pretrain/train/optimizer": why.ADAM, "pretrain/train/eval_every": why.CADENCE,
+              "pretrain/train/save_every": why.CADENCE, "pretrain/train/eval_samples": why.PRETRAIN_EVAL,
+              "posttrain/grpo/post/steps": why.RL_STEPS, "posttrain/grpo/post/eval_every": why.CADENCE,
+              "posttrain/grpo/post/save_every": why.CADENCE, **why.under("posttrain/grpo/post", why.GRPO_SOURCES)},
 }
 
 

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.experiments import provenance as why  # noqa: E402
 from rlntp.experiments.claims import (  # noqa: E402
     FINAL_EVALS,
     Claim,
@@ -25,6 +26,7 @@ from rlntp.experiments.claims import (  # noqa: E402
     last_evaluation,
     sampling_margin,
 )
+from rlntp.experiments.provenance import choice, paper  # noqa: E402
 from rlntp.experiments.summary import (  # noqa: E402
     SOLVED,
     Curve,
@@ -63,13 +65,33 @@ PRESETS = {
         "pretrain": {
             "task": {"d": 50, "p_cot": 0.25},
             "model": {"layers": 4, "width": 256, "heads": 8},
-            "train": {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "eval_every": 1000, "eval_samples": 2560,
-                      "save_every": 2500},
+            "train": {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 1000,
+                      "eval_samples": 2560, "save_every": 2500},
             "axes": {"train.seed": [0, 1, 2]},
         },
         "posttrain": {"grpo": {"from_steps": [5000, 10_000, 20_000, 30_000, 50_000],
-                               "post": _GRPO | {"steps": 100, "eval_every": 5, "eval_samples": 640, "save_every": 50}}},
+                               "post": _GRPO | why.PARITY_GRPO | {"steps": 100, "eval_every": 5, "eval_samples": 640,
+                                                              "save_every": 50}}},
     },
+}
+
+PROVENANCE = {
+    "cpu": {"": why.CPU, "pretrain/task/p_cot": why.P_COT, "pretrain/axes/train.seed": why.THREE_SEEDS,
+            "posttrain/grpo/post/algo": why.GRPO, "posttrain/grpo/post/reward": why.E2E,
+            "posttrain/grpo/post/eval_samples": why.POST_EVAL,
+            "posttrain/grpo/from_steps": choice("three checkpoints: before the long path is learned (500), "
+                                                "around it (1,000) and the last")},
+    "paper": {"pretrain/task/d": why.D_50, "pretrain/task/p_cot": why.P_COT, "pretrain/model": why.MODEL,
+              "pretrain/train/steps": paper("§3.1: 50,000 iterations"), "pretrain/train/batch_size": why.BATCH_256,
+              "pretrain/train/lr": why.PRETRAIN_LR, "pretrain/train/optimizer": why.ADAM,
+              "pretrain/train/eval_every": why.CADENCE, "pretrain/train/save_every": why.CADENCE,
+              "pretrain/train/eval_samples": why.PRETRAIN_EVAL,
+              "pretrain/axes/train.seed": choice("3 seeds, as the captions of Figs. 2 and 3 (Fig. 1 does not say)"),
+              "posttrain/grpo/from_steps": choice("our text lost Fig. 1's checkpoints; several, from early to last"),
+              "posttrain/grpo/post/algo": why.GRPO, "posttrain/grpo/post/reward": why.E2E,
+              "posttrain/grpo/post/steps": why.RL_STEPS, "posttrain/grpo/post/eval_every": why.CADENCE,
+              "posttrain/grpo/post/save_every": why.CADENCE, "posttrain/grpo/post/eval_samples": why.POST_EVAL,
+              **why.under("posttrain/grpo/post", why.GRPO_SOURCES)},
 }
 
 

@@ -15,10 +15,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.experiments import provenance as why  # noqa: E402
 from rlntp.experiments.claims import Claim, Verdict, grows, k_of_n  # noqa: E402
+from rlntp.experiments.provenance import choice, paper  # noqa: E402
 from rlntp.experiments.summary import SOLVED, censored_quantile, first_solved  # noqa: E402
 from rlntp.files import save_figure  # noqa: E402
 
@@ -29,23 +32,25 @@ RECIPE = Recipe(
     "Figure 13: samples to >= 95% greedy accuracy as d grows, NTP alone vs NTP + GRPO from a ladder "
     "of checkpoints",
     order=13,
-    presets={"cpu": "d = 4, 6, 8, 10 x 3 seeds",
+    presets={"cpu": "d = 4, 5, 6, 7 x 3 seeds, up to 10,000 steps",
              "paper": "GPT-2 4 x 128, 32 heads, d = 6..12; GPUs"},
 )
 
 PRESETS = {
-    # A 2-layer GPT-2 of width 64 learns parity from the
-    # short sequences alone at d = 4 within 250 steps and at d = 6 within ~2,000; at d = 8 and 10 it
-    # does not within the budget of 6,000 steps (768,000 samples), while its long path is learned early.
+    # A 2-layer GPT-2 of width 64 learns parity from the short sequences alone within the budget of
+    # 10,000 steps (1.28 M samples) at every d of the sweep (small-d measured ~0.5 M samples at d = 7),
+    # so NTP alone is uncensored at 4 values of d and the growth of the gap can be fitted; at d = 8
+    # and 10 (the earlier grid) it was censored at 768,000 samples. The ladder starts at 100 steps,
+    # where the long path is learned at d <= 7.
     "cpu": {
         "pretrain": {
             "task": {"p_cot": 0.25},
             "model": {"layers": 2, "width": 64, "heads": 4},
-            "train": {"steps": 6000, "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 500,
-                      "save_every": 250},
-            "axes": {"task.d": [4, 6, 8, 10], "train.seed": [0, 1, 2]},
+            "train": {"steps": 10_000, "batch_size": 128, "lr": 1e-3, "eval_every": 100, "eval_samples": 500,
+                      "save_every": 100},
+            "axes": {"task.d": [4, 5, 6, 7], "train.seed": [0, 1, 2]},
         },
-        "posttrain": {"grpo": {"from_steps": [250, 500, 1000, 2000],
+        "posttrain": {"grpo": {"from_steps": [100, 200, 500, 1000, 2000],
                                "post": _GRPO | {"steps": 20, "eval_every": 2, "eval_samples": 500, "save_every": 20}}},
     },
     # The paper's setting (App. C.1): GPT-2 depth 4, 32 heads, width 128; at most 100,000 steps of 256;
@@ -55,14 +60,38 @@ PRESETS = {
         "pretrain": {
             "task": {"p_cot": 0.25},
             "model": {"layers": 4, "width": 128, "heads": 32},
-            "train": {"steps": 100_000, "batch_size": 256, "lr": 1e-4, "eval_every": 500, "eval_samples": 2560,
-                      "save_every": 500},
+            "train": {"steps": 100_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 500,
+                      "eval_samples": 2560, "save_every": 500},
             "axes": {"task.d": [6, 8, 10, 12], "train.seed": [0, 1, 2]},
         },
         "posttrain": {"grpo": {
             "from_steps": [1000, 1500, 2000, 2500, 3000, 5000, 10_000, 15_000, 20_000, 30_000, 50_000, 100_000],
-            "post": _GRPO | {"steps": 100, "eval_every": 5, "eval_samples": 640, "save_every": 50}}},
+            "post": _GRPO | why.PARITY_GRPO | {"steps": 100, "eval_every": 5, "eval_samples": 640, "save_every": 50}}},
     },
+}
+
+_SHARED = {"pretrain/task/p_cot": paper("App. C.1: p_cot = 0.25"),
+           "posttrain/grpo/post/algo": paper("App. C.1: GRPO"),
+           "posttrain/grpo/post/reward": paper("App. C.1: the end-to-end reward"),
+           "posttrain/grpo/post/eval_samples": why.POST_EVAL}
+PROVENANCE = {
+    "cpu": {"": why.CPU, **_SHARED, "pretrain/axes/train.seed": paper("App. C.1: 3 seeds"),
+            "pretrain/axes/task.d": choice("values of d at which NTP alone gets there within the budget, so its "
+                                           "samples are measured rather than bounded (measured: d = 8 and 10 were "
+                                           "censored at 768,000 samples)"),
+            "posttrain/grpo/from_steps": choice("a ladder from the step the long path is learned at d <= 7 "
+                                                "(the paper's starts at 1,000 of batch 256)")},
+    "paper": {**_SHARED, "pretrain/model": paper("App. C.1: GPT-2 depth 4, 32 heads, width 128"),
+              "pretrain/train/steps": paper("App. C.1: at most 100,000 iterations"),
+              "pretrain/train/batch_size": paper("App. C.1: batch size 256"), "pretrain/train/lr": why.PRETRAIN_LR,
+              "pretrain/train/optimizer": why.ADAM, "pretrain/train/eval_every": why.CADENCE,
+              "pretrain/train/save_every": choice("every 500 steps, so that every checkpoint of the ladder exists"),
+              "pretrain/train/eval_samples": why.PRETRAIN_EVAL,
+              "pretrain/axes/task.d": choice("our text lost the values of d; 12 is the largest it names"),
+              "pretrain/axes/train.seed": paper("App. C.1: 3 seeds"),
+              "posttrain/grpo/from_steps": paper("App. C.1: checkpoints {1000, 1500, ..., 100000}"),
+              "posttrain/grpo/post/steps": why.RL_STEPS, "posttrain/grpo/post/eval_every": why.CADENCE,
+              "posttrain/grpo/post/save_every": why.CADENCE, **why.under("posttrain/grpo/post", why.GRPO_SOURCES)},
 }
 
 
@@ -84,15 +113,35 @@ def per_seed(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(results)
 
 
+def growth_fits(medians: dict) -> dict[str, dict[str, float]] | None:
+    """Least-squares fits of the log of the gap (NTP alone / NTP + GRPO, medians over seeds) against d, over the
+    values of d where both medians are measured (not bounds): exponential, log gap = a + b d, and polynomial,
+    log gap = a + b log d. Per model: a, b, the residuals' root mean square (in log units) and the d it was
+    fitted on; None with fewer than 3 such d (two points fit any two-parameter model exactly)."""
+    ds = [d for d in sorted(medians) if medians[d]["ntp"][1] and medians[d]["rl"][1]]
+    if len(ds) < 3:
+        return None
+    x = np.array(ds, dtype=float)
+    y = np.log([medians[d]["ntp"][0] / medians[d]["rl"][0] for d in ds])
+    fits = {}
+    for model, features in (("exponential", x), ("polynomial", np.log(x))):
+        b, a = np.polyfit(features, y, 1)
+        residuals = y - (a + b * features)
+        fits[model] = {"a": float(a), "b": float(b), "rms": float(np.sqrt(np.mean(residuals ** 2))), "d": ds}
+    return fits
+
+
 def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
-    """fig13.png and the per-d table: medians over seeds, lower bounds marked '>', and their ratio."""
+    """fig13.png and the per-d table: medians over seeds, lower bounds marked '>', their ratio, and the fits of its
+    growth (`growth_fits`)."""
     seeds = per_seed(table)
     medians = {}
     for d, rows in seeds.groupby("d"):
         medians[d] = {kind: censored_quantile(rows[kind].tolist(), rows[f"{kind}_reached"].tolist(), 0.5)
                       for kind in ("ntp", "rl")}
     budget = table.loc[table["stage"] == "pretrain", "samples_seen"].max()
-    plot_fig13(seeds, medians, budget, table.iloc[0], out / "fig13.png")
+    fits = growth_fits(medians)
+    plot_fig13(seeds, medians, budget, table.iloc[0], fits, out / "fig13.png")
 
     def shown(value: float, exact: bool) -> str:
         return f"{'' if exact else '>'}{value:,.0f}"
@@ -111,12 +160,22 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
         lines.append(f"{d:3d} {shown(ntp, ntp_exact):>18s} {ntp_seeds:>34s}   {shown(rl, rl_exact):>18s} "
                      f"{rl_seeds:>44s}   {ratio:>7s}")
     lines.append("ratio: NTP alone / NTP + GRPO ('>': NTP alone not reached, '<': NTP + GRPO not reached, '?': neither)")
+    if fits is None:
+        lines.append("growth of the ratio: not fitted (fewer than 3 values of d with both medians measured)")
+    else:
+        exp, poly = fits["exponential"], fits["polynomial"]
+        lines.append(f"growth of the ratio over d = {', '.join(map(str, exp['d']))}: exponential x{np.exp(exp['b']):.2f} "
+                     f"per unit of d (residuals rms {exp['rms']:.3f} in log units); polynomial d^{poly['b']:.2f} "
+                     f"(rms {poly['rms']:.3f}); {len(exp['d'])} points cannot tell the two apart beyond these "
+                     "residuals")
     return "\n".join(lines)
 
 
-def plot_fig13(seeds: pd.DataFrame, medians: dict, budget: float, config: pd.Series, path: Path) -> None:
-    """Samples to solve against d on a log axis; filled markers reached, hollow triangles lower bounds."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+def plot_fig13(seeds: pd.DataFrame, medians: dict, budget: float, config: pd.Series, fits: dict | None,
+               path: Path) -> None:
+    """Samples to solve against d on a log axis (filled markers reached, hollow triangles lower bounds), and the
+    gap's growth with its exponential and polynomial fits."""
+    fig, (ax, ax_gap) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     ax.axhline(budget, color="grey", lw=0.8, ls=":", label=f"pre-training budget ({budget:,.0f} samples)")
     for kind, color, label in (("ntp", "C3", "NTP alone"), ("rl", "C0", "NTP + GRPO (best checkpoint)")):
         for reached, marker in ((True, "o"), (False, "^")):
@@ -138,6 +197,27 @@ def plot_fig13(seeds: pd.DataFrame, medians: dict, budget: float, config: pd.Ser
     ax.set_title(f"Parity, $p_{{cot}}$ = {config['task.p_cot']:g}: {config['model.arch']} "
                  f"{config['model.layers']}x{config['model.width']}, {config['model.heads']} heads, "
                  f"{seeds['seed'].nunique()} seeds", fontsize=10)
+
+    ds = sorted(medians)
+    for d in ds:
+        (ntp, ntp_exact), (rl, rl_exact) = medians[d]["ntp"], medians[d]["rl"]
+        exact = ntp_exact and rl_exact
+        ax_gap.scatter([d], [ntp / rl], s=50, marker="o" if exact else "^" if rl_exact else "v",
+                       facecolors="C4" if exact else "none", edgecolors="C4", zorder=3)
+    if fits is not None:
+        grid = np.linspace(min(ds), max(ds), 100)
+        exp, poly = fits["exponential"], fits["polynomial"]
+        ax_gap.plot(grid, np.exp(exp["a"] + exp["b"] * grid), color="C3", lw=1.2,
+                    label=f"exponential: x{np.exp(exp['b']):.2f} per unit d (rms {exp['rms']:.2f})")
+        ax_gap.plot(grid, np.exp(poly["a"] + poly["b"] * np.log(grid)), color="C2", lw=1.2, ls="--",
+                    label=f"polynomial: d^{poly['b']:.1f} (rms {poly['rms']:.2f})")
+    ax_gap.scatter([], [], marker="o", color="C4", label="median ratio (measured)")
+    ax_gap.scatter([], [], marker="^", facecolors="none", edgecolors="C4", label="lower bound (NTP alone not reached)")
+    ax_gap.set(yscale="log", xlabel="input bits d", ylabel="gap: samples of NTP alone / NTP + GRPO", xticks=ds,
+               title="the gap and its growth, fitted where both medians are measured" if fits else
+               "the gap (fewer than 3 measured values of d: no fit)")
+    ax_gap.legend(fontsize=8, loc="upper left")
+    ax_gap.grid(alpha=0.3, which="both")
     save_figure(fig, path)
     plt.close(fig)
 

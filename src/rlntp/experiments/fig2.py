@@ -1,11 +1,14 @@
 """Figure 2: next-token prediction learns parity only when long sequences are common enough (p_cot > 1/3).
 
-Pre-training at several p_cot over seeds. Left: greedy (solid) and temperature-1 (dashed) test
-accuracy against samples seen, one colour per p_cot (median over seeds); centre: median greedy
-length (solid) and the temperature-1 fraction of long answers (dashed); right: final greedy
-accuracy against p_cot, "final" as the paper defines it (the mean of the last 5 evaluations),
-each seed a dot, the median with its inter-quartile range, beside Theorem 1's prediction (1/2 up
-to p_cot = 1/3, 1 above) and the sampled P(long) beside its prediction p_cot.
+Pre-training at several p_cot over seeds, drawn as the paper's caption says. Left: greedy (solid) and
+temperature-1 (dashed) test accuracy against samples seen, one colour per p_cot; centre: the
+probability that the generation length equals d, greedy (solid) and temperature 1 (dashed); both the
+mean and 1 standard deviation over seeds. Right: final greedy accuracy against p_cot, "final" as the
+paper defines it (the mean of the last 5 evaluations), each seed a dot and the median of the seeds a
+bullet, beside Theorem 1's prediction (1/2 up to p_cot = 1/3, 1 above) and the critical threshold;
+beside it, the final sampled P(long) against its prediction p_cot. The paper draws the left and centre
+panels at d = 50 and the right one at d = 25: a preset may hold both (the curves are drawn at the
+largest d, the right panels at the d with the most values of p_cot).
 """
 
 from pathlib import Path
@@ -18,7 +21,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.experiments import provenance as why  # noqa: E402
 from rlntp.experiments.claims import APPROX, Claim, Verdict, k_of_n, sampling_margin  # noqa: E402
+from rlntp.experiments.provenance import choice, paper  # noqa: E402
 from rlntp.experiments.summary import SOLVED, censored_quantile, table_curve  # noqa: E402
 from rlntp.files import save_figure  # noqa: E402
 from rlntp.theory import closed_forms  # noqa: E402
@@ -32,8 +37,12 @@ RECIPE = Recipe(
     "Theorem 1 (threshold 1/3)",
     order=2,
     presets={"cpu": "d = 12, 9 p_cot x 3 seeds",
-             "paper": "d = 25, 50,000 steps of 256, 3 seeds; GPUs"},
+             "paper": "curves at d = 50 (5 p_cot), final accuracy at d = 25 (9 p_cot); 50,000 steps of 256, "
+                      "3 seeds; GPUs"},
 )
+
+_RIGHT_P_COTS = [0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.75]
+_CURVE_P_COTS = [0.1, 0.25, 0.35, 0.5, 0.75]
 
 PRESETS = {
     # d = 12 is out of reach of the short sequences alone in
@@ -47,99 +56,138 @@ PRESETS = {
             "axes": {"task.p_cot": [0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.6, 0.75], "train.seed": [0, 1, 2]},
         },
     },
-    # The right panel's setting (d = 25, 50,000 steps of batch 256, 3 seeds, final = last 5 of 47.5k-49.5k+)
+    # The caption's two settings: the left and centre panels at d = 50, the right panel at d = 25
+    # (50,000 steps of batch 256, 3 seeds, final = the mean of the evaluations at 47,500-49,500 and the last).
     "paper": {
         "pretrain": {
-            "task": {"d": 25},
             "model": {"layers": 4, "width": 256, "heads": 8},
-            "train": {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "eval_every": 500, "eval_samples": 2560,
-                      "save_every": 5000},
-            "axes": {"task.p_cot": [0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.75], "train.seed": [0, 1, 2]},
+            "train": {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 500,
+                      "eval_samples": 2560, "save_every": 5000},
+            "axes": {"task.d, task.p_cot": [[50, p] for p in _CURVE_P_COTS] + [[25, p] for p in _RIGHT_P_COTS],
+                     "train.seed": [0, 1, 2]},
         },
     },
 }
 
+PROVENANCE = {
+    "cpu": {"": why.CPU, "pretrain/axes/train.seed": why.THREE_SEEDS,
+            "pretrain/axes/task.p_cot": choice("nine values spanning the threshold 1/3, as the paper's right panel "
+                                               "(its values are lost in our text)")},
+    "paper": {"pretrain/model": why.MODEL, "pretrain/train/steps": paper("§3.1, Fig. 2 caption: 50,000 iterations"),
+              "pretrain/train/batch_size": why.BATCH_256, "pretrain/train/lr": why.PRETRAIN_LR,
+              "pretrain/train/optimizer": why.ADAM,
+              "pretrain/train/eval_every": paper("App. B.1: final = the last 5 checkpoints, iterations 47,500 to "
+                                                 "49,500, so one every 500"),
+              "pretrain/train/eval_samples": why.PRETRAIN_EVAL, "pretrain/train/save_every": why.CADENCE,
+              "pretrain/axes/task.d, task.p_cot": choice(
+                  "d = 50 for the left and centre panels and d = 25 for the right are the paper's (§3.1, Fig. 2 "
+                  "caption); the p_cot values are lost in our text: five for the curves, nine spanning 1/3 for "
+                  "the right panel"),
+              "pretrain/axes/train.seed": paper("Fig. 2 caption: 3 seeds")},
+}
+
 
 def final_values(table: pd.DataFrame) -> pd.DataFrame:
-    """Per pre-training run: p_cot, seed, and the mean over its last FINAL_EVALS evaluations of each metric."""
+    """Per pre-training run: d, p_cot, seed, and the mean over its last FINAL_EVALS evaluations of each metric."""
     rows = table[(table["stage"] == "pretrain") & table["eval/greedy_acc"].notna()]
     keys = ["eval/greedy_acc", "eval/sampled_acc", "eval/sampled_long_frac", "eval/greedy_long_frac"]
     finals = []
     for run, group in rows.groupby("run", sort=False):
         last = group.sort_values("step").tail(FINAL_EVALS)
-        finals.append({"run": run, "p_cot": last["task.p_cot"].iloc[0], "seed": last["train.seed"].iloc[0],
-                       "evals": len(last)} | {key: last[key].mean() for key in keys})
+        finals.append({"run": run, "d": int(last["task.d"].iloc[0]), "p_cot": last["task.p_cot"].iloc[0],
+                       "seed": last["train.seed"].iloc[0], "evals": len(last)}
+                      | {key: last[key].mean() for key in keys})
     return pd.DataFrame(finals)
 
 
-def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
-    """fig2.png and the table of final accuracies per p_cot beside Theorem 1's predictions."""
-    finals = final_values(table)
-    pre = table[table["stage"] == "pretrain"]
-    curves = {p: table_curve(f"p_cot = {p:g}", rows) for p, rows in pre.groupby("task.p_cot")}
-    plot_fig2(curves, finals, pre.iloc[0], out / "fig2.png")
+def panel_dims(finals: pd.DataFrame) -> tuple[int, int]:
+    """(d of the curves, d of the final-accuracy panels): the largest d, and the d with the most p_cot values
+    (the paper: 50 and 25; a preset with one d draws every panel at it)."""
+    counts = finals.groupby("d")["p_cot"].nunique()
+    return int(counts.index.max()), int(counts.sort_values(kind="stable").index[-1])
 
-    header = (f"{'p_cot':>6s} {'final greedy acc: median [IQR]':>31s} {'per seed':>20s} {'theory':>7s}   "
+
+def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
+    """fig2.png and the table of final accuracies per (d, p_cot) beside Theorem 1's predictions."""
+    finals = final_values(table)
+    curve_d, final_d = panel_dims(finals)
+    pre = table[table["stage"] == "pretrain"]
+    at_curve_d = pre[pre["task.d"] == curve_d]
+    curves = {p: table_curve(f"p_cot = {p:g}", rows) for p, rows in at_curve_d.groupby("task.p_cot")}
+    plot_fig2(curves, finals[finals["d"] == final_d], at_curve_d.iloc[0], final_d, out / "fig2.png")
+
+    header = (f"{'d':>3s} {'p_cot':>6s} {'final greedy acc: median [IQR]':>31s} {'per seed':>20s} {'theory':>7s}   "
               f"{'sampled acc':>11s} {'theory':>7s}   {'sampled P(long)':>15s} {'greedy P(long)':>14s}")
     lines = [f"final = mean of each run's last {FINAL_EVALS} evaluations; medians over seeds", header, "-" * len(header)]
-    for p, rows in finals.groupby("p_cot"):
+    for (d, p), rows in finals.groupby(["d", "p_cot"]):
         acc = rows["eval/greedy_acc"].tolist()
         q = [censored_quantile(acc, [True] * len(acc), level)[0] for level in (0.25, 0.5, 0.75)]
-        lines.append(f"{p:6g} {q[1]:14.3f} [{q[0]:.3f}, {q[2]:.3f}] {' '.join(f'{a:.3f}' for a in acc):>20s} "
+        lines.append(f"{d:3d} {p:6g} {q[1]:14.3f} [{q[0]:.3f}, {q[2]:.3f}] {' '.join(f'{a:.3f}' for a in acc):>20s} "
                      f"{closed_forms.greedy_accuracy(p):7.2f}   {rows['eval/sampled_acc'].median():11.3f} "
                      f"{closed_forms.sampled_accuracy(p):7.3f}   {rows['eval/sampled_long_frac'].median():15.3f} "
                      f"{rows['eval/greedy_long_frac'].median():14.3f}")
     return "\n".join(lines)
 
 
-def plot_fig2(curves: dict, finals: pd.DataFrame, config: pd.Series, path: Path) -> None:
-    """Curves per p_cot (left, centre) and final accuracy and P(long) against p_cot (right)."""
+def plot_fig2(curves: dict, finals: pd.DataFrame, config: pd.Series, final_d: int, path: Path) -> None:
+    """Curves per p_cot (left, centre: mean and 1 std over seeds) and final accuracy and P(long) against p_cot."""
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.3), constrained_layout=True,
                              gridspec_kw={"width_ratios": [1.3, 1.3, 1, 1]})
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(curves)))
     ax_acc, ax_len, ax_final, ax_long = axes
     for (p, curve), color in zip(curves.items(), colors):
-        ax_acc.plot(curve.samples_seen, curve.greedy_acc, "-", color=color, lw=1.5, label=f"p = {p:g}")
-        ax_acc.plot(curve.samples_seen, curve.sampled_acc, "--", color=color, lw=1, alpha=0.7)
-        ax_len.plot(curve.samples_seen, curve.greedy_len_median, "-", color=color, lw=1.5)
-        ax_len.plot(curve.samples_seen, curve.sampled_long_frac * config["task.d"], "--", color=color, lw=1, alpha=0.7)
-    ax_acc.set(ylim=(0.3, 1.03), xlabel="samples seen", ylabel="test accuracy (greedy solid, T = 1 dashed)")
+        for ax, greedy, sampled in ((ax_acc, "eval/greedy_acc", "eval/sampled_acc"),
+                                    (ax_len, "eval/greedy_long_frac", "eval/sampled_long_frac")):
+            for key, style, width, alpha in ((greedy, "-", 1.5, 0.15), (sampled, "--", 1, 0.08)):
+                mean, std = curve.mean_std(key)
+                ax.plot(curve.samples_seen, mean, style, color=color, lw=width,
+                        label=f"p = {p:g}" if ax is ax_acc and key == greedy else None)
+                if curve.seeds > 1:
+                    ax.fill_between(curve.samples_seen, mean - std, mean + std, color=color, alpha=alpha, lw=0)
+    seeds = next(iter(curves.values())).seeds
+    spread = f"mean and 1 std over {seeds} seeds" if seeds > 1 else "one seed"
+    ax_acc.set(ylim=(0.3, 1.03), xlabel="samples seen", ylabel="test accuracy (greedy solid, T = 1 dashed)",
+               title=f"d = {config['task.d']}: {spread}")
     ax_acc.legend(fontsize=7, ncol=2, loc="lower right")
-    ax_len.set(ylim=(0, config["task.d"] + 1), xlabel="samples seen",
-               ylabel="median greedy length (solid); d x sampled P(long) (dashed)")
+    ax_len.set(ylim=(-0.02, 1.02), xlabel="samples seen",
+               ylabel="P(generation length = d) (greedy solid, T = 1 dashed)",
+               title=f"d = {config['task.d']}: {spread}")
 
     grid = np.linspace(0.01, 0.99, 393)
     ax_final.plot(grid, [closed_forms.greedy_accuracy(p) for p in grid], color="grey", lw=1.2,
                   label="Theorem 1: greedy accuracy")
     ax_final.plot(grid, [closed_forms.sampled_accuracy(p) for p in grid], color="grey", lw=1, ls="--",
                   label="Theorem 1: T = 1 accuracy (1 + p)/2")
-    ax_final.axvline(closed_forms.CRITICAL_P_COT, color="C3", lw=0.8, ls=":", label="p = 1/3")
+    ax_final.axvline(closed_forms.CRITICAL_P_COT, color="C3", lw=0.9, ls="--", label="critical threshold 1/3")
     for key, color, label in (("eval/greedy_acc", "C0", "greedy (final)"), ("eval/sampled_acc", "C1", "T = 1 (final)")):
         ax_final.scatter(finals["p_cot"], finals[key], s=12, color=color, alpha=0.45)
-        stats = finals.groupby("p_cot")[key].quantile([0.25, 0.5, 0.75]).unstack()
-        ax_final.errorbar(stats.index, stats[0.5], yerr=[stats[0.5] - stats[0.25], stats[0.75] - stats[0.5]],
-                          fmt="o-", color=color, ms=4, lw=1.2, capsize=3, label=f"{label}: median, IQR")
-    ax_final.set(xlim=(0, 1), ylim=(0.3, 1.03), xlabel="$p_{cot}$", ylabel="final test accuracy")
+        medians = finals.groupby("p_cot")[key].median()
+        ax_final.plot(medians.index, medians.values, "o-", color=color, ms=5, lw=1.2, label=f"{label}: median")
+    ax_final.set(xlim=(0, 1), ylim=(0.3, 1.03), xlabel="$p_{cot}$", ylabel="final test accuracy",
+                 title=f"d = {final_d}: each dot a seed")
     ax_final.legend(fontsize=7, loc="lower right")
 
     ax_long.plot([0, 1], [0, 1], color="grey", lw=1, label="Theorem 1: P(long) = p")
     ax_long.scatter(finals["p_cot"], finals["eval/sampled_long_frac"], s=12, color="C2", alpha=0.45)
     medians = finals.groupby("p_cot")["eval/sampled_long_frac"].median()
     ax_long.plot(medians.index, medians.values, "o-", color="C2", ms=4, label="T = 1 P(long) (final): median")
-    ax_long.set(xlim=(0, 1), ylim=(0, 1), xlabel="$p_{cot}$", ylabel="fraction of long answers at T = 1")
+    ax_long.set(xlim=(0, 1), ylim=(0, 1), xlabel="$p_{cot}$", ylabel="fraction of long answers at T = 1",
+                title=f"d = {final_d}")
     ax_long.legend(fontsize=7, loc="upper left")
     for ax in axes:
         ax.grid(alpha=0.3)
-    seeds = finals["seed"].nunique()
-    fig.suptitle(f"Parity d = {config['task.d']}: pre-training at several $p_{{cot}}$ — {config['model.arch']} "
-                 f"{config['model.layers']}x{config['model.width']}, medians over {seeds} seed{'s' if seeds > 1 else ''}")
+    fig.suptitle(f"Parity: pre-training at several $p_{{cot}}$ — {config['model.arch']} "
+                 f"{config['model.layers']}x{config['model.width']}")
     save_figure(fig, path)
     plt.close(fig)
 
 
-def _medians(table: pd.DataFrame, key: str) -> pd.Series:
-    """Per p_cot, the median over seeds of each run's final value (the mean of its last FINAL_EVALS) of `key`."""
-    return final_values(table).groupby("p_cot")[key].median()
+def _medians(table: pd.DataFrame, key: str) -> dict[str, tuple[float, float]]:
+    """Per (d, p_cot), labelled, the p_cot and the median over seeds of each run's final value (the mean of its
+    last FINAL_EVALS evaluations) of `key`."""
+    medians = final_values(table).groupby(["d", "p_cot"])[key].median()
+    several = medians.index.get_level_values("d").nunique() > 1
+    return {(f"d = {d}, " if several else "") + f"p_cot = {p:g}": (p, value) for (d, p), value in medians.items()}
 
 
 NEAR_THRESHOLD = 0.05
@@ -162,29 +210,29 @@ def _chance_margin(table: pd.DataFrame) -> float:
 def _at_chance_below_threshold(table: pd.DataFrame) -> Verdict:
     margin = _chance_margin(table)
     medians = _medians(table, "eval/greedy_acc")
-    return k_of_n({f"p_cot = {p:g}": (abs(acc - 0.5) <= margin, f"{acc:.3f}")
-                   for p, acc in medians.items() if _below(p)},
+    return k_of_n({label: (abs(acc - 0.5) <= margin, f"{acc:.3f}")
+                   for label, (p, acc) in medians.items() if _below(p)},
                   need="all", unit="p_cot below 1/3")
 
 
 def _learns_above_threshold(table: pd.DataFrame) -> Verdict:
     medians, long = _medians(table, "eval/greedy_acc"), _medians(table, "eval/greedy_long_frac")
-    return k_of_n({f"p_cot = {p:g}": (acc >= SOLVED and long[p] > 0.5, f"{acc:.3f}, {long[p]:.2f} long")
-                   for p, acc in medians.items() if _above(p)},
+    return k_of_n({label: (acc >= SOLVED and long[label][1] > 0.5, f"{acc:.3f}, {long[label][1]:.2f} long")
+                   for label, (p, acc) in medians.items() if _above(p)},
                   need="all", unit="p_cot above 1/3")
 
 
 def _sampled_accuracy(table: pd.DataFrame) -> Verdict:
     medians = _medians(table, "eval/sampled_acc")
-    return k_of_n({f"p_cot = {p:g}": (abs(acc - closed_forms.sampled_accuracy(p)) <= APPROX,
-                                      f"{acc:.3f} vs {closed_forms.sampled_accuracy(p):.3f}")
-                   for p, acc in medians.items() if _below(p)},
+    return k_of_n({label: (abs(acc - closed_forms.sampled_accuracy(p)) <= APPROX,
+                          f"{acc:.3f} vs {closed_forms.sampled_accuracy(p):.3f}")
+                   for label, (p, acc) in medians.items() if _below(p)},
                   need="all", unit="p_cot below 1/3")
 
 
 def _calibrated(table: pd.DataFrame) -> Verdict:
     medians = _medians(table, "eval/sampled_long_frac")
-    return k_of_n({f"p_cot = {p:g}": (abs(long - p) <= APPROX, f"{long:.3f}") for p, long in medians.items()},
+    return k_of_n({label: (abs(long - p) <= APPROX, f"{long:.3f}") for label, (p, long) in medians.items()},
                   need="all", unit="p_cot")
 
 

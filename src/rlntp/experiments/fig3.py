@@ -17,20 +17,25 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.experiments import provenance as why  # noqa: E402
 from rlntp.experiments.claims import Claim, Verdict, by_seed, evaluations, k_of_n, sampling_margin  # noqa: E402
+from rlntp.experiments.provenance import choice, paper  # noqa: E402
 from rlntp.experiments.summary import SOLVED, Curve, summary_table, table_curve  # noqa: E402
 from rlntp.files import save_figure  # noqa: E402
+from rlntp.theory import closed_forms  # noqa: E402
 
 ALGOS = ("star", "reinforce", "grpo")
 REWARD_NAMES = {"e2e": "end-to-end", "cot": "chain of thought"}
 
 
 def _preset(d: int, model: dict, train: dict, seeds: list[int], rl_steps: dict[str, int], star_samples: int,
-            eval_every: int, save_every: int) -> dict:
-    """All RL runs from the last pre-training checkpoint: one group per algorithm over rewards x temperatures."""
+            eval_every: int, save_every: int, stated: dict[str, dict] | None = None) -> dict:
+    """All RL runs from the last pre-training checkpoint: one group per algorithm over rewards x temperatures;
+    `stated`: per algorithm, settings written out (the paper preset's, so that each has its provenance)."""
     axes = {"post.reward": list(REWARD_NAMES), "post.temperature": [0.5, 1.0, 1.5]}
     shared = {"eval_samples": 640, "save_every": save_every}
-    groups = {algo: {"from_steps": ["last"], "axes": axes, "post": shared | {
+    stated = stated or {}
+    groups = {algo: {"from_steps": ["last"], "axes": axes, "post": shared | stated.get(algo, {}) | {
         "algo": algo, "steps": rl_steps[algo],
         # STaR: one round is one step; each round samples star_samples prompts and is evaluated
         **({"prompts_per_step": star_samples, "eval_every": 1} if algo == "star" else {"eval_every": eval_every})}}
@@ -60,9 +65,45 @@ PRESETS = {
                     "save_every": 500}, [0, 1, 2], {"star": 3, "reinforce": 30, "grpo": 30}, 1000, 3, 30),
     # d = 50 from 20,000 pre-training steps (paper Fig. 3, App. B.1), 3 seeds
     "paper": _preset(50, {"layers": 4, "width": 256, "heads": 8},
-                     {"steps": 20_000, "batch_size": 256, "lr": 1e-4, "eval_every": 1000, "eval_samples": 2560,
-                      "save_every": 5000}, [0, 1, 2], {"star": 10, "reinforce": 200, "grpo": 200}, 3200, 5, 50),
+                     {"steps": 20_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 1000,
+                      "eval_samples": 2560, "save_every": 5000}, [0, 1, 2], {"star": 10, "reinforce": 200, "grpo": 200},
+                     3200, 5, 50, stated=why.PARITY_RL),
 }
+
+
+def _provenance(paper_preset: bool) -> dict:
+    rl = {"star/post/prompts_per_step": paper("Fig. 3 caption: n = 3,200 sequences per STaR iteration"),
+          "star/post/algo": paper("§3.2, Fig. 3"), "reinforce/post/algo": paper("§3.2, Fig. 3"),
+          "grpo/post/algo": paper("§3.2, Fig. 3"),
+          "star/axes/post.reward": paper("Fig. 3: end-to-end and chain-of-thought rewards (§2)"),
+          "reinforce/axes/post.reward": paper("Fig. 3: end-to-end and chain-of-thought rewards (§2)"),
+          "grpo/axes/post.reward": paper("Fig. 3: end-to-end and chain-of-thought rewards (§2)"),
+          "reinforce-at-tau": choice("not in the paper: the update's log-probabilities at tau_RL (TRL's choice), "
+                                     "beside the paper's (temperature 1), docs/commands.md"),
+          "grpo-at-tau": choice("not in the paper: the update's log-probabilities at tau_RL (TRL's choice), "
+                                "beside the paper's (temperature 1), docs/commands.md")}
+    for algo in ALGOS:
+        rl[f"{algo}/from_steps"] = paper("App. B.1: post-training continues from the last pre-training checkpoint")
+        rl[f"{algo}/axes/post.temperature"] = choice("Fig. 3 shows a few tau_RL; our text lost them: 0.5, 1, 1.5")
+        rl[f"{algo}/post/eval_samples"] = why.POST_EVAL
+    declared = {"pretrain/task/p_cot": paper("§3.2: Fig. 3 is at p_cot = 0.25"),
+                "pretrain/axes/train.seed": paper("Fig. 3 caption: 3 seeds")} | why.under("posttrain", rl)
+    if not paper_preset:
+        return {"": why.CPU} | declared
+    for algo in ALGOS:
+        declared |= why.under(f"posttrain/{algo}/post", why.PARITY_RL_SOURCES[algo])
+        declared[f"posttrain/{algo}/post/steps"] = why.RL_STEPS
+        declared[f"posttrain/{algo}/post/eval_every"] = why.CADENCE
+        declared[f"posttrain/{algo}/post/save_every"] = why.CADENCE
+    return declared | {
+        "pretrain/task/d": paper("§3.2: d = 50 (the length grows from 1 to 50)"), "pretrain/model": why.MODEL,
+        "pretrain/train/steps": paper("Fig. 3 caption: after 20k pre-training iterations"),
+        "pretrain/train/batch_size": why.BATCH_256, "pretrain/train/lr": why.PRETRAIN_LR,
+        "pretrain/train/optimizer": why.ADAM, "pretrain/train/eval_every": why.CADENCE,
+        "pretrain/train/save_every": why.CADENCE, "pretrain/train/eval_samples": why.PRETRAIN_EVAL}
+
+
+PROVENANCE = {"cpu": _provenance(False), "paper": _provenance(True)}
 
 
 def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
@@ -96,19 +137,24 @@ def plot_fig3(curves: dict[tuple, Curve], histogram_run: pd.DataFrame, temps: li
             x = np.maximum(curve.rl_samples, 1)  # log axis: the starting point is drawn at 1
             marker = "o" if reward == "cot" else "s"
             label = f"{algo}, {REWARD_NAMES[reward]}" + (", log-probs at T" if at_tau else "")
-            ax.plot(x, curve.greedy_acc, ":" if at_tau else "-", color=colors[algo], marker=None if at_tau else marker,
+            greedy, greedy_std = curve.mean_std("eval/greedy_acc")
+            ax.plot(x, greedy, ":" if at_tau else "-", color=colors[algo], marker=None if at_tau else marker,
                     ms=3, alpha=1 if reward == "e2e" else 0.6, label=label)
             if curve.seeds > 1 and not at_tau:
-                ax.fill_between(x, *curve.greedy_acc_band, color=colors[algo], alpha=0.12 if reward == "e2e" else 0.06,
-                                lw=0)
+                ax.fill_between(x, greedy - greedy_std, greedy + greedy_std, color=colors[algo],
+                                alpha=0.12 if reward == "e2e" else 0.06, lw=0)
             if not at_tau:
-                ax.plot(x, curve.sampled_acc, "--", color=colors[algo], alpha=0.35 if reward == "e2e" else 0.25)
+                ax.plot(x, curve.mean_std("eval/sampled_acc")[0], "--", color=colors[algo],
+                        alpha=0.35 if reward == "e2e" else 0.25)
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        # §3.2: greedy decoding turns long once T = 1 accuracy exceeds (1 + 1/3)/2 (the paper's red dashed line)
+        ax.axhline(closed_forms.sampled_accuracy(closed_forms.CRITICAL_P_COT), color="C3", lw=0.9, ls="--",
+                   label="T = 1 accuracy (1 + 1/3)/2 = 2/3" if ax is axes[0] else None)
         ax.set(xscale="log", ylim=(0.3, 1.03), xlabel="RL samples", title=f"$\\tau_{{RL}}$ = {temperature:g}")
         ax.grid(alpha=0.3)
     seeds = next(iter(curves.values())).seeds
     axes[0].set_ylabel("test accuracy (greedy solid, T = 1 dashed)"
-                       + (f"\nmedians of {seeds} seeds, greedy inter-quartile bands" if seeds > 1 else ""))
+                       + (f"\nmean and 1 std over {seeds} seeds (greedy band)" if seeds > 1 else ""))
     axes[0].legend(fontsize=7, loc="lower right")
 
     records = histogram_run[histogram_run["eval/sampled_len_hist"].notna()].sort_values("step").to_dict("records")

@@ -2,7 +2,8 @@
 solutions, then GRPO with the stepwise reward from several SFT epochs (the plan: `llm_math.py`)."""
 
 from rlntp.experiments import Recipe
-from rlntp.experiments.llm_math import CLAIMS, LLMRecipeConfig, run_llm, secondary_process, tiny  # noqa: F401
+from rlntp.experiments.llm_math import CLAIMS, LLMRecipeConfig, plan_llm, run_llm, secondary_process, tiny  # noqa: F401
+from rlntp.experiments.provenance import TINY, choice, paper
 
 RECIPE = Recipe(
     "gsm8k",
@@ -24,6 +25,28 @@ PRESETS = {
                              eval=dict(generations=4, max_new_tokens=512)),
 }
 
+PROVENANCE = {
+    "tiny": {"": TINY},
+    "paper": {"dataset": paper("§5.2: GSM8K"), "model": paper("App. B.3: Llama 3.2 3B (base)"),
+              "source": choice("the hub's copy of GSM8K, config `main`"), "config_name": choice("the default, `main`"),
+              "p_cots": choice("our text lost the values; Fig. 5 right is at p_cot = 0.05 (SPEC), not yet among "
+                               "them; 1 is the full chain-of-thought baseline (§5.2)"),
+              "rl_from_epochs": choice("App. B.3: several SFT epochs 'including the first'; which, is lost"),
+              "sft/epochs": paper("App. B.3: 30 epochs"), "sft/lr": choice("lost in our text; 1e-5"),
+              "sft/per_device_batch": paper("App. B.3: batch 256 on 8 GPUs"),
+              "sft/gradient_checkpointing": choice("memory: a 3B model's activations at batch 32"),
+              "grpo/steps": choice("not stated; App. B.3: 20-35 h on 8 A100s"), "grpo/lr": choice("lost; 1e-6"),
+              "grpo/group_size": paper("App. B.3: group size 32"),
+              "grpo/completions_per_device": paper("App. B.3: batch 1 per device, group 32"),
+              "grpo/save_every": choice("how often to checkpoint: not stated"),
+              "grpo/max_completion_length": choice("not stated; GSM8K solutions fit in 512 tokens"),
+              "grpo/gradient_checkpointing": choice("memory"),
+              "eval/generations": paper("App. B.3: 4 generations per test question"),
+              "eval/max_new_tokens": choice("not stated; as the rollouts' limit"),
+              "records": choice("the tiny preset's record counts: unused by this preset")},
+}
 
 run = run_llm
 """The recipe's plan (`llm_math.run_llm`): its summary table and the results its CLAIMS (`llm_math.CLAIMS`) read."""
+plan = plan_llm
+"""What `run` would do and cost, writing nothing (`rlntp reproduce NAME --plan`)."""

@@ -131,6 +131,42 @@ def run_llm(preset: LLMRecipeConfig, out: Path, device: str = "auto",
     return summarize(rows, preset), {"tiny": preset.model == "tiny", "rows": rows}
 
 
+PAPER_HOURS = {"gsm8k": {"sft": (1.5, 1.5), "grpo": (20, 35)}, "math": {"sft": (1.5, 1.5), "grpo": (14, 29)}}
+"""Wall hours per run on 8 A100s the paper reports (App. B.3, B.4): the only cost estimate of the `paper` presets
+here, whose stages load hub models this plan does not download."""
+
+
+def plan_llm(preset: LLMRecipeConfig) -> dict[str, Any]:
+    """What `run_llm(preset)` runs, writing nothing: SFT and GRPO runs, epochs, steps and evaluations, and the
+    cost (the paper's reported hours for its presets; measured minutes on a 2-core CPU for `tiny`)."""
+    rl_p_cots = [p for p in preset.p_cots if p != 1.0]
+    sft_runs, grpo_runs = len(preset.p_cots), len(rl_p_cots) * len(preset.rl_from_epochs)
+    epochs, steps = preset.sft.get("epochs", 1), preset.grpo.get("steps", 1)
+    save_every = preset.grpo.get("save_every", steps)
+    evaluations = sft_runs * epochs + grpo_runs * (steps // save_every + (steps % save_every != 0))
+    plan = {"runs": {"sft": sft_runs, "grpo": grpo_runs},
+            "totals": {"sft_epochs": sft_runs * epochs, "grpo_steps": grpo_runs * steps,
+                       "completions_per_step_per_device": preset.grpo.get("completions_per_device"),
+                       "evaluations": evaluations}}
+    if preset.model == "tiny":
+        plan["cost"] = {"estimate": "about 1 minute on a 2-core CPU (measured: docs/llm.md)"}
+    else:
+        hours = PAPER_HOURS[preset.dataset]
+        low = sft_runs * hours["sft"][0] + grpo_runs * hours["grpo"][0]
+        high = sft_runs * hours["sft"][1] + grpo_runs * hours["grpo"][1]
+        plan["cost"] = {"hours_on_8_gpus": [low, high], "gpu_hours": [8 * low, 8 * high],
+                        "estimate": f"≈ {8 * low:,.0f}-{8 * high:,.0f} A100-hours ({low:,.0f}-{high:,.0f} h on 8 "
+                                    f"A100s) from the paper's reported times per run (App. B.3-B.4), not probed: "
+                                    f"the stages load {preset.model} from the hub"}
+    plan["lines"] = [f"model {preset.model}; data {preset.source or 'synthetic records made here'}",
+                     f"runs: {sft_runs} SFT (p_cot {', '.join(f'{p:g}' for p in preset.p_cots)}), {grpo_runs} GRPO "
+                     f"(from epochs {', '.join(map(str, preset.rl_from_epochs))} at each p_cot < 1)",
+                     f"SFT: {sft_runs * epochs} epochs in all; GRPO: {grpo_runs * steps:,} steps in all; "
+                     f"{evaluations} evaluations",
+                     f"cost: {plan['cost']['estimate']}"]
+    return plan
+
+
 def _inputs(preset: LLMRecipeConfig, out: Path) -> tuple[str, str, str | None]:
     """(model, training source, test source): the preset's, or for `tiny` a model and records built in `out`."""
     if preset.model != "tiny":

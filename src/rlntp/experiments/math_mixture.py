@@ -2,7 +2,8 @@
 solutions, then GRPO with the stepwise reward from several SFT epochs (the plan: `llm_math.py`)."""
 
 from rlntp.experiments import Recipe
-from rlntp.experiments.llm_math import CLAIMS, LLMRecipeConfig, run_llm, secondary_process, tiny  # noqa: F401
+from rlntp.experiments.llm_math import CLAIMS, LLMRecipeConfig, plan_llm, run_llm, secondary_process, tiny  # noqa: F401
+from rlntp.experiments.provenance import TINY, choice, paper
 
 RECIPE = Recipe(
     "math",
@@ -24,6 +25,28 @@ PRESETS = {
                              eval=dict(generations=4, max_new_tokens=1024)),
 }
 
+PROVENANCE = {
+    "tiny": {"": TINY},
+    "paper": {"dataset": paper("§5.2: MATH"), "model": paper("App. B.4: Llama 3.2 3B instruct (and 3.1 8B)"),
+              "source": choice("a hub mirror of MATH with its solutions"), "config_name": choice("the mirror's default"),
+              "p_cots": choice("our text lost the values; 1 is the full chain-of-thought baseline (§5.2)"),
+              "rl_from_epochs": choice("App. B.4: several SFT epochs 'including the first'; which, is lost"),
+              "sft/epochs": paper("App. B.4: 20 epochs"), "sft/lr": choice("lost in our text; 1e-5"),
+              "sft/per_device_batch": paper("App. B.4: batch 24 for the 3B model on 8 GPUs"),
+              "sft/gradient_checkpointing": choice("memory"),
+              "grpo/steps": paper("App. B.4: 300 steps"), "grpo/lr": choice("lost; 1e-6"),
+              "grpo/group_size": paper("App. B.4: group size 20"),
+              "grpo/completions_per_device": paper("App. B.4: batch 1 per device, group 20"),
+              "grpo/grad_accum": paper("App. B.4: 2 accumulation steps"),
+              "grpo/save_every": choice("how often to checkpoint: not stated"),
+              "grpo/max_completion_length": choice("not stated; MATH solutions are longer than GSM8K's"),
+              "grpo/gradient_checkpointing": choice("memory"),
+              "eval/generations": paper("App. B.4: 4 generations per test question"),
+              "eval/max_new_tokens": choice("not stated; as the rollouts' limit"),
+              "records": choice("the tiny preset's record counts: unused by this preset")},
+}
 
 run = run_llm
 """The recipe's plan (`llm_math.run_llm`): its summary table and the results its CLAIMS (`llm_math.CLAIMS`) read."""
+plan = plan_llm
+"""What `run` would do and cost, writing nothing (`rlntp reproduce NAME --plan`)."""

@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 from rlntp.data import MANIFEST, make_mult_dataset, read_manifest  # noqa: E402
 from rlntp.experiments import Recipe  # noqa: E402
 from rlntp.experiments.claims import NEAR_ZERO, Claim, Verdict, evaluations, k_of_n, sampling_margin  # noqa: E402
+from rlntp.experiments.provenance import choice, paper  # noqa: E402
 from rlntp.experiments.summary import SOLVED, Curve, table_curve  # noqa: E402
 from rlntp.files import save_figure  # noqa: E402
 from rlntp.tasks.multiplication import MultiplicationTask  # noqa: E402
@@ -65,24 +66,64 @@ PRESETS = {
                                                 "save_every": 60}}},
     },
     # The paper's grid (App. B.2): n in {4, 5, 7}, 808,000 pairs, AdamW, batch 32, clip 1.0, 15 epochs
-    # for n = 4 and 50 for the larger n (here: 15 for all), GRPO group 4 x 8 prompts (batch 16, 2
-    # accumulation steps), 3 seeds. For GPUs. The learning rates and the model size are lost in our text
-    # of the paper: these are the defaults of Deng et al.'s training script (GPT-2 small, lr 5e-5).
+    # for n = 4 and 50 for the two larger n, GRPO group 4 x 8 prompts (batch 16, 2 accumulation steps),
+    # 3 seeds. For GPUs. The learning rates and the model size are lost in our text of the paper: these are
+    # the defaults of Deng et al.'s training script (GPT-2 small, lr 5e-5).
     "paper": {
         "pretrain": {
             "task": {"task": "mult"},
             "model": {"layers": 12, "width": 768, "heads": 12},
-            "train": {"steps": _epochs(808_000, 32, 15), "batch_size": 32, "lr": 5e-5, **_ADAMW, "eval_every": 25_250,
-                      "eval_samples": 1000, "save_every": 25_250},
-            "axes": {"task.digits, task.p_cot, task.data": [[n, p, _data(n, p)] for n in (4, 5, 7)
-                                                            for p in (0.1, 0.25, 0.5, 1.0)],
-                     "train.seed": [0, 1, 2]},
+            "train": {"batch_size": 32, "lr": 5e-5, **_ADAMW, "eval_every": 25_250, "eval_samples": 1000,
+                      "save_every": 25_250},
+            "axes": {"task.digits, task.p_cot, task.data, train.steps": [
+                [n, p, _data(n, p), _epochs(808_000, 32, 15 if n == 4 else 50)]
+                for n in (4, 5, 7) for p in (0.1, 0.25, 0.5, 1.0)],
+                "train.seed": [0, 1, 2]},
         },
         "posttrain": {"grpo": {"from_steps": [101_000, 202_000, 303_000, "last"],
                                "where": {"task.p_cot": [0.1, 0.25, 0.5]},
                                "post": _GRPO | {"steps": 1000, "lr": 1e-5, "eval_every": 50, "eval_samples": 1000,
                                                 "save_every": 250}}},
     },
+}
+
+_GRPO_SOURCES = {"algo": paper("§5.1, App. B.2: GRPO"), "reward": paper("App. B.2: the end-to-end reward"),
+                 "optimizer": paper("App. B.2: AdamW"),
+                 "max_grad_norm": choice("clipped as in pre-training; App. B.2 keeps the library's other defaults"),
+                 "prompts_per_step": paper("App. B.2: batch 16, group size 4, 2 accumulation steps: 32 sequences"),
+                 "rollouts_per_prompt": paper("App. B.2: group size 4"),
+                 "eval_every": choice("how often to evaluate: not stated"),
+                 "save_every": choice("how often to checkpoint: not stated")}
+PROVENANCE = {
+    "cpu": {"": choice("a small analogue for 2 CPU cores: 3 x 3 products, a 2-layer GPT-2 of width 128, batch 128, "
+                       "500,000 pairs, a few thousand steps"),
+            "pretrain/task/task": paper("§5.1: multiplication"),
+            "pretrain/train/optimizer": paper("App. B.2: AdamW"),
+            "pretrain/train/max_grad_norm": paper("App. B.2: maximum gradient norm 1.0"),
+            **{f"posttrain/grpo/post/{key}": _GRPO_SOURCES[key] for key in ("algo", "reward", "optimizer",
+                                                                             "rollouts_per_prompt")}},
+    "paper": {"pretrain/task/task": paper("§5.1: multiplication"),
+              "pretrain/model": choice("lost in our text; Deng et al.'s default, GPT-2 small (12 x 768, 12 heads)"),
+              "pretrain/train/batch_size": paper("App. B.2: batch size 32"),
+              "pretrain/train/lr": choice("lost in our text; Deng et al.'s default 5e-5"),
+              "pretrain/train/optimizer": paper("App. B.2: AdamW"),
+              "pretrain/train/weight_decay": choice("not stated; torch's AdamW default 0.01"),
+              "pretrain/train/max_grad_norm": paper("App. B.2: maximum gradient norm 1.0"),
+              "pretrain/train/eval_every": choice("every 25,250 steps (one epoch of n = 4 is 25,250 steps of 32)"),
+              "pretrain/train/save_every": choice("every 25,250 steps (one epoch of n = 4 is 25,250 steps of 32)"),
+              "pretrain/train/eval_samples": paper("App. B.2: test accuracy on 1,000 unseen pairs"),
+              "pretrain/axes/task.digits, task.p_cot, task.data, train.steps": choice(
+                  "steps: 15 epochs of 808,000 pairs for the smallest n and 50 for the two larger (App. B.2, "
+                  "paper); p_cot 0.1, 0.25, 1 (§5.1) and 0.5; n = 4, 5, 7: Deng et al.'s sizes, our text lost the "
+                  "paper's (Fig. 5 left names 5 x 5, at p_cot = 0.25)"),
+              "pretrain/axes/train.seed": paper("App. B.2: 3 random seeds per task"),
+              "posttrain/grpo/from_steps": choice("checkpoints at 4, 8, 12 epochs of n = 4 and the last; the paper "
+                                                  "switches 'at various checkpoints' (§5.1)"),
+              "posttrain/grpo/where/task.p_cot": choice("RL from every mixture but the full chain of thought"),
+              "posttrain/grpo/post/steps": choice("not stated; App. B.2: about 3.5 h on one A100"),
+              "posttrain/grpo/post/lr": choice("lost in our text; 1e-5"),
+              "posttrain/grpo/post/eval_samples": paper("App. B.2: test accuracy on 1,000 unseen pairs"),
+              **{f"posttrain/grpo/post/{key}": source for key, source in _GRPO_SOURCES.items()}},
 }
 
 DATASETS = {

@@ -20,7 +20,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.experiments import provenance as why  # noqa: E402
 from rlntp.experiments.claims import Claim, Verdict, by_seed, evaluations, k_of_n, sampling_margin  # noqa: E402
+from rlntp.experiments.provenance import choice, paper  # noqa: E402
 from rlntp.experiments.summary import SOLVED  # noqa: E402
 from rlntp.files import save_figure  # noqa: E402
 from rlntp.tasks.parity import ParityTask  # noqa: E402
@@ -59,9 +61,34 @@ PRESETS = {
                    {"steps": 40, "eval_every": 4, "eval_samples": 640, "save_every": 40}),
     # The paper's text does not keep its p_cot and p_medium; d = 50 and its checkpoints at 5k and 50k steps.
     "paper": _preset(50, 0.1, 0.2, {"layers": 4, "width": 256, "heads": 8},
-                     {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "eval_every": 500, "eval_samples": 2560,
-                      "save_every": 5000}, [0], [5000, "last"],
-                     {"steps": 100, "eval_every": 5, "eval_samples": 640, "save_every": 50}),
+                     {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 500,
+                      "eval_samples": 2560, "save_every": 5000}, [0], [5000, "last"],
+                     why.PARITY_GRPO | {"steps": 100, "eval_every": 5, "eval_samples": 640, "save_every": 50}),
+}
+
+_SHARED = {"posttrain/grpo/post/algo": paper("App. C.2: GRPO"),
+           "posttrain/grpo/axes/post.reward": paper("App. C.2: the end-to-end and the length-penalized reward"),
+           "posttrain/grpo/post/length_penalty": paper("App. C.2: lambda = 0.4"),
+           "posttrain/grpo/post/temperature": choice("not stated for Fig. 14; 1, as Figs. 6-8"),
+           "posttrain/grpo/post/eval_samples": why.POST_EVAL}
+PROVENANCE = {
+    "cpu": {"": why.CPU, **_SHARED,
+            "pretrain/task": choice("d = 8, p_cot = 0.1, p_medium = 0.2: the mixture whose two paths are learned "
+                                    "at separate times within 4,000 steps (measured alternatives in the preset's "
+                                    "comment); the paper's weights are lost in our text"),
+            "pretrain/axes/train.seed": why.THREE_SEEDS},
+    "paper": {**_SHARED, "pretrain/task/d": choice("d = 50, as the paper's main setting; Fig. 14's d is lost"),
+              "pretrain/task/p_cot": choice("our text lost Fig. 14's p_cot and p_medium; their sum below 1/3 "
+                                            "keeps greedy decoding short"),
+              "pretrain/task/p_medium": choice("our text lost Fig. 14's p_cot and p_medium"),
+              "pretrain/model": why.MODEL, "pretrain/train/steps": paper("App. C.2: checkpoints up to 50k iterations"),
+              "pretrain/train/batch_size": why.BATCH_256, "pretrain/train/lr": why.PRETRAIN_LR,
+              "pretrain/train/optimizer": why.ADAM, "pretrain/train/eval_every": why.CADENCE,
+              "pretrain/train/save_every": why.CADENCE, "pretrain/train/eval_samples": why.PRETRAIN_EVAL,
+              "pretrain/axes/train.seed": choice("one seed: Fig. 14 shows single runs"),
+              "posttrain/grpo/from_steps": paper("App. C.2: post-training at 5k and at 50k iterations"),
+              "posttrain/grpo/post/steps": why.RL_STEPS, "posttrain/grpo/post/eval_every": why.CADENCE,
+              "posttrain/grpo/post/save_every": why.CADENCE, **why.under("posttrain/grpo/post", why.GRPO_SOURCES)},
 }
 
 

@@ -18,7 +18,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.experiments import provenance as why  # noqa: E402
 from rlntp.experiments.claims import SIGNIFICANCE, Claim, Verdict, k_of_n, more_often  # noqa: E402
+from rlntp.experiments.provenance import choice, paper  # noqa: E402
 from rlntp.experiments.summary import SOLVED, first_solved, table_curve  # noqa: E402
 from rlntp.files import save_figure  # noqa: E402
 
@@ -27,13 +29,14 @@ TEMPERATURES = [0.5, 1.0, 1.5]
 
 
 def rl_groups(from_steps: list, rl_steps: dict[str, int], star_samples: int, eval_every: int, eval_samples: int,
-              temperatures: list[float] = TEMPERATURES) -> dict:
+              temperatures: list[float] = TEMPERATURES, stated: dict[str, dict] | None = None) -> dict:
     """Post-training groups: each algorithm x temperatures (e2e reward) from `from_steps`, and REINFORCE and
-    GRPO at the temperatures other than 1 with log-probabilities at tau (groups named ALGO-at-tau)."""
+    GRPO at the temperatures other than 1 with log-probabilities at tau (groups named ALGO-at-tau); `stated`:
+    per algorithm, settings written out (the paper preset's, so that each has its provenance)."""
     groups = {}
     for algo in ALGOS:
-        post = {"algo": algo, "reward": "e2e", "steps": rl_steps[algo], "eval_samples": eval_samples,
-                "save_every": rl_steps[algo]}
+        post = (stated or {}).get(algo, {}) | {"algo": algo, "reward": "e2e", "steps": rl_steps[algo],
+                                               "eval_samples": eval_samples, "save_every": rl_steps[algo]}
         # STaR: a round is a step, each samples star_samples prompts and is evaluated
         post |= {"prompts_per_step": star_samples, "eval_every": 1} if algo == "star" else {"eval_every": eval_every}
         groups[algo] = {"from_steps": from_steps, "post": post, "axes": {"post.temperature": temperatures}}
@@ -67,12 +70,47 @@ PRESETS = {
     # The paper (App. C.1): as Fig. 3 (d = 50), RL after 20k and after 50k pre-training steps.
     "paper": {
         "pretrain": {"task": {"d": 50}, "model": {"layers": 4, "width": 256, "heads": 8},
-                     "train": {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "eval_every": 1000,
+                     "train": {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 1000,
                                "eval_samples": 2560, "save_every": 10_000},
                      "axes": {"task.p_cot": [0.1, 0.15], "train.seed": [0, 1, 2]}},
-        "posttrain": rl_groups([20_000, 50_000], {"star": 10, "reinforce": 200, "grpo": 200}, 3200, 5, 640),
+        "posttrain": rl_groups([20_000, 50_000], {"star": 10, "reinforce": 200, "grpo": 200}, 3200, 5, 640,
+                               stated=why.PARITY_RL),
     },
 }
+
+
+def _provenance(paper_preset: bool) -> dict:
+    declared = {"pretrain/axes/task.p_cot": choice("two p_cot below Fig. 3's 0.25; our text lost the paper's values"),
+                "posttrain/reinforce-at-tau": choice("not in the paper: the update's log-probabilities at tau_RL "
+                                                     "(TRL's choice), beside the paper's (temperature 1)"),
+                "posttrain/grpo-at-tau": choice("not in the paper: the update's log-probabilities at tau_RL "
+                                                "(TRL's choice), beside the paper's (temperature 1)")}
+    for algo in ALGOS:
+        declared |= {f"posttrain/{algo}/post/algo": paper("App. C.1: STaR, REINFORCE and GRPO"),
+                     f"posttrain/{algo}/post/reward": choice("App. C.1 says 'as Fig. 3', which shows both rewards; "
+                                                             "the end-to-end one"),
+                     f"posttrain/{algo}/post/eval_samples": why.POST_EVAL,
+                     f"posttrain/{algo}/axes/post.temperature": choice("Fig. 3's temperatures, lost in our text: "
+                                                                       "0.5, 1, 1.5")}
+    if not paper_preset:
+        return {"": why.CPU} | declared
+    declared["posttrain/star/post/prompts_per_step"] = paper("Fig. 3 caption: 3,200 sequences per STaR iteration")
+    for algo in ALGOS:
+        declared |= why.under(f"posttrain/{algo}/post", why.PARITY_RL_SOURCES[algo])
+        declared |= {f"posttrain/{algo}/from_steps": paper("App. C.1: post-training after 20k and after 50k "
+                                                           "pre-training iterations"),
+                     f"posttrain/{algo}/post/steps": why.RL_STEPS, f"posttrain/{algo}/post/eval_every": why.CADENCE,
+                     f"posttrain/{algo}/post/save_every": why.CADENCE}
+    return declared | {
+        "pretrain/task/d": paper("App. C.1: as Fig. 3 (d = 50)"), "pretrain/model": why.MODEL,
+        "pretrain/train/steps": paper("App. C.1: 50k iterations before the late post-training"),
+        "pretrain/train/batch_size": why.BATCH_256, "pretrain/train/lr": why.PRETRAIN_LR,
+        "pretrain/train/optimizer": why.ADAM, "pretrain/train/eval_every": why.CADENCE,
+        "pretrain/train/save_every": why.CADENCE, "pretrain/train/eval_samples": why.PRETRAIN_EVAL,
+        "pretrain/axes/train.seed": choice("3 seeds, as the captions of Figs. 2 and 3")}
+
+
+PROVENANCE = {"cpu": _provenance(False), "paper": _provenance(True)}
 
 
 def per_run(table: pd.DataFrame) -> pd.DataFrame:

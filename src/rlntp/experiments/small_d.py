@@ -15,7 +15,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.experiments import provenance as why  # noqa: E402
 from rlntp.experiments.claims import Claim, Verdict, evaluations, grows, k_of_n, sampling_margin  # noqa: E402
+from rlntp.experiments.provenance import choice, paper  # noqa: E402
 from rlntp.experiments.summary import SOLVED, censored_quantile, first_solved  # noqa: E402
 from rlntp.files import save_figure  # noqa: E402
 
@@ -39,10 +41,25 @@ PRESETS = {
     # The paper: d = 11 and 12, pre-training long enough for some seeds to generalize (App. C.1).
     "paper": {
         "pretrain": {"task": {"p_cot": 0.25}, "model": {"layers": 4, "width": 128, "heads": 32},
-                     "train": {"steps": 100_000, "batch_size": 256, "lr": 1e-4, "eval_every": 500,
+                     "train": {"steps": 100_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 500,
                                "eval_samples": 2560, "save_every": 10_000},
                      "axes": {"task.d": [11, 12], "train.seed": [0, 1, 2, 3, 4]}},
     },
+}
+
+PROVENANCE = {
+    "cpu": {"": why.CPU, "pretrain/task/p_cot": why.P_COT,
+            "pretrain/axes/task.d": choice("the d at which a 2-layer GPT-2 of width 64 learns from the short sequences "
+                                           "within 6,000 steps (6) and barely (7); measured, docs/recipes.md")},
+    "paper": {"pretrain/task/p_cot": why.P_COT,
+              "pretrain/model": paper("App. C.1: Fig. 13's model, GPT-2 depth 4, 32 heads, width 128 (Fig. 12's "
+                                      "is not stated separately)"),
+              "pretrain/train/steps": choice("Fig. 13's budget (100,000 iterations); Fig. 12's is lost in our text"),
+              "pretrain/train/batch_size": why.BATCH_256, "pretrain/train/lr": why.PRETRAIN_LR,
+              "pretrain/train/optimizer": why.ADAM, "pretrain/train/eval_every": why.CADENCE,
+              "pretrain/train/save_every": why.CADENCE, "pretrain/train/eval_samples": why.PRETRAIN_EVAL,
+              "pretrain/axes/task.d": paper("App. C.1: example seeds at d = 11 and d = 12"),
+              "pretrain/axes/train.seed": choice("5 seeds: 'sometimes' needs more than 3 to be seen")},
 }
 
 

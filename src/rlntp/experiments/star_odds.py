@@ -18,7 +18,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rlntp.experiments import Recipe  # noqa: E402
+from rlntp.experiments import provenance as why  # noqa: E402
 from rlntp.experiments.claims import Claim, Verdict, k_of_n  # noqa: E402
+from rlntp.experiments.provenance import choice, paper  # noqa: E402
 from rlntp.experiments.summary import SOLVED  # noqa: E402
 from rlntp.files import save_figure  # noqa: E402
 from rlntp.theory import closed_forms  # noqa: E402
@@ -57,8 +59,32 @@ PRESETS = {
                    {"steps": 2000, "batch_size": 128, "lr": 1e-3, "eval_every": 500, "eval_samples": 2000,
                     "save_every": 1000}, [0, 1, 2], rounds=6, samples=2000, eval_samples=2000),
     "paper": _preset(50, 0.15, {"layers": 4, "width": 256, "heads": 8},
-                     {"steps": 20_000, "batch_size": 256, "lr": 1e-4, "eval_every": 1000, "eval_samples": 2560,
-                      "save_every": 5000}, [0, 1, 2], rounds=8, samples=3200, eval_samples=2560),
+                     {"steps": 20_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 1000,
+                      "eval_samples": 2560, "save_every": 5000}, [0, 1, 2], rounds=8, samples=3200, eval_samples=2560),
+}
+
+_SHARED = {"posttrain/star/post/algo": paper("§4, Theorem 2: STaR"),
+           "posttrain/star/post/reward": paper("§4, Theorem 2: the reward that verifies the whole chain of thought"),
+           "posttrain/star/from_steps": paper("App. B.1: post-training continues from the last checkpoint"),
+           "posttrain/star/post/temperature": paper("Theorem 2: sampling from the model (temperature 1)"),
+           "posttrain/star/post/lr": choice("the pre-training rate, so that 3 epochs fit the kept samples as "
+                                            "Theorem 2's argmin does (measured: at 1e-4 the long fraction lags)")}
+PROVENANCE = {
+    "cpu": {"": why.CPU, **_SHARED, "pretrain/axes/train.seed": why.THREE_SEEDS},
+    "paper": {**_SHARED, "pretrain/task/d": why.D_50,
+              "pretrain/task/p_cot": choice("a p_cot below 1/3 whose long path is learned, so the odds have room "
+                                            "to double; Theorem 2 holds for any such p_cot"),
+              "pretrain/model": why.MODEL, "pretrain/train/steps": choice("as Fig. 3: 20k iterations"),
+              "pretrain/train/batch_size": why.BATCH_256, "pretrain/train/lr": why.PRETRAIN_LR,
+              "pretrain/train/optimizer": why.ADAM, "pretrain/train/eval_every": why.CADENCE,
+              "pretrain/train/save_every": why.CADENCE, "pretrain/train/eval_samples": why.PRETRAIN_EVAL,
+              "pretrain/axes/train.seed": choice("3 seeds, as the captions of Figs. 2 and 3"),
+              "posttrain/star/post/steps": choice("rounds until the recursion from 0.15 passes 1/3 and settles"),
+              "posttrain/star/post/prompts_per_step": paper("Fig. 3 caption: 3,200 sequences per STaR iteration"),
+              "posttrain/star/post/eval_every": choice("every round: the recursion is checked round by round"),
+              "posttrain/star/post/eval_samples": choice("2,560, as pre-training: the fraction of long answers is "
+                                                         "compared within 0.05"),
+              "posttrain/star/post/save_every": why.CADENCE},
 }
 
 

@@ -4,7 +4,7 @@ The recipes read a sweep's results table (`rlntp.sweeps.engine.write_results`, o
 evaluation) and never a run's own files.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,15 @@ class Curve:
     """the spread over seeds of greedy accuracy: its 25th and 75th percentiles (2 x evaluations)"""
     greedy_len_band: np.ndarray
     """the same of the median greedy length"""
+    per_seed: dict[str, np.ndarray] = field(default_factory=dict)
+    """every evaluation metric of every seed: seeds x evaluations (the figures that draw means and standard
+    deviations, as the paper's captions say, read these)"""
+
+    def mean_std(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """The mean over seeds of metric `key` (e.g. "eval/greedy_acc") at each evaluation, and its standard
+        deviation over seeds (population, ddof 0: with 3 seeds the band the paper's captions describe)."""
+        values = self.per_seed[key]
+        return values.mean(axis=0), values.std(axis=0)
 
 
 def table_curve(label: str, rows: pd.DataFrame) -> Curve:
@@ -66,7 +75,12 @@ def _median_curve(label: str, per_seed: list[list[dict]]) -> Curve:
                  median("eval/sampled_acc"), median("eval/greedy_len_median"), median("eval/sampled_long_frac"),
                  seeds=len(per_seed), greedy_len_mean=median("eval/greedy_len_mean"),
                  greedy_long_frac=median("eval/greedy_long_frac"), sampled_no_eos_frac=median("eval/sampled_no_eos_frac"),
-                 greedy_acc_band=band("eval/greedy_acc"), greedy_len_band=band("eval/greedy_len_median"))
+                 greedy_acc_band=band("eval/greedy_acc"), greedy_len_band=band("eval/greedy_len_median"),
+                 per_seed={key: values(key) for key in _PER_SEED})
+
+
+_PER_SEED = ("eval/greedy_acc", "eval/sampled_acc", "eval/greedy_long_frac", "eval/sampled_long_frac",
+             "eval/greedy_len_median")
 
 
 def first_solved(rows: pd.DataFrame, samples: str = "samples_seen") -> tuple[float, bool]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rlntp.experiments import SUMMARY, Recipe
 from rlntp.experiments.claims import APPROX, PARTLY, REPRODUCED, Claim, Verdict, k_of_n, sampling_margin
+from rlntp.experiments.provenance import choice
 from rlntp.experiments.summary import SOLVED
 from rlntp.files import atomic_write_text
 from rlntp.theory import closed_forms as cf
@@ -24,6 +25,9 @@ RECIPE = Recipe(
 )
 
 PRESETS = {"cpu": {"seeds": [0, 1, 2]}, "paper": {"seeds": [0, 1, 2]}}
+PROVENANCE = {preset: {"seeds": choice("3 seeds of the simulation: the paper proves Theorems 1 and 2, it does not "
+                                        "simulate them (the simulation's settings: docs/theory.md)")}
+              for preset in PRESETS}
 """Per preset: the simulation's seeds, and any other argument of `rlntp.theory.experiments.write_figures` (its
 defaults otherwise). The first seed's figures go into the recipe's directory, the others' into seed=S/."""
 
@@ -48,6 +52,18 @@ def run(preset: dict, out: Path, device: str = "auto", progress: bool = True) ->
     results = {"seeds": measured}
     atomic_write_text(out / MEASURED, json.dumps(results, indent=2) + "\n")
     return "\n\n".join(summaries), results
+
+
+def plan(preset: dict) -> dict:
+    """What `run(preset)` simulates, writing nothing; its cost as measured on this project's 2-core machines."""
+    from rlntp.theory.experiments import FIGURE_P_COTS
+
+    seeds = preset.get("seeds", [0])
+    return {"runs": {"simulations": len(seeds)},
+            "cost": {"estimate": f"about {45 * len(seeds)} s on one CPU core (measured: 46 s per seed)"},
+            "lines": [f"{len(seeds)} seeds of the linear model: Theorem 1 at {len(FIGURE_P_COTS)} p_cot, Theorem 2's "
+                      "STaR rounds at 3 p_cot (d = 20; docs/theory.md)",
+                      f"cost: about {45 * len(seeds)} s on one CPU core (measured: 46 s per seed)"]}
 
 
 def _over_seeds(check):
