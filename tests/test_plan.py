@@ -67,7 +67,7 @@ def test_a_plan_prints_counts_cost_and_provenance(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     main(["reproduce", "fig1", "--preset", "cpu", "--plan", "--device", "cpu"])
     text = capsys.readouterr().out
-    assert "runs: 3 pre-training, 9 post-training" in text and "CPU-hours here" in text
+    assert "runs: 3 pre-training, 18 post-training" in text and "CPU-hours here" in text
     assert "pretrain/task/p_cot" in text and "paper   §3.2" in text
     assert not any(tmp_path.iterdir())
     with pytest.raises(SystemExit):
@@ -85,3 +85,10 @@ def test_a_sweep_file_plans_without_an_out_directory(tmp_path, monkeypatch, caps
         main(["sweep", str(ROOT / "examples" / "sweep.toml")])
     assert "--out is required" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").rglob("*.toml")), ids=lambda p: p.name)
+def test_every_example_sweep_file_is_valid(path):
+    from rlntp.sweeps.spec import expand, load_sweep
+
+    assert expand(load_sweep(path), "cpu", where=str(path), base=path.parent)

@@ -128,8 +128,6 @@ def plan(name: str, preset: str, device: str = "auto", probe: bool = True) -> di
     """What `reproduce(name, preset)` would run, and at what cost, writing nothing: the sweep's plan
     (`sweeps.plan.plan_jobs`) or the recipe's own (`plan(preset)` of a recipe with a plan of its own), and every
     setting of the preset with its provenance (`experiments.provenance`)."""
-    from rlntp.experiments.provenance import as_rows, preset_sources
-
     module = recipes()[name]
     check_choice("preset", preset, module.PRESETS)
     settings = module.PRESETS[preset]
@@ -143,7 +141,7 @@ def plan(name: str, preset: str, device: str = "auto", probe: bool = True) -> di
     else:
         planned = module.plan(settings)
     return {"recipe": name, "preset": preset, "title": module.RECIPE.title} | planned | {
-        "settings": as_rows(preset_sources(module, preset))}
+        "settings": _provenance_rows(module, preset)}
 
 
 def render_plan(planned: dict[str, Any]) -> str:
@@ -155,6 +153,8 @@ def render_plan(planned: dict[str, Any]) -> str:
     title = f"rlntp reproduce {planned['recipe']} --preset {planned['preset']}: {planned['title']}"
     head = render(planned, title) if "kinds" in planned else "\n".join([title, *planned["lines"]])
     rows = {row["setting"]: (row["value"], Source(row["provenance"], row["note"])) for row in planned["settings"]}
+    if not rows:
+        return f"{head}\n\nsettings: no provenance declared for this preset"
     choices = sum(row["provenance"] == "choice" for row in planned["settings"])
     return (f"{head}\n\nsettings ({len(rows)}: {len(rows) - choices} the paper's, {choices} our choices):\n"
             + table(rows))

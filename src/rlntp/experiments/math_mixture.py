@@ -28,7 +28,8 @@ PRESETS = {
 PROVENANCE = {
     "tiny": {"": TINY},
     "paper": {"dataset": paper("§5.2: MATH"), "model": paper("App. B.4: Llama 3.2 3B instruct (and 3.1 8B)"),
-              "source": choice("a hub mirror of MATH with its solutions"), "config_name": choice("the mirror's default"),
+              "source": choice("a hub mirror of MATH with its solutions"),
+              "config_name": choice("the mirror's default"),
               "p_cots": choice("our text lost the values; 1 is the full chain-of-thought baseline (§5.2)"),
               "rl_from_epochs": choice("App. B.4: several SFT epochs 'including the first'; which, is lost"),
               "sft/epochs": paper("App. B.4: 20 epochs"), "sft/lr": choice("lost in our text; 1e-5"),

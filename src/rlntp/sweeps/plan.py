@@ -201,7 +201,8 @@ def render(plan: dict[str, Any], title: str) -> str:
     runs, totals = plan["runs"], plan["totals"]
     groups = ", ".join(f"{name} {count}" for name, count in runs["posttrain_groups"].items())
     lines = [title,
-             f"runs: {runs['pretrain']} pre-training, {runs['posttrain']} post-training" + (f" ({groups})" if groups else ""),
+             f"runs: {runs['pretrain']} pre-training, {runs['posttrain']} post-training"
+             + (f" ({groups})" if groups else ""),
              f"pre-training: {totals['pretrain_steps']:,} steps, {totals['pretrain_samples']:,} samples",
              f"post-training: {totals['rl_steps']:,} steps, {totals['rl_samples']:,} RL samples (rollouts counted)",
              f"evaluations: {totals['eval_inputs']:,} test inputs in all; checkpoints: {totals['checkpoints']:,}"]
