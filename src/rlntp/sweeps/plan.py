@@ -5,9 +5,8 @@ The plan counts the runs, steps, samples, evaluations and checkpoints of the exp
 its cost from a short timing probe on the chosen device: for each distinct model and task (at the runs'
 threads, device and precision), a freshly initialized model takes an optimizer step on a few sequences
 and generates a few answers (up to PROBE_NEW_TOKENS tokens, scaled to the budget), each timed after a
-warm-up. A run's step is priced from these per-sequence
-rates: its batch (pre-training), its rollouts plus its update passes over them (post-training), two
-answers per evaluation input. Generation is timed with every answer at full length and every rollout
+warm-up. A run's step is priced from these per-sequence rates: its batch (pre-training), its rollouts
+plus its update passes over them (post-training), two answers per evaluation input. Generation is timed with every answer at full length and every rollout
 distinct (EOS never ends a row), so RL steps and evaluations are upper bounds where trained models answer
 short; rates scale linearly in rows (on a GPU, where rows run in parallel, an overestimate). Nothing is
 written: the probe's model lives in memory.
@@ -23,8 +22,9 @@ import torch
 from rlntp.sweeps.spec import Job
 
 PROBE_ROWS = 16
-"""Rows a probe generates on; a probe's training step takes enough of them for about PROBE_TOKENS tokens."""
+"""Rows a probe generates on."""
 PROBE_TOKENS = 1024
+"""Tokens a probe's training step takes, about: as many rows as fit, from 1 to PROBE_ROWS."""
 PROBE_NEW_TOKENS = 32
 """Tokens a probe generates per answer at most; a longer budget is scaled from it (linearly: attention over a
 longer cache costs more, which the models' sizes here make small beside their weights)."""
@@ -34,7 +34,7 @@ def plan_jobs(jobs: list[Job], device: str = "auto", probe: bool = True) -> dict
     """The plan of the expanded sweep `jobs` (module docstring) as JSON data."""
     pre = [job for job in jobs if job.stage == "pretrain"]
     post = [job for job in jobs if job.stage == "posttrain"]
-    kinds: dict[tuple, dict[str, Any]] = {}
+    kinds: dict[str, dict[str, Any]] = {}
     for job in jobs:
         key, describe = _kind(job)
         entry = kinds.setdefault(key, describe | {"runs": 0, "steps": 0, "samples": 0, "evaluations": 0,
@@ -80,7 +80,7 @@ def plan_jobs(jobs: list[Job], device: str = "auto", probe: bool = True) -> dict
     return plan
 
 
-def _kind(job: Job) -> tuple[tuple, dict[str, Any]]:
+def _kind(job: Job) -> tuple[str, dict[str, Any]]:
     """What a run's cost depends on, as a key and as JSON: the task (not its mixture weights), the model, the
     batch, the threads, device and precision; post-training also the algorithm and rollouts per step."""
     task = {k: v for k, v in asdict(job.pretrain.task).items() if k not in ("p_cot", "p_medium", "data", "seed")}
