@@ -84,16 +84,13 @@ PROVENANCE = {
             "pretrain/axes/model.width, model.heads": choice(
                 "one shape (width 64, 4 heads) at every depth: the grid of the paper's shapes does not fit "
                 "`reproduce all`'s 2-hour budget on 2 cores")},
-    "paper": {**_SHARED, "pretrain/task/d": why.D_50, "pretrain/model": choice("every model setting is an axis"),
+    "paper": {**why.PARITY_PRETRAIN, **_SHARED, "pretrain/task/d": why.D_50,
+              "pretrain/model": choice("every model setting is an axis"),
               "pretrain/axes/model.width, model.heads": choice(
                   "App. B.1's widths {128, 256} and heads {4 .. 32}; which pairs Figs. 6-8 draw is lost in our text"),
-              "pretrain/axes/train.seed": choice("3 seeds, as the captions of Figs. 2 and 3"),
+              "pretrain/axes/train.seed": why.AS_FIGS_2_3,
               "pretrain/train/steps": choice("50,000 as Fig. 2; our text does not give Figs. 6-8's"),
-              "pretrain/train/batch_size": why.BATCH_256, "pretrain/train/lr": why.PRETRAIN_LR,
-              "pretrain/train/optimizer": why.ADAM, "pretrain/train/eval_every": why.CADENCE,
-              "pretrain/train/save_every": why.CADENCE, "pretrain/train/eval_samples": why.PRETRAIN_EVAL,
-              "posttrain/grpo/post/steps": why.RL_STEPS, "posttrain/grpo/post/eval_every": why.CADENCE,
-              "posttrain/grpo/post/save_every": why.CADENCE, **why.under("posttrain/grpo/post", why.GRPO_SOURCES)},
+              **why.parity_rl("grpo", "grpo")},
 }
 
 

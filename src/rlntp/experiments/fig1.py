@@ -84,17 +84,12 @@ PROVENANCE = {
                 "before the long path is learned (500), three in its transition (600-700, where the seeds learn it: "
                 "measured with checkpoints every 50 steps, GRPO from there lengthens the answers and may still "
                 "fail, the paper's 'too early'), after it (1,000) and the last")},
-    "paper": {"pretrain/task/d": why.D_50, "pretrain/task/p_cot": why.P_COT, "pretrain/model": why.MODEL,
-              "pretrain/train/steps": paper("§3.1: 50,000 iterations"), "pretrain/train/batch_size": why.BATCH_256,
-              "pretrain/train/lr": why.PRETRAIN_LR, "pretrain/train/optimizer": why.ADAM,
-              "pretrain/train/eval_every": why.CADENCE, "pretrain/train/save_every": why.CADENCE,
-              "pretrain/train/eval_samples": why.PRETRAIN_EVAL,
+    "paper": {**why.PARITY_PRETRAIN, "pretrain/task/d": why.D_50, "pretrain/task/p_cot": why.P_COT,
+              "pretrain/train/steps": paper("§3.1: 50,000 iterations"),
               "pretrain/axes/train.seed": choice("3 seeds, as the captions of Figs. 2 and 3 (Fig. 1 does not say)"),
               "posttrain/grpo/from_steps": choice("our text lost Fig. 1's checkpoints; several, from early to last"),
               "posttrain/grpo/post/algo": why.GRPO, "posttrain/grpo/post/reward": why.E2E,
-              "posttrain/grpo/post/steps": why.RL_STEPS, "posttrain/grpo/post/eval_every": why.CADENCE,
-              "posttrain/grpo/post/save_every": why.CADENCE, "posttrain/grpo/post/eval_samples": why.POST_EVAL,
-              **why.under("posttrain/grpo/post", why.GRPO_SOURCES)},
+              **why.parity_rl("grpo", "grpo")},
 }
 
 
@@ -156,17 +151,23 @@ def _ntp_at_chance(table: pd.DataFrame) -> Verdict:
     return Verdict(verdict.verdict, f"1/2 ± {margin:.3f}: {verdict.evidence}")
 
 
-def _grpo_runs(rows: pd.DataFrame, which) -> pd.DataFrame:
-    """The GRPO evaluations of one seed from its earliest or latest (`which`: min or max) checkpoint."""
+def _grpo_runs(rows: pd.DataFrame) -> dict[int, pd.DataFrame]:
+    """One seed's GRPO evaluations by the checkpoint each run starts from (in step order), each sorted by step."""
     post = evaluations(rows, "posttrain")
     if post.empty:
         raise ValueError("no GRPO evaluation")
-    return post[post["source_step"] == which(post["source_step"])].sort_values("step")
+    return {int(step): run.sort_values("step") for step, run in sorted(post.groupby("source_step"))}
+
+
+def _latest_grpo_run(rows: pd.DataFrame) -> pd.DataFrame:
+    """The GRPO evaluations of one seed from its latest checkpoint."""
+    runs = _grpo_runs(rows)
+    return runs[max(runs)]
 
 
 def _grpo_learns(table: pd.DataFrame) -> Verdict:
     def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
-        last = last_evaluation(_grpo_runs(rows, max))
+        last = last_evaluation(_latest_grpo_run(rows))
         d = last["task.d"]
         return (last["eval/greedy_acc"] >= SOLVED and last["eval/greedy_len_median"] == d,
                 f"{last['eval/greedy_acc']:.3f}, length {last['eval/greedy_len_median']:g} of {d} "
@@ -177,7 +178,7 @@ def _grpo_learns(table: pd.DataFrame) -> Verdict:
 
 def _grpo_needs_few_samples(table: pd.DataFrame) -> Verdict:
     def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
-        post = _grpo_runs(rows, max)
+        post = _latest_grpo_run(rows)
         samples, reached = first_solved(post, "rl_samples")
         pretrained = post["samples_seen"].iloc[0] - post["rl_samples"].iloc[0]
         share = samples / pretrained
@@ -190,14 +191,11 @@ def _grpo_needs_few_samples(table: pd.DataFrame) -> Verdict:
 
 def _early_grpo_lengthens_but_fails(table: pd.DataFrame) -> Verdict:
     def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
-        post = evaluations(rows, "posttrain")
-        if post.empty:
-            raise ValueError("no GRPO evaluation")
-        runs = {int(step): run.sort_values("step") for step, run in post.groupby("source_step")}
+        runs = _grpo_runs(rows)
         learns = [step for step, run in runs.items() if run["eval/greedy_acc"].iloc[-1] >= SOLVED]
         first_learns = min(learns, default=None)
-        d = post["task.d"].iloc[0]
-        for step, run in sorted(runs.items()):
+        d = next(iter(runs.values()))["task.d"].iloc[0]
+        for step, run in runs.items():
             if first_learns is not None and step >= first_learns:
                 break
             final, longest = run["eval/greedy_acc"].iloc[-1], run["eval/greedy_len_median"].max()

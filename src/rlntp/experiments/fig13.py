@@ -81,17 +81,15 @@ PROVENANCE = {
                                            "censored at 768,000 samples)"),
             "posttrain/grpo/from_steps": choice("a ladder from the step the long path is learned at d <= 7 "
                                                 "(the paper's starts at 1,000 of batch 256)")},
-    "paper": {**_SHARED, "pretrain/model": paper("App. C.1: GPT-2 depth 4, 32 heads, width 128"),
+    "paper": {**why.PARITY_PRETRAIN, **_SHARED,
+              "pretrain/model": paper("App. C.1: GPT-2 depth 4, 32 heads, width 128"),
               "pretrain/train/steps": paper("App. C.1: at most 100,000 iterations"),
-              "pretrain/train/batch_size": paper("App. C.1: batch size 256"), "pretrain/train/lr": why.PRETRAIN_LR,
-              "pretrain/train/optimizer": why.ADAM, "pretrain/train/eval_every": why.CADENCE,
+              "pretrain/train/batch_size": paper("App. C.1: batch size 256"),
               "pretrain/train/save_every": choice("every 500 steps, so that every checkpoint of the ladder exists"),
-              "pretrain/train/eval_samples": why.PRETRAIN_EVAL,
               "pretrain/axes/task.d": choice("our text lost the values of d; 12 is the largest it names"),
               "pretrain/axes/train.seed": paper("App. C.1: 3 seeds"),
               "posttrain/grpo/from_steps": paper("App. C.1: checkpoints {1000, 1500, ..., 100000}"),
-              "posttrain/grpo/post/steps": why.RL_STEPS, "posttrain/grpo/post/eval_every": why.CADENCE,
-              "posttrain/grpo/post/save_every": why.CADENCE, **why.under("posttrain/grpo/post", why.GRPO_SOURCES)},
+              **why.parity_rl("grpo", "grpo")},
 }
 
 

@@ -73,12 +73,9 @@ PROVENANCE = {
     "cpu": {"": why.CPU, "pretrain/axes/train.seed": why.THREE_SEEDS,
             "pretrain/axes/task.p_cot": choice("nine values spanning the threshold 1/3, as the paper's right panel "
                                                "(its values are lost in our text)")},
-    "paper": {"pretrain/model": why.MODEL, "pretrain/train/steps": paper("§3.1, Fig. 2 caption: 50,000 iterations"),
-              "pretrain/train/batch_size": why.BATCH_256, "pretrain/train/lr": why.PRETRAIN_LR,
-              "pretrain/train/optimizer": why.ADAM,
+    "paper": {**why.PARITY_PRETRAIN, "pretrain/train/steps": paper("§3.1, Fig. 2 caption: 50,000 iterations"),
               "pretrain/train/eval_every": paper("App. B.1: final = the last 5 checkpoints, iterations 47,500 to "
                                                  "49,500, so one every 500"),
-              "pretrain/train/eval_samples": why.PRETRAIN_EVAL, "pretrain/train/save_every": why.CADENCE,
               "pretrain/axes/task.d, task.p_cot": choice(
                   "d = 50 for the left and centre panels and d = 25 for the right are the paper's (§3.1, Fig. 2 "
                   "caption); the p_cot values are lost in our text: five for the curves, nine spanning 1/3 for "

@@ -78,10 +78,7 @@ def _provenance(paper_preset: bool) -> dict:
           "star/axes/post.reward": paper("Fig. 3: end-to-end and chain-of-thought rewards (§2)"),
           "reinforce/axes/post.reward": paper("Fig. 3: end-to-end and chain-of-thought rewards (§2)"),
           "grpo/axes/post.reward": paper("Fig. 3: end-to-end and chain-of-thought rewards (§2)"),
-          "reinforce-at-tau": choice("not in the paper: the update's log-probabilities at tau_RL (TRL's choice), "
-                                     "beside the paper's (temperature 1), docs/commands.md"),
-          "grpo-at-tau": choice("not in the paper: the update's log-probabilities at tau_RL (TRL's choice), "
-                                "beside the paper's (temperature 1), docs/commands.md")}
+          "reinforce-at-tau": why.AT_TAU, "grpo-at-tau": why.AT_TAU}
     for algo in ALGOS:
         rl[f"{algo}/from_steps"] = paper("App. B.1: post-training continues from the last pre-training checkpoint")
         rl[f"{algo}/axes/post.temperature"] = choice("Fig. 3 shows a few tau_RL; our text lost them: 0.5, 1, 1.5")
@@ -91,16 +88,10 @@ def _provenance(paper_preset: bool) -> dict:
     if not paper_preset:
         return {"": why.CPU} | declared
     for algo in ALGOS:
-        declared |= why.under(f"posttrain/{algo}/post", why.PARITY_RL_SOURCES[algo])
-        declared[f"posttrain/{algo}/post/steps"] = why.RL_STEPS
-        declared[f"posttrain/{algo}/post/eval_every"] = why.CADENCE
-        declared[f"posttrain/{algo}/post/save_every"] = why.CADENCE
-    return declared | {
-        "pretrain/task/d": paper("§3.2: d = 50 (the length grows from 1 to 50)"), "pretrain/model": why.MODEL,
-        "pretrain/train/steps": paper("Fig. 3 caption: after 20k pre-training iterations"),
-        "pretrain/train/batch_size": why.BATCH_256, "pretrain/train/lr": why.PRETRAIN_LR,
-        "pretrain/train/optimizer": why.ADAM, "pretrain/train/eval_every": why.CADENCE,
-        "pretrain/train/save_every": why.CADENCE, "pretrain/train/eval_samples": why.PRETRAIN_EVAL}
+        declared |= why.parity_rl(algo, algo)
+    return why.PARITY_PRETRAIN | declared | {
+        "pretrain/task/d": paper("§3.2: d = 50 (the length grows from 1 to 50)"),
+        "pretrain/train/steps": paper("Fig. 3 caption: after 20k pre-training iterations")}
 
 
 PROVENANCE = {"cpu": _provenance(False), "paper": _provenance(True)}

@@ -2,7 +2,15 @@
 solutions, then GRPO with the stepwise reward from several SFT epochs (the plan: `llm_math.py`)."""
 
 from rlntp.experiments import Recipe
-from rlntp.experiments.llm_math import CLAIMS, LLMRecipeConfig, plan_llm, run_llm, secondary_process, tiny  # noqa: F401
+from rlntp.experiments.llm_math import (  # noqa: F401
+    CLAIMS,
+    PAPER_PRESET_SOURCES,
+    LLMRecipeConfig,
+    plan_llm,
+    run_llm,
+    secondary_process,
+    tiny,
+)
 from rlntp.experiments.provenance import TINY, choice, paper
 
 RECIPE = Recipe(
@@ -38,12 +46,9 @@ PROVENANCE = {
               "grpo/steps": choice("not stated; App. B.3: 20-35 h on 8 A100s"), "grpo/lr": choice("lost; 1e-6"),
               "grpo/group_size": paper("App. B.3: group size 32"),
               "grpo/completions_per_device": paper("App. B.3: batch 1 per device, group 32"),
-              "grpo/save_every": choice("how often to checkpoint: not stated"),
               "grpo/max_completion_length": choice("not stated; GSM8K solutions fit in 512 tokens"),
-              "grpo/gradient_checkpointing": choice("memory"),
               "eval/generations": paper("App. B.3: 4 generations per test question"),
-              "eval/max_new_tokens": choice("not stated; as the rollouts' limit"),
-              "records": choice("the tiny preset's record counts: unused by this preset")},
+              **PAPER_PRESET_SOURCES},
 }
 
 run = run_llm

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rlntp.experiments.claims import PARTLY, REPRODUCED, Claim, Verdict, k_of_n, sampling_margin
+from rlntp.experiments.provenance import choice
 from rlntp.files import atomic_write_text, save_figure
 
 TINY_NOTE = ("tiny preset: a random 2-layer Llama on synthetic records in the dataset's format; it proves the "
@@ -52,6 +53,13 @@ def tiny(dataset: str) -> LLMRecipeConfig:
                            grpo=dict(steps=4, lr=1e-3, group_size=4, completions_per_device=8, save_every=2,
                                      max_completion_length=64),
                            eval=dict(generations=2, max_new_tokens=64, questions=16))
+
+
+PAPER_PRESET_SOURCES = {"grpo/save_every": choice("how often to checkpoint: not stated"),
+                        "grpo/gradient_checkpointing": choice("memory"),
+                        "eval/max_new_tokens": choice("not stated; as the rollouts' limit"),
+                        "records": choice("the tiny preset's record counts: unused by this preset")}
+"""The provenance both LLM recipes' `paper` presets share (each adds what its appendix states)."""
 
 
 def _p(p_cot: float) -> str:

@@ -81,14 +81,10 @@ PROVENANCE = {
               "pretrain/task/p_cot": choice("our text lost Fig. 14's p_cot and p_medium; their sum below 1/3 "
                                             "keeps greedy decoding short"),
               "pretrain/task/p_medium": choice("our text lost Fig. 14's p_cot and p_medium"),
-              "pretrain/model": why.MODEL, "pretrain/train/steps": paper("App. C.2: checkpoints up to 50k iterations"),
-              "pretrain/train/batch_size": why.BATCH_256, "pretrain/train/lr": why.PRETRAIN_LR,
-              "pretrain/train/optimizer": why.ADAM, "pretrain/train/eval_every": why.CADENCE,
-              "pretrain/train/save_every": why.CADENCE, "pretrain/train/eval_samples": why.PRETRAIN_EVAL,
+              **why.PARITY_PRETRAIN, "pretrain/train/steps": paper("App. C.2: checkpoints up to 50k iterations"),
               "pretrain/axes/train.seed": choice("one seed: Fig. 14 shows single runs"),
               "posttrain/grpo/from_steps": paper("App. C.2: post-training at 5k and at 50k iterations"),
-              "posttrain/grpo/post/steps": why.RL_STEPS, "posttrain/grpo/post/eval_every": why.CADENCE,
-              "posttrain/grpo/post/save_every": why.CADENCE, **why.under("posttrain/grpo/post", why.GRPO_SOURCES)},
+              **why.parity_rl("grpo", "grpo")},
 }
 
 

@@ -131,6 +131,13 @@ TINY = choice("the tiny preset: a random 2-layer Llama on records made here; it 
 PARITY_GRPO = {"prompts_per_step": 8, "rollouts_per_prompt": 8, "clip_eps": 0.2, "lr": 1e-4}
 """The GRPO settings the parity `paper` presets state explicitly (else the defaults), so each has its provenance."""
 GRPO_SOURCES = {"prompts_per_step": GROUP, "rollouts_per_prompt": GROUP, "clip_eps": CLIP, "lr": POST_LR}
+AT_TAU = choice("not in the paper: the update's log-probabilities at tau_RL (TRL's choice), beside the paper's "
+                "(temperature 1), docs/commands.md")
+AS_FIGS_2_3 = choice("3 seeds, as the captions of Figs. 2 and 3")
+PARITY_PRETRAIN = {"pretrain/model": MODEL, "pretrain/train/batch_size": BATCH_256, "pretrain/train/lr": PRETRAIN_LR,
+                   "pretrain/train/optimizer": ADAM, "pretrain/train/eval_every": CADENCE,
+                   "pretrain/train/save_every": CADENCE, "pretrain/train/eval_samples": PRETRAIN_EVAL}
+"""The pre-training values the parity `paper` presets share; a recipe adds (or overrides) what its figure states."""
 PARITY_RL = {"grpo": PARITY_GRPO, "reinforce": {"prompts_per_step": 64, "lr": 1e-4},
              "star": {"star_epochs": 3, "star_batch_size": 64, "lr": 1e-4}}
 """The same, per RL algorithm."""
@@ -143,3 +150,10 @@ PARITY_RL_SOURCES = {"grpo": GRPO_SOURCES,
 def under(prefix: str, declared: dict[str, Source]) -> dict[str, Source]:
     """`declared` with every path put under `prefix` (e.g. one GRPO group's post section)."""
     return {f"{prefix}/{key}": source for key, source in declared.items()}
+
+
+def parity_rl(group: str, algo: str) -> dict[str, Source]:
+    """The post section of post-training group `group` of a parity `paper` preset: its algorithm's settings
+    (PARITY_RL), its length and cadence (choices) and its evaluation inputs (the paper's)."""
+    return under(f"posttrain/{group}/post", PARITY_RL_SOURCES[algo] | {
+        "steps": RL_STEPS, "eval_every": CADENCE, "save_every": CADENCE, "eval_samples": POST_EVAL})

@@ -84,10 +84,7 @@ PRESETS = {
 
 def _provenance(paper_preset: bool) -> dict:
     declared = {"pretrain/axes/task.p_cot": choice("two p_cot below Fig. 3's 0.25; our text lost the paper's values"),
-                "posttrain/reinforce-at-tau": choice("not in the paper: the update's log-probabilities at tau_RL "
-                                                     "(TRL's choice), beside the paper's (temperature 1)"),
-                "posttrain/grpo-at-tau": choice("not in the paper: the update's log-probabilities at tau_RL "
-                                                "(TRL's choice), beside the paper's (temperature 1)")}
+                "posttrain/reinforce-at-tau": why.AT_TAU, "posttrain/grpo-at-tau": why.AT_TAU}
     for algo in ALGOS:
         declared |= {f"posttrain/{algo}/post/algo": paper("App. C.1: STaR, REINFORCE and GRPO"),
                      f"posttrain/{algo}/post/reward": choice("App. C.1 says 'as Fig. 3', which shows both rewards; "
@@ -102,18 +99,13 @@ def _provenance(paper_preset: bool) -> dict:
                                       "docs/recipes.md); Fig. 11 revisited at d = 12: GRPO 0/5 -> 4/5 seeds")}
     declared["posttrain/star/post/prompts_per_step"] = paper("Fig. 3 caption: 3,200 sequences per STaR iteration")
     for algo in ALGOS:
-        declared |= why.under(f"posttrain/{algo}/post", why.PARITY_RL_SOURCES[algo])
-        declared |= {f"posttrain/{algo}/from_steps": paper("App. C.1: post-training after 20k and after 50k "
-                                                           "pre-training iterations"),
-                     f"posttrain/{algo}/post/steps": why.RL_STEPS, f"posttrain/{algo}/post/eval_every": why.CADENCE,
-                     f"posttrain/{algo}/post/save_every": why.CADENCE}
-    return declared | {
-        "pretrain/task/d": paper("App. C.1: as Fig. 3 (d = 50)"), "pretrain/model": why.MODEL,
+        declared |= why.parity_rl(algo, algo) | {
+            f"posttrain/{algo}/from_steps": paper("App. C.1: post-training after 20k and after 50k pre-training "
+                                                  "iterations")}
+    return why.PARITY_PRETRAIN | declared | {
+        "pretrain/task/d": paper("App. C.1: as Fig. 3 (d = 50)"),
         "pretrain/train/steps": paper("App. C.1: 50k iterations before the late post-training"),
-        "pretrain/train/batch_size": why.BATCH_256, "pretrain/train/lr": why.PRETRAIN_LR,
-        "pretrain/train/optimizer": why.ADAM, "pretrain/train/eval_every": why.CADENCE,
-        "pretrain/train/save_every": why.CADENCE, "pretrain/train/eval_samples": why.PRETRAIN_EVAL,
-        "pretrain/axes/train.seed": choice("3 seeds, as the captions of Figs. 2 and 3")}
+        "pretrain/axes/train.seed": why.AS_FIGS_2_3}
 
 
 PROVENANCE = {"cpu": _provenance(False), "paper": _provenance(True)}

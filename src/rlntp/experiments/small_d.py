@@ -51,13 +51,10 @@ PROVENANCE = {
     "cpu": {"": why.CPU, "pretrain/task/p_cot": why.P_COT,
             "pretrain/axes/task.d": choice("the d at which a 2-layer GPT-2 of width 64 learns from the short sequences "
                                            "within 6,000 steps (6) and barely (7); measured, docs/recipes.md")},
-    "paper": {"pretrain/task/p_cot": why.P_COT,
+    "paper": {**why.PARITY_PRETRAIN, "pretrain/task/p_cot": why.P_COT,
               "pretrain/model": paper("App. C.1: Fig. 13's model, GPT-2 depth 4, 32 heads, width 128 (Fig. 12's "
                                       "is not stated separately)"),
               "pretrain/train/steps": choice("Fig. 13's budget (100,000 iterations); Fig. 12's is lost in our text"),
-              "pretrain/train/batch_size": why.BATCH_256, "pretrain/train/lr": why.PRETRAIN_LR,
-              "pretrain/train/optimizer": why.ADAM, "pretrain/train/eval_every": why.CADENCE,
-              "pretrain/train/save_every": why.CADENCE, "pretrain/train/eval_samples": why.PRETRAIN_EVAL,
               "pretrain/axes/task.d": paper("App. C.1: example seeds at d = 11 and d = 12"),
               "pretrain/axes/train.seed": choice("5 seeds: 'sometimes' needs more than 3 to be seen")},
 }

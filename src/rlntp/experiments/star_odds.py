@@ -74,11 +74,8 @@ PROVENANCE = {
     "paper": {**_SHARED, "pretrain/task/d": why.D_50,
               "pretrain/task/p_cot": choice("a p_cot below 1/3 whose long path is learned, so the odds have room "
                                             "to double; Theorem 2 holds for any such p_cot"),
-              "pretrain/model": why.MODEL, "pretrain/train/steps": choice("as Fig. 3: 20k iterations"),
-              "pretrain/train/batch_size": why.BATCH_256, "pretrain/train/lr": why.PRETRAIN_LR,
-              "pretrain/train/optimizer": why.ADAM, "pretrain/train/eval_every": why.CADENCE,
-              "pretrain/train/save_every": why.CADENCE, "pretrain/train/eval_samples": why.PRETRAIN_EVAL,
-              "pretrain/axes/train.seed": choice("3 seeds, as the captions of Figs. 2 and 3"),
+              **why.PARITY_PRETRAIN, "pretrain/train/steps": choice("as Fig. 3: 20k iterations"),
+              "pretrain/axes/train.seed": why.AS_FIGS_2_3,
               "posttrain/star/post/steps": choice("rounds until the recursion from 0.15 passes 1/3 and settles"),
               "posttrain/star/post/prompts_per_step": paper("Fig. 3 caption: 3,200 sequences per STaR iteration"),
               "posttrain/star/post/eval_every": choice("every round: the recursion is checked round by round"),

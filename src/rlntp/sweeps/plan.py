@@ -6,10 +6,10 @@ its cost from a short timing probe on the chosen device: for each distinct model
 threads, device and precision), a freshly initialized model takes an optimizer step on a few sequences
 and generates a few answers (up to PROBE_NEW_TOKENS tokens, scaled to the budget), each timed after a
 warm-up. A run's step is priced from these per-sequence rates: its batch (pre-training), its rollouts
-plus its update passes over them (post-training), two answers per evaluation input. Generation is timed with every answer at full length and every rollout
-distinct (EOS never ends a row), so RL steps and evaluations are upper bounds where trained models answer
-short; rates scale linearly in rows (on a GPU, where rows run in parallel, an overestimate). Nothing is
-written: the probe's model lives in memory.
+plus its update passes over them (post-training), two answers per evaluation input. Generation is timed
+with every answer at full length and every rollout distinct (EOS never ends a row), so RL steps and
+evaluations are upper bounds where trained models answer short; rates scale linearly in rows (on a GPU,
+where rows run in parallel, an overestimate). Nothing is written: the probe's model lives in memory.
 """
 
 import time
@@ -83,7 +83,7 @@ def plan_jobs(jobs: list[Job], device: str = "auto", probe: bool = True) -> dict
 def _kind(job: Job) -> tuple[str, dict[str, Any]]:
     """What a run's cost depends on, as a key and as JSON: the task (not its mixture weights), the model, the
     batch, the threads, device and precision; post-training also the algorithm and rollouts per step."""
-    task = {k: v for k, v in asdict(job.pretrain.task).items() if k not in ("p_cot", "p_medium", "data", "seed")}
+    task = {k: v for k, v in asdict(job.pretrain.task).items() if k not in ("p_cot", "p_medium", "data")}
     model = asdict(job.pretrain.model)
     if job.post is None:
         train = job.pretrain.train
