@@ -2,11 +2,15 @@
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from rlntp.errors import ConfigError
-from rlntp.llm.reward import REWARD_POINTS, Verifier, answer_in_tag, candidates, reward_functions, score
+from rlntp.llm.reward import REWARD_POINTS, Verifier, answer_in_tag, answers_in, candidates, reward_functions, score
+from rlntp.llm.reward_check import measure
+
+REAL = Path(__file__).parent / "data" / "real"
 
 HANG = "(10^{10^{10}})!"
 """math-verify's verify runs for minutes on this against 18 (measured: killed after 60 s without its own timeout)."""
@@ -43,6 +47,41 @@ def points(answer_tag=0, think_tag=0, correct_anywhere=0, correct_in_answer=0):
     (b"\xff\xfe<answer>18</answer>", "18", points(1, 0, 1, 1)),                               # not UTF-8
     ("\udcff\x00<think>\udc80</think><answer>18</answer>", "18", points(1, 1, 1, 1)),          # lone surrogates, NUL
     (None, "18", points()),
+    # real MATH answers, read as LaTeX: never one number taken out of them
+    ("<answer>3\\sqrt{13}</answer>", "3\\sqrt{13}", points(1, 0, 1, 1)),                  # surds
+    ("<answer>\\sqrt{117}</answer>", "3\\sqrt{13}", points(1, 0, 1, 1)),
+    ("<answer>3</answer>", "3\\sqrt{13}", points(1, 0, 0, 0)),
+    ("<answer>6 - 5i</answer>", "6 - 5i", points(1, 0, 1, 1)),                                # complex numbers
+    ("<answer>5</answer>", "6 - 5i", points(1, 0, 0, 0)),
+    ("<answer>$(3, \\frac{\\pi}{2})$</answer>", "\\left( 3, \\frac{\\pi}{2} \\right)", points(1, 0, 1, 1)),  # tuples
+    ("<answer>3</answer>", "\\left( 3, \\frac{\\pi}{2} \\right)", points(1, 0, 0, 0)),
+    ("<answer>[2,5)</answer>", "[2,5)", points(1, 0, 1, 1)),                                  # intervals
+    ("<answer>(2,5]</answer>", "[2,5)", points(1, 0, 0, 0)),
+    ("<answer>x^5 - x^4 + x^3 - x^2 + x - 1</answer>", "x^5 - x^4 + x^3 - x^2 + x - 1", points(1, 0, 1, 1)),
+    ("<answer>1</answer>", "x^5 - x^4 + x^3 - x^2 + x - 1", points(1, 0, 0, 0)),             # polynomials
+    ("<answer>\\boxed{p - q}</answer>", "p - q", points(1, 0, 1, 1)),                          # expressions
+    ("<answer>10080</answer>", "10,\\!080", points(1, 0, 1, 1)),                              # thousands separators
+    ("<answer>10</answer>", "10,\\!080", points(1, 0, 0, 0)),
+    ("<answer>1,000</answer>", "1000", points(1, 0, 1, 1)),
+    ("<answer>13, 12, 9, 7</answer>", "7,9,12,13", points(1, 0, 1, 1)),                      # lists
+    ("<answer>7.9</answer>", "7,9,12,13", points(1, 0, 0, 0)),
+    ("<answer>$\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}$</answer>", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+     points(1, 0, 1, 1)),                                                                    # matrices
+    ("<answer>2</answer>", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", points(1, 0, 0, 0)),
+    ("<answer>Evelyn</answer>", "\\text{Evelyn}", points(1, 0, 1, 1)),                         # text answers
+    ("<answer>Briana</answer>", "\\text{Evelyn}", points(1, 0, 0, 0)),
+    ("<answer>\\$18.90</answer>", "\\$18.90", points(1, 0, 1, 1)),                             # currency and units
+    ("<answer>18.90 dollars</answer>", "\\$18.90", points(1, 0, 1, 1)),
+    ("<answer>18 apples.</answer>", "18", points(1, 0, 1, 1)),
+    ("<answer>90^\\circ</answer>", "90^\\circ", points(1, 0, 1, 1)),                            # degrees
+    ("<answer>90</answer>", "90^\\circ", points(1, 0, 1, 1)),
+    ("<answer>50\\%</answer>", "50\\%", points(1, 0, 1, 1)),                                     # percentages
+    ("<answer>0.5</answer>", "50\\%", points(1, 0, 1, 1)),
+    # one answer in the tag: several candidates are rewarded only when every one is right
+    ("<answer>19 or 18</answer>", "18", points(1, 0, 1, 0)),
+    ("<answer>not 18</answer>", "18", points(1, 0, 1, 0)),
+    ("<answer>$19$ or $18$</answer>", "18", points(1, 0, 1, 0)),
+    ("<answer>$18$, that is $\\boxed{18}$</answer>", "18", points(1, 0, 1, 1)),
 ])
 def test_stepwise_reward_of_hand_written_responses(verifier, response, gold, expected):
     assert score(response, gold, verifier) == expected
@@ -53,6 +92,8 @@ def test_answer_tag_and_candidates():
     assert answer_in_tag("<answer>1") is None
     found = candidates("First $x = 3$, so \\boxed{\\frac{1}{2}} and 1,234 items; <answer>7</answer>")
     assert {"x = 3", "\\frac{1}{2}", "1,234", "7"} <= set(found) and len(candidates(" 1" * 500)) <= 32
+    assert answers_in("$19$ or \\boxed{18}") == ["18", "19"] and answers_in(" 19 or 18 ") == ["19 or 18"]
+    assert answers_in("\\$5 and \\$6") == ["\\$5 and \\$6"]  # escaped dollars open no math span
 
 
 def test_a_hanging_expression_returns_within_the_limit_and_the_next_check_works(verifier):
@@ -97,3 +138,15 @@ def test_trl_reward_functions_log_each_component(verifier):
 def test_limit_must_be_positive():
     with pytest.raises(ConfigError, match="must be > 0"):
         Verifier(timeout_s=0)
+
+
+@pytest.mark.parametrize("name, dataset", [("math500_train.jsonl", "math"), ("math500_test.jsonl", "math"),
+                                           ("gsm8k_test.jsonl", "gsm8k")])
+def test_real_gold_answers_are_rewarded_and_wrong_ones_are_not(verifier, name, dataset):
+    """Every gold answer of the real samples, written as itself, as $...$ and as \\boxed{...}, earns the answer
+    points; another record's answer, "OTHER or GOLD" and the gold's first number alone do not, unless they are the
+    gold without its unit, base or brackets (`reward_check`; on all of MATH-500 and the GSM8K test set: docs/llm.md)."""
+    result = measure(REAL / name, dataset, verifier)
+    assert result["answer_field_equal"] in (None, result["records"])
+    assert result["correct_not_rewarded"] == [] and result["wrong_rewarded"] == []
+    assert result["wrong_checks"] >= 2 * result["records"]

@@ -5,7 +5,13 @@
     +20   the right answer appears anywhere in the response
     +100  the answer tag holds the right answer
 
-Equivalence is math-verify's (`18` = `18.0` = `$18`, `\\frac{3}{4}` = `0.75`). math-verify bounds its own
+How an answer is read. Gold answers and candidates are read as LaTeX first (math-verify's LaTeX reader on the
+whole text), so `3\\sqrt{13}`, `6 - 5i`, `\\left( 3, \\frac{\\pi}{2} \\right)`, `10,\\!080`, `7,9,12,13`, matrices,
+intervals, `\\text{...}`, `90^\\circ`, `50\\%` and `\\$18` keep their meaning; plain text that reads as one number
+with optional units (`18 dollars`) counts as that number. The answer tag holds *one* answer: when it writes
+several (`$19$ or $18$`, `\\boxed{}`s and `$...$` spans), every one must be right, and undelimited text must read
+as a whole (`19 or 18` is the set {18, 19}, `not 18` is a product of symbols: neither is 18). Equivalence is
+math-verify's (`18` = `18.0` = `$18`, `\\frac{3}{4}` = `0.75`, `x = 5` = `5`). math-verify bounds its own
 work with `signal.alarm`, which works only in a process's main thread and cannot interrupt every
 blow-up in sympy; TRL may call rewards from any thread. So the checks run in a worker process
 (`python -m rlntp.llm.reward`, talking JSON lines over pipes), each under a wall-clock deadline: past
@@ -34,7 +40,7 @@ MAX_CANDIDATES = 32
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+_MATH_SPAN = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
@@ -59,36 +65,70 @@ def answer_in_tag(response: str) -> str | None:
     return found[-1].strip() if found else None
 
 
+def answers_in(text: str) -> list[str]:
+    """The answers written in `text` (an answer tag's content): every `\\boxed{}` and `$...$`, `\\(...\\)`,
+    `\\[...\\]` span's content if it has any, else the whole text as one answer."""
+    found = [content for _, content in boxed(text)]
+    found += [next(g for g in m.groups() if g is not None) for m in _MATH_SPAN.finditer(text)]
+    found = [f.strip() for f in found if f.strip()]
+    return found or ([text.strip()] if text.strip() else [])
+
+
 def candidates(response: str) -> list[str]:
-    """Everything in `response` that could be its answer: the answer tag's content, the whole text (math-verify
-    finds its final answer), every `\\boxed{}`, `$...$`, `\\(...\\)`, `\\[...\\]` and number; the last MAX_CANDIDATES."""
-    found = [response]
-    found += [content for _, content in boxed(response)]
+    """Everything in `response` that could be its answer, for `correct_anywhere`: the answers in its answer tag,
+    every `\\boxed{}`, `$...$`, `\\(...\\)`, `\\[...\\]` and number; the last MAX_CANDIDATES."""
+    found = [content for _, content in boxed(response)]
     found += [next(g for g in m.groups() if g is not None) for m in _MATH_SPAN.finditer(response)]
     found += _NUMBER.findall(response)
     tagged = answer_in_tag(response)
-    found += [tagged] if tagged else []
+    found += answers_in(tagged) if tagged else []
     unique = list(dict.fromkeys(c.strip() for c in found if c and c.strip()))
     return unique[-MAX_CANDIDATES:]
 
 
-def _parse(text: str) -> list:
-    """math-verify's reading of `text`: as written, else as inline LaTeX (so a bare `\\frac{3}{4}` parses)."""
-    from math_verify import parse
-
-    parsed = parse(text)
-    return parsed if parsed else parse(f"${text}$")
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")
+_NUMBER_WITH_UNITS = re.compile(r"(?:\\?\$\s*)?(-?\d[\d,]*(?:\.\d+)?)\s*(?:[A-Za-z][A-Za-z\s%/-]*)?\.?")
+"""A number, perhaps after a dollar sign, perhaps followed by words (units): `$18`, `18 dollars`, `18 apples.`"""
 
 
-def _any_equivalent(gold: str, texts: list[str]) -> bool:
+def read(text: str) -> list:
+    """math-verify's reading of one answer, as LaTeX: `3\\sqrt{13}` is 3√13, `10,\\!080` is 10080, `7,9,12,13` a set,
+    `\\left( 3, \\frac{\\pi}{2} \\right)` a tuple (a currency `$` is dropped). Empty when it does not read."""
+    from math_verify import LatexExtractionConfig, parse
+
+    return parse(f"${_UNESCAPED_DOLLAR.sub('', text).strip()}$", [LatexExtractionConfig()])
+
+
+def _read_plain(text: str) -> list:
+    """The number of a plain-text answer that is one number with optional units (`18 dollars`); else empty.
+    Only a whole-text match counts, so `19 or 18` and `not 18` read as nothing."""
+    from math_verify import ExprExtractionConfig, parse
+
+    found = _NUMBER_WITH_UNITS.fullmatch(text.strip())
+    return parse(found.group(1), [ExprExtractionConfig()]) if found else []
+
+
+def _matches(gold: list, text: str) -> bool:
+    """Whether one answer `text` is the gold reading: as LaTeX, or as a number with units."""
     from math_verify import verify
 
-    target = _parse(gold)
-    return bool(target) and any(verify(target, _parse(text)) for text in texts)
+    if verify(gold, read(text)):
+        return True
+    plain = _read_plain(text)
+    return bool(plain) and verify(gold, plain)
+
+
+def _check(gold: str, texts: list[str], need: str) -> bool:
+    """Whether any (need="any") or every (need="all", at least one) text is the gold answer."""
+    target = read(gold) or _read_plain(gold)
+    if not target or not texts:
+        return False
+    results = (_matches(target, text) for text in texts)
+    return all(results) if need == "all" else any(results)
 
 
 def _serve() -> None:
-    """The worker's loop: one JSON request per line on stdin ({"gold", "texts"}), one line "1" or "0" back."""
+    """The worker's loop: one JSON request per line on stdin ({"gold", "texts", "need"}), one line "1" or "0" back."""
     channel = os.fdopen(os.dup(1), "w")
     sys.stdout = sys.stderr  # whatever sympy or math-verify print must not land in the answers
     import math_verify  # noqa: F401  (imported before "ready", so no deadline pays for it)
@@ -98,7 +138,7 @@ def _serve() -> None:
     for line in sys.stdin:
         try:
             request = json.loads(line)
-            result = _any_equivalent(request["gold"], request["texts"])
+            result = _check(request["gold"], request["texts"], request.get("need", "any"))
         except Exception:  # math-verify or sympy failed on this input: not equivalent
             result = False
         channel.write("1\n" if result else "0\n")
@@ -131,15 +171,19 @@ class Verifier:
         with self._lock:
             self._stop()
 
-    def equivalent(self, gold: str, candidate: str) -> bool:
-        """Whether `candidate` is mathematically the gold answer; False past the deadline."""
-        return self.any_equivalent(gold, [candidate])
+    def equivalent(self, gold: str, answer: str) -> bool:
+        """Whether the answer tag's content `answer` is the gold answer: every answer written in it (`answers_in`)
+        is, so `$19$ or $18$` is not 18; False past the deadline."""
+        return self._ask(gold, answers_in(as_text(answer)), "all")
 
     def any_equivalent(self, gold: str, texts: list[str]) -> bool:
-        """Whether any of `texts` is the gold answer, decided within one deadline; False past it."""
+        """Whether any of `texts` (single answers) is the gold answer, decided within one deadline; False past it."""
+        return self._ask(gold, texts, "any")
+
+    def _ask(self, gold: str, texts: list[str], need: str) -> bool:
         if not texts:
             return False
-        request = json.dumps({"gold": as_text(gold), "texts": [as_text(t) for t in texts]}) + "\n"
+        request = json.dumps({"gold": as_text(gold), "texts": [as_text(t) for t in texts], "need": need}) + "\n"
         with self._lock:
             if self._process is None or self._process.poll() is not None:
                 self._start()
