@@ -1,9 +1,12 @@
-"""The LLM path end to end on the tiny preset (a random tiny Llama, records made here): the wiring, not the science."""
+"""The LLM path end to end on the tiny preset (a random tiny Llama) on real GSM8K and MATH records (samples shipped in
+tests/data/real): the wiring, not the science."""
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,12 +16,19 @@ from rlntp.llm.sft import epoch_checkpoints
 
 pytestmark = pytest.mark.slow
 
+REAL = Path(__file__).parent / "data" / "real"
+GSM8K = ["--source", str(REAL / "gsm8k_train.jsonl"), "--test-source", str(REAL / "gsm8k_test.jsonl")]
+
+
+def reproduce(*argv: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rlntp.cli", "reproduce", *argv], capture_output=True, text=True,
+                          timeout=timeout, env=None if env is None else os.environ | env)
+
 
 @pytest.fixture(scope="module")
 def gsm8k_tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("gsm8k") / "run"
-    result = subprocess.run([sys.executable, "-m", "rlntp.cli", "reproduce", "gsm8k", "--preset", "tiny", "--device",
-                             "cpu", "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=600)
+    result = reproduce("gsm8k", "--preset", "tiny", *GSM8K, "--device", "cpu", "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result.stdout
 
@@ -41,8 +51,70 @@ def test_tiny_gsm8k_sft_loss_falls_and_every_checkpoint_is_evaluated(gsm8k_tiny)
     assert len(responses) == 32 and {"response", "answer", "length", "correct_in_answer"} <= set(json.loads(responses[0]))
     assert (out / "llm.png").stat().st_size > 10_000
     claims = json.loads((out / "report.json").read_text())["claims"]  # evaluated, and never passed off as the paper's
-    assert len(claims) == 3 and all(c["verdict"] in ("partly", "not reproduced") for c in claims)
+    assert len(claims) == 4 and all(c["verdict"] in ("partly", "not reproduced") for c in claims)
     assert all(c["evidence"].startswith(("tiny preset, wiring only", "could not be evaluated")) for c in claims)
+    record = json.loads((out / "report.json").read_text())
+    assert "--source" in record["command"] and record["settings"]["source"].endswith("gsm8k_train.jsonl")
+    source = next(row for row in record["provenance"] if row["setting"] == "source")
+    assert source["note"] == "--source on the command line"
+
+
+def test_tiny_gsm8k_trains_on_the_real_records(gsm8k_tiny):
+    out, _ = gsm8k_tiny
+    manifest = json.loads((out / "data" / "p=0.25" / "manifest.json").read_text())
+    assert manifest["rows"] == {"sft": 100, "rl": 100, "test": 100}
+    assert manifest["unsplittable"] == {"train": [], "test": []}
+    train = [json.loads(line) for line in (REAL / "gsm8k_train.jsonl").read_text().splitlines()]
+    from rlntp.llm.dataset import read_split
+
+    sft = read_split(out / "data" / "p=1", "sft").to_list()
+    assert all(row["prompt"].endswith("Assistant: ") for row in sft)
+    assert {row["answer"] for row in sft} <= {r["answer"].rpartition("####")[2].strip() for r in train}
+    assert not (out / "records").exists()  # no synthetic records were made
+
+
+def test_tiny_gsm8k_completion_analysis_and_examples(gsm8k_tiny):
+    """Figs. 22-31 as the tiny run can show them: the measures per GRPO checkpoint, the figure, and responses to one
+    question before, during and after GRPO on the report page, beside the paper's statements."""
+    out, stdout = gsm8k_tiny
+    assert "completions during GRPO" in stdout
+    for epoch in (1, 12):
+        analysis = json.loads((out / "analysis" / f"grpo,p=0.25,epoch={epoch}.json").read_text())
+        assert [row["step"] for row in analysis["steps"]] == [0, 2, 4]
+        for row in analysis["steps"]:
+            assert row["responses"] == 32 and row["loglik_sft"] < 0 and 0 <= row["far_frac"] <= 1
+            assert len(row["length_values"]) == 32
+        assert analysis["steps"][0]["loglik_self"] == analysis["steps"][0]["loglik_sft"]  # step 0 is the SFT model
+        assert analysis["sft_data"]["long_targets"] > 0 and analysis["sft_data"]["loglik_long"] < 0
+    assert (out / "completions.png").stat().st_size > 10_000
+    examples = json.loads((out / "examples.json").read_text())
+    assert [item["step"] for item in examples["items"]] == [0, 2, 4]
+    assert [item["paper"][:7] for item in examples["items"]] == ["Fig. 22", "Fig. 23", "Fig. 24"]
+    assert len({item["question"] for item in examples["items"]}) == 1
+    from rlntp.report import write_report
+
+    page = write_report(out).read_text()
+    assert "completions during GRPO from SFT epoch 1" in page and "Fig. 23: as RL progresses" in page
+
+
+@pytest.mark.parametrize("dataset, train, test, p_cots", [("math", "math500_train.jsonl", "math500_test.jsonl",
+                                                            (0.25, 1.0))])
+def test_tiny_math_on_mixtures_made_by_llm_data(tmp_path, dataset, train, test, p_cots):
+    """`--data DIR`: mixtures made beforehand by `rlntp llm data` from real MATH records, one per p_cot."""
+    for p_cot in p_cots:
+        made = subprocess.run([sys.executable, "-m", "rlntp.cli", "llm", "data", "--dataset", dataset, "--source",
+                               str(REAL / train), "--test-source", str(REAL / test), "--p-cot", str(p_cot), "--out",
+                               str(tmp_path / "mixtures" / f"p={p_cot:g}")], capture_output=True, text=True)
+        assert made.returncode == 0, made.stderr[-2000:]
+    out = tmp_path / "run"
+    result = reproduce(dataset, "--preset", "tiny", "--data", str(tmp_path / "mixtures"), "--device", "cpu", "--out",
+                       str(out), "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((out / "results.json").read_text())
+    assert {r["p_cot"] for r in rows} == set(p_cots) and not (out / "data").exists()
+    metrics = json.loads((out / "eval" / "sft,p=1,epoch=12.json").read_text())
+    assert metrics["questions"] == 16 and metrics["responses"] == 32
+    assert (out / "examples.json").exists() and (out / "completions.png").exists()
 
 
 def test_tiny_gsm8k_grpo_runs_steps_that_change_the_weights(gsm8k_tiny):
@@ -62,10 +134,12 @@ def test_tiny_gsm8k_grpo_runs_steps_that_change_the_weights(gsm8k_tiny):
 def test_tiny_gsm8k_rerun_resumes_without_work(gsm8k_tiny):
     out, _ = gsm8k_tiny
     before = (out / "results.json").read_text()
-    result = subprocess.run([sys.executable, "-m", "rlntp.cli", "reproduce", "gsm8k", "--preset", "tiny", "--device",
-                             "cpu", "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=300)
+    result = reproduce("gsm8k", "--preset", "tiny", *GSM8K, "--device", "cpu", "--out", str(out), "--quiet",
+                       timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (out / "results.json").read_text() == before
+    other = reproduce("gsm8k", "--preset", "tiny", "--device", "cpu", "--out", str(out), "--quiet")
+    assert other.returncode == 2 and "with other settings" in other.stderr  # other records: not this directory
 
 
 def test_parity_path_never_imports_the_llm_stack():
@@ -117,3 +191,37 @@ def test_grpo_on_gpu_in_bf16_with_vllm_rollouts(tiny_model, tmp_path):
                                 completions_per_device=8, max_completion_length=32, save_every=2, precision="bf16",
                                 vllm="colocate"), tmp_path / "grpo", progress=False)
     assert len([h for h in done["log"] if "reward" in h]) == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "paper"], "HF_HUB_OFFLINE is set and the dataset 'openai/gsm8k' is not in the local cache"),
+    (["--preset", "paper", *GSM8K], "HF_HUB_OFFLINE is set and the model 'meta-llama/Llama-3.2-3B' is not in"),
+    (["--source", str(REAL / "gsm8k_train.jsonl")], "is a local file: pass the test records too (--test-source"),
+    (["--source", "missing.jsonl", "--test-source", "x.jsonl"], "--source missing.jsonl: no such file"),
+    (["--test-source", str(REAL / "gsm8k_test.jsonl")], "--test-source needs --source"),
+    (["--data", "d", "--source", "s.jsonl"], "pass either --data or --source/--test-source"),
+    (["--data", str(REAL)], "is not a dataset made by `rlntp llm data`"),
+])
+def test_records_that_cannot_be_read_fail_in_one_line_before_the_directory_is_made(tmp_path, argv, message):
+    out = tmp_path / "out"
+    result = reproduce("gsm8k", *argv, "--out", str(out), env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not out.exists()
+
+
+def test_a_git_lfs_pointer_is_named_as_such(tmp_path):
+    pointer = tmp_path / "train.jsonl"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
+    result = reproduce("gsm8k", "--source", str(pointer), "--test-source", str(pointer), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "is a Git LFS pointer" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_an_unreachable_hub_fails_in_one_line_without_retries(monkeypatch):
+    """A hub that refuses the connection (no network) is asked once: a ConfigError naming the model, no retry loop."""
+    from rlntp.errors import ConfigError
+    from rlntp.llm.common import check_on_hub
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(ConfigError, match="cannot reach the model 'org/model' on the Hugging Face hub"):
+        check_on_hub("org/model", "model", "pass a local copy")

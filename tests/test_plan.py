@@ -61,6 +61,21 @@ def test_every_paper_preset_plans_without_writing_and_marks_every_setting(tmp_pa
     grid = {row["setting"]: row for row in plans["fig13"]["settings"]}
     assert grid["pretrain/model/heads"]["provenance"] == PAPER  # App. C.1 states Fig. 13's model
     assert plans["fig1"]["cost"]["seconds"] > 0 and plans["fig1"]["totals"]["pretrain_samples"] == 3 * 50_000 * 256
+    gsm8k, math = plans["gsm8k"], plans["math"]
+    assert 0.05 in {p for row in gsm8k["settings"] if row["setting"] == "p_cots" for p in row["value"]}  # Fig. 5 right
+    assert gsm8k["sft_checkpoints_at_epochs"] == list(range(1, 31)) and gsm8k["runs"]["sft"] == 5
+    assert math["models"] == ["meta-llama/Llama-3.2-3B-Instruct", "meta-llama/Llama-3.1-8B-Instruct"]  # App. B.4
+    assert math["runs"]["sft"] == 2 * 5 and math["sft_checkpoints_at_epochs"] == list(range(1, 21))
+
+
+def test_llm_plans_take_the_command_lines_records(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    main(["reproduce", "gsm8k", "--preset", "paper", "--plan", "--source", "train.jsonl", "--test-source",
+          "test.jsonl", "--model", "llama3b"])
+    text = capsys.readouterr().out
+    assert "models: llama3b (SFT batch 32 per device)" in text and "data: train.jsonl (test: test.jsonl)" in text
+    assert "source                       \"train.jsonl\"                choice  --source on the command line" in text
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_plan_prints_counts_cost_and_provenance(tmp_path, monkeypatch, capsys):

@@ -139,3 +139,18 @@ def test_each_section_shows_its_settings_with_their_provenance(tmp_path):
     assert "settings: 1 the paper's, 1 our choices" in page
     assert '<td class="choice">choice</td><td>lost &lt;in&gt; our text</td>' in page
     assert '<td class="paper">paper</td><td>§3.1-3.2: d = 50</td>' in page
+
+
+def test_a_sections_example_responses_are_shown_beside_the_papers_statements(tmp_path):
+    _section(tmp_path / "gsm8k", "gsm8k", order=40)
+    items = [{"label": f"{when} GRPO (step {step})", "paper": f"Fig. {fig}: says <this>", "step": step,
+              "question": 3, "answer": "18", "response": f"<think>step {step}</think> <answer>18</answer>",
+              "length": 9, "correct": step > 0, "reward": 130.0}
+             for when, step, fig in (("before", 0, 22), ("during", 2, 23), ("after", 4, 24))]
+    (tmp_path / "gsm8k" / "examples.json").write_text(json.dumps({"heading": "tiny: completions", "note": "wiring",
+                                                                  "measure": "Fig. 25: different", "items": items}))
+    (tmp_path / "gsm8k" / "examples-other.json").write_text("{not json")  # unreadable: left out, not fatal
+    page = write_report(tmp_path).read_text()
+    assert "<h3>tiny: completions</h3>" in page and "gold answer <code>18</code>" in page
+    assert page.count('<pre class="response">') == 3 and "&lt;think&gt;step 4&lt;/think&gt;" in page
+    assert "Fig. 23: says &lt;this&gt;" in page and "9 tokens, right, reward 130.0" in page

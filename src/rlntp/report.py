@@ -43,6 +43,7 @@ td.not-evaluated { background: #e4e4e4; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 12px; color: #666; }
 .meta { color: #555; font-size: 14px; }
+pre.response { white-space: pre-wrap; max-width: 60em; max-height: 24em; overflow-y: auto; }
 """
 
 
@@ -207,12 +208,37 @@ def _section_html(section: Path, record: dict, anchor: str, root: Path, page_dir
                      f"<figcaption>{_escape(os.path.relpath(figure, root))}</figcaption></figure>")
     if record.get("notes"):
         parts.append(f"<p>{_escape(record['notes'])}</p>")
+    for path in sorted(section.glob("examples*.json")):
+        parts.append(_examples_html(path))
     provenance = _provenance_html(record)
     if provenance:
         parts.append(provenance)
     for label, config in _configs(section, record):
         parts.append(f"<details><summary>{_escape(label)}</summary><pre>{_escape(config)}</pre></details>")
     return "\n".join(parts)
+
+
+def _examples_html(path: Path) -> str:
+    """Sampled responses a recipe chose to show (SECTION/examples*.json: a heading, a note, the paper's statement on
+    them, and items with a label, the paper's statement, the response, its length and whether it is right), each
+    beside what the paper says; '' where there are none or the file cannot be read."""
+    try:
+        record = json.loads(path.read_text())
+        items = [item for item in record.get("items", []) if isinstance(item, dict)]
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if not items:
+        return ""
+    rows = "".join(f"<tr><td>{_escape(item.get('label'))}<br><span class=\"meta\">{_escape(item.get('length'))} "
+                   f"tokens, {'right' if item.get('correct') else 'wrong'}, reward {_escape(item.get('reward'))}"
+                   f"</span></td><td>{_escape(item.get('paper'))}</td>"
+                   f"<td><pre class=\"response\">{_escape(item.get('response'))}</pre></td></tr>" for item in items)
+    question = items[0]
+    head = (f"<h3>{_escape(record.get('heading'))}</h3><p>Test question {_escape(question.get('question'))}, gold "
+            f"answer <code>{_escape(question.get('answer'))}</code>. {_escape(record.get('note') or '')}</p>")
+    measure = f"<p>{_escape(record['measure'])}</p>" if record.get("measure") else ""
+    return (f'{head}<table class="claims"><tr><th>when</th><th>the paper</th><th>the response</th></tr>{rows}'
+            f"</table>{measure}")
 
 
 def _provenance_html(record: dict) -> str:

@@ -28,7 +28,7 @@ def _command(module):
     default = next(iter(recipe.presets))
 
     def run(out: Path, preset: str, device: str, quiet: bool, executor: ExecutorConfig | None = None,
-            plan: bool = False, as_json: bool = False) -> None:
+            plan: bool = False, as_json: bool = False, inputs=None) -> None:
         from rlntp.devices import resolve_device
         from rlntp.experiments import reproduce
 
@@ -37,13 +37,13 @@ def _command(module):
             from rlntp.experiments import plan as make_plan
             from rlntp.experiments import render_plan
 
-            planned = make_plan(recipe.name, preset, device)
+            planned = make_plan(recipe.name, preset, device, inputs=inputs)
             print(json.dumps(planned, indent=2) if as_json else render_plan(planned))
             return
 
         if is_sweep(module):
             resolve_device(device)
-        summary = reproduce(recipe.name, preset, out, device, executor, progress=not quiet)
+        summary = reproduce(recipe.name, preset, out, device, executor, progress=not quiet, inputs=inputs)
         if summary:  # an `accelerate launch`'s secondary processes report nothing
             print(summary)
             claims = json.loads((out / "report.json").read_text()).get("claims", [])
@@ -59,13 +59,20 @@ def _command(module):
                     preset: str = default, device: str = "auto", quiet: bool = False, plan: bool = False,
                     json: bool = False) -> None:
             run(out, preset, device, quiet, executor, plan, json)
+    elif hasattr(module, "INPUTS"):
+        def command(inputs: Annotated[module.INPUTS, Flat], out: Path = Path(f"runs/{recipe.name}"),
+                    preset: str = default, device: str = "auto", quiet: bool = False, plan: bool = False,
+                    json: bool = False) -> None:
+            run(out, preset, device, quiet, plan=plan, as_json=json, inputs=inputs)
     else:
         def command(out: Path = Path(f"runs/{recipe.name}"), preset: str = default, device: str = "auto",
                     quiet: bool = False, plan: bool = False, json: bool = False) -> None:
             run(out, preset, device, quiet, plan=plan, as_json=json)
 
     presets = "; ".join(f"{name} ({text})" for name, text in recipe.presets.items())
-    executor_help = "\n        executor: where runs execute and how many at once" if is_sweep(module) else ""
+    executor_help = ("\n        executor: where runs execute and how many at once" if is_sweep(module) else
+                     "\n        inputs: the records to read in place of the preset's" if hasattr(module, "INPUTS")
+                     else "")
     command.__name__ = command.__qualname__ = recipe.name
     command.__doc__ = f"""{recipe.title}.
 

@@ -13,6 +13,11 @@ and how it runs, in one of two ways:
                                              runs; a relative `task.data` in the spec is relative to `out`
   - its own plan (the theory, the LLM path):
         run(preset, out, device, progress) -> (summary, results)
+        INPUTS, with_inputs(preset, inputs) (optional)  a config dataclass of options the command line adds
+                                             (the LLM recipes' --source, --test-source, --data), and the preset
+                                             they make
+        check_inputs(preset) (optional)      fails before the recipe's directory is claimed (a missing file,
+                                             a hub that does not answer)
 
 where each preset value comes from:
 
@@ -80,14 +85,16 @@ def is_sweep(module) -> bool:
     return not hasattr(module, "run")
 
 
-def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=None, progress: bool = True) -> str:
+def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=None, progress: bool = True,
+              inputs: Any = None) -> str:
     """Run recipe `name` at `preset` in its own directory `out` and report it; its summary table as text.
 
     Rerunning resumes (the recipe's own directory, `runs.dirs.open_recipe_dir`). A sweep recipe also
     writes OUT/sweep.json, which `rlntp sweep` takes as a starting point for a variation; OUT/report.json
     holds the command, the wall time of every call on this directory added up, each of the recipe's claims
     with its verdict and evidence, computed from the results (`experiments.claims`), and every setting of the
-    preset with its provenance (`experiments.provenance`).
+    preset with its provenance (`experiments.provenance`). `inputs` (a recipe's INPUTS) replace what the preset
+    reads; the settings they change are marked as given on the command line.
     """
     from rlntp.experiments.claims import evaluate
     from rlntp.runs.dirs import open_recipe_dir
@@ -98,7 +105,7 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
     claims = module.CLAIMS  # every recipe declares them: a module without fails here, before any work
     check_choice("preset", preset, module.PRESETS)
     out = Path(out)
-    settings = module.PRESETS[preset]
+    settings, given = _settings(module, preset, inputs)
     if is_sweep(module):
         from rlntp.sweeps.spec import expand
 
@@ -107,8 +114,11 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
         check_executor(executor, jobs)
     elif getattr(module, "secondary_process", lambda: False)():  # under `accelerate launch`: the main one claims
         return module.run(settings, out, device, progress)[0]
+    else:
+        getattr(module, "check_inputs", lambda _: None)(settings)  # before the directory is claimed
+    options = "".join(f" --{key.replace('_', '-')} {value}" for key, value in given.items())
     marker = {"recipe": name, "preset": preset, "settings": _jsonable(settings), "title": module.RECIPE.title,
-              "order": module.RECIPE.order, "command": f"rlntp reproduce {name} --preset {preset} --out {out}",
+              "order": module.RECIPE.order, "command": f"rlntp reproduce {name} --preset {preset}{options} --out {out}",
               "seconds": 0.0, "claims": []}
     with open_recipe_dir(out, marker) as record:
         if is_sweep(module):
@@ -119,18 +129,18 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
         seconds = (record.get("seconds") or 0.0) + time.perf_counter() - started
         record.pop("paper", None)  # the hand-written rows of earlier versions, replaced by the claims
         record |= {"title": module.RECIPE.title, "order": module.RECIPE.order, "seconds": seconds,
-                   "claims": evaluate(claims, results), "provenance": _provenance_rows(module, preset)}
+                   "claims": evaluate(claims, results), "provenance": _provenance_rows(module, preset, given)}
         atomic_write_text(out / REPORT, json.dumps(record, indent=2) + "\n")
     return summary
 
 
-def plan(name: str, preset: str, device: str = "auto", probe: bool = True) -> dict[str, Any]:
+def plan(name: str, preset: str, device: str = "auto", probe: bool = True, inputs: Any = None) -> dict[str, Any]:
     """What `reproduce(name, preset)` would run, and at what cost, writing nothing: the sweep's plan
     (`sweeps.plan.plan_jobs`) or the recipe's own (`plan(preset)` of a recipe with a plan of its own), and every
     setting of the preset with its provenance (`experiments.provenance`)."""
     module = recipes()[name]
     check_choice("preset", preset, module.PRESETS)
-    settings = module.PRESETS[preset]
+    settings, given = _settings(module, preset, inputs)
     if is_sweep(module):
         from rlntp.sweeps.plan import plan_jobs
         from rlntp.sweeps.spec import expand
@@ -141,7 +151,7 @@ def plan(name: str, preset: str, device: str = "auto", probe: bool = True) -> di
     else:
         planned = module.plan(settings)
     return {"recipe": name, "preset": preset, "title": module.RECIPE.title} | planned | {
-        "settings": _provenance_rows(module, preset)}
+        "settings": _provenance_rows(module, preset, given)}
 
 
 def render_plan(planned: dict[str, Any]) -> str:
@@ -160,14 +170,30 @@ def render_plan(planned: dict[str, Any]) -> str:
             + table(rows))
 
 
-def _provenance_rows(module, preset: str) -> list[dict[str, Any]]:
-    """The preset's settings with their provenance (`experiments.provenance.as_rows`); none for a preset the recipe
-    declares none for (one a test adds)."""
+def _settings(module, preset: str, inputs: Any) -> tuple[Any, dict[str, Any]]:
+    """The settings of `preset` with the recipe's `inputs` applied (`with_inputs`), and the values given that way."""
+    import dataclasses
+
+    settings = module.PRESETS[preset]
+    if inputs is None:
+        return settings, {}
+    given = {k: v for k, v in dataclasses.asdict(inputs).items() if v is not None}
+    return module.with_inputs(settings, inputs), given
+
+
+def _provenance_rows(module, preset: str, given: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The preset's settings with their provenance (`experiments.provenance.as_rows`), those `given` on the command
+    line marked so; none for a preset the recipe declares none for (one a test adds)."""
     from rlntp.experiments.provenance import as_rows, preset_sources
 
     if preset not in getattr(module, "PROVENANCE", {}):
         return []
-    return as_rows(preset_sources(module, preset))
+    rows = as_rows(preset_sources(module, preset))
+    for row in rows:
+        if row["setting"] in (given or {}):
+            row |= {"value": given[row["setting"]], "provenance": "choice",
+                    "note": f"--{row['setting'].replace('_', '-')} on the command line"}
+    return rows
 
 
 def _run_sweep(module, spec: dict, jobs: list, out: Path, executor, progress: bool, preset: str):

@@ -140,3 +140,38 @@ def distributed():
     from accelerate import PartialState
 
     return PartialState()
+
+
+HUB_TIMEOUT_S = 5.0
+"""How long the hub may take to answer whether a model or dataset is there."""
+
+
+def check_on_hub(repo_id: str, kind: str, hint: str) -> None:
+    """ConfigError in one line, within HUB_TIMEOUT_S, unless the hub has the model or dataset `repo_id` (kind
+    "model" or "dataset"); with HF_HUB_OFFLINE set, unless the local cache has it. `hint` says what to pass
+    instead. Asked once, with no retries, so a machine without network fails in seconds, not after the retries of
+    a download."""
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE:
+        if kind == "model":
+            cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+        else:
+            cached = any(Path(constants.HF_HUB_CACHE).glob(f"datasets--{repo_id.replace('/', '--')}")) or any(
+                Path(_datasets_cache()).glob(f"{repo_id.replace('/', '___')}*"))
+        check(cached, f"HF_HUB_OFFLINE is set and the {kind} {repo_id!r} is not in the local cache; {hint}")
+        return
+    api = HfApi()
+    info = api.model_info if kind == "model" else api.dataset_info
+    try:
+        info(repo_id, timeout=HUB_TIMEOUT_S)
+    except Exception as e:  # network, not found, gated, rate-limited: each ends the run the same way
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"cannot reach the {kind} {repo_id!r} on the Hugging Face hub ({reason}); {hint} (or set "
+                          "HF_HUB_OFFLINE=1 to use a cached copy)") from None
+
+
+def _datasets_cache() -> str:
+    from datasets import config
+
+    return str(config.HF_DATASETS_CACHE)
