@@ -429,21 +429,34 @@ def test_mult_claims():
     assert no_control["verdict"] == NOT_EVALUATED and "no pre-training run at p_cot = 1" in no_control["evidence"]
 
 
-def llm_results(tiny: bool = False, grpo_final: float = 0.62) -> dict:
+def llm_results(tiny: bool = False, grpo_final: float = 0.62, far_final: float = 0.4, model: str = "3B") -> dict:
     """SFT at p_cot 0.25 saturates at 0.31, at p_cot 1 reaches 0.62 (1,000 test questions); GRPO from epochs 1 and
-    3 ends at `grpo_final` with longer responses."""
-    rows = [{"stage": "sft", "p_cot": p, "epoch": e, "step": 0, "accuracy": a, "mean_length": length,
+    3 ends at `grpo_final` with longer responses; of 256 responses, 0.05 of the SFT checkpoint's are far from the
+    SFT data and `far_final` of the last GRPO checkpoint's."""
+    rows = [{"model": model, "stage": "sft", "p_cot": p, "epoch": e, "step": 0, "accuracy": a, "mean_length": length,
              "questions": 1000} for p, accs, length in ((0.25, (0.2, 0.3, 0.31), 40.0), (1.0, (0.5, 0.6, 0.62), 200.0))
             for e, a in enumerate(accs, 1)]
-    rows += [{"stage": "grpo", "p_cot": 0.25, "epoch": e, "step": s, "accuracy": grpo_final if s == 4 else 0.4,
-              "mean_length": 60.0 * s, "questions": 1000} for e in (1, 3) for s in (2, 4)]
-    return {"tiny": tiny, "rows": rows}
+    rows += [{"model": model, "stage": "grpo", "p_cot": 0.25, "epoch": e, "step": s, "mean_length": 60.0 * s,
+              "accuracy": grpo_final if s == 4 else 0.4, "questions": 1000} for e in (1, 3) for s in (2, 4)]
+    analysis = [{"model": model, "p_cot": 0.25, "epoch": e, "steps": [
+        {"step": s, "responses": 256, "far_frac": far} for s, far in ((0, 0.05), (2, 0.1), (4, far_final))]}
+        for e in (1, 3)]
+    return {"tiny": tiny, "rows": rows, "analysis": analysis}
 
 
 @pytest.mark.parametrize("name", ["gsm8k", "math"])
 def test_llm_claims(name):
-    assert verdicts(name, llm_results()) == [REPRODUCED] * 3
+    assert verdicts(name, llm_results()) == [REPRODUCED] * 4
     assert verdicts(name, llm_results(grpo_final=0.45))[1] == NOT_REPRODUCED
+    assert verdicts(name, llm_results(far_final=0.1))[3] == NOT_REPRODUCED  # within 3 sd of the SFT model's 0.05
     tiny = evaluate(recipes()[name].CLAIMS, llm_results(tiny=True))
-    assert [c["verdict"] for c in tiny] == [PARTLY] * 3  # the tiny preset never counts as reproducing the paper
+    assert [c["verdict"] for c in tiny] == [PARTLY] * 4  # the tiny preset never counts as reproducing the paper
     assert all(c["evidence"].startswith("tiny preset, wiring only") for c in tiny)
+
+
+def test_llm_claims_judge_each_model_and_hold_when_every_one_does():
+    both, one = llm_results(model="3B"), llm_results(model="8B", grpo_final=0.45)
+    merged = {"tiny": False, "rows": both["rows"] + one["rows"], "analysis": both["analysis"] + one["analysis"]}
+    claims = evaluate(recipes()["math"].CLAIMS, merged)
+    assert [c["verdict"] for c in claims] == [REPRODUCED, PARTLY, REPRODUCED, REPRODUCED]
+    assert claims[1]["evidence"].startswith("3B: reproduced") and "8B: not reproduced" in claims[1]["evidence"]

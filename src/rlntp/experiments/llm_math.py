@@ -285,6 +285,7 @@ def _run_model(preset: LLMRecipeConfig, model: str, sft: dict[str, Any], source:
             if main:
                 analysis.append({"p_cot": p_cot, "epoch": epoch}
                                 | _analyse(preset, base, data, start, grpo_dir, p_cot, epoch, device))
+            state.wait_for_everyone()
     return rows, analysis
 
 
