@@ -123,3 +123,23 @@ def test_no_verdict_in_the_docs_is_written_by_hand():
         assert results_of_run is not None, f"{record_path.parent} keeps no results to recompute its verdicts from"
         assert evaluate(module.CLAIMS, results_of_run) == record["claims"], record["recipe"]
         assert all(claim["verdict"] != "not evaluated" for claim in record["claims"]), record["recipe"]
+
+
+def test_the_api_page_lists_every_public_name_with_its_signature():
+    import inspect
+    import subprocess
+    import sys
+
+    import rlntp
+
+    page = (ROOT / "docs" / "api.md").read_text()
+    for name in rlntp.__all__:
+        obj = getattr(rlntp, name)
+        if inspect.isfunction(obj):
+            shown = ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+                              for p in inspect.signature(obj).parameters.values())
+            assert f"`{name}({shown})`".replace("'", '"') in page, name
+        else:
+            assert f"`{name}`" in page, name
+    code = "import sys, rlntp; print(sorted(m for m in ('torch', 'transformers', 'pandas') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"

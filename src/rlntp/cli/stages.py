@@ -28,24 +28,21 @@ def sample(task: Annotated[TaskConfig, Flat], n: int = 10, seed: int = 0, operan
         operands: mult: print the line of A x B (`A,B`, most significant digit first), long with
             probability p_cot (--p-cot 1: long, 0: short)
     """
-    import torch
+    from rlntp import api
 
-    from rlntp.memory import check_fits
-    from rlntp.tasks import make_task
-
-    t = make_task(task)
-    check_positive(n=n)
-    check_fits(n * t.context_len * 8 * 4, "cpu", f"sampling {n:,} sequences", "reduce --n")
-    generator = torch.Generator().manual_seed(seed)
     if operands is not None:
+        import torch
+
+        from rlntp.tasks import make_task
+
         check(task.task == "mult", f"--operands is for --task mult, got --task {task.task}")
+        t = make_task(task)
         a, b = t.parse_operands(operands)
-        long = bool(torch.rand(1, generator=generator) < task.p_cot)
+        long = bool(torch.rand(1, generator=torch.Generator().manual_seed(seed)) < task.p_cot)
         print(t.line(a, b, long))
         return
-    seqs = t.sample(n, generator)
-    for row, length in zip(seqs.tokens.tolist(), seqs.lengths.tolist()):
-        print(t.to_text(row[: t.prompt_len + length + 1]))
+    check_positive(n=n)
+    print("\n".join(api.sample(task, n, seed)))
 
 
 def pretrain(task: Annotated[TaskConfig, Flat], model: Annotated[ModelConfig, Flat],
@@ -62,12 +59,9 @@ def pretrain(task: Annotated[TaskConfig, Flat], model: Annotated[ModelConfig, Fl
         quiet: no progress bar
         allow_unverified: resume from a checkpoint that records no checksums (its files are not verified)
     """
-    from rlntp.training.pretrain import PretrainRun
-    from rlntp.training.pretrain import pretrain as run_pretrain
+    from rlntp import api
 
-    run_pretrain(PretrainRun(task, model, train), out, resume=resume, progress=not quiet,
-                 allow_unverified=allow_unverified)
-    print(f"wrote {out}")
+    print(f"wrote {api.pretrain(task, model, train, out, resume, not quiet, allow_unverified)}")
 
 
 def posttrain(post: Annotated[PosttrainConfig, Flat], from_: Annotated[Path, tyro.conf.arg(name="from")], out: Path,
@@ -84,12 +78,9 @@ def posttrain(post: Annotated[PosttrainConfig, Flat], from_: Annotated[Path, tyr
         quiet: no progress bar
         allow_unverified: start (or resume) from checkpoints that record no checksums (their files are not verified)
     """
-    from rlntp.training.posttrain import PosttrainRun
-    from rlntp.training.posttrain import posttrain as run_posttrain
+    from rlntp import api
 
-    run_posttrain(PosttrainRun.starting_from(from_, step, post), out, resume=resume, progress=not quiet,
-                  allow_unverified=allow_unverified)
-    print(f"wrote {out}")
+    print(f"wrote {api.posttrain(post, from_, out, step, resume, not quiet, allow_unverified)}")
 
 
 def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, samples: int = 2560,
@@ -107,38 +98,17 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
         json_out: print one JSON object instead of a table
         allow_unverified: evaluate a checkpoint that records no checksums (its files are not verified)
     """
-    from rlntp.data import make_data
-    from rlntp.devices import check_threads, pinned_threads, resolve_device, seeded_generator
-    from rlntp.evaluation import evaluate as run_evaluate
-    from rlntp.memory import check_fits
-    from rlntp.models import memory_estimate
-    from rlntp.runs.checkpoints import load_checkpoint_model, resolve_checkpoint
-    from rlntp.runs.dirs import read_task_and_model
-    from rlntp.tasks import make_task
+    from rlntp import api
 
     check_positive(samples=samples)
-    check_threads(threads)
-    task_config, model_config = read_task_and_model(run_dir)
-    checkpoint = resolve_checkpoint(run_dir, step)
-    dev = resolve_device(device)
-    task = make_task(task_config)
-    data = make_data(task, task_config.data, seed, dev)
-    if data.test_prompts is not None:
-        samples = min(samples, len(data.test_prompts))
-    check_fits(memory_estimate(model_config, task.vocab_size, task.context_len, 0, samples), dev,
-               f"evaluating {samples:,} inputs", "reduce --samples")
-    model = load_checkpoint_model(checkpoint, model_config, dev, allow_unverified)
-    metrics = {"checkpoint": str(checkpoint), "samples": samples}
-    with pinned_threads(threads):
-        metrics |= run_evaluate(model, task, samples, seeded_generator(dev, seed), test_prompts=data.test_prompts)
+    metrics = api.evaluate(run_dir, step, samples, seed, threads, device, allow_unverified)
     if json_out:
         print(json.dumps(metrics))
         return
-    source = "fresh inputs" if data.test_prompts is None else f"test pairs of {task_config.data}"
-    print(f"checkpoint  {checkpoint}  ({samples} {source}, {task.title})")
+    print(f"checkpoint  {metrics['checkpoint']}  ({metrics['samples']} {metrics['source']}, {metrics['task']})")
     for mode in ("greedy", "sampled"):
         print(f"{mode:8s} accuracy {metrics[f'eval/{mode}_acc']:.4f}   median length "
-              f"{metrics[f'eval/{mode}_len_median']:g}   P(length = {task.long_len}, long) "
+              f"{metrics[f'eval/{mode}_len_median']:g}   P(length = {metrics['long_len']}, long) "
               f"{metrics[f'eval/{mode}_long_frac']:.4f}   P(no EOS) {metrics[f'eval/{mode}_no_eos_frac']:.4f}")
     for mode in ("greedy", "sampled"):
         hist = metrics[f"eval/{mode}_len_hist"]
@@ -168,10 +138,9 @@ def sweep(file: tyro.conf.Positional[Path], executor: Annotated[ExecutorConfig, 
             a short timing probe; run and write nothing
         json: with --plan, print the plan as JSON
     """
-    from rlntp.devices import resolve_device
-    from rlntp.runs.dirs import open_sweep_dir, read_status
-    from rlntp.sweeps.engine import new_status, run_sweep, status_report
-    from rlntp.sweeps.executors import check_executor
+    from rlntp import api
+    from rlntp.runs.dirs import read_status
+    from rlntp.sweeps.engine import RESULTS, status_report
     from rlntp.sweeps.spec import expand, load_sweep
 
     spec = load_sweep(file)
@@ -192,11 +161,8 @@ def sweep(file: tyro.conf.Positional[Path], executor: Annotated[ExecutorConfig, 
               "`rlntp reproduce`")
         print(status_report(jobs, out))
         return
-    resolve_device(device)
-    check_executor(executor, jobs)
-    with open_sweep_dir(out, new_status(spec, str(file))):
-        results = run_sweep(jobs, out, executor, spec, str(file), progress=not quiet)
-    print(f"{len(jobs)} runs done; wrote {results}")
+    api.sweep(file, out, executor, device, not quiet, max_runs)
+    print(f"{len(jobs)} runs done; wrote {out / RESULTS}")
 
 
 def plot(run_dir: tyro.conf.Positional[Path], out: Path | None = None) -> None:
@@ -206,9 +172,9 @@ def plot(run_dir: tyro.conf.Positional[Path], out: Path | None = None) -> None:
         run_dir: a run directory
         out: the PNG to write (default: RUN_DIR/plot.png)
     """
-    from rlntp.plots import plot_run
+    from rlntp import api
 
-    print(f"wrote {plot_run(run_dir, out)}")
+    print(f"wrote {api.plot(run_dir, out)}")
 
 
 def report(root: tyro.conf.Positional[Path], out: Path | None = None, markdown: bool = False,
@@ -222,13 +188,14 @@ def report(root: tyro.conf.Positional[Path], out: Path | None = None, markdown: 
         markdown: print the claims as one Markdown table instead (docs/results.md is made so)
         brief: with --markdown, only recipe, claim and verdict (the README's table)
     """
-    from rlntp.report import claims_markdown, write_report
+    from rlntp import api
+    from rlntp.report import claims_markdown
 
     if markdown:
         print(claims_markdown(root, brief), end="")
         return
     check(not brief, "--brief goes with --markdown")
-    print(f"wrote {write_report(root, out)}")
+    print(f"wrote {api.report(root, out)}")
 
 
 def check_positive(**values: int) -> None:
