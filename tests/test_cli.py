@@ -25,7 +25,7 @@ def _fails_with(capsys, argv, message):
     (["sample", "--p-cot", "1.5"], "p_cot must be in [0, 1], got 1.5"),
     (["sample", "--p-cot", "-0.2"], "p_cot must be in [0, 1], got -0.2"),
     (["sample", "--p-cot", "0.6", "--p-medium", "0.6"], "p_cot + p_medium must be at most 1"),
-    (["sample", "--task", "sorting"], "unknown task 'sorting'; choose one of: parity, mult"),
+    (["sample", "--task", "sorting"], "unknown task 'sorting'; choose one of: parity, mult, FILE.py:CLASS"),
     (["pretrain", "--width", "100", "--heads", "3", "--out", "X"], "width must be a positive multiple of heads"),
     (["pretrain", "--arch", "llama", "--out", "X"], "unknown arch 'llama'; choose one of: gpt2, mistral"),
     (["pretrain", "--lr", "0", "--out", "X"], "lr must be > 0"),

@@ -133,6 +133,10 @@ def test_the_api_page_lists_every_public_name_with_its_signature():
     import rlntp
 
     page = (ROOT / "docs" / "api.md").read_text()
+    import importlib.util
+
+    for name in rlntp.__all__:  # a public name that is also a submodule would be hidden once the module is imported
+        assert importlib.util.find_spec(f"rlntp.{name}") is None, name
     for name in rlntp.__all__:
         obj = getattr(rlntp, name)
         if inspect.isfunction(obj):

@@ -196,12 +196,13 @@ def plot(run_dir: str | Path, out: str | Path | None = None) -> Path:
     return Path(plot_run(Path(run_dir), None if out is None else Path(out)))
 
 
-def report(root: str | Path, out: str | Path | None = None) -> Path:
+def write_report(root: str | Path, out: str | Path | None = None) -> Path:
     """One static HTML page of the reproductions under `root` (claims, figures, tables); returns its path."""
-    from rlntp.report import write_report
+    from rlntp.report import write_report as write
 
-    return Path(write_report(Path(root), None if out is None else Path(out)))
+    return Path(write(Path(root), None if out is None else Path(out)))
 
 
 __all__ = ["TaskConfig", "ModelConfig", "PretrainConfig", "PosttrainConfig", "ExecutorConfig", "sample", "pretrain",
-           "posttrain", "evaluate", "metrics", "sweep", "plan_sweep", "recipes", "reproduce", "plan", "plot", "report"]
+           "posttrain", "evaluate", "metrics", "sweep", "plan_sweep", "recipes", "reproduce", "plan", "plot",
+           "write_report"]

@@ -294,6 +294,20 @@ def make_mult_dataset(out: Path, digits: int, p_cot: float, sizes: dict[str, int
     return write_dataset(out, task, splits, manifest)
 
 
+def make_sampled_dataset(out: Path, task: Task, sizes: dict[str, int], seed: int) -> Path:
+    """Write a dataset of fresh samples of any task's mixture (`rlntp data sample`): train, valid and test rows
+    drawn in that order from one seeded generator, each long with probability p_cot. Prompts are not deduplicated
+    across splits (a task of your own defines its own input space); evaluation reads only the test prompts."""
+    for name, size in sizes.items():
+        check(size >= 1, f"{name} must be >= 1, got {size}")
+    check_new_dir(Path(out), "dataset")
+    check_fits(sum(sizes.values()) * task.context_len * 64, "cpu", f"a dataset of {sum(sizes.values()):,} rows",
+               "ask for fewer rows")
+    generator = seeded_generator(torch.device("cpu"), seed, 13)
+    splits = {split: (task.sample(size, generator), {}) for split, size in sizes.items()}
+    return write_dataset(out, task, splits, task.params | {"seed": seed, "source": "sampled"})
+
+
 def make_data(task: Task, data: str | None, seed: int, device: torch.device) -> OnlineData | FixedData:
     """The data source of a stage: the dataset at `data`, or fresh samples of `task` when it is None."""
     if data is None:

@@ -3,7 +3,7 @@ signature and config dataclasses (`parsing.run_commands`).
 
     stages.py     sample, pretrain, posttrain, eval, plot, sweep, report
     reproduce.py  rlntp reproduce NAME|all: the paper's figures as recipes (from the recipe registry)
-    data.py       rlntp data mult: datasets on disk
+    data.py       rlntp data mult|sample: datasets on disk
     llm.py        rlntp llm data|sft|grpo|eval: pretrained LLMs on GSM8K/MATH mixtures
     theory.py     rlntp theory pretrain|star|figure: the linear autoregressive model
     parsing.py    argv -> call, and every failure of the input as one line

@@ -1,8 +1,13 @@
-"""`rlntp data ...`: task datasets on disk (multiplication, paper App. B.2)."""
+"""`rlntp data ...`: task datasets on disk (multiplication, paper App. B.2; fresh samples of any task)."""
 
 from pathlib import Path
+from typing import Annotated
 
-DESCRIPTION = "Datasets on disk: n x n multiplication pairs, generated or imported from the public text files"
+from rlntp.cli.parsing import Flat
+from rlntp.tasks import TaskConfig
+
+DESCRIPTION = ("Datasets on disk: n x n multiplication pairs, generated or imported from the public text files, or "
+               "fresh samples of any task's mixture")
 
 
 def mult(digits: int = 4, p_cot: float = 0.25, train: int = 808_000, valid: int = 1000, test: int = 1000,
@@ -38,5 +43,27 @@ def mult(digits: int = 4, p_cot: float = 0.25, train: int = 808_000, valid: int 
     print(f"wrote {out}")
 
 
+def sample(task: Annotated[TaskConfig, Flat], train: int = 100_000, valid: int = 1000, test: int = 1000,
+           seed: int = 0, out: Path = Path("data/sampled")) -> None:
+    """Make a dataset of fresh samples of a task's mixture (parity, mult or your own, docs/tasks.md), for training on
+    a fixed set: `--data OUT` in pretrain, posttrain and sweeps. Same options, same bytes.
+
+    Args:
+        task: the mixture distribution
+        train: training rows
+        valid: validation rows
+        test: test rows (evaluation reads their prompts)
+        seed: seed of the rows
+        out: the dataset directory to create (must not exist or be empty)
+    """
+    from rlntp.data import make_sampled_dataset
+    from rlntp.errors import check
+    from rlntp.tasks import make_task
+
+    check(task.data is None, "--data names a dataset to read; `rlntp data sample` makes one at --out")
+    make_sampled_dataset(out, make_task(task), {"train": train, "valid": valid, "test": test}, seed)
+    print(f"wrote {out}")
+
+
 def commands() -> dict:
-    return {"mult": mult}
+    return {"mult": mult, "sample": sample}

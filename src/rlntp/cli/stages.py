@@ -195,7 +195,7 @@ def report(root: tyro.conf.Positional[Path], out: Path | None = None, markdown: 
         print(claims_markdown(root, brief), end="")
         return
     check(not brief, "--brief goes with --markdown")
-    print(f"wrote {api.report(root, out)}")
+    print(f"wrote {api.write_report(root, out)}")
 
 
 def check_positive(**values: int) -> None:

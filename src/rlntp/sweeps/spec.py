@@ -138,8 +138,9 @@ def expand(spec: dict[str, Any], device: str = "auto", where: str = "sweep", bas
            max_runs: int = MAX_RUNS) -> list[Job]:
     """Every run of the sweep `spec`, pre-training runs first; ConfigError naming the field if any is invalid.
 
-    `where` (the file name) starts every error message; a relative `task.data` is resolved against
-    `base` (the sweep file's directory); more than `max_runs` runs are refused before expanding.
+    `where` (the file name) starts every error message; a relative `task.data`, and the file of a task of your
+    own (`task.task = "tasks/mine.py:Mine"`), are resolved against `base` (the sweep file's directory); more than
+    `max_runs` runs are refused before expanding.
     """
     def fail(path: str, message: str) -> typing.NoReturn:
         raise ConfigError(f"{where}: {path}: {message}")
@@ -157,9 +158,11 @@ def expand(spec: dict[str, Any], device: str = "auto", where: str = "sweep", bas
     for settings in _points(pre.get("axes", {}), PRETRAIN_SECTIONS, "pretrain", fail):
         fields = _merge(pre, PRETRAIN_SECTIONS, settings, "pretrain", fail)
         fields["train"]["device"] = device
-        data = fields["task"].get("data")
+        data, task = fields["task"].get("data"), fields["task"].get("task")
         if base is not None and isinstance(data, str) and data and not Path(data).is_absolute():
             fields["task"]["data"] = str(Path(base) / data)
+        if base is not None and isinstance(task, str) and ".py:" in task and not Path(task).is_absolute():
+            fields["task"]["task"] = str(Path(base) / task)  # a task's file, like a dataset, beside the sweep file
         configs = {name: _build(cls, fields[name], f"pretrain.{name}", settings, fail)
                    for name, cls in PRETRAIN_SECTIONS.items()}
         jobs.append(Job(f"{_label(settings, 'base')}/pretrain", "pretrain", PretrainRun(**configs),

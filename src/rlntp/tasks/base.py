@@ -1,7 +1,8 @@
 """What every task is: a mixture of long (chain-of-thought) and short sequences over a small vocabulary.
 
 The stages (pre-training, rollouts, rewards, evaluation, plots) use only this interface, so a new
-task is one new module with a `Task` subclass, listed in `rlntp.tasks.TASKS`.
+task is one `Task` subclass: in your own file (`--task FILE.py:CLASS`, docs/tasks.md) or, built in, one
+new module listed in `rlntp.tasks.TASKS`.
 """
 
 import re
