@@ -44,26 +44,28 @@ def sample(task: TaskConfig | None = None, n: int = 10, seed: int = 0) -> list[s
 
 
 def pretrain(task: TaskConfig, model: ModelConfig, train: PretrainConfig, out: str | Path, resume: bool = False,
-             progress: bool = True, allow_unverified: bool = False) -> Path:
+             progress: bool = True, allow_unverified: bool = False, report_to: tuple[str, ...] = ()) -> Path:
     """Next-token pre-training on the task's mixture into the run directory `out` (new or empty; `resume` continues
-    a killed run with the same configs); returns `out`."""
+    a killed run with the same configs); `report_to`: trackers (tensorboard, wandb, mlflow) that also log it;
+    returns `out`."""
     from rlntp.training.pretrain import PretrainRun
     from rlntp.training.pretrain import pretrain as run_pretrain
 
     run_pretrain(PretrainRun(task, model, train), Path(out), resume=resume, progress=progress,
-                 allow_unverified=allow_unverified)
+                 allow_unverified=allow_unverified, report_to=tuple(report_to))
     return Path(out)
 
 
 def posttrain(post: PosttrainConfig, from_run: str | Path, out: str | Path, step: int | None = None,
-              resume: bool = False, progress: bool = True, allow_unverified: bool = False) -> Path:
+              resume: bool = False, progress: bool = True, allow_unverified: bool = False,
+              report_to: tuple[str, ...] = ()) -> Path:
     """RL post-training (STaR, REINFORCE, GRPO: `post.algo`) from checkpoint `step` (default: the last) of the run
-    directory `from_run` into `out`; returns `out`."""
+    directory `from_run` into `out`; `report_to`: trackers that also log it; returns `out`."""
     from rlntp.training.posttrain import PosttrainRun
     from rlntp.training.posttrain import posttrain as run_posttrain
 
     run_posttrain(PosttrainRun.starting_from(Path(from_run), step, post), Path(out), resume=resume,
-                  progress=progress, allow_unverified=allow_unverified)
+                  progress=progress, allow_unverified=allow_unverified, report_to=tuple(report_to))
     return Path(out)
 
 

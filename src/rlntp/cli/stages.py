@@ -47,7 +47,7 @@ def sample(task: Annotated[TaskConfig, Flat], n: int = 10, seed: int = 0, operan
 
 def pretrain(task: Annotated[TaskConfig, Flat], model: Annotated[ModelConfig, Flat],
              train: Annotated[PretrainConfig, Flat], out: Path, resume: bool = False, quiet: bool = False,
-             allow_unverified: bool = False) -> None:
+             allow_unverified: bool = False, report_to: tuple[str, ...] = ()) -> None:
     """Next-token pre-training on fresh samples of the mixture; writes a run directory.
 
     Args:
@@ -58,15 +58,16 @@ def pretrain(task: Annotated[TaskConfig, Flat], model: Annotated[ModelConfig, Fl
         resume: continue a killed run from its last checkpoint (repeat its options)
         quiet: no progress bar
         allow_unverified: resume from a checkpoint that records no checksums (its files are not verified)
+        report_to: also log to these trackers, offline, in OUT: none, tensorboard, wandb, mlflow (several allowed)
     """
     from rlntp import api
 
-    print(f"wrote {api.pretrain(task, model, train, out, resume, not quiet, allow_unverified)}")
+    print(f"wrote {api.pretrain(task, model, train, out, resume, not quiet, allow_unverified, report_to)}")
 
 
 def posttrain(post: Annotated[PosttrainConfig, Flat], from_: Annotated[Path, tyro.conf.arg(name="from")], out: Path,
               step: int | None = None, resume: bool = False, quiet: bool = False,
-              allow_unverified: bool = False) -> None:
+              allow_unverified: bool = False, report_to: tuple[str, ...] = ()) -> None:
     """RL post-training (STaR, REINFORCE, GRPO) from a checkpoint; writes a run directory.
 
     Args:
@@ -77,10 +78,11 @@ def posttrain(post: Annotated[PosttrainConfig, Flat], from_: Annotated[Path, tyr
         resume: continue a killed run from its last checkpoint (repeat its options)
         quiet: no progress bar
         allow_unverified: start (or resume) from checkpoints that record no checksums (their files are not verified)
+        report_to: also log to these trackers, offline, in OUT: none, tensorboard, wandb, mlflow (several allowed)
     """
     from rlntp import api
 
-    print(f"wrote {api.posttrain(post, from_, out, step, resume, not quiet, allow_unverified)}")
+    print(f"wrote {api.posttrain(post, from_, out, step, resume, not quiet, allow_unverified, report_to)}")
 
 
 def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, samples: int = 2560,

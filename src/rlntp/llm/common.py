@@ -13,8 +13,28 @@ from rlntp.errors import ConfigError, check
 from rlntp.runs.dirs import CONFIG, open_run_dir
 
 DONE = "done.json"
-ENTRIES = (CONFIG, "checkpoint-*", DONE, "README.md")
-"""What an LLM stage's run directory holds: its config, TRL's checkpoints and model card, and the record written last."""
+ENTRIES = (CONFIG, "checkpoint-*", DONE, "README.md", "runs", "wandb", "mlruns")
+"""What an LLM stage's run directory holds: its config, TRL's checkpoints and model card, the record written last,
+and the directories of its trackers (`--report-to`)."""
+
+
+def trl_report_to(names: tuple[str, ...], out: Path) -> list[str] | str:
+    """TRL's `report_to` for `--report-to` (`none` for none), with the trackers pointed at `out` and offline unless
+    the user's environment says otherwise (W&B offline in OUT/wandb, MLflow's file store in OUT/mlruns; TensorBoard
+    writes under OUT/runs, transformers' default)."""
+    import os
+
+    from rlntp.runs.trackers import check_trackers
+
+    names = check_trackers(names)
+    if "wandb" in names:
+        os.environ.setdefault("WANDB_MODE", "offline")
+        os.environ.setdefault("WANDB_DIR", str(Path(out).resolve()))
+        os.environ.setdefault("WANDB_SILENT", "true")
+    if "mlflow" in names and not os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "true")
+        os.environ["MLFLOW_TRACKING_URI"] = (Path(out) / "mlruns").resolve().as_uri()
+    return list(names) or "none"
 
 
 @dataclass(frozen=True)
@@ -33,9 +53,14 @@ class LLMStageConfig(Config):
     """seed of the data order, the sampling and the trainer"""
     allow_pickle: bool = False
     """load weights from a pickled pytorch_model.bin where the model has no safetensors (only for files you trust)"""
+    report_to: tuple[str, ...] = ()
+    """also log to these trackers through TRL, offline, in OUT: none, tensorboard, wandb, mlflow (several allowed)"""
 
     def check(self) -> None:
+        from rlntp.runs.trackers import check_trackers
+
         check_precision(self.precision)
+        check_trackers(self.report_to)
 
 
 def check_weights(model: str, allow_pickle: bool) -> None:
@@ -121,7 +146,7 @@ def open_stage_dir(out: Path, stage: str, config: LLMStageConfig, state) -> Iter
     record = {"stage": stage} | json.loads(json.dumps(asdict(config), default=str))
     with ExitStack() as stack:
         if state.is_main_process:
-            stack.enter_context(open_run_dir(out, record, resume=True, resumable_changes=set(), steps=0,
+            stack.enter_context(open_run_dir(out, record, resume=True, resumable_changes={"report_to"}, steps=0,
                                              entries=ENTRIES))
         state.wait_for_everyone()
         yield any(Path(out).glob("checkpoint-*"))

@@ -27,7 +27,7 @@ from typing import Any
 
 from rlntp.errors import ConfigError, check, check_choice
 from rlntp.files import atomic_write_text
-from rlntp.llm.common import DONE, LLMStageConfig
+from rlntp.llm.common import DONE, LLMStageConfig, trl_report_to
 
 VLLM_MODES = ("off", "colocate", "server")
 LOSSES = ("grpo", "dr_grpo", "dapo", "bnpo")
@@ -103,7 +103,8 @@ def trl_config(options: GRPOConfig, out: Path, bf16: bool, progress: bool):
             disable_dropout=True, bf16=bf16, activation_checkpointing=options.gradient_checkpointing,
             gradient_checkpointing=None,
             use_cpu=options.cpu, save_strategy="steps", save_steps=options.save_every, save_only_model=False,
-            logging_steps=1, report_to="none", seed=options.seed, data_seed=options.seed, disable_tqdm=not progress,
+            logging_steps=1, report_to=trl_report_to(options.report_to, out), seed=options.seed,
+            data_seed=options.seed, disable_tqdm=not progress,
             use_vllm=options.vllm != "off", vllm_mode="server" if server else "colocate",
             vllm_server_base_url=options.vllm_server if server else None,
         )

@@ -17,7 +17,7 @@ from typing import Any
 
 from rlntp.errors import ConfigError, check
 from rlntp.files import atomic_write_text
-from rlntp.llm.common import DONE, LLMStageConfig
+from rlntp.llm.common import DONE, LLMStageConfig, trl_report_to
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,8 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
             max_length=options.max_length, completion_only_loss=True, optim="adamw_torch",
             bf16=bf16, activation_checkpointing=options.gradient_checkpointing,
             gradient_checkpointing=None, use_cpu=options.cpu,
-            save_strategy="epoch", save_only_model=False, logging_steps=1, report_to="none",
+            save_strategy="epoch", save_only_model=False, logging_steps=1,
+            report_to=trl_report_to(options.report_to, out),
             seed=options.seed, data_seed=options.seed, disable_tqdm=not progress, dataset_num_proc=None,
         )
     except ValueError as e:  # TRL's and transformers' own checks of the combination

@@ -36,8 +36,9 @@ from rlntp.runs.metrics import METRICS, truncate_metrics
 CONFIG, LOCK = "config.json", "rlntp.lock"
 STATUS, REPORT = "status.json", "report.json"
 STAGES = ("pretrain", "posttrain")
-RUN_ENTRIES = (CONFIG, METRICS, CHECKPOINTS, "plot.png")
-"""What a pre- or post-training run directory holds (`rlntp plot` writes plot.png into it)."""
+RUN_ENTRIES = (CONFIG, METRICS, CHECKPOINTS, "plot.png", "tensorboard", "wandb", "mlruns")
+"""What a pre- or post-training run directory holds (`rlntp plot` writes plot.png into it; `--report-to` its
+trackers' directories, `runs.trackers`)."""
 
 
 class DirLock:

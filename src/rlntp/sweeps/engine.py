@@ -24,7 +24,7 @@ import signal
 import socket
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,8 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
                     states[job.name] = {"state": "skipped", "error": f"its pre-training {job.source} failed",
                                         "sweep": here}
                 elif source == "done":
-                    pool.submit(job.name, job, str(runs_dir))
+                    pool.submit(job.name, replace(job, report_to=executor.report_to, tracker_group=out.name),
+                                str(runs_dir))
                     states[job.name] = {"state": "running", "sweep": here}
                     in_flight.add(job.name)
                 else:

@@ -41,6 +41,9 @@ class ExecutorConfig(Config):
     """ray: GPUs requested per run (fractions share a GPU); the run's --device auto then picks it"""
     address: str | None = None
     """ray: the cluster to join (e.g. auto, or ray://HEAD:10001); default: RAY_ADDRESS, else a local instance"""
+    report_to: tuple[str, ...] = ()
+    """also log every run to these trackers, offline, in its run directory, grouped by the sweep: none, tensorboard,
+    wandb, mlflow (several allowed; `tensorboard --logdir OUT` shows them all)"""
 
     def check(self) -> None:
         check_choice("executor", self.executor, EXECUTORS)
@@ -50,6 +53,9 @@ class ExecutorConfig(Config):
         check(self.executor == "local" or self.workers is None,
               "--workers is for --executor local; Ray runs as many at once as the runs' threads and "
               "--gpus-per-run allow")
+        from rlntp.runs.trackers import check_trackers
+
+        check_trackers(self.report_to)
 
 
 def execute(job: "Job", runs_dir: str, progress: bool = False) -> dict[str, Any]:
@@ -65,11 +71,12 @@ def execute(job: "Job", runs_dir: str, progress: bool = False) -> dict[str, Any]
     outcome: dict[str, Any] = {"state": "done", "error": None}
     try:
         out = Path(runs_dir) / job.name
+        trackers = dict(report_to=job.report_to, group=job.tracker_group)
         if job.stage == "pretrain":
-            pretrain(job.pretrain, out, resume=True, progress=progress)
+            pretrain(job.pretrain, out, resume=True, progress=progress, **trackers)
         else:
             run = PosttrainRun.starting_from(Path(runs_dir) / job.source, job.source_step, job.post)
-            posttrain(run, out, resume=True, progress=progress)
+            posttrain(run, out, resume=True, progress=progress, **trackers)
     except Interrupted:
         raise
     except UserError as e:

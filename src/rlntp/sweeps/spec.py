@@ -76,6 +76,10 @@ class Job:
     """post-training: the name of its group in the sweep file"""
     settings: tuple[tuple[str, Any], ...] = ()
     """the axis values that made this run (the pre-training's, then the group's own)"""
+    report_to: tuple[str, ...] = ()
+    """trackers that also log the run (`--report-to`, set by the sweep; not part of the run's config)"""
+    tracker_group: str | None = None
+    """the name its trackers group the sweep's runs under (the sweep's directory)"""
 
     @property
     def steps(self) -> int:

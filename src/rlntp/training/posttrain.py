@@ -30,6 +30,7 @@ from rlntp.runs.checkpoints import (
 )
 from rlntp.runs.dirs import open_run_dir, read_task_and_model
 from rlntp.runs.metrics import append_metrics
+from rlntp.runs.trackers import Trackers, check_trackers
 from rlntp.tasks import TaskConfig, make_task
 from rlntp.training.config import StageConfig, as_recorded
 from rlntp.training.grpo import grpo_update
@@ -156,15 +157,17 @@ _RESUMABLE_CHANGES = {"post.steps", "post.device", "post.precision"}
 
 
 def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool = True,
-              allow_unverified: bool = False) -> Path:
+              allow_unverified: bool = False, report_to: tuple[str, ...] = (), group: str | None = None) -> Path:
     """Post-train as `run` says, writing the run directory `out`; returns `out`.
 
     Everything that can be checked is checked before the directory is touched: the device, the
     memory the sizes need, the starting checkpoint's files, the dataset, the output path.
     `allow_unverified` accepts checkpoints (the starting one, and this run's on resume) that record
-    no checksums.
+    no checksums. `report_to` (`runs.trackers`) also logs each evaluation to those trackers, in `out`, grouped
+    under `group`.
     """
     out = Path(out)
+    report_to = check_trackers(report_to)
     task = make_task(run.task)
     cfg = run.post
     device = resolve_device(cfg.device)
@@ -178,7 +181,8 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
     data = make_data(task, run.task.data, cfg.seed, device)
     tokenizer = task.tokenizer()  # saved beside every checkpoint
     with pinned_threads(cfg.threads), open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
-                      normalize=PosttrainRun.recorded) as run_dir:
+                      normalize=PosttrainRun.recorded) as run_dir, Trackers(report_to, out, run.to_dict(),
+                                                                            group) as trackers:
         checkpoint = run_dir.resume_point()
         if checkpoint is None:  # the source checkpoint was verified above
             model = load_model(source_checkpoint, run.model, device)
@@ -209,6 +213,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
             if stats:
                 record["perf/step_s"] = train_time / len(stats)
             append_metrics(out, record)
+            trackers.log(record)
             return record
 
         if step == 0:
@@ -252,4 +257,8 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
                 save_checkpoint(out, step, model, optimizer, {"rollouts": rng},
                                      {"samples_seen": samples_seen(step)}, tokenizer=tokenizer)
         bar.close()
+        if trackers.names:
+            from rlntp.plots import plot_run
+
+            trackers.image(plot_run(out))
     return out

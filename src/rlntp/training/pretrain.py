@@ -25,6 +25,7 @@ from rlntp.models import ModelConfig, build_model, memory_estimate
 from rlntp.runs.checkpoints import load_checkpoint_model, save_checkpoint
 from rlntp.runs.dirs import open_run_dir
 from rlntp.runs.metrics import append_metrics
+from rlntp.runs.trackers import Trackers, check_trackers
 from rlntp.tasks import TaskConfig, make_task
 from rlntp.training.config import StageConfig, as_recorded
 from rlntp.training.losses import check_finite_loss, check_finite_weights, next_token_loss
@@ -78,14 +79,16 @@ _RESUMABLE_CHANGES = {"train.steps", "train.device", "train.precision"}
 
 
 def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool = True,
-             allow_unverified: bool = False) -> Path:
+             allow_unverified: bool = False, report_to: tuple[str, ...] = (), group: str | None = None) -> Path:
     """Pre-train a model as `run` says, writing the run directory `out`; returns `out`.
 
     Everything that can be checked is checked before the directory is touched: the device, the
     memory the sizes need, the dataset, the output path. `allow_unverified` resumes from checkpoints
-    that record no checksums.
+    that record no checksums. `report_to` (`runs.trackers`) also logs each evaluation to those trackers, in
+    `out`, grouped under `group`.
     """
     out = Path(out)
+    report_to = check_trackers(report_to)
     task = make_task(run.task)
     cfg = run.train
     device = resolve_device(cfg.device)
@@ -97,7 +100,8 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
           f"the dataset's train split has {data.train_size} rows, fewer than batch_size {cfg.batch_size}")
     tokenizer = task.tokenizer()  # saved beside every checkpoint
     with pinned_threads(cfg.threads), open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
-                      normalize=PretrainRun.recorded) as run_dir:
+                      normalize=PretrainRun.recorded) as run_dir, Trackers(report_to, out, run.to_dict(),
+                                                                           group) as trackers:
         checkpoint = run_dir.resume_point()
         if checkpoint is None:
             model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, cfg.seed, device)
@@ -122,6 +126,7 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
                 record["perf/tokens_per_s"] = tokens / train_time
                 record["perf/step_s"] = train_time / timed_steps
             append_metrics(out, record)
+            trackers.log(record)
             return record
 
         if step == 0:
@@ -156,4 +161,8 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
                                      {"samples_seen": step * cfg.batch_size, "loss_sum": loss_sum,
                                       "loss_steps": loss_steps}, tokenizer=tokenizer)
         bar.close()
+        if trackers.names:
+            from rlntp.plots import plot_run
+
+            trackers.image(plot_run(out))
     return out
