@@ -82,3 +82,15 @@ def check_arguments(fn: Any, args: tuple, kwargs: dict[str, Any]) -> None:
     for name, value in signature.bind(*args, **kwargs).arguments.items():
         if name in hints and not isinstance(value, Config):
             check_value(name.rstrip("_"), value, hints[name])
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as one level of dotted keys: {"task": {"d": 4}} -> {"task.d": 4} (results columns, tracker
+    hyper-parameters)."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

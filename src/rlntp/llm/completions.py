@@ -71,8 +71,8 @@ def mean_logliks(model_dir: str, prompts: list, responses: list[str], device: st
     return scores
 
 
-def _responses(eval_path: Path, limit: int) -> list[dict[str, Any]]:
-    """The first `limit` responses an evaluation kept (`NAME.responses.jsonl` beside `NAME.json`)."""
+def _responses(eval_path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The responses an evaluation kept (`NAME.responses.jsonl` beside `NAME.json`), the first `limit` of them."""
     lines = eval_path.with_suffix(".responses.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines[:limit] if line.strip()]
 
@@ -139,12 +139,12 @@ def examples(evals: dict[int, Path], limit: int = 1200) -> list[dict[str, Any]]:
     GRPO (the last), as Figs. 22-24: the question whose last response is right if there is one, else the first;
     each response cut to `limit` characters."""
     steps = sorted(evals)
-    chosen = sorted({steps[0], steps[len(steps) // 2], steps[-1]})
-    last = _responses(evals[steps[-1]], 1 << 30)
+    chosen = {step: _responses(evals[step]) for step in sorted({steps[0], steps[len(steps) // 2], steps[-1]})}
+    last = chosen[steps[-1]]
     question = next((r["question"] for r in last if r["correct_in_answer"] > 0), last[0]["question"] if last else 0)
     found = []
-    for step in chosen:
-        response = next((r for r in _responses(evals[step], 1 << 30) if r["question"] == question), None)
+    for step, responses in chosen.items():
+        response = next((r for r in responses if r["question"] == question), None)
         if response is not None:
             text = response["response"]
             found.append({"step": step, "question": question, "answer": response["answer"],

@@ -65,21 +65,23 @@ def answer_in_tag(response: str) -> str | None:
     return found[-1].strip() if found else None
 
 
-def answers_in(text: str) -> list[str]:
-    """The answers written in `text` (an answer tag's content): every `\\boxed{}` and `$...$`, `\\(...\\)`,
-    `\\[...\\]` span's content if it has any, else the whole text as one answer."""
+def delimited(text: str) -> list[str]:
+    """The content of every `\\boxed{}` and every `$...$`, `\\(...\\)`, `\\[...\\]` span of `text`."""
     found = [content for _, content in boxed(text)]
-    found += [next(g for g in m.groups() if g is not None) for m in _MATH_SPAN.finditer(text)]
-    found = [f.strip() for f in found if f.strip()]
+    return found + [next(g for g in m.groups() if g is not None) for m in _MATH_SPAN.finditer(text)]
+
+
+def answers_in(text: str) -> list[str]:
+    """The answers written in `text` (an answer tag's content): its delimited ones (`delimited`) if it has any,
+    else the whole text as one answer."""
+    found = [f.strip() for f in delimited(text) if f.strip()]
     return found or ([text.strip()] if text.strip() else [])
 
 
 def candidates(response: str) -> list[str]:
     """Everything in `response` that could be its answer, for `correct_anywhere`: the answers in its answer tag,
-    every `\\boxed{}`, `$...$`, `\\(...\\)`, `\\[...\\]` and number; the last MAX_CANDIDATES."""
-    found = [content for _, content in boxed(response)]
-    found += [next(g for g in m.groups() if g is not None) for m in _MATH_SPAN.finditer(response)]
-    found += _NUMBER.findall(response)
+    every delimited answer (`delimited`) and number; the last MAX_CANDIDATES."""
+    found = delimited(response) + _NUMBER.findall(response)
     tagged = answer_in_tag(response)
     found += answers_in(tagged) if tagged else []
     unique = list(dict.fromkeys(c.strip() for c in found if c and c.strip()))

@@ -24,9 +24,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlntp.config import flatten
 from rlntp.errors import check
 
 TRACKERS = ("tensorboard", "wandb", "mlflow")
+TRACKER_DIRS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlruns"}
+"""Where each tracker writes inside a run directory (a run directory's own entries, `runs.dirs.RUN_ENTRIES`)."""
 _PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"),
              "mlflow": ("mlflow", "mlflow")}
 """tracker -> (the module it needs, the rlntp extra that installs it)"""
@@ -44,16 +47,6 @@ def check_trackers(names: tuple[str, ...]) -> tuple[str, ...]:
         check(importlib.util.find_spec(module) is not None,
               f"--report-to {name} needs {module}: pip install 'rlntp[{extra}]'")
     return names
-
-
-def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat |= _flat(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _numbers(record: dict[str, Any]) -> dict[str, float]:
@@ -106,7 +99,7 @@ class Trackers:
     def _open_tensorboard(self):
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+        writer = SummaryWriter(log_dir=str(self.run_dir / TRACKER_DIRS["tensorboard"]))
         writer.add_text("config", "```\n" + json.dumps(self.config, indent=2) + "\n```")
         return writer
 
@@ -139,7 +132,7 @@ class Trackers:
         os.environ.setdefault("WANDB_SILENT", "true")
         return wandb.init(mode=os.environ.get("WANDB_MODE", "offline"), dir=str(self.run_dir),
                           project=os.environ.get("WANDB_PROJECT", "rlntp"), group=self.group, name=self.run_dir.name,
-                          config=_flat(self.config), reinit="create_new")
+                          config=flatten(self.config), reinit="create_new")
 
     def _log_wandb(self, run, record: dict[str, Any]) -> None:
         import numpy as np
@@ -165,12 +158,12 @@ class Trackers:
         uri = os.environ.get("MLFLOW_TRACKING_URI")
         if not uri:  # MLflow 3 keeps its file store in maintenance, behind this switch; it needs no server or database
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-            uri = (self.run_dir / "mlruns").resolve().as_uri()
+            uri = (self.run_dir / TRACKER_DIRS["mlflow"]).resolve().as_uri()
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name(self.group)
         experiment_id = experiment.experiment_id if experiment else client.create_experiment(self.group)
         run = client.create_run(experiment_id, run_name=self.run_dir.name)
-        for key, value in _flat(self.config).items():
+        for key, value in flatten(self.config).items():
             client.log_param(run.info.run_id, key, json.dumps(value)[:6000])
         return client, run.info.run_id
 

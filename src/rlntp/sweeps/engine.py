@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from rlntp.config import flatten
 from rlntp.errors import Interrupted, RunDirError, UserError
 from rlntp.files import atomic_write_bytes, atomic_write_text
 from rlntp.runs.checkpoints import checkpoint_steps
@@ -313,15 +314,15 @@ def _config_columns(config: dict[str, Any], job: Job | None) -> dict[str, Any]:
     if not config:
         if job is None:
             return {}
-        return _flatten(asdict(job.pretrain)) | (_flatten({"post": asdict(job.post)}) if job.post else {})
-    columns = _flatten({k: config.get(k) for k in ("task", "model", "train", "post") if isinstance(config.get(k), dict)})
+        return flatten(asdict(job.pretrain)) | (flatten({"post": asdict(job.post)}) if job.post else {})
+    columns = flatten({k: config.get(k) for k in ("task", "model", "train", "post") if isinstance(config.get(k), dict)})
     if config.get("stage") == "posttrain":  # its pre-training's train.* too
         try:
             source = json.loads((Path(str(config.get("source"))) / CONFIG).read_bytes())
-            columns |= _flatten({"train": source["train"]})
+            columns |= flatten({"train": source["train"]})
         except (OSError, ValueError, KeyError, TypeError):
             if job is not None:
-                columns |= _flatten({"train": asdict(job.pretrain.train)})
+                columns |= flatten({"train": asdict(job.pretrain.train)})
     return columns
 
 
@@ -340,12 +341,3 @@ def _column_order(key: str) -> tuple:
         return (2, _PROGRESS.index(key))
     return (3, key)
 
-
-def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat |= _flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
