@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup fig1 test bench results clean
+.PHONY: setup fig1 test bench gpu-check results clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ bench: setup
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/bench_pretrain.py
 	$(BIN)/python benchmarks/bench_grpo.py --out runs/bench_grpo.png
+
+# On a CUDA machine: the prepared GPU check (about 9 minutes; runs/gpu_check/gpu_check.json and .log)
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py --out runs/gpu_check
 
 # After `rlntp reproduce all --preset cpu --out runs/all`: its verdicts into docs/results, docs/results.md and the
 # README's table (tests/test_docs.py checks they recompute from the tables)

@@ -84,3 +84,64 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     in bfloat16; weights, gradients, optimizer, softmax and losses in float32). Backward passes run
     outside it, as PyTorch recommends (they follow the dtypes of their forward ops)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (a no-op on the CPU): step times are read after it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+# aten operators whose result the host must wait for on an accelerator: a scalar read (`.item()`, `bool(t)`,
+# `int(t)`), an output whose size depends on the values (nonzero, boolean-mask indexing, unique), a comparison
+# returning a Python bool. `.tolist()` and `.cpu()` of a CPU tensor dispatch nothing and are not seen on a CPU.
+_SYNCING_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim", "unique_consecutive",
+                "is_nonzero", "equal", "allclose", "repeat_interleave", "masked_scatter")
+
+
+class HostSyncCounter:
+    """Counts the operations that would make the host wait for the device, on any device (a CPU too).
+
+    `with HostSyncCounter() as syncs: step()` then `syncs.count` and `syncs.ops` (their names). Also counted:
+    indexing with a boolean mask, and copies between devices. On CUDA, `torch.cuda.set_sync_debug_mode`
+    sees the real synchronisations; this sees the operations that cause them wherever the code runs, so a
+    test on a CPU can hold a training step to none.
+    """
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        counter = self
+        self.ops: list[str] = []
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                counter._see(func, args, kwargs or {})
+                return func(*args, **(kwargs or {}))
+
+        self._mode = _Mode()
+
+    @property
+    def count(self) -> int:
+        return len(self.ops)
+
+    def _see(self, func, args, kwargs) -> None:
+        name = func._schema.name.removeprefix("aten::")
+        syncs = name in _SYNCING_OPS
+        if name in ("index", "index_put", "index_put_") and len(args) > 1:
+            syncs = any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in args[1] if
+                        i is not None)
+        elif name in ("_to_copy", "to", "copy_") and args and isinstance(args[0], torch.Tensor):
+            target = kwargs.get("device") if name != "copy_" else (args[1].device if len(args) > 1 else None)
+            syncs = target is not None and torch.device(target).type != args[0].device.type
+        if syncs:
+            self.ops.append(name)
+
+    def __enter__(self) -> "HostSyncCounter":
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._mode.__exit__(*exc)

@@ -114,35 +114,48 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         in_flight: set[str] = set()
+        packs: dict[str, list[Job]] = {}  # the jobs submitted under each key in flight
         while todo or in_flight:
             for job in list(todo):
                 if len(in_flight) >= pool.slots:
                     break
+                if job not in todo:  # packed with an earlier one
+                    continue
                 source = states[job.source]["state"] if job.source else "done"
                 if source in ("failed", "skipped"):
                     states[job.name] = {"state": "skipped", "error": f"its pre-training {job.source} failed",
                                         "sweep": here}
                 elif source == "done":
-                    pool.submit(job.name, replace(job, report_to=executor.report_to, tracker_group=out.name),
-                                str(runs_dir))
+                    unit = [job] + _pack_companions(job, todo, executor.pack)
+                    runs = tuple(replace(j, report_to=executor.report_to, tracker_group=out.name) for j in unit)
+                    pool.submit(job.name, runs if len(runs) > 1 else runs[0], str(runs_dir))
+                    for j in unit[1:]:
+                        todo.remove(j)
+                        states[j.name] = {"state": "running", "sweep": here}
                     states[job.name] = {"state": "running", "sweep": here}
                     in_flight.add(job.name)
+                    packs[job.name] = unit
                 else:
                     continue
                 todo.remove(job)
                 bar.update(states[job.name]["state"] == "skipped")
             write_status()
-            for name, outcome in pool.wait(timeout=2.0) if in_flight else []:
-                in_flight.discard(name)
-                if outcome["state"] == "lost" and lost[name] < 2:
-                    lost[name] += 1  # its worker died: run it again, from its checkpoints
-                    states[name] = {"state": "pending", "sweep": here}
-                    todo.insert(0, by_name[name])
-                    continue
-                states[name] = outcome | {"state": "done" if outcome["state"] == "done" else "failed", "sweep": here}
-                bar.update(1)
+            for key, result in pool.wait(timeout=2.0) if in_flight else []:
+                in_flight.discard(key)
+                unit = packs.pop(key)
+                outcomes = result.get("runs") or {j.name: result for j in unit}
+                for name, outcome in outcomes.items():
+                    if outcome["state"] == "lost" and lost[name] < 2:
+                        lost[name] += 1  # its worker died: run it again, from its checkpoints
+                        states[name] = {"state": "pending", "sweep": here}
+                        todo.insert(0, by_name[name])
+                        continue
+                    states[name] = outcome | {"state": "done" if outcome["state"] == "done" else "failed",
+                                              "sweep": here}
+                    bar.update(1)
                 failed = sum(s["state"] == "failed" for s in states.values())
-                bar.set_postfix_str(f"running {len(in_flight)}" + (f", failed {failed}" if failed else ""))
+                running = sum(s["state"] == "running" for s in states.values())
+                bar.set_postfix_str(f"running {running}" + (f", failed {failed}" if failed else ""))
             bar.refresh()
     except (KeyboardInterrupt, Interrupted):
         raise SweepInterrupted("sweep interrupted; rerun the same command to continue it (finished runs are "
@@ -163,6 +176,18 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
         raise SweepFailed(f"{len(failed)} of {len(jobs)} runs failed ({shown}{'; ...' if len(failed) > 3 else ''}); "
                           f"the others finished; details in {out / STATUS}; rerunning retries the failed ones")
     return out / RESULTS
+
+
+def _pack_companions(job: Job, todo: list[Job], pack: int) -> list[Job]:
+    """Up to pack - 1 pending pre-training jobs that can train packed with `job` (`training.packed.pack_key`)."""
+    if pack <= 1 or job.stage != "pretrain":
+        return []
+    from rlntp.training.packed import pack_key
+
+    key = pack_key(job.pretrain)
+    if key is None:
+        return []
+    return [j for j in todo if j is not job and j.stage == "pretrain" and pack_key(j.pretrain) == key][:pack - 1]
 
 
 def _raise_interrupt(signum, frame):

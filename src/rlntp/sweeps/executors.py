@@ -44,9 +44,14 @@ class ExecutorConfig(Config):
     report_to: tuple[str, ...] = ()
     """also log every run to these trackers, offline, in its run directory, grouped by the sweep: none, tensorboard,
     wandb, mlflow (several allowed; `tensorboard --logdir OUT` shows them all)"""
+    pack: int = 1
+    """train up to this many pre-training runs together as one batched model in one process (slot): runs of one
+    GPT-2 shape that differ only in seed and p_cot (`rlntp.training.packed`). Each run directory is as if the run
+    had trained alone; the floats agree with it up to float rounding (docs/sweeps.md, "Packing runs")"""
 
     def check(self) -> None:
         check_choice("executor", self.executor, EXECUTORS)
+        check(self.pack >= 1, f"pack must be >= 1, got {self.pack}")
         check(self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         check(self.executor == "ray" or (self.gpus_per_run == 0 and self.address is None),
               "--gpus-per-run and --address are for --executor ray")
@@ -58,12 +63,15 @@ class ExecutorConfig(Config):
         check_trackers(self.report_to)
 
 
-def execute(job: "Job", runs_dir: str, progress: bool = False) -> dict[str, Any]:
+def execute(job: "Job | tuple[Job, ...]", runs_dir: str, progress: bool = False) -> dict[str, Any]:
     """Run (or resume, or find finished) one job; its outcome: state done or failed, error, seconds.
 
-    The run sets its own thread count (its config's `threads`). Never raises for a failure of the run
-    itself, so one failed run never stops the others; a Ctrl-C (Interrupted) does propagate: it stops the sweep.
+    A tuple of pre-training jobs trains packed (`execute_pack`). The run sets its own thread count (its
+    config's `threads`). Never raises for a failure of the run itself, so one failed run never stops the
+    others; a Ctrl-C (Interrupted) does propagate: it stops the sweep.
     """
+    if isinstance(job, tuple):
+        return execute_pack(job, runs_dir, progress)
     from rlntp.training.posttrain import PosttrainRun, posttrain
     from rlntp.training.pretrain import pretrain
 
@@ -86,13 +94,46 @@ def execute(job: "Job", runs_dir: str, progress: bool = False) -> dict[str, Any]
     return outcome | {"seconds": time.perf_counter() - start}
 
 
+def execute_pack(jobs: tuple["Job", ...], runs_dir: str, progress: bool = False) -> dict[str, Any]:
+    """Pre-train `jobs` packed (`rlntp.training.packed`); {"runs": {name: outcome}}, each outcome as `execute`'s.
+
+    A run that diverges fails alone. Where the runs cannot train packed (e.g. their directories stand at
+    different steps after a kill) or packing fails, each run not failed continues alone from its checkpoints;
+    its outcome says why under `pack_error`.
+    """
+    from rlntp.training.packed import RunDiverged, pretrain_packed
+
+    start = time.perf_counter()
+    outcomes: dict[str, dict[str, Any]] = {}
+    pack_error = None
+    try:
+        pretrain_packed([job.pretrain for job in jobs], [Path(runs_dir) / job.name for job in jobs], progress,
+                        report_to=jobs[0].report_to, group=jobs[0].tracker_group)
+        seconds = time.perf_counter() - start
+        return {"runs": {job.name: {"state": "done", "error": None, "seconds": seconds, "packed": len(jobs)}
+                         for job in jobs}}
+    except Interrupted:
+        raise
+    except RunDiverged as e:
+        outcomes[jobs[e.index].name] = {"state": "failed", "error": str(e), "packed": len(jobs)}
+    except UserError as e:
+        pack_error = str(e)
+    except Exception as e:  # a bug in packing: the runs still train, alone
+        pack_error = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+    for job in jobs:
+        if job.name not in outcomes:
+            outcomes[job.name] = execute(job, runs_dir, progress) | ({"pack_error": pack_error} if pack_error else {})
+    return {"runs": outcomes}
+
+
 def cpu_count() -> int:
     """Cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def job_threads(job: "Job") -> int:
-    """The CPU threads a job's run uses (its config's `threads`)."""
+def job_threads(job: "Job | tuple[Job, ...]") -> int:
+    """The CPU threads a job's run (or a pack's) uses (its config's `threads`)."""
+    job = job[0] if isinstance(job, tuple) else job
     return job.pretrain.train.threads if job.post is None else job.post.threads
 
 
@@ -120,7 +161,7 @@ class InlineExecutor:
         self.progress, self.slots = progress, 1
         self._queue: list[tuple[str, "Job", str]] = []
 
-    def submit(self, key: str, job: "Job", runs_dir: str) -> None:
+    def submit(self, key: str, job: "Job | tuple[Job, ...]", runs_dir: str) -> None:
         self._queue.append((key, job, runs_dir))
 
     def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
@@ -150,7 +191,7 @@ class LocalExecutor:
         return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                       initializer=_init_worker, initargs=(os.getpid(),))
 
-    def submit(self, key: str, job: "Job", runs_dir: str) -> None:
+    def submit(self, key: str, job: "Job | tuple[Job, ...]", runs_dir: str) -> None:
         self._futures[self._pool.submit(execute, job, runs_dir)] = key
 
     def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
@@ -223,7 +264,7 @@ class RayExecutor:
         self.slots = int(min(slots))
         self._refs: dict[Any, str] = {}
 
-    def submit(self, key: str, job: "Job", runs_dir: str) -> None:
+    def submit(self, key: str, job: "Job | tuple[Job, ...]", runs_dir: str) -> None:
         self._refs[self._remote.options(num_cpus=job_threads(job)).remote(job, runs_dir)] = key
 
     def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:

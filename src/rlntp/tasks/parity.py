@@ -82,9 +82,8 @@ class ParityTask(Task):
         """n fresh sequences of the mixture D(d, p_cot, p_medium)."""
         x = self.sample_prompts(n, generator)
         u = torch.rand(n, generator=generator, device=generator.device)
-        kinds = torch.full((n,), SHORT, dtype=torch.long, device=x.device)
-        kinds[u < self.p_cot + self.p_medium] = MEDIUM
-        kinds[u < self.p_cot] = LONG
+        short = torch.full((n,), SHORT, dtype=torch.long, device=x.device)
+        kinds = torch.where(u < self.p_cot, LONG, torch.where(u < self.p_cot + self.p_medium, MEDIUM, short))
         outputs = self.outputs(x, SHORT)
         for kind in (LONG, MEDIUM):
             outputs = torch.where((kinds == kind)[:, None], self.outputs(x, kind), outputs)

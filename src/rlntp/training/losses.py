@@ -95,6 +95,55 @@ def next_token_loss(model: nn.Module, tokens: torch.Tensor, loss_mask: torch.Ten
     return -logprobs.sum() / loss_mask[:, 1:].sum(), n_tokens
 
 
+def padded_next_token_loss(model: nn.Module, tokens: torch.Tensor, loss_mask: torch.Tensor,
+                           first: int) -> tuple[torch.Tensor, int]:
+    """`next_token_loss` in one forward pass of the whole padded batch, with no host synchronisation.
+
+    `first`: the position whose logits predict the first target (the prompt length - 1; no target before it).
+    The tensor shapes depend only on the batch's, so the step can be compiled or captured as a CUDA graph, and
+    nothing waits for the device: what `next_token_loss` saves by grouping rows by length it pays in host
+    syncs (it reads the lengths), which on a GPU cost more than the padding. The same loss up to float rounding.
+    """
+    logits = model(tokens[:, :-1], logits_from=first)  # positions first.. predict tokens first + 1..
+    logprobs = F.log_softmax(logits.float(), dim=-1).gather(-1, tokens[:, first + 1:, None])[..., 0]
+    mask = loss_mask[:, first + 1:]
+    return -(logprobs * mask).sum() / mask.sum(), tokens.shape[0] * (tokens.shape[1] - 1)
+
+
+class LossTally:
+    """The running sum of a stage's losses, kept on the device (adding one waits for nothing), and the first
+    step whose loss was not finite; read at each evaluation and checkpoint."""
+
+    def __init__(self, device: torch.device, total: float = 0.0, steps: int = 0):
+        self.total = torch.tensor(total, dtype=torch.float32, device=device)
+        self.steps = steps
+        self._bad_step = torch.tensor(-1.0, device=device)  # the first non-finite loss, and its step
+        self._bad_loss = torch.tensor(0.0, device=device)
+
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        """Count `loss` (a 0-dim tensor, detached) as step `step`'s."""
+        loss = loss.detach().float()
+        self.total += loss
+        self.steps += 1
+        first = (self._bad_step < 0) & ~torch.isfinite(loss)
+        self._bad_step = torch.where(first, float(step), self._bad_step)  # a Python number: no copy to the device
+        self._bad_loss = torch.where(first, loss, self._bad_loss)
+
+    def mean(self) -> float:
+        return self.total.item() / self.steps
+
+    def reset(self) -> None:
+        self.total.zero_()
+        self.steps = 0
+
+    def check(self, run_dir: Path) -> None:
+        """Diverged, naming the step, if a loss counted so far was NaN or infinite (the checkpoints so far are
+        kept: every checkpoint is written after this check)."""
+        step = int(self._bad_step)
+        if step >= 0:
+            check_finite_loss(self._bad_loss.item(), step, run_dir)
+
+
 def check_finite_loss(loss: float, step: int, run_dir: Path) -> None:
     """Diverged, naming the step, if a loss is NaN or infinite (the run's checkpoints so far are kept)."""
     if not math.isfinite(loss):

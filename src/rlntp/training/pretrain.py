@@ -10,15 +10,19 @@ every evaluation draws from a generator seeded by (seed, step) alone.
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from rlntp.data import make_data
-from rlntp.devices import autocast, pinned_threads, resolve_device, resolve_precision, seeded_generator
-from rlntp.errors import RunDirError, check
+from rlntp.devices import autocast, pinned_threads, resolve_device, resolve_precision, seeded_generator, synchronize
+from rlntp.errors import RunDirError, check, check_choice
 from rlntp.evaluation import evaluate
 from rlntp.memory import check_fits
 from rlntp.models import ModelConfig, build_model, memory_estimate
@@ -27,11 +31,13 @@ from rlntp.runs.dirs import open_run_dir
 from rlntp.runs.metrics import append_metrics
 from rlntp.runs.trackers import Trackers, check_trackers
 from rlntp.tasks import TaskConfig, make_task
+from rlntp.tasks.base import Task
 from rlntp.training.config import StageConfig, as_recorded
-from rlntp.training.losses import check_finite_loss, check_finite_weights, next_token_loss
+from rlntp.training.losses import LossTally, check_finite_weights, next_token_loss, padded_next_token_loss
 from rlntp.training.optim import make_optimizer
 
 STAGE = "pretrain"
+STEP_IMPLS = ("auto", "grouped", "static", "compiled")
 
 
 @dataclass(frozen=True)
@@ -45,10 +51,16 @@ class PretrainConfig(StageConfig):
     save_every: int = 500
     batch_size: int = 256
     """sequences per step (paper: 256 for parity, 32 for multiplication)"""
+    step_impl: str = "auto"
+    """how the training step runs: grouped (rows grouped by length, the least arithmetic, but the host reads the
+    lengths every step), static (the padded batch in one pass, nothing waits for the device), compiled (static,
+    through torch.compile; on CUDA in mode reduce-overhead: CUDA graphs), auto (grouped on a CPU, static on a
+    GPU). The same loss up to float rounding"""
 
     def check(self) -> None:
         super().check()
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        check_choice("step_impl", self.step_impl, STEP_IMPLS)
 
 
 @dataclass(frozen=True)
@@ -109,16 +121,19 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
             model = load_checkpoint_model(checkpoint, run.model, device, allow_unverified)
         optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, device, cfg.weight_decay, cfg.max_grad_norm)
         state = run_dir.restore(checkpoint, optimizer, data.generators, allow_unverified)
-        step, loss_sum, loss_steps = run_dir.step, state.get("loss_sum", 0.0), state.get("loss_steps", 0)
+        step = run_dir.step
+        losses = LossTally(device, state.get("loss_sum", 0.0), state.get("loss_steps", 0))
+        step_loss = make_step_loss(model, task, resolve_step_impl(cfg.step_impl, device), device)
         model.train()
 
         def log_eval(step: int, train_time: float, tokens: int, timed_steps: int) -> dict[str, Any]:
+            losses.check(out)
             check_finite_weights(model, step, out)
             record: dict[str, Any] = {"step": step, "samples_seen": step * cfg.batch_size}
             if data.train_size is not None:
                 record["epoch"] = step * cfg.batch_size / data.train_size
-            if loss_steps:
-                record["train/loss"] = loss_sum / loss_steps
+            if losses.steps:
+                record["train/loss"] = losses.mean()
             with autocast(device, precision):
                 record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
                                    test_prompts=data.test_prompts)
@@ -134,18 +149,20 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
         timed_steps, train_time, tokens = 0, 0.0, 0
         bar = tqdm(total=cfg.steps, initial=step, desc=f"pretrain {out.name}", disable=not progress, unit="step")
         while step < cfg.steps:
+            # Nothing here waits for the device (with step_impl static or compiled): a GPU runs ahead of the host
+            # until the next evaluation or checkpoint reads a value (tests/test_gpu_ready.py counts the waits).
             t0 = time.perf_counter()
             batch = data.train_batch(step, cfg.batch_size)
             with autocast(device, precision):
-                loss, n_tokens = next_token_loss(model, batch.tokens, batch.loss_mask)
+                loss, n_tokens = step_loss(batch.tokens, batch.loss_mask)
             loss.backward()  # flush the gradients as soon as we can, no need for this memory anymore
-            loss_value = loss.item()
-            check_finite_loss(loss_value, step + 1, out)  # before the step, so no update comes from it
+            losses.add(loss, step + 1)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            train_time += time.perf_counter() - t0
             step, timed_steps, tokens = step + 1, timed_steps + 1, tokens + n_tokens
-            loss_sum, loss_steps = loss_sum + loss_value, loss_steps + 1
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                synchronize(device)  # the steps' time includes the device's queue
+            train_time += time.perf_counter() - t0
             run_dir.step = step
             bar.update(1)
 
@@ -154,15 +171,38 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
                 bar.set_postfix(loss=f"{record['train/loss']:.3f}", greedy=f"{record['eval/greedy_acc']:.2f}",
                                 sampled=f"{record['eval/sampled_acc']:.2f}",
                                 long=f"{record['eval/sampled_long_frac']:.2f}")
-                timed_steps, train_time, tokens, loss_sum, loss_steps = 0, 0.0, 0, 0.0, 0
+                timed_steps, train_time, tokens = 0, 0.0, 0
+                losses.reset()
             if step % cfg.save_every == 0 or step == cfg.steps:
+                losses.check(out)
                 check_finite_weights(model, step, out)
                 save_checkpoint(out, step, model, optimizer, data.generators,
-                                     {"samples_seen": step * cfg.batch_size, "loss_sum": loss_sum,
-                                      "loss_steps": loss_steps}, tokenizer=tokenizer)
+                                {"samples_seen": step * cfg.batch_size, "loss_sum": losses.total.item(),
+                                 "loss_steps": losses.steps}, tokenizer=tokenizer)
         bar.close()
         if trackers.names:
             from rlntp.plots import plot_run
 
             trackers.image(plot_run(out))
     return out
+
+
+def resolve_step_impl(step_impl: str, device: torch.device) -> str:
+    """grouped, static or compiled: `auto` is grouped on a CPU (fewer FLOPs), static on an accelerator (no waits)."""
+    check_choice("step_impl", step_impl, STEP_IMPLS)
+    if step_impl == "auto":
+        return "grouped" if device.type == "cpu" else "static"
+    return step_impl
+
+
+def make_step_loss(model: nn.Module, task: Task, step_impl: str,
+                   device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, int]]:
+    """The next-token loss of a batch (tokens, loss_mask) -> (loss, tokens run), as `step_impl` computes it."""
+    if step_impl == "grouped":
+        return partial(next_token_loss, model)
+    loss = partial(padded_next_token_loss, model, first=task.prompt_len - 1)
+    if step_impl == "static":
+        return loss
+    # reduce-overhead: CUDA graphs of the forward and backward passes, replayed every step (one launch each)
+    compiled = torch.compile(loss, mode="reduce-overhead" if device.type == "cuda" else None, dynamic=False)
+    return lambda tokens, loss_mask: (compiled(tokens, loss_mask)[0], tokens.shape[0] * (tokens.shape[1] - 1))

@@ -1,0 +1,282 @@
+"""Several pre-training runs trained as one batched model in one process (`rlntp sweep --pack N`).
+
+Runs of one GPT-2 architecture and batch shape that differ only in their seed and mixture (p_cot) train
+together: their parameters are stacked along a leading run axis, every linear layer is one batched matrix
+multiplication over the runs, and one backward pass takes every run's gradient (of the sum of the runs'
+losses, so each run's gradient is its own loss's). Adam is element-wise, so one optimizer over the stacked
+parameters is each run's own optimizer; gradient clipping is per run. Each run keeps its own data stream,
+evaluations (its model alone, as `rlntp.evaluation` decodes it), metrics, checkpoints and trackers: its run
+directory has the files and meanings of one trained alone, which `rlntp eval`, `--resume` and a sweep's
+results read as they are. The floats agree with a run trained alone up to float rounding (batched and plain
+matrix products round differently; tests/test_packed.py states and checks the tolerance).
+
+On a GPU, where a small model's step is launch overhead, N runs cost about one; on a CPU the larger products
+use the cores better than one small run per core (measured in the tests' note and docs/sweeps.md).
+"""
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from rlntp.config import flatten
+from rlntp.data import make_data
+from rlntp.devices import autocast, pinned_threads, resolve_device, resolve_precision, seeded_generator, synchronize
+from rlntp.errors import Diverged, UserError, check
+from rlntp.evaluation import evaluate
+from rlntp.memory import check_fits
+from rlntp.models import build_model, memory_estimate
+from rlntp.models.gpt import GPT
+from rlntp.runs.checkpoints import checkpoint_state, load_checkpoint_model, save_checkpoint
+from rlntp.runs.dirs import open_run_dir
+from rlntp.runs.metrics import append_metrics
+from rlntp.runs.trackers import Trackers, check_trackers
+from rlntp.tasks import make_task
+from rlntp.training.losses import LossTally, check_finite_weights
+from rlntp.training.optim import make_optimizer
+from rlntp.training.pretrain import _RESUMABLE_CHANGES, PretrainRun, resolve_step_impl
+
+PER_RUN = ("train.seed", "task.p_cot", "task.p_medium")
+"""The settings in which packed runs may differ: everything else (shapes, optimizer, cadence) is shared."""
+
+
+class PackError(UserError):
+    """These runs cannot train packed (the sweep then trains them one by one)."""
+
+
+class RunDiverged(Diverged):
+    """One run of a pack diverged (`index`: which); the others are unharmed."""
+
+    def __init__(self, index: int, error: Diverged):
+        super().__init__(str(error))
+        self.index = index
+
+
+def pack_key(run: PretrainRun) -> str | None:
+    """Runs with one key can train packed; None for a run that cannot (an architecture without the fast path)."""
+    if not run.model.uses_fast_path:
+        return None
+    shared = {k: v for k, v in flatten(run.to_dict()).items() if k not in PER_RUN}
+    return repr(sorted(shared.items()))
+
+
+class PackedGPT(nn.Module):
+    """N GPT-2 models (`rlntp.models.gpt.GPT`) of one shape as stacked parameters, named as in GPT with a
+    leading run axis: forward(tokens (N, B, T), logits_from) -> logits (N, B, T - logits_from, vocab)."""
+
+    def __init__(self, models: list[GPT]):
+        super().__init__()
+        config = models[0].config
+        self.layers, self.heads, self.eps = config.n_layer, config.n_head, config.layer_norm_epsilon
+        self.names = [name for name, _ in models[0].named_parameters()]  # the tied lm_head is wte
+        self.stacked = nn.ParameterList(
+            nn.Parameter(torch.stack([m.get_parameter(name).detach() for m in models])) for name in self.names)
+        self._index = {name: i for i, name in enumerate(self.names)}
+
+    def p(self, name: str) -> torch.Tensor:
+        return self.stacked[self._index[name]]
+
+    def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        w, b = self.p(f"{name}.weight"), self.p(f"{name}.bias")  # (N, out, in), (N, out)
+        n = x.shape[0]
+        y = torch.baddbmm(b[:, None, :], x.reshape(n, -1, x.shape[-1]), w.transpose(1, 2))
+        return y.view(*x.shape[:-1], w.shape[1])
+
+    def _norm(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        w, b = self.p(f"{name}.weight"), self.p(f"{name}.bias")
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * w[:, None, None] + b[:, None, None]
+
+    def forward(self, tokens: torch.Tensor, logits_from: int = 0) -> torch.Tensor:
+        N, B, T = tokens.shape
+        wte = self.p("transformer.wte.weight")  # (N, vocab, C)
+        V, C = wte.shape[1:]
+        nh, hs = self.heads, C // self.heads
+        ids = tokens + torch.arange(N, device=tokens.device)[:, None, None] * V  # row n of run n's table
+        x = F.embedding(ids, wte.reshape(N * V, C)) + self.p("transformer.wpe.weight")[:, None, :T]
+        for layer in range(self.layers):
+            h = f"transformer.h.{layer}"
+            start = logits_from if layer == self.layers - 1 else 0  # the last block: only positions with logits
+            q, k, v = self._linear(self._norm(x, f"{h}.ln_1"), f"{h}.attn.c_attn").view(
+                N * B, T, 3, nh, hs).permute(2, 0, 3, 1, 4).unbind(0)
+            if start:
+                mask = torch.ones(T - start, T, dtype=torch.bool, device=x.device).tril(diagonal=start)
+                y = F.scaled_dot_product_attention(q[:, :, start:], k, v, attn_mask=mask)
+            else:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x[:, :, start:] + self._linear(y.transpose(1, 2).reshape(N, B, T - start, C), f"{h}.attn.c_proj")
+            hidden = F.gelu(self._linear(self._norm(x, f"{h}.ln_2"), f"{h}.mlp.c_fc"), approximate="tanh")
+            x = x + self._linear(hidden, f"{h}.mlp.c_proj")
+        x = self._norm(x, "transformer.ln_f")
+        return torch.bmm(x.reshape(N, -1, C), wte.transpose(1, 2)).view(N, B, -1, V)
+
+    @torch.no_grad()
+    def copy_to(self, index: int, model: GPT) -> None:
+        """Write run `index`'s parameters into `model`."""
+        for name, stacked in zip(self.names, self.stacked):
+            model.get_parameter(name).copy_(stacked[index])
+
+
+def packed_losses(model: PackedGPT, tokens: torch.Tensor, loss_mask: torch.Tensor, first: int) -> torch.Tensor:
+    """(N,) each run's mean next-token loss on its batch (N, B, T), as `padded_next_token_loss` computes it."""
+    logits = model(tokens[..., :-1], logits_from=first)
+    logprobs = F.log_softmax(logits.float(), dim=-1).gather(-1, tokens[..., first + 1:, None])[..., 0]
+    mask = loss_mask[..., first + 1:]
+    return -(logprobs * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
+
+
+def _clip_per_run(params: list[torch.Tensor], max_norm: float) -> None:
+    """`clip_grad_norm_` of each run's gradients (slice n of every stacked gradient) to `max_norm`."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)  # (N,)
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+
+
+def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = True, allow_unverified: bool = False,
+                    report_to: tuple[str, ...] = (), group: str | None = None) -> list[Path]:
+    """Pre-train `runs` (one `pack_key`) together, each into its own run directory of `outs`, resuming them.
+
+    PackError (before any directory is touched, or once they are opened: before any step) when they cannot
+    train packed: different keys, or run directories at different steps. RunDiverged names the run that
+    diverged; the others' checkpoints so far are kept.
+    """
+    check(len(runs) == len(outs) and len(runs) >= 1, "pretrain_packed: one output directory per run")
+    keys = {pack_key(run) for run in runs}
+    if None in keys or len(keys) > 1:
+        raise PackError("only runs of one GPT-2 shape that differ in seed and p_cot train packed")
+    report_to = check_trackers(report_to)
+    cfg = runs[0].train
+    tasks = [make_task(run.task) for run in runs]
+    task = tasks[0]
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    check_fits(memory_estimate(runs[0].model, task.vocab_size, task.context_len, cfg.batch_size * len(runs),
+                               cfg.eval_samples), device, "packed pre-training", "pack fewer runs")
+    datas = [make_data(t, run.task.data, run.train.seed, device) for t, run in zip(tasks, runs)]
+    tokenizer = task.tokenizer()
+    with pinned_threads(cfg.threads), contextlib.ExitStack() as stack:
+        run_dirs = [stack.enter_context(open_run_dir(out, run.to_dict(), True, _RESUMABLE_CHANGES, cfg.steps,
+                                                     normalize=PretrainRun.recorded))
+                    for run, out in zip(runs, outs)]
+        checkpoints = [d.resume_point() for d in run_dirs]
+        steps = {0 if c is None else checkpoint_state(c)["step"] for c in checkpoints}
+        if len(steps) > 1:
+            raise PackError(f"the runs stand at different steps ({', '.join(map(str, sorted(steps)))})")
+        trackers = [stack.enter_context(Trackers(report_to, out, run.to_dict(), group)) for run, out in zip(runs, outs)]
+        models, optimizers, tallies = [], [], []
+        for run, checkpoint, run_dir, data in zip(runs, checkpoints, run_dirs, datas):
+            if checkpoint is None:
+                model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, run.train.seed, device)
+            else:
+                model = load_checkpoint_model(checkpoint, run.model, device, allow_unverified)
+            optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, device, cfg.weight_decay, cfg.max_grad_norm)
+            state = run_dir.restore(checkpoint, optimizer, data.generators, allow_unverified)
+            models.append(model)
+            optimizers.append(optimizer)
+            tallies.append(LossTally(device, state.get("loss_sum", 0.0), state.get("loss_steps", 0)))
+        step = run_dirs[0].step
+
+        packed = PackedGPT(models).train()
+        optimizer = make_optimizer(packed, cfg.optimizer, cfg.lr, device, cfg.weight_decay)
+        for j, param in enumerate(packed.stacked):  # the runs' own optimizer moments, stacked
+            states = [opt.state[list(m.parameters())[j]] for opt, m in zip(optimizers, models)]
+            if states[0]:
+                optimizer.state[param] = {"step": states[0]["step"].clone()} | {
+                    key: torch.stack([s[key] for s in states]) for key in ("exp_avg", "exp_avg_sq")}
+        if cfg.max_grad_norm is not None:
+            optimizer.register_step_pre_hook(lambda *_: _clip_per_run(list(packed.stacked), cfg.max_grad_norm))
+        loss_fn = packed_losses
+        if resolve_step_impl(cfg.step_impl, device) == "compiled":
+            loss_fn = torch.compile(packed_losses, mode="reduce-overhead" if device.type == "cuda" else None,
+                                    dynamic=False)
+
+        def unpack(i: int) -> None:
+            """Model and optimizer i hold run i's state (for its evaluation or checkpoint)."""
+            packed.copy_to(i, models[i])
+            for param, stacked in zip(models[i].parameters(), packed.stacked):
+                if stacked in optimizer.state:
+                    s = optimizer.state[stacked]
+                    optimizers[i].state[param] = {"step": s["step"].clone(), "exp_avg": s["exp_avg"][i].clone(),
+                                                  "exp_avg_sq": s["exp_avg_sq"][i].clone()}
+
+        def log_eval(i: int, step: int, train_time: float, tokens: int, timed_steps: int) -> dict[str, Any]:
+            run, out = runs[i], outs[i]
+            tallies[i].check(out)
+            check_finite_weights(models[i], step, out)
+            record: dict[str, Any] = {"step": step, "samples_seen": step * cfg.batch_size}
+            if datas[i].train_size is not None:
+                record["epoch"] = step * cfg.batch_size / datas[i].train_size
+            if tallies[i].steps:
+                record["train/loss"] = tallies[i].mean()
+            with autocast(device, precision):
+                record |= evaluate(models[i], tasks[i], cfg.eval_samples,
+                                   seeded_generator(device, run.train.seed, step, 1),
+                                   test_prompts=datas[i].test_prompts)
+            if tokens:
+                record["perf/tokens_per_s"] = tokens / train_time
+                record["perf/step_s"] = train_time / timed_steps
+            append_metrics(out, record)
+            trackers[i].log(record)
+            return record
+
+        def each_run(action) -> None:
+            for i in range(len(runs)):
+                try:
+                    action(i)
+                except Diverged as e:
+                    raise RunDiverged(i, e) from e
+
+        if step == 0:
+            each_run(lambda i: (unpack(i), log_eval(i, 0, 0.0, 0, 0)))
+        timed_steps, train_time, tokens = 0, 0.0, 0
+        bar = tqdm(total=cfg.steps, initial=step, desc=f"pretrain {len(runs)} packed", disable=not progress,
+                   unit="step")
+        while step < cfg.steps:
+            t0 = time.perf_counter()
+            batches = [data.train_batch(step, cfg.batch_size) for data in datas]
+            with autocast(device, precision):
+                losses = loss_fn(packed, torch.stack([b.tokens for b in batches]),
+                                 torch.stack([b.loss_mask for b in batches]), task.prompt_len - 1)
+            losses.sum().backward()  # each run's parameters get their own loss's gradient
+            for i, tally in enumerate(tallies):
+                tally.add(losses[i], step + 1)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step, timed_steps = step + 1, timed_steps + 1
+            tokens += batches[0].tokens.numel() - len(batches[0].tokens)  # per run, as pretrain counts them
+            evaluating, saving = step % cfg.eval_every == 0 or step == cfg.steps, step % cfg.save_every == 0 \
+                or step == cfg.steps
+            if evaluating:
+                synchronize(device)
+            train_time += time.perf_counter() - t0
+            for run_dir in run_dirs:
+                run_dir.step = step
+            bar.update(1)
+            if evaluating or saving:
+                each_run(unpack)
+            if evaluating:
+                each_run(lambda i: log_eval(i, step, train_time, tokens, timed_steps))
+                timed_steps, train_time, tokens = 0, 0.0, 0
+                for tally in tallies:
+                    tally.reset()
+            if saving:
+                def save(i: int) -> None:
+                    tallies[i].check(outs[i])
+                    check_finite_weights(models[i], step, outs[i])
+                    save_checkpoint(outs[i], step, models[i], optimizers[i], datas[i].generators,
+                                    {"samples_seen": step * cfg.batch_size, "loss_sum": tallies[i].total.item(),
+                                     "loss_steps": tallies[i].steps}, tokenizer=tokenizer)
+                each_run(save)
+        bar.close()
+        if any(t.names for t in trackers):
+            from rlntp.plots import plot_run
+
+            for tracker, out in zip(trackers, outs):
+                tracker.image(plot_run(out))
+    return outs

@@ -1,0 +1,124 @@
+"""Packed pre-training (`rlntp sweep --pack N`): each run's directory as if it had trained alone, its floats
+within float rounding of the unpacked run, and a pack that cannot train packed falls back to runs alone."""
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlntp.cli import main
+from rlntp.models import ModelConfig
+from rlntp.runs.checkpoints import checkpoint_path, checkpoint_steps
+from rlntp.runs.metrics import read_metrics
+from rlntp.sweeps.executors import execute_pack
+from rlntp.sweeps.spec import Job
+from rlntp.tasks import TaskConfig
+from rlntp.training.packed import PackError, pretrain_packed
+from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain
+
+# 4 runs (2 seeds x 2 mixtures) with clipping and weight decay, so the per-run clipping and AdamW are exercised
+SWEEP = {
+    "pretrain": {"task": {"d": 6}, "model": {"layers": 2, "width": 32, "heads": 2},
+                 "train": {"steps": 60, "batch_size": 32, "lr": 3e-3, "optimizer": "adamw", "weight_decay": 0.01,
+                           "max_grad_norm": 1.0, "eval_every": 20, "eval_samples": 128, "save_every": 30},
+                 "axes": {"train.seed": [0, 1], "task.p_cot": [0.25, 0.5]}},
+    "posttrain": {"grpo": {"from_steps": ["last"], "post": {"steps": 2, "eval_every": 2, "eval_samples": 32,
+                                                           "save_every": 2, "prompts_per_step": 2,
+                                                           "rollouts_per_prompt": 2}}},
+}
+LOSS_RTOL = 1e-4
+"""Packed and alone, the logged losses agree within this, relative (measured: within 5e-6 after 60 steps)."""
+WEIGHT_RTOL = 1e-2
+"""... and each checkpoint tensor within this fraction of its largest entry (measured: 1.5e-3 at step 60). Not
+float rounding alone: Adam divides by the root of the second moment, so a coordinate whose gradient is about
+rounding-sized moves by up to lr in either direction; alone, grouped against static steps differ as much."""
+
+
+@pytest.fixture(scope="module")
+def two_sweeps(tmp_path_factory):
+    """The same sweep unpacked and with --pack 4 (both in this process: --workers 1)."""
+    root = tmp_path_factory.mktemp("packed")
+    spec = root / "sweep.json"
+    spec.write_text(json.dumps(SWEEP))
+    outs = {}
+    for pack in (1, 4):
+        outs[pack] = root / f"pack{pack}"
+        main(["sweep", str(spec), "--out", str(outs[pack]), "--device", "cpu", "--workers", "1", "--pack", str(pack),
+              "--quiet"])
+    return outs
+
+
+def _files(run_dir: Path) -> set[str]:
+    return {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file() and p.name != "rlntp.lock"}
+
+
+def test_packed_run_directories_are_those_of_runs_alone(two_sweeps):
+    alone, packed = two_sweeps[1], two_sweeps[4]
+    status = json.loads((packed / "status.json").read_text())["runs"]
+    pretrain_runs = sorted(name for name in status if name.endswith("/pretrain"))
+    assert len(pretrain_runs) == 4 and all(status[name].get("packed") == 4 for name in pretrain_runs)
+    assert all(s["state"] == "done" and "pack_error" not in s for s in status.values())
+    for name in pretrain_runs:
+        a, b = alone / "runs" / name, packed / "runs" / name
+        assert _files(a) == _files(b)
+        assert json.loads((a / "config.json").read_text()) == json.loads((b / "config.json").read_text())
+        assert checkpoint_steps(a) == checkpoint_steps(b) == [30, 60]
+        for step in (30, 60):
+            wa, wb = (load_file(checkpoint_path(d, step) / "model.safetensors") for d in (a, b))
+            assert wa.keys() == wb.keys()
+            assert all((wa[k] - wb[k]).abs().max() <= WEIGHT_RTOL * wa[k].abs().max() for k in wa)
+            sa, sb = (load_file(checkpoint_path(d, step) / "trainer_state.safetensors") for d in (a, b))
+            assert sa.keys() == sb.keys()  # optimizer moments of every parameter, and the data generator
+            assert torch.equal(sa["rng/data"], sb["rng/data"])
+        ma, mb = read_metrics(a), read_metrics(b)
+        assert [r.keys() for r in ma] == [r.keys() for r in mb]
+        for ra, rb in zip(ma, mb, strict=True):
+            assert rb.get("train/loss", 0) == pytest.approx(ra.get("train/loss", 0), rel=LOSS_RTOL)
+            for key in ("eval/greedy_acc", "eval/sampled_acc"):  # a near-tie may flip a decision, not more
+                assert abs(rb[key] - ra[key]) <= 2 / SWEEP["pretrain"]["train"]["eval_samples"]
+
+
+def test_the_results_table_reads_packed_runs_as_runs_alone(two_sweeps):
+    alone, packed = (pd.read_parquet(two_sweeps[p] / "results.parquet") for p in (1, 4))
+    assert list(alone.columns) == list(packed.columns)
+    key = ["run", "step"]
+    alone, packed = alone.sort_values(key).reset_index(drop=True), packed.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(alone[key + ["state", "train.seed", "task.p_cot"]],
+                                  packed[key + ["state", "train.seed", "task.p_cot"]])
+    assert (packed["train/loss"] - alone["train/loss"]).abs().max() <= LOSS_RTOL
+
+
+def test_eval_and_resume_read_a_packed_run(two_sweeps, tmp_path, capsys):
+    run = two_sweeps[4] / "runs" / "seed=1,p_cot=0.5" / "pretrain"
+    main(["eval", str(run), "--samples", "32", "--device", "cpu"])
+    assert "greedy   accuracy" in capsys.readouterr().out
+    # a packed run continues alone: --resume with more steps
+    shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns("rlntp.lock"))
+    config = PretrainRun.from_dict(json.loads((run / "config.json").read_text()))
+    pretrain(replace(config, train=replace(config.train, steps=70)), tmp_path / "run", resume=True, progress=False)
+    assert [r["step"] for r in read_metrics(tmp_path / "run")][-2:] == [60, 70]
+
+
+def _tiny(seed: int, steps: int = 8) -> PretrainRun:
+    return PretrainRun(TaskConfig(d=4), ModelConfig(layers=1, width=16, heads=2),
+                       PretrainConfig(steps=steps, batch_size=16, eval_every=4, save_every=4, eval_samples=16,
+                                      device="cpu", seed=seed))
+
+
+def test_runs_at_different_steps_train_alone(tmp_path):
+    """After a kill, a pack's runs may stand at different checkpoints: they then continue one by one, and the
+    outcome says why."""
+    pretrain(_tiny(0, steps=4), tmp_path / "a", progress=False)  # 4 of 8 steps done
+    runs = [_tiny(0), _tiny(1)]
+    with pytest.raises(PackError, match="different steps"):
+        pretrain_packed(runs, [tmp_path / "a", tmp_path / "b"], progress=False)
+    jobs = tuple(Job(name, "pretrain", run) for name, run in zip(("a", "b"), runs))
+    outcome = execute_pack(jobs, str(tmp_path))
+    assert {name: o["state"] for name, o in outcome["runs"].items()} == {"a": "done", "b": "done"}
+    assert "different steps" in outcome["runs"]["a"]["pack_error"]
+    assert [r["step"] for r in read_metrics(tmp_path / "a")] == [0, 4, 8]
