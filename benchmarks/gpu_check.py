@@ -10,7 +10,8 @@ everything they printed. The parts, at Fig. 1's paper setting (d = 50, GPT-2 4 x
   tests      the CUDA tests (tests/test_cuda.py; skipped there without a GPU)
   steps      the pre-training step: grouped, static and compiled (`--step-impl`), fp32 and bf16, 4 runs packed;
              median ms per step and host synchronisations per step (`rlntp.devices.HostSyncCounter`)
-  grpo       a GRPO step (rollouts and update, 8 prompts x 8) and an evaluation (2,560 greedy + sampled)
+  grpo       a GRPO step (rollouts and update, 8 prompts x 8); the rollouts' decoding alone with each decoder
+             (shared, static, static compiled); an evaluation (2,560 greedy + sampled) with each decoder
   fig1       the first 2,000 steps of the fig1 paper preset's pre-training (seed 0), and the projected time of
              the preset per seed: 50,000 steps, its evaluations, and its five GRPO runs of 100 steps
   llm        the tiny LLM preset (`rlntp reproduce gsm8k --preset tiny`) on the device, and with
@@ -23,6 +24,8 @@ a couple of minutes: tests/test_gpu_ready.py runs it in CI, so the script cannot
 import argparse
 import json
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -30,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = {"tests": 60, "steps": 150, "grpo": 60, "fig1": 150, "llm": 120}
+PARTS = {"tests": 60, "steps": 130, "grpo": 100, "fig1": 130, "llm": 120}
 """Each part and its time limit in seconds (540 in all)."""
 
 
@@ -51,6 +54,43 @@ def paper_setting(tiny: bool) -> dict:
     return setting
 
 
+class Partial(dict):
+    """A part's results so far, rewritten to OUT/part_NAME.json after each measurement: a part stopped by its
+    time limit keeps what it measured."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.path.write_text(json.dumps({"result": self, "complete": False}, indent=1))
+
+
+def count_syncs(step, device) -> int | None:
+    """Host synchronisations in one call of `step`: on CUDA the real ones (torch.cuda.set_sync_debug_mode's
+    warnings), elsewhere the operations that would cause them (`HostSyncCounter`)."""
+    import warnings
+
+    import torch
+
+    from rlntp.devices import HostSyncCounter
+
+    if device.type == "cuda":
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                step()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        torch.cuda.synchronize(device)
+        return sum("synchroniz" in str(w.message) for w in caught)
+    with HostSyncCounter() as syncs:
+        step()
+    return syncs.count
+
+
 def _median_ms(step, device, repeats: int, warmup: int = 3) -> float:
     import torch
 
@@ -68,12 +108,12 @@ def _median_ms(step, device, repeats: int, warmup: int = 3) -> float:
     return 1e3 * statistics.median(times)
 
 
-def part_steps(device, setting: dict, tiny: bool) -> dict:
+def part_steps(device, setting: dict, tiny: bool, results: dict) -> dict:
     """ms per pre-training step and host syncs per step, for each way of running it."""
     import torch
 
     from rlntp.data import make_data
-    from rlntp.devices import HostSyncCounter, autocast
+    from rlntp.devices import autocast
     from rlntp.models import ModelConfig, build_model
     from rlntp.tasks import TaskConfig, make_task
     from rlntp.training.optim import make_optimizer
@@ -83,7 +123,6 @@ def part_steps(device, setting: dict, tiny: bool) -> dict:
     task = make_task(TaskConfig(**setting["task"]))
     config, batch = ModelConfig(**setting["model"]), setting["train"]["batch_size"]
     data = make_data(task, None, 0, device)
-    results = {}
     variants = [("grouped", "fp32"), ("static", "fp32"), ("static", "bf16"), ("compiled", "fp32"),
                 ("compiled", "bf16")]
     if device.type != "cuda":
@@ -105,11 +144,10 @@ def part_steps(device, setting: dict, tiny: bool) -> dict:
         step()  # the first call compiles
         first_s = time.perf_counter() - t0
         ms = _median_ms(step, device, 5 if tiny else 30)
-        with HostSyncCounter() as syncs:
-            step()
-        results[f"{impl}/{precision}"] = {"ms_per_step": ms, "first_step_s": first_s, "syncs_per_step": syncs.count}
-        print(f"{impl}/{precision}: {ms:.2f} ms per step (first {first_s:.1f} s), {syncs.count} host syncs",
-              flush=True)
+        # compiled code bypasses dispatch modes: on a CPU its count would be 0 by construction, so none is given
+        syncs = None if impl == "compiled" and device.type != "cuda" else count_syncs(step, device)
+        results[f"{impl}/{precision}"] = {"ms_per_step": ms, "first_step_s": first_s, "syncs_per_step": syncs}
+        print(f"{impl}/{precision}: {ms:.2f} ms per step (first {first_s:.1f} s), {syncs} host syncs", flush=True)
     runs = 4
     models = [build_model(config, task.vocab_size, task.context_len, task.eos_id, s, device) for s in range(runs)]
     packed = PackedGPT(models)
@@ -128,12 +166,14 @@ def part_steps(device, setting: dict, tiny: bool) -> dict:
     return results
 
 
-def part_grpo(device, setting: dict, tiny: bool) -> dict:
-    """Seconds of a GRPO step (rollouts + update) and of an evaluation at the preset's sizes."""
+def part_grpo(device, setting: dict, tiny: bool, results: dict) -> dict:
+    """Seconds of a GRPO step (rollouts + update) and of an evaluation at the preset's sizes, in the preset's
+    precision (its pre-training's too)."""
     import torch
 
-    from rlntp.devices import seeded_generator
+    from rlntp.devices import autocast, resolve_precision, seeded_generator
     from rlntp.evaluation import evaluate
+    from rlntp.generation import generate, generate_static
     from rlntp.models import ModelConfig, build_model
     from rlntp.tasks import TaskConfig, make_task
     from rlntp.training.grpo import grpo_update
@@ -148,19 +188,38 @@ def part_grpo(device, setting: dict, tiny: bool) -> dict:
     optimizer = make_optimizer(model, "adam", post.lr, device)
     g = seeded_generator(device, 0)
 
-    def step():
-        rollouts = sample_rollouts(model, task, task.sample_prompts(post.prompts, g), post.rollouts,
-                                   post.temperature, post.reward, g)
-        grpo_update(model, optimizer, rollouts, post.clip_eps)
+    precision = resolve_precision(post.precision, device)
 
-    grpo_ms = _median_ms(step, device, 3 if tiny else 10, warmup=1)
-    results = {"grpo_step_s": grpo_ms / 1e3}
+    def step():
+        with autocast(device, precision):
+            rollouts = sample_rollouts(model, task, task.sample_prompts(post.prompts, g), post.rollouts,
+                                       post.temperature, post.reward, g)
+        grpo_update(model, optimizer, rollouts, post.clip_eps, precision=precision)
+
+    results["precision"] = precision
+    results["grpo_step_s"] = _median_ms(step, device, 3 if tiny else 10, warmup=1) / 1e3
+    # the rollouts' decoding alone: shared prefixes (the default), static shapes, static under torch.compile
+    prompts = task.sample_prompts(post.prompts, g)
+    compiled = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None, dynamic=False)
+    model.eval()
+    for name, decode in (("shared", lambda: generate(model, prompts, task.max_new_tokens, task.eos_id, 1.0, g,
+                                                     post.rollouts)),
+                         ("static", lambda: generate_static(model, prompts, task.max_new_tokens, task.eos_id, 1.0, g,
+                                                            post.rollouts)),
+                         ("static_compiled", lambda: generate_static(model, prompts, task.max_new_tokens,
+                                                                     task.eos_id, 1.0, g, post.rollouts,
+                                                                     forward=compiled))):
+        with autocast(device, precision):
+            results[f"rollouts_{name}_s"] = _median_ms(decode, device, 3 if tiny else 10, warmup=2) / 1e3
+    model.train()
     for name, samples in (("eval_s", setting["train"]["eval_samples"]), ("rl_eval_s", post.eval_samples)):
-        t0 = time.perf_counter()
-        evaluate(model, task, samples, seeded_generator(device, 0, 1))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        results[name] = time.perf_counter() - t0
+        for decode in ("shared", "static"):
+            t0 = time.perf_counter()
+            with autocast(device, precision):
+                evaluate(model, task, samples, seeded_generator(device, 0, 1), decode=decode)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            results[name if decode == "shared" else f"{name}_static"] = time.perf_counter() - t0
     print(json.dumps(results), flush=True)
     return results
 
@@ -176,17 +235,18 @@ def part_fig1(device, setting: dict, tiny: bool, out: Path) -> dict:
     steps, head = train["steps"], setting["head_steps"]
     run = PretrainRun(TaskConfig(**setting["task"]), ModelConfig(**setting["model"]),
                       PretrainConfig(**train | {"steps": head, "save_every": head, "device": str(device)}))
+    shutil.rmtree(out / "fig1_head", ignore_errors=True)  # a fresh run every time: its time is the measurement
     t0 = time.perf_counter()
     pretrain(run, out / "fig1_head", progress=False)
     wall = time.perf_counter() - t0
     records = read_metrics(out / "fig1_head")
     timed = [r for r in records if "perf/step_s" in r]
     step_s = sum(r["perf/step_s"] for r in timed) / len(timed)
-    grpo = json.loads((out / "part_grpo.json").read_text())["result"] if (out / "part_grpo.json").is_file() else None
+    grpo = json.loads((out / "part_grpo.json").read_text())["result"] if (out / "part_grpo.json").is_file() else {}
     evals = steps // train["eval_every"] + 1
     eval_s = (wall - step_s * head) / (head // train["eval_every"] + 1)  # the rest of the wall time: evaluations
     projected = {"pretrain_s": steps * step_s + evals * eval_s}
-    if grpo:
+    if "grpo_step_s" in grpo and "rl_eval_s" in grpo:  # the grpo part ran in this invocation and got that far
         post = setting["post"]
         per_run = post["steps"] * grpo["grpo_step_s"] + (post["steps"] // post["eval_every"] + 1) * grpo["rl_eval_s"]
         projected |= {"grpo_runs_s": setting["grpo_from"] * per_run}
@@ -198,7 +258,7 @@ def part_fig1(device, setting: dict, tiny: bool, out: Path) -> dict:
     return result
 
 
-def part_llm(device, tiny: bool, out: Path) -> dict:
+def part_llm(device, tiny: bool, out: Path, results: dict) -> dict:
     """The tiny LLM preset on the device; then, where vLLM is installed, GRPO from its last SFT checkpoint with
     rollouts from vLLM colocated on the GPU (not yet run on a GPU: this machine has neither)."""
     import importlib.util
@@ -212,8 +272,11 @@ def part_llm(device, tiny: bool, out: Path) -> dict:
         return time.perf_counter() - t0
 
     recipe = out / "llm_tiny"
-    results: dict = {"tiny_preset_s": rlntp("reproduce", "gsm8k", "--preset", "tiny", "--device", str(device),
-                                            "--out", str(recipe), "--quiet")}
+    for old in (recipe, out / "llm_vllm"):  # fresh runs: a finished one would resume in no time
+        shutil.rmtree(old, ignore_errors=True)
+    # the LLM stages take cpu or auto (accelerate assigns the GPUs)
+    results["tiny_preset_s"] = rlntp("reproduce", "gsm8k", "--preset", "tiny", "--device",
+                                     "cpu" if device.type == "cpu" else "auto", "--out", str(recipe), "--quiet")
     if device.type != "cuda" or importlib.util.find_spec("vllm") is None:
         results["vllm"] = "skipped: " + ("not on CUDA" if device.type != "cuda" else "vLLM is not installed")
         return results
@@ -233,6 +296,7 @@ def run_part(name: str, device_name: str, tiny: bool, out: Path) -> None:
     device = resolve_device(device_name)
     torch.set_num_threads(min(os.cpu_count() or 1, 8))
     setting = paper_setting(tiny)
+    partial = Partial(out / f"part_{name}.json")
     if name == "tests":
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests/test_cuda.py")]
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
@@ -241,14 +305,14 @@ def run_part(name: str, device_name: str, tiny: bool, out: Path) -> None:
             raise RuntimeError(f"the CUDA tests failed: {done.stdout.strip().splitlines()[-1:]}")
         result = {"summary": (done.stdout.strip().splitlines() or [""])[-1]}
     elif name == "steps":
-        result = part_steps(device, setting, tiny)
+        result = part_steps(device, setting, tiny, partial)
     elif name == "grpo":
-        result = part_grpo(device, setting, tiny)
+        result = part_grpo(device, setting, tiny, partial)
     elif name == "fig1":
         result = part_fig1(device, setting, tiny, out)
     else:
-        result = part_llm(device, tiny, out)
-    (out / f"part_{name}.json").write_text(json.dumps({"result": result}, indent=1))
+        result = part_llm(device, tiny, out, partial)
+    (out / f"part_{name}.json").write_text(json.dumps({"result": result, "complete": True}, indent=1))
 
 
 def machine(device_name: str) -> dict:
@@ -277,30 +341,39 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("CUDA is not available here; on a CPU run `--device cpu --tiny` (what CI runs)")
-    parts = args.parts.split(",")
-    unknown = sorted(set(parts) - set(PARTS))
+    asked = args.parts.split(",")
+    unknown = sorted(set(asked) - set(PARTS))
     if unknown:
         parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    parts = [name for name in PARTS if name in asked]  # in order: fig1 projects with grpo's numbers
+    for stale in args.out.glob("part_*.json"):  # an earlier invocation's: fig1 must not read them
+        stale.unlink()
     summary = {"machine": machine(args.device), "tiny": args.tiny, "parts": {}}
     log = args.out / "gpu_check.log"
     with open(log, "w") as log_file:
         for name in parts:
             t0 = time.perf_counter()
-            (args.out / f"part_{name}.json").unlink(missing_ok=True)
             command = [sys.executable, __file__, "--part", name, "--device", args.device, "--out", str(args.out)]
             log_file.write(f"===== {name}\n")
             log_file.flush()
             limit = PARTS[name] * (3 if args.tiny else 1)  # tiny runs on a CPU, maybe a loaded one: more slack
+            # its own process group: at the limit, the part and everything it started (pytest, rlntp, vLLM) end
+            process = subprocess.Popen(command + ["--tiny"] * args.tiny, stdout=log_file, stderr=subprocess.STDOUT,
+                                       cwd=ROOT, start_new_session=True)
             try:
-                done = subprocess.run(command + ["--tiny"] * args.tiny, stdout=log_file, stderr=subprocess.STDOUT,
-                                      timeout=limit, cwd=ROOT)
-                status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
+                code = process.wait(timeout=limit)
+                status = "ok" if code == 0 else f"failed (exit {code})"
             except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
                 status = f"timed out after {limit} s"
             entry = {"status": status, "seconds": round(time.perf_counter() - t0, 1)}
             result_file = args.out / f"part_{name}.json"
             if result_file.is_file():
-                entry["result"] = json.loads(result_file.read_text())["result"]
+                saved = json.loads(result_file.read_text())
+                entry["result"] = saved["result"]
+                if not saved.get("complete", True):
+                    entry["status"] += " (results so far kept)"
             summary["parts"][name] = entry
             print(f"{name}: {status} in {entry['seconds']} s", flush=True)
     (args.out / "gpu_check.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -18,7 +18,9 @@ from rlntp.runs.metrics import read_metrics
 from rlntp.sweeps.executors import execute_pack
 from rlntp.sweeps.spec import Job
 from rlntp.tasks import TaskConfig
-from rlntp.training.packed import PackError, pretrain_packed
+from rlntp.errors import Diverged
+from rlntp.training import packed as packed_module
+from rlntp.training.packed import StepsDiffer, pretrain_packed
 from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain
 
 # 4 runs (2 seeds x 2 mixtures) with clipping and weight decay, so the per-run clipping and AdamW are exercised
@@ -110,15 +112,34 @@ def _tiny(seed: int, steps: int = 8) -> PretrainRun:
                                       device="cpu", seed=seed))
 
 
-def test_runs_at_different_steps_train_alone(tmp_path):
-    """After a kill, a pack's runs may stand at different checkpoints: they then continue one by one, and the
-    outcome says why."""
+def test_runs_at_different_steps_catch_up_then_train_packed(tmp_path):
+    """After a kill between two runs' saves, a pack's runs stand at different checkpoints: the ones behind catch up
+    alone, then all go on packed."""
     pretrain(_tiny(0, steps=4), tmp_path / "a", progress=False)  # 4 of 8 steps done
-    runs = [_tiny(0), _tiny(1)]
-    with pytest.raises(PackError, match="different steps"):
+    runs = [_tiny(0), _tiny(1)]  # a at step 4, b not started
+    with pytest.raises(StepsDiffer, match=r"different steps \(0, 4\)"):
         pretrain_packed(runs, [tmp_path / "a", tmp_path / "b"], progress=False)
     jobs = tuple(Job(name, "pretrain", run) for name, run in zip(("a", "b"), runs))
     outcome = execute_pack(jobs, str(tmp_path))
-    assert {name: o["state"] for name, o in outcome["runs"].items()} == {"a": "done", "b": "done"}
-    assert "different steps" in outcome["runs"]["a"]["pack_error"]
+    assert {name: (o["state"], o.get("packed"), o.get("pack_error")) for name, o in outcome["runs"].items()} == {
+        "a": ("done", 2, None), "b": ("done", 2, None)}
+    assert [r["step"] for r in read_metrics(tmp_path / "a")] == [0, 4, 8]
+    assert [r["step"] for r in read_metrics(tmp_path / "b")] == [0, 4, 8]
+
+
+def test_a_run_that_diverges_fails_alone(tmp_path, monkeypatch):
+    """One run of a pack diverges (forced at its first evaluation after step 0): it fails with its error, the other
+    finishes, packed."""
+    real = packed_module.check_finite_weights
+
+    def diverge_b(model, step, out):
+        if Path(out).name == "b" and step > 0:
+            raise Diverged(f"the weights hold NaN or infinite values at step {step}")
+        real(model, step, out)
+
+    monkeypatch.setattr(packed_module, "check_finite_weights", diverge_b)
+    jobs = tuple(Job(name, "pretrain", _tiny(seed)) for name, seed in (("a", 0), ("b", 1)))
+    outcome = execute_pack(jobs, str(tmp_path))["runs"]
+    assert outcome["b"]["state"] == "failed" and "at step 4" in outcome["b"]["error"]
+    assert outcome["a"]["state"] == "done" and outcome["a"]["packed"] == 1
     assert [r["step"] for r in read_metrics(tmp_path / "a")] == [0, 4, 8]

@@ -190,11 +190,11 @@ class FixedData:
         return self._order[1]
 
     def train_batch(self, step: int, batch_size: int) -> Sequences:
-        """Rows step * batch_size .. of the endless sequence of epochs."""
-        index = torch.arange(step * batch_size, (step + 1) * batch_size)
-        epochs, offsets = index // self.train_size, index % self.train_size
-        rows = torch.cat([self.epoch_order(e)[offsets[epochs == e].to(self.train.tokens.device)]
-                          for e in torch.unique(epochs).tolist()])
+        """Rows step * batch_size .. of the endless sequence of epochs (slices of the epochs' orders, on the device:
+        nothing is copied to it or read from it but the order of each new epoch)."""
+        start, end, n = step * batch_size, (step + 1) * batch_size, self.train_size
+        rows = torch.cat([self.epoch_order(e)[max(start - e * n, 0):min(end - e * n, n)]
+                          for e in range(start // n, (end - 1) // n + 1)])
         return Sequences(*(t[rows] for t in vars(self.train).values()))
 
     def rl_prompts(self, n: int, generator: torch.Generator) -> torch.Tensor:

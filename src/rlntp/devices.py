@@ -98,7 +98,7 @@ def synchronize(device: torch.device) -> None:
 # `int(t)`), an output whose size depends on the values (nonzero, boolean-mask indexing, unique), a comparison
 # returning a Python bool. `.tolist()` and `.cpu()` of a CPU tensor dispatch nothing and are not seen on a CPU.
 _SYNCING_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim", "unique_consecutive",
-                "is_nonzero", "equal", "allclose", "repeat_interleave", "masked_scatter")
+                "is_nonzero", "equal", "allclose", "masked_scatter", "bincount", "histc")
 
 
 class HostSyncCounter:
@@ -107,7 +107,10 @@ class HostSyncCounter:
     `with HostSyncCounter() as syncs: step()` then `syncs.count` and `syncs.ops` (their names). Also counted:
     indexing with a boolean mask, and copies between devices. On CUDA, `torch.cuda.set_sync_debug_mode`
     sees the real synchronisations; this sees the operations that cause them wherever the code runs, so a
-    test on a CPU can hold a training step to none.
+    test on a CPU can hold a training step to none. It cannot see a copy to the GPU that a CPU run does not make
+    (a CPU index tensor used on a CUDA tensor, `torch.tensor(..., device="cuda")`), nor into compiled code
+    (torch.compile's graphs do not pass through dispatch modes); it counts a non-blocking copy from pinned memory,
+    which does not wait.
     """
 
     def __init__(self):
@@ -130,7 +133,9 @@ class HostSyncCounter:
     def _see(self, func, args, kwargs) -> None:
         name = func._schema.name.removeprefix("aten::")
         syncs = name in _SYNCING_OPS
-        if name in ("index", "index_put", "index_put_") and len(args) > 1:
+        if name == "repeat_interleave":  # repeats given as a tensor: the output's size is their sum
+            syncs = func._overloadname != "self_int" and kwargs.get("output_size") is None
+        elif name in ("index", "index_put", "index_put_") and len(args) > 1:
             syncs = any(isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in args[1] if
                         i is not None)
         elif name in ("_to_copy", "to", "copy_") and args and isinstance(args[0], torch.Tensor):

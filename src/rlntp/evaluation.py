@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rlntp.generation import generate
+from rlntp.generation import DECODERS
 from rlntp.tasks.base import Task
 
 
@@ -41,13 +41,15 @@ def decode_stats(task: Task, prompts: torch.Tensor, outputs: torch.Tensor) -> De
 
 @torch.no_grad()
 def evaluate(model: nn.Module, task: Task, samples: int, generator: torch.Generator, temperature: float = 1.0,
-             batch_size: int = 2560, test_prompts: torch.Tensor | None = None) -> dict[str, float | list[int]]:
+             batch_size: int = 2560, test_prompts: torch.Tensor | None = None,
+             decode: str = "shared") -> dict[str, float | list[int]]:
     """Greedy and temperature-`temperature` decoding of `samples` prompts, as `eval/...` metrics.
 
     The prompts are the first `samples` rows of `test_prompts` (a dataset's test split), or fresh
     ones drawn from `generator` when there is none. The model is put in eval mode and restored to
-    its previous mode afterwards.
+    its previous mode afterwards. `decode`: the decoder (`rlntp.generation.DECODERS`).
     """
+    generate = DECODERS[decode]
     was_training = model.training
     model.eval()
     if test_prompts is not None:

@@ -59,3 +59,46 @@ def generate(model: nn.Module, prompts: torch.Tensor, max_new_tokens: int, eos_i
                 prefix = inverse
             logits = model(token[:, None], cache=cache)[:, -1]
     return out.clone()  # a normal tensor: training reads rollouts, and autograd refuses inference tensors
+
+
+def generate_static(model: nn.Module, prompts: torch.Tensor, max_new_tokens: int, eos_id: int,
+                    temperature: float = 0.0, generator: torch.Generator | None = None, repeats: int = 1,
+                    forward=None) -> torch.Tensor:
+    """`generate` with shapes that never change and no host synchronisation: for CUDA graphs.
+
+    Every row is decoded for `max_new_tokens` steps, each one forward pass over the whole (B, prompt +
+    max_new_tokens) token buffer with no cache (causal attention: the logits at a position are those of its
+    prefix), read at the current position, a device tensor. So `forward` (default `model`; e.g.
+    `torch.compile(model, mode="reduce-overhead")`) sees one input shape, compiles once and replays as one
+    CUDA graph per token. It does about context / 2 times the arithmetic of `generate`, which on a GPU is
+    cheaper than `generate`'s host reads for small batches (RL rollouts); `benchmarks/gpu_check.py` measures
+    both. Tokens are drawn as in `generate` (the exponential race, the same draws per step), so the outputs
+    are the same for the same logits; the generator ends further on (it draws every step, `generate` stops
+    when all rows ended).
+    """
+    forward = model if forward is None else forward
+    with torch.inference_mode():
+        B, prompt_len = prompts.shape[0] * repeats, prompts.shape[1]
+        tokens = torch.full((B, prompt_len + max_new_tokens), eos_id, dtype=torch.long, device=prompts.device)
+        tokens[:, :prompt_len] = prompts.repeat_interleave(repeats, dim=0) if repeats > 1 else prompts
+        ended = torch.zeros(B, dtype=torch.bool, device=prompts.device)
+        position = torch.full((B, 1, 1), prompt_len - 1, device=prompts.device)
+        for t in range(max_new_tokens):
+            logits = forward(tokens[:, :-1])  # (B, T - 1, vocab); T - 1: the last token is never an input
+            logits = logits.gather(1, position.expand(-1, -1, logits.shape[-1]))[:, 0]
+            if temperature == 0:
+                token = logits.argmax(dim=-1)
+            else:
+                scaled = logits.float() if temperature == 1 else logits.float() / temperature
+                race = torch.empty((B, logits.shape[1]), device=logits.device).exponential_(generator=generator)
+                token = (torch.softmax(scaled, dim=-1) / race).argmax(dim=-1)
+            token = torch.where(ended, eos_id, token)
+            tokens[:, prompt_len + t] = token
+            ended |= token == eos_id
+            position += 1
+    return tokens[:, prompt_len:].clone()
+
+
+DECODERS = {"shared": generate, "static": generate_static}
+"""The decoders a stage may use (`--decode`): shared (`generate`: prefixes shared, ended rows dropped; reads the
+device every token) or static (`generate_static`: fixed shapes, no reads; more arithmetic)."""

@@ -19,6 +19,7 @@ current one no longer lists stay in status.json and the table, marked with the s
 
 import hashlib
 import json
+import math
 import os
 import signal
 import socket
@@ -47,8 +48,10 @@ RUNS, RESULTS, SWEEP = "runs", "results.parquet", "sweep.json"
 STATES = ("done", "running", "failed", "damaged", "changed", "skipped", "partial", "pending")
 """damaged: its files cannot be read; changed: its config differs from the sweep file's; partial: started and
 stopped before its last step (a rerun resumes it); pending: not started"""
-_RESUMABLE = {"train.steps", "train.device", "train.precision", "post.steps", "post.device", "post.precision"}
-"""Fields in which a run may differ from the sweep's job and still be that job's run (extended, moved)."""
+_RESUMABLE = {"train.steps", "train.device", "train.precision", "train.step_impl", "train.decode", "post.steps",
+              "post.device", "post.precision", "post.decode"}
+"""Fields in which a run may differ from the sweep's job and still be that job's run (extended, moved, run
+another way)."""
 
 
 class SweepFailed(UserError):
@@ -126,7 +129,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
                     states[job.name] = {"state": "skipped", "error": f"its pre-training {job.source} failed",
                                         "sweep": here}
                 elif source == "done":
-                    unit = [job] + _pack_companions(job, todo, executor.pack)
+                    unit = [job] + _pack_companions(job, todo, executor.pack, pool.slots - len(in_flight))
                     runs = tuple(replace(j, report_to=executor.report_to, tracker_group=out.name) for j in unit)
                     pool.submit(job.name, runs if len(runs) > 1 else runs[0], str(runs_dir))
                     for j in unit[1:]:
@@ -178,8 +181,10 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
     return out / RESULTS
 
 
-def _pack_companions(job: Job, todo: list[Job], pack: int) -> list[Job]:
-    """Up to pack - 1 pending pre-training jobs that can train packed with `job` (`training.packed.pack_key`)."""
+def _pack_companions(job: Job, todo: list[Job], pack: int, free_slots: int) -> list[Job]:
+    """Pending pre-training jobs to train packed with `job` (`training.packed.pack_key`): at most pack - 1, and
+    few enough that the jobs of its kind spread over the free worker slots (4 runs, --pack 4, 2 workers: 2 packs
+    of 2, each on its own cores)."""
     if pack <= 1 or job.stage != "pretrain":
         return []
     from rlntp.training.packed import pack_key
@@ -187,7 +192,9 @@ def _pack_companions(job: Job, todo: list[Job], pack: int) -> list[Job]:
     key = pack_key(job.pretrain)
     if key is None:
         return []
-    return [j for j in todo if j is not job and j.stage == "pretrain" and pack_key(j.pretrain) == key][:pack - 1]
+    kin = [j for j in todo if j is not job and j.stage == "pretrain" and pack_key(j.pretrain) == key]
+    size = min(pack, math.ceil((len(kin) + 1) / max(1, free_slots)))
+    return kin[:size - 1]
 
 
 def _raise_interrupt(signum, frame):

@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +46,9 @@ class ExecutorConfig(Config):
     wandb, mlflow (several allowed; `tensorboard --logdir OUT` shows them all)"""
     pack: int = 1
     """train up to this many pre-training runs together as one batched model in one process (slot): runs of one
-    GPT-2 shape that differ only in seed and p_cot (`rlntp.training.packed`). Each run directory is as if the run
-    had trained alone; the floats agree with it up to float rounding (docs/sweeps.md, "Packing runs")"""
+    GPT-2 shape that differ only in seed and p_cot (`rlntp.training.packed`), spread over the free workers. Each run
+    directory is as if the run had trained alone; the floats agree with it within the tolerances of docs/sweeps.md,
+    "Packing runs" (a pack always takes the static step: --step-impl grouped has no packed form)"""
 
     def check(self) -> None:
         check_choice("executor", self.executor, EXECUTORS)
@@ -97,32 +98,49 @@ def execute(job: "Job | tuple[Job, ...]", runs_dir: str, progress: bool = False)
 def execute_pack(jobs: tuple["Job", ...], runs_dir: str, progress: bool = False) -> dict[str, Any]:
     """Pre-train `jobs` packed (`rlntp.training.packed`); {"runs": {name: outcome}}, each outcome as `execute`'s.
 
-    A run that diverges fails alone. Where the runs cannot train packed (e.g. their directories stand at
-    different steps after a kill) or packing fails, each run not failed continues alone from its checkpoints;
-    its outcome says why under `pack_error`.
+    A run that diverges fails alone; the others go on packed. Runs whose directories stand at different steps
+    (a kill between their saves) first catch up alone to the furthest one's step, then go on packed. Where
+    packing fails otherwise, each run not failed continues alone from its checkpoints, its outcome saying
+    why under `pack_error`.
     """
-    from rlntp.training.packed import RunDiverged, pretrain_packed
+    from rlntp.training.packed import RunDiverged, StepsDiffer, pretrain_packed
+    from rlntp.training.pretrain import pretrain
 
     start = time.perf_counter()
     outcomes: dict[str, dict[str, Any]] = {}
-    pack_error = None
-    try:
-        pretrain_packed([job.pretrain for job in jobs], [Path(runs_dir) / job.name for job in jobs], progress,
-                        report_to=jobs[0].report_to, group=jobs[0].tracker_group)
-        seconds = time.perf_counter() - start
-        return {"runs": {job.name: {"state": "done", "error": None, "seconds": seconds, "packed": len(jobs)}
-                         for job in jobs}}
-    except Interrupted:
-        raise
-    except RunDiverged as e:
-        outcomes[jobs[e.index].name] = {"state": "failed", "error": str(e), "packed": len(jobs)}
-    except UserError as e:
-        pack_error = str(e)
-    except Exception as e:  # a bug in packing: the runs still train, alone
-        pack_error = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
-    for job in jobs:
-        if job.name not in outcomes:
-            outcomes[job.name] = execute(job, runs_dir, progress) | ({"pack_error": pack_error} if pack_error else {})
+    remaining, pack_error = list(jobs), None
+    trackers = dict(report_to=jobs[0].report_to, group=jobs[0].tracker_group)
+    while remaining and pack_error is None:
+        outs = [Path(runs_dir) / job.name for job in remaining]
+        try:
+            pretrain_packed([job.pretrain for job in remaining], outs, progress, **trackers)
+            for job in remaining:
+                outcomes[job.name] = {"state": "done", "error": None, "seconds": time.perf_counter() - start,
+                                      "packed": len(remaining)}
+            remaining = []
+        except Interrupted:
+            raise
+        except RunDiverged as e:
+            outcomes[remaining[e.index].name] = {"state": "failed", "error": str(e), "packed": len(remaining)}
+            remaining.pop(e.index)
+        except StepsDiffer as e:
+            target = max(e.steps)
+            try:
+                for job, out, step in zip(remaining, outs, e.steps):
+                    if step < target:
+                        run = job.pretrain
+                        pretrain(replace(run, train=replace(run.train, steps=target)), out, resume=True,
+                                 progress=progress, **trackers)
+            except Interrupted:
+                raise
+            except Exception as catch_up:  # the run alone will meet it again and report it
+                pack_error = f"{e}; catching up alone failed: {catch_up}"
+        except UserError as e:
+            pack_error = str(e)
+        except Exception as e:  # a bug in packing: the runs still train, alone
+            pack_error = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+    for job in remaining:
+        outcomes[job.name] = execute(job, runs_dir, progress) | {"pack_error": pack_error}
     return {"runs": outcomes}
 
 

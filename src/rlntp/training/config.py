@@ -6,7 +6,8 @@ from typing import Any
 
 from rlntp.config import Config
 from rlntp.devices import check_precision, check_threads
-from rlntp.errors import check
+from rlntp.errors import check, check_choice
+from rlntp.generation import DECODERS
 from rlntp.training.optim import check_optimizer
 
 
@@ -50,8 +51,14 @@ class StageConfig(Config):
     """fp32, bf16 (forward passes, rollouts too, under bfloat16 autocast; weights and optimizer stay float32),
     or auto (bf16 on a CUDA GPU that has it, else fp32)"""
 
+    decode: str = "shared"
+    """how evaluations (and RL rollouts) decode: shared (rows share their prefixes, ended rows leave: the least
+    arithmetic, but the host reads the device every token) or static (fixed shapes, nothing read: for CUDA
+    graphs). The same tokens for the same logits; docs/gpu.md"""
+
     def check(self) -> None:
         check_threads(self.threads)
+        check_choice("decode", self.decode, tuple(DECODERS))
         for name in ("steps", "eval_every", "eval_samples", "save_every"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         check_optimizer(self.optimizer, self.lr, self.weight_decay, self.max_grad_norm)

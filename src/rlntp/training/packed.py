@@ -10,8 +10,10 @@ directory has the files and meanings of one trained alone, which `rlntp eval`, `
 results read as they are. The floats agree with a run trained alone up to float rounding (batched and plain
 matrix products round differently; tests/test_packed.py states and checks the tolerance).
 
-On a GPU, where a small model's step is launch overhead, N runs cost about one; on a CPU the larger products
-use the cores better than one small run per core (measured in the tests' note and docs/sweeps.md).
+A pack's step is always the static one (`--step-impl static`: the padded batch in one pass; `compiled` compiles
+it); `grouped`, the CPU's default for a run alone, has no packed form. On a GPU, where a small model's step is
+launch overhead, N runs should cost about one; on a CPU packing gains only where one run's products are too
+small for its threads (docs/sweeps.md, "Packing runs", has the measurements).
 """
 
 import contextlib
@@ -47,6 +49,14 @@ PER_RUN = ("train.seed", "task.p_cot", "task.p_medium")
 
 class PackError(UserError):
     """These runs cannot train packed (the sweep then trains them one by one)."""
+
+
+class StepsDiffer(PackError):
+    """The runs' directories stand at different checkpoints (a kill between their saves): `steps[i]` is run i's."""
+
+    def __init__(self, steps: list[int]):
+        super().__init__(f"the runs stand at different steps ({', '.join(map(str, sorted(set(steps))))})")
+        self.steps = steps
 
 
 class RunDiverged(Diverged):
@@ -156,18 +166,21 @@ def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = 
     task = tasks[0]
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    check_fits(memory_estimate(runs[0].model, task.vocab_size, task.context_len, cfg.batch_size * len(runs),
-                               cfg.eval_samples), device, "packed pre-training", "pack fewer runs")
+    # each run: its share of the packed step, and its own copy of the weights for evaluations and checkpoints
+    check_fits(len(runs) * memory_estimate(runs[0].model, task.vocab_size, task.context_len, cfg.batch_size,
+                                           cfg.eval_samples), device, "packed pre-training", "pack fewer runs")
     datas = [make_data(t, run.task.data, run.train.seed, device) for t, run in zip(tasks, runs)]
+    check(all(data.train_size is None or data.train_size >= cfg.batch_size for data in datas),
+          f"a dataset's train split has fewer rows than batch_size {cfg.batch_size}")
     tokenizer = task.tokenizer()
     with pinned_threads(cfg.threads), contextlib.ExitStack() as stack:
         run_dirs = [stack.enter_context(open_run_dir(out, run.to_dict(), True, _RESUMABLE_CHANGES, cfg.steps,
                                                      normalize=PretrainRun.recorded))
                     for run, out in zip(runs, outs)]
         checkpoints = [d.resume_point() for d in run_dirs]
-        steps = {0 if c is None else checkpoint_state(c)["step"] for c in checkpoints}
-        if len(steps) > 1:
-            raise PackError(f"the runs stand at different steps ({', '.join(map(str, sorted(steps)))})")
+        steps = [0 if c is None else checkpoint_state(c)["step"] for c in checkpoints]
+        if len(set(steps)) > 1:
+            raise StepsDiffer(steps)
         trackers = [stack.enter_context(Trackers(report_to, out, run.to_dict(), group)) for run, out in zip(runs, outs)]
         models, optimizers, tallies = [], [], []
         for run, checkpoint, run_dir, data in zip(runs, checkpoints, run_dirs, datas):
@@ -217,7 +230,7 @@ def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = 
             with autocast(device, precision):
                 record |= evaluate(models[i], tasks[i], cfg.eval_samples,
                                    seeded_generator(device, run.train.seed, step, 1),
-                                   test_prompts=datas[i].test_prompts)
+                                   test_prompts=datas[i].test_prompts, decode=cfg.decode)
             if tokens:
                 record["perf/tokens_per_s"] = tokens / train_time
                 record["perf/step_s"] = train_time / timed_steps

@@ -153,7 +153,7 @@ class PosttrainRun:
         return cls(str(source), state["step"], state["samples_seen"], task, model, post)
 
 
-_RESUMABLE_CHANGES = {"post.steps", "post.device", "post.precision"}
+_RESUMABLE_CHANGES = {"post.steps", "post.device", "post.precision", "post.decode"}
 
 
 def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool = True,
@@ -209,7 +209,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
                 record[key] = sum(s[key] for s in stats) / len(stats)
             with autocast(device, precision):
                 record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
-                                   test_prompts=data.test_prompts)
+                                   test_prompts=data.test_prompts, decode=cfg.decode)
             if stats:
                 record["perf/step_s"] = train_time / len(stats)
             append_metrics(out, record)
@@ -226,7 +226,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
             prompts = data.rl_prompts(cfg.prompts, rng)
             with autocast(device, precision):
                 rollouts = sample_rollouts(model, task, prompts, cfg.rollouts, cfg.temperature, cfg.reward, rng,
-                                           cfg.length_penalty)
+                                           cfg.length_penalty, cfg.decode)
             if cfg.algo == "grpo":
                 update = grpo_update(model, optimizer, rollouts, cfg.clip_eps, cfg.kl_beta, ref_model,
                                      cfg.updates_per_step, cfg.token_level, logprob_temperature, precision)

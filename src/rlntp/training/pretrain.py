@@ -86,8 +86,9 @@ class PretrainRun:
         return as_recorded(cls.from_dict(saved).to_dict(), saved, "train")
 
 
-# Fields that may change when a run is resumed: extending it, or moving it to another device or precision.
-_RESUMABLE_CHANGES = {"train.steps", "train.device", "train.precision"}
+# Fields that may change when a run is resumed: extending it, moving it to another device or precision, or running
+# its steps or decoding another way (the same computation up to float rounding).
+_RESUMABLE_CHANGES = {"train.steps", "train.device", "train.precision", "train.step_impl", "train.decode"}
 
 
 def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool = True,
@@ -136,7 +137,7 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
                 record["train/loss"] = losses.mean()
             with autocast(device, precision):
                 record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
-                                   test_prompts=data.test_prompts)
+                                   test_prompts=data.test_prompts, decode=cfg.decode)
             if tokens:
                 record["perf/tokens_per_s"] = tokens / train_time
                 record["perf/step_s"] = train_time / timed_steps

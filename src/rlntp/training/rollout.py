@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rlntp.generation import generate
+from rlntp.generation import DECODERS
 from rlntp.tasks.base import Task, output_mask
 from rlntp.training.rewards import compute_reward
 
@@ -48,7 +48,7 @@ class Rollouts:
 @torch.no_grad()
 def sample_rollouts(model: nn.Module, task: Task, prompts: torch.Tensor, rollouts_per_prompt: int,
                     temperature: float, reward: str, generator: torch.Generator,
-                    length_penalty: float = 0.4) -> Rollouts:
+                    length_penalty: float = 0.4, decode: str = "shared") -> Rollouts:
     """Sample `rollouts_per_prompt` responses to each row of `prompts`, in eval mode.
 
     Rollouts are generated with the model in eval mode (no dropout; paper App. B.2 found this
@@ -57,8 +57,8 @@ def sample_rollouts(model: nn.Module, task: Task, prompts: torch.Tensor, rollout
     was_training = model.training
     model.eval()
     x = prompts.repeat_interleave(rollouts_per_prompt, dim=0)
-    outputs = generate(model, prompts, task.max_new_tokens, task.eos_id, temperature, generator,
-                       repeats=rollouts_per_prompt)
+    outputs = DECODERS[decode](model, prompts, task.max_new_tokens, task.eos_id, temperature, generator,
+                               repeats=rollouts_per_prompt)
     model.train(was_training)
     r = compute_reward(reward, task, x, outputs, length_penalty)
     lengths = task.output_lengths(outputs)
