@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from measure import clock  # benchmarks/measure.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = {"tests": 60, "steps": 130, "grpo": 100, "fig1": 130, "llm": 120}
 """Each part and its time limit in seconds (540 in all)."""
@@ -92,19 +94,13 @@ def count_syncs(step, device) -> int | None:
 
 
 def _median_ms(step, device, repeats: int, warmup: int = 3) -> float:
-    import torch
-
     for _ in range(warmup):
         step()
     times = []
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
+        t0 = clock(device)
         step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
+        times.append(clock(device) - t0)
     return 1e3 * statistics.median(times)
 
 
@@ -214,12 +210,10 @@ def part_grpo(device, setting: dict, tiny: bool, results: dict) -> dict:
     model.train()
     for name, samples in (("eval_s", setting["train"]["eval_samples"]), ("rl_eval_s", post.eval_samples)):
         for decode in ("shared", "static"):
-            t0 = time.perf_counter()
+            t0 = clock(device)
             with autocast(device, precision):
                 evaluate(model, task, samples, seeded_generator(device, 0, 1), decode=decode)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            results[name if decode == "shared" else f"{name}_static"] = time.perf_counter() - t0
+            results[name if decode == "shared" else f"{name}_static"] = clock(device) - t0
     print(json.dumps(results), flush=True)
     return results
 

@@ -15,7 +15,6 @@ from rlntp.generation import generate, generate_static
 from rlntp.models import ModelConfig, build_model
 from rlntp.runs.metrics import read_metrics
 from rlntp.tasks import TaskConfig, make_task
-from rlntp.training import packed as packed_module
 from rlntp.training import pretrain as pretrain_module
 from rlntp.training.losses import LossTally
 from rlntp.training.optim import make_optimizer
@@ -106,7 +105,6 @@ def test_the_training_loop_waits_only_where_it_logs(tmp_path, monkeypatch, packe
     longer run makes exactly as many synchronising operations as the shorter, so none happens per step.
     (Evaluation is stubbed out: decoding's prefix sharing reads the device, a count that depends on the weights.)"""
     monkeypatch.setattr(pretrain_module, "evaluate", _no_eval)
-    monkeypatch.setattr(packed_module, "evaluate", _no_eval)
 
     def syncs(steps: int) -> int:
         train = PretrainConfig(steps=steps, batch_size=32, eval_every=steps, save_every=steps, eval_samples=8,

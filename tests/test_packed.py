@@ -19,7 +19,7 @@ from rlntp.sweeps.executors import execute_pack
 from rlntp.sweeps.spec import Job
 from rlntp.tasks import TaskConfig
 from rlntp.errors import Diverged
-from rlntp.training import packed as packed_module
+from rlntp.training import pretrain as pretrain_module
 from rlntp.training.packed import StepsDiffer, pretrain_packed
 from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain
 
@@ -130,14 +130,14 @@ def test_runs_at_different_steps_catch_up_then_train_packed(tmp_path):
 def test_a_run_that_diverges_fails_alone(tmp_path, monkeypatch):
     """One run of a pack diverges (forced at its first evaluation after step 0): it fails with its error, the other
     finishes, packed."""
-    real = packed_module.check_finite_weights
+    real = pretrain_module.check_finite_weights  # evaluations and checkpoints of packed runs check through it
 
     def diverge_b(model, step, out):
         if Path(out).name == "b" and step > 0:
             raise Diverged(f"the weights hold NaN or infinite values at step {step}")
         real(model, step, out)
 
-    monkeypatch.setattr(packed_module, "check_finite_weights", diverge_b)
+    monkeypatch.setattr(pretrain_module, "check_finite_weights", diverge_b)
     jobs = tuple(Job(name, "pretrain", _tiny(seed)) for name, seed in (("a", 0), ("b", 1)))
     outcome = execute_pack(jobs, str(tmp_path))["runs"]
     assert outcome["b"]["state"] == "failed" and "at step 4" in outcome["b"]["error"]

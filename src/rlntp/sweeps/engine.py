@@ -116,8 +116,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
 
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        in_flight: set[str] = set()
-        packs: dict[str, list[Job]] = {}  # the jobs submitted under each key in flight
+        in_flight: dict[str, list[Job]] = {}  # the jobs submitted under each key, by key
         while todo or in_flight:
             for job in list(todo):
                 if len(in_flight) >= pool.slots:
@@ -136,16 +135,14 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
                         todo.remove(j)
                         states[j.name] = {"state": "running", "sweep": here}
                     states[job.name] = {"state": "running", "sweep": here}
-                    in_flight.add(job.name)
-                    packs[job.name] = unit
+                    in_flight[job.name] = unit
                 else:
                     continue
                 todo.remove(job)
                 bar.update(states[job.name]["state"] == "skipped")
             write_status()
             for key, result in pool.wait(timeout=2.0) if in_flight else []:
-                in_flight.discard(key)
-                unit = packs.pop(key)
+                unit = in_flight.pop(key)
                 outcomes = result.get("runs") or {j.name: result for j in unit}
                 for name, outcome in outcomes.items():
                     if outcome["state"] == "lost" and lost[name] < 2:

@@ -84,9 +84,9 @@ def _shared_prompt_logprobs(model: nn.Module, tokens: torch.Tensor, ends: torch.
 
 
 def _picked(logits: torch.Tensor, chunk: torch.Tensor, first: int, temperature: float) -> torch.Tensor:
-    """(b, end - 1 - first) log-probabilities of chunk's tokens first + 1.. under logits of positions first.."""
+    """(..., b, end - 1 - first) log-probabilities of chunk's tokens first + 1.. under logits of positions first.."""
     logits = logits.float() if temperature == 1.0 else logits.float() / temperature
-    return F.log_softmax(logits, dim=-1).gather(-1, chunk[:, first + 1:, None])[..., 0]
+    return F.log_softmax(logits, dim=-1).gather(-1, chunk[..., first + 1:, None])[..., 0]
 
 
 def next_token_loss(model: nn.Module, tokens: torch.Tensor, loss_mask: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -105,9 +105,14 @@ def padded_next_token_loss(model: nn.Module, tokens: torch.Tensor, loss_mask: to
     syncs (it reads the lengths), which on a GPU cost more than the padding. The same loss up to float rounding.
     """
     logits = model(tokens[:, :-1], logits_from=first)  # positions first.. predict tokens first + 1..
-    logprobs = F.log_softmax(logits.float(), dim=-1).gather(-1, tokens[:, first + 1:, None])[..., 0]
-    mask = loss_mask[:, first + 1:]
-    return -(logprobs * mask).sum() / mask.sum(), tokens.shape[0] * (tokens.shape[1] - 1)
+    return padded_loss(logits, tokens, loss_mask, first), tokens.shape[0] * (tokens.shape[1] - 1)
+
+
+def padded_loss(logits: torch.Tensor, tokens: torch.Tensor, loss_mask: torch.Tensor, first: int) -> torch.Tensor:
+    """Mean cross-entropy of the masked targets of (..., B, T) `tokens` under the logits of positions first..,
+    one per leading index: a 0-dim loss for one batch, (N,) for N runs' batches (`training.packed`)."""
+    mask = loss_mask[..., first + 1:]
+    return -(_picked(logits, tokens, first, 1.0) * mask).sum(dim=(-2, -1)) / mask.sum(dim=(-2, -1))
 
 
 class LossTally:

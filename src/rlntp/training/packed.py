@@ -19,7 +19,6 @@ small for its threads (docs/sweeps.md, "Packing runs", has the measurements).
 import contextlib
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,20 +27,18 @@ from tqdm.auto import tqdm
 
 from rlntp.config import flatten
 from rlntp.data import make_data
-from rlntp.devices import autocast, pinned_threads, resolve_device, resolve_precision, seeded_generator, synchronize
+from rlntp.devices import autocast, pinned_threads, resolve_device, resolve_precision, synchronize
 from rlntp.errors import Diverged, UserError, check
-from rlntp.evaluation import evaluate
 from rlntp.memory import check_fits
 from rlntp.models import build_model, memory_estimate
 from rlntp.models.gpt import GPT
-from rlntp.runs.checkpoints import checkpoint_state, load_checkpoint_model, save_checkpoint
+from rlntp.runs.checkpoints import checkpoint_state, load_checkpoint_model
 from rlntp.runs.dirs import open_run_dir
-from rlntp.runs.metrics import append_metrics
 from rlntp.runs.trackers import Trackers, check_trackers
 from rlntp.tasks import make_task
-from rlntp.training.losses import LossTally, check_finite_weights
+from rlntp.training.losses import LossTally, padded_loss
 from rlntp.training.optim import make_optimizer
-from rlntp.training.pretrain import _RESUMABLE_CHANGES, PretrainRun, resolve_step_impl
+from rlntp.training.pretrain import _RESUMABLE_CHANGES, PretrainRun, log_evaluation, resolve_step_impl, save_state
 
 PER_RUN = ("train.seed", "task.p_cot", "task.p_medium")
 """The settings in which packed runs may differ: everything else (shapes, optimizer, cadence) is shared."""
@@ -133,10 +130,7 @@ class PackedGPT(nn.Module):
 
 def packed_losses(model: PackedGPT, tokens: torch.Tensor, loss_mask: torch.Tensor, first: int) -> torch.Tensor:
     """(N,) each run's mean next-token loss on its batch (N, B, T), as `padded_next_token_loss` computes it."""
-    logits = model(tokens[..., :-1], logits_from=first)
-    logprobs = F.log_softmax(logits.float(), dim=-1).gather(-1, tokens[..., first + 1:, None])[..., 0]
-    mask = loss_mask[..., first + 1:]
-    return -(logprobs * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2))
+    return padded_loss(model(tokens[..., :-1], logits_from=first), tokens, loss_mask, first)
 
 
 def _clip_per_run(params: list[torch.Tensor], max_norm: float) -> None:
@@ -197,8 +191,9 @@ def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = 
 
         packed = PackedGPT(models).train()
         optimizer = make_optimizer(packed, cfg.optimizer, cfg.lr, device, cfg.weight_decay)
+        params = [list(m.parameters()) for m in models]
         for j, param in enumerate(packed.stacked):  # the runs' own optimizer moments, stacked
-            states = [opt.state[list(m.parameters())[j]] for opt, m in zip(optimizers, models)]
+            states = [opt.state[run_params[j]] for opt, run_params in zip(optimizers, params)]
             if states[0]:
                 optimizer.state[param] = {"step": states[0]["step"].clone()} | {
                     key: torch.stack([s[key] for s in states]) for key in ("exp_avg", "exp_avg_sq")}
@@ -209,34 +204,21 @@ def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = 
             loss_fn = torch.compile(packed_losses, mode="reduce-overhead" if device.type == "cuda" else None,
                                     dynamic=False)
 
-        def unpack(i: int) -> None:
-            """Model and optimizer i hold run i's state (for its evaluation or checkpoint)."""
+        def unpack(i: int, optimizer_state: bool = False) -> None:
+            """Model i holds run i's weights (for its evaluation), and with `optimizer_state` optimizer i its moments
+            (for its checkpoint)."""
             packed.copy_to(i, models[i])
+            if not optimizer_state:
+                return
             for param, stacked in zip(models[i].parameters(), packed.stacked):
                 if stacked in optimizer.state:
                     s = optimizer.state[stacked]
                     optimizers[i].state[param] = {"step": s["step"].clone(), "exp_avg": s["exp_avg"][i].clone(),
                                                   "exp_avg_sq": s["exp_avg_sq"][i].clone()}
 
-        def log_eval(i: int, step: int, train_time: float, tokens: int, timed_steps: int) -> dict[str, Any]:
-            run, out = runs[i], outs[i]
-            tallies[i].check(out)
-            check_finite_weights(models[i], step, out)
-            record: dict[str, Any] = {"step": step, "samples_seen": step * cfg.batch_size}
-            if datas[i].train_size is not None:
-                record["epoch"] = step * cfg.batch_size / datas[i].train_size
-            if tallies[i].steps:
-                record["train/loss"] = tallies[i].mean()
-            with autocast(device, precision):
-                record |= evaluate(models[i], tasks[i], cfg.eval_samples,
-                                   seeded_generator(device, run.train.seed, step, 1),
-                                   test_prompts=datas[i].test_prompts, decode=cfg.decode)
-            if tokens:
-                record["perf/tokens_per_s"] = tokens / train_time
-                record["perf/step_s"] = train_time / timed_steps
-            append_metrics(out, record)
-            trackers[i].log(record)
-            return record
+        def log_eval(i: int, step: int, train_time: float = 0.0, tokens: int = 0, timed_steps: int = 0) -> None:
+            log_evaluation(outs[i], step, models[i], tasks[i], datas[i], runs[i].train, tallies[i], trackers[i],
+                           device, precision, train_time, tokens, timed_steps)
 
         def each_run(action) -> None:
             for i in range(len(runs)):
@@ -246,7 +228,7 @@ def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = 
                     raise RunDiverged(i, e) from e
 
         if step == 0:
-            each_run(lambda i: (unpack(i), log_eval(i, 0, 0.0, 0, 0)))
+            each_run(lambda i: (unpack(i), log_eval(i, 0)))
         timed_steps, train_time, tokens = 0, 0.0, 0
         bar = tqdm(total=cfg.steps, initial=step, desc=f"pretrain {len(runs)} packed", disable=not progress,
                    unit="step")
@@ -272,20 +254,15 @@ def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = 
                 run_dir.step = step
             bar.update(1)
             if evaluating or saving:
-                each_run(unpack)
+                each_run(lambda i: unpack(i, optimizer_state=saving))
             if evaluating:
                 each_run(lambda i: log_eval(i, step, train_time, tokens, timed_steps))
                 timed_steps, train_time, tokens = 0, 0.0, 0
                 for tally in tallies:
                     tally.reset()
             if saving:
-                def save(i: int) -> None:
-                    tallies[i].check(outs[i])
-                    check_finite_weights(models[i], step, outs[i])
-                    save_checkpoint(outs[i], step, models[i], optimizers[i], datas[i].generators,
-                                    {"samples_seen": step * cfg.batch_size, "loss_sum": tallies[i].total.item(),
-                                     "loss_steps": tallies[i].steps}, tokenizer=tokenizer)
-                each_run(save)
+                each_run(lambda i: save_state(outs[i], step, models[i], optimizers[i], datas[i], tallies[i],
+                                              cfg.batch_size, tokenizer))
         bar.close()
         if any(t.names for t in trackers):
             from rlntp.plots import plot_run

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rlntp.data import make_data
+from rlntp.data import FixedData, OnlineData, make_data
 from rlntp.devices import autocast, pinned_threads, resolve_device, resolve_precision, seeded_generator, synchronize
 from rlntp.errors import RunDirError, check, check_choice
 from rlntp.evaluation import evaluate
@@ -127,26 +127,8 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
         step_loss = make_step_loss(model, task, resolve_step_impl(cfg.step_impl, device), device)
         model.train()
 
-        def log_eval(step: int, train_time: float, tokens: int, timed_steps: int) -> dict[str, Any]:
-            losses.check(out)
-            check_finite_weights(model, step, out)
-            record: dict[str, Any] = {"step": step, "samples_seen": step * cfg.batch_size}
-            if data.train_size is not None:
-                record["epoch"] = step * cfg.batch_size / data.train_size
-            if losses.steps:
-                record["train/loss"] = losses.mean()
-            with autocast(device, precision):
-                record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
-                                   test_prompts=data.test_prompts, decode=cfg.decode)
-            if tokens:
-                record["perf/tokens_per_s"] = tokens / train_time
-                record["perf/step_s"] = train_time / timed_steps
-            append_metrics(out, record)
-            trackers.log(record)
-            return record
-
         if step == 0:
-            log_eval(0, 0.0, 0, 0)
+            log_evaluation(out, 0, model, task, data, cfg, losses, trackers, device, precision)
         timed_steps, train_time, tokens = 0, 0.0, 0
         bar = tqdm(total=cfg.steps, initial=step, desc=f"pretrain {out.name}", disable=not progress, unit="step")
         while step < cfg.steps:
@@ -168,24 +150,55 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
             bar.update(1)
 
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                record = log_eval(step, train_time, tokens, timed_steps)
+                record = log_evaluation(out, step, model, task, data, cfg, losses, trackers, device, precision,
+                                        train_time, tokens, timed_steps)
                 bar.set_postfix(loss=f"{record['train/loss']:.3f}", greedy=f"{record['eval/greedy_acc']:.2f}",
                                 sampled=f"{record['eval/sampled_acc']:.2f}",
                                 long=f"{record['eval/sampled_long_frac']:.2f}")
                 timed_steps, train_time, tokens = 0, 0.0, 0
                 losses.reset()
             if step % cfg.save_every == 0 or step == cfg.steps:
-                losses.check(out)
-                check_finite_weights(model, step, out)
-                save_checkpoint(out, step, model, optimizer, data.generators,
-                                {"samples_seen": step * cfg.batch_size, "loss_sum": losses.total.item(),
-                                 "loss_steps": losses.steps}, tokenizer=tokenizer)
+                save_state(out, step, model, optimizer, data, losses, cfg.batch_size, tokenizer)
         bar.close()
         if trackers.names:
             from rlntp.plots import plot_run
 
             trackers.image(plot_run(out))
     return out
+
+
+def log_evaluation(out: Path, step: int, model: nn.Module, task: Task, data: OnlineData | FixedData,
+                   cfg: PretrainConfig, losses: LossTally, trackers: Trackers, device: torch.device, precision: str,
+                   train_time: float = 0.0, tokens: int = 0, timed_steps: int = 0) -> dict[str, Any]:
+    """Evaluate run `out`'s model at `step` and append the record (with the mean loss since the last one and the
+    steps' speed) to its metrics.jsonl and trackers; returns it. Diverged first if a loss or weight is not finite."""
+    losses.check(out)
+    check_finite_weights(model, step, out)
+    record: dict[str, Any] = {"step": step, "samples_seen": step * cfg.batch_size}
+    if data.train_size is not None:
+        record["epoch"] = step * cfg.batch_size / data.train_size
+    if losses.steps:
+        record["train/loss"] = losses.mean()
+    with autocast(device, precision):
+        record |= evaluate(model, task, cfg.eval_samples, seeded_generator(device, cfg.seed, step, 1),
+                           test_prompts=data.test_prompts, decode=cfg.decode)
+    if tokens:
+        record["perf/tokens_per_s"] = tokens / train_time
+        record["perf/step_s"] = train_time / timed_steps
+    append_metrics(out, record)
+    trackers.log(record)
+    return record
+
+
+def save_state(out: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+               data: OnlineData | FixedData, losses: LossTally, batch_size: int, tokenizer) -> None:
+    """Checkpoint `step` of run `out` (weights, optimizer moments, the data's random state, the loss tally), after
+    checking that no loss or weight is non-finite."""
+    losses.check(out)
+    check_finite_weights(model, step, out)
+    save_checkpoint(out, step, model, optimizer, data.generators,
+                    {"samples_seen": step * batch_size, "loss_sum": losses.total.item(), "loss_steps": losses.steps},
+                    tokenizer=tokenizer)
 
 
 def resolve_step_impl(step_impl: str, device: torch.device) -> str:
