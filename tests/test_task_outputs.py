@@ -46,9 +46,9 @@ def refused_make(spec: str, message: str) -> str:
 
 def cli(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """`rlntp ARGV` in a fresh interpreter."""
+    path = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "rlntp.cli", *argv], capture_output=True, text=True, cwd=cwd,
-                          env=os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"),
-                                                                                        os.environ.get("PYTHONPATH")]))})
+                          env=os.environ | {"PYTHONPATH": path})
 
 
 def assert_one_line(result: subprocess.CompletedProcess, *messages: str) -> str:
@@ -264,3 +264,51 @@ def test_plot_of_a_run_whose_task_became_hostile(tmp_path):
     file.write_text(file.read_text().replace("    pass\n", "    guess_acc = '0.5'\n"))
     assert_one_line(cli(["plot", str(tmp_path / "run")], tmp_path), "guess_acc must be a number in [0, 1]")
     assert not (tmp_path / "run" / "plot.png").exists()
+
+
+def test_the_per_call_checks_add_no_host_sync_to_a_static_step():
+    """A guarded task of your own in the static pre-training step: still no operation that makes a GPU's host wait
+    (tests/test_gpu_ready.py holds the built-in tasks to the same)."""
+    from rlntp.data import make_data
+    from rlntp.devices import HostSyncCounter
+    from rlntp.models import ModelConfig, build_model
+    from rlntp.training.pretrain import make_step_loss
+
+    cpu = torch.device("cpu")
+    task = make_task(TaskConfig(task=f"{ROOT / 'examples' / 'tasks' / 'mod3.py'}:SumMod3Task", d=6))
+    assert getattr(task.sample, "_rlntp_guarded", False)
+    model = build_model(ModelConfig(layers=1, width=16, heads=2), task.vocab_size, task.context_len, task.eos_id, 0)
+    data, step_loss = make_data(task, None, 0, cpu), make_step_loss(model, task, "static", cpu)
+    with HostSyncCounter() as syncs:
+        batch = data.train_batch(1, 16)
+        step_loss(batch.tokens, batch.loss_mask)[0].backward()
+        task.is_correct(batch.tokens[:, :6], batch.tokens[:, 6:])
+    assert syncs.ops == []
+
+
+def test_a_dataset_holds_only_ids_of_the_vocabulary(tmp_path, refused):
+    """Ids outside the vocabulary in rows the start-up check never saw are refused when the dataset is written
+    (one pass on the CPU), and a dataset of another task's larger vocabulary when it is read."""
+    rare, _ = hostile(tmp_path, "    def sample(self, n, generator):\n"
+                                "        s = super().sample(n, generator)\n"
+                                "        return s if n == 8 else Sequences(s.tokens.clamp(max=2) * 3, s.loss_mask,"
+                                " s.lengths, s.kinds)\n", "rare")
+    refused(["data", "sample", "--task", rare, "--d", "4", "--train", "16", "--valid", "4", "--test", "4", "--out",
+             str(tmp_path / "rare")], "the train split of task mod3 has token ids outside its vocabulary [0, 4)")
+    assert not (tmp_path / "rare").exists()
+    mod3 = f"{ROOT / 'examples' / 'tasks' / 'mod3.py'}:SumMod3Task"
+    from rlntp.cli import main
+
+    main(["data", "sample", "--task", mod3, "--d", "4", "--train", "16", "--valid", "4", "--test", "4", "--out",
+          str(tmp_path / "data")])
+    # the same name and params, parity's vocabulary: ids 0, 1 and EOS = 2
+    binary, _ = hostile(tmp_path, "    vocab = ('0', '1', 'EOS')\n"
+                                  "    eos_id = 2\n"
+                                  "    guess_acc = 0.5\n"
+                                  "    def sample_prompts(self, n, generator):\n"
+                                  "        return torch.randint(0, 2, (n, self.d), generator=generator)\n"
+                                  "    def outputs(self, x, kind):\n"
+                                  "        return super().outputs(x, kind).clamp(max=2)\n", "binary")
+    refused(["pretrain", "--task", binary, "--d", "4", "--p-cot", "0.25", "--data", str(tmp_path / "data"),
+             "--steps", "1", *TINY, "--out", str(tmp_path / "run")],
+            "has token id 3, outside the vocabulary of task mod3 (3 tokens): it was made by another task")

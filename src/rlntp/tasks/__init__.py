@@ -138,7 +138,8 @@ def _check_members(task: Task, spec: str) -> None:
     check(names and len(vocab) >= 2 and len(set(vocab)) == len(vocab),
           f"task {spec}: vocab must be distinct non-empty token names, got {vocab!r}")
     check(len(vocab) <= 256, f"task {spec}: at most 256 tokens (datasets store ids as bytes), got {len(vocab)}")
-    check(isinstance(task.name, str) and task.name != "", f"task {spec}: name must be a non-empty str, got {task.name!r}")
+    check(isinstance(task.name, str) and task.name != "",
+          f"task {spec}: name must be a non-empty str, got {task.name!r}")
     check(isinstance(task.eos_id, int) and not isinstance(task.eos_id, bool) and 0 <= task.eos_id < len(vocab),
           f"task {spec}: eos_id must be the index of a token of vocab, got {task.eos_id!r}")
     for name in ("prompt_len", "long_len"):

@@ -162,8 +162,9 @@ def _check_sample(task: Task, spec: str, name: str, batch, n: int, generator: to
                                    ("kinds", (n,), f"(n,) = {(n,)}")):
         value = getattr(batch, field)
         _tensor(spec, name, field, value, shape, expected, generator.device)
+        kind = "bool" if field == "loss_mask" else "integer"
         _fail_unless(not value.is_floating_point() and not value.is_complex(), spec, name,
-                     f"returned {field} of dtype {value.dtype}; it must be {'bool' if field == 'loss_mask' else 'integer'}")
+                     f"returned {field} of dtype {value.dtype}; it must be {kind}")
 
 
 def _check_bools(task: Task, spec: str, name: str, result, prompts, outputs) -> None:
