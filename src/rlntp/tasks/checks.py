@@ -36,9 +36,7 @@ _RLNTP = str(Path(__file__).resolve().parents[1])
 def guard(task: Task, spec: str) -> None:
     """Wrap `task`'s methods (on the object) with the per-call checks of their results and exceptions."""
     files = source_files(type(task))
-    checks = {"sample_prompts": _check_prompts, "sample": _check_sample, "is_correct": _check_bools,
-              "is_valid_cot": _check_bools, "to_text": _check_text}
-    for name, check_result in checks.items():
+    for name, check_result in _CHECKS.items():
         method = getattr(task, name)
         if getattr(method, "_rlntp_guarded", False):
             continue
@@ -122,6 +120,7 @@ def raised(spec: str, what: str, error: Exception, files: set[str]) -> ConfigErr
 
 
 def _guarded(task: Task, spec: str, name: str, method, check_result, files: set[str]):
+    """`method` whose exceptions become one line (`raised`) and whose results pass `check_result`."""
     @functools.wraps(method)
     def call(*args, **kwargs):
         try:
@@ -142,9 +141,7 @@ def _called(task: Task, spec: str, name: str, *args):
     method = getattr(task, name)
     if getattr(method, "_rlntp_guarded", False):
         return method(*args)
-    checks = {"sample_prompts": _check_prompts, "sample": _check_sample, "is_correct": _check_bools,
-              "is_valid_cot": _check_bools, "to_text": _check_text}
-    return _guarded(task, spec, name, method, checks[name], source_files(type(task)))(*args)
+    return _guarded(task, spec, name, method, _CHECKS[name], source_files(type(task)))(*args)
 
 
 def _check_prompts(task: Task, spec: str, name: str, prompts, n: int, generator: torch.Generator) -> None:
@@ -174,6 +171,11 @@ def _check_bools(task: Task, spec: str, name: str, result, prompts, outputs) -> 
 
 def _check_text(task: Task, spec: str, name: str, text, tokens) -> None:
     _fail_unless(isinstance(text, str), spec, name, f"returned type {type(text).__name__}; it must return a str")
+
+
+_CHECKS = {"sample_prompts": _check_prompts, "sample": _check_sample, "is_correct": _check_bools,
+           "is_valid_cot": _check_bools, "to_text": _check_text}
+"""the methods `guard` wraps, each with the check of its result on every call"""
 
 
 def _tensor(spec: str, method: str, what: str, value, shape: tuple, expected: str, device: torch.device) -> None:
