@@ -5,6 +5,7 @@ metadata, and where the task's own code raises (its module, constructor or a met
 Each hostile task is examples/tasks/mod3.py with one member broken (`Bad`, a subclass appended to its source)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -188,6 +189,15 @@ def test_a_method_that_raises_at_start(tmp_path):
     refused_make(spec, f"to_text raised IndexError: tuple index out of range ({file}:{line_of(file, 't + 1')})")
 
 
+def test_an_overridden_default_that_raises(tmp_path):
+    """Methods with a default in Task (here output_lengths, which evaluation calls) are guarded where overridden."""
+    spec, file = hostile(tmp_path, "    def output_lengths(self, outputs):\n"
+                                   "        raise NotImplementedError('later')\n")
+    task = make_task(TaskConfig(task=spec, d=6))
+    with pytest.raises(ConfigError, match=rf"output_lengths raised NotImplementedError: later \({re.escape(str(file))}:\d+\)$"):
+        task.output_lengths(torch.zeros(2, 7, dtype=torch.long))
+
+
 def test_a_method_that_raises_mid_run(tmp_path, refused):
     """is_correct keeps the contract on the start-up check's 8 rows and raises on evaluation's 16: the run stops
     in one line naming the method, its exception and line."""
@@ -197,6 +207,30 @@ def test_a_method_that_raises_mid_run(tmp_path, refused):
                                    "        return super().is_correct(x, outputs)\n")
     refused(["pretrain", "--task", spec, "--d", "4", "--steps", "2", *TINY, "--out", str(tmp_path / "run")],
             f"task {file}:Bad: is_correct raised KeyError: 'missing' ({file}:{line_of(file, 'missing')})")
+
+
+def test_a_method_that_raises_after_training_steps(tmp_path, refused):
+    """sample raises on its third call, the second training batch: the run stops in one line, its checkpoint of
+    step 1 kept for --resume."""
+    spec, file = hostile(tmp_path, "    calls = 0\n\n"
+                                   "    def sample(self, n, generator):\n"
+                                   "        self.calls += 1\n"
+                                   "        if self.calls == 3:\n"
+                                   "            raise RuntimeError(f'call {self.calls}')\n"
+                                   "        return super().sample(n, generator)\n")
+    run = tmp_path / "run"
+    refused(["pretrain", "--task", spec, "--d", "4", "--steps", "4", "--save-every", "1", *TINY, "--out", str(run)],
+            f"task {spec}: sample raised RuntimeError: call 3 ({file}:{line_of(file, 'raise RuntimeError')})")
+    assert (run / "checkpoints").is_dir() and (run / "config.json").is_file()
+
+
+def test_the_api_raises_the_same_line(tmp_path):
+    import rlntp
+
+    spec, _ = hostile(tmp_path, "    def to_text(self, tokens):\n"
+                                "        return tokens\n")
+    with pytest.raises(ConfigError, match=r"to_text returned type list; it must return a str$"):
+        rlntp.sample(TaskConfig(task=spec, d=6), 2)
 
 
 def test_a_batch_of_the_wrong_shape_mid_run(tmp_path, refused):
