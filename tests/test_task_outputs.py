@@ -194,7 +194,8 @@ def test_an_overridden_default_that_raises(tmp_path):
     spec, file = hostile(tmp_path, "    def output_lengths(self, outputs):\n"
                                    "        raise NotImplementedError('later')\n")
     task = make_task(TaskConfig(task=spec, d=6))
-    with pytest.raises(ConfigError, match=rf"output_lengths raised NotImplementedError: later \({re.escape(str(file))}:\d+\)$"):
+    where = re.escape(str(file))
+    with pytest.raises(ConfigError, match=rf"output_lengths raised NotImplementedError: later \({where}:\d+\)$"):
         task.output_lengths(torch.zeros(2, 7, dtype=torch.long))
 
 
