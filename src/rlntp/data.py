@@ -56,7 +56,11 @@ def write_dataset(out: Path, task: Task, splits: dict[str, tuple[Sequences, dict
             ends = (task.prompt_len + seqs.lengths + 1).numpy()  # up to and including EOS
             keep = torch.arange(seqs.tokens.shape[1])[None, :] < torch.from_numpy(ends)[:, None]
             offsets = np.concatenate([[0], np.cumsum(ends)]).astype(np.int32)
-            ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(seqs.tokens[keep].numpy().astype(np.uint8)))
+            kept = seqs.tokens[keep]
+            check(len(kept) == 0 or (int(kept.min()) >= 0 and int(kept.max()) < task.vocab_size),
+                  f"the {name} split of task {task.name} has token ids outside its vocabulary [0, {task.vocab_size}) "
+                  f"(from {int(kept.min())} to {int(kept.max())}): its sample returned them")
+            ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(kept.numpy().astype(np.uint8)))
             rows = seqs.tokens.tolist()
             table = pa.table({"text": [task.to_text(row[:end]) for row, end in zip(rows, ends.tolist())],
                               "input_ids": ids, "long": (seqs.kinds == LONG).numpy(), **extra})
@@ -135,6 +139,9 @@ def load_dataset(path: Path, task: Task) -> Dataset:
         offsets = ids.offsets.to_numpy().astype(np.int64)
         flat = torch.from_numpy(ids.values.to_numpy().astype(np.int64))
         lengths = torch.from_numpy(np.diff(offsets))
+        if len(flat) and int(flat.max()) >= task.vocab_size:
+            raise ConfigError(f"{file} has token id {int(flat.max())}, outside the vocabulary of task {task.name} "
+                              f"({task.vocab_size} tokens): it was made by another task; make the dataset again")
         if int(lengths.max()) > task.context_len:
             raise ConfigError(f"{file} has sequences longer than the task's context ({task.context_len} tokens)")
         tokens = torch.full((len(lengths), task.context_len), task.eos_id, dtype=torch.long)

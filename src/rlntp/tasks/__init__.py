@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlntp.config import Config
-from rlntp.errors import ConfigError, check
+from rlntp.errors import ConfigError, UserError, check
+from rlntp.tasks import checks
 from rlntp.tasks.base import Task
 from rlntp.tasks.multiplication import MultiplicationTask
 from rlntp.tasks.parity import ParityTask
@@ -82,8 +83,8 @@ def make_task(config: TaskConfig) -> Task:
     except ConfigError:
         raise
     except Exception as e:  # the user's constructor: its own message, in one line
-        raise ConfigError(f"task {config.task}: {cls.__name__}(d={config.d}, p_cot={config.p_cot}) failed: "
-                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise checks.raised(config.task, f"{cls.__name__}(d={config.d}, p_cot={config.p_cot})", e,
+                            checks.source_files(cls)) from e
     check_task(task, config.task)
     return task
 
@@ -106,8 +107,8 @@ def task_class(spec: str) -> type[Task]:
         try:
             cls = found[0].load()
         except Exception as e:
-            raise ConfigError(f"task {spec}: its entry point {found[0].value} does not load ({type(e).__name__}: "
-                              f"{e})") from None
+            raise ConfigError(f"task {spec}: its entry point {found[0].value} does not load: "
+                              f"{checks.described(e, checks.module_files(found[0].module))}") from e
     check(inspect.isclass(cls) and issubclass(cls, Task),
           f"task {spec}: {getattr(cls, '__name__', cls)!r} is not a subclass of rlntp.tasks.base.Task")
     missing = sorted(getattr(cls, "__abstractmethods__", ()))
@@ -116,7 +117,20 @@ def task_class(spec: str) -> type[Task]:
 
 
 def check_task(task: Task, spec: str) -> None:
-    """ConfigError in one line unless `task` has every member of the interface with a usable value."""
+    """ConfigError in one line unless `task` has every member of the interface with a usable value and its methods
+    keep the contract on a small batch (`tasks/checks.py`); from then on each call of a method checks its result's
+    shape and dtype, and an exception from the task's code is one line with its file and line."""
+    try:
+        _check_members(task, spec)
+    except (UserError, MemoryError):
+        raise
+    except Exception as e:  # a property of the task's own raised
+        raise checks.raised(spec, "a member", e, checks.source_files(type(task))) from e
+    checks.guard(task, spec)
+    checks.check_outputs(task, spec)
+
+
+def _check_members(task: Task, spec: str) -> None:
     missing = [name for name in REQUIRED if not hasattr(task, name)]
     check(not missing, f"task {spec}: {type(task).__name__} has no {', '.join(missing)} (docs/tasks.md)")
     vocab = task.vocab
@@ -124,11 +138,17 @@ def check_task(task: Task, spec: str) -> None:
     check(names and len(vocab) >= 2 and len(set(vocab)) == len(vocab),
           f"task {spec}: vocab must be distinct non-empty token names, got {vocab!r}")
     check(len(vocab) <= 256, f"task {spec}: at most 256 tokens (datasets store ids as bytes), got {len(vocab)}")
-    check(isinstance(task.eos_id, int) and 0 <= task.eos_id < len(vocab),
+    check(isinstance(task.name, str) and task.name != "",
+          f"task {spec}: name must be a non-empty str, got {task.name!r}")
+    check(isinstance(task.eos_id, int) and not isinstance(task.eos_id, bool) and 0 <= task.eos_id < len(vocab),
           f"task {spec}: eos_id must be the index of a token of vocab, got {task.eos_id!r}")
     for name in ("prompt_len", "long_len"):
         value = getattr(task, name)
-        check(isinstance(value, int) and value >= 1, f"task {spec}: {name} must be an integer >= 1, got {value!r}")
+        check(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+              f"task {spec}: {name} must be an integer >= 1, got {value!r}")
+    check(checks.real_in_unit_interval(task.guess_acc),
+          f"task {spec}: guess_acc must be a number in [0, 1] (the accuracy of a guess), got {task.guess_acc!r}")
+    check(isinstance(task.title, str), f"task {spec}: title must be a str, got {task.title!r}")
     check(isinstance(task.params, dict) and task.params.get("task") is not None,
           f"task {spec}: params must be a dict with at least 'task' (what a dataset manifest records)")
 
@@ -145,9 +165,10 @@ def _load_file(path: str):
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as e:
+    except Exception as e:  # the file's own error, in one line with its file and line
         del sys.modules[name]
-        raise ConfigError(f"task file {path} does not import: {type(e).__name__}: {e}") from None
+        raise ConfigError(f"task file {path} does not import: "
+                          f"{checks.described(e, {str(file.resolve())})}") from e
     return module
 
 
@@ -155,4 +176,10 @@ def _import(module: str, spec: str):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise ConfigError(f"task {spec}: cannot import {module} ({e})") from None
+        if module == e.name or module.startswith(f"{e.name}."):  # not found: no code of the user's ran
+            raise ConfigError(f"task {spec}: cannot import {module} ({e})") from None
+        raise ConfigError(f"task {spec}: {module} does not import: "
+                          f"{checks.described(e, checks.module_files(module))}") from e
+    except Exception as e:  # the module's own error, in one line with its file and line
+        raise ConfigError(f"task {spec}: {module} does not import: "
+                          f"{checks.described(e, checks.module_files(module))}") from e
