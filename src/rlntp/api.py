@@ -74,9 +74,8 @@ def _argument(name: str, value: Any, hint: Any) -> Any:
                 return config_from(option, value, name)
             if option in NAMED and isinstance(value, str):
                 return option(**{NAMED[option]: value})
-            article = "an" if option.__name__[0] in "AEIOU" else "a"
             alternatives = f" or a string (its {NAMED[option]})" if option in NAMED else ""
-            raise ConfigError(f"{name} must be {article} {option.__name__}, a dictionary of its fields{alternatives}, "
+            raise ConfigError(f"{name} must be {option.__name__}(...), a dictionary of its fields{alternatives}, "
                               f"got {value!r}")
     errors = []
     for option in options:
