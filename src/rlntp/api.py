@@ -34,14 +34,14 @@ from rlntp.tasks import TaskConfig
 from rlntp.training.posttrain import PosttrainConfig
 from rlntp.training.pretrain import PretrainConfig
 
-NAMED = {TaskConfig: "task", ExecutorConfig: "executor"}
+_NAMED = {TaskConfig: "task", ExecutorConfig: "executor"}
 """Configs a string may stand for, and the field it sets: `sample("mult")`, `sweep(..., executor="ray")`."""
 
 
 def _validated(fn):
     """`fn` with its arguments checked as the CLI checks its options, before any work: every argument against its
     type (`rlntp.config.check_value`: whole numbers, finite floats, true or false, non-empty strings and paths),
-    a missing or unknown one, and a config given as a dictionary of its fields (or a name, `NAMED`) made into
+    a missing or unknown one, and a config given as a dictionary of its fields (or a name, `_NAMED`) made into
     the config, which checks its own values. Each failure is one ConfigError."""
     signature = inspect.signature(fn)
     hints = typing.get_type_hints(fn)
@@ -71,18 +71,18 @@ def _argument(name: str, value: Any, hint: Any) -> Any:
     for option in options:
         if isinstance(option, type) and issubclass(option, Config) and not isinstance(value, option):
             if isinstance(value, dict):
-                return config_from(option, value, name)
-            if option in NAMED and isinstance(value, str):
-                return option(**{NAMED[option]: value})
-            alternatives = f" or a string (its {NAMED[option]})" if option in NAMED else ""
+                return _config_from(option, value, name)
+            if option in _NAMED and isinstance(value, str):
+                return option(**{_NAMED[option]: value})
+            alternatives = f" or a string (its {_NAMED[option]})" if option in _NAMED else ""
             raise ConfigError(f"{name} must be {option.__name__}(...), a dictionary of its fields{alternatives}, "
                               f"got {value!r}")
+    if Any in options:
+        return value
     errors = []
     for option in options:
         base = typing.get_origin(option) or option
         try:
-            if option is Any:
-                return value
             if base is dict:
                 check(isinstance(value, dict), f"{name} must be a dictionary, got {value!r}")
             else:
@@ -104,7 +104,7 @@ def _described(base: type) -> str:
     return {dict: "a dictionary", Path: "a path", str: "a string"}.get(base, f"a {base.__name__}")
 
 
-def config_from(cls: type, fields: dict[str, Any], name: str | None = None) -> Config:
+def _config_from(cls: type, fields: dict[str, Any], name: str | None = None) -> Config:
     """`cls(**fields)`, or one ConfigError naming a key that is not a field of `cls`."""
     known = [f.name for f in dataclasses.fields(cls)]
     for key in fields:
