@@ -19,7 +19,8 @@ RUN = "<run>"
 TASK, MODEL, TRAIN = rlntp.TaskConfig(d=4), rlntp.ModelConfig(layers=1, width=16, heads=2), rlntp.PretrainConfig()
 
 BAD = [  # (function, positional arguments, keyword arguments, what the one line says)
-    ("sample", (), {"task": 5}, "task must be TaskConfig(...), a dictionary of its fields or a string (its task), got 5"),
+    ("sample", (), {"task": 5}, "task must be TaskConfig(...), a dictionary of its fields or a string (its task), "
+                                "got 5"),
     ("sample", (), {"task": {"dd": 4}}, "task: TaskConfig has no field 'dd'; its fields are: task, d,"),
     ("sample", (), {"task": "nope"}, "unknown task 'nope'; choose one of: parity, mult"),
     ("sample", (), {"task": {"p_cot": 1.5}}, "p_cot must be in [0, 1], got 1.5"),
@@ -209,3 +210,35 @@ def test_reproduce_all_plan_plans_every_recipe_and_writes_nothing(no_probe, tmp_
             main(["reproduce", "all", *argv, "--device", "cpu"])
         assert exited.value.code == 2 and capsys.readouterr().err.strip().startswith(says)
     assert _files(tmp_path) == before_here
+
+
+SAME = [  # (a command line, the same request to the API): one message
+    (["eval", "missing"], lambda run: rlntp.evaluate("missing")),
+    (["eval", RUN, "--samples", "0"], lambda run: rlntp.evaluate(run, samples=0)),
+    (["eval", RUN, "--step", "3"], lambda run: rlntp.evaluate(run, step=3)),
+    (["sample", "--p-cot", "1.5"], lambda run: rlntp.sample({"p_cot": 1.5})),
+    (["sample", "--task", "nope"], lambda run: rlntp.sample("nope")),
+    (["pretrain", "--out", "out", "--steps", "0"], lambda run: rlntp.pretrain({}, {}, {"steps": 0}, "out")),
+    (["pretrain", "--out", "out", "--report-to", "nope"], lambda run: rlntp.pretrain({}, {}, {}, "out",
+                                                                                       report_to=("nope",))),
+    (["posttrain", "--from", "missing", "--out", "out"], lambda run: rlntp.posttrain({}, "missing", "out")),
+    (["posttrain", "--from", RUN, "--out", "out", "--algo", "ppo"], lambda run: rlntp.posttrain({"algo": "ppo"}, run,
+                                                                                                 "out")),
+    (["plot", "missing"], lambda run: rlntp.plot("missing")),
+    (["sweep", "missing.toml", "--out", "out"], lambda run: rlntp.sweep("missing.toml", "out")),
+    (["reproduce", "all", "--preset", "tiny", "--plan"], lambda run: rlntp.plan("all", "tiny")),
+    (["reproduce", "fig1", "--preset", "nope", "--plan"], lambda run: rlntp.plan("fig1", "nope")),
+    (["report", "missing"], lambda run: rlntp.write_report("missing")),
+]
+
+
+@pytest.mark.parametrize("argv, call", SAME, ids=[" ".join(argv) for argv, _ in SAME])
+def test_the_api_says_what_the_cli_says(argv, call, run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main([str(run) if a == RUN else a for a in argv])
+    printed = capsys.readouterr().err.strip()
+    with pytest.raises(UserError) as raised:
+        call(run)
+    assert exited.value.code == 2 and printed == f"error: {raised.value}"
+    assert not any(tmp_path.iterdir())
