@@ -90,7 +90,7 @@ def _command(module):
 
 
 def reproduce_all(executor: Annotated[ExecutorConfig, Flat], out: Path = Path("runs/all"), preset: str = "cpu",
-                  device: str = "auto", quiet: bool = False) -> None:
+                  device: str = "auto", quiet: bool = False, plan: bool = False, json: bool = False) -> None:
     """Every recipe of `reproduce all` (the parity figures and the theory) into OUT/NAME, and OUT/report.html.
 
     Rerunning the same command resumes: finished recipes are skipped, a killed one continues.
@@ -101,17 +101,19 @@ def reproduce_all(executor: Annotated[ExecutorConfig, Flat], out: Path = Path("r
         preset: cpu or paper (the paper's sizes, for GPUs)
         device: cpu, cuda, cuda:N or auto
         quiet: no progress bars
+        plan: print the plan of every recipe (as `rlntp reproduce NAME --plan` does, each from its own timing
+            probe) and their total estimated cost on DEVICE; run and write nothing
+        json: with --plan, print the plan as JSON
     """
-    from rlntp.devices import resolve_device
-    from rlntp.errors import check
-    from rlntp.experiments import recipes
-    from rlntp.experiments import reproduce_all as run_all
-    from rlntp.sweeps.executors import check_executor
+    import json as json_module
 
-    resolve_device(device)
-    check_executor(executor, [])  # each recipe checks its own runs' threads too
-    chosen = {name: module for name, module in recipes().items() if module.RECIPE.in_all}
-    for name, module in chosen.items():  # every preset must exist before the first recipe starts
-        check(preset in module.PRESETS, f"recipe {name} has no preset {preset!r}; its presets: "
-              + ", ".join(module.PRESETS))
-    print(run_all(preset, out, device, executor, progress=not quiet))
+    from rlntp import api
+
+    check(not json or plan, "--json prints the plan: pass it with --plan")
+    if plan:
+        from rlntp.experiments import render_plan_all
+
+        planned = api.plan("all", preset, device)
+        print(json_module.dumps(planned, indent=2) if json else render_plan_all(planned))
+        return
+    print(api.reproduce("all", preset, out, device, executor, progress=not quiet)["summary"])

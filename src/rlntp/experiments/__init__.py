@@ -217,6 +217,44 @@ def _jsonable(settings: Any) -> Any:
     return json.loads(json.dumps(settings, default=str))
 
 
+def recipes_of_all(preset: str) -> dict[str, Any]:
+    """The recipes `reproduce all` runs (those marked `in_all`), by name; ConfigError unless each has `preset`."""
+    from rlntp.errors import check
+
+    chosen = {name: module for name, module in recipes().items() if module.RECIPE.in_all}
+    for name, module in chosen.items():  # every preset must exist before the first recipe starts
+        check(preset in module.PRESETS, f"recipe {name} has no preset {preset!r}; its presets: "
+              + ", ".join(module.PRESETS))
+    return chosen
+
+
+def plan_all(preset: str, device: str = "auto", probe: bool = True) -> dict[str, Any]:
+    """What `reproduce_all(preset)` would run: the plan of each of its recipes (`plan`), and their total cost where
+    the recipes' plans give it in seconds; writes nothing."""
+    plans = [plan(name, preset, device, probe) for name in recipes_of_all(preset)]
+    timed = [p for p in plans if "seconds" in p.get("cost", {})]
+    seconds = sum(p["cost"]["seconds"] for p in timed)
+    return {"recipe": "all", "preset": preset, "title": f"every recipe of `rlntp reproduce all` ({len(plans)})",
+            "recipes": plans,
+            "cost": {"seconds": seconds, "hours": seconds / 3600, "of": [p["recipe"] for p in timed],
+                     "others": {p["recipe"]: p.get("cost", {}).get("estimate", "not estimated")
+                                for p in plans if p not in timed}}}
+
+
+def render_plan_all(planned: dict[str, Any]) -> str:
+    """`plan_all`'s plan as text: the total, then each recipe's plan (`render_plan`)."""
+    cost = planned["cost"]
+    devices = sorted({p["device"] for p in planned["recipes"] if "device" in p})
+    head = [f"rlntp reproduce all --preset {planned['preset']}: {planned['title']}: "
+            + ", ".join(p["recipe"] for p in planned["recipes"])]
+    if cost["of"]:
+        unit = "GPU" if all(device.startswith("cuda") for device in devices) else "CPU"
+        head.append(f"cost: ≈ {cost['hours']:,.2f} {unit}-hours on {', '.join(devices)} for {', '.join(cost['of'])} "
+                    "(one run at a time, from each recipe's timing probe)")
+    head += [f"  {name}: {estimate}" for name, estimate in cost["others"].items()]
+    return "\n\n".join(["\n".join(head), *(render_plan(p) for p in planned["recipes"])])
+
+
 def reproduce_all(preset: str, out: Path, device: str = "auto", executor=None, progress: bool = True) -> str:
     """Every recipe marked `in_all` into OUT/NAME, then OUT/report.html.
 
@@ -227,9 +265,7 @@ def reproduce_all(preset: str, out: Path, device: str = "auto", executor=None, p
 
     out = Path(out)
     lines = []
-    for name, module in recipes().items():
-        if not module.RECIPE.in_all:
-            continue
+    for name in recipes_of_all(preset):
         started = time.perf_counter()
         reproduce(name, preset, out / name, device, executor, progress)
         lines.append(f"{name:>12s}: {out / name / SUMMARY} ({time.perf_counter() - started:,.0f} s)")
