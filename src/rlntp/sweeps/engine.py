@@ -6,7 +6,8 @@ Layout of a sweep directory:
                       written first, it marks the directory as a sweep's (`runs.dirs.open_sweep_dir`)
     sweep.json        the sweep as given (`rlntp sweep`) or the recipe's (`rlntp reproduce`)
     results.parquet   one row per run and evaluation: the run's state, its config as recorded in the run
-                      (config.json), every metric, and the sweep it belongs to
+                      (config.json), how the steps up to the evaluation ran (packed, ran.*, a resume's changes:
+                      `runs.history`), every metric, and the sweep it belongs to
     runs/NAME/        one ordinary run directory per run (`rlntp eval` and `rlntp plot` read them)
 
 A run of the sweep is finished when its config equals the job's (the fields that define it) and it
