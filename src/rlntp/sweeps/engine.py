@@ -167,9 +167,9 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
         if pool is not None:
             pool.close()
         bar.close()
-        for state in states.values():
-            if state["state"] == "running":
-                state["state"] = "partial"
+        for name, state in states.items():
+            if state["state"] == "running":  # stopped: what its config.json says of its packed steps so far
+                states[name] = _packing(runs_dir / name, state | {"state": "partial"})
         write_status()
         write_results(jobs, out, states | earlier, status["sweeps"])
     failed = [(name, s["error"]) for name, s in states.items() if s["state"] == "failed"]
