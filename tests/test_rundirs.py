@@ -255,8 +255,8 @@ def test_a_resume_that_changes_how_steps_run_records_from_which_step(tmp_path, p
         "grouped", "grouped", "static", "static", "grouped"]
 
     rl = tmp_path / "rl"
-    post = ["posttrain", "--from", str(out), "--device", "cpu", "--eval-every", "2", "--save-every", "2",
-            "--eval-samples", "16", "--prompts-per-step", "2", "--rollouts-per-prompt", "2", "--quiet", "--out", str(rl)]
+    post = ["posttrain", "--from", str(out), "--device", "cpu", "--eval-every", "2", "--save-every", "2", "--quiet",
+            "--eval-samples", "16", "--prompts-per-step", "2", "--rollouts-per-prompt", "2", "--out", str(rl)]
     main([*post, "--steps", "2"])
     main([*post, "--steps", "4", "--decode", "static", "--resume"])
     config = json.loads((rl / "config.json").read_text())
