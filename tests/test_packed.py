@@ -1,8 +1,13 @@
 """Packed pre-training (`rlntp sweep --pack N`): each run's directory as if it had trained alone, its floats
-within float rounding of the unpacked run, and a pack that cannot train packed falls back to runs alone."""
+within float rounding of the unpacked run, and a pack that cannot train packed falls back to runs alone. What ran
+is what is recorded: config.json, status.json and results.parquet say which steps trained packed and which step
+ran."""
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +25,7 @@ from rlntp.sweeps.spec import Job
 from rlntp.tasks import TaskConfig
 from rlntp.errors import Diverged
 from rlntp.training import pretrain as pretrain_module
-from rlntp.training.packed import StepsDiffer, pretrain_packed
+from rlntp.training.packed import PackError, StepsDiffer, pretrain_packed
 from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain
 
 # 4 runs (2 seeds x 2 mixtures) with clipping and weight decay, so the per-run clipping and AdamW are exercised
@@ -64,11 +69,18 @@ def test_packed_run_directories_are_those_of_runs_alone(two_sweeps):
     status = json.loads((packed / "status.json").read_text())["runs"]
     pretrain_runs = sorted(name for name in status if name.endswith("/pretrain"))
     assert len(pretrain_runs) == 4 and all(status[name].get("packed") == 4 for name in pretrain_runs)
+    assert all(status[name]["packed_steps"] == [[0, 60]] for name in pretrain_runs)
     assert all(s["state"] == "done" and "pack_error" not in s for s in status.values())
     for name in pretrain_runs:
         a, b = alone / "runs" / name, packed / "runs" / name
         assert _files(a) == _files(b)
-        assert json.loads((a / "config.json").read_text()) == json.loads((b / "config.json").read_text())
+        config_a, config_b = (json.loads((d / "config.json").read_text()) for d in (a, b))
+        # the same options; what ran differs: packed, the pack's static step; alone, the CPU's grouped one
+        assert config_a["train"]["step_impl"] == config_b["train"]["step_impl"] == "auto"
+        assert {k: v for k, v in config_a.items() if k != "ran"} == {k: v for k, v in config_b.items() if k != "ran"}
+        how = {"decode": "shared", "precision": "fp32", "device": "cpu"}
+        assert config_a["ran"] == [{"step": 0, "packed": 1, "step_impl": "grouped"} | how]
+        assert config_b["ran"] == [{"step": 0, "packed": 4, "step_impl": "static"} | how]
         assert checkpoint_steps(a) == checkpoint_steps(b) == [30, 60]
         for step in (30, 60):
             wa, wb = (load_file(checkpoint_path(d, step) / "model.safetensors") for d in (a, b))
@@ -93,6 +105,12 @@ def test_the_results_table_reads_packed_runs_as_runs_alone(two_sweeps):
     pd.testing.assert_frame_equal(alone[key + ["state", "train.seed", "task.p_cot"]],
                                   packed[key + ["state", "train.seed", "task.p_cot"]])
     assert (packed["train/loss"] - alone["train/loss"]).abs().max() <= LOSS_RTOL
+    pre = packed["stage"] == "pretrain"
+    assert set(packed.loc[pre, "packed"]) == {4} and set(packed.loc[~pre, "packed"]) == {1}
+    assert set(alone["packed"]) == {1} and packed["pack_error"].isna().all() and packed["changes"].isna().all()
+    assert set(packed.loc[pre, "ran.step_impl"]) == {"static"} and set(alone.loc[pre, "ran.step_impl"]) == {"grouped"}
+    assert set(packed["train.step_impl"]) == {"auto"}  # the option as given; ran.step_impl: what it ran as
+    assert packed.loc[~pre, "ran.step_impl"].isna().all()  # post-training has no such step
 
 
 def test_eval_and_resume_read_a_packed_run(two_sweeps, tmp_path, capsys):
@@ -125,6 +143,9 @@ def test_runs_at_different_steps_catch_up_then_train_packed(tmp_path):
         "a": ("done", 2, None), "b": ("done", 2, None)}
     assert [r["step"] for r in read_metrics(tmp_path / "a")] == [0, 4, 8]
     assert [r["step"] for r in read_metrics(tmp_path / "b")] == [0, 4, 8]
+    for name in "ab":  # b's first, refused, packed start at step 0 is not recorded: nothing ran then
+        ran = json.loads((tmp_path / name / "config.json").read_text())["ran"]
+        assert [(s["step"], s["packed"], s["step_impl"]) for s in ran] == [(0, 1, "grouped"), (4, 2, "static")]
 
 
 def test_a_run_that_diverges_fails_alone(tmp_path, monkeypatch):
@@ -143,3 +164,66 @@ def test_a_run_that_diverges_fails_alone(tmp_path, monkeypatch):
     assert outcome["b"]["state"] == "failed" and "at step 4" in outcome["b"]["error"]
     assert outcome["a"]["state"] == "done" and outcome["a"]["packed"] == 1
     assert [r["step"] for r in read_metrics(tmp_path / "a")] == [0, 4, 8]
+
+
+SMALL = """
+[pretrain]
+task = { d = 4 }
+model = { layers = 1, width = 16, heads = 2 }
+train = { steps = 8, batch_size = 16, eval_every = 4, eval_samples = 16, save_every = 4, STEP }
+[pretrain.axes]
+"train.seed" = [0, 1]
+"""
+
+
+def test_a_sweep_that_asks_packing_for_a_step_it_does_not_take_is_refused(tmp_path, refused):
+    """train.step_impl = "grouped" with --pack: refused before the directory is claimed (a pack would take the static
+    step); through the API, the pack falls back to runs alone that take the grouped step, and say so."""
+    file, out = tmp_path / "sweep.toml", tmp_path / "out"
+    file.write_text(SMALL.replace("STEP", 'step_impl = "grouped"'))
+    refused(["sweep", str(file), "--out", str(out), "--device", "cpu", "--pack", "2"],
+            "train.step_impl = 'grouped' has no packed form")
+    assert not out.exists()
+
+    runs = [replace(_tiny(seed), train=replace(_tiny(seed).train, step_impl="grouped")) for seed in (0, 1)]
+    with pytest.raises(PackError, match="no packed form"):
+        pretrain_packed(runs, [tmp_path / "a", tmp_path / "b"], progress=False)
+    assert not (tmp_path / "a").exists()
+    outcome = execute_pack(tuple(Job(name, "pretrain", run) for name, run in zip("ab", runs)), str(tmp_path))
+    for name in "ab":
+        assert outcome["runs"][name]["state"] == "done" and "no packed form" in outcome["runs"][name]["pack_error"]
+        ran = json.loads((tmp_path / name / "config.json").read_text())["ran"]
+        assert [(s["step"], s["packed"], s["step_impl"]) for s in ran] == [(0, 1, "grouped")]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kills the sweep at a pause")
+def test_a_packed_sweep_killed_and_resumed_without_pack_records_the_hybrid(tmp_path, pause):
+    """A pack of 2 killed while saving step 4 (run seed=0 holds its checkpoint, seed=1 not yet), then rerun without
+    --pack: seed=0 trained steps 0-4 packed (static step) and 4-8 alone (grouped); seed=1 all alone (its packed
+    steps were lost with the kill and ran again). config.json, status.json and results.parquet say so."""
+    file, out = tmp_path / "sweep.toml", tmp_path / "out"
+    file.write_text(SMALL.replace(", STEP", ""))
+    argv = ["sweep", str(file), "--out", str(out), "--device", "cpu", "--workers", "1", "--quiet"]
+    sweep = subprocess.Popen([sys.executable, "-m", "rlntp.cli", *argv, "--pack", "2"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=pause.env(4))
+    pause.wait(4, sweep)
+    sweep.send_signal(signal.SIGKILL)
+    sweep.wait()
+    main(argv)  # without --pack
+
+    first, second = (out / "runs" / f"seed={seed}" / "pretrain" for seed in (0, 1))
+    ran = [(s["step"], s["packed"], s["step_impl"]) for s in json.loads((first / "config.json").read_text())["ran"]]
+    assert ran == [(0, 2, "static"), (4, 1, "grouped")]
+    ran = [(s["step"], s["packed"], s["step_impl"]) for s in json.loads((second / "config.json").read_text())["ran"]]
+    assert ran == [(0, 1, "grouped")]
+    status = json.loads((out / "status.json").read_text())["runs"]
+    assert status["seed=0/pretrain"]["state"] == status["seed=1/pretrain"]["state"] == "done"
+    assert (status["seed=0/pretrain"]["packed"], status["seed=0/pretrain"]["packed_steps"]) == (2, [[0, 4]])
+    assert "packed" not in status["seed=1/pretrain"]
+    table = pd.read_parquet(out / "results.parquet").sort_values(["run", "step"])
+    got = table[["run", "step", "packed", "ran.step_impl", "train.step_impl"]].values.tolist()
+    assert got == [["seed=0/pretrain", 0, 2, "static", "auto"], ["seed=0/pretrain", 4, 2, "static", "auto"],
+                   ["seed=0/pretrain", 8, 1, "grouped", "auto"], ["seed=1/pretrain", 0, 1, "grouped", "auto"],
+                   ["seed=1/pretrain", 4, 1, "grouped", "auto"], ["seed=1/pretrain", 8, 1, "grouped", "auto"]]
+    main(argv)  # a rerun keeps the record
+    assert json.loads((out / "status.json").read_text())["runs"]["seed=0/pretrain"]["packed_steps"] == [[0, 4]]

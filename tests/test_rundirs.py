@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from rlntp.cli import main
 from rlntp.errors import Diverged, RunDirError
-from rlntp.runs import checkpoints, dirs, metrics
+from rlntp.runs import checkpoints, dirs, history, metrics
 from rlntp.runs.dirs import LOCK
 from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain
 
@@ -230,3 +230,51 @@ def test_a_checkpoint_without_checksums_is_refused_unless_allowed(tmp_path, caps
     main(["pretrain", *TINY, "--steps", "6", "--save-every", "2", "--eval-every", "2", "--out", str(out), "--resume",
           "--allow-unverified"])
     assert checkpoints.checkpoint_steps(out) == [2, 4, 6]
+
+
+def test_a_resume_that_changes_how_steps_run_records_from_which_step(tmp_path, pause):
+    """Resuming with another --step-impl (pre-training killed at step 4) or --decode (post-training) is allowed:
+    config.json keeps the value the run started with, records each change with the step from which it holds and
+    each stretch as it ran; a resume that changes nothing adds nothing."""
+    out = tmp_path / "run"
+    argv = ["pretrain", *TINY, "--eval-every", "2", "--save-every", "2", "--out", str(out)]
+    process = _cli(*argv, "--steps", "8", "--step-impl", "grouped", env=pause.env(4))
+    pause.wait(4, process)
+    process.kill()
+    process.wait()
+    main([*argv, "--steps", "8", "--step-impl", "static", "--resume"])
+    main([*argv, "--steps", "10", "--step-impl", "grouped", "--resume"])
+    main([*argv, "--steps", "12", "--step-impl", "grouped", "--resume"])  # nothing changed: nothing recorded
+    config = json.loads((out / "config.json").read_text())
+    assert (config["train"]["step_impl"], config["train"]["steps"]) == ("grouped", 12)
+    assert config["changes"] == [{"step": 4, "field": "train.step_impl", "from": "grouped", "to": "static"},
+                                 {"step": 8, "field": "train.step_impl", "from": "static", "to": "grouped"}]
+    assert [(s["step"], s["step_impl"]) for s in config["ran"]] == [(0, "grouped"), (4, "static"), (8, "grouped")]
+    # each evaluation with what trained up to it: step 4's was taken before the kill, by the grouped steps
+    assert [history.as_of(config, step)[0]["train.step_impl"] for step in (0, 4, 6, 8, 10)] == [
+        "grouped", "grouped", "static", "static", "grouped"]
+
+    rl = tmp_path / "rl"
+    post = ["posttrain", "--from", str(out), "--device", "cpu", "--eval-every", "2", "--save-every", "2", "--quiet",
+            "--eval-samples", "16", "--prompts-per-step", "2", "--rollouts-per-prompt", "2", "--out", str(rl)]
+    main([*post, "--steps", "2"])
+    main([*post, "--steps", "4", "--decode", "static", "--resume"])
+    config = json.loads((rl / "config.json").read_text())
+    assert config["post"]["decode"] == "shared"
+    assert config["changes"] == [{"step": 2, "field": "post.decode", "from": "shared", "to": "static"}]
+    assert [(s["step"], s["decode"]) for s in config["ran"]] == [(0, "shared"), (2, "static")]
+
+
+def test_a_resume_replaces_the_record_of_the_steps_it_runs_again():
+    """What ran past the checkpoint a run resumes from is run again, so its record goes; at step 0 the run starts
+    over with the options given."""
+    ran = {"packed": 1, "step_impl": "grouped"}
+    saved = {"train": {"step_impl": "grouped", "steps": 8},
+             "changes": [{"step": 4, "field": "train.step_impl", "from": "grouped", "to": "static"}],
+             "ran": [{"step": 0} | ran, {"step": 4, "packed": 2, "step_impl": "static"}]}
+    given = {"train": {"step_impl": "grouped", "steps": 8}}
+    assert history.continued(saved, given, 4, {"train.step_impl"}, ran) == given | {"ran": [{"step": 0} | ran]}
+    static = {"train": {"step_impl": "static", "steps": 8}}
+    assert history.continued(saved, static, 0, {"train.step_impl"}, ran) == static | {"ran": [{"step": 0} | ran]}
+    with pytest.raises(RunDirError, match="'ran' entry is not a list"):
+        history.continued(saved | {"ran": {"step": 0}}, given, 4, {"train.step_impl"}, ran)

@@ -201,6 +201,48 @@ def test_the_ray_executor_gives_the_local_executors_results(tmp_path):
     pd.testing.assert_frame_equal(_table(tmp_path / "ray"), _table(tmp_path / "local"))
 
 
+def test_a_sweep_resumed_with_another_step_or_decoder_records_each_row_as_it_ran(tmp_path):
+    """The sweep file extended with train.step_impl and post.decode changed (both resumable): each run resumes from
+    its checkpoint, and results.parquet gives every row the values its steps and evaluation ran with, not the new
+    ones for the whole run; config.json keeps the values the runs started with and the changes with their step."""
+    text = """
+[pretrain]
+task = { d = 4 }
+model = { layers = 1, width = 16, heads = 2 }
+train = { steps = STEPS, batch_size = 16, eval_every = 3, eval_samples = 16, save_every = 3, step_impl = "IMPL" }
+[posttrain.grpo]
+from_steps = [3]
+[posttrain.grpo.post]
+steps = POST
+eval_every = 2
+eval_samples = 16
+save_every = 2
+prompts_per_step = 2
+rollouts_per_prompt = 2
+decode = "DECODE"
+"""
+    out = tmp_path / "out"
+    for steps, impl, post, decode in (("3", "grouped", "2", "shared"), ("6", "static", "4", "static")):
+        file = _sweep_file(tmp_path, text.replace("STEPS", steps).replace("IMPL", impl).replace("POST", post)
+                           .replace("DECODE", decode))
+        main(["sweep", str(file), "--out", str(out), "--device", "cpu", "--workers", "1", "--quiet"])
+    table = pd.read_parquet(out / "results.parquet").sort_values(["stage", "step"], ascending=[False, True])
+    assert set(table["state"]) == {"done"}
+    columns = ["stage", "step", "train.step_impl", "ran.step_impl", "post.decode", "ran.decode", "changes"]
+    assert table[columns].fillna("-").values.tolist() == [
+        ["pretrain", 0, "grouped", "grouped", "-", "shared", "train.step_impl grouped→static@3"],
+        ["pretrain", 3, "grouped", "grouped", "-", "shared", "train.step_impl grouped→static@3"],
+        ["pretrain", 6, "static", "static", "-", "shared", "train.step_impl grouped→static@3"],
+        # post-training: its own decoder row by row; train.* as its pre-training stood at step 3, where it starts
+        ["posttrain", 0, "grouped", "-", "shared", "shared", "post.decode shared→static@2"],
+        ["posttrain", 2, "grouped", "-", "shared", "shared", "post.decode shared→static@2"],
+        ["posttrain", 4, "grouped", "-", "static", "static", "post.decode shared→static@2"]]
+    assert set(table["packed"]) == {1}
+    config = json.loads((out / "runs" / "base" / "pretrain" / "config.json").read_text())
+    assert config["train"]["step_impl"] == "grouped" and config["changes"] == [
+        {"step": 3, "field": "train.step_impl", "from": "grouped", "to": "static"}]
+
+
 def test_censored_medians_are_lower_bounds_when_a_bound_sits_at_or_below_them():
     from rlntp.experiments.summary import censored_quantile
 

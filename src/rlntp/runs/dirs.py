@@ -30,6 +30,7 @@ import torch
 
 from rlntp.errors import Interrupted, RunDirError, UserError
 from rlntp.files import atomic_write_text, check_out_path, make_dirs
+from rlntp.runs import history
 from rlntp.runs.checkpoints import CHECKPOINTS, checkpoint_steps, load_trainer_state, resolve_checkpoint
 from rlntp.runs.metrics import METRICS, truncate_metrics
 from rlntp.runs.trackers import TRACKER_DIRS
@@ -169,7 +170,7 @@ class RunDir:
 @contextmanager
 def open_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_changes: set[str], steps: int,
                  normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                 entries: tuple[str, ...] = RUN_ENTRIES) -> Iterator[RunDir]:
+                 entries: tuple[str, ...] = RUN_ENTRIES, ran: dict[str, Any] | None = None) -> Iterator[RunDir]:
     """Hold the run directory `out` for `config` (a dictionary with its "stage") while the body runs.
 
     A new run needs a missing or empty directory; one that holds a run is continued only with
@@ -178,6 +179,9 @@ def open_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_chan
     with no run starts one, so a command with --resume can be repeated until its run is complete.
     `normalize` rewrites the saved config as the current code would write it (options added since
     the run started take their defaults). `entries` are the glob patterns of what the stage writes.
+    `ran` (how this process takes the steps: `runs.history`) makes config.json record what ran: the
+    resumable changes but the steps keep the value the run started with, and a resume that changes one
+    is recorded with its step, as is each stretch of steps that ran another way.
 
     The directory is locked for the whole body. If the body fails before the new run wrote any
     metrics or checkpoint, what this function created is removed, so a plain retry is not blocked.
@@ -186,7 +190,7 @@ def open_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_chan
     out = Path(out)
     with _locked_dir(out) as undo:
         try:
-            new = _claim_run(out, config, resume, resumable_changes, steps, normalize, entries)
+            new = _claim_run(out, config, resume, resumable_changes, steps, normalize, entries, ran)
         except BaseException:  # refused: leave the directory as it was found
             undo()
             raise
@@ -203,13 +207,14 @@ def open_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_chan
 
 
 def _claim_run(out: Path, config: dict[str, Any], resume: bool, resumable_changes: set[str], steps: int,
-               normalize: Callable[[dict[str, Any]], dict[str, Any]] | None, entries: tuple[str, ...]) -> bool:
+               normalize: Callable[[dict[str, Any]], dict[str, Any]] | None, entries: tuple[str, ...],
+               ran: dict[str, Any] | None) -> bool:
     """Under the lock: write a new run's config, or check that resuming continues the same run."""
     if not (out / CONFIG).exists():
         if present := foreign_entries(out):
             raise RunDirError(f"{out} holds files that are not an rlntp run ({_listed(present)}); "
                               "choose a new or empty directory for --out")
-        write_config(out, config)
+        write_config(out, config if ran is None else history.started(config, ran))
         return True
     foreign = foreign_entries(out, entries)
     saved = _read_json(out / CONFIG)
@@ -217,6 +222,7 @@ def _claim_run(out: Path, config: dict[str, Any], resume: bool, resumable_change
         raise RunDirError(f"{out / CONFIG} is not an rlntp run config; choose a new or empty directory for --out")
     if saved["stage"] in STAGES:
         saved = read_config(out)
+    raw = saved
     if saved["stage"] != config["stage"]:
         raise RunDirError(f"{out} holds a {saved['stage']} run, not a {config['stage']} run; choose another --out")
     if foreign:
@@ -238,6 +244,13 @@ def _claim_run(out: Path, config: dict[str, Any], resume: bool, resumable_change
     if done and steps < done[-1]:
         raise RunDirError(f"the run in {out} already reached step {done[-1]}; --steps {steps} would discard "
                           f"training; pass --steps {done[-1]} or more")
+    if ran is not None:
+        recorded = {field for field in resumable_changes if not field.endswith(".steps")}
+        try:
+            config = history.continued(saved | {k: raw[k] for k in (history.CHANGES, history.RAN) if k in raw},
+                                       config, done[-1] if done else 0, recorded, ran)
+        except RunDirError as e:
+            raise RunDirError(f"{out / CONFIG}: {e}") from None
     write_config(out, config)
     return False
 

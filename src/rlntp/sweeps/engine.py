@@ -6,7 +6,8 @@ Layout of a sweep directory:
                       written first, it marks the directory as a sweep's (`runs.dirs.open_sweep_dir`)
     sweep.json        the sweep as given (`rlntp sweep`) or the recipe's (`rlntp reproduce`)
     results.parquet   one row per run and evaluation: the run's state, its config as recorded in the run
-                      (config.json), every metric, and the sweep it belongs to
+                      (config.json), how the steps up to the evaluation ran (packed, ran.*, a resume's changes:
+                      `runs.history`), every metric, and the sweep it belongs to
     runs/NAME/        one ordinary run directory per run (`rlntp eval` and `rlntp plot` read them)
 
 A run of the sweep is finished when its config equals the job's (the fields that define it) and it
@@ -36,6 +37,7 @@ from tqdm.auto import tqdm
 from rlntp.config import flatten
 from rlntp.errors import Interrupted, RunDirError, UserError
 from rlntp.files import atomic_write_bytes, atomic_write_text
+from rlntp.runs import history
 from rlntp.runs.checkpoints import checkpoint_steps
 from rlntp.runs.dirs import CONFIG, STATUS, flat_diff, read_status
 from rlntp.runs.metrics import read_metrics
@@ -101,7 +103,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
     here = sweep_id(spec)
     status["sweeps"] = {**status.get("sweeps", {}), here: file}
     earlier = {name: state for name, state in status["runs"].items() if name not in by_name}
-    states = {name: (state if state["state"] == "done" else {"state": "pending"}) | {"sweep": here}
+    states = {name: (state if state["state"] == "done" else {"state": "pending"} | _kept(state)) | {"sweep": here}
               for name, state in found.items()}
     todo = [job for job in jobs if states[job.name]["state"] != "done"]
     lost: Counter[str] = Counter()
@@ -131,10 +133,10 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
                     unit = [job] + _pack_companions(job, todo, executor.pack, pool.slots - len(in_flight))
                     runs = tuple(replace(j, report_to=executor.report_to, tracker_group=out.name) for j in unit)
                     pool.submit(job.name, runs if len(runs) > 1 else runs[0], str(runs_dir))
-                    for j in unit[1:]:
-                        todo.remove(j)
-                        states[j.name] = {"state": "running", "sweep": here}
-                    states[job.name] = {"state": "running", "sweep": here}
+                    for j in unit:
+                        if j is not job:
+                            todo.remove(j)
+                        states[j.name] = _kept(states[j.name]) | {"state": "running", "sweep": here}
                     in_flight[job.name] = unit
                 else:
                     continue
@@ -147,11 +149,11 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
                 for name, outcome in outcomes.items():
                     if outcome["state"] == "lost" and lost[name] < 2:
                         lost[name] += 1  # its worker died: run it again, from its checkpoints
-                        states[name] = {"state": "pending", "sweep": here}
+                        states[name] = _kept(states[name]) | {"state": "pending", "sweep": here}
                         todo.insert(0, by_name[name])
                         continue
-                    states[name] = outcome | {"state": "done" if outcome["state"] == "done" else "failed",
-                                              "sweep": here}
+                    states[name] = _packing(runs_dir / name, outcome | {
+                        "state": "done" if outcome["state"] == "done" else "failed", "sweep": here})
                     bar.update(1)
                 failed = sum(s["state"] == "failed" for s in states.values())
                 running = sum(s["state"] == "running" for s in states.values())
@@ -165,9 +167,9 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
         if pool is not None:
             pool.close()
         bar.close()
-        for state in states.values():
-            if state["state"] == "running":
-                state["state"] = "partial"
+        for name, state in states.items():
+            if state["state"] == "running":  # stopped: what its config.json says of its packed steps so far
+                states[name] = _packing(runs_dir / name, state | {"state": "partial"})
         write_status()
         write_results(jobs, out, states | earlier, status["sweeps"])
     failed = [(name, s["error"]) for name, s in states.items() if s["state"] == "failed"]
@@ -192,6 +194,26 @@ def _pack_companions(job: Job, todo: list[Job], pack: int, free_slots: int) -> l
     kin = [j for j in todo if j is not job and j.stage == "pretrain" and pack_key(j.pretrain) == key]
     size = min(pack, math.ceil((len(kin) + 1) / max(1, free_slots)))
     return kin[:size - 1]
+
+
+_PACKING = ("packed", "packed_steps")
+"""What status.json says of a run some of whose steps trained packed (`runs.history.packing`)."""
+
+
+def _kept(state: dict[str, Any]) -> dict[str, Any]:
+    """The packing record of a run's state, kept while it waits or runs again (alone, say)."""
+    return {key: state[key] for key in _PACKING if key in state}
+
+
+def _packing(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """`state` with the packing that its run's config.json records (which steps trained packed, in packs of how many);
+    a run that records none (made before runs recorded what ran) keeps what `state` says."""
+    config = _read_config(run_dir)
+    try:
+        found = history.packing(config, (checkpoint_steps(run_dir) or [0])[-1]) if history.RAN in config else None
+    except RunDirError:
+        found = None
+    return state if found is None else {k: v for k, v in state.items() if k not in _PACKING} | found
 
 
 def _raise_interrupt(signum, frame):
@@ -256,12 +278,12 @@ def read_states(jobs: list[Job], out: Path) -> dict[str, dict[str, Any]]:
         saved = recorded.get(job.name, {})
         state = run_state(out / RUNS, job)
         if state is not None and state["state"] == "done":
-            state |= {k: v for k, v in saved.items() if k == "seconds"}
+            state |= {k: v for k, v in saved.items() if k in ("seconds", "pack_error")}
         elif saved.get("state") == "running" and alive:
             state = {"state": "running"}
         elif state is None or state["state"] == "partial":
             state = saved if saved.get("state") in ("failed", "skipped") else state or {"state": "pending"}
-        states[job.name] = state
+        states[job.name] = _packing(out / RUNS / job.name, state | _kept(saved))
     return states
 
 
@@ -297,11 +319,15 @@ def status_report(jobs: list[Job], out: Path) -> str:
 def write_results(jobs: list[Job], out: Path, states: dict[str, dict[str, Any]], sweeps: dict[str, str]) -> Path:
     """results.parquet: one row per run and evaluation (a run with none: one row), the run's config a column per field.
 
-    Columns: run, stage, group, source, source_step, state, error, sweep_id, sweep_file; task.*,
-    model.*, train.* (for a post-training run: its pre-training's), post.*, read from each run's own
-    config.json (from the job for a run not started); then step, samples_seen, rl_samples and every
-    metric (`eval/...`, `rl/...`, `train/...`, `perf/...`). Runs that `states` holds and no job lists
-    (an earlier version of the sweep) have a row too. Read it with `pandas.read_parquet`.
+    Columns: run, stage, group, source, source_step, state, error, sweep_id, sweep_file, packed (the size of
+    the pack that trained the steps up to the row's evaluation; 1: alone), pack_error (why the run fell back to
+    training alone), changes (the options a resume changed, "train.step_impl grouped→static@120"); task.*,
+    model.*, train.* (for a post-training run: its pre-training's, as they stood at its source_step), post.*,
+    read from each run's own config.json (from the job for a run not started), each as it stood for the steps up
+    to the row's evaluation (`runs.history`); ran.* (the training step, decoder, precision and device that
+    ran them); then step, samples_seen, rl_samples and every metric (`eval/...`, `rl/...`, `train/...`,
+    `perf/...`). Runs that `states` holds and no job lists (an earlier version of the sweep) have a row too.
+    Read it with `pandas.read_parquet`.
     """
     by_name = {job.name: job for job in jobs}
     rows = []
@@ -314,12 +340,13 @@ def write_results(jobs: list[Job], out: Path, states: dict[str, dict[str, Any]],
                                "source_step": job.source_step if job else config.get("source_step"),
                                "state": state["state"], "error": state.get("error"),
                                "sweep_id": state.get("sweep"), "sweep_file": sweeps.get(state.get("sweep"))}
+        row |= {"pack_error": state.get("pack_error"), "changes": _history(history.describe_changes, config, None)}
         row |= _config_columns(config, job)
         try:
             records = read_metrics(run_dir)
         except RunDirError as e:
             records, row["state"], row["error"] = [], "damaged", str(e)
-        rows.extend(row | record for record in records or [{}])
+        rows.extend(row | _ran_columns(config, state, record.get("step", 0)) | record for record in records or [{}])
     columns = sorted(dict.fromkeys(key for row in rows for key in row), key=_column_order)
     table = pa.table({key: pa.array([row.get(key) for row in rows]) for key in columns})
     path = out / RESULTS
@@ -348,15 +375,38 @@ def _config_columns(config: dict[str, Any], job: Job | None) -> dict[str, Any]:
     if config.get("stage") == "posttrain":  # its pre-training's train.* too
         try:
             source = json.loads((Path(str(config.get("source"))) / CONFIG).read_bytes())
-            columns |= flatten({"train": source["train"]})
+            columns |= flatten({"train": source["train"]}) | _history(history.as_of, source, ({}, None),
+                                                                       config.get("source_step"))[0]
         except (OSError, ValueError, KeyError, TypeError):
             if job is not None:
                 columns |= flatten({"train": asdict(job.pretrain.train)})
     return columns
 
 
-_IDENTITY = ("run", "stage", "group", "source", "source_step", "state", "error", "sweep_id", "sweep_file")
-_CONFIG = ("task.", "model.", "train.", "post.")
+def _ran_columns(config: dict[str, Any], state: dict[str, Any], step: int) -> dict[str, Any]:
+    """How the steps of a run up to `step` ran (`runs.history`): the values its changed options had, packed and ran.*;
+    where its config.json records no stretch (not started, or made before runs recorded one), packed is what
+    status.json said (if anything) and ran.* are empty."""
+    values, stretch = _history(history.as_of, config, ({}, None), step)
+    if stretch is None:
+        return values | {"packed": state.get("packed")} | {f"ran.{key}": None for key in _RAN}
+    return values | {"packed": stretch.get("packed")} | {f"ran.{key}": stretch.get(key) for key in _RAN}
+
+
+_RAN = ("step_impl", "decode", "precision", "device")
+
+
+def _history(read, config: dict[str, Any], damaged: Any, *args: Any) -> Any:
+    """`read(config, *args)` (a reader of `runs.history`), or `damaged` where the run's history cannot be read."""
+    try:
+        return read(config, *args)
+    except (RunDirError, KeyError, TypeError):
+        return damaged
+
+
+_IDENTITY = ("run", "stage", "group", "source", "source_step", "state", "error", "sweep_id", "sweep_file", "packed",
+             "pack_error", "changes")
+_CONFIG = ("task.", "model.", "train.", "post.", "ran.")
 _PROGRESS = ("step", "epoch", "samples_seen", "rl_samples")
 
 

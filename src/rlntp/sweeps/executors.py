@@ -48,7 +48,7 @@ class ExecutorConfig(Config):
     """train up to this many pre-training runs together as one batched model in one process (slot): runs of one
     GPT-2 shape that differ only in seed and p_cot (`rlntp.training.packed`), spread over the free workers. Each run
     directory is as if the run had trained alone; the floats agree with it within the tolerances of docs/sweeps.md,
-    "Packing runs" (a pack always takes the static step: --step-impl grouped has no packed form)"""
+    "Packing runs" (a pack always takes the static step: train.step_impl = "grouped" has no packed form, refused)"""
 
     def check(self) -> None:
         check_choice("executor", self.executor, EXECUTORS)
@@ -304,8 +304,13 @@ class RayExecutor:
 
 
 def check_executor(config: ExecutorConfig, jobs: list["Job"]) -> None:
-    """UserError now, before any work, if the executor cannot start (Ray not installed, no such cluster); a note
-    on stderr if the local runs would share cores (slower, the same floats)."""
+    """UserError now, before any work, if the executor cannot start (Ray not installed, no such cluster) or --pack
+    would override a run's step (`training.packed.check_packable`); a note on stderr if the local runs would share
+    cores (slower, the same floats)."""
+    if config.pack > 1:  # nothing that packing would override: train.step_impl = "grouped" is refused
+        from rlntp.training.packed import check_packable
+
+        check_packable([job.pretrain for job in jobs if job.stage == "pretrain"])
     cores, threads = cpu_count(), most_threads(jobs)
     if config.executor == "local":
         workers = config.workers or default_workers(jobs)

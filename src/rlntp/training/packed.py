@@ -11,7 +11,9 @@ results read as they are. The floats agree with a run trained alone up to float 
 matrix products round differently; tests/test_packed.py states and checks the tolerance).
 
 A pack's step is always the static one (`--step-impl static`: the padded batch in one pass; `compiled` compiles
-it); `grouped`, the CPU's default for a run alone, has no packed form. On a GPU, where a small model's step is
+it; `auto` is static here); `grouped`, the CPU's `auto` for a run alone, has no packed form, so runs that ask for it
+are not packed (`rlntp sweep --pack` refuses them, `check_packable`). Each run's config.json records the stretch of
+steps it trained packed, the pack's size and the step that ran (`runs.history`). On a GPU, where a small model's step is
 launch overhead, N runs should cost about one; on a CPU packing gains only where one run's products are too
 small for its threads (docs/sweeps.md, "Packing runs", has the measurements).
 """
@@ -38,7 +40,7 @@ from rlntp.runs.trackers import Trackers, check_trackers
 from rlntp.tasks import make_task
 from rlntp.training.losses import LossTally, padded_loss
 from rlntp.training.optim import make_optimizer
-from rlntp.training.pretrain import _RESUMABLE_CHANGES, PretrainRun, log_evaluation, resolve_step_impl, save_state
+from rlntp.training.pretrain import _RESUMABLE_CHANGES, PretrainRun, log_evaluation, save_state
 
 PER_RUN = ("train.seed", "task.p_cot", "task.p_medium")
 """The settings in which packed runs may differ: everything else (shapes, optimizer, cadence) is shared."""
@@ -62,6 +64,21 @@ class RunDiverged(Diverged):
     def __init__(self, index: int, error: Diverged):
         super().__init__(str(error))
         self.index = index
+
+
+def packed_step_impl(step_impl: str) -> str:
+    """The step a pack takes for a run's `step_impl`: static (auto, static) or compiled; PackError for grouped."""
+    if step_impl == "grouped":
+        raise PackError("train.step_impl = 'grouped' has no packed form (a pack takes the static step); set it to "
+                        "'auto', 'static' or 'compiled', or train without --pack")
+    return "compiled" if step_impl == "compiled" else "static"
+
+
+def check_packable(runs: list[PretrainRun]) -> None:
+    """PackError, before a sweep starts, if a run that could train packed asks for a step packing would override."""
+    for run in runs:
+        if pack_key(run) is not None:
+            packed_step_impl(run.train.step_impl)
 
 
 def pack_key(run: PretrainRun) -> str | None:
@@ -154,6 +171,7 @@ def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = 
     keys = {pack_key(run) for run in runs}
     if None in keys or len(keys) > 1:
         raise PackError("only runs of one GPT-2 shape that differ in seed and p_cot train packed")
+    step_impl = packed_step_impl(runs[0].train.step_impl)
     report_to = check_trackers(report_to)
     cfg = runs[0].train
     tasks = [make_task(run.task) for run in runs]
@@ -168,8 +186,10 @@ def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = 
           f"a dataset's train split has fewer rows than batch_size {cfg.batch_size}")
     tokenizer = task.tokenizer()
     with pinned_threads(cfg.threads), contextlib.ExitStack() as stack:
+        ran = {"packed": len(runs), "step_impl": step_impl, "decode": cfg.decode, "precision": precision,
+               "device": str(device)}
         run_dirs = [stack.enter_context(open_run_dir(out, run.to_dict(), True, _RESUMABLE_CHANGES, cfg.steps,
-                                                     normalize=PretrainRun.recorded))
+                                                     normalize=PretrainRun.recorded, ran=ran))
                     for run, out in zip(runs, outs)]
         checkpoints = [d.resume_point() for d in run_dirs]
         steps = [0 if c is None else checkpoint_state(c)["step"] for c in checkpoints]
@@ -200,7 +220,7 @@ def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = 
         if cfg.max_grad_norm is not None:
             optimizer.register_step_pre_hook(lambda *_: _clip_per_run(list(packed.stacked), cfg.max_grad_norm))
         loss_fn = packed_losses
-        if resolve_step_impl(cfg.step_impl, device) == "compiled":
+        if step_impl == "compiled":
             loss_fn = torch.compile(packed_losses, mode="reduce-overhead" if device.type == "cuda" else None,
                                     dynamic=False)
 

@@ -154,6 +154,8 @@ class PosttrainRun:
 
 
 _RESUMABLE_CHANGES = {"post.steps", "post.device", "post.precision", "post.decode"}
+"""What a resume may change; config.json keeps the value each had when the run started and records a change with its
+step (`runs.history`)."""
 
 
 def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool = True,
@@ -180,9 +182,10 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
     verify_checkpoint(source_checkpoint, allow_unverified)
     data = make_data(task, run.task.data, cfg.seed, device)
     tokenizer = task.tokenizer()  # saved beside every checkpoint
+    ran = {"packed": 1, "decode": cfg.decode, "precision": precision, "device": str(device)}
     with pinned_threads(cfg.threads), open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
-                      normalize=PosttrainRun.recorded) as run_dir, Trackers(report_to, out, run.to_dict(),
-                                                                            group) as trackers:
+                      normalize=PosttrainRun.recorded, ran=ran) as run_dir, Trackers(report_to, out, run.to_dict(),
+                                                                                     group) as trackers:
         checkpoint = run_dir.resume_point()
         if checkpoint is None:  # the source checkpoint was verified above
             model = load_model(source_checkpoint, run.model, device)

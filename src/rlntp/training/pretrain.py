@@ -87,7 +87,8 @@ class PretrainRun:
 
 
 # Fields that may change when a run is resumed: extending it, moving it to another device or precision, or running
-# its steps or decoding another way (the same computation up to float rounding).
+# its steps or decoding another way (the same computation up to float rounding). config.json keeps the value each
+# had when the run started and records a change with its step (`runs.history`).
 _RESUMABLE_CHANGES = {"train.steps", "train.device", "train.precision", "train.step_impl", "train.decode"}
 
 
@@ -112,9 +113,11 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
     check(data.train_size is None or data.train_size >= cfg.batch_size,
           f"the dataset's train split has {data.train_size} rows, fewer than batch_size {cfg.batch_size}")
     tokenizer = task.tokenizer()  # saved beside every checkpoint
+    step_impl = resolve_step_impl(cfg.step_impl, device)
+    ran = {"packed": 1, "step_impl": step_impl, "decode": cfg.decode, "precision": precision, "device": str(device)}
     with pinned_threads(cfg.threads), open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
-                      normalize=PretrainRun.recorded) as run_dir, Trackers(report_to, out, run.to_dict(),
-                                                                           group) as trackers:
+                      normalize=PretrainRun.recorded, ran=ran) as run_dir, Trackers(report_to, out, run.to_dict(),
+                                                                                    group) as trackers:
         checkpoint = run_dir.resume_point()
         if checkpoint is None:
             model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, cfg.seed, device)
@@ -124,7 +127,7 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
         state = run_dir.restore(checkpoint, optimizer, data.generators, allow_unverified)
         step = run_dir.step
         losses = LossTally(device, state.get("loss_sum", 0.0), state.get("loss_steps", 0))
-        step_loss = make_step_loss(model, task, resolve_step_impl(cfg.step_impl, device), device)
+        step_loss = make_step_loss(model, task, step_impl, device)
         model.train()
 
         if step == 0:
