@@ -252,3 +252,24 @@ def test_runs_and_datasets_that_record_no_identity_still_load(tmp_path, capsys):
     main(["pretrain", "--d", "4", "--steps", "4", "--eval-every", "2", "--save-every", "2", *TINY, "--out", str(run),
           "--resume"])
     assert json.loads((run / "task.json").read_text())["changes"] == []
+
+
+def test_an_installed_packages_task_is_identified_by_its_distribution_and_version(tmp_path, monkeypatch):
+    package = tmp_path / "mod3pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(MOD3)
+    info = tmp_path / "mod3pkg-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mod3pkg\nVersion: 0.1\n")
+    (info / "RECORD").write_text("mod3pkg/__init__.py,,\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from mod3pkg import SumMod3Task
+
+    identity = trust.task_identity(SumMod3Task(d=4, p_cot=0.5))
+    assert identity["class"] == "SumMod3Task" and identity["module"] == "mod3pkg"
+    assert identity["distribution"] == "mod3pkg" and identity["version"] == "0.1"
+    assert identity["file"] == str(package / "__init__.py") and len(identity["sha256"]) == 64
+    assert trust.identity_change(identity | {"version": "0.2"}, identity) == "version 0.2 -> 0.1"
+    assert trust.identity_change({"class": "SumMod3Task"}, identity) is not None  # fields it lacked now differ
+    assert trust.identity_change(None, identity) is None  # recorded nothing: taken as it is
+    sys.modules.pop("mod3pkg")

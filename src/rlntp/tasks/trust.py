@@ -10,8 +10,9 @@ entry point (`--task NAME`) is the user's own installation and always loads. Run
 (`rlntp sweep FILE`) is naming its tasks, as `python FILE` would be (docs/tasks.md).
 
 A task's identity (`task_identity`) is what its code was: the class's qualified name, the SHA-256 of its
-source file (the module's, for a package's task, with the distribution's name and version), rlntp's version
-for a built-in one, and its vocabulary and context length. Checkpoints (trainer_state.json), dataset manifests
+source file (the module's, for a package's task, with its name and the distribution's name and version), rlntp's
+version for a built-in one (informative: upgrading rlntp changes no identity), and its vocabulary and context
+length. Checkpoints (trainer_state.json), dataset manifests
 and run directories (task.json) record it; continuing from one with another identity is refused in one line
 naming what changed, unless the user allows it (`--allow-task-change`), and then the change is recorded in the
 run's task.json. What records no identity (made before rlntp recorded one) is taken as it is.
@@ -72,7 +73,7 @@ def note_origin(config: Any) -> None:
     """Called as a TaskConfig is built: outside `reading`, the user names its task (trusted in this process);
     inside, it remembers the file it came from."""
     where = _READING.get()
-    if not isinstance(config.task, str):  # refused by the config's type checks
+    if not isinstance(config.task, str) or not is_code(config.task):  # a wrong type: refused by the type checks
         return
     if where is None:
         trust_task(config.task)
@@ -114,7 +115,7 @@ def task_identity(task: Any) -> dict[str, Any]:
     if cls.__module__.startswith("rlntp."):
         from rlntp import __version__
 
-        identity |= {"module": cls.__module__, "rlntp": __version__}
+        identity["rlntp"] = __version__
     else:
         try:
             file = Path(inspect.getfile(cls)).resolve()
