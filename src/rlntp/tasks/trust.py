@@ -29,9 +29,6 @@ from typing import Any
 
 from rlntp.errors import ConfigError
 
-TASK_RECORD = "task.json"
-"""A run directory's record of its task's identity and of every allowed change (`record_task`)."""
-
 _TRUSTED: set[str] = set()
 _READING: ContextVar[str | None] = ContextVar("rlntp_task_read_from", default=None)
 _FROM = "_read_from"  # the attribute of a TaskConfig built from a file: that file
@@ -199,8 +196,9 @@ def resumed_task_change(out: Path, now: dict[str, Any], allow: bool) -> list[dic
     read-only, before the directory is claimed."""
     from rlntp.errors import CheckpointError
     from rlntp.runs.checkpoints import checkpoint_path, checkpoint_steps
+    from rlntp.runs.dirs import CONFIG
 
-    steps = checkpoint_steps(out) if (Path(out) / "config.json").is_file() else []
+    steps = checkpoint_steps(out) if (Path(out) / CONFIG).is_file() else []
     if not steps:
         return []
     try:
@@ -214,8 +212,9 @@ def record_task(out: Path, now: dict[str, Any], changes: list[dict[str, Any]], s
     """Write `out`/task.json: the task's identity and the allowed changes so far (`changes`, at `step`, added to
     those it recorded)."""
     from rlntp.files import atomic_write_text
+    from rlntp.runs.dirs import TASK
 
-    path = Path(out) / TASK_RECORD
+    path = Path(out) / TASK
     try:
         earlier = json.loads(path.read_bytes()).get("changes", []) if step > 0 else []
     except (OSError, ValueError, AttributeError):
