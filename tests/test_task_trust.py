@@ -100,6 +100,7 @@ def test_every_reading_command_runs_no_task_code_named_in_what_it_reads(world, r
     sweep_file = str(home / "sweep.toml")
     main(["sweep", sweep_file, "--out", str(world["sweep"]), "--status"])
     assert "1 runs" in capsys.readouterr().out
+    refused(["sweep", sweep_file, "--out", str(tmp_path), "--status"], "is not a sweep directory")
     before = sorted(p.name for p in home.iterdir())
     refused(["sweep", sweep_file, "--plan"], f"{sweep_file} {NAMES} {spec}")
     with pytest.raises(ConfigError, match=NAMES):

@@ -70,7 +70,7 @@ def pretrain(task: Annotated[TaskConfig, Flat], model: Annotated[ModelConfig, Fl
 
 def posttrain(post: Annotated[PosttrainConfig, Flat], from_: Annotated[Path, tyro.conf.arg(name="from")], out: Path,
               step: int | None = None, resume: bool = False, quiet: bool = False,
-              allow_unverified: bool = False, report_to: tuple[str, ...] = (), trust_task: tuple[str, ...] = (),
+              allow_unverified: bool = False, report_to: tuple[str, ...] = (), trust_task: str | None = None,
               allow_task_change: bool = False) -> None:
     """RL post-training (STaR, REINFORCE, GRPO) from a checkpoint; writes a run directory.
 
@@ -90,7 +90,7 @@ def posttrain(post: Annotated[PosttrainConfig, Flat], from_: Annotated[Path, tyr
     """
     from rlntp import api
 
-    out = api.posttrain(post, from_, out, step, resume, not quiet, allow_unverified, report_to, trust_task,
+    out = api.posttrain(post, from_, out, step, resume, not quiet, allow_unverified, report_to, trust_task or (),
                         allow_task_change)
     print(f"wrote {out}")
 
@@ -98,7 +98,7 @@ def posttrain(post: Annotated[PosttrainConfig, Flat], from_: Annotated[Path, tyr
 def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, samples: int = 2560,
              seed: int = 0, threads: int = 1, device: str = "auto",
              json_out: Annotated[bool, tyro.conf.arg(name="json")] = False, allow_unverified: bool = False,
-             trust_task: tuple[str, ...] = (), allow_task_change: bool = False) -> None:
+             trust_task: str | None = None, allow_task_change: bool = False) -> None:
     """Evaluate a checkpoint of a run (fresh inputs, or its dataset's test split): accuracy and length.
 
     Args:
@@ -118,7 +118,7 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
     from rlntp import api
 
     check_positive(samples=samples)
-    metrics = api.evaluate(run_dir, step, samples, seed, threads, device, allow_unverified, trust_task,
+    metrics = api.evaluate(run_dir, step, samples, seed, threads, device, allow_unverified, trust_task or (),
                            allow_task_change)
     if json_out:
         print(json.dumps(metrics))
@@ -192,7 +192,7 @@ def sweep(file: tyro.conf.Positional[Path], executor: Annotated[ExecutorConfig, 
     print(f"{len(jobs)} runs done; wrote {out / RESULTS}")
 
 
-def plot(run_dir: tyro.conf.Positional[Path], out: Path | None = None, trust_task: tuple[str, ...] = ()) -> None:
+def plot(run_dir: tyro.conf.Positional[Path], out: Path | None = None, trust_task: str | None = None) -> None:
     """Plot a run's accuracy and long-answer fraction against samples seen (paper Fig. 2 style).
 
     Args:
@@ -203,7 +203,7 @@ def plot(run_dir: tyro.conf.Positional[Path], out: Path | None = None, trust_tas
     """
     from rlntp import api
 
-    print(f"wrote {api.plot(run_dir, out, trust_task)}")
+    print(f"wrote {api.plot(run_dir, out, trust_task or ())}")
 
 
 def report(root: tyro.conf.Positional[Path], out: Path | None = None, markdown: bool = False,
