@@ -107,7 +107,7 @@ def test_no_tracker_is_imported_or_written_by_default(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["checkpoints", "config.json", "metrics.jsonl",
-                                                                   "rlntp.lock"]
+                                                                   "rlntp.lock", "task.json"]
 
 
 @pytest.mark.parametrize("argv, message", [

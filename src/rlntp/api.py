@@ -131,37 +131,47 @@ def sample(task: TaskConfig | None = None, n: int = 10, seed: int = 0) -> list[s
 
 @_validated
 def pretrain(task: TaskConfig, model: ModelConfig, train: PretrainConfig, out: str | Path, resume: bool = False,
-             progress: bool = True, allow_unverified: bool = False, report_to: tuple[str, ...] = ()) -> Path:
+             progress: bool = True, allow_unverified: bool = False, report_to: tuple[str, ...] = (),
+             allow_task_change: bool = False) -> Path:
     """Next-token pre-training on the task's mixture into the run directory `out` (new or empty; `resume` continues
     a killed run with the same configs); `report_to`: trackers (tensorboard, wandb, mlflow) that also log it;
-    returns `out`."""
+    `allow_task_change`: resume, or train on a dataset, made with another version of the task (recorded in
+    OUT/task.json); returns `out`."""
     from rlntp.training.pretrain import PretrainRun
     from rlntp.training.pretrain import pretrain as run_pretrain
 
     run_pretrain(PretrainRun(task, model, train), Path(out), resume=resume, progress=progress,
-                 allow_unverified=allow_unverified, report_to=tuple(report_to))
+                 allow_unverified=allow_unverified, report_to=tuple(report_to), allow_task_change=allow_task_change)
     return Path(out)
 
 
 @_validated
 def posttrain(post: PosttrainConfig, from_run: str | Path, out: str | Path, step: int | None = None,
               resume: bool = False, progress: bool = True, allow_unverified: bool = False,
-              report_to: tuple[str, ...] = ()) -> Path:
+              report_to: tuple[str, ...] = (), trust_task: str | tuple[str, ...] = (),
+              allow_task_change: bool = False) -> Path:
     """RL post-training (STaR, REINFORCE, GRPO: `post.algo`) from checkpoint `step` (default: the last) of the run
-    directory `from_run` into `out`; `report_to`: trackers that also log it; returns `out`."""
+    directory `from_run` into `out`; `report_to`: trackers that also log it; `trust_task`: the task code (FILE.py:CLASS
+    or MODULE:CLASS) that `from_run` names and may run; `allow_task_change`: start from (or resume) checkpoints made
+    with another version of the task (recorded in OUT/task.json); returns `out`."""
     from rlntp.training.posttrain import PosttrainRun
     from rlntp.training.posttrain import posttrain as run_posttrain
 
+    _trust(trust_task)
     run_posttrain(PosttrainRun.starting_from(Path(from_run), step, post), Path(out), resume=resume,
-                  progress=progress, allow_unverified=allow_unverified, report_to=tuple(report_to))
+                  progress=progress, allow_unverified=allow_unverified, report_to=tuple(report_to),
+                  allow_task_change=allow_task_change)
     return Path(out)
 
 
 @_validated
 def evaluate(run_dir: str | Path, step: int | None = None, samples: int = 2560, seed: int = 0, threads: int = 1,
-             device: str = "auto", allow_unverified: bool = False) -> dict[str, Any]:
+             device: str = "auto", allow_unverified: bool = False, trust_task: str | tuple[str, ...] = (),
+             allow_task_change: bool = False) -> dict[str, Any]:
     """Greedy and sampled accuracy and length of a checkpoint (default: the last) on fresh inputs, or its dataset's
-    test split: {"checkpoint", "samples", "eval/greedy_acc", "eval/sampled_len_hist", ...}."""
+    test split: {"checkpoint", "samples", "eval/greedy_acc", "eval/sampled_len_hist", ...}. `trust_task`: the task
+    code the run names and may run; `allow_task_change`: evaluate a checkpoint made with another version of the task
+    (the change is then under "task_change")."""
     from rlntp.data import make_data
     from rlntp.devices import check_threads, pinned_threads, resolve_device, seeded_generator
     from rlntp.evaluation import evaluate as run_evaluate
@@ -170,15 +180,20 @@ def evaluate(run_dir: str | Path, step: int | None = None, samples: int = 2560, 
     from rlntp.runs.checkpoints import load_checkpoint_model, resolve_checkpoint
     from rlntp.runs.dirs import read_task_and_model
     from rlntp.tasks import make_task
+    from rlntp.tasks.trust import checkpoint_task_change, task_identity
 
     run_dir = Path(run_dir)
     check(samples >= 1, f"samples must be >= 1, got {samples}")
     check_threads(threads)
     dev = resolve_device(device)
+    _trust(trust_task)
     task_config, model_config = read_task_and_model(run_dir)
     checkpoint = resolve_checkpoint(run_dir, step)
     task = make_task(task_config)
-    data = make_data(task, task_config.data, seed, dev)
+    identity = task_identity(task)
+    changes = [checkpoint_task_change(checkpoint, identity, allow_task_change)]
+    data = make_data(task, task_config.data, seed, dev, allow_task_change)
+    changes.append(data.task_change)
     if data.test_prompts is not None:
         samples = min(samples, len(data.test_prompts))
     check_fits(memory_estimate(model_config, task.vocab_size, task.context_len, 0, samples), dev,
@@ -186,6 +201,8 @@ def evaluate(run_dir: str | Path, step: int | None = None, samples: int = 2560, 
     model = load_checkpoint_model(checkpoint, model_config, dev, allow_unverified)
     metrics = {"checkpoint": str(checkpoint), "samples": samples, "source": "fresh inputs" if data.test_prompts is None
                else f"test pairs of {task_config.data}", "task": task.title, "long_len": task.long_len}
+    if changes := [f"{c['what']}: {c['change']}" for c in changes if c]:
+        metrics["task_change"] = "; ".join(changes)
     with pinned_threads(threads):
         metrics |= run_evaluate(model, task, samples, seeded_generator(dev, seed), test_prompts=data.test_prompts)
     return metrics
@@ -238,12 +255,21 @@ def sweep(spec: dict[str, Any] | str | Path, out: str | Path, executor: Executor
 
 
 @_validated
-def plan_sweep(spec: dict[str, Any] | str | Path, device: str = "auto", max_runs: int = MAX_RUNS) -> dict[str, Any]:
-    """What `sweep(spec)` would run and cost, writing nothing (`rlntp sweep FILE --plan --json`)."""
-    from rlntp.sweeps.plan import plan_jobs
+def plan_sweep(spec: dict[str, Any] | str | Path, device: str = "auto", max_runs: int = MAX_RUNS,
+               trust_task: str | tuple[str, ...] = ()) -> dict[str, Any]:
+    """What `sweep(spec)` would run and cost, writing nothing (`rlntp sweep FILE --plan --json`). The timing probe runs
+    the task code (FILE.py:CLASS, MODULE:CLASS) a sweep file names only if `trust_task` names it too; a dictionary's
+    tasks are the caller's own."""
+    from contextlib import nullcontext
 
+    from rlntp.sweeps.plan import plan_jobs
+    from rlntp.tasks.trust import reading
+
+    _trust(trust_task)
     spec, where, base = _sweep_spec(spec)
-    return {"sweep": where} | plan_jobs(_expand(spec, device, where, base, max_runs), device)
+    with reading(where) if where != _GIVEN else nullcontext():
+        jobs = _expand(spec, device, where, base, max_runs)
+    return {"sweep": where} | plan_jobs(jobs, device)
 
 
 def _sweep_spec(spec: dict[str, Any] | str | Path) -> tuple[dict[str, Any], str, Path]:
@@ -251,9 +277,19 @@ def _sweep_spec(spec: dict[str, Any] | str | Path) -> tuple[dict[str, Any], str,
     from rlntp.sweeps.spec import load_sweep
 
     if isinstance(spec, dict):
-        return spec, "a sweep given in Python", Path.cwd()
+        return spec, _GIVEN, Path.cwd()
     path = Path(spec)
     return load_sweep(path), str(path), path.resolve().parent
+
+
+_GIVEN = "a sweep given in Python"
+
+
+def _trust(specs: str | tuple[str, ...]) -> None:
+    """Let the task code `specs` run in this process (`tasks.trust`): the caller names it."""
+    from rlntp.tasks.trust import trust_task
+
+    trust_task(*([specs] if isinstance(specs, str) else specs))
 
 
 def _expand(spec: dict[str, Any], device: str, where: str, base: Path, max_runs: int) -> list:
@@ -336,10 +372,12 @@ def _recipe(name: str, preset: str | None, inputs: Any) -> tuple[Any, str, Any]:
 
 
 @_validated
-def plot(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Accuracy and long-answer fraction of a run against samples seen (Fig. 2 style) as a PNG; returns its path."""
+def plot(run_dir: str | Path, out: str | Path | None = None, trust_task: str | tuple[str, ...] = ()) -> Path:
+    """Accuracy and long-answer fraction of a run against samples seen (Fig. 2 style) as a PNG; returns its path.
+    `trust_task`: the task code the run names and may run (its chance level is drawn)."""
     from rlntp.plots import plot_run
 
+    _trust(trust_task)
     return Path(plot_run(Path(run_dir), None if out is None else Path(out)))
 
 

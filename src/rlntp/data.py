@@ -30,6 +30,7 @@ from rlntp.files import check_new_dir, read_text_file, sha256_file
 from rlntp.memory import check_fits
 from rlntp.tasks.base import LONG, SHORT, Sequences, Task
 from rlntp.tasks.multiplication import MultiplicationTask, draw_pairs
+from rlntp.tasks.trust import check_task_change, task_identity
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "valid", "test")
@@ -69,7 +70,7 @@ def write_dataset(out: Path, task: Task, splits: dict[str, tuple[Sequences, dict
             files[name] = {"file": path.name, "rows": table.num_rows, "long": int((seqs.kinds == LONG).sum()),
                            "sha256": sha256_file(path)}
         task.tokenizer().save_pretrained(tmp)
-        manifest = {"format": FORMAT, "version": 1, **manifest, "splits": files}
+        manifest = {"format": FORMAT, "version": 1, **manifest, "task_identity": task_identity(task), "splits": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         for path in tmp.iterdir():
             with open(path, "rb") as f:
@@ -110,10 +111,13 @@ class Dataset:
     train: Sequences
     test: Sequences
     manifest: dict[str, Any]
+    task_change: dict[str, Any] | None = None
+    """made by another version of the task, allowed (`tasks.trust.record_task` takes it); None: the same task"""
 
 
-def load_dataset(path: Path, task: Task) -> Dataset:
-    """Read a dataset directory made for `task`, checking every split file against the manifest's checksum."""
+def load_dataset(path: Path, task: Task, allow_task_change: bool = False) -> Dataset:
+    """Read a dataset directory made for `task`, checking every split file against the manifest's checksum, and the
+    task's identity against the manifest's (`tasks.trust`; another one is refused unless `allow_task_change`)."""
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -122,6 +126,8 @@ def load_dataset(path: Path, task: Task) -> Dataset:
     if made != task.params:
         raise ConfigError(f"dataset {path} was made for " + ", ".join(f"{k} = {v}" for k, v in made.items())
                           + "; the run asks for " + ", ".join(f"{k} = {v}" for k, v in task.params.items()))
+    change = check_task_change(manifest.get("task_identity"), task_identity(task), f"dataset {path}",
+                               allow_task_change)
     splits = {}
     for name in ("train", "test"):
         try:
@@ -151,7 +157,9 @@ def load_dataset(path: Path, task: Task) -> Dataset:
         long = torch.from_numpy(table.column("long").to_numpy(zero_copy_only=False))
         prompts, outputs = tokens[:, : task.prompt_len], tokens[:, task.prompt_len :]
         splits[name] = task.sequences(prompts, outputs, torch.where(long, LONG, SHORT))
-    return Dataset(train=splits["train"], test=splits["test"], manifest=manifest)
+    return Dataset(train=splits["train"], test=splits["test"], manifest=manifest,
+                   task_change=change and {"what": f"dataset {path}", "change": change,
+                                           "was": manifest.get("task_identity")})
 
 
 class OnlineData:
@@ -159,6 +167,7 @@ class OnlineData:
 
     test_prompts = None
     train_size = None
+    task_change = None
 
     def __init__(self, task: Task, seed: int, device: torch.device):
         self.task = task
@@ -186,6 +195,8 @@ class FixedData:
         self.train_prompts = self.train.tokens[:, : task.prompt_len]
         self.test_prompts = dataset.test.tokens[:, : task.prompt_len].to(device)
         self.train_size = len(self.train.tokens)
+        self.task_change = dataset.task_change
+        """the allowed change of task since the dataset was made (None: none)"""
         self.seed = seed
         self._order: tuple[int, torch.Tensor] | None = None
 
@@ -315,8 +326,9 @@ def make_sampled_dataset(out: Path, task: Task, sizes: dict[str, int], seed: int
     return write_dataset(out, task, splits, task.params | {"seed": seed, "source": "sampled"})
 
 
-def make_data(task: Task, data: str | None, seed: int, device: torch.device) -> OnlineData | FixedData:
-    """The data source of a stage: the dataset at `data`, or fresh samples of `task` when it is None."""
+def make_data(task: Task, data: str | None, seed: int, device: torch.device,
+              allow_task_change: bool = False) -> OnlineData | FixedData:
+    """The data source of a stage: the dataset at `data` (`load_dataset`), or fresh samples of `task` (None)."""
     if data is None:
         return OnlineData(task, seed, device)
-    return FixedData(task, load_dataset(Path(data), task), seed, device)
+    return FixedData(task, load_dataset(Path(data), task, allow_task_change), seed, device)

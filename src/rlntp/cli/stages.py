@@ -47,7 +47,7 @@ def sample(task: Annotated[TaskConfig, Flat], n: int = 10, seed: int = 0, operan
 
 def pretrain(task: Annotated[TaskConfig, Flat], model: Annotated[ModelConfig, Flat],
              train: Annotated[PretrainConfig, Flat], out: Path, resume: bool = False, quiet: bool = False,
-             allow_unverified: bool = False, report_to: tuple[str, ...] = ()) -> None:
+             allow_unverified: bool = False, report_to: tuple[str, ...] = (), allow_task_change: bool = False) -> None:
     """Next-token pre-training on fresh samples of the mixture; writes a run directory.
 
     Args:
@@ -59,15 +59,19 @@ def pretrain(task: Annotated[TaskConfig, Flat], model: Annotated[ModelConfig, Fl
         quiet: no progress bar
         allow_unverified: resume from a checkpoint that records no checksums (its files are not verified)
         report_to: also log to these trackers, offline, in OUT: none, tensorboard, wandb, mlflow (several allowed)
+        allow_task_change: resume, or train on a dataset, made with another version of the task (its source,
+            class or vocabulary; recorded in OUT/task.json)
     """
     from rlntp import api
 
-    print(f"wrote {api.pretrain(task, model, train, out, resume, not quiet, allow_unverified, report_to)}")
+    out = api.pretrain(task, model, train, out, resume, not quiet, allow_unverified, report_to, allow_task_change)
+    print(f"wrote {out}")
 
 
 def posttrain(post: Annotated[PosttrainConfig, Flat], from_: Annotated[Path, tyro.conf.arg(name="from")], out: Path,
               step: int | None = None, resume: bool = False, quiet: bool = False,
-              allow_unverified: bool = False, report_to: tuple[str, ...] = ()) -> None:
+              allow_unverified: bool = False, report_to: tuple[str, ...] = (), trust_task: str | None = None,
+              allow_task_change: bool = False) -> None:
     """RL post-training (STaR, REINFORCE, GRPO) from a checkpoint; writes a run directory.
 
     Args:
@@ -79,15 +83,22 @@ def posttrain(post: Annotated[PosttrainConfig, Flat], from_: Annotated[Path, tyr
         quiet: no progress bar
         allow_unverified: start (or resume) from checkpoints that record no checksums (their files are not verified)
         report_to: also log to these trackers, offline, in OUT: none, tensorboard, wandb, mlflow (several allowed)
+        trust_task: run this task code (FILE.py:CLASS or MODULE:CLASS) that --from names (rlntp runs no code
+            named only in a file it reads)
+        allow_task_change: start from (or resume) checkpoints made with another version of the task (its
+            source, class or vocabulary; recorded in OUT/task.json)
     """
     from rlntp import api
 
-    print(f"wrote {api.posttrain(post, from_, out, step, resume, not quiet, allow_unverified, report_to)}")
+    out = api.posttrain(post, from_, out, step, resume, not quiet, allow_unverified, report_to, trust_task or (),
+                        allow_task_change)
+    print(f"wrote {out}")
 
 
 def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, samples: int = 2560,
              seed: int = 0, threads: int = 1, device: str = "auto",
-             json_out: Annotated[bool, tyro.conf.arg(name="json")] = False, allow_unverified: bool = False) -> None:
+             json_out: Annotated[bool, tyro.conf.arg(name="json")] = False, allow_unverified: bool = False,
+             trust_task: str | None = None, allow_task_change: bool = False) -> None:
     """Evaluate a checkpoint of a run (fresh inputs, or its dataset's test split): accuracy and length.
 
     Args:
@@ -99,14 +110,21 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
         device: cpu, cuda, cuda:N or auto
         json_out: print one JSON object instead of a table
         allow_unverified: evaluate a checkpoint that records no checksums (its files are not verified)
+        trust_task: run this task code (FILE.py:CLASS or MODULE:CLASS) that the run names (rlntp runs no code
+            named only in a file it reads)
+        allow_task_change: evaluate a checkpoint made with another version of the task (its source, class or
+            vocabulary), saying so
     """
     from rlntp import api
 
     check_positive(samples=samples)
-    metrics = api.evaluate(run_dir, step, samples, seed, threads, device, allow_unverified)
+    metrics = api.evaluate(run_dir, step, samples, seed, threads, device, allow_unverified, trust_task or (),
+                           allow_task_change)
     if json_out:
         print(json.dumps(metrics))
         return
+    if "task_change" in metrics:
+        print(f"task changed: {metrics['task_change']}")
     print(f"checkpoint  {metrics['checkpoint']}  ({metrics['samples']} {metrics['source']}, {metrics['task']})")
     for mode in ("greedy", "sampled"):
         print(f"{mode:8s} accuracy {metrics[f'eval/{mode}_acc']:.4f}   median length "
@@ -120,7 +138,7 @@ def evaluate(run_dir: tyro.conf.Positional[Path], step: int | None = None, sampl
 
 def sweep(file: tyro.conf.Positional[Path], executor: Annotated[ExecutorConfig, Flat], out: Path | None = None,
           device: str = "auto", status: bool = False, quiet: bool = False, max_runs: int = MAX_RUNS,
-          plan: bool = False, json: bool = False) -> None:
+          plan: bool = False, json: bool = False, trust_task: tuple[str, ...] = ()) -> None:
     """Run a sweep file (TOML): grids of pretrain and posttrain runs, then OUT/results.parquet.
 
     The file sets a base config per stage, axes to vary and post-training runs from named checkpoints
@@ -139,14 +157,21 @@ def sweep(file: tyro.conf.Positional[Path], executor: Annotated[ExecutorConfig, 
         plan: print what the sweep runs (runs, steps, samples, checkpoints) and its estimated cost on DEVICE from
             a short timing probe; run and write nothing
         json: with --plan, print the plan as JSON
+        trust_task: with --plan, let the timing probe run this task code (FILE.py:CLASS or MODULE:CLASS) that
+            the sweep file names (--status and --plan import none otherwise; running the sweep runs its tasks)
     """
+    from contextlib import nullcontext
+
     from rlntp import api
     from rlntp.runs.dirs import read_status
     from rlntp.sweeps.engine import RESULTS, status_report
     from rlntp.sweeps.spec import expand, load_sweep
+    from rlntp.tasks.trust import reading, trust_task as allow_code
 
+    allow_code(*trust_task)
     spec = load_sweep(file)
-    jobs = expand(spec, device, where=str(file), base=file.resolve().parent, max_runs=max_runs)
+    with reading(str(file)) if status or plan else nullcontext():  # a query runs no task code the file names
+        jobs = expand(spec, device, where=str(file), base=file.resolve().parent, max_runs=max_runs)
     check(not json or plan, "--json prints the plan: pass it with --plan")
     if plan:
         import json as json_module
@@ -167,16 +192,18 @@ def sweep(file: tyro.conf.Positional[Path], executor: Annotated[ExecutorConfig, 
     print(f"{len(jobs)} runs done; wrote {out / RESULTS}")
 
 
-def plot(run_dir: tyro.conf.Positional[Path], out: Path | None = None) -> None:
+def plot(run_dir: tyro.conf.Positional[Path], out: Path | None = None, trust_task: str | None = None) -> None:
     """Plot a run's accuracy and long-answer fraction against samples seen (paper Fig. 2 style).
 
     Args:
         run_dir: a run directory
         out: the PNG to write (default: RUN_DIR/plot.png)
+        trust_task: run this task code (FILE.py:CLASS or MODULE:CLASS) that the run names (rlntp runs no code
+            named only in a file it reads)
     """
     from rlntp import api
 
-    print(f"wrote {api.plot(run_dir, out)}")
+    print(f"wrote {api.plot(run_dir, out, trust_task or ())}")
 
 
 def report(root: tyro.conf.Positional[Path], out: Path | None = None, markdown: bool = False,

@@ -35,12 +35,12 @@ from rlntp.runs.checkpoints import CHECKPOINTS, checkpoint_steps, load_trainer_s
 from rlntp.runs.metrics import METRICS, truncate_metrics
 from rlntp.runs.trackers import TRACKER_DIRS
 
-CONFIG, LOCK = "config.json", "rlntp.lock"
+CONFIG, LOCK, TASK = "config.json", "rlntp.lock", "task.json"
 STATUS, REPORT = "status.json", "report.json"
 STAGES = ("pretrain", "posttrain")
-RUN_ENTRIES = (CONFIG, METRICS, CHECKPOINTS, "plot.png", *TRACKER_DIRS.values())
-"""What a pre- or post-training run directory holds (`rlntp plot` writes plot.png into it; `--report-to` its
-trackers' directories, `runs.trackers`)."""
+RUN_ENTRIES = (CONFIG, TASK, METRICS, CHECKPOINTS, "plot.png", *TRACKER_DIRS.values())
+"""What a pre- or post-training run directory holds (task.json: its task's identity, `tasks.trust`; `rlntp plot`
+writes plot.png into it; `--report-to` its trackers' directories, `runs.trackers`)."""
 
 
 class DirLock:
@@ -198,8 +198,9 @@ def open_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_chan
         try:
             yield handle
         except BaseException as e:
-            if new and not foreign_entries(out, (CONFIG,)):
+            if new and not foreign_entries(out, (CONFIG, TASK)):
                 (out / CONFIG).unlink(missing_ok=True)
+                (out / TASK).unlink(missing_ok=True)
                 undo()
             if isinstance(e, KeyboardInterrupt):
                 raise Interrupted(out, handle.step) from None
@@ -231,8 +232,11 @@ def _claim_run(out: Path, config: dict[str, Any], resume: bool, resumable_change
     if not resume:
         raise RunDirError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
     if normalize is not None:
+        from rlntp.tasks.trust import reading
+
         try:
-            saved = normalize(saved)
+            with reading(str(out / CONFIG)):
+                saved = normalize(saved)
         except (KeyError, TypeError, UserError) as e:
             raise RunDirError(f"{out / CONFIG} is not a valid run config ({e}); restore it or start a new run") from e
     diffs = [f"{k} (run: {a}, given: {b})" for k, (a, b) in sorted(flat_diff(saved, config).items())
@@ -278,10 +282,12 @@ def read_task_and_model(run_dir: Path):
     """The task and model configs of any run directory (validated)."""
     from rlntp.models import ModelConfig
     from rlntp.tasks import TaskConfig
+    from rlntp.tasks.trust import reading
 
     config = read_config(run_dir)
     try:
-        return TaskConfig(**config["task"]), ModelConfig(**config["model"])
+        with reading(str(Path(run_dir) / CONFIG)):  # its task code runs only if the user names it (`tasks.trust`)
+            return TaskConfig(**config["task"]), ModelConfig(**config["model"])
     except (TypeError, UserError) as e:
         raise RunDirError(f"{Path(run_dir) / CONFIG} has no valid task and model sections ({e})") from e
 

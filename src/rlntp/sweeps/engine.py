@@ -43,6 +43,7 @@ from rlntp.runs.dirs import CONFIG, STATUS, flat_diff, read_status
 from rlntp.runs.metrics import read_metrics
 from rlntp.sweeps.executors import ExecutorConfig, make_executor
 from rlntp.sweeps.spec import Job
+from rlntp.tasks.trust import reading
 from rlntp.training.posttrain import PosttrainRun
 from rlntp.training.pretrain import PretrainRun
 
@@ -231,9 +232,10 @@ def job_config(job: Job) -> dict[str, Any]:
 def _recorded(run_dir: Path, job: Job) -> dict[str, Any]:
     """The part of a run's config.json that `job_config` describes, as the current code would write it."""
     saved = json.loads((run_dir / CONFIG).read_bytes())
-    if job.stage == "pretrain":
-        return PretrainRun.recorded(saved)
-    saved = PosttrainRun.recorded(saved)
+    with reading(str(run_dir / CONFIG)):
+        if job.stage == "pretrain":
+            return PretrainRun.recorded(saved)
+        saved = PosttrainRun.recorded(saved)
     return {key: saved[key] for key in ("stage", "source_step", "post")}
 
 

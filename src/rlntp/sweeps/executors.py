@@ -71,6 +71,7 @@ def execute(job: "Job | tuple[Job, ...]", runs_dir: str, progress: bool = False)
     config's `threads`). Never raises for a failure of the run itself, so one failed run never stops the
     others; a Ctrl-C (Interrupted) does propagate: it stops the sweep.
     """
+    _trust_tasks(job)
     if isinstance(job, tuple):
         return execute_pack(job, runs_dir, progress)
     from rlntp.training.posttrain import PosttrainRun, posttrain
@@ -93,6 +94,16 @@ def execute(job: "Job | tuple[Job, ...]", runs_dir: str, progress: bool = False)
     except Exception as e:  # a bug or a resource failure: keep the traceback for the status file
         outcome = {"state": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
     return outcome | {"seconds": time.perf_counter() - start}
+
+
+def _trust_tasks(job: "Job | tuple[Job, ...]") -> None:
+    """In a worker process: the sweep process chose to run these jobs' tasks (they were named by its user, not read
+    from a file: `tasks.trust`), so the source runs' config.json that a post-training job reads may name them too."""
+    from rlntp.tasks.trust import trust_task, trusted
+
+    for one in job if isinstance(job, tuple) else (job,):
+        if trusted(one.pretrain.task):
+            trust_task(one.pretrain.task.task)
 
 
 def execute_pack(jobs: tuple["Job", ...], runs_dir: str, progress: bool = False) -> dict[str, Any]:

@@ -8,7 +8,8 @@ your own is a `Task` subclass in your own file or package, named by `--task`:
     --task NAME                             an installed package's entry point in the group `rlntp.tasks`
 
 It is built as `ClassName(d=..., p_cot=...)` (its size from `--d`) and checked before any work: a class that
-lacks a member of the interface is refused in one line naming what is missing (docs/tasks.md).
+lacks a member of the interface is refused in one line naming what is missing (docs/tasks.md). Task code named
+only in a file rlntp reads is not imported unless the user names it too (`tasks.trust`).
 """
 
 import importlib
@@ -24,6 +25,7 @@ from rlntp.tasks import checks
 from rlntp.tasks.base import Task
 from rlntp.tasks.multiplication import MultiplicationTask
 from rlntp.tasks.parity import ParityTask
+from rlntp.tasks.trust import absolute, check_trusted, note_origin, trusted
 
 TASKS = ("parity", "mult")
 """The built-in tasks."""
@@ -56,15 +58,16 @@ class TaskConfig(Config):
     split for evaluation); default: fresh samples of the task"""
 
     def __post_init__(self):
-        if self.task not in TASKS and ".py:" in self.task:  # a file: absolute, so it names the same file anywhere
-            path, _, name = self.task.rpartition(":")
-            object.__setattr__(self, "task", f"{Path(path).expanduser().resolve()}:{name}")
+        if isinstance(self.task, str) and self.task not in TASKS:  # a file: absolute, names the same file anywhere
+            object.__setattr__(self, "task", absolute(self.task))
+        note_origin(self)  # named by the user, or read from a file (`tasks.trust`)
         super().__post_init__()
 
     def check(self) -> None:
         check(self.task == "parity" or self.p_medium == 0,
               f"p_medium (a partial chain of thought) exists for parity only, got {self.p_medium} with task {self.task}")
-        make_task(self)  # validates the task's own fields before any work starts
+        if trusted(self):  # code named only in a file read is not imported: its first use says so (`tasks.trust`)
+            make_task(self)  # validates the task's own fields before any work starts
         # and the size option of the other built-in task: a bad --digits is refused even where --task parity ignores it
         if self.task in TASKS:
             ParityTask(d=self.d, p_cot=self.p_cot)
@@ -77,6 +80,7 @@ def make_task(config: TaskConfig) -> Task:
         return MultiplicationTask(digits=config.digits, p_cot=config.p_cot)
     if config.task == "parity":
         return ParityTask(d=config.d, p_cot=config.p_cot, p_medium=config.p_medium)
+    check_trusted(config)
     cls = task_class(config.task)
     try:
         task = cls(d=config.d, p_cot=config.p_cot)

@@ -38,6 +38,7 @@ from rlntp.runs.checkpoints import checkpoint_state, load_checkpoint_model
 from rlntp.runs.dirs import open_run_dir
 from rlntp.runs.trackers import Trackers, check_trackers
 from rlntp.tasks import make_task
+from rlntp.tasks.trust import record_task, resumed_task_change, task_identity
 from rlntp.training.losses import LossTally, padded_loss
 from rlntp.training.optim import make_optimizer
 from rlntp.training.pretrain import _RESUMABLE_CHANGES, PretrainRun, log_evaluation, save_state
@@ -176,6 +177,8 @@ def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = 
     cfg = runs[0].train
     tasks = [make_task(run.task) for run in runs]
     task = tasks[0]
+    identities = [task_identity(t) for t in tasks]
+    changes = [resumed_task_change(out, identity, False) for out, identity in zip(outs, identities)]
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     # each run: its share of the packed step, and its own copy of the weights for evaluations and checkpoints
@@ -208,6 +211,8 @@ def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = 
             optimizers.append(optimizer)
             tallies.append(LossTally(device, state.get("loss_sum", 0.0), state.get("loss_steps", 0)))
         step = run_dirs[0].step
+        for out, identity, change in zip(outs, identities, changes):
+            record_task(out, identity, change, step)
 
         packed = PackedGPT(models).train()
         optimizer = make_optimizer(packed, cfg.optimizer, cfg.lr, device, cfg.weight_decay)
@@ -282,7 +287,7 @@ def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = 
                     tally.reset()
             if saving:
                 each_run(lambda i: save_state(outs[i], step, models[i], optimizers[i], datas[i], tallies[i],
-                                              cfg.batch_size, tokenizer))
+                                              cfg.batch_size, tokenizer, identities[i]))
         bar.close()
         if any(t.names for t in trackers):
             from rlntp.plots import plot_run

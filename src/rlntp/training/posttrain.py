@@ -32,6 +32,7 @@ from rlntp.runs.dirs import open_run_dir, read_task_and_model
 from rlntp.runs.metrics import append_metrics
 from rlntp.runs.trackers import Trackers, check_trackers
 from rlntp.tasks import TaskConfig, make_task
+from rlntp.tasks.trust import checkpoint_task_change, reading, record_task, resumed_task_change, task_identity
 from rlntp.training.config import StageConfig, as_recorded
 from rlntp.training.grpo import grpo_update
 from rlntp.training.losses import check_finite_loss, check_finite_weights
@@ -136,8 +137,9 @@ class PosttrainRun:
     def from_dict(cls, d: dict[str, Any]) -> "PosttrainRun":
         if d.get("stage") != STAGE:
             raise RunDirError(f"expected a {STAGE} run, found stage {d.get('stage')!r}")
-        return cls(d["source"], d["source_step"], d["start_samples_seen"], TaskConfig(**d["task"]),
-                   ModelConfig(**d["model"]), PosttrainConfig(**d["post"]))
+        with reading():  # a saved config: its task code is not imported unless the user names it
+            return cls(d["source"], d["source_step"], d["start_samples_seen"], TaskConfig(**d["task"]),
+                       ModelConfig(**d["model"]), PosttrainConfig(**d["post"]))
 
     @classmethod
     def recorded(cls, saved: dict[str, Any]) -> dict[str, Any]:
@@ -159,18 +161,21 @@ step (`runs.history`)."""
 
 
 def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool = True,
-              allow_unverified: bool = False, report_to: tuple[str, ...] = (), group: str | None = None) -> Path:
+              allow_unverified: bool = False, report_to: tuple[str, ...] = (), group: str | None = None,
+              allow_task_change: bool = False) -> Path:
     """Post-train as `run` says, writing the run directory `out`; returns `out`.
 
     Everything that can be checked is checked before the directory is touched: the device, the
     memory the sizes need, the starting checkpoint's files, the dataset, the output path.
     `allow_unverified` accepts checkpoints (the starting one, and this run's on resume) that record
     no checksums. `report_to` (`runs.trackers`) also logs each evaluation to those trackers, in `out`, grouped
-    under `group`.
+    under `group`. Starting from (or resuming) checkpoints, or training on a dataset, made with another version of
+    the task (`tasks.trust`) is refused unless `allow_task_change` (then recorded in OUT/task.json).
     """
     out = Path(out)
     report_to = check_trackers(report_to)
     task = make_task(run.task)
+    identity = task_identity(task)
     cfg = run.post
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
@@ -180,7 +185,10 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
                device, "post-training", "reduce --prompts-per-step, --rollouts-per-prompt or --eval-samples")
     source_checkpoint = resolve_checkpoint(run.source, run.source_step)
     verify_checkpoint(source_checkpoint, allow_unverified)
-    data = make_data(task, run.task.data, cfg.seed, device)
+    changes = [checkpoint_task_change(source_checkpoint, identity, allow_task_change)]
+    changes += resumed_task_change(out, identity, allow_task_change) if resume else []
+    data = make_data(task, run.task.data, cfg.seed, device, allow_task_change)
+    changes = [change for change in changes + [data.task_change] if change]
     tokenizer = task.tokenizer()  # saved beside every checkpoint
     ran = {"packed": 1, "decode": cfg.decode, "precision": precision, "device": str(device)}
     with pinned_threads(cfg.threads), open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
@@ -198,6 +206,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
         rng = seeded_generator(device, cfg.seed, 2)
         run_dir.restore(checkpoint, optimizer, {"rollouts": rng}, allow_unverified)
         step = run_dir.step
+        record_task(out, identity, changes, step)
         model.train()
         logprob_temperature = cfg.temperature if cfg.logprobs_at_tau else 1.0
 
@@ -258,7 +267,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
             if step % cfg.save_every == 0 or step == cfg.steps:
                 check_finite_weights(model, step, out)
                 save_checkpoint(out, step, model, optimizer, {"rollouts": rng},
-                                     {"samples_seen": samples_seen(step)}, tokenizer=tokenizer)
+                                     {"samples_seen": samples_seen(step), "task": identity}, tokenizer=tokenizer)
         bar.close()
         if trackers.names:
             from rlntp.plots import plot_run

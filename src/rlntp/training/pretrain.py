@@ -32,6 +32,7 @@ from rlntp.runs.metrics import append_metrics
 from rlntp.runs.trackers import Trackers, check_trackers
 from rlntp.tasks import TaskConfig, make_task
 from rlntp.tasks.base import Task
+from rlntp.tasks.trust import reading, record_task, resumed_task_change, task_identity
 from rlntp.training.config import StageConfig, as_recorded
 from rlntp.training.losses import LossTally, check_finite_weights, next_token_loss, padded_next_token_loss
 from rlntp.training.optim import make_optimizer
@@ -78,7 +79,8 @@ class PretrainRun:
     def from_dict(cls, d: dict[str, Any]) -> "PretrainRun":
         if d.get("stage") != STAGE:
             raise RunDirError(f"expected a {STAGE} run, found stage {d.get('stage')!r}")
-        return cls(TaskConfig(**d["task"]), ModelConfig(**d["model"]), PretrainConfig(**d["train"]))
+        with reading():  # a saved config: its task code is not imported unless the user names it
+            return cls(TaskConfig(**d["task"]), ModelConfig(**d["model"]), PretrainConfig(**d["train"]))
 
     @classmethod
     def recorded(cls, saved: dict[str, Any]) -> dict[str, Any]:
@@ -93,25 +95,30 @@ _RESUMABLE_CHANGES = {"train.steps", "train.device", "train.precision", "train.s
 
 
 def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool = True,
-             allow_unverified: bool = False, report_to: tuple[str, ...] = (), group: str | None = None) -> Path:
+             allow_unverified: bool = False, report_to: tuple[str, ...] = (), group: str | None = None,
+             allow_task_change: bool = False) -> Path:
     """Pre-train a model as `run` says, writing the run directory `out`; returns `out`.
 
     Everything that can be checked is checked before the directory is touched: the device, the
     memory the sizes need, the dataset, the output path. `allow_unverified` resumes from checkpoints
     that record no checksums. `report_to` (`runs.trackers`) also logs each evaluation to those trackers, in
-    `out`, grouped under `group`.
+    `out`, grouped under `group`. Resuming, or training on a dataset, made with another version of the task
+    (`tasks.trust`) is refused unless `allow_task_change` (then recorded in OUT/task.json).
     """
     out = Path(out)
     report_to = check_trackers(report_to)
     task = make_task(run.task)
+    identity = task_identity(task)
+    changes = resumed_task_change(out, identity, allow_task_change) if resume else []
     cfg = run.train
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     check_fits(memory_estimate(run.model, task.vocab_size, task.context_len, cfg.batch_size, cfg.eval_samples),
                device, "pre-training", "reduce --batch-size, --eval-samples, the task's size or the model")
-    data = make_data(task, run.task.data, cfg.seed, device)
+    data = make_data(task, run.task.data, cfg.seed, device, allow_task_change)
     check(data.train_size is None or data.train_size >= cfg.batch_size,
           f"the dataset's train split has {data.train_size} rows, fewer than batch_size {cfg.batch_size}")
+    changes += [data.task_change] if data.task_change else []
     tokenizer = task.tokenizer()  # saved beside every checkpoint
     step_impl = resolve_step_impl(cfg.step_impl, device)
     ran = {"packed": 1, "step_impl": step_impl, "decode": cfg.decode, "precision": precision, "device": str(device)}
@@ -126,6 +133,7 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
         optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, device, cfg.weight_decay, cfg.max_grad_norm)
         state = run_dir.restore(checkpoint, optimizer, data.generators, allow_unverified)
         step = run_dir.step
+        record_task(out, identity, changes, step)
         losses = LossTally(device, state.get("loss_sum", 0.0), state.get("loss_steps", 0))
         step_loss = make_step_loss(model, task, step_impl, device)
         model.train()
@@ -161,7 +169,7 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
                 timed_steps, train_time, tokens = 0, 0.0, 0
                 losses.reset()
             if step % cfg.save_every == 0 or step == cfg.steps:
-                save_state(out, step, model, optimizer, data, losses, cfg.batch_size, tokenizer)
+                save_state(out, step, model, optimizer, data, losses, cfg.batch_size, tokenizer, identity)
         bar.close()
         if trackers.names:
             from rlntp.plots import plot_run
@@ -194,14 +202,15 @@ def log_evaluation(out: Path, step: int, model: nn.Module, task: Task, data: Onl
 
 
 def save_state(out: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-               data: OnlineData | FixedData, losses: LossTally, batch_size: int, tokenizer) -> None:
-    """Checkpoint `step` of run `out` (weights, optimizer moments, the data's random state, the loss tally), after
-    checking that no loss or weight is non-finite."""
+               data: OnlineData | FixedData, losses: LossTally, batch_size: int, tokenizer,
+               task_identity: dict[str, Any]) -> None:
+    """Checkpoint `step` of run `out` (weights, optimizer moments, the data's random state, the loss tally, the task's
+    identity), after checking that no loss or weight is non-finite."""
     losses.check(out)
     check_finite_weights(model, step, out)
     save_checkpoint(out, step, model, optimizer, data.generators,
-                    {"samples_seen": step * batch_size, "loss_sum": losses.total.item(), "loss_steps": losses.steps},
-                    tokenizer=tokenizer)
+                    {"samples_seen": step * batch_size, "loss_sum": losses.total.item(), "loss_steps": losses.steps,
+                     "task": task_identity}, tokenizer=tokenizer)
 
 
 def resolve_step_impl(step_impl: str, device: torch.device) -> str:
