@@ -58,9 +58,10 @@ def write_dataset(out: Path, task: Task, splits: dict[str, tuple[Sequences, dict
             keep = torch.arange(seqs.tokens.shape[1])[None, :] < torch.from_numpy(ends)[:, None]
             offsets = np.concatenate([[0], np.cumsum(ends)]).astype(np.int32)
             kept = seqs.tokens[keep]
-            check(len(kept) == 0 or (int(kept.min()) >= 0 and int(kept.max()) < task.vocab_size),
+            low, high = (int(kept.min()), int(kept.max())) if len(kept) else (0, 0)  # an empty split holds none
+            check(0 <= low and high < task.vocab_size,
                   f"the {name} split of task {task.name} has token ids outside its vocabulary [0, {task.vocab_size}) "
-                  f"(from {int(kept.min())} to {int(kept.max())}): its sample returned them")
+                  f"(from {low} to {high}): its sample returned them")
             ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(kept.numpy().astype(np.uint8)))
             rows = seqs.tokens.tolist()
             table = pa.table({"text": [task.to_text(row[:end]) for row, end in zip(rows, ends.tolist())],
