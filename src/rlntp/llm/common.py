@@ -98,6 +98,11 @@ def check_causal_lm(model: str) -> None:
         check(path.is_dir() and (path / "config.json").is_file(),
               f"{model} is not a model directory (it has no config.json); pass a directory written by "
               "save_pretrained, an SFT checkpoint, or a hub name such as meta-llama/Llama-3.2-3B")
+    else:  # a hub name: asked once, so a machine without network fails in seconds, not after the retries of a download
+        check(not model.startswith((".", "/", "~")) and model.count("/") <= 1,
+              f"{model}: no such model directory; pass a directory written by save_pretrained, an SFT checkpoint, or "
+              "a hub name such as meta-llama/Llama-3.2-3B")
+        check_on_hub(model, "model", "without network access, pass a local directory written by save_pretrained")
     from huggingface_hub.utils import logging as hub_logging
 
     verbosity = hub_logging.get_verbosity()

@@ -91,6 +91,9 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
             tokenizer.pad_token = tokenizer.eos_token
         model = load_causal_lm(options.model, options.allow_pickle)
         trainer = trl.SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+        check(len(trainer.train_dataset) > 0, f"no row of {options.data}'s SFT half keeps a target token within "
+              f"--max-length {options.max_length} (TRL drops a row whose prompt fills it); raise --max-length or "
+              "shorten the records")
         if not progress:
             quiet_trainer(trainer)
         trainer.train(resume_from_checkpoint=resume or None)
