@@ -99,14 +99,18 @@ def test_ctrl_c_stops_the_tokenizer_training_on_a_large_record_file_at_once(tmp_
         assert process.poll() is None, process.communicate()
         assert time.time() < deadline, "the tokenizer's training never started"
         time.sleep(0.02)
-    time.sleep(0.5)  # into the Rust trainer's work
+    time.sleep(0.5)  # into the Rust trainer's work (2-5 s here)
     process.send_signal(signal.SIGINT)
     sent = time.perf_counter()
-    _, err = process.communicate(timeout=60)
-    stopped = time.perf_counter() - sent
+    err = process.stderr.readline()
+    answered = time.perf_counter() - sent
+    err += process.communicate(timeout=60)[1]
+    ended = time.perf_counter() - sent
     assert process.returncode == 130 and err == "error: interrupted; rerun the same command to continue\n", err
-    assert stopped < 5, f"{stopped:.1f} s from SIGINT to exit"
-    assert not (markers / "finished").exists()  # stopped during the training, not after it
+    # the message at once (the trainer is abandoned, not waited for); the exit after the interpreter's own clean-up
+    # of torch, transformers and the abandoned trainer (measured 4 s on 2 cores at load 5.5, about 1 s idle)
+    assert answered < 2 and ended < 15, f"{answered:.1f} s to the message, {ended:.1f} s to the exit"
+    assert not (markers / "finished").exists()
     assert not (out / "model").exists() and not any(p.name.startswith(".") for p in out.iterdir())
     assert json.loads((out / "report.json").read_text())["settings"]["source"] == str(big)  # rerun resumes it
 
