@@ -84,6 +84,7 @@ def evaluate(options: Annotated[LLMEvalConfig, Flat], out: Path) -> None:
     print(json.dumps(run_eval(options, out), indent=2))
 
 
+RERUN_HINT = "rerun the same command to continue"  # sft and grpo resume that way (no --resume)
 DESCRIPTION = "Pretrained LLMs on GSM8K/MATH mixtures: data, SFT, GRPO, evaluation (pip install 'rlntp[llm]')"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rlntp.config import Config
 from rlntp.devices import check_precision
-from rlntp.errors import ConfigError, check
+from rlntp.errors import ConfigError, Interrupted, check
 from rlntp.runs.dirs import CONFIG, open_run_dir
 
 DONE = "done.json"
@@ -155,6 +155,15 @@ def open_stage_dir(out: Path, stage: str, config: LLMStageConfig, state) -> Iter
                                              entries=ENTRIES))
         state.wait_for_everyone()
         yield any(Path(out).glob("checkpoint-*"))
+
+
+def run_trainer(trainer, out: Path, resume: bool) -> None:
+    """`trainer.train()`, from the last checkpoint in `out` when `resume`; a Ctrl-C ends it as `Interrupted` at the
+    trainer's step (rerunning the command resumes from the last checkpoint)."""
+    try:
+        trainer.train(resume_from_checkpoint=resume or None)
+    except KeyboardInterrupt:
+        raise Interrupted(out, trainer.state.global_step) from None
 
 
 def quiet_trainer(trainer) -> None:

@@ -56,6 +56,7 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
         load_causal_lm,
         open_stage_dir,
         quiet_trainer,
+        run_trainer,
         use_bf16,
     )
     from rlntp.llm.dataset import read_split
@@ -96,7 +97,7 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
               "shorten the records")
         if not progress:
             quiet_trainer(trainer)
-        trainer.train(resume_from_checkpoint=resume or None)
+        run_trainer(trainer, out, resume)
         done = {"loss": [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h],
                 "checkpoints": {str(e): str(p) for e, p in epoch_checkpoints(out).items()},
                 "sequences_per_epoch": len(train)}
