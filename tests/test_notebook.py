@@ -34,7 +34,10 @@ def test_the_quickstart_notebook_runs_and_shows_rl_after_ntp(tmp_path):
     samples = _text(code[0]).splitlines()
     assert len(samples) == 4 and all(line.endswith("EOS") for line in samples)
     assert "eval/greedy_acc" in _text(code[1]) and "eval/greedy_len_median" in _text(code[2])
-    assert (tmp_path / "quickstart.png").stat().st_size > 10_000
+    assert (tmp_path / "runs" / "quickstart" / "quickstart.png").stat().st_size > 10_000
+    # all it writes is under runs/, which git ignores in examples/ (tests/test_llm_hostile.py): run in the checkout,
+    # it leaves no untracked file
+    assert [p.name for p in tmp_path.iterdir()] == ["runs"]
     summary = json.loads(_text(code[4]).strip().splitlines()[-1])
     # the paper's Fig. 1 at the notebook's size (seed 0, one thread: the same numbers on every machine): after
     # next-token prediction greedy decoding is at chance; GRPO from the same checkpoint answers long and right

@@ -306,7 +306,13 @@ def claims_markdown(root: Path, brief: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+_MARKDOWN_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "[": "\\[", "]": "\\]", "&": "&amp;", "<": "&lt;"})
+"""What report.json text could inject into a Markdown table: a cell's end (|), a link or image ([...](...)), raw HTML
+or an entity (< and &); each becomes the character itself."""
+
+
 def _markdown_cell(value) -> str:
-    """`value` as the text of one Markdown table cell: on one line, its pipes escaped."""
+    """`value` as the text of one Markdown table cell: on one line, nothing in it read as a link, HTML or a cell's
+    end (`_MARKDOWN_ESCAPES`)."""
     text = "" if value is None else " ".join(str(value).split())
-    return text.replace("\\", "\\\\").replace("|", "\\|")
+    return text.translate(_MARKDOWN_ESCAPES)

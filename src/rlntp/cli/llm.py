@@ -4,13 +4,13 @@ from pathlib import Path
 from typing import Annotated
 
 from rlntp.cli.parsing import Flat
-from rlntp.llm.dataset import LLMDataConfig
+from rlntp.llm.dataset import MAX_RECORD_MB, LLMDataConfig
 from rlntp.llm.evaluate import LLMEvalConfig
 from rlntp.llm.grpo import GRPOConfig
 from rlntp.llm.sft import SFTConfig
 
 
-def data(config: Annotated[LLMDataConfig, Flat], out: Path) -> None:
+def data(config: Annotated[LLMDataConfig, Flat], out: Path, max_record_mb: float = MAX_RECORD_MB) -> None:
     """GSM8K or MATH records -> the SFT and RL halves of a long/short mixture and the test split (Parquet).
 
     Each training target keeps its chain of thought with probability p_cot (seeded, per record).
@@ -19,10 +19,14 @@ def data(config: Annotated[LLMDataConfig, Flat], out: Path) -> None:
     Args:
         config: the records and the mixture
         out: the dataset directory to create (must not exist or be empty)
+        max_record_mb: refuse a local record file larger than this (MB), before reading it: its records are held
+            in memory (GSM8K's training set is 4 MB, MATH's 10 MB)
     """
+    from rlntp.errors import check
     from rlntp.llm.dataset import make_dataset
 
-    manifest = make_dataset(config, out)
+    check(max_record_mb > 0, f"max_record_mb must be > 0, got {max_record_mb}")
+    manifest = make_dataset(config, out, max_record_mb)
     rows, long = manifest["rows"], manifest["long"]
     print(f"wrote {out}: sft {rows['sft']:,} rows ({long['sft']:,} long), rl {rows['rl']:,}, test {rows['test']:,}")
     for split, skipped in manifest["unsplittable"].items():
@@ -80,6 +84,7 @@ def evaluate(options: Annotated[LLMEvalConfig, Flat], out: Path) -> None:
     print(json.dumps(run_eval(options, out), indent=2))
 
 
+RERUN_HINT = "rerun the same command to continue"  # sft and grpo resume that way (no --resume)
 DESCRIPTION = "Pretrained LLMs on GSM8K/MATH mixtures: data, SFT, GRPO, evaluation (pip install 'rlntp[llm]')"
 
 

@@ -66,8 +66,9 @@ def run_commands(commands: dict[str, Callable], argv: list[str], prog: str, desc
                   e.exit_code)
     except UserError as e:
         exit_with(str(e), e.exit_code)
-    except KeyboardInterrupt:
-        exit_with("interrupted (no run was in progress, so there is nothing to resume)", 130)
+    except KeyboardInterrupt:  # outside a run: a recipe that resumes by rerunning says so
+        exit_with(f"interrupted; {rerun_hint}" if rerun_hint is not None else
+                  "interrupted (no run was in progress, so there is nothing to resume)", 130)
 
 
 def exit_with(message: str, code: int) -> None:

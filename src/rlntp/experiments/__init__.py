@@ -16,8 +16,9 @@ and how it runs, in one of two ways:
         INPUTS, with_inputs(preset, inputs) (optional)  a config dataclass of options the command line adds
                                              (the LLM recipes' --source, --test-source, --data), and the preset
                                              they make
-        check_inputs(preset) (optional)      fails before the recipe's directory is claimed (a missing file,
-                                             a hub that does not answer)
+        check_inputs(preset, inputs) (optional)  fails before the recipe's directory is claimed (a missing
+                                             file, one too large, too few usable records, a hub that does not
+                                             answer); `inputs` as given (None: none)
 
 where each preset value comes from:
 
@@ -115,7 +116,7 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
     elif getattr(module, "secondary_process", lambda: False)():  # under `accelerate launch`: the main one claims
         return module.run(settings, out, device, progress)[0]
     else:
-        getattr(module, "check_inputs", lambda _: None)(settings)  # before the directory is claimed
+        getattr(module, "check_inputs", lambda *_: None)(settings, inputs)  # before the directory is claimed
     options = "".join(f" --{key.replace('_', '-')} {value}" for key, value in given.items())
     marker = {"recipe": name, "preset": preset, "settings": _jsonable(settings), "title": module.RECIPE.title,
               "order": module.RECIPE.order, "command": f"rlntp reproduce {name} --preset {preset}{options} --out {out}",

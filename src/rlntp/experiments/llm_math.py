@@ -95,8 +95,13 @@ class LLMInputs(Config):
     data: str | None = None
     """a directory of mixtures made by `rlntp llm data`, one per p_cot of the preset, named p=P
     (`rlntp llm data --p-cot 0.05 --out DIR/p=0.05`, ...); used instead of making them"""
+    max_record_mb: float | None = None
+    """refuse a local record file larger than this (MB), before the directory is claimed; default 256 (records are
+    held in memory; GSM8K's training set is 4 MB, MATH's 10 MB). Not a setting of the recipe: a rerun may raise it"""
 
     def check(self) -> None:
+        check(self.max_record_mb is None or self.max_record_mb > 0,
+              f"max_record_mb must be > 0, got {self.max_record_mb}")
         check(self.data is None or (self.source is None and self.test_source is None),
               "--data holds the mixtures already; pass either --data or --source/--test-source")
         check(self.test_source is None or self.source is not None or self.data is not None,
@@ -115,13 +120,18 @@ def with_inputs(preset: LLMRecipeConfig, inputs: LLMInputs | None) -> LLMRecipeC
                    config_name=preset.config_name if inputs.source == preset.source else None)
 
 
-def check_inputs(preset: LLMRecipeConfig) -> None:
+def check_inputs(preset: LLMRecipeConfig, inputs: LLMInputs | None = None) -> None:
     """ConfigError, before the recipe's directory is claimed, unless its model and records can be read: local files
-    exist and are data (not Git LFS pointers), hub names answer within seconds (`llm.common.check_on_hub`), a
+    exist, are data (not Git LFS pointers) within the size limit (`inputs.max_record_mb`) and hold enough usable
+    records (`tasks.math_text.make_mixture`), hub names answer within seconds (`llm.common.check_on_hub`), a
     --data directory holds a mixture at every p_cot of the preset."""
     from rlntp.files import check_not_lfs_pointer
     from rlntp.llm.common import check_on_hub
-    from rlntp.llm.dataset import LOCAL_FORMATS, read_manifest, split_path
+    from rlntp.llm.dataset import (LOCAL_FORMATS, MAX_RECORD_MB, check_record_file, load_records, read_manifest,
+                                   split_path)
+    from rlntp.tasks.math_text import dataset_format, make_mixture
+
+    limit = MAX_RECORD_MB if inputs is None or inputs.max_record_mb is None else inputs.max_record_mb
 
     if preset.data is not None:
         for p_cot in preset.p_cots:
@@ -140,6 +150,7 @@ def check_inputs(preset: LLMRecipeConfig) -> None:
             check(path.is_file(), f"{role} {name}: no such file")
             check(path.suffix in LOCAL_FORMATS, f"{role} {name}: not a {', '.join(LOCAL_FORMATS)} file")
             check_not_lfs_pointer(path)
+            check_record_file(path, limit)
         elif preset.data is None:
             check_on_hub(name, "dataset", "without network, pass local records: --source train.jsonl "
                                           "--test-source test.jsonl")
@@ -149,6 +160,11 @@ def check_inputs(preset: LLMRecipeConfig) -> None:
     check(preset.data is not None or not local_source or preset.test_source is not None,
           f"--source {preset.source} is a local file: pass the test records too (--test-source FILE), the recipe "
           "evaluates every checkpoint on them")
+    if local_source and preset.data is None:  # enough usable records, or the error the first mixture would end in
+        fmt = dataset_format(preset.dataset)
+        test = Path(preset.test_source)
+        make_mixture(fmt, load_records(preset.source, "train", None, fmt, None),
+                     load_records(preset.test_source, "test", None, fmt, None) if test.is_file() else [], 0.0, 0)
     for model in [preset.model] + [extra["model"] for extra in preset.more_models]:
         if model != "tiny" and not Path(model).exists():
             check_on_hub(model, "model", "without network, pass a local copy: --model DIR (save_pretrained)")
@@ -202,7 +218,7 @@ def run_llm(preset: LLMRecipeConfig, out: Path, device: str = "auto",
     out = Path(out)
     state = distributed()
     with state.main_process_first():
-        model, source, test_source = _inputs(preset, out)
+        model = _inputs(preset, out)  # the mixtures first, then the tiny model
     stage_options = dict(cpu=True) if device == "cpu" else {}
     variants = [(model, preset.sft, out)] + [(extra["model"], preset.sft | extra.get("sft", {}), out / model_tag(
         extra["model"])) for extra in preset.more_models]
@@ -213,7 +229,7 @@ def run_llm(preset: LLMRecipeConfig, out: Path, device: str = "auto",
 
     rows, analysis, summaries = [], [], []
     for name, sft, base in variants:
-        found = _run_model(preset, name, sft, source, test_source, out, base, device, stage_options, state, progress)
+        found = _run_model(preset, name, sft, out, base, device, stage_options, state, progress)
         if state.is_main_process:
             tag = model_tag(name) if preset.model != "tiny" else "tiny"
             model_rows = [{"model": tag} | r for r in found[0]]
@@ -237,12 +253,10 @@ def model_tag(model: str) -> str:
     return Path(model.rstrip("/")).name
 
 
-def _run_model(preset: LLMRecipeConfig, model: str, sft: dict[str, Any], source: str | None,
-               test_source: str | None, out: Path, base: Path, device: str, stage_options: dict[str, Any], state,
-               progress: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _run_model(preset: LLMRecipeConfig, model: str, sft: dict[str, Any], out: Path, base: Path, device: str,
+               stage_options: dict[str, Any], state, progress: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The plan of the module docstring for one model into `base` (mixtures in OUT/data): its rows and the completion
     analysis of its GRPO runs (both empty in a secondary process)."""
-    from rlntp.llm.dataset import LLMDataConfig, make_dataset
     from rlntp.llm.evaluate import LLMEvalConfig
     from rlntp.llm.grpo import GRPOConfig, run_grpo, step_checkpoints
     from rlntp.llm.sft import SFTConfig, epoch_checkpoints, run_sft
@@ -259,11 +273,7 @@ def _run_model(preset: LLMRecipeConfig, model: str, sft: dict[str, Any], source:
 
     rows, analysis = [], []
     for p_cot in preset.p_cots:
-        data = Path(preset.data) / _p(p_cot) if preset.data is not None else out / "data" / _p(p_cot)
-        with state.main_process_first():
-            if not (data / "manifest.json").exists():
-                make_dataset(LLMDataConfig(dataset=preset.dataset, source=source, config_name=preset.config_name,
-                                           test_source=test_source, p_cot=p_cot), data)
+        data = _mixture(preset, out, p_cot)
         sft_dir = base / "sft" / _p(p_cot)
         done = run_sft(SFTConfig(model=model, data=data, **sft, **stage_options), sft_dir, progress)
         per_epoch = done["sequences_per_epoch"]
@@ -360,42 +370,51 @@ def plan_llm(preset: LLMRecipeConfig) -> dict[str, Any]:
     return plan
 
 
-def _inputs(preset: LLMRecipeConfig, out: Path) -> tuple[str, str | None, str | None]:
-    """(model, training source, test source): the preset's; for `tiny`, a model built in `out` (its tokenizer trained
-    on the training records) and, without a source, synthetic records made there."""
-    if preset.model != "tiny":
-        return preset.model, preset.source, preset.test_source
-    from rlntp.llm.dataset import load_records
+def _inputs(preset: LLMRecipeConfig, out: Path) -> str:
+    """Make the mixtures (OUT/data/p=P, unless --data) and return the model: the preset's; for `tiny`, a model built in
+    `out` (its tokenizer trained on the training records; without a source, on synthetic records made there). Every
+    mixture is made first
+    (OUT/data/p=P), so records that cannot make one fail before the model is built: the recipe's new directory then
+    holds nothing but its markers and is removed (`runs.dirs.open_recipe_dir`)."""
+    from rlntp.llm.dataset import LLMDataConfig, load_records, make_dataset
     from rlntp.llm.tiny import gsm8k_records, make_tiny_llama, math_records
     from rlntp.tasks.math_text import DATASETS, target
 
-    fmt = DATASETS[preset.dataset]
     source, test_source = preset.source, preset.test_source
-    if preset.data is not None:
-        train = None
-    elif source is not None:
-        train = load_records(source, "train", preset.config_name, fmt)
-    else:
+    if preset.model == "tiny" and preset.data is None and source is None:
         records = out / "records"
-        make = gsm8k_records if preset.dataset == "gsm8k" else math_records
-        train, test = make(preset.records[0], seed=0), make(preset.records[1], seed=1)
         if not (records / "test.jsonl").exists():
+            make = gsm8k_records if preset.dataset == "gsm8k" else math_records
             records.mkdir(parents=True, exist_ok=True)
-            for name, rows in (("train", train), ("test", test)):
+            for name, rows in (("train", make(preset.records[0], seed=0)), ("test", make(preset.records[1], seed=1))):
                 atomic_write_text(records / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
         source, test_source = str(records / "train.jsonl"), str(records / "test.jsonl")
+    for p_cot in preset.p_cots:
+        data = _mixture(preset, out, p_cot)
+        if preset.data is None and not (data / "manifest.json").exists():  # sizes checked by `check_inputs`
+            make_dataset(LLMDataConfig(dataset=preset.dataset, source=source, config_name=preset.config_name,
+                                       test_source=test_source, p_cot=p_cot), data, max_record_mb=None)
+    if preset.model != "tiny":
+        return preset.model
+    fmt = DATASETS[preset.dataset]
     model = out / "model"
     if not (model / "config.json").exists():
-        if train is None:  # --data: the tokenizer learns from the mixtures' SFT targets
+        if preset.data is not None:  # --data: the tokenizer learns from the mixtures' SFT targets
             from rlntp.llm.dataset import read_split
 
-            rows = [r for p in preset.p_cots for r in read_split(Path(preset.data) / _p(p), "sft").to_list()]
+            rows = [r for p in preset.p_cots for r in read_split(_mixture(preset, out, p), "sft").to_list()]
             texts = [_plain(r["prompt"]) + _plain(r["completion"]) for r in rows]
         else:
-            texts = [_plain(fmt.prompt(r[fmt.question])) + target(*parts) for r in train
+            texts = [_plain(fmt.prompt(r[fmt.question])) + target(*parts)
+                     for r in load_records(source, "train", preset.config_name, fmt, None)
                      if (parts := fmt.split(r[fmt.solution])) is not None]
         make_tiny_llama(model, texts)
-    return str(model), source, test_source
+    return str(model)
+
+
+def _mixture(preset: LLMRecipeConfig, out: Path, p_cot: float) -> Path:
+    """The mixture at `p_cot`: DATA/p=P of --data, else OUT/data/p=P."""
+    return (Path(preset.data) if preset.data is not None else out / "data") / _p(p_cot)
 
 
 def _plain(prompt) -> str:

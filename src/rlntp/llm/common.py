@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rlntp.config import Config
 from rlntp.devices import check_precision
-from rlntp.errors import ConfigError, check
+from rlntp.errors import ConfigError, Interrupted, check
 from rlntp.runs.dirs import CONFIG, open_run_dir
 
 DONE = "done.json"
@@ -98,6 +98,11 @@ def check_causal_lm(model: str) -> None:
         check(path.is_dir() and (path / "config.json").is_file(),
               f"{model} is not a model directory (it has no config.json); pass a directory written by "
               "save_pretrained, an SFT checkpoint, or a hub name such as meta-llama/Llama-3.2-3B")
+    else:  # a hub name: asked once, so a machine without network fails in seconds, not after the retries of a download
+        check(not model.startswith((".", "/", "~")) and model.count("/") <= 1,
+              f"{model}: no such model directory; pass a directory written by save_pretrained, an SFT checkpoint, or "
+              "a hub name such as meta-llama/Llama-3.2-3B")
+        check_on_hub(model, "model", "without network access, pass a local directory written by save_pretrained")
     from huggingface_hub.utils import logging as hub_logging
 
     verbosity = hub_logging.get_verbosity()
@@ -150,6 +155,15 @@ def open_stage_dir(out: Path, stage: str, config: LLMStageConfig, state) -> Iter
                                              entries=ENTRIES))
         state.wait_for_everyone()
         yield any(Path(out).glob("checkpoint-*"))
+
+
+def run_trainer(trainer, out: Path, resume: bool) -> None:
+    """`trainer.train()`, from the last checkpoint in `out` when `resume`; a Ctrl-C ends it as `Interrupted` at the
+    trainer's step (rerunning the command resumes from the last checkpoint)."""
+    try:
+        trainer.train(resume_from_checkpoint=resume or None)
+    except KeyboardInterrupt:
+        raise Interrupted(out, trainer.state.global_step) from None
 
 
 def quiet_trainer(trainer) -> None:

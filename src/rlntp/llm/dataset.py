@@ -8,6 +8,8 @@ The file names are the hub's layout, so `datasets.load_dataset(DIR)` loads the t
 """
 
 import json
+import math
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 from rlntp.config import Config
 from rlntp.errors import ConfigError, check
 from rlntp.files import atomic_write_text, check_new_dir, check_not_lfs_pointer, read_text_file
-from rlntp.tasks.math_text import Dataset, check_columns, dataset_format, make_mixture
+from rlntp.tasks.math_text import Dataset, Mixture, check_columns, dataset_format, make_mixture
 
 SPLITS = ("sft", "rl", "test")
 MANIFEST = "manifest.json"
@@ -55,18 +57,39 @@ class LLMDataConfig(Config):
         return dataset_format(self.dataset)
 
 
-def load_records(source: str, split: str, config_name: str | None, fmt: Dataset) -> list[dict[str, Any]]:
+MAX_RECORD_MB = 256.0
+"""The largest local record file read unless the user raises it (--max-record-mb): records are held in memory as
+Python objects, several times the file's size, and GSM8K's and MATH's training sets are 4 and 10 MB."""
+
+
+def check_record_file(path: Path, max_mb: float) -> None:
+    """ConfigError in one line if the local record file `path` is larger than `max_mb` megabytes (10^6 bytes)."""
+    size = Path(path).stat().st_size
+    check(size <= max_mb * 1e6, f"{path} is {size / 1e6:,.1f} MB, over the {max_mb:g} MB limit on a record file (its "
+          f"records are held in memory); pass --max-record-mb {math.ceil(size / 1e6)} to read it anyway")
+
+
+def load_records(source: str, split: str, config_name: str | None, fmt: Dataset,
+                 max_mb: float | None = MAX_RECORD_MB) -> list[dict[str, Any]]:
     """The records of `source` (a local file, or a hub dataset's `split`) as dicts; their columns and the types of
-    the question and solution fields checked (one line naming the file and record otherwise)."""
+    the question and solution fields checked (one line naming the file and record otherwise). A local file over
+    `max_mb` MB is refused before it is read (None: the caller checked it); a hub name is asked for once first
+    (`llm.common.check_on_hub`), so without network it fails in seconds, not after the retries of a download."""
     path = Path(source)
     if path.exists():
         check(path.is_file() and path.suffix in LOCAL_FORMATS,
               f"{source} is not a {', '.join(LOCAL_FORMATS)} file of {fmt.name} records")
+        if max_mb is not None:
+            check_record_file(path, max_mb)
         records = _read_local(path)
     else:
         import datasets
 
+        from rlntp.llm.common import check_on_hub
+
         check(path.suffix not in LOCAL_FORMATS, f"no such file: {source}")
+        check_on_hub(source, "dataset", f"without network access, download it elsewhere and pass a local file with "
+                                        f"columns {fmt.question!r}, {fmt.solution!r}: --source path/to/{split}.jsonl")
         if config_name is None and source == "openai/gsm8k":
             config_name = "main"
         try:
@@ -123,24 +146,45 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def make_dataset(config: LLMDataConfig, out: Path) -> dict[str, Any]:
-    """Write the mixture's halves and the test split to `out` (a new directory); returns the manifest."""
+def make_dataset(config: LLMDataConfig, out: Path, max_record_mb: float | None = MAX_RECORD_MB) -> dict[str, Any]:
+    """Write the mixture's halves and the test split to `out` (a new directory); returns the manifest. The records
+    are read and checked (sizes against `max_record_mb`, usable counts: `make_mixture`) before anything is written."""
     import datasets
 
     check_new_dir(out, "dataset directory")
     datasets.disable_progress_bars()  # a few seconds of work; their bars would bury the command's one-line errors
     fmt = config.format
-    train = load_records(config.source, "train", config.config_name, fmt)
+    local = Path(config.source).exists()
+    for name in (config.source, config.test_source):
+        if max_record_mb is not None and name is not None and Path(name).is_file():
+            check_record_file(Path(name), max_record_mb)  # both before either is read
+    train = load_records(config.source, "train", config.config_name, fmt, None)
     if config.test_source is not None:
-        test = load_records(config.test_source, "test", None, fmt)
-    elif Path(config.source).exists():
+        test = load_records(config.test_source, "test", None, fmt, None)
+    elif local:
         test = []
     else:
         test = load_records(config.source, "test", config.config_name, fmt)
     mixture = make_mixture(fmt, train, test, config.p_cot, config.seed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # written beside `out` and renamed to it when complete: a killed run leaves no half-made dataset there
+    # written beside `out` and renamed to it when complete: a killed run leaves no half-made dataset there, and a
+    # failed or interrupted one removes its partial directory
     partial = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+    try:
+        _write_dataset(partial, mixture, config)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if out.is_dir():
+        out.rmdir()  # empty (check_new_dir)
+    partial.rename(out)
+    return json.loads((out / MANIFEST).read_text())
+
+
+def _write_dataset(partial: Path, mixture: Mixture, config: LLMDataConfig) -> None:
+    """The splits and the manifest of `mixture` into the directory `partial`."""
+    import datasets
+
     (partial / "data").mkdir()
     rows = {"sft": mixture.sft, "rl": mixture.rl, "test": mixture.test}
     for split in SPLITS:
@@ -154,10 +198,6 @@ def make_dataset(config: LLMDataConfig, out: Path) -> dict[str, Any]:
         "datasets_version": datasets.__version__,
     }
     atomic_write_text(partial / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    if out.is_dir():
-        out.rmdir()  # empty (check_new_dir)
-    partial.rename(out)
-    return manifest
 
 
 def read_split(data_dir: Path, split: str):

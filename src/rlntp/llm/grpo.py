@@ -124,6 +124,7 @@ def run_grpo(options: GRPOConfig, out: Path, progress: bool = True) -> dict[str,
         load_causal_lm,
         open_stage_dir,
         quiet_trainer,
+        run_trainer,
         use_bf16,
     )
     from rlntp.llm.dataset import read_split
@@ -158,7 +159,7 @@ def run_grpo(options: GRPOConfig, out: Path, progress: bool = True) -> dict[str,
                                   train_dataset=train, processing_class=tokenizer)
             if not progress:
                 quiet_trainer(trainer)
-            trainer.train(resume_from_checkpoint=resume or None)
+            run_trainer(trainer, out, resume)
         done = {"log": trainer.state.log_history, "options": json.loads(json.dumps(asdict(options), default=str)),
                 "completions_per_step": options.completions_per_device * options.grad_accum * args.world_size}
         if state.is_main_process:

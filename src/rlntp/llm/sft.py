@@ -56,6 +56,7 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
         load_causal_lm,
         open_stage_dir,
         quiet_trainer,
+        run_trainer,
         use_bf16,
     )
     from rlntp.llm.dataset import read_split
@@ -91,9 +92,12 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
             tokenizer.pad_token = tokenizer.eos_token
         model = load_causal_lm(options.model, options.allow_pickle)
         trainer = trl.SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
+        check(len(trainer.train_dataset) > 0, f"no row of {options.data}'s SFT half keeps a target token within "
+              f"--max-length {options.max_length} (TRL drops a row whose prompt fills it); raise --max-length or "
+              "shorten the records")
         if not progress:
             quiet_trainer(trainer)
-        trainer.train(resume_from_checkpoint=resume or None)
+        run_trainer(trainer, out, resume)
         done = {"loss": [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h],
                 "checkpoints": {str(e): str(p) for e, p in epoch_checkpoints(out).items()},
                 "sequences_per_epoch": len(train)}

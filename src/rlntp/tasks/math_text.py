@@ -218,5 +218,7 @@ def make_mixture(fmt: Dataset, train: list[dict[str, Any]], test: list[dict[str,
     if len(examples) < 2:
         raise ConfigError(f"{len(examples)} usable {fmt.name} training record(s); the SFT and RL halves need "
                           f"at least 2 ({len(unsplittable['train'])} had no {fmt.needs})")
+    if test and not tests:  # an empty test split would fail the first evaluation, after training
+        raise ConfigError(f"0 usable {fmt.name} test record(s) of {len(test)}: none has {fmt.needs}")
     return Mixture(examples[:half], examples[half:], tests,
                    {k: sorted(v) for k, v in unsplittable.items()})
