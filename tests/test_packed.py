@@ -17,13 +17,13 @@ import torch
 from safetensors.torch import load_file
 
 from rlntp.cli import main
+from rlntp.errors import Diverged
 from rlntp.models import ModelConfig
 from rlntp.runs.checkpoints import checkpoint_path, checkpoint_steps
 from rlntp.runs.metrics import read_metrics
 from rlntp.sweeps.executors import execute_pack
 from rlntp.sweeps.spec import Job
 from rlntp.tasks import TaskConfig
-from rlntp.errors import Diverged
 from rlntp.training import pretrain as pretrain_module
 from rlntp.training.packed import PackError, StepsDiffer, pretrain_packed
 from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain

@@ -88,7 +88,7 @@ def _argument(name: str, value: Any, hint: Any) -> Any:
             else:
                 check_value(name, value, option)
             return value
-        except ConfigError as e:
+        except ConfigError:
             if isinstance(value, _accepted(base)) or len(options) == 1:
                 raise
             errors.append(_described(base))
@@ -179,8 +179,9 @@ def evaluate(run_dir: str | Path, step: int | None = None, samples: int = 2560, 
     from rlntp.models import memory_estimate
     from rlntp.runs.checkpoints import load_checkpoint_model, resolve_checkpoint
     from rlntp.runs.dirs import read_task_and_model
+    from rlntp.runs.task_record import checkpoint_task_change
     from rlntp.tasks import make_task
-    from rlntp.tasks.trust import checkpoint_task_change, task_identity
+    from rlntp.tasks.trust import task_identity
 
     run_dir = Path(run_dir)
     check(samples >= 1, f"samples must be >= 1, got {samples}")

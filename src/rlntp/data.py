@@ -113,7 +113,7 @@ class Dataset:
     test: Sequences
     manifest: dict[str, Any]
     task_change: dict[str, Any] | None = None
-    """made by another version of the task, allowed (`tasks.trust.record_task` takes it); None: the same task"""
+    """made by another version of the task, allowed (`runs.task_record.record_task` takes it); None: the same task"""
 
 
 def load_dataset(path: Path, task: Task, allow_task_change: bool = False) -> Dataset:

@@ -166,7 +166,8 @@ def sweep(file: tyro.conf.Positional[Path], executor: Annotated[ExecutorConfig, 
     from rlntp.runs.dirs import read_status
     from rlntp.sweeps.engine import RESULTS, status_report
     from rlntp.sweeps.spec import expand, load_sweep
-    from rlntp.tasks.trust import reading, trust_task as allow_code
+    from rlntp.tasks.trust import reading
+    from rlntp.tasks.trust import trust_task as allow_code
 
     allow_code(*trust_task)
     spec = load_sweep(file)

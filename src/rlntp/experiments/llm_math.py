@@ -127,8 +127,14 @@ def check_inputs(preset: LLMRecipeConfig, inputs: LLMInputs | None = None) -> No
     --data directory holds a mixture at every p_cot of the preset."""
     from rlntp.files import check_not_lfs_pointer
     from rlntp.llm.common import check_on_hub
-    from rlntp.llm.dataset import (LOCAL_FORMATS, MAX_RECORD_MB, check_record_file, load_records, read_manifest,
-                                   split_path)
+    from rlntp.llm.dataset import (
+        LOCAL_FORMATS,
+        MAX_RECORD_MB,
+        check_record_file,
+        load_records,
+        read_manifest,
+        split_path,
+    )
     from rlntp.tasks.math_text import dataset_format, make_mixture
 
     limit = MAX_RECORD_MB if inputs is None or inputs.max_record_mb is None else inputs.max_record_mb

@@ -19,7 +19,6 @@ run's task.json. What records no identity (made before rlntp recorded one) is ta
 """
 
 import inspect
-import json
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -110,9 +109,7 @@ def task_identity(task: Any) -> dict[str, Any]:
     cls = type(task)
     identity: dict[str, Any] = {"class": cls.__qualname__}
     if cls.__module__.startswith("rlntp."):
-        from rlntp import __version__
-
-        identity["rlntp"] = __version__
+        identity["rlntp"] = _rlntp_version()
     else:
         try:
             file = Path(inspect.getfile(cls)).resolve()
@@ -179,55 +176,17 @@ def check_task_change(recorded: Any, now: dict[str, Any], what: str, allow: bool
     return change
 
 
-def checkpoint_task_change(checkpoint: Path, now: dict[str, Any], allow: bool) -> dict[str, Any] | None:
-    """`check_task_change` against what `checkpoint` records; the change as `record_task` takes it, or None."""
-    from rlntp.runs.checkpoints import checkpoint_state
-
-    recorded = checkpoint_state(checkpoint).get("task")
-    change = check_task_change(recorded, now, f"checkpoint {checkpoint}", allow)
-    if change is None:
-        return None
-    return {"step": checkpoint_state(checkpoint)["step"], "what": f"checkpoint {checkpoint}", "change": change,
-            "was": recorded}
-
-
-def resumed_task_change(out: Path, now: dict[str, Any], allow: bool) -> list[dict[str, Any]]:
-    """The change from the task of the last checkpoint of the run in `out` (the one `--resume` continues) to `now`;
-    read-only, before the directory is claimed."""
-    from rlntp.errors import CheckpointError
-    from rlntp.runs.checkpoints import checkpoint_path, checkpoint_steps
-    from rlntp.runs.dirs import CONFIG
-
-    steps = checkpoint_steps(out) if (Path(out) / CONFIG).is_file() else []
-    if not steps:
-        return []
-    try:
-        change = checkpoint_task_change(checkpoint_path(out, steps[-1]), now, allow)
-    except CheckpointError:  # resuming reports it
-        return []
-    return [change] if change else []
-
-
-def record_task(out: Path, now: dict[str, Any], changes: list[dict[str, Any]], step: int) -> None:
-    """Write `out`/task.json: the task's identity and the allowed changes so far (`changes`, at `step`, added to
-    those it recorded)."""
-    from rlntp.files import atomic_write_text
-    from rlntp.runs.dirs import TASK
-
-    path = Path(out) / TASK
-    try:
-        earlier = json.loads(path.read_bytes()).get("changes", []) if step > 0 else []
-    except (OSError, ValueError, AttributeError):
-        earlier = []
-    earlier = [c for c in earlier if isinstance(c, dict) and c.get("step", 0) <= step]
-    for change in changes:
-        entry = {"step": step} | {k: v for k, v in change.items() if k != "step"}
-        if not any(c.get("what") == entry["what"] and c.get("change") == entry["change"] for c in earlier):
-            earlier.append(entry)
-    atomic_write_text(path, json.dumps({"identity": now, "changes": earlier}, indent=2) + "\n")
-
-
 def _sha256(path: Path) -> str:
     from rlntp.files import sha256_file
 
     return sha256_file(path)
+
+
+def _rlntp_version() -> str:
+    """rlntp's installed version (read from its metadata: importing the package from here would be a cycle)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rlntp")
+    except PackageNotFoundError:
+        return "unknown"

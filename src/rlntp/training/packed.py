@@ -36,9 +36,10 @@ from rlntp.models import build_model, memory_estimate
 from rlntp.models.gpt import GPT
 from rlntp.runs.checkpoints import checkpoint_state, load_checkpoint_model
 from rlntp.runs.dirs import open_run_dir
+from rlntp.runs.task_record import record_task, resumed_task_change
 from rlntp.runs.trackers import Trackers, check_trackers
 from rlntp.tasks import make_task
-from rlntp.tasks.trust import record_task, resumed_task_change, task_identity
+from rlntp.tasks.trust import task_identity
 from rlntp.training.losses import LossTally, padded_loss
 from rlntp.training.optim import make_optimizer
 from rlntp.training.pretrain import _RESUMABLE_CHANGES, PretrainRun, log_evaluation, save_state

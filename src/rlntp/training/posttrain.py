@@ -30,9 +30,10 @@ from rlntp.runs.checkpoints import (
 )
 from rlntp.runs.dirs import open_run_dir, read_task_and_model
 from rlntp.runs.metrics import append_metrics
+from rlntp.runs.task_record import checkpoint_task_change, record_task, resumed_task_change
 from rlntp.runs.trackers import Trackers, check_trackers
 from rlntp.tasks import TaskConfig, make_task
-from rlntp.tasks.trust import checkpoint_task_change, reading, record_task, resumed_task_change, task_identity
+from rlntp.tasks.trust import reading, task_identity
 from rlntp.training.config import StageConfig, as_recorded
 from rlntp.training.grpo import grpo_update
 from rlntp.training.losses import check_finite_loss, check_finite_weights

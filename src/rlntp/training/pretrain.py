@@ -29,10 +29,11 @@ from rlntp.models import ModelConfig, build_model, memory_estimate
 from rlntp.runs.checkpoints import load_checkpoint_model, save_checkpoint
 from rlntp.runs.dirs import open_run_dir
 from rlntp.runs.metrics import append_metrics
+from rlntp.runs.task_record import record_task, resumed_task_change
 from rlntp.runs.trackers import Trackers, check_trackers
 from rlntp.tasks import TaskConfig, make_task
 from rlntp.tasks.base import Task
-from rlntp.tasks.trust import reading, record_task, resumed_task_change, task_identity
+from rlntp.tasks.trust import reading, task_identity
 from rlntp.training.config import StageConfig, as_recorded
 from rlntp.training.losses import LossTally, check_finite_weights, next_token_loss, padded_next_token_loss
 from rlntp.training.optim import make_optimizer

@@ -1,0 +1,52 @@
+"""A run directory's record of its task (`task.json`, the `task` key of each checkpoint's trainer state): the
+identity of `rlntp.tasks.trust` checked against what a run or checkpoint recorded, and written after a change the
+user allowed (`--allow-task-change`)."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rlntp.errors import CheckpointError
+from rlntp.files import atomic_write_text
+from rlntp.runs.checkpoints import checkpoint_path, checkpoint_state, checkpoint_steps
+from rlntp.runs.dirs import CONFIG, TASK
+from rlntp.tasks.trust import check_task_change
+
+
+def checkpoint_task_change(checkpoint: Path, now: dict[str, Any], allow: bool) -> dict[str, Any] | None:
+    """`check_task_change` against what `checkpoint` records; the change as `record_task` takes it, or None."""
+    recorded = checkpoint_state(checkpoint).get("task")
+    change = check_task_change(recorded, now, f"checkpoint {checkpoint}", allow)
+    if change is None:
+        return None
+    return {"step": checkpoint_state(checkpoint)["step"], "what": f"checkpoint {checkpoint}", "change": change,
+            "was": recorded}
+
+
+def resumed_task_change(out: Path, now: dict[str, Any], allow: bool) -> list[dict[str, Any]]:
+    """The change from the task of the last checkpoint of the run in `out` (the one `--resume` continues) to `now`;
+    read-only, before the directory is claimed."""
+    steps = checkpoint_steps(out) if (Path(out) / CONFIG).is_file() else []
+    if not steps:
+        return []
+    try:
+        change = checkpoint_task_change(checkpoint_path(out, steps[-1]), now, allow)
+    except CheckpointError:  # resuming reports it
+        return []
+    return [change] if change else []
+
+
+def record_task(out: Path, now: dict[str, Any], changes: list[dict[str, Any]], step: int) -> None:
+    """Write `out`/task.json: the task's identity and the allowed changes so far (`changes`, at `step`, added to
+    those it recorded)."""
+    path = Path(out) / TASK
+    try:
+        earlier = json.loads(path.read_bytes()).get("changes", []) if step > 0 else []
+    except (OSError, ValueError, AttributeError):
+        earlier = []
+    earlier = [c for c in earlier if isinstance(c, dict) and c.get("step", 0) <= step]
+    for change in changes:
+        entry = {"step": step} | {k: v for k, v in change.items() if k != "step"}
+        if not any(c.get("what") == entry["what"] and c.get("change") == entry["change"] for c in earlier):
+            earlier.append(entry)
+    atomic_write_text(path, json.dumps({"identity": now, "changes": earlier}, indent=2) + "\n")
