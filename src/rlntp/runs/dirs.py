@@ -32,12 +32,12 @@ from rlntp.errors import Interrupted, RunDirError, UserError
 from rlntp.files import atomic_write_text, check_out_path, make_dirs
 from rlntp.runs.checkpoints import CHECKPOINTS, checkpoint_steps, load_trainer_state, resolve_checkpoint
 from rlntp.runs.metrics import METRICS, truncate_metrics
-from rlntp.runs.trackers import TRACKER_DIRS
+from rlntp.runs.trackers import TRACKER_DIRS, TRACKER_STATE
 
 CONFIG, LOCK = "config.json", "rlntp.lock"
 STATUS, REPORT = "status.json", "report.json"
 STAGES = ("pretrain", "posttrain")
-RUN_ENTRIES = (CONFIG, METRICS, CHECKPOINTS, "plot.png", *TRACKER_DIRS.values())
+RUN_ENTRIES = (CONFIG, METRICS, CHECKPOINTS, "plot.png", *TRACKER_DIRS.values(), TRACKER_STATE)
 """What a pre- or post-training run directory holds (`rlntp plot` writes plot.png into it; `--report-to` its
 trackers' directories, `runs.trackers`)."""
 
