@@ -380,3 +380,21 @@ def test_kill_9_and_resume_continue_one_mlflow_run_and_one_wandb_run(tmp_path, p
     ids, steps = _wandb_history(out)
     assert ids == {first["wandb"]["id"]} and len(list(out.glob("wandb/offline-run-*"))) == 2
     assert steps == list(range(7))
+
+
+def test_the_llm_stages_use_a_user_set_mlflow_file_store_and_drop_a_failing_one(tmp_path, monkeypatch, capfd):
+    """What `rlntp llm sft|grpo` hands TRL: a user's file: store allowed; one that cannot open, dropped in one line."""
+    pytest.importorskip("mlflow")
+    from rlntp.llm.common import trl_report_to
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "")  # restored after the test: trl_report_to sets it for TRL
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "store").as_uri())
+    assert trl_report_to(("mlflow",), tmp_path / "out") == ["mlflow"]
+    assert os.environ["MLFLOW_ALLOW_FILE_STORE"] == "true" and capfd.readouterr().err == ""
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "a-file" / "store").as_uri())
+    assert trl_report_to(("mlflow", "tensorboard"), tmp_path / "out") == ["tensorboard"]
+    err = capfd.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("warning: --report-to mlflow failed to start ("), err
+    assert not (tmp_path / "out").exists()

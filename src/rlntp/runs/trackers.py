@@ -174,6 +174,29 @@ def _hint(name: str, error: Exception) -> str:
     return "check that RUN/tensorboard can be written"
 
 
+def warn(name: str, what: str, error: Exception, record: str = "metrics.jsonl has every record") -> None:
+    """The one line on stderr that says tracker `name` failed to `what` (start, log, ...), why, what to change, and
+    that it is dropped."""
+    cause = " ".join(f"{type(error).__name__}: {error}".split())
+    cause = cause if len(cause) <= 300 else cause[:297] + "..."
+    print(f"warning: --report-to {name} failed to {what} ({cause}); {_hint(name, error)}; it is dropped for this "
+          f"run, which goes on ({record})", file=sys.stderr)
+
+
+def mlflow_store_opens(uri: str) -> bool:
+    """Whether MLflow opens the tracking store `uri` (for a library that drives MLflow itself: TRL); if not, the
+    one warning line."""
+    try:
+        with file_store_allowed(uri):
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(uri).search_experiments(max_results=1)
+        return True
+    except Exception as e:
+        warn("mlflow", "start", e, "its trainer's own log has every record")
+        return False
+
+
 class Trackers:
     """The trackers of one run: `log(record)` for each metrics record, `image(path)` at the end, then `close()`.
 
@@ -224,10 +247,7 @@ class Trackers:
             with self._environment(name):
                 return call()
         except Exception as e:  # a tracker never stops training: metrics.jsonl has the record
-            cause = " ".join(f"{type(e).__name__}: {e}".split())
-            cause = cause if len(cause) <= 300 else cause[:297] + "..."
-            print(f"warning: --report-to {name} failed to {what} ({cause}); {_hint(name, e)}; it is dropped for "
-                  "this run, which goes on (metrics.jsonl has every record)", file=sys.stderr)
+            warn(name, what, e)
             if name in self._open:
                 self._abandon(name, self._open.pop(name))
             return None
