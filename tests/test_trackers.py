@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -232,6 +233,13 @@ def _file_store_refused(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "false")  # the user's own switch holds
 
 
+def _unreachable_server(monkeypatch, tmp_path):
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+
+
 def _wandb_online_without_key(monkeypatch, tmp_path):
     _no_home(monkeypatch, tmp_path)
     monkeypatch.setenv("WANDB_MODE", "online")
@@ -263,6 +271,7 @@ def _tensorboard_fails_to_log(monkeypatch, tmp_path):
     ("mlflow", _sqlite, "sqlalchemy"),
     ("mlflow", _unwritable, "NotADirectoryError"),
     ("mlflow", _file_store_refused, "MLFLOW_ALLOW_FILE_STORE"),
+    ("mlflow", _unreachable_server, "answers from this machine"),  # in seconds, not MLflow's 4 minutes of retries
     ("wandb", _wandb_online_without_key, "No API key configured"),
     ("mlflow", _mlflow_does_not_import, "ModuleNotFoundError"),
     ("mlflow", _mlflow_fails_to_log, "failed to log (OSError: [Errno 28] No space left on device)"),

@@ -70,18 +70,28 @@ def is_file_store(uri: str) -> bool:
 
 
 @contextmanager
-def file_store_allowed(uri: str) -> Iterator[None]:
-    """MLflow 3 keeps its file store in maintenance: `FileStore()` raises unless MLFLOW_ALLOW_FILE_STORE is true.
-    For a file store (ours in RUN/mlruns, or one the user's MLFLOW_TRACKING_URI names) the switch is on while
-    the body runs, unless the user set it (then theirs holds); the store MLflow builds is cached per URI."""
-    if not is_file_store(uri) or "MLFLOW_ALLOW_FILE_STORE" in os.environ:
-        yield
-        return
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+def _defaults(values: dict[str, str]) -> Iterator[None]:
+    """The environment variables `values` while the body runs, each unless the user set it."""
+    added = {key: value for key, value in values.items() if key not in os.environ}
+    os.environ.update(added)
     try:
         yield
     finally:
-        os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def file_store_allowed(uri: str):
+    """MLflow 3 keeps its file store in maintenance: `FileStore()` raises unless MLFLOW_ALLOW_FILE_STORE is true.
+    For a file store (ours in RUN/mlruns, or one the user's MLFLOW_TRACKING_URI names) the switch is on while
+    the body runs, unless the user set it (then theirs holds); the store MLflow builds is cached per URI."""
+    return _defaults({"MLFLOW_ALLOW_FILE_STORE": "true"} if is_file_store(uri) else {})
+
+
+def _first_request_quick():
+    """MLflow retries a request to a server 7 times over about 4 minutes: the first request of a run, which only
+    finds out whether the server answers, is tried once with a 10 s timeout (unless the user set either)."""
+    return _defaults({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"})
 
 
 @contextmanager
@@ -163,6 +173,9 @@ def _hint(name: str, error: Exception) -> str:
     if isinstance(error, ImportError):
         module, extra = _PACKAGES[name]
         return f"{module} does not import cleanly (a version mismatch?): pip install -U 'rlntp[{extra}]'"
+    if name == "mlflow" and urlparse(uri).scheme in ("http", "https"):
+        return (f"check that the MLflow server at MLFLOW_TRACKING_URI={uri} answers from this machine, or unset "
+                "MLFLOW_TRACKING_URI for a file store in RUN/mlruns")
     if name == "mlflow":
         where = f"MLFLOW_TRACKING_URI={uri}" if uri else "RUN/mlruns"
         return (f"check that {where} is a store this process can write (a file: path, or a database with its "
@@ -187,7 +200,7 @@ def mlflow_store_opens(uri: str) -> bool:
     """Whether MLflow opens the tracking store `uri` (for a library that drives MLflow itself: TRL); if not, the
     one warning line."""
     try:
-        with file_store_allowed(uri):
+        with file_store_allowed(uri), _first_request_quick():
             from mlflow.tracking import MlflowClient
 
             MlflowClient(uri).search_experiments(max_results=1)
@@ -382,6 +395,8 @@ class Trackers:
 
         uri = self._mlflow_uri()
         client = MlflowClient(uri)
+        with _first_request_quick():
+            client.search_experiments(max_results=1)
         if previous.get("uri") == uri and previous.get("run_id"):
             run_id = previous["run_id"]
             try:
