@@ -9,15 +9,15 @@ directory, offline, unless the user's own settings point it elsewhere:
     RUN/mlruns/             an MLflow file store (`MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri
                             RUN/mlruns`); MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME and MLFLOW_EXPERIMENT_ID
                             honoured when set (one store for a whole sweep: one MLflow run per rlntp run)
-    RUN/trackers.json       the MLflow run and W&B run this run writes to, and the last step each holds
+    RUN/trackers.json       the MLflow run (store and run id) and the W&B run id this run writes to
 
 Logged: every number of each metrics.jsonl record at its step (and `samples_seen` as a metric of its own),
 each length histogram (`eval/*_len_hist`, counts per length) as a histogram, the run's config as
 hyper-parameters, and at the end the run's figure (`rlntp plot`) as an image. A sweep's runs are one
 tracker run each, grouped by the sweep (W&B group, MLflow experiment, TensorBoard directory).
 
-A resumed run continues its tracker runs (trackers.json: the same MLflow run, W&B's `resume`), and steps a
-tracker already holds are not logged twice. metrics.jsonl stays the record of truth: a tracker that is not
+A resumed run continues its tracker runs (trackers.json: the same MLflow run, W&B's `resume`): steps a tracker
+run already holds are not logged again, and steps of metrics.jsonl it lacks are logged. metrics.jsonl stays the record of truth: a tracker that is not
 installed stops the run before any work; one that fails to start or to log (a store it cannot use, a missing
 key, a library that breaks) is reported in one line on stderr and dropped, never stopping training.
 """
@@ -416,8 +416,12 @@ class Trackers:
         self._record_run("mlflow", {"uri": uri, "run_id": run_id})
         self._held["mlflow"] = -1
         params = [Param(key, json.dumps(value)[:6000]) for key, value in flatten(self.config).items()]
-        for i in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
-            client.log_batch(run_id, params=params[i: i + 100])
+        try:
+            for i in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
+                client.log_batch(run_id, params=params[i: i + 100])
+        except Exception:  # not left RUNNING
+            client.set_terminated(run_id, "FAILED")
+            raise
         return client, run_id
 
     def _mlflow_uri(self) -> str:
