@@ -17,9 +17,10 @@ hyper-parameters, and at the end the run's figure (`rlntp plot`) as an image. A 
 tracker run each, grouped by the sweep (W&B group, MLflow experiment, TensorBoard directory).
 
 A resumed run continues its tracker runs (trackers.json: the same MLflow run, W&B's `resume`): steps a tracker
-run already holds are not logged again, and steps of metrics.jsonl it lacks are logged. metrics.jsonl stays the record of truth: a tracker that is not
-installed stops the run before any work; one that fails to start or to log (a store it cannot use, a missing
-key, a library that breaks) is reported in one line on stderr and dropped, never stopping training.
+run already holds are not logged again, and steps of metrics.jsonl it lacks are logged. metrics.jsonl stays the
+record of truth: a tracker that is not installed stops the run before any work; one that fails to start or to
+log (a store it cannot use, a missing key, a library that breaks) is reported in one line on stderr and
+dropped, never stopping training.
 """
 
 import fcntl
