@@ -386,9 +386,16 @@ def test_kill_9_and_resume_continue_one_mlflow_run_and_one_wandb_run(tmp_path, p
                                                           if key in r], key
     assert [s for s, _ in _history(client, run.info.run_id, "perf/step_s")] == [1, 2, 3, 4, 5, 6]
 
-    ids, steps = _wandb_history(out)
+    ids, steps = _wandb_history(out)  # the killed process's file holds what W&B wrote before the kill (every 15 s)
     assert ids == {first["wandb"]["id"]} and len(list(out.glob("wandb/offline-run-*"))) == 2
     assert steps == list(range(7))
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()  # two event files: the second's restart at step 3 drops the first's steps 3-4
+    assert [(e.step, e.value) for e in events.Scalars("eval/greedy_acc")] == [
+        (r["step"], pytest.approx(r["eval/greedy_acc"])) for r in records]
 
 
 def test_the_llm_stages_use_a_user_set_mlflow_file_store_and_drop_a_failing_one(tmp_path, monkeypatch, capfd):

@@ -17,7 +17,9 @@ hyper-parameters, and at the end the run's figure (`rlntp plot`) as an image. A 
 tracker run each, grouped by the sweep (W&B group, MLflow experiment, TensorBoard directory).
 
 A resumed run continues its tracker runs (trackers.json: the same MLflow run, W&B's `resume`): steps a tracker
-run already holds are not logged again, and steps of metrics.jsonl it lacks are logged. metrics.jsonl stays the
+run already holds are not logged again, and steps of metrics.jsonl it lacks are logged; TensorBoard's new event
+file starts with a restart marker at its first step, so its reader drops the earlier files' steps from there on
+(those after the last checkpoint, trained and logged again). metrics.jsonl stays the
 record of truth: a tracker that is not installed stops the run before any work; one that fails to start or to
 log (a store it cannot use, a missing key, a library that breaks) is reported in one line on stderr and
 dropped, never stopping training.
@@ -324,12 +326,18 @@ class Trackers:
     def _open_tensorboard(self, previous: dict[str, Any]):
         from torch.utils.tensorboard import SummaryWriter
 
+        self._tensorboard_restarts = (self.run_dir / TRACKER_DIRS["tensorboard"]).is_dir()  # a resumed run's
         writer = SummaryWriter(log_dir=str(self.run_dir / TRACKER_DIRS["tensorboard"]))
         writer.add_text("config", "```\n" + json.dumps(self.config, indent=2) + "\n```")
         return writer
 
     def _log_tensorboard(self, writer, record: dict[str, Any]) -> None:
         step = record["step"]
+        if self._tensorboard_restarts:  # TensorBoard's reader then drops the steps from here on of earlier files
+            from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+
+            writer.file_writer.add_event(Event(step=step, session_log=SessionLog(status=SessionLog.START)))
+            self._tensorboard_restarts = False
         for key, value in _numbers(record).items():
             writer.add_scalar(key, value, step)
         for key, counts in _histograms(record).items():
