@@ -414,3 +414,19 @@ def test_the_llm_stages_use_a_user_set_mlflow_file_store_and_drop_a_failing_one(
     err = capfd.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("warning: --report-to mlflow failed to start ("), err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_user_set_wandb_dir_and_project_are_used(tmp_path, monkeypatch, capfd):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("WANDB_PROJECT", "my-project")
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # offline all the same
+    (tmp_path / "mine").mkdir()
+    out = tmp_path / "run"
+    main(["pretrain", *SMALL, "--report-to", "wandb", "--out", str(out)])
+    assert capfd.readouterr().err == ""
+    assert not (out / "wandb").exists()
+    (log,) = (tmp_path / "mine" / "wandb").glob("offline-run-*/run-*.wandb")
+    (run,) = [r.run for r in _wandb_records(_finished(log)) if r.WhichOneof("record_type") == "run"]
+    assert (run.project, run.run_id) == ("my-project", json.loads((out / "trackers.json").read_text())["wandb"]["id"])
+    assert _wandb_history(tmp_path / "mine") == ({run.run_id}, [0, 2, 4])
