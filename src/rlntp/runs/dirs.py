@@ -39,7 +39,7 @@ STATUS, REPORT = "status.json", "report.json"
 STAGES = ("pretrain", "posttrain")
 RUN_ENTRIES = (CONFIG, METRICS, CHECKPOINTS, "plot.png", *TRACKER_DIRS.values(), TRACKER_STATE)
 """What a pre- or post-training run directory holds (`rlntp plot` writes plot.png into it; `--report-to` its
-trackers' directories, `runs.trackers`)."""
+trackers' directories and trackers.json, `runs.trackers`)."""
 
 
 class DirLock:

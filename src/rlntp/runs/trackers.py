@@ -5,7 +5,7 @@ directory, offline, unless the user's own settings point it elsewhere:
 
     RUN/tensorboard/        TensorBoard event files (`tensorboard --logdir RUN`, or the sweep's directory)
     RUN/wandb/              a W&B offline run (`wandb sync RUN/wandb/offline-run-*` uploads it); WANDB_MODE,
-                            WANDB_DIR, WANDB_PROJECT, WANDB_RUN_GROUP and WANDB_NAME honoured when set
+                            WANDB_DIR, WANDB_PROJECT, WANDB_ENTITY, WANDB_RUN_GROUP, WANDB_NAME honoured when set
     RUN/mlruns/             an MLflow file store (`MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri
                             RUN/mlruns`); MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME and MLFLOW_EXPERIMENT_ID
                             honoured when set (one store for a whole sweep: one MLflow run per rlntp run)
@@ -364,10 +364,10 @@ class Trackers:
 
         os.environ.setdefault("WANDB_SILENT", "true")
         env = os.environ.get
+        # each read now and passed: wandb reads the environment once per process, at its first run
         options: dict[str, Any] = dict(mode=env("WANDB_MODE", "offline"), project=env("WANDB_PROJECT", "rlntp"),
-                                       group=env("WANDB_RUN_GROUP", self.group), name=env("WANDB_NAME", self.name))
-        if not env("WANDB_DIR"):
-            options["dir"] = str(self.run_dir)
+                                       group=env("WANDB_RUN_GROUP", self.group), name=env("WANDB_NAME", self.name),
+                                       entity=env("WANDB_ENTITY"), dir=env("WANDB_DIR") or str(self.run_dir))
         if previous.get("id"):  # offline, a resumed run is a second offline-run-*-ID directory of the same run
             options |= dict(id=previous["id"], resume="allow")
         run = wandb.init(config=flatten(self.config), reinit="create_new", **options)
