@@ -293,7 +293,8 @@ class Trackers:
 
     def _log(self, name: str, record: dict[str, Any]) -> None:
         self._attempt(name, "log", lambda: getattr(self, f"_log_{name}")(self._open[name], record))
-        self._held[name] = record["step"]
+        if name in self._held:
+            self._held[name] = record["step"]
 
     def _catch_up(self, before: float = float("inf")) -> None:
         """Once per process, before its first record (at step `before`): log the records of metrics.jsonl that a
