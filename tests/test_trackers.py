@@ -1,14 +1,21 @@
 """--report-to: what each tracker holds, read back with its own reader, equals metrics.jsonl."""
 
+import importlib.util
 import json
+import os
+import shutil
+import signal
+import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from rlntp.cli import main
+from rlntp.runs.checkpoints import checkpoint_path, checkpoint_steps
 from rlntp.runs.metrics import read_metrics
 
 TINY = ["--d", "6", "--layers", "1", "--width", "16", "--heads", "2", "--steps", "20", "--batch-size", "16",
@@ -46,10 +53,11 @@ def test_tensorboard_holds_every_scalar_histogram_and_the_figure(tracked):
     assert events.Images("plot") and events.Tensors("config/text_summary")
 
 
-def test_mlflow_file_store_holds_every_metric_and_the_config(tracked):
+def test_mlflow_file_store_holds_every_metric_and_the_config(tracked, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     out, records = tracked
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads its file store only with this switch
     client = MlflowClient((out / "mlruns").resolve().as_uri())
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     for key in _scalars(records[-1]):
@@ -83,9 +91,19 @@ def _wandb_records(path: Path):
             yield record
 
 
+def _finished(log: Path, timeout: float = 60) -> Path:
+    """`log`, once its W&B run's exit record is there (wandb-core may write the file after `finish` returns)."""
+    deadline = time.time() + timeout
+    while not any(r.WhichOneof("record_type") == "exit" for r in _wandb_records(log)):
+        assert time.time() < deadline, f"{log} has no exit record after {timeout} s"
+        time.sleep(0.1)
+    return log
+
+
 def test_wandb_offline_run_holds_every_metric(tracked):
     out, records = tracked
     (log,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
+    _finished(log)
     history = {}
     for record in _wandb_records(log):
         if record.WhichOneof("record_type") == "history":
@@ -119,7 +137,7 @@ def test_bad_trackers_are_one_line(argv, message, refused, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_a_sweeps_runs_are_tracked_and_grouped_by_the_sweep(tmp_path):
+def test_a_sweeps_runs_are_tracked_and_grouped_by_the_sweep(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
@@ -129,6 +147,7 @@ def test_a_sweeps_runs_are_tracked_and_grouped_by_the_sweep(tmp_path):
                          "train": {"steps": 2, "batch_size": 8, "eval_every": 2, "eval_samples": 16, "save_every": 2},
                          "axes": {"task.p_cot": [0.1, 0.9]}}}
     rlntp.sweep(spec, tmp_path / "mysweep", rlntp.ExecutorConfig(workers=1, report_to=("mlflow",)), progress=False)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads its file store only with this switch
     for run in (tmp_path / "mysweep" / "runs").glob("*/pretrain"):
         client = MlflowClient((run / "mlruns").resolve().as_uri())
         assert [e.name for e in client.search_experiments() if e.name != "Default"] == ["mysweep"]
@@ -158,3 +177,256 @@ def test_the_llm_stages_report_through_trl(tiny_model, tmp_path):
     accumulator.Reload()
     assert "train/loss" in accumulator.Tags()["scalars"]
     assert any((out / "mlruns").rglob("metrics/loss")) or any((out / "mlruns").rglob("metrics/train_loss"))
+
+
+# Hostile settings: a tracker that cannot start or log is one warning line and is dropped; the run goes on.
+
+SMALL = ["--d", "6", "--layers", "1", "--width", "16", "--heads", "2", "--steps", "4", "--batch-size", "8",
+         "--eval-every", "2", "--eval-samples", "16", "--save-every", "2", "--device", "cpu", "--quiet"]
+TIMINGS = ("perf/tokens_per_s", "perf/step_s")
+
+
+def _without_timings(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMINGS} for r in records]
+
+
+@pytest.fixture(scope="module")
+def untracked(tmp_path_factory):
+    """metrics.jsonl of SMALL without trackers: what every run with a failing tracker must write too."""
+    out = tmp_path_factory.mktemp("untracked") / "run"
+    main(["pretrain", *SMALL, "--out", str(out)])
+    return _without_timings(read_metrics(out))
+
+
+def _mlflow_reader(uri: str, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads its file store only with this switch
+    return MlflowClient(uri)
+
+
+def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def _no_home(monkeypatch, tmp_path):
+    """No W&B key anywhere: not in the environment, not in ~/.netrc or W&B's settings."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NETRC", str(tmp_path / "home" / ".netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "home" / ".config" / "wandb"))
+
+
+def _sqlite(monkeypatch, tmp_path):
+    if importlib.util.find_spec("sqlalchemy") is not None:
+        pytest.skip("sqlalchemy is installed: a sqlite: store works (MLflow's own test suite covers it)")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+
+
+def _unwritable(monkeypatch, tmp_path):
+    (tmp_path / "a-file").write_text("")  # a path under a file cannot be made, whoever runs the test (root too)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "a-file" / "store").as_uri())
+
+
+def _file_store_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "store").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "false")  # the user's own switch holds
+
+
+def _unreachable_server(monkeypatch, tmp_path):
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+
+
+def _wandb_online_without_key(monkeypatch, tmp_path):
+    _no_home(monkeypatch, tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "online")
+
+
+def _mlflow_does_not_import(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)  # installed, but a part fails to import
+
+
+def _mlflow_fails_to_log(monkeypatch, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(MlflowClient, "log_dict", full)
+
+
+def _tensorboard_fails_to_log(monkeypatch, tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the library\nover two lines")
+
+    monkeypatch.setattr(SummaryWriter, "add_scalar", broken)
+
+
+@pytest.mark.parametrize("tracker, hostile, message", [
+    ("mlflow", _sqlite, "sqlalchemy"),
+    ("mlflow", _unwritable, "NotADirectoryError"),
+    ("mlflow", _file_store_refused, "MLFLOW_ALLOW_FILE_STORE"),
+    ("mlflow", _unreachable_server, "answers from this machine"),  # in seconds, not MLflow's 4 minutes of retries
+    ("wandb", _wandb_online_without_key, "No API key configured"),
+    ("mlflow", _mlflow_does_not_import, "ModuleNotFoundError"),
+    ("mlflow", _mlflow_fails_to_log, "failed to log (OSError: [Errno 28] No space left on device)"),
+    ("tensorboard", _tensorboard_fails_to_log, "failed to log (RuntimeError: a bug in the library over two lines)"),
+], ids=lambda v: getattr(v, "__name__", "")[1:] if callable(v) else None)
+def test_a_failing_tracker_is_one_warning_and_the_run_goes_on(tracker, hostile, message, untracked, tmp_path,
+                                                               monkeypatch, capfd):
+    pytest.importorskip(tracker)
+    hostile(monkeypatch, tmp_path)
+    out = tmp_path / "run"
+    main(["pretrain", *SMALL, "--report-to", tracker, "--out", str(out)])
+    err = capfd.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"warning: --report-to {tracker} failed to ") and message in err, err
+    assert err.endswith("it is dropped for this run, which goes on (metrics.jsonl has every record)"), err
+    assert _without_timings(read_metrics(out)) == untracked
+    assert checkpoint_steps(out) == [2, 4]
+
+
+def test_a_user_set_mlflow_file_store_and_experiment_are_used(untracked, tmp_path, monkeypatch, capfd):
+    pytest.importorskip("mlflow")
+    store = (tmp_path / "my store").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "mine")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    out = tmp_path / "run"
+    main(["pretrain", *SMALL, "--report-to", "mlflow", "--out", str(out)])
+    assert capfd.readouterr().err == ""
+    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ  # switched on for our calls only
+    assert not (out / "mlruns").exists()
+    client = _mlflow_reader(store, monkeypatch)
+    (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert (experiment.name, run.info.run_name, run.info.status) == ("mine", "run", "FINISHED")
+    assert run.data.tags["rlntp.run_dir"] == str(out.resolve())
+    records = read_metrics(out)
+    for key in ("eval/greedy_acc", "train/loss", "samples_seen", "perf/step_s"):
+        assert _history(client, run.info.run_id, key) == [(r["step"], pytest.approx(r[key])) for r in records
+                                                          if key in r], key
+    assert json.loads((out / "trackers.json").read_text()) == {"mlflow": {"uri": store, "run_id": run.info.run_id}}
+
+
+def test_a_sweep_logs_into_one_shared_store(tmp_path, monkeypatch, capfd):
+    """The documented "one store for a whole sweep": two runs at once (two worker processes), one MLflow run each."""
+    pytest.importorskip("mlflow")
+    import rlntp
+
+    store = (tmp_path / "shared").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    spec = {"pretrain": {"task": {"d": 4}, "model": {"layers": 1, "width": 16, "heads": 2},
+                         "train": {"steps": 2, "batch_size": 8, "eval_every": 1, "eval_samples": 16, "save_every": 2},
+                         "axes": {"task.p_cot": [0.1, 0.9]}}}
+    rlntp.sweep(spec, tmp_path / "mysweep", rlntp.ExecutorConfig(workers=2, report_to=("mlflow",)), progress=False)
+    assert "warning" not in capfd.readouterr().err
+    client = _mlflow_reader(store, monkeypatch)
+    (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
+    runs = client.search_runs([experiment.experiment_id])
+    assert experiment.name == "mysweep"
+    assert sorted(r.info.run_name for r in runs) == ["p_cot=0.1/pretrain", "p_cot=0.9/pretrain"]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        records = read_metrics(tmp_path / "mysweep" / "runs" / run.info.run_name)
+        assert _history(client, run.info.run_id, "eval/greedy_acc") == [
+            (r["step"], pytest.approx(r["eval/greedy_acc"])) for r in records]
+        assert json.loads(run.data.params["task.p_cot"]) == float(run.info.run_name[6:9])
+
+
+def _wandb_history(out: Path) -> tuple[set[str], list[int]]:
+    """The run ids of RUN/wandb's offline runs, and the steps their histories hold (each step once per log)."""
+    ids, steps = set(), []
+    for log in sorted(out.glob("wandb/offline-run-*/run-*.wandb")):
+        for record in _wandb_records(_finished(log) if log == max(out.glob("wandb/offline-run-*/run-*.wandb"))
+                                     else log):
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                ids.add(record.run.run_id)
+            elif kind == "history":
+                items = {"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in record.history.item}
+                if "eval/greedy_acc" in items:
+                    steps.append(items["_step"])
+    return ids, steps
+
+
+def test_kill_9_and_resume_continue_one_mlflow_run_and_one_wandb_run(tmp_path, pause, monkeypatch):
+    """Killed right after its step-4 checkpoint, with that checkpoint then removed (as if the kill came just before
+    it was saved): the resumed run trains steps 3-4 again from step 2, and its trackers hold each step once."""
+    pytest.importorskip("mlflow")
+    pytest.importorskip("wandb")
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "rlntp.cli", "pretrain", *SMALL, "--steps", "6", "--eval-every", "1",
+            "--report-to", "mlflow", "wandb", "tensorboard", "--out", str(out)]
+    env = pause.env(4)
+    env.pop("WANDB_SERVICE", None)  # each process its own wandb-core, as in a shell (not this test's, if it has one)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    (pid,) = pause.wait(4, process)
+    os.kill(pid, signal.SIGKILL)
+    process.wait()
+    shutil.rmtree(checkpoint_path(out, 4))
+    pause.release(4)  # the resumed run saves step 4 again
+    first = json.loads((out / "trackers.json").read_text())
+    resumed = subprocess.run([*argv, "--resume"], capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0 and resumed.stderr == "", resumed.stderr
+    records = read_metrics(out)
+    assert [r["step"] for r in records] == list(range(7))
+
+    client = _mlflow_reader((out / "mlruns").resolve().as_uri(), monkeypatch)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert (run.info.run_id, run.info.status) == (first["mlflow"]["run_id"], "FINISHED")
+    for key in ("eval/greedy_acc", "train/loss", "samples_seen"):  # steps 3-4 as first logged: the same values
+        assert _history(client, run.info.run_id, key) == [(r["step"], pytest.approx(r[key])) for r in records
+                                                          if key in r], key
+    assert [s for s, _ in _history(client, run.info.run_id, "perf/step_s")] == [1, 2, 3, 4, 5, 6]
+
+    ids, steps = _wandb_history(out)  # the killed process's file holds what W&B wrote before the kill (every 15 s)
+    assert ids == {first["wandb"]["id"]} and len(list(out.glob("wandb/offline-run-*"))) == 2
+    assert steps == list(range(7))
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()  # two event files: the second's restart at step 3 drops the first's steps 3-4
+    assert [(e.step, e.value) for e in events.Scalars("eval/greedy_acc")] == [
+        (r["step"], pytest.approx(r["eval/greedy_acc"])) for r in records]
+
+
+def test_the_llm_stages_use_a_user_set_mlflow_file_store_and_drop_a_failing_one(tmp_path, monkeypatch, capfd):
+    """What `rlntp llm sft|grpo` hands TRL: a user's file: store allowed; one that cannot open, dropped in one line."""
+    pytest.importorskip("mlflow")
+    from rlntp.llm.common import trl_report_to
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "")  # restored after the test: trl_report_to sets it for TRL
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "store").as_uri())
+    assert trl_report_to(("mlflow",), tmp_path / "out") == ["mlflow"]
+    assert os.environ["MLFLOW_ALLOW_FILE_STORE"] == "true" and capfd.readouterr().err == ""
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "a-file" / "store").as_uri())
+    assert trl_report_to(("mlflow", "tensorboard"), tmp_path / "out") == ["tensorboard"]
+    err = capfd.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("warning: --report-to mlflow failed to start ("), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_user_set_wandb_dir_and_project_are_used(tmp_path, monkeypatch, capfd):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("WANDB_PROJECT", "my-project")
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # offline all the same
+    (tmp_path / "mine").mkdir()
+    out = tmp_path / "run"
+    main(["pretrain", *SMALL, "--report-to", "wandb", "--out", str(out)])
+    assert capfd.readouterr().err == ""
+    assert not (out / "wandb").exists()
+    (log,) = (tmp_path / "mine" / "wandb").glob("offline-run-*/run-*.wandb")
+    (run,) = [r.run for r in _wandb_records(_finished(log)) if r.WhichOneof("record_type") == "run"]
+    assert (run.project, run.run_id) == ("my-project", json.loads((out / "trackers.json").read_text())["wandb"]["id"])
+    assert _wandb_history(tmp_path / "mine") == ({run.run_id}, [0, 2, 4])

@@ -21,19 +21,25 @@ and the directories of its trackers (`--report-to`)."""
 def trl_report_to(names: tuple[str, ...], out: Path) -> list[str] | str:
     """TRL's `report_to` for `--report-to` (`none` for none), with the trackers pointed at `out` and offline unless
     the user's environment says otherwise (W&B offline in OUT/wandb, MLflow's file store in OUT/mlruns; TensorBoard
-    writes under OUT/runs, transformers' default)."""
+    writes under OUT/runs, transformers' default). A file store, ours or the user's, is allowed
+    (MLFLOW_ALLOW_FILE_STORE, unless set); an MLflow store of the user's that does not open is dropped in one line."""
     import os
 
-    from rlntp.runs.trackers import check_trackers
+    from rlntp.runs.trackers import check_trackers, is_file_store, mlflow_store_opens
 
     names = check_trackers(names)
     if "wandb" in names:
         os.environ.setdefault("WANDB_MODE", "offline")
         os.environ.setdefault("WANDB_DIR", str(Path(out).resolve()))
         os.environ.setdefault("WANDB_SILENT", "true")
-    if "mlflow" in names and not os.environ.get("MLFLOW_TRACKING_URI"):
-        os.environ["MLFLOW_ALLOW_FILE_STORE"] = os.environ.get("MLFLOW_ALLOW_FILE_STORE", "true")
-        os.environ["MLFLOW_TRACKING_URI"] = (Path(out) / "mlruns").resolve().as_uri()
+    if "mlflow" in names:
+        users = os.environ.get("MLFLOW_TRACKING_URI")
+        if not users:
+            os.environ["MLFLOW_TRACKING_URI"] = (Path(out) / "mlruns").resolve().as_uri()
+        if is_file_store(os.environ["MLFLOW_TRACKING_URI"]):  # MLflow 3's file store is behind this switch
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        if users and not mlflow_store_opens(users):  # a store of the user's that fails: one line, not a traceback
+            names = tuple(name for name in names if name != "mlflow")
     return list(names) or "none"
 
 

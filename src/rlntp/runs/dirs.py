@@ -33,14 +33,14 @@ from rlntp.files import atomic_write_text, check_out_path, make_dirs
 from rlntp.runs import history
 from rlntp.runs.checkpoints import CHECKPOINTS, checkpoint_steps, load_trainer_state, resolve_checkpoint
 from rlntp.runs.metrics import METRICS, truncate_metrics
-from rlntp.runs.trackers import TRACKER_DIRS
+from rlntp.runs.trackers import TRACKER_DIRS, TRACKER_STATE
 
 CONFIG, LOCK, TASK = "config.json", "rlntp.lock", "task.json"
 STATUS, REPORT = "status.json", "report.json"
 STAGES = ("pretrain", "posttrain")
-RUN_ENTRIES = (CONFIG, TASK, METRICS, CHECKPOINTS, "plot.png", *TRACKER_DIRS.values())
-"""What a pre- or post-training run directory holds (task.json: its task's identity, `tasks.trust`; `rlntp plot`
-writes plot.png into it; `--report-to` its trackers' directories, `runs.trackers`)."""
+RUN_ENTRIES = (CONFIG, TASK, METRICS, CHECKPOINTS, "plot.png", *TRACKER_DIRS.values(), TRACKER_STATE)
+"""What a pre- or post-training run directory holds (task.json: its task's identity, `runs.task_record`; `rlntp plot`
+writes plot.png into it; `--report-to` its trackers' directories and trackers.json, `runs.trackers`)."""
 
 
 class DirLock:
