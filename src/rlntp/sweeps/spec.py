@@ -149,7 +149,7 @@ def expand(spec: dict[str, Any], device: str = "auto", where: str = "sweep", bas
     def fail(path: str, message: str) -> typing.NoReturn:
         raise ConfigError(f"{where}: {path}: {message}")
 
-    _check_keys(spec, {"pretrain", "posttrain", "description"}, "", fail)
+    _check_keys(spec, {"pretrain", "posttrain", "description", "slurm"}, "", fail)
     pre = spec.get("pretrain")
     if not isinstance(pre, dict):
         fail("pretrain", "missing: a sweep needs a [pretrain] table (task, model, train, axes)")
