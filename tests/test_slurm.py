@@ -4,6 +4,7 @@ sweep process rerun submits nothing twice, and bad input fails in one line befor
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -67,11 +68,21 @@ def _table(out):
     return table.drop(columns=[c for c in table.columns if c.startswith("perf/")])
 
 
+def _queue_empty() -> bool:
+    return not subprocess.run(["squeue", "-h", "--me"], capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def _now() -> str:
+    """The time after which sacct lists only this test's jobs (the earlier ones have left the queue)."""
+    _wait_for(_queue_empty, 60, "an empty queue")
+    time.sleep(1)
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def _sacct(since: str, *extra: str) -> list[str]:
     """sacct's lines (JobID|State) of the jobs that started since `since`, one per allocation (-D: each requeue),
     once none is still running (a job writes its result, then exits)."""
-    _wait_for(lambda: not subprocess.run(["squeue", "-h", "--me"], capture_output=True, text=True).stdout.strip(),
-              60, "the jobs to leave the queue")
+    _wait_for(_queue_empty, 60, "the jobs to leave the queue")
     out = subprocess.run(["sacct", "-n", "-P", "-X", "-S", since, "-o", "JobID,State", *extra], capture_output=True,
                          text=True, timeout=30, check=True).stdout
     return [line for line in out.splitlines() if line.strip()]
@@ -105,7 +116,8 @@ def test_a_slurm_sweep_gives_the_local_pools_table(tmp_path, capsys):
     jobs = json.loads((tmp_path / "slurm" / "slurm" / "jobs.json").read_text())
     assert len(jobs) == 6 and all(Path(entry["log"]).is_file() for entry in jobs.values())
     script = next((tmp_path / "slurm" / "slurm" / "logs").glob("*_submission.sh")).read_text()
-    assert "#SBATCH --array=0-1%2" in script and "#SBATCH --job-name=rlntp-test" in script, script
+    assert re.search(r"#SBATCH --array=0-\d+%2", script) and "#SBATCH --job-name=rlntp-test" in script, script
+    assert "#SBATCH --job-name=rlntp\n" not in script, script
     assert "#SBATCH --requeue" in script and "#SBATCH --cpus-per-task=1" in script, script
 
 
@@ -117,7 +129,7 @@ def test_requeued_and_cancelled_jobs_and_a_killed_sweep_resume_to_the_same_table
     file = tmp_path / "sweep.toml"
     file.write_text(LONG.replace("STEPS", "1000"))
     out = tmp_path / "slurm"
-    since = time.strftime("%Y-%m-%dT%H:%M:%S")
+    since = _now()
     sweep = subprocess.Popen([sys.executable, "-m", "rlntp.cli", "sweep", str(file), "--device", "cpu", "--quiet",
                               "--out", str(out), "--executor", "slurm"], stderr=subprocess.PIPE, text=True)
     try:
@@ -149,17 +161,25 @@ def test_requeued_and_cancelled_jobs_and_a_killed_sweep_resume_to_the_same_table
 
 @needs_slurm
 def test_a_job_past_its_time_limit_is_requeued_and_resumes_to_the_same_table(tmp_path):
-    """--time-limit 1 (minute) on runs that need more: Slurm signals each job before its limit, submitit requeues
-    it, and it resumes from its last checkpoint (100 steps, a few seconds: --checkpoint-minutes 0.1)."""
+    """--time-limit 1 (minute) on a run that needs about as much (5,000 steps, 45 s on a free core): Slurm signals the
+    job before its limit, submitit requeues it, and it resumes from its last checkpoint (200 steps, a few seconds:
+    --checkpoint-minutes 0.1). The uninterrupted reference trains meanwhile on the other core."""
     file = tmp_path / "sweep.toml"
-    file.write_text(LONG.replace("STEPS", "3000").replace('[0, 1]', '[0]'))
-    since = time.strftime("%Y-%m-%dT%H:%M:%S")
-    main(["sweep", str(file), "--device", "cpu", "--quiet", "--out", str(tmp_path / "slurm"), "--executor", "slurm",
-          "--time-limit", "1", "--checkpoint-minutes", "0.1"])
+    file.write_text(LONG.replace("STEPS", "5000").replace("[0, 1]", "[0]").replace("= 100,", "= 200,")
+                    .replace("save_every = 100", "save_every = 200"))
+    argv = ["sweep", str(file), "--device", "cpu", "--quiet"]
+    reference = subprocess.Popen([sys.executable, "-m", "rlntp.cli", *argv, "--out", str(tmp_path / "local")],
+                                 stdout=subprocess.DEVNULL)
+    try:
+        since = _now()
+        main([*argv, "--out", str(tmp_path / "slurm"), "--executor", "slurm", "--time-limit", "1",
+              "--checkpoint-minutes", "0.1"])
+        assert reference.wait(timeout=600) == 0
+    finally:
+        reference.kill()
     allocations = _sacct(since, "-D")
     assert any(line.endswith("|REQUEUED") for line in allocations), allocations
-    assert allocations[-1].endswith("|COMPLETED"), allocations
-    main(["sweep", str(file), "--device", "cpu", "--quiet", "--out", str(tmp_path / "local")])
+    assert allocations[-1].endswith("|COMPLETED") and len({line.split("|")[0] for line in allocations}) == 1, allocations
     pd.testing.assert_frame_equal(_table(tmp_path / "slurm"), _table(tmp_path / "local"))
 
 
@@ -191,7 +211,7 @@ def test_bad_slurm_input_is_one_line_in_seconds_before_the_directory_is_claimed(
         tail, message = ["--account", "nope"], "Slurm refuses the job options: allocation failure: Invalid account"
     elif case == "time limit":
         file.write_text(LONG.replace("STEPS", "100000").replace("save_every = 100", "save_every = 50000"))
-        tail, message = ["--time-limit", "1"], "--time-limit 1 min leaves 0.2 min of work per job"
+        tail, message = ["--time-limit", "1"], "--time-limit 1 min leaves 0.3 min of work per job"
     else:
         file.write_text(TINY + "\n[slurm]\npartishun = 'gpu'\n")
         tail, message = [], "slurm.partishun: unknown entry; expected one of: partition, time_limit"

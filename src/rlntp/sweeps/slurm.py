@@ -126,8 +126,8 @@ def sbatch_flags(config: "ExecutorConfig", cpus: int) -> list[str]:
 
 def signal_delay_s(config: "ExecutorConfig") -> int:
     """Seconds before the time limit at which Slurm signals a job to requeue itself: 90 (submitit's), at most a
-    third of the limit."""
-    return 90 if config.time_limit is None else min(90, config.time_limit * 60 // 3)
+    sixth of the limit (slurmctld looks every 30 s or so, and may signal that much earlier)."""
+    return 90 if config.time_limit is None else min(90, config.time_limit * 60 // 6)
 
 
 def _check_time_limit(config: "ExecutorConfig", jobs: list["Job"]) -> None:
@@ -205,11 +205,16 @@ def _submitit_executor(folder: Path, config: "ExecutorConfig"):
     # every requeue for the time limit resumes from a checkpoint (the time limit is checked to reach one)
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=10_000)
     extra: dict[str, Any] = {"requeue": True}
-    for flag in config.sbatch:
+    named: dict[str, Any] = {"job_name": "rlntp"}
+    for flag in config.sbatch:  # those submitit names (job-name, exclusive, ...) replace its own lines
         key, eq, value = flag.lstrip("-").partition("=")
-        extra[key] = value if eq else True
+        if key.replace("-", "_") in submitit.SlurmExecutor._valid_parameters():
+            named[key.replace("-", "_")] = value if eq else True
+        else:
+            extra[key] = value if eq else True
+    executor.update_parameters(**named)
     executor.update_parameters(
-        job_name="rlntp", time=config.time_limit or partition_minutes(config.partition), partition=config.partition, account=config.account,
+        time=config.time_limit or partition_minutes(config.partition), partition=config.partition, account=config.account,
         qos=config.qos, mem=config.mem, constraint=config.constraint,
         gpus_per_node=int(config.gpus_per_run) or None, array_parallelism=config.max_running or 10_000,
         signal_delay_s=signal_delay_s(config), stderr_to_stdout=True, additional_parameters=extra)
