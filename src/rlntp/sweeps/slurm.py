@@ -331,7 +331,10 @@ class SlurmExecutor:
     def _lost(self) -> list[tuple[str, dict[str, Any]]]:
         """Jobs missing from the queue on two polls in a row with no result: cancelled or killed."""
         self._polled = time.monotonic()
-        live = queued()
+        try:
+            live = queued()
+        except UserError:  # a busy or restarting controller: the jobs are still there, ask again later
+            return []
         lost = []
         for key, sjob in self._jobs.items():
             if sjob.job_id in live or sjob.paths.result_pickle.exists():
@@ -382,7 +385,8 @@ def render_plan(section: dict[str, Any]) -> list[str]:
     for request in section["per_job"]:
         line = f"  {request['stage']}: {request['jobs']} jobs of {request['cpus']} CPUs, {request['gpus']} GPUs"
         if "hours_per_job" in request:
-            line += f", ≈ {request['hours_per_job']:,.2f} h each on this machine's device"
+            hours = request["hours_per_job"]
+            line += f", ≈ {f'{hours:,.2f} h' if hours >= 0.1 else f'{hours * 60:.1f} min'} each on this machine's device"
         if "time_limits_per_job" in request:
             line += f" (spans {request['time_limits_per_job']} time limit(s): requeued and resumed each time)"
         lines.append(line)
