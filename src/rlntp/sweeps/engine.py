@@ -8,6 +8,7 @@ Layout of a sweep directory:
     results.parquet   one row per run and evaluation: the run's state, its config as recorded in the run
                       (config.json), every metric, and the sweep it belongs to
     runs/NAME/        one ordinary run directory per run (`rlntp eval` and `rlntp plot` read them)
+    slurm/            --executor slurm: each run's job id (jobs.json) and the jobs' logs (`sweeps.slurm`)
 
 A run of the sweep is finished when its config equals the job's (the fields that define it) and it
 holds its checkpoint at its last step; a finished run is skipped, every other one resumes from its
