@@ -59,7 +59,7 @@ train = { steps = STEPS, batch_size = 32, lr = 3e-3, eval_every = 100, eval_samp
 [pretrain.axes]
 "train.seed" = [0, 1]
 """
-"""Two runs long enough (about 20 s at STEPS = 1000 on one core) to be requeued, cancelled or timed out mid-run."""
+"""Two runs long enough (about 15 s at STEPS = 2500 on a free core) to be requeued, cancelled or timed out mid-run."""
 
 
 def _table(out):
@@ -127,7 +127,7 @@ def test_requeued_and_cancelled_jobs_and_a_killed_sweep_resume_to_the_same_table
     the requeued job (no second submission), resubmits the cancelled run, and both resume from their checkpoints
     to the table of an uninterrupted sweep."""
     file = tmp_path / "sweep.toml"
-    file.write_text(LONG.replace("STEPS", "1000"))
+    file.write_text(LONG.replace("STEPS", "2500"))
     out = tmp_path / "slurm"
     since = _now()
     sweep = subprocess.Popen([sys.executable, "-m", "rlntp.cli", "sweep", str(file), "--device", "cpu", "--quiet",
@@ -143,7 +143,7 @@ def test_requeued_and_cancelled_jobs_and_a_killed_sweep_resume_to_the_same_table
         sweep.wait(timeout=30)
     finally:
         sweep.kill()
-    assert _checkpoints(runs[0])[-1] != "step_0000001000"  # stopped mid-run
+    assert _checkpoints(runs[0])[-1] != "step_0000002500"  # stopped mid-run
     status = subprocess.run([sys.executable, "-m", "rlntp.cli", "sweep", str(file), "--device", "cpu", "--out",
                              str(out), "--status"], capture_output=True, text=True, timeout=120).stdout
     assert f"running  seed=0/pretrain: slurm job {requeued}" in status, status
@@ -161,11 +161,12 @@ def test_requeued_and_cancelled_jobs_and_a_killed_sweep_resume_to_the_same_table
 
 @needs_slurm
 def test_a_job_past_its_time_limit_is_requeued_and_resumes_to_the_same_table(tmp_path):
-    """--time-limit 1 (minute) on a run that needs about as much (5,000 steps, 45 s on a free core): Slurm signals the
-    job before its limit, submitit requeues it, and it resumes from its last checkpoint (200 steps, a few seconds:
-    --checkpoint-minutes 0.1). The uninterrupted reference trains meanwhile on the other core."""
+    """--time-limit 1 (minute) on a run that needs more (12,000 steps, 60 s of training on a free core): Slurm
+    signals the job before its limit (slurmctld looks every 30 s: 20 to 50 s after the start), submitit requeues
+    it, and it resumes from its last checkpoint (200 steps, a few seconds: --checkpoint-minutes 0.1). The
+    uninterrupted reference trains meanwhile on the other core."""
     file = tmp_path / "sweep.toml"
-    file.write_text(LONG.replace("STEPS", "5000").replace("[0, 1]", "[0]").replace("= 100,", "= 200,")
+    file.write_text(LONG.replace("STEPS", "12000").replace("[0, 1]", "[0]").replace("= 100,", "= 200,")
                     .replace("save_every = 100", "save_every = 200"))
     argv = ["sweep", str(file), "--device", "cpu", "--quiet"]
     reference = subprocess.Popen([sys.executable, "-m", "rlntp.cli", *argv, "--out", str(tmp_path / "local")],
@@ -179,7 +180,8 @@ def test_a_job_past_its_time_limit_is_requeued_and_resumes_to_the_same_table(tmp
         reference.kill()
     allocations = _sacct(since, "-D")
     assert any(line.endswith("|REQUEUED") for line in allocations), allocations
-    assert allocations[-1].endswith("|COMPLETED") and len({line.split("|")[0] for line in allocations}) == 1, allocations
+    assert allocations[-1].endswith("|COMPLETED"), allocations
+    assert len({line.split("|")[0] for line in allocations}) == 1, allocations  # one job, requeued
     pd.testing.assert_frame_equal(_table(tmp_path / "slurm"), _table(tmp_path / "local"))
 
 

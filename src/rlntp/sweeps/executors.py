@@ -1,8 +1,9 @@
 """Where the runs of a sweep execute: a local process pool, a Ray cluster, or Slurm jobs (`rlntp.sweeps.slurm`).
 
 Every executor only places jobs and reports their state, through the same three calls (`Executor`): each
-runs `execute` on one `Job` at a time and reports its outcome; the sweep engine decides what runs when. A run is an ordinary `pretrain`/`posttrain` call with `resume=True`, so an executor that loses
-a run (a killed worker, a lost node) only costs the steps since that run's last checkpoint.
+runs `execute` on one `Job` at a time and reports its outcome; the sweep engine decides what runs when. A
+run is an ordinary `pretrain`/`posttrain` call with `resume=True`, so an executor that loses a run (a killed
+worker, a lost node) only costs the steps since that run's last checkpoint.
 """
 
 import concurrent.futures as cf

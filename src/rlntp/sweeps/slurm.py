@@ -17,7 +17,6 @@ rerun adopts the jobs still queued or running instead of submitting them again.
 """
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -214,7 +213,8 @@ def _submitit_executor(folder: Path, config: "ExecutorConfig"):
             extra[key] = value if eq else True
     executor.update_parameters(**named)
     executor.update_parameters(
-        time=config.time_limit or partition_minutes(config.partition), partition=config.partition, account=config.account,
+        time=config.time_limit or partition_minutes(config.partition), partition=config.partition,
+        account=config.account,
         qos=config.qos, mem=config.mem, constraint=config.constraint,
         gpus_per_node=int(config.gpus_per_run) or None, array_parallelism=config.max_running or 10_000,
         signal_delay_s=signal_delay_s(config), stderr_to_stdout=True, additional_parameters=extra)
@@ -386,7 +386,8 @@ def render_plan(section: dict[str, Any]) -> list[str]:
         line = f"  {request['stage']}: {request['jobs']} jobs of {request['cpus']} CPUs, {request['gpus']} GPUs"
         if "hours_per_job" in request:
             hours = request["hours_per_job"]
-            line += f", ≈ {f'{hours:,.2f} h' if hours >= 0.1 else f'{hours * 60:.1f} min'} each on this machine's device"
+            took = f"{hours:,.2f} h" if hours >= 0.1 else f"{hours * 60:.1f} min"
+            line += f", ≈ {took} each on this machine's device"
         if "time_limits_per_job" in request:
             line += f" (spans {request['time_limits_per_job']} time limit(s): requeued and resumed each time)"
         lines.append(line)
