@@ -244,10 +244,11 @@ def sweep(spec: dict[str, Any] | str | Path, out: str | Path, executor: Executor
     from rlntp.runs.dirs import open_sweep_dir
     from rlntp.sweeps.engine import new_status, run_sweep
     from rlntp.sweeps.executors import check_executor
+    from rlntp.sweeps.slurm import with_sweep_section
 
     spec, where, base = _sweep_spec(spec)
     jobs = _expand(spec, device, where, base, max_runs)
-    executor = executor or ExecutorConfig()
+    executor = with_sweep_section(executor or ExecutorConfig(), spec, where)
     resolve_device(device)
     check_executor(executor, jobs)
     with open_sweep_dir(Path(out), new_status(spec, where)):

@@ -37,7 +37,7 @@ def _command(module):
             from rlntp.experiments import plan as make_plan
             from rlntp.experiments import render_plan
 
-            planned = make_plan(recipe.name, preset, device, inputs=inputs)
+            planned = make_plan(recipe.name, preset, device, inputs=inputs, executor=executor)
             print(json.dumps(planned, indent=2) if as_json else render_plan(planned))
             return
 

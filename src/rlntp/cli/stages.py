@@ -155,7 +155,7 @@ def sweep(file: tyro.conf.Positional[Path], executor: Annotated[ExecutorConfig, 
         quiet: no progress bar
         max_runs: refuse a sweep that expands to more runs than this
         plan: print what the sweep runs (runs, steps, samples, checkpoints) and its estimated cost on DEVICE from
-            a short timing probe; run and write nothing
+            a short timing probe (with --executor slurm: its jobs and what each asks for); run and write nothing
         json: with --plan, print the plan as JSON
         trust_task: with --plan, let the timing probe run this task code (FILE.py:CLASS or MODULE:CLASS) that
             the sweep file names (--status and --plan import none otherwise; running the sweep runs its tasks)
@@ -179,7 +179,10 @@ def sweep(file: tyro.conf.Positional[Path], executor: Annotated[ExecutorConfig, 
 
         from rlntp.sweeps.plan import plan_jobs, render
 
-        planned = {"sweep": str(file)} | plan_jobs(jobs, device)
+        from rlntp.sweeps.slurm import with_sweep_section
+
+        executor = with_sweep_section(executor, spec, str(file))
+        planned = {"sweep": str(file)} | plan_jobs(jobs, device, executor=executor)
         print(json_module.dumps(planned, indent=2) if json else render(planned, f"rlntp sweep {file}"))
         return
     check(out is not None, "--out is required: the sweep's directory (only --plan runs without one)")

@@ -135,7 +135,8 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
     return summary
 
 
-def plan(name: str, preset: str, device: str = "auto", probe: bool = True, inputs: Any = None) -> dict[str, Any]:
+def plan(name: str, preset: str, device: str = "auto", probe: bool = True, inputs: Any = None,
+         executor=None) -> dict[str, Any]:
     """What `reproduce(name, preset)` would run, and at what cost, writing nothing: the sweep's plan
     (`sweeps.plan.plan_jobs`) or the recipe's own (`plan(preset)` of a recipe with a plan of its own), and every
     setting of the preset with its provenance (`experiments.provenance`)."""
@@ -148,7 +149,7 @@ def plan(name: str, preset: str, device: str = "auto", probe: bool = True, input
 
         jobs = expand(settings, device, where=f"the {name} recipe's {preset} preset",
                       base=Path(f"runs/{name}").resolve())
-        planned = plan_jobs(jobs, device, probe)
+        planned = plan_jobs(jobs, device, probe, executor)
     else:
         planned = module.plan(settings)
     return {"recipe": name, "preset": preset, "title": module.RECIPE.title} | planned | {

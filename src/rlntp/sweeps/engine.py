@@ -9,6 +9,7 @@ Layout of a sweep directory:
                       (config.json), how the steps up to the evaluation ran (packed, ran.*, a resume's changes:
                       `runs.history`), every metric, and the sweep it belongs to
     runs/NAME/        one ordinary run directory per run (`rlntp eval` and `rlntp plot` read them)
+    slurm/            --executor slurm: each run's job id (jobs.json) and the jobs' logs (`sweeps.slurm`)
 
 A run of the sweep is finished when its config equals the job's (the fields that define it) and it
 holds its checkpoint at its last step; a finished run is skipped, every other one resumes from its
@@ -70,8 +71,10 @@ class SweepInterrupted(UserError):
 
 
 def sweep_id(spec: dict[str, Any]) -> str:
-    """A short name of a sweep's contents: the first 12 hex digits of the SHA-256 of its canonical JSON."""
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    """A short name of a sweep's contents: the first 12 hex digits of the SHA-256 of its canonical JSON (without
+    its [slurm] table: where the runs execute does not change them)."""
+    runs = {key: value for key, value in spec.items() if key != "slurm"}
+    return hashlib.sha256(json.dumps(runs, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def new_status(spec: dict[str, Any], file: str) -> dict[str, Any]:
@@ -110,7 +113,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
     lost: Counter[str] = Counter()
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="run", desc=f"sweep {out.name}",
                disable=not progress, dynamic_ncols=True)
-    pool = make_executor(executor, todo, progress) if todo else None
+    pool = make_executor(executor, todo, progress, out) if todo else None
 
     def write_status() -> None:
         status.update(pid=os.getpid(), host=socket.gethostname(), updated=time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -269,10 +272,13 @@ def read_states(jobs: list[Job], out: Path) -> dict[str, dict[str, Any]]:
     """Each job's state as the directory shows it now (what `rlntp sweep --status` prints), read-only.
 
     `running` only while the sweep process recorded in status.json is alive on this host (or on
-    another host, which this one cannot check).
+    another host, which this one cannot check), or while its Slurm job is queued or running.
     """
+    from rlntp.sweeps.slurm import live_runs
+
     out = Path(out)
     status = read_status(out) or {}
+    slurm = live_runs(out)
     recorded = status.get("runs", {})
     alive = status.get("host") != socket.gethostname() or _alive(status.get("pid"))
     states = {}
@@ -281,6 +287,8 @@ def read_states(jobs: list[Job], out: Path) -> dict[str, dict[str, Any]]:
         state = run_state(out / RUNS, job)
         if state is not None and state["state"] == "done":
             state |= {k: v for k, v in saved.items() if k in ("seconds", "pack_error")}
+        elif job.name in slurm:
+            state = {"state": "running", "error": slurm[job.name]}
         elif saved.get("state") == "running" and alive:
             state = {"state": "running"}
         elif state is None or state["state"] == "partial":

@@ -1,8 +1,9 @@
-"""Where the runs of a sweep execute: a local process pool, or a Ray cluster.
+"""Where the runs of a sweep execute: a local process pool, a Ray cluster, or Slurm jobs (`rlntp.sweeps.slurm`).
 
-Both call `execute` on one `Job` at a time and report its outcome; the sweep engine decides what runs
-when. A run is an ordinary `pretrain`/`posttrain` call with `resume=True`, so an executor that loses
-a run (a killed worker, a lost node) only costs the steps since that run's last checkpoint.
+Every executor only places jobs and reports their state, through the same three calls (`Executor`): each
+runs `execute` on one `Job` at a time and reports its outcome; the sweep engine decides what runs when. A
+run is an ordinary `pretrain`/`posttrain` call with `resume=True`, so an executor that loses a run (a killed
+worker, a lost node) only costs the steps since that run's last checkpoint.
 """
 
 import concurrent.futures as cf
@@ -15,7 +16,7 @@ import time
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rlntp.config import Config
 from rlntp.errors import Interrupted, UserError, check, check_choice
@@ -23,7 +24,7 @@ from rlntp.errors import Interrupted, UserError, check, check_choice
 if TYPE_CHECKING:
     from rlntp.sweeps.spec import Job
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "ray", "slurm")
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,15 @@ class ExecutorConfig(Config):
     """Where and how many runs of a sweep execute at once."""
 
     executor: str = "local"
-    """local (a process pool on this machine) or ray (a Ray cluster)"""
+    """local (a process pool on this machine), ray (a Ray cluster) or slurm (Slurm jobs, through submitit)"""
     workers: int | None = None
     """local: runs at once (default: as many as this machine's cores hold, each run with its own threads; on a
     GPU 1; 1: in the sweep's own process); they share --device (several GPUs: --executor ray --gpus-per-run 1).
     Only the wall time changes: a run's floats depend on its seed and threads (train.threads), not on its
     neighbours"""
     gpus_per_run: float = 0.0
-    """ray: GPUs requested per run (fractions share a GPU); the run's --device auto then picks it"""
+    """ray, slurm: GPUs requested per run (Ray: fractions share a GPU; Slurm: whole GPUs); the run's --device auto
+    then picks it"""
     address: str | None = None
     """ray: the cluster to join (e.g. auto, or ray://HEAD:10001); default: RAY_ADDRESS, else a local instance"""
     report_to: tuple[str, ...] = ()
@@ -50,14 +52,47 @@ class ExecutorConfig(Config):
     directory is as if the run had trained alone; the floats agree with it within the tolerances of docs/sweeps.md,
     "Packing runs" (a pack always takes the static step: train.step_impl = "grouped" has no packed form, refused)"""
 
+    partition: str | None = None
+    """slurm: the partition to submit to (default: the cluster's default partition)"""
+    time_limit: int | None = None
+    """slurm: each job's time limit in minutes (default: the partition's); a job that reaches it is requeued and
+    resumes from its last checkpoint, so it must exceed one checkpoint interval"""
+    account: str | None = None
+    """slurm: the account to charge"""
+    qos: str | None = None
+    """slurm: the quality of service (e.g. a preemptible one)"""
+    mem: str | None = None
+    """slurm: memory per job, as sbatch takes it (e.g. 16G)"""
+    constraint: str | None = None
+    """slurm: node features each job needs (sbatch --constraint, e.g. a100)"""
+    max_running: int | None = None
+    """slurm: at most this many jobs of a wave's job array run at once (its %N; default: as Slurm allows)"""
+    sbatch: tuple[str, ...] = ()
+    """slurm: more sbatch options, KEY=VALUE or KEY (e.g. --sbatch exclusive mail-type=END)"""
+    checkpoint_minutes: float | None = None
+    """slurm: the longest a run takes between two checkpoints on the cluster's nodes, checked against
+    --time-limit (default: estimated by --plan's timing probe on this machine)"""
+
     def check(self) -> None:
         check_choice("executor", self.executor, EXECUTORS)
+        slurm = {"--partition": self.partition, "--time-limit": self.time_limit, "--account": self.account,
+                 "--qos": self.qos, "--mem": self.mem, "--constraint": self.constraint,
+                 "--max-running": self.max_running, "--sbatch": self.sbatch or None,
+                 "--checkpoint-minutes": self.checkpoint_minutes}
+        given = [flag for flag, value in slurm.items() if value is not None]
+        check(self.executor == "slurm" or not given, f"{', '.join(given)}: for --executor slurm")
+        for flag in ("--time-limit", "--max-running", "--checkpoint-minutes"):
+            check(slurm[flag] is None or slurm[flag] > 0, f"{flag} must be > 0, got {slurm[flag]}")
+        check(self.executor != "slurm" or self.gpus_per_run == int(self.gpus_per_run),
+              f"--gpus-per-run on Slurm is a whole number of GPUs, got {self.gpus_per_run:g}")
+        check(self.executor != "slurm" or self.pack == 1,
+              "--pack is for --executor local and ray; on Slurm each run is its own job")
         check(self.pack >= 1, f"pack must be >= 1, got {self.pack}")
         check(self.workers is None or self.workers >= 1, f"workers must be >= 1, got {self.workers}")
-        check(self.executor == "ray" or (self.gpus_per_run == 0 and self.address is None),
-              "--gpus-per-run and --address are for --executor ray")
+        check(self.executor == "ray" or self.address is None, "--address is for --executor ray")
+        check(self.executor != "local" or self.gpus_per_run == 0, "--gpus-per-run is for --executor ray and slurm")
         check(self.executor == "local" or self.workers is None,
-              "--workers is for --executor local; Ray runs as many at once as the runs' threads and "
+              "--workers is for --executor local; Ray and Slurm run as many at once as the runs' threads and "
               "--gpus-per-run allow")
         from rlntp.runs.trackers import check_trackers
 
@@ -180,6 +215,23 @@ def default_workers(jobs: list["Job"]) -> int:
     if any(d.startswith("cuda") or d == "auto" and torch.cuda.is_available() for d in devices):
         return 1
     return max(1, cpu_count() // most_threads(jobs))
+
+
+class Executor(Protocol):
+    """What the sweep engine asks of an executor: it places jobs and reports their state, nothing more."""
+
+    slots: int
+    """jobs it holds at once (the engine submits no more)"""
+
+    def submit(self, key: str, job: "Job | tuple[Job, ...]", runs_dir: str) -> None:
+        """Place `job` (a tuple: a pack) to run `execute` under `runs_dir`; its outcome is reported under `key`."""
+
+    def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
+        """(key, outcome) of the jobs finished within `timeout` seconds; outcome state done, failed or lost (its
+        runner died: the engine places it again, to resume from its checkpoints)."""
+
+    def close(self) -> None:
+        """Stop placing jobs (after the sweep, or an interrupt)."""
 
 
 class InlineExecutor:
@@ -328,6 +380,10 @@ def check_executor(config: ExecutorConfig, jobs: list["Job"]) -> None:
         if workers * threads > cores:
             print(f"note: {workers} runs of {threads} threads at once share this machine's {cores} cores: slower, "
                   "with the same results", file=sys.stderr)
+    elif config.executor == "slurm":
+        from rlntp.sweeps.slurm import check_slurm
+
+        check_slurm(config, jobs)
     else:
         try:
             import ray  # noqa: F401
@@ -351,9 +407,15 @@ def _check_reachable(address: str) -> None:
                         "or pass its address") from None
 
 
-def make_executor(config: ExecutorConfig, jobs: list["Job"], progress: bool = False):
-    """The executor `config` names for `jobs` (`progress`: runs in this process show their bars); the local one
-    runs `default_workers` at once unless --workers says."""
+def make_executor(config: ExecutorConfig, jobs: list["Job"], progress: bool = False,
+                  out: Path | None = None) -> Executor:
+    """The executor `config` names for `jobs` (`progress`: runs in this process show their bars; `out`: the sweep
+    directory, where Slurm's job ids and logs go); the local one runs `default_workers` at once unless --workers
+    says."""
+    if config.executor == "slurm":
+        from rlntp.sweeps.slurm import SlurmExecutor
+
+        return SlurmExecutor(config, out)
     if config.executor == "ray":
         return RayExecutor(config.address, most_threads(jobs), config.gpus_per_run, cpu_count())
     workers = min(config.workers or default_workers(jobs), max(1, len(jobs)))

@@ -30,8 +30,9 @@ PROBE_NEW_TOKENS = 32
 longer cache costs more, which the models' sizes here make small beside their weights)."""
 
 
-def plan_jobs(jobs: list[Job], device: str = "auto", probe: bool = True) -> dict[str, Any]:
-    """The plan of the expanded sweep `jobs` (module docstring) as JSON data."""
+def plan_jobs(jobs: list[Job], device: str = "auto", probe: bool = True, executor=None) -> dict[str, Any]:
+    """The plan of the expanded sweep `jobs` (module docstring) as JSON data; with an `executor` (ExecutorConfig)
+    of --executor slurm, also its jobs and what each asks for (`slurm.plan_section`)."""
     pre = [job for job in jobs if job.stage == "pretrain"]
     post = [job for job in jobs if job.stage == "posttrain"]
     kinds: dict[str, dict[str, Any]] = {}
@@ -77,6 +78,10 @@ def plan_jobs(jobs: list[Job], device: str = "auto", probe: bool = True) -> dict
                         "method": "a timing probe of each kind of run on this device, generation at full length "
                                   "(an upper bound where answers are short), one run at a time; runs at once "
                                   "(--workers, Ray) divide the wall time, not the device-hours"}
+    if executor is not None and executor.executor == "slurm":
+        from rlntp.sweeps.slurm import plan_section
+
+        plan["slurm"] = plan_section(executor, jobs, plan["kinds"])
     return plan
 
 
@@ -218,6 +223,10 @@ def render(plan: dict[str, Any], title: str) -> str:
     if "cost" in plan:
         lines.append(f"cost: {plan['cost']['estimate']} on {plan['device']}")
         lines.append(f"  ({plan['cost']['method']})")
+    if "slurm" in plan:
+        from rlntp.sweeps.slurm import render_plan
+
+        lines.extend(render_plan(plan["slurm"]))
     return "\n".join(lines)
 
 

@@ -23,7 +23,8 @@ config dataclass, so `rlntp pretrain --help` and `rlntp posttrain --help` list w
     [posttrain.grpo.where]                      # optional: only from pre-training runs with these values
     "task.p_cot" = [0.1, 0.5]
 
-A post-training run takes the seed of its pre-training run (`train.seed`) unless `post.seed` is set
+An optional [slurm] table sets options of `--executor slurm` (`sweeps.slurm.SECTION_FIELDS`); the other
+executors ignore it. A post-training run takes the seed of its pre-training run (`train.seed`) unless `post.seed` is set
 or varied. The device is not a sweep field: it is the sweep command's `--device`. A relative
 `task.data` is a path relative to the sweep file's directory. `expand` checks every field of every
 run, that every `from_steps` entry is a checkpoint pre-training saves, and how many runs the sweep
@@ -149,7 +150,7 @@ def expand(spec: dict[str, Any], device: str = "auto", where: str = "sweep", bas
     def fail(path: str, message: str) -> typing.NoReturn:
         raise ConfigError(f"{where}: {path}: {message}")
 
-    _check_keys(spec, {"pretrain", "posttrain", "description"}, "", fail)
+    _check_keys(spec, {"pretrain", "posttrain", "description", "slurm"}, "", fail)
     pre = spec.get("pretrain")
     if not isinstance(pre, dict):
         fail("pretrain", "missing: a sweep needs a [pretrain] table (task, model, train, axes)")
