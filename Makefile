@@ -24,7 +24,7 @@ fig1: setup
 	$(BIN)/rlntp reproduce fig1 --preset cpu --out runs/fig1
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=40
 
 bench: setup
 	$(BIN)/pip install --quiet -e ".[bench]"
