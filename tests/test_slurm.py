@@ -221,3 +221,44 @@ def test_bad_slurm_input_is_one_line_in_seconds_before_the_directory_is_claimed(
     refused([*argv, *tail], message)
     assert time.monotonic() - started < 30
     assert not out.exists()
+
+
+def test_a_lost_job_taken_over_from_an_earlier_sweep_process_is_submitted_anew(tmp_path, monkeypatch):
+    """A rerun adopts the job an earlier sweep process queued; once that job is gone without a result (cancelled),
+    the engine's resubmission queues a new job instead of adopting the dead one again (no Slurm needed: the queue
+    is stubbed)."""
+    from rlntp.sweeps import slurm
+    from rlntp.sweeps.executors import ExecutorConfig
+
+    (tmp_path / slurm.JOBS).parent.mkdir(parents=True)
+    (tmp_path / slurm.JOBS).write_text(json.dumps({"a/pretrain": {"job_id": "111", "runs": ["a/pretrain"]}}))
+    live = {"111": "RUNNING"}
+    monkeypatch.setattr(slurm, "queued", lambda job_ids=None: dict(live))
+    executor = slurm.SlurmExecutor(ExecutorConfig(executor="slurm"), tmp_path)
+    executor.submit("a/pretrain", None, str(tmp_path))
+    assert executor._jobs["a/pretrain"].job_id == "111" and not executor._pending  # adopted
+    live.clear()  # scancel 111
+    assert executor._lost() == [] and [key for key, _ in executor._lost()] == ["a/pretrain"]  # two polls
+    executor._jobs.pop("a/pretrain")
+    executor.submit("a/pretrain", None, str(tmp_path))
+    assert "a/pretrain" not in executor._jobs and [key for key, _, _ in executor._pending] == ["a/pretrain"]
+
+
+def test_a_changed_run_whose_old_job_is_still_queued_stays_refused(tmp_path, monkeypatch):
+    """An edited sweep rerun while the old jobs are queued: the run reads as changed (refused), not running."""
+    from rlntp.sweeps import engine, slurm
+    from rlntp.sweeps.spec import expand
+
+    spec = {"pretrain": {"task": {"d": 4}, "model": {"layers": 1, "width": 16, "heads": 2},
+                         "train": {"steps": 4, "save_every": 2}}}
+    job = expand(spec)[0]
+    run = tmp_path / "runs" / job.name
+    run.mkdir(parents=True)
+    config = engine.job_config(job)
+    config["train"]["lr"] = 0.5
+    (run / "config.json").write_text(json.dumps(config))
+    assert engine.read_states([job], tmp_path)[job.name]["state"] == "changed"
+    (tmp_path / slurm.JOBS).parent.mkdir(parents=True)
+    (tmp_path / slurm.JOBS).write_text(json.dumps({job.name: {"job_id": "7", "runs": [job.name]}}))
+    monkeypatch.setattr(slurm, "queued", lambda job_ids=None: {"7": "PENDING"})
+    assert engine.read_states([job], tmp_path)[job.name]["state"] == "changed"

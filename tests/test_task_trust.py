@@ -274,3 +274,28 @@ def test_an_installed_packages_task_is_identified_by_its_distribution_and_versio
     assert trust.identity_change({"class": "SumMod3Task"}, identity) is not None  # fields it lacked now differ
     assert trust.identity_change(None, identity) is None  # recorded nothing: taken as it is
     sys.modules.pop("mod3pkg")
+
+
+def test_a_change_recorded_at_the_step_a_run_resumes_from_is_found_anew(tmp_path):
+    """The steps from a resume's checkpoint on run again, so task.json keeps only the changes before it (as
+    config.json's `changes` does): a change allowed at step 50, then reverted before the next checkpoint, is gone;
+    one from before stays once."""
+    from rlntp.runs.task_record import record_task
+
+    old, new = {"class": "Old"}, {"class": "New"}
+    source = {"step": 0, "what": "checkpoint source", "change": "another class (Src -> Old)"}
+    record_task(tmp_path, old, [source], 0)
+    record_task(tmp_path, new, [source, {"step": 50, "what": "checkpoint 50", "change": "another class"}], 50)
+    record_task(tmp_path, old, [source], 50)
+    recorded = json.loads((tmp_path / "task.json").read_text())
+    assert recorded["identity"] == old and [(c["step"], c["what"]) for c in recorded["changes"]] == [
+        (0, "checkpoint source")]
+
+
+def test_the_api_takes_no_trusted_task_as_none(tmp_path):
+    """trust_task=None means none, as the CLI's absent --trust-task does (not a wrong type)."""
+    import rlntp
+    from rlntp.errors import RunDirError
+
+    with pytest.raises(RunDirError):
+        rlntp.evaluate(tmp_path / "missing", trust_task=None)

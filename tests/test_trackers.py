@@ -430,3 +430,22 @@ def test_a_user_set_wandb_dir_and_project_are_used(tmp_path, monkeypatch, capfd)
     (run,) = [r.run for r in _wandb_records(_finished(log)) if r.WhichOneof("record_type") == "run"]
     assert (run.project, run.run_id) == ("my-project", json.loads((out / "trackers.json").read_text())["wandb"]["id"])
     assert _wandb_history(tmp_path / "mine") == ({run.run_id}, [0, 2, 4])
+
+
+def test_a_start_that_fails_before_its_first_metrics_leaves_no_tracker_files(tmp_path, monkeypatch):
+    """The trackers start (trackers.json, their folders) before the model is built; a start that fails there leaves
+    the directory as it was, so a plain retry is not refused as "already holds a run"."""
+    from rlntp.training import pretrain
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a model that cannot be built")
+
+    out = tmp_path / "r"
+    argv = ["pretrain", *TINY, "--out", str(out), "--report-to", "tensorboard", "--quiet"]
+    with monkeypatch.context() as patch:
+        patch.setattr(pretrain, "build_model", broken)
+        with pytest.raises(RuntimeError, match="cannot be built"):
+            main(argv)
+    assert not out.exists() or [p.name for p in out.iterdir()] in ([], ["rlntp.lock"])
+    main(argv)
+    assert checkpoint_steps(out)[-1] == 20

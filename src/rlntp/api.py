@@ -148,7 +148,7 @@ def pretrain(task: TaskConfig, model: ModelConfig, train: PretrainConfig, out: s
 @_validated
 def posttrain(post: PosttrainConfig, from_run: str | Path, out: str | Path, step: int | None = None,
               resume: bool = False, progress: bool = True, allow_unverified: bool = False,
-              report_to: tuple[str, ...] = (), trust_task: str | tuple[str, ...] = (),
+              report_to: tuple[str, ...] = (), trust_task: str | tuple[str, ...] | None = (),
               allow_task_change: bool = False) -> Path:
     """RL post-training (STaR, REINFORCE, GRPO: `post.algo`) from checkpoint `step` (default: the last) of the run
     directory `from_run` into `out`; `report_to`: trackers that also log it; `trust_task`: the task code (FILE.py:CLASS
@@ -166,7 +166,7 @@ def posttrain(post: PosttrainConfig, from_run: str | Path, out: str | Path, step
 
 @_validated
 def evaluate(run_dir: str | Path, step: int | None = None, samples: int = 2560, seed: int = 0, threads: int = 1,
-             device: str = "auto", allow_unverified: bool = False, trust_task: str | tuple[str, ...] = (),
+             device: str = "auto", allow_unverified: bool = False, trust_task: str | tuple[str, ...] | None = (),
              allow_task_change: bool = False) -> dict[str, Any]:
     """Greedy and sampled accuracy and length of a checkpoint (default: the last) on fresh inputs, or its dataset's
     test split: {"checkpoint", "samples", "eval/greedy_acc", "eval/sampled_len_hist", ...}. `trust_task`: the task
@@ -258,7 +258,7 @@ def sweep(spec: dict[str, Any] | str | Path, out: str | Path, executor: Executor
 
 @_validated
 def plan_sweep(spec: dict[str, Any] | str | Path, device: str = "auto", max_runs: int = MAX_RUNS,
-               trust_task: str | tuple[str, ...] = ()) -> dict[str, Any]:
+               trust_task: str | tuple[str, ...] | None = ()) -> dict[str, Any]:
     """What `sweep(spec)` would run and cost, writing nothing (`rlntp sweep FILE --plan --json`). The timing probe runs
     the task code (FILE.py:CLASS, MODULE:CLASS) a sweep file names only if `trust_task` names it too; a dictionary's
     tasks are the caller's own."""
@@ -287,11 +287,11 @@ def _sweep_spec(spec: dict[str, Any] | str | Path) -> tuple[dict[str, Any], str,
 _GIVEN = "a sweep given in Python"
 
 
-def _trust(specs: str | tuple[str, ...]) -> None:
-    """Let the task code `specs` run in this process (`tasks.trust`): the caller names it."""
+def _trust(specs: str | tuple[str, ...] | None) -> None:
+    """Let the task code `specs` run in this process (`tasks.trust`): the caller names it (None: none)."""
     from rlntp.tasks.trust import trust_task
 
-    trust_task(*([specs] if isinstance(specs, str) else specs))
+    trust_task(*([specs] if isinstance(specs, str) else specs or ()))
 
 
 def _expand(spec: dict[str, Any], device: str, where: str, base: Path, max_runs: int) -> list:
@@ -374,7 +374,7 @@ def _recipe(name: str, preset: str | None, inputs: Any) -> tuple[Any, str, Any]:
 
 
 @_validated
-def plot(run_dir: str | Path, out: str | Path | None = None, trust_task: str | tuple[str, ...] = ()) -> Path:
+def plot(run_dir: str | Path, out: str | Path | None = None, trust_task: str | tuple[str, ...] | None = ()) -> Path:
     """Accuracy and long-answer fraction of a run against samples seen (Fig. 2 style) as a PNG; returns its path.
     `trust_task`: the task code the run names and may run (its chance level is drawn)."""
     from rlntp.plots import plot_run

@@ -16,6 +16,7 @@ leaves the directory as it was found.
 import fcntl
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -41,6 +42,8 @@ STAGES = ("pretrain", "posttrain")
 RUN_ENTRIES = (CONFIG, TASK, METRICS, CHECKPOINTS, "plot.png", *TRACKER_DIRS.values(), TRACKER_STATE)
 """What a pre- or post-training run directory holds (task.json: its task's identity, `runs.task_record`; `rlntp plot`
 writes plot.png into it; `--report-to` its trackers' directories and trackers.json, `runs.trackers`)."""
+_STARTED = (CONFIG, TASK, TRACKER_STATE, *TRACKER_DIRS.values())
+"""What a new run writes before its first metrics: removed when its start fails, so a plain retry is not blocked."""
 
 
 class DirLock:
@@ -198,9 +201,12 @@ def open_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_chan
         try:
             yield handle
         except BaseException as e:
-            if new and not foreign_entries(out, (CONFIG, TASK)):
-                (out / CONFIG).unlink(missing_ok=True)
-                (out / TASK).unlink(missing_ok=True)
+            if new and not foreign_entries(out, _STARTED):
+                for name in _STARTED:  # the trackers were closed first: they are entered inside this body
+                    if (out / name).is_dir():
+                        shutil.rmtree(out / name, ignore_errors=True)
+                    else:
+                        (out / name).unlink(missing_ok=True)
                 undo()
             if isinstance(e, KeyboardInterrupt):
                 raise Interrupted(out, handle.step) from None

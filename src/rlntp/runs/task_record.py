@@ -44,7 +44,8 @@ def record_task(out: Path, now: dict[str, Any], changes: list[dict[str, Any]], s
         earlier = json.loads(path.read_bytes()).get("changes", []) if step > 0 else []
     except (OSError, ValueError, AttributeError):
         earlier = []
-    earlier = [c for c in earlier if isinstance(c, dict) and c.get("step", 0) <= step]
+    # the steps from `step` on run again: their changes are the ones found now (as runs.history keeps `changes`)
+    earlier = [c for c in earlier if isinstance(c, dict) and c.get("step", 0) < step]
     for change in changes:
         entry = {"step": step} | {k: v for k, v in change.items() if k != "step"}
         if not any(c.get("what") == entry["what"] and c.get("change") == entry["change"] for c in earlier):

@@ -287,7 +287,7 @@ def read_states(jobs: list[Job], out: Path) -> dict[str, dict[str, Any]]:
         state = run_state(out / RUNS, job)
         if state is not None and state["state"] == "done":
             state |= {k: v for k, v in saved.items() if k in ("seconds", "pack_error")}
-        elif job.name in slurm:
+        elif job.name in slurm and (state is None or state["state"] == "partial"):  # a changed run stays refused
             state = {"state": "running", "error": slurm[job.name]}
         elif saved.get("state") == "running" and alive:
             state = {"state": "running"}

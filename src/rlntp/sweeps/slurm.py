@@ -342,6 +342,7 @@ class SlurmExecutor:
                 continue
             self._missing[key] = self._missing.get(key, 0) + 1
             if self._missing[key] >= 2:
+                self._live.pop(sjob.job_id, None)  # gone: a resubmission queues a new job instead of adopting it
                 lost.append((key, {"state": "lost", "error": f"slurm job {sjob.job_id} ended without a result "
                                    f"(cancelled or killed; log: {sjob.paths.stdout})"}))
         return lost
