@@ -86,10 +86,12 @@ def test_ctrl_c_stops_the_tokenizer_training_on_a_large_record_file_at_once(tmp_
     assert big.stat().st_size > 3_000_000
     markers = tmp_path / "markers"
     markers.mkdir()
-    # the CLI itself (rlntp.cli.main), with the tokenizer's training traced: a file when it starts, one if it ends
+    # the CLI itself (rlntp.cli.main), with the tokenizer's training traced: a file when it starts, one if it ends;
+    # the real training done 50 times over, so that the SIGINT lands inside it however fast this machine trains
     driver = ("import pathlib, sys\nimport rlntp.llm.tiny as tiny\nmarkers, train = pathlib.Path(sys.argv[1]), "
               "tiny.train_tokenizer\ndef traced(*args, **kwargs):\n    (markers / 'started').touch()\n"
-              "    tokenizer = train(*args, **kwargs)\n    (markers / 'finished').touch()\n    return tokenizer\n"
+              "    for _ in range(50):\n        tokenizer = train(*args, **kwargs)\n"
+              "    (markers / 'finished').touch()\n    return tokenizer\n"
               "tiny.train_tokenizer = traced\nfrom rlntp.cli import main\nmain(sys.argv[2:])\n")
     process = subprocess.Popen([sys.executable, "-c", driver, str(markers), "reproduce", "gsm8k", "--preset", "tiny",
                                 "--source", str(big), "--test-source", str(TEST), "--device", "cpu", "--out",
@@ -108,8 +110,8 @@ def test_ctrl_c_stops_the_tokenizer_training_on_a_large_record_file_at_once(tmp_
     ended = time.perf_counter() - sent
     assert process.returncode == 130 and err == "error: interrupted; rerun the same command to continue\n", err
     # the message at once (the trainer is abandoned, not waited for); the exit after the interpreter's own clean-up
-    # of torch, transformers and the abandoned trainer (measured 4 s on 2 cores at load 5.5, about 1 s idle)
-    assert answered < 2 and ended < 15, f"{answered:.1f} s to the message, {ended:.1f} s to the exit"
+    # of torch, transformers and the abandoned trainer (measured 4 s on 2 cores at load 5.5, about 1 s idle; bounds with room for a loaded machine)
+    assert answered < 5 and ended < 30, f"{answered:.1f} s to the message, {ended:.1f} s to the exit"
     assert not (markers / "finished").exists()
     assert not (out / "model").exists() and not any(p.name.startswith(".") for p in out.iterdir())
     assert json.loads((out / "report.json").read_text())["settings"]["source"] == str(big)  # rerun resumes it

@@ -81,11 +81,17 @@ def _now() -> str:
 
 def _sacct(since: str, *extra: str) -> list[str]:
     """sacct's lines (JobID|State) of the jobs that started since `since`, one per allocation (-D: each requeue),
-    once none is still running (a job writes its result, then exits)."""
+    once none is still running (a job writes its result, then exits; the accounting database hears of the exit
+    after the queue does)."""
     _wait_for(_queue_empty, 60, "the jobs to leave the queue")
-    out = subprocess.run(["sacct", "-n", "-P", "-X", "-S", since, "-o", "JobID,State", *extra], capture_output=True,
-                         text=True, timeout=30, check=True).stdout
-    return [line for line in out.splitlines() if line.strip()]
+
+    def settled() -> list[str] | None:
+        out = subprocess.run(["sacct", "-n", "-P", "-X", "-S", since, "-o", "JobID,State", *extra],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+        lines = [line for line in out.splitlines() if line.strip()]
+        return None if any(line.endswith(("|RUNNING", "|PENDING")) for line in lines) else lines
+
+    return _wait_for(settled, 60, "sacct to record the jobs' ends")
 
 
 def _wait_for(predicate, seconds: float, what: str):
@@ -160,17 +166,19 @@ def test_requeued_and_cancelled_jobs_and_a_killed_sweep_resume_to_the_same_table
 
 
 @needs_slurm
-def test_a_job_past_its_time_limit_is_requeued_and_resumes_to_the_same_table(tmp_path):
-    """--time-limit 1 (minute) on a run that needs more (12,000 steps, 60 s of training on a free core): Slurm
-    signals the job before its limit (slurmctld looks every 30 s: 20 to 50 s after the start), submitit requeues
-    it, and it resumes from its last checkpoint (200 steps, a few seconds: --checkpoint-minutes 0.1). The
-    uninterrupted reference trains meanwhile on the other core."""
+def test_a_job_past_its_time_limit_is_requeued_and_resumes_to_the_same_table(tmp_path, pause, monkeypatch):
+    """--time-limit 1 (minute) on a run held (tests/pause_hook) right after its checkpoint of step 200 until it is
+    past its limit, whatever this machine's speed: Slurm signals the job before its limit (slurmctld looks every
+    30 s), submitit requeues it, and it resumes from that checkpoint (--checkpoint-minutes 0.1 passes the check).
+    The uninterrupted reference trains meanwhile on the other core."""
     file = tmp_path / "sweep.toml"
-    file.write_text(LONG.replace("STEPS", "12000").replace("[0, 1]", "[0]").replace("= 100,", "= 200,")
+    file.write_text(LONG.replace("STEPS", "2000").replace("[0, 1]", "[0]").replace("= 100,", "= 200,")
                     .replace("save_every = 100", "save_every = 200"))
     argv = ["sweep", str(file), "--device", "cpu", "--quiet"]
     reference = subprocess.Popen([sys.executable, "-m", "rlntp.cli", *argv, "--out", str(tmp_path / "local")],
                                  stdout=subprocess.DEVNULL)
+    for name, value in pause.env(200).items():  # the job's environment (sbatch exports this process's)
+        monkeypatch.setenv(name, value)
     try:
         since = _now()
         main([*argv, "--out", str(tmp_path / "slurm"), "--executor", "slurm", "--time-limit", "1",
@@ -178,6 +186,7 @@ def test_a_job_past_its_time_limit_is_requeued_and_resumes_to_the_same_table(tmp
         assert reference.wait(timeout=600) == 0
     finally:
         reference.kill()
+    assert len(pause.paused(200)) == 1  # held once: the requeued job resumed from step 200 and went on
     allocations = _sacct(since, "-D")
     assert any(line.endswith("|REQUEUED") for line in allocations), allocations
     assert allocations[-1].endswith("|COMPLETED"), allocations
@@ -228,13 +237,13 @@ def test_a_lost_job_taken_over_from_an_earlier_sweep_process_is_submitted_anew(t
     the engine's resubmission queues a new job instead of adopting the dead one again (no Slurm needed: the queue
     is stubbed)."""
     from rlntp.sweeps import slurm
-    from rlntp.sweeps.executors import ExecutorConfig
+    from rlntp.sweeps.executors import ExecutorConfig, execute
 
     (tmp_path / slurm.JOBS).parent.mkdir(parents=True)
     (tmp_path / slurm.JOBS).write_text(json.dumps({"a/pretrain": {"job_id": "111", "runs": ["a/pretrain"]}}))
     live = {"111": "RUNNING"}
     monkeypatch.setattr(slurm, "queued", lambda job_ids=None: dict(live))
-    executor = slurm.SlurmExecutor(ExecutorConfig(executor="slurm"), tmp_path)
+    executor = slurm.SlurmExecutor(ExecutorConfig(executor="slurm"), tmp_path, execute)
     executor.submit("a/pretrain", None, str(tmp_path))
     assert executor._jobs["a/pretrain"].job_id == "111" and not executor._pending  # adopted
     live.clear()  # scancel 111

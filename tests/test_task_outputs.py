@@ -4,6 +4,7 @@ metadata, and where the task's own code raises (its module, constructor or a met
 
 Each hostile task is examples/tasks/mod3.py with one member broken (`Bad`, a subclass appended to its source)."""
 
+import json
 import os
 import re
 import subprocess
@@ -345,6 +346,10 @@ def test_a_dataset_holds_only_ids_of_the_vocabulary(tmp_path, refused):
                                   "        return torch.randint(0, 2, (n, self.d), generator=generator)\n"
                                   "    def outputs(self, x, kind):\n"
                                   "        return super().outputs(x, kind).clamp(max=2)\n", "binary")
-    refused(["pretrain", "--task", binary, "--d", "4", "--p-cot", "0.25", "--data", str(tmp_path / "data"),
-             "--steps", "1", *TINY, "--out", str(tmp_path / "run")],
-            "has token id 3, outside the vocabulary of task mod3 (3 tokens): it was made by another task")
+    pretrain = ["pretrain", "--task", binary, "--d", "4", "--p-cot", "0.25", "--data", str(tmp_path / "data"),
+                "--steps", "1", *TINY, "--out", str(tmp_path / "run")]
+    refused(pretrain, "its vocabulary shrank from 4 to 3 tokens")  # the identity the dataset records (tasks.trust)
+    # a dataset made before datasets recorded their task's identity: its ids are checked against the vocabulary
+    manifest = tmp_path / "data" / "manifest.json"
+    manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != "task_identity"}))
+    refused(pretrain, "has token id 3, outside the vocabulary of task mod3 (3 tokens): it was made by another task")

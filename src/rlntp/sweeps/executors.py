@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rlntp.config import Config
 from rlntp.errors import Interrupted, UserError, check, check_choice
+from rlntp.sweeps.spec import job_threads, most_threads
 
 if TYPE_CHECKING:
     from rlntp.sweeps.spec import Job
@@ -193,17 +194,6 @@ def execute_pack(jobs: tuple["Job", ...], runs_dir: str, progress: bool = False)
 def cpu_count() -> int:
     """Cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def job_threads(job: "Job | tuple[Job, ...]") -> int:
-    """The CPU threads a job's run (or a pack's) uses (its config's `threads`)."""
-    job = job[0] if isinstance(job, tuple) else job
-    return job.pretrain.train.threads if job.post is None else job.post.threads
-
-
-def most_threads(jobs: list["Job"]) -> int:
-    """The most threads any of `jobs` uses (1 for none)."""
-    return max((job_threads(job) for job in jobs), default=1)
 
 
 def default_workers(jobs: list["Job"]) -> int:
@@ -381,9 +371,10 @@ def check_executor(config: ExecutorConfig, jobs: list["Job"]) -> None:
             print(f"note: {workers} runs of {threads} threads at once share this machine's {cores} cores: slower, "
                   "with the same results", file=sys.stderr)
     elif config.executor == "slurm":
+        from rlntp.sweeps.plan import checkpoint_interval_s
         from rlntp.sweeps.slurm import check_slurm
 
-        check_slurm(config, jobs)
+        check_slurm(config, jobs, checkpoint_interval_s)
     else:
         try:
             import ray  # noqa: F401
@@ -415,7 +406,7 @@ def make_executor(config: ExecutorConfig, jobs: list["Job"], progress: bool = Fa
     if config.executor == "slurm":
         from rlntp.sweeps.slurm import SlurmExecutor
 
-        return SlurmExecutor(config, out)
+        return SlurmExecutor(config, out, execute)
     if config.executor == "ray":
         return RayExecutor(config.address, most_threads(jobs), config.gpus_per_run, cpu_count())
     workers = min(config.workers or default_workers(jobs), max(1, len(jobs)))

@@ -155,6 +155,25 @@ def probe_rates(job: Job, device: str = "auto") -> dict[str, float]:
     return {"train_s_per_sequence": train_s / train_rows, "generate_s_per_sequence": generate_s / PROBE_ROWS}
 
 
+def checkpoint_interval_s(jobs: list[Job], device: str = "auto") -> tuple[float, str | None]:
+    """Seconds the slowest of `jobs` takes from one checkpoint to the next (its steps and evaluations in between, by
+    the timing probe on this machine), and that job's name (None for no jobs)."""
+    rates: dict[str, dict[str, float]] = {}
+    need, slowest = 0.0, None
+    for job in jobs:
+        key = _kind(job)[0]
+        if key not in rates:
+            rates[key] = probe_rates(job, device)
+        costs = step_costs(job, rates[key])
+        train = job.pretrain.train if job.post is None else job.post
+        interval = min(train.save_every, train.steps)
+        seconds = interval * costs["step_s"] + -(-interval // train.eval_every) * train.eval_samples * costs[
+            "eval_s_per_input"]
+        if seconds > need:
+            need, slowest = seconds, job.name
+    return need, slowest
+
+
 def step_costs(job: Job, rates: dict[str, float]) -> dict[str, float]:
     """Seconds per step and per evaluation input of `job` from its model's `rates` (`probe_rates`)."""
     train, gen = rates["train_s_per_sequence"], rates["generate_s_per_sequence"]

@@ -5,6 +5,7 @@ pre-training has finished) is submitted as job arrays, one per thread count, eac
 and --gpus-per-run GPUs, at most --max-running of an array at once. Post-training waits on its pre-training
 through these waves: the engine submits it only once its pre-training run is done.
 
+`config` is always the sweep's `sweeps.executors.ExecutorConfig` (not imported here: that module imports this one).
 A job is the ordinary resumable `execute` of one run, so Slurm may stop it at any time: before its time limit
 (and on preemption signals) submitit's handler requeues it (`SlurmRun.checkpoint`); `scontrol requeue` and a
 preemption with PreemptMode=REQUEUE requeue it from Slurm's side. Either way the requeued job resumes from the
@@ -20,6 +21,7 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +30,6 @@ from rlntp.errors import ConfigError, UserError, check
 from rlntp.files import atomic_write_text
 
 if TYPE_CHECKING:
-    from rlntp.sweeps.executors import ExecutorConfig
     from rlntp.sweeps.spec import Job
 
 JOBS, LOGS = Path("slurm/jobs.json"), Path("slurm/logs")
@@ -47,7 +48,7 @@ STARTUP_S = 30
 of the time limit against the checkpoint interval."""
 
 
-def with_sweep_section(config: "ExecutorConfig", spec: dict[str, Any], where: str) -> "ExecutorConfig":
+def with_sweep_section(config: Any, spec: dict[str, Any], where: str) -> Any:
     """`config` with the sweep file's [slurm] table filling the Slurm options the command line left unset."""
     section = spec.get("slurm", {})
     if not isinstance(section, dict):
@@ -83,7 +84,11 @@ def _run(args: list[str], what: str) -> str:
     return done.stdout
 
 
-def check_slurm(config: "ExecutorConfig", jobs: list["Job"]) -> None:
+IntervalEstimate = Callable[[list["Job"]], tuple[float, "str | None"]]
+"""Seconds of the slowest run's checkpoint interval and that run's name (`sweeps.plan.checkpoint_interval_s`)."""
+
+
+def check_slurm(config: Any, jobs: list["Job"], interval_s: IntervalEstimate) -> None:
     """UserError in one line, in seconds, before anything is claimed: submitit missing, no sbatch, a scheduler
     that does not answer, an unknown partition, options Slurm refuses (account, qos, memory, constraint, GPUs:
     asked with `sbatch --test-only`), or a time limit shorter than one checkpoint interval of a run."""
@@ -103,15 +108,15 @@ def check_slurm(config: "ExecutorConfig", jobs: list["Job"]) -> None:
     partitions = [p.rstrip("*") for p in _run(["sinfo", "-h", "-o", "%P"], "sinfo").split()]
     check(config.partition is None or config.partition in partitions,
           f"--partition {config.partition}: no such Slurm partition; this cluster has: {', '.join(partitions)}")
-    from rlntp.sweeps.executors import most_threads
+    from rlntp.sweeps.spec import most_threads
 
     _run(["sbatch", "--test-only", *sbatch_flags(config, most_threads(jobs)), "--wrap", "true"],
          "Slurm refuses the job options")
     if config.time_limit is not None:
-        _check_time_limit(config, jobs)
+        _check_time_limit(config, jobs, interval_s)
 
 
-def sbatch_flags(config: "ExecutorConfig", cpus: int) -> list[str]:
+def sbatch_flags(config: Any, cpus: int) -> list[str]:
     """The sbatch options of one run's job (what `--test-only` checks and the jobs are submitted with)."""
     flags = [f"--cpus-per-task={cpus}"]
     for name, value in (("partition", config.partition), ("account", config.account), ("qos", config.qos),
@@ -123,35 +128,21 @@ def sbatch_flags(config: "ExecutorConfig", cpus: int) -> list[str]:
     return flags + [f"--{flag.lstrip('-')}" for flag in config.sbatch]
 
 
-def signal_delay_s(config: "ExecutorConfig") -> int:
+def signal_delay_s(config: Any) -> int:
     """Seconds before the time limit at which Slurm signals a job to requeue itself: 90 (submitit's), at most a
     sixth of the limit (slurmctld looks every 30 s or so, and may signal that much earlier)."""
     return 90 if config.time_limit is None else min(90, config.time_limit * 60 // 6)
 
 
-def _check_time_limit(config: "ExecutorConfig", jobs: list["Job"]) -> None:
+def _check_time_limit(config: Any, jobs: list["Job"], interval_s: IntervalEstimate) -> None:
     """ConfigError unless every run reaches a checkpoint within a job's time limit (less the signal's lead and
-    STARTUP_S): from --checkpoint-minutes, else from --plan's timing probe on this machine."""
+    STARTUP_S): from --checkpoint-minutes, else from `interval_s` (--plan's timing probe on this machine)."""
     usable = config.time_limit * 60 - signal_delay_s(config) - STARTUP_S
     if config.checkpoint_minutes is not None:
         need, source = config.checkpoint_minutes * 60, f"--checkpoint-minutes {config.checkpoint_minutes:g}"
         slowest = None
     else:
-        from rlntp.sweeps.plan import _kind, probe_rates, step_costs
-
-        rates: dict[str, dict[str, float]] = {}
-        need, slowest = 0.0, None
-        for job in jobs:
-            key = _kind(job)[0]
-            if key not in rates:
-                rates[key] = probe_rates(job, "auto")
-            costs = step_costs(job, rates[key])
-            train = job.pretrain.train if job.post is None else job.post
-            interval = min(train.save_every, train.steps)
-            seconds = interval * costs["step_s"] + -(-interval // train.eval_every) * train.eval_samples * costs[
-                "eval_s_per_input"]
-            if seconds > need:
-                need, slowest = seconds, job.name
+        need, slowest = interval_s(jobs)
         source = "estimated by --plan's timing probe on this machine"
     check(need <= usable,
           f"--time-limit {config.time_limit} min leaves {max(usable, 0) / 60:.1f} min of work per job (less "
@@ -161,19 +152,21 @@ def _check_time_limit(config: "ExecutorConfig", jobs: list["Job"]) -> None:
 
 
 class SlurmRun:
-    """What a Slurm job runs: one sweep run (`execute`), resumable, so checkpointing it is submitting it again."""
+    """What a Slurm job runs: one sweep run (`execute`: `sweeps.executors.execute`, the local pool's), resumable, so
+    checkpointing it is submitting it again."""
+
+    def __init__(self, execute: Callable[["Job", str], dict[str, Any]]):
+        self.execute = execute
 
     def __call__(self, job: "Job", runs_dir: str) -> dict[str, Any]:
-        from rlntp.sweeps.executors import execute
-
-        return execute(job, runs_dir)
+        return self.execute(job, runs_dir)
 
     def checkpoint(self, job: "Job", runs_dir: str):
         """submitit's requeue protocol (before the time limit, on preemption): the same call, which resumes the
         run from its last checkpoint; the steps since it are trained again, to the same floats."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(SlurmRun(), job, runs_dir)
+        return submitit.helpers.DelayedSubmission(SlurmRun(self.execute), job, runs_dir)
 
 
 def partition_minutes(partition: str | None) -> int:
@@ -197,7 +190,7 @@ def _minutes(limit: str) -> int:
     return (int(days or 0) * 24 + hours) * 60 + minutes + (seconds > 0)
 
 
-def _submitit_executor(folder: Path, config: "ExecutorConfig"):
+def _submitit_executor(folder: Path, config: Any):
     """A submitit SlurmExecutor for the runs' jobs (their --cpus-per-task set per array)."""
     import submitit
 
@@ -254,8 +247,8 @@ def live_runs(out: Path) -> dict[str, str]:
 class SlurmExecutor:
     """Places a sweep's runs as Slurm jobs (module docstring); the same submit / wait / close as the local pool."""
 
-    def __init__(self, config: "ExecutorConfig", out: Path):
-        self.config, self.out = config, Path(out)
+    def __init__(self, config: Any, out: Path, execute: Callable[["Job", str], dict[str, Any]]):
+        self.config, self.out, self._execute = config, Path(out), execute
         self.slots = 10_000  # jobs in the queue at once: waves are whole; --max-running caps them on the nodes
         self._folder = self.out / LOGS
         self._folder.mkdir(parents=True, exist_ok=True)
@@ -279,7 +272,7 @@ class SlurmExecutor:
 
     def _flush(self) -> None:
         """Submit the queued runs: one job array per thread count."""
-        from rlntp.sweeps.executors import job_threads
+        from rlntp.sweeps.spec import job_threads
 
         by_threads: dict[int, list[tuple[str, Any, str]]] = {}
         for item in self._pending:
@@ -290,7 +283,7 @@ class SlurmExecutor:
             executor.update_parameters(cpus_per_task=threads)
             try:
                 with executor.batch():
-                    submitted = [executor.submit(SlurmRun(), job, runs_dir) for _, job, runs_dir in items]
+                    submitted = [executor.submit(SlurmRun(self._execute), job, runs_dir) for _, job, runs_dir in items]
             except Exception as e:  # sbatch refused the array (a limit of the cluster)
                 raise UserError(f"--executor slurm: sbatch refused {len(items)} jobs: "
                                 f"{' '.join(str(e).split())[:500]}") from None
@@ -352,10 +345,10 @@ class SlurmExecutor:
         self._pending.clear()
 
 
-def plan_section(config: "ExecutorConfig", jobs: list["Job"], kinds: list[dict[str, Any]]) -> dict[str, Any]:
+def plan_section(config: Any, jobs: list["Job"], kinds: list[dict[str, Any]]) -> dict[str, Any]:
     """What `--plan` shows for --executor slurm: the jobs of each wave and what each job asks for; with the
     probe's estimate (`kinds`), a job's hours and how many time limits it spans (each a requeue)."""
-    from rlntp.sweeps.executors import job_threads
+    from rlntp.sweeps.spec import job_threads
 
     waves = {stage: [job for job in jobs if job.stage == stage] for stage in ("pretrain", "posttrain")}
     requests = []

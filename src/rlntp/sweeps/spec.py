@@ -341,3 +341,14 @@ def _label(settings: dict[str, Any], empty: str) -> str:
         text = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in text)
         parts.append(f"{path if names.count(name) > 1 else name}={text}")
     return ",".join(parts) or empty
+
+
+def job_threads(job: "Job | tuple[Job, ...]") -> int:
+    """The CPU threads a job's run (or a pack's) uses (its config's `threads`)."""
+    job = job[0] if isinstance(job, tuple) else job
+    return job.pretrain.train.threads if job.post is None else job.post.threads
+
+
+def most_threads(jobs: list["Job"]) -> int:
+    """The most threads any of `jobs` uses (1 for none)."""
+    return max((job_threads(job) for job in jobs), default=1)
