@@ -95,7 +95,10 @@ def test_ctrl_c_stops_the_tokenizer_training_on_a_large_record_file_at_once(tmp_
               "tiny.train_tokenizer = traced\nfrom rlntp.cli import main\nmain(sys.argv[2:])\n")
     process = subprocess.Popen([sys.executable, "-c", driver, str(markers), "reproduce", "gsm8k", "--preset", "tiny",
                                 "--source", str(big), "--test-source", str(TEST), "--device", "cpu", "--out",
-                                str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # SIGINT at its default even where this test runs in a shell's background (which
+                               # starts jobs with SIGINT ignored, and a child inherits that): tests/test_rundirs.py
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not (markers / "started").exists():
         assert process.poll() is None, process.communicate()
