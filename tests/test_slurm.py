@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_sweeps import TINY  # the small sweep the local executor's tests run
 
 from rlntp.cli import main
 
@@ -35,20 +36,6 @@ def _slurm_answers() -> str | None:
 
 NO_SLURM = _slurm_answers()
 needs_slurm = pytest.mark.skipif(NO_SLURM is not None, reason=str(NO_SLURM))
-
-TINY = """
-[pretrain]
-task = { d = 4, p_cot = 0.5 }
-model = { layers = 1, width = 16, heads = 2 }
-train = { steps = 40, batch_size = 32, lr = 3e-3, eval_every = 10, eval_samples = 64, save_every = 10 }
-
-[pretrain.axes]
-"train.seed" = [0, 1]
-
-[posttrain.grpo]
-from_steps = [20, "last"]
-post = { steps = 6, eval_every = 2, eval_samples = 64, save_every = 2, prompts_per_step = 4, rollouts_per_prompt = 4 }
-"""
 
 LONG = """
 [pretrain]

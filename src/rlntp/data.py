@@ -30,7 +30,7 @@ from rlntp.files import check_new_dir, read_text_file, sha256_file
 from rlntp.memory import check_fits
 from rlntp.tasks.base import LONG, SHORT, Sequences, Task
 from rlntp.tasks.multiplication import MultiplicationTask, draw_pairs
-from rlntp.tasks.trust import check_task_change, task_identity
+from rlntp.tasks.trust import task_change, task_identity
 
 MANIFEST = "manifest.json"
 SPLITS = ("train", "valid", "test")
@@ -127,8 +127,7 @@ def load_dataset(path: Path, task: Task, allow_task_change: bool = False) -> Dat
     if made != task.params:
         raise ConfigError(f"dataset {path} was made for " + ", ".join(f"{k} = {v}" for k, v in made.items())
                           + "; the run asks for " + ", ".join(f"{k} = {v}" for k, v in task.params.items()))
-    change = check_task_change(manifest.get("task_identity"), task_identity(task), f"dataset {path}",
-                               allow_task_change)
+    change = task_change(manifest.get("task_identity"), task_identity(task), f"dataset {path}", allow_task_change)
     splits = {}
     for name in ("train", "test"):
         try:
@@ -158,9 +157,7 @@ def load_dataset(path: Path, task: Task, allow_task_change: bool = False) -> Dat
         long = torch.from_numpy(table.column("long").to_numpy(zero_copy_only=False))
         prompts, outputs = tokens[:, : task.prompt_len], tokens[:, task.prompt_len :]
         splits[name] = task.sequences(prompts, outputs, torch.where(long, LONG, SHORT))
-    return Dataset(train=splits["train"], test=splits["test"], manifest=manifest,
-                   task_change=change and {"what": f"dataset {path}", "change": change,
-                                           "was": manifest.get("task_identity")})
+    return Dataset(train=splits["train"], test=splits["test"], manifest=manifest, task_change=change)
 
 
 class OnlineData:

@@ -10,17 +10,14 @@ from rlntp.errors import CheckpointError
 from rlntp.files import atomic_write_text
 from rlntp.runs.checkpoints import checkpoint_path, checkpoint_state, checkpoint_steps
 from rlntp.runs.dirs import CONFIG, TASK
-from rlntp.tasks.trust import check_task_change
+from rlntp.tasks.trust import task_change
 
 
 def checkpoint_task_change(checkpoint: Path, now: dict[str, Any], allow: bool) -> dict[str, Any] | None:
-    """`check_task_change` against what `checkpoint` records; the change as `record_task` takes it, or None."""
-    recorded = checkpoint_state(checkpoint).get("task")
-    change = check_task_change(recorded, now, f"checkpoint {checkpoint}", allow)
-    if change is None:
-        return None
-    return {"step": checkpoint_state(checkpoint)["step"], "what": f"checkpoint {checkpoint}", "change": change,
-            "was": recorded}
+    """`task_change` against what `checkpoint` records; the change as `record_task` takes it, or None."""
+    state = checkpoint_state(checkpoint)
+    change = task_change(state.get("task"), now, f"checkpoint {checkpoint}", allow)
+    return None if change is None else {"step": state["step"]} | change
 
 
 def resumed_task_change(out: Path, now: dict[str, Any], allow: bool) -> list[dict[str, Any]]:

@@ -176,6 +176,13 @@ def check_task_change(recorded: Any, now: dict[str, Any], what: str, allow: bool
     return change
 
 
+def task_change(recorded: Any, now: dict[str, Any], what: str, allow: bool) -> dict[str, Any] | None:
+    """`check_task_change` as the record a run keeps of it ({"what", "change", "was"}: `runs.task_record`), or
+    None where nothing changed."""
+    change = check_task_change(recorded, now, what, allow)
+    return None if change is None else {"what": what, "change": change, "was": recorded}
+
+
 def _sha256(path: Path) -> str:
     from rlntp.files import sha256_file
 
