@@ -84,7 +84,7 @@ def test_parse_errors_of_tyro_are_one_line(capsys, argv, message):
     _fails_with(capsys, argv, message)
 
 
-def test_a_parse_error_box_in_colour_is_one_line():
+def test_a_parse_error_box_in_colour_or_plain_is_one_line():
     from rlntp.cli.parsing import one_line
 
     box = ("\x1b[1m\x1b[31m╭─ Value error ──────────────────────────────╮\x1b[0m\n"
@@ -97,4 +97,13 @@ def test_a_parse_error_box_in_colour_is_one_line():
            "│ For full helptext, see rlntp --help        │\n"
            "╰────────────────────────────────────────────╯\n")
     assert one_line(box) == "Error parsing --steps: invalid literal for int() with base 10: 'x' (see rlntp --help)"
+    plain = (" Required options                          \n"
+             " ----------------------------------------- \n"
+             "  Missing from rlntp pretrain:             \n"
+             "      --out PATH                           \n"
+             "          the run directory (required)     \n"
+             "  -----------------------------------------\n"
+             "  For full helptext, run:                  \n"
+             "      rlntp pretrain --help                \n")  # no box: stdout is not a UTF-8 terminal
+    assert one_line(plain) == "Missing from rlntp pretrain: --out PATH (see rlntp pretrain --help)"
     assert one_line("") == "invalid command line (see --help)"

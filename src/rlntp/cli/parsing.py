@@ -87,27 +87,34 @@ def exit_with(message: str, code: int) -> None:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_HELP_HINT = re.compile(r"For full helptext, (?:run|see):? (.+)", re.I)
+_BOX = re.compile(r"[\u2500-\u257f]")
+_HELP_HINT = re.compile(r"For full helptext, (?:run|see):? (.+)", re.IGNORECASE)
+_HELP_TEXT_INDENT = 8
+"""how much deeper than its paragraph tyro indents an option's help text (dropped from the line)"""
 
 
 def one_line(printed: str) -> str:
     """tyro's error box as one line: the first paragraph of the box (what was wrong) and where it points for help.
 
-    The box's title is its first line; its paragraphs are separated by rules of box-drawing characters or dashes.
-    Colours, the box's own characters and an option's help text (indented under the option) are dropped, and the
-    rest of a paragraph's lines (tyro wraps at 80 columns) joined.
+    The box's title is its first line (the top border, or the first line where tyro draws no box); its paragraphs
+    are separated by rules of box-drawing characters or dashes. Colours, the box's own characters and an option's
+    help text are dropped, and the rest of a paragraph's lines (tyro wraps at 80 columns) joined.
     """
     lines = _ANSI.sub("", printed).splitlines()
-    titles = [i for i, line in enumerate(lines) if "\u256d" in line] or [i for i, line in enumerate(lines) if line.strip()]
+    top = next((i for i, line in enumerate(lines) if "\u256d" in line),
+               next((i for i, line in enumerate(lines) if line.strip()), len(lines)))
     paragraphs: list[list[tuple[int, str]]] = [[]]
-    for line in lines[titles[0] + 1 if titles else 0:]:  # from the line under the box's title
-        plain = re.sub(r"[\u2500-\u257f]", " ", line).rstrip()
+    for line in lines[top + 1:]:
+        plain = _BOX.sub(" ", line).rstrip()
         text = " ".join(plain.split())
-        if text and set(text) <= {"-", " "} or not text and line.strip():
-            paragraphs.append([])  # a rule, or a line of only box characters
-        elif text:
+        if not line.strip():
+            continue
+        if set(text) <= {"-", " "}:  # a rule (or the bottom border)
+            paragraphs.append([])
+        else:
             paragraphs[-1].append((len(plain) - len(plain.lstrip()), text))
-    joined = [" ".join(text for indent, text in lines if indent < lines[0][0] + 8) for lines in paragraphs if lines]
-    hint = next((m.group(1) for p in joined if (m := _HELP_HINT.match(p))), "--help")
-    what = next((p for p in joined if not _HELP_HINT.match(p)), "invalid command line")
+    texts = [" ".join(text for indent, text in paragraph if indent < paragraph[0][0] + _HELP_TEXT_INDENT)
+             for paragraph in paragraphs if paragraph]
+    hint = next((m.group(1) for text in texts if (m := _HELP_HINT.match(text))), "--help")
+    what = next((text for text in texts if not _HELP_HINT.match(text)), "invalid command line")
     return f"{what} (see {hint})"
