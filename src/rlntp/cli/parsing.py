@@ -67,7 +67,10 @@ def run_commands(commands: dict[str, Callable], argv: list[str], prog: str, desc
             tyro.extras.subcommand_cli_from_dict({name: checked(fn) for name, fn in commands.items()},
                                                  prog=prog, args=argv, description=description)
     except SystemExit as e:
-        if parsed or e.code in (0, None):  # the command's own exit, or --help
+        if parsed:  # the command's own exit
+            raise
+        if e.code in (0, None):  # --help
+            stderr.write(printed_by_tyro.getvalue())
             raise
         exit_with(one_line(printed_by_tyro.getvalue()), 2)
     except Interrupted as e:
