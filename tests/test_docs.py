@@ -80,7 +80,7 @@ def _slug(heading: str) -> str:
 
 def test_every_relative_link_and_image_exists():
     broken = []
-    for page in PAGES:
+    for page in [*PAGES, *sorted((ROOT / "docs" / "notes").glob("*.md"))]:  # the notes too: their figures and anchors
         text = page.read_text()
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             if re.match(r"[a-z]+:", target):  # http(s), mailto
