@@ -68,3 +68,42 @@ def test_console_script_exit_status_and_message(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == "error: d must be an integer >= 2, got 1"
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "--no-such-option", "1"], "Unrecognized options: --no-such-option, 1 (see rlntp --help)"),
+    (["pretrain", "--d", "6"], "Missing from rlntp pretrain: --out PATH (see rlntp pretrain --help)"),
+    (["sample", "--d", "abc"], "--d: invalid literal for int() with base 10: 'abc'"),
+    (["sample", "--d"], "'--d'"),
+    (["llm", "sft", "--model", "m"], "--out PATH --data PATH (see rlntp llm sft --help)"),
+    (["reproduce", "nope"], "unknown command 'nope'; choose one of: fig1, "),
+    (["theory"], "missing a command; choose one of: pretrain, star, figure"),
+])
+def test_parse_errors_of_tyro_are_one_line(capsys, argv, message):
+    """What tyro rejects (it prints a box and exits 2; it has no public error hook) reaches the user as one line."""
+    _fails_with(capsys, argv, message)
+
+
+def test_a_parse_error_box_in_colour_or_plain_is_one_line():
+    from rlntp.cli.parsing import one_line
+
+    box = ("\x1b[1m\x1b[31m╭─ Value error ──────────────────────────────╮\x1b[0m\n"
+           "│ Error parsing --steps: invalid literal for │\n"
+           "│ int() with base 10: 'x'                    │\n"
+           "│ ────────────────────────────────────────── │\n"
+           "│ Argument helptext:                         │\n"
+           "│     --steps INT                            │\n"
+           "│ ────────────────────────────────────────── │\n"
+           "│ For full helptext, see rlntp --help        │\n"
+           "╰────────────────────────────────────────────╯\n")
+    assert one_line(box) == "Error parsing --steps: invalid literal for int() with base 10: 'x' (see rlntp --help)"
+    plain = (" Required options                          \n"
+             " ----------------------------------------- \n"
+             "  Missing from rlntp pretrain:             \n"
+             "      --out PATH                           \n"
+             "          the run directory (required)     \n"
+             "  -----------------------------------------\n"
+             "  For full helptext, run:                  \n"
+             "      rlntp pretrain --help                \n")  # no box: stdout is not a UTF-8 terminal
+    assert one_line(plain) == "Missing from rlntp pretrain: --out PATH (see rlntp pretrain --help)"
+    assert one_line("") == "invalid command line (see --help)"

@@ -80,7 +80,7 @@ def _slug(heading: str) -> str:
 
 def test_every_relative_link_and_image_exists():
     broken = []
-    for page in PAGES:
+    for page in [*PAGES, *sorted((ROOT / "docs" / "notes").glob("*.md"))]:  # the notes too: their figures and anchors
         text = page.read_text()
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             if re.match(r"[a-z]+:", target):  # http(s), mailto
@@ -95,6 +95,32 @@ def test_every_relative_link_and_image_exists():
                     broken.append(f"{page.name}: {target} (no such heading)")
     assert not broken, broken
     assert len(PAGES) >= 9
+
+
+PLACEHOLDER_FILES = {"FILE.py", "x.py", "path/to/file.py"}
+"""File names the pages use as placeholders in examples, not as files of the repository."""
+
+
+def test_every_source_file_the_docs_name_exists():
+    """A module, script, config or page named in the README or docs/ (`fig1.py`, `rlntp/cli/parsing.py`,
+    `configs/accelerate/zero3.yaml`, `docs/gpu.md`) exists: a path relative to the repository, the page, `src/` or
+    `src/rlntp/`; a bare name somewhere in the repository. A renamed or removed file fails here until the docs
+    follow, and so does a file outside the repository (`../shared/STYLE.md`)."""
+    names = {path.name for folder in ("src", "tests", "benchmarks", "scripts", "examples", "configs", "docs")
+             for path in (ROOT / folder).rglob("*")} | {path.name for path in ROOT.iterdir()}
+    missing = []
+    for page in PAGES:
+        for name in re.findall(r"(?<![\w/.-])([\w./-]+\.(?:py|sh|toml|yaml|ipynb|md))\b", page.read_text()):
+            if name in PLACEHOLDER_FILES or name.startswith("/"):
+                continue
+            if "/" in name:
+                found = any(p.exists() for p in (ROOT / name, page.parent / name, ROOT / "src" / name,
+                                                 ROOT / "src" / "rlntp" / name))
+            else:
+                found = name in names
+            if not found:
+                missing.append(f"{page.name}: {name}")
+    assert not missing, missing
 
 
 def test_no_verdict_in_the_docs_is_written_by_hand():
