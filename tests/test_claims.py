@@ -1,6 +1,8 @@
 """The claims: the k-of-n verdict by hand, and every recipe's claims on small results tables built here (the
 paper's picture, its opposite, and a split between seeds), so each verdict is known before the check runs."""
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -105,6 +107,7 @@ def test_every_recipe_declares_its_claims():
         for claim in recipe.claims:
             assert isinstance(claim, Claim) and claim.claim.strip() and claim.criterion.strip(), (name, claim)
             # no hand-written `paper()` rows of earlier versions (the name is now provenance's `paper`, if any)
+            module = sys.modules[claim.check.__module__]
             assert callable(claim.check) and getattr(module, "paper", provenance.paper) is provenance.paper, name
 
 
