@@ -25,7 +25,7 @@ from rlntp.experiments.claims import (
 )
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
-from rlntp.experiments.summary import SOLVED, first_solved
+from rlntp.experiments.summary import SOLVED, Column, first_solved, text_table
 from rlntp.files import figure, save_figure
 
 _GRPO = {"algo": paper("grpo", "App. C.1: GRPO"), "reward": paper("e2e", "App. C.1: the end-to-end reward"),
@@ -100,14 +100,14 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     """arch.png (a panel per architecture) and the table per architecture and seed."""
     runs = per_run(table)
     plot_arch(table, out / "arch.png")
-    header = (f"{'architecture':>30s} {'seed':>4s}   {'NTP: greedy':>11s} {'T=1':>6s} {'P(long)':>7s} "
-              f"{'max drop':>8s}   {'GRPO: greedy':>12s} {'length':>6s} {'RL samples to 95%':>17s}")
-    lines = ["NTP: the last pre-training evaluation; max drop: the largest fall of T = 1 accuracy from its best so far "
-             "during pre-training (instability); GRPO from the last checkpoint", header, "-" * len(header)]
-    for r in runs.itertuples():
-        solved = f"{'' if r.rl_reached else '>'}{r.rl_samples:,.0f}"
-        lines.append(f"{r.label:>30s} {r.seed:4d}   {r.ntp_greedy:11.3f} {r.ntp_sampled:6.3f} {r.ntp_long:7.3f} "
-                     f"{r.ntp_max_drop:8.3f}   {r.rl_greedy:12.3f} {r.rl_len:6g} {solved:>17s}")
+    columns = [Column("architecture", 30), Column("seed", 4, "d"), Column("NTP: greedy", 11, ".3f", gap=3),
+               Column("T=1", 6, ".3f"), Column("P(long)", 7, ".3f"), Column("max drop", 8, ".3f"),
+               Column("GRPO: greedy", 12, ".3f", gap=3), Column("length", 6, "g"), Column("RL samples to 95%", 17)]
+    lines = text_table(columns, [(r.label, r.seed, r.ntp_greedy, r.ntp_sampled, r.ntp_long, r.ntp_max_drop, r.rl_greedy,
+                                  r.rl_len, f"{'' if r.rl_reached else '>'}{r.rl_samples:,.0f}")
+                                 for r in runs.itertuples()],
+                       ["NTP: the last pre-training evaluation; max drop: the largest fall of T = 1 accuracy from its "
+                        "best so far during pre-training (instability); GRPO from the last checkpoint"])
     lines.append("")
     for arch, rows in runs.groupby("model.arch", sort=False):
         lines.append(f"{arch}: NTP greedy >= {SOLVED:.0%} in {(rows['ntp_best_greedy'] >= SOLVED).sum()} of {len(rows)} "

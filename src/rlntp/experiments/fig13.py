@@ -18,7 +18,13 @@ from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import Claim, Verdict, grows, k_of_n
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
-from rlntp.experiments.summary import SOLVED, censored_quantile, first_solved
+from rlntp.experiments.summary import (
+    SOLVED,
+    Column,
+    censored_quantile,
+    first_solved,
+    text_table,
+)
 from rlntp.files import figure, save_figure
 
 _GRPO = {"algo": paper("grpo", "App. C.1: GRPO"), "reward": paper("e2e", "App. C.1: the end-to-end reward")}
@@ -121,10 +127,9 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     def shown(value: float, exact: bool) -> str:
         return f"{'' if exact else '>'}{value:,.0f}"
 
-    header = (f"{'d':>3s} {'NTP alone: median':>18s} {'per seed':>34s}   {'NTP + GRPO: median':>18s} "
-              f"{'per seed (from checkpoint)':>44s}   {'ratio':>7s}")
-    lines = [f"samples to >= {SOLVED:.0%} greedy test accuracy ('>': not reached, a lower bound)", header,
-             "-" * len(header)]
+    columns = [Column("d", 3, "d"), Column("NTP alone: median", 18), Column("per seed", 34),
+               Column("NTP + GRPO: median", 18, gap=3), Column("per seed (from checkpoint)", 44), Column("ratio", 7, gap=3)]
+    table_rows = []
     for d, rows in seeds.groupby("d"):
         (ntp, ntp_exact), (rl, rl_exact) = medians[d]["ntp"], medians[d]["rl"]
         bound = {(True, True): "", (False, True): ">", (True, False): "<", (False, False): "?"}[(ntp_exact, rl_exact)]
@@ -132,8 +137,9 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
         ntp_seeds = " ".join(shown(r.ntp, r.ntp_reached) for r in rows.itertuples())
         rl_seeds = " ".join(shown(r.rl, r.rl_reached) + (f" ({r.rl_from:g})" if r.rl_reached else "")
                             for r in rows.itertuples())
-        lines.append(f"{d:3d} {shown(ntp, ntp_exact):>18s} {ntp_seeds:>34s}   {shown(rl, rl_exact):>18s} "
-                     f"{rl_seeds:>44s}   {ratio:>7s}")
+        table_rows.append((d, shown(ntp, ntp_exact), ntp_seeds, shown(rl, rl_exact), rl_seeds, ratio))
+    lines = text_table(columns, table_rows, [f"samples to >= {SOLVED:.0%} greedy test accuracy ('>': not reached, a "
+                                             "lower bound)"])
     lines.append("ratio: NTP alone / NTP + GRPO ('>': NTP alone not reached, '<': NTP + GRPO not reached, '?': neither)")
     if fits is None:
         lines.append("growth of the ratio: not fitted (fewer than 3 values of d with both medians measured)")

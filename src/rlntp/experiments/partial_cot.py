@@ -26,7 +26,7 @@ from rlntp.experiments.claims import (
 )
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
-from rlntp.experiments.summary import SOLVED
+from rlntp.experiments.summary import SOLVED, Column, text_table
 from rlntp.files import figure, save_figure
 from rlntp.tasks.parity import ParityTask
 
@@ -106,18 +106,19 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
              + ", ".join(f"step {int(s)}: {a:.3f}" for s, a in
                          pre.groupby("step")["eval/sampled_acc"].median().iloc[:: max(1, pre["step"].nunique() // 8)]
                          .items()), ""]
-    header = (f"{'GRPO run':>28s} {'seed':>4s}  {'greedy acc':>10s}  {'greedy: long':>12s} {'medium':>6s} {'short':>6s}"
-              f"  {'T=1 acc':>7s}  {'T=1: long':>9s} {'medium':>6s} {'short':>6s}")
-    lines += [f"lengths: long = {task.long_len}, medium = {task.medium_len}, short = 1; the last evaluation of each run",
-              header, "-" * len(header)]
+    columns = [Column("GRPO run", 28), Column("seed", 4, "d"), Column("greedy acc", 10, ".3f", gap=2),
+               Column("greedy: long", 12, ".3f", gap=2), Column("medium", 6, ".3f"), Column("short", 6, ".3f"),
+               Column("T=1 acc", 7, ".3f", gap=2), Column("T=1: long", 9, ".3f", gap=2), Column("medium", 6, ".3f"),
+               Column("short", 6, ".3f")]
+    rows = []
     post = evals[evals["stage"] == "posttrain"]
-    for (step, reward, seed), rows in post.groupby(["source_step", "post.reward", "train.seed"]):
-        last = rows.sort_values("step").tail(1)
+    for (step, reward, seed), runs in post.groupby(["source_step", "post.reward", "train.seed"]):
+        last = runs.sort_values("step").tail(1)
         g, s = length_fractions(last, "greedy", task).iloc[0], length_fractions(last, "sampled", task).iloc[0]
-        lines.append(f"{f'{REWARD_NAMES[reward]} from {int(step):,}':>28s} {seed:4d}  "
-                     f"{last['eval/greedy_acc'].iloc[0]:10.3f}  {g['long']:12.3f} {g['medium']:6.3f} {g['short']:6.3f}"
-                     f"  {last['eval/sampled_acc'].iloc[0]:7.3f}  {s['long']:9.3f} {s['medium']:6.3f} {s['short']:6.3f}")
-    return "\n".join(lines)
+        rows.append((f"{REWARD_NAMES[reward]} from {int(step):,}", seed, last["eval/greedy_acc"].iloc[0], g["long"],
+                     g["medium"], g["short"], last["eval/sampled_acc"].iloc[0], s["long"], s["medium"], s["short"]))
+    return "\n".join(lines + text_table(columns, rows, [f"lengths: long = {task.long_len}, medium = {task.medium_len}, "
+                                                         "short = 1; the last evaluation of each run"]))
 
 
 def plot_partial_cot(evals: pd.DataFrame, task: ParityTask, path: Path) -> None:

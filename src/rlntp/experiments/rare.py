@@ -17,7 +17,13 @@ from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import SIGNIFICANCE, Claim, Verdict, k_of_n, more_often
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
-from rlntp.experiments.summary import SOLVED, first_solved, table_curve
+from rlntp.experiments.summary import (
+    SOLVED,
+    Column,
+    first_solved,
+    table_curve,
+    text_table,
+)
 from rlntp.files import figure, save_figure
 
 ALGOS = ("star", "reinforce", "grpo")
@@ -107,14 +113,14 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     """rare.png and the table of every RL run."""
     runs = per_run(table)
     plot_rare(table, runs, out / "rare.png")
-    header = (f"{'p_cot':>5s} {'from':>6s} {'algo':>10s} {'tau':>4s} {'logp at':>7s} {'seed':>4s}   "
-              f"{'start: T=1 P(long)':>18s}   {'final greedy':>12s} {'length':>6s} {'RL samples to 95%':>17s}")
-    lines = ["RL with the end-to-end reward from an early and a late checkpoint; 'logp at': the temperature of the "
-             "update's log-probabilities (1, or tau with --logprobs-at-tau)", header, "-" * len(header)]
-    for r in runs.itertuples():
-        solved = f"{'' if r.reached else '>'}{r.samples:,.0f}"
-        lines.append(f"{r.p_cot:5g} {r.from_step:6,d} {r.algo:>10s} {r.tau:4g} {'tau' if r.at_tau else '1':>7s} {r.seed:4d}   "
-                     f"{r.start_long:18.3f}   {r.greedy:12.3f} {r.length:6g} {solved:>17s}")
+    columns = [Column("p_cot", 5, "g"), Column("from", 6, ",d"), Column("algo", 10), Column("tau", 4, "g"),
+               Column("logp at", 7), Column("seed", 4, "d"), Column("start: T=1 P(long)", 18, ".3f", gap=3),
+               Column("final greedy", 12, ".3f", gap=3), Column("length", 6, "g"), Column("RL samples to 95%", 17)]
+    lines = text_table(columns, [(r.p_cot, r.from_step, r.algo, r.tau, "tau" if r.at_tau else "1", r.seed, r.start_long,
+                                  r.greedy, r.length, f"{'' if r.reached else '>'}{r.samples:,.0f}")
+                                 for r in runs.itertuples()],
+                       ["RL with the end-to-end reward from an early and a late checkpoint; 'logp at': the temperature "
+                        "of the update's log-probabilities (1, or tau with --logprobs-at-tau)"])
     lines.append("")
     default = runs[~runs["at_tau"]]
     for (p, step), rows in default.groupby(["p_cot", "from_step"]):
