@@ -43,8 +43,8 @@ def test_a_value_written_beside_its_source_wins_over_its_section_and_the_default
     preset = Preset("toy", values, default=chose("a toy"))
     assert preset.settings == {"task": {"d": 50, "p_cot": 0.25}, "model": {"layers": 4, "width": 256}, "seeds": [0, 1]}
     resolved = {path: str(source) for path, (_, source) in preset.sources("toy").items()}
-    assert resolved == {"task/d": "paper: §3.1", "task/p_cot": "choice: a toy", "model/layers": "paper: App. B.1: the model",
-                        "model/width": "choice: ours", "seeds": "choice: a toy"}
+    assert resolved == {"task/d": "paper: §3.1", "task/p_cot": "choice: a toy",
+                        "model/layers": "paper: App. B.1: the model", "model/width": "choice: ours", "seeds": "choice: a toy"}
     with pytest.raises(ValueError, match="task/p_cot = 0.25 has no provenance"):
         Preset("toy", values).sources("toy")
     assert Preset("a test's", {"task": {"d": 4}}).sources("toy") == {}  # none named at all: a test's preset

@@ -38,8 +38,8 @@ def _command(recipe):
     option = inspect.Parameter.KEYWORD_ONLY
     parameters = [inspect.Parameter(extra[0], option, annotation=Annotated[extra[1], Flat])] if extra else []
     parameters += [inspect.Parameter(name, option, default=default, annotation=kind) for name, kind, default in (
-        ("out", Path, Path(f"runs/{recipe.name}")), ("preset", str, next(iter(recipe.presets))), ("device", str, "auto"),
-        ("quiet", bool, False), ("plan", bool, False), ("json", bool, False))]
+        ("out", Path, Path(f"runs/{recipe.name}")), ("preset", str, next(iter(recipe.presets))),
+        ("device", str, "auto"), ("quiet", bool, False), ("plan", bool, False), ("json", bool, False))]
     command.__signature__ = inspect.Signature(parameters, return_annotation=None)
     command.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
     command.__name__ = command.__qualname__ = recipe.name

@@ -44,8 +44,11 @@ and the LLM path."""
 
 
 def recipes() -> dict[str, Recipe]:
-    """Every recipe of `RECIPES`, by name, in its order."""
-    return {recipe.name: recipe for recipe in RECIPES}
+    """Every recipe of `RECIPES`, by name, in its order; ValueError if two share a name."""
+    found = {recipe.name: recipe for recipe in RECIPES}
+    if len(found) != len(RECIPES):
+        raise ValueError(f"two recipes of RECIPES share a name: {', '.join(r.name for r in RECIPES)}")
+    return found
 
 
 def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=None, progress: bool = True,

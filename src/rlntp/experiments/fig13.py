@@ -128,7 +128,8 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
         return f"{'' if exact else '>'}{value:,.0f}"
 
     columns = [Column("d", 3, "d"), Column("NTP alone: median", 18), Column("per seed", 34),
-               Column("NTP + GRPO: median", 18, gap=3), Column("per seed (from checkpoint)", 44), Column("ratio", 7, gap=3)]
+               Column("NTP + GRPO: median", 18, gap=3), Column("per seed (from checkpoint)", 44),
+               Column("ratio", 7, gap=3)]
     table_rows = []
     for d, rows in seeds.groupby("d"):
         (ntp, ntp_exact), (rl, rl_exact) = medians[d]["ntp"], medians[d]["rl"]

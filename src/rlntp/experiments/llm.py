@@ -48,7 +48,8 @@ GSM8K = Recipe(
     {"tiny": _tiny("gsm8k"),
      # App. B.3: Llama 3.2 3B base, SFT batch 256 for 30 epochs, GRPO group 32, one prompt per GPU, 8 GPUs.
      "paper": _paper("Llama 3.2 3B from the hub; GPUs (docs/llm.md: accelerate launches)", {
-         "dataset": paper("gsm8k", "§5.2: GSM8K"), "model": paper("meta-llama/Llama-3.2-3B", "App. B.3: Llama 3.2 3B (base)"),
+         "dataset": paper("gsm8k", "§5.2: GSM8K"),
+         "model": paper("meta-llama/Llama-3.2-3B", "App. B.3: Llama 3.2 3B (base)"),
          "source": choice("openai/gsm8k", "the hub's copy of GSM8K, config `main`"),
          "p_cots": choice((0.05, 0.1, 0.25, 0.5, 1.0), "0.05 is the paper's (Fig. 5 right) and 1 its full "
                                                        "chain-of-thought baseline (§5.2); Fig. 19's other values are "
