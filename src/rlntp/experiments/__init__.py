@@ -16,20 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rlntp.errors import check_choice
-from rlntp.experiments import (
-    arch,
-    fig1,
-    fig2,
-    fig3,
-    fig13,
-    llm,
-    mult,
-    partial_cot,
-    rare,
-    small_d,
-    star_odds,
-    theory,
-)
+from rlntp.experiments import arch, fig1, fig2, fig3, fig13, llm, mult, partial_cot, rare, small_d, star_odds, theory
 from rlntp.experiments.recipe import REPORT, SUMMARY, Preset, Recipe
 from rlntp.files import atomic_write_text
 
@@ -103,7 +90,7 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
 def plan(name: str, preset: str, device: str = "auto", probe: bool = True, inputs: Any = None,
          executor=None) -> dict[str, Any]:
     """What `reproduce(name, preset)` would run, and at what cost, writing nothing: the sweep's plan
-    (`sweeps.plan.plan_jobs`) or the recipe's own (`plan(preset)` of a recipe with a plan of its own), and every
+    (`sweeps.plan.plan_jobs`) or the recipe's own (`OwnPlan.plan`), and every
     setting of the preset with its provenance (`experiments.provenance`)."""
     recipe = recipes()[name]
     check_choice("preset", preset, recipe.presets)

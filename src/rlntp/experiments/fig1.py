@@ -24,13 +24,7 @@ from rlntp.experiments.claims import (
 )
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
-from rlntp.experiments.summary import (
-    SOLVED,
-    Curve,
-    first_solved,
-    summary_table,
-    table_curve,
-)
+from rlntp.experiments.summary import SOLVED, Curve, first_solved, summary_table, table_curve
 from rlntp.files import figure, save_figure
 
 _GRPO = {"algo": why.GRPO("grpo"), "reward": why.E2E("e2e")}

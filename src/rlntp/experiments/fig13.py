@@ -18,13 +18,7 @@ from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import Claim, Verdict, grows, k_of_n
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
-from rlntp.experiments.summary import (
-    SOLVED,
-    Column,
-    censored_quantile,
-    first_solved,
-    text_table,
-)
+from rlntp.experiments.summary import SOLVED, Column, censored_quantile, first_solved, text_table
 from rlntp.files import figure, save_figure
 
 _GRPO = {"algo": paper("grpo", "App. C.1: GRPO"), "reward": paper("e2e", "App. C.1: the end-to-end reward")}

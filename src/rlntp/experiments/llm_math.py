@@ -27,15 +27,7 @@ import numpy as np
 
 from rlntp.config import Config
 from rlntp.errors import check
-from rlntp.experiments.claims import (
-    NOT_REPRODUCED,
-    PARTLY,
-    REPRODUCED,
-    Claim,
-    Verdict,
-    k_of_n,
-    sampling_margin,
-)
+from rlntp.experiments.claims import NOT_REPRODUCED, PARTLY, REPRODUCED, Claim, Verdict, k_of_n, sampling_margin
 from rlntp.files import atomic_write_text, figure, save_figure
 
 

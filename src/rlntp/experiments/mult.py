@@ -15,14 +15,7 @@ from matplotlib import colormaps
 
 from rlntp.data import MANIFEST, make_mult_dataset, read_manifest
 from rlntp.experiments import provenance as why
-from rlntp.experiments.claims import (
-    NEAR_ZERO,
-    Claim,
-    Verdict,
-    evaluations,
-    k_of_n,
-    sampling_margin,
-)
+from rlntp.experiments.claims import NEAR_ZERO, Claim, Verdict, evaluations, k_of_n, sampling_margin
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, Curve, table_curve

@@ -17,13 +17,7 @@ from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import SIGNIFICANCE, Claim, Verdict, k_of_n, more_often
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
-from rlntp.experiments.summary import (
-    SOLVED,
-    Column,
-    first_solved,
-    table_curve,
-    text_table,
-)
+from rlntp.experiments.summary import SOLVED, Column, first_solved, table_curve, text_table
 from rlntp.files import figure, save_figure
 
 ALGOS = ("star", "reinforce", "grpo")

@@ -11,14 +11,7 @@ import numpy as np
 import pandas as pd
 
 from rlntp.experiments import provenance as why
-from rlntp.experiments.claims import (
-    Claim,
-    Verdict,
-    evaluations,
-    grows,
-    k_of_n,
-    sampling_margin,
-)
+from rlntp.experiments.claims import Claim, Verdict, evaluations, grows, k_of_n, sampling_margin
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, censored_quantile, first_solved

@@ -8,26 +8,18 @@ reward doubles the odds of long answers every round. The figures are those of `r
 import json
 from pathlib import Path
 
-from rlntp.experiments.claims import (
-    APPROX,
-    PARTLY,
-    REPRODUCED,
-    Claim,
-    Verdict,
-    k_of_n,
-    sampling_margin,
-)
+from rlntp.experiments.claims import APPROX, PARTLY, REPRODUCED, Claim, Verdict, k_of_n, sampling_margin
 from rlntp.experiments.provenance import choice
 from rlntp.experiments.recipe import SUMMARY, OwnPlan, Preset, Recipe
 from rlntp.experiments.summary import SOLVED
 from rlntp.files import atomic_write_text
 from rlntp.theory import closed_forms as cf
 
-_SEEDS = choice([0, 1, 2], "3 seeds of the simulation: the paper proves Theorems 1 and 2, it does not simulate them "
-                          "(the simulation's settings: docs/theory.md)")
+_SIMULATION_SEEDS = choice([0, 1, 2], "3 seeds of the simulation: the paper proves Theorems 1 and 2, it does not "
+                                      "simulate them (the simulation's settings: docs/theory.md)")
 _PRESETS = {"cpu": Preset("d = 20, 12 mixture weights, 7 STaR rounds, 3 seeds (the linear model is cheap: the same as "
-                         "paper)", {"seeds": _SEEDS}),
-           "paper": Preset("the same settings", {"seeds": _SEEDS})}
+                          "paper)", {"seeds": _SIMULATION_SEEDS}),
+            "paper": Preset("the same settings", {"seeds": _SIMULATION_SEEDS})}
 """Per preset: the simulation's seeds, and any other argument of `rlntp.theory.experiments.write_figures` (its
 defaults otherwise). The first seed's figures go into the recipe's directory, the others' into seed=S/."""
 
