@@ -35,6 +35,8 @@ def _command(recipe):
     def command(out: Path, preset: str, device: str, quiet: bool, plan: bool, json: bool, **given) -> None:
         _run(recipe, out, preset, device, quiet, plan, json, given.get("executor"), given.get("inputs"))
 
+    # the command line is generated from the signature (`parsing.run_commands`), so the signature is built here: the
+    # recipe's extra option, then the options every recipe has
     option = inspect.Parameter.KEYWORD_ONLY
     parameters = [inspect.Parameter(extra[0], option, annotation=Annotated[extra[1], Flat])] if extra else []
     parameters += [inspect.Parameter(name, option, default=default, annotation=kind) for name, kind, default in (
@@ -44,9 +46,10 @@ def _command(recipe):
     command.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
     command.__name__ = command.__qualname__ = recipe.name
     presets = "; ".join(f"{name} ({preset.description})" for name, preset in recipe.presets.items())
+    extra_line = "" if extra is None else f"\n        {extra_help}"
     command.__doc__ = f"""{recipe.title}.
 
-    Args:{"" if extra is None else chr(10) + "        " + extra_help}
+    Args:{extra_line}
         out: the recipe's directory: its runs, results, figures (PNG), summary.txt and report.json
         preset: {presets}
         device: cpu, cuda, cuda:N or auto
