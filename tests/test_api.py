@@ -188,7 +188,7 @@ def test_reproduce_all_plan_plans_every_recipe_and_writes_nothing(no_probe, tmp_
     from rlntp.experiments import recipes
 
     monkeypatch.chdir(tmp_path)
-    chosen = [name for name, module in recipes().items() if module.RECIPE.in_all]
+    chosen = [name for name, recipe in recipes().items() if recipe.in_all]
     before_repo, before_here = _files(ROOT / "src"), _files(tmp_path)
     main(["reproduce", "all", "--plan", "--device", "cpu"])
     text = capsys.readouterr().out

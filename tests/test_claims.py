@@ -1,5 +1,7 @@
-"""The claims: the k-of-n verdict by hand, and every recipe's CLAIMS on small results tables built here (the
+"""The claims: the k-of-n verdict by hand, and every recipe's claims on small results tables built here (the
 paper's picture, its opposite, and a split between seeds), so each verdict is known before the check runs."""
+
+import sys
 
 import numpy as np
 import pandas as pd
@@ -25,11 +27,11 @@ from rlntp.theory import closed_forms as cf
 
 def verdicts(name: str, results) -> list[str]:
     """The verdicts of recipe `name`'s claims on `results`, in order."""
-    return [c["verdict"] for c in evaluate(recipes()[name].CLAIMS, results)]
+    return [c["verdict"] for c in evaluate(recipes()[name].claims, results)]
 
 
 def evidence(name: str, results) -> list[str]:
-    return [c["evidence"] for c in evaluate(recipes()[name].CLAIMS, results)]
+    return [c["evidence"] for c in evaluate(recipes()[name].claims, results)]
 
 
 # --- the helpers -------------------------------------------------------------------------------------------------
@@ -100,11 +102,12 @@ def test_a_claim_that_cannot_be_checked_is_not_evaluated_and_says_why():
 
 
 def test_every_recipe_declares_its_claims():
-    for name, module in recipes().items():
-        assert isinstance(module.CLAIMS, list) and module.CLAIMS, name
-        for claim in module.CLAIMS:
+    for name, recipe in recipes().items():
+        assert isinstance(recipe.claims, list) and recipe.claims, name
+        for claim in recipe.claims:
             assert isinstance(claim, Claim) and claim.claim.strip() and claim.criterion.strip(), (name, claim)
             # no hand-written `paper()` rows of earlier versions (the name is now provenance's `paper`, if any)
+            module = sys.modules[claim.check.__module__]
             assert callable(claim.check) and getattr(module, "paper", provenance.paper) is provenance.paper, name
 
 
@@ -425,7 +428,7 @@ def mult_table(full_cot: bool = True) -> pd.DataFrame:
 
 def test_mult_claims():
     assert verdicts("mult", mult_table()) == [REPRODUCED] * 4
-    no_control = evaluate(recipes()["mult"].CLAIMS, mult_table(full_cot=False))[1]
+    no_control = evaluate(recipes()["mult"].claims, mult_table(full_cot=False))[1]
     assert no_control["verdict"] == NOT_EVALUATED and "no pre-training run at p_cot = 1" in no_control["evidence"]
 
 
@@ -449,7 +452,7 @@ def test_llm_claims(name):
     assert verdicts(name, llm_results()) == [REPRODUCED] * 4
     assert verdicts(name, llm_results(grpo_final=0.45))[1] == NOT_REPRODUCED
     assert verdicts(name, llm_results(far_final=0.1))[3] == NOT_REPRODUCED  # within 3 sd of the SFT model's 0.05
-    tiny = evaluate(recipes()[name].CLAIMS, llm_results(tiny=True))
+    tiny = evaluate(recipes()[name].claims, llm_results(tiny=True))
     assert [c["verdict"] for c in tiny] == [PARTLY] * 4  # the tiny preset never counts as reproducing the paper
     assert all(c["evidence"].startswith("tiny preset, wiring only") for c in tiny)
 
@@ -457,6 +460,6 @@ def test_llm_claims(name):
 def test_llm_claims_judge_each_model_and_hold_when_every_one_does():
     both, one = llm_results(model="3B"), llm_results(model="8B", grpo_final=0.45)
     merged = {"tiny": False, "rows": both["rows"] + one["rows"], "analysis": both["analysis"] + one["analysis"]}
-    claims = evaluate(recipes()["math"].CLAIMS, merged)
+    claims = evaluate(recipes()["math"].claims, merged)
     assert [c["verdict"] for c in claims] == [REPRODUCED, PARTLY, REPRODUCED, REPRODUCED]
     assert claims[1]["evidence"].startswith("3B: reproduced") and "8B: not reproduced" in claims[1]["evidence"]

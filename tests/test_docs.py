@@ -66,7 +66,7 @@ def test_every_documented_command_line_parses(page, line, argv, tmp_path, monkey
         from rlntp.experiments import recipes
 
         preset = argv[argv.index("--preset") + 1]
-        assert preset in recipes()[argv[1]].PRESETS, f"{page}: {line}: no preset {preset!r}"
+        assert preset in recipes()[argv[1]].presets, f"{page}: {line}: no preset {preset!r}"
     if argv[:1] == ["sweep"] and (ROOT / argv[1]).exists():
         from rlntp.sweeps.spec import expand, load_sweep
 
@@ -147,7 +147,7 @@ def test_no_verdict_in_the_docs_is_written_by_hand():
         results_of_run = (pd.read_parquet(table) if table.exists()
                           else json.loads(measured.read_text()) if measured.exists() else None)
         assert results_of_run is not None, f"{record_path.parent} keeps no results to recompute its verdicts from"
-        assert evaluate(module.CLAIMS, results_of_run) == record["claims"], record["recipe"]
+        assert evaluate(module.claims, results_of_run) == record["claims"], record["recipe"]
         assert all(claim["verdict"] != "not evaluated" for claim in record["claims"]), record["recipe"]
 
 

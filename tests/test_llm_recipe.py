@@ -159,7 +159,7 @@ def test_every_preset_is_valid_for_our_options_and_trls(dataset, preset, tmp_pat
     from rlntp.llm.grpo import GRPOConfig, trl_config
     from rlntp.llm.sft import SFTConfig
 
-    p = recipes()[dataset].PRESETS[preset]
+    p = recipes()[dataset].presets[preset].settings
     SFTConfig(model="m", data=tmp_path, **p.sft)
     LLMEvalConfig(model="m", data=tmp_path, **p.eval)
     config = trl_config(GRPOConfig(model="m", data=tmp_path, **p.grpo, cpu=True), tmp_path / "grpo", bf16=False,

@@ -52,11 +52,11 @@ def _copy(tree: Path, to: Path) -> Path:
 
 
 def test_a_sweep_into_a_recipe_directory_is_refused_and_changes_nothing(tmp_path, monkeypatch, finished_sweep, refused):
-    from rlntp.experiments import fig1
+    from rlntp.experiments import Preset, fig1
 
     preset = copy.deepcopy(TINY_SWEEP)
     preset["pretrain"]["axes"] = {"train.seed": [0]}
-    monkeypatch.setitem(fig1.PRESETS, "ci", preset)
+    monkeypatch.setitem(fig1.RECIPE.presets, "ci", Preset("a test's", preset))
     recipe = tmp_path / "fig1"
     main(["reproduce", "fig1", "--preset", "ci", "--out", str(recipe), "--device", "cpu", "--quiet"])
     before = _md5s(recipe)

@@ -8,31 +8,46 @@ import pytest
 
 from rlntp.cli import main
 from rlntp.experiments import recipes
-from rlntp.experiments.provenance import CHOICE, PAPER, choice, paper, preset_sources, sources
+from rlntp.experiments import Preset
+from rlntp.experiments.provenance import CHOICE, PAPER, choice, chose, paper, says, sources
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_value_of_every_preset_has_a_provenance():
-    for name, module in recipes().items():
-        for preset in module.PRESETS:
-            resolved = preset_sources(module, preset)  # raises on a value without one, or a stale entry
+    for name, recipe in recipes().items():
+        for preset, declared in recipe.presets.items():
+            resolved = declared.sources(f"{name} {preset}")  # raises on a value without one, or a stale entry
             assert resolved and {source.kind for _, source in resolved.values()} <= {PAPER, CHOICE}, (name, preset)
             assert all(source.note.strip() for _, source in resolved.values()), (name, preset)
-        # the paper presets say so value by value: no blanket entry for the whole preset
-        if "paper" in module.PRESETS:
-            assert "" not in module.PROVENANCE["paper"], name
+        # the paper presets say so value by value: no blanket default for the whole preset
+        if "paper" in recipe.presets:
+            assert recipe.presets["paper"].default is None, name
 
 
 def test_sources_refuse_a_value_without_provenance_and_an_entry_without_a_value():
     preset = {"pretrain": {"task": {"d": 50, "p_cot": 0.25}, "train": {"lr": 1e-4}}}
-    declared = {"pretrain/task": paper("§3"), "pretrain/task/p_cot": choice("ours")}
+    declared = {"pretrain/task": says("§3"), "pretrain/task/p_cot": chose("ours")}
     with pytest.raises(ValueError, match="pretrain/train/lr = 0.0001 has no provenance"):
         sources(preset, declared, "toy")
-    resolved = sources(preset, declared | {"pretrain/train": choice("lost")}, "toy")
+    resolved = sources(preset, declared | {"pretrain/train": chose("lost")}, "toy")
     assert resolved["pretrain/task/d"][1].kind == PAPER and resolved["pretrain/task/p_cot"][1].kind == CHOICE
     with pytest.raises(ValueError, match="names pretrain/model"):
-        sources(preset, declared | {"pretrain/train": choice("lost"), "pretrain/model": choice("gone")}, "toy")
+        sources(preset, declared | {"pretrain/train": chose("lost"), "pretrain/model": chose("gone")}, "toy")
+
+
+def test_a_value_written_beside_its_source_wins_over_its_section_and_the_default():
+    section = says("App. B.1: the model")
+    values = {"task": {"d": paper(50, "§3.1"), "p_cot": 0.25},
+              "model": section({"layers": 4, "width": choice(256, "ours")}), "seeds": [0, 1]}
+    preset = Preset("toy", values, default=chose("a toy"))
+    assert preset.settings == {"task": {"d": 50, "p_cot": 0.25}, "model": {"layers": 4, "width": 256}, "seeds": [0, 1]}
+    resolved = {path: str(source) for path, (_, source) in preset.sources("toy").items()}
+    assert resolved == {"task/d": "paper: §3.1", "task/p_cot": "choice: a toy",
+                        "model/layers": "paper: App. B.1: the model", "model/width": "choice: ours", "seeds": "choice: a toy"}
+    with pytest.raises(ValueError, match="task/p_cot = 0.25 has no provenance"):
+        Preset("toy", values).sources("toy")
+    assert Preset("a test's", {"task": {"d": 4}}).sources("toy") == {}  # none named at all: a test's preset
 
 
 def _files(root: Path) -> set[Path]:

@@ -16,7 +16,10 @@ TINY_MODEL = {"layers": 2, "width": 64, "heads": 4}
 
 
 def _run(recipe: str, module, preset: dict, tmp_path: Path, monkeypatch, workers: int = 1) -> pd.DataFrame:
-    monkeypatch.setitem(module.PRESETS, "ci", preset)
+    from rlntp.experiments import Preset
+    from rlntp.experiments.provenance import plain
+
+    monkeypatch.setitem(module.RECIPE.presets, "ci", Preset("a test's", plain(preset)))
     out = tmp_path / recipe
     main(["reproduce", recipe, "--preset", "ci", "--out", str(out), "--device", "cpu", "--workers", str(workers),
           "--quiet"])
@@ -171,14 +174,14 @@ def shrink(preset: dict) -> dict:
 
 @pytest.mark.slow
 def test_reproduce_all_writes_a_report_with_every_recipe(tmp_path, monkeypatch, capsys):
-    from rlntp.experiments import is_sweep, recipes
+    from rlntp.experiments import Preset, recipes
 
-    chosen = [name for name, module in recipes().items() if module.RECIPE.in_all]
+    chosen = [name for name, recipe in recipes().items() if recipe.in_all]
     for name in chosen:
-        module = recipes()[name]
-        preset = shrink(module.PRESETS["cpu"]) if is_sweep(module) else {
+        recipe = recipes()[name]
+        preset = shrink(recipe.presets["cpu"].settings) if recipe.is_sweep else {
             "d": 6, "p_cots": (0.1, 0.5), "star_p_cots": (0.1,), "rounds": 2, "eval_samples": 200}
-        monkeypatch.setitem(module.PRESETS, "ci", preset)
+        monkeypatch.setitem(recipe.presets, "ci", Preset("a test's", preset))
     out = tmp_path / "all"
     main(["reproduce", "all", "--preset", "ci", "--out", str(out), "--device", "cpu", "--quiet"])
     page = (out / "report.html").read_text()

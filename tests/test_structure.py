@@ -112,28 +112,16 @@ TOY_RECIPE = '''
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-from rlntp.experiments import Recipe
 from rlntp.experiments.claims import Claim, k_of_n
-from rlntp.experiments.provenance import choice
-from rlntp.files import save_figure
-
-RECIPE = Recipe("toy", "A toy recipe for the tests", order=99, presets={"tiny": "d = 4, 10 steps"})
-PRESETS = {"tiny": {"pretrain": {"task": {"d": 4}, "model": {"layers": 1, "width": 16, "heads": 2},
-                                 "train": {"steps": 10, "batch_size": 16, "eval_every": 5, "eval_samples": 16,
-                                           "save_every": 10}}}}
-PROVENANCE = {"tiny": {"": choice("a toy: the smallest run that exercises the recipe engine")}}
+from rlntp.experiments.provenance import chose
+from rlntp.experiments.recipe import Preset, Recipe
+from rlntp.files import figure, save_figure
 
 
 def report(table, spec, out: Path) -> str:
-    fig, ax = plt.subplots()
+    fig, ax = figure()
     ax.plot(table["step"], table["eval/greedy_acc"])
     save_figure(fig, out / "toy.png")
-    plt.close(fig)
     return f"toy: final greedy accuracy {table['eval/greedy_acc'].iloc[-1]:.3f}"
 
 
@@ -142,38 +130,56 @@ def _learns(table):
     return k_of_n({f"seed {seed}": (acc >= 0.95, f"{acc:.3f}") for seed, acc in final.items()})
 
 
-CLAIMS = [Claim("toy claim: parity d = 4 is learned in 10 steps", "final greedy accuracy >= 0.95", _learns)]
+RECIPE = Recipe(
+    "toy", "A toy recipe for the tests",
+    {"tiny": Preset("d = 4, 10 steps", {
+        "pretrain": {"task": {"d": 4}, "model": {"layers": 1, "width": 16, "heads": 2},
+                     "train": {"steps": 10, "batch_size": 16, "eval_every": 5, "eval_samples": 16, "save_every": 10}}},
+        default=chose("a toy: the smallest run that exercises the recipe engine"))},
+    [Claim("toy claim: parity d = 4 is learned in 10 steps", "final greedy accuracy >= 0.95", _learns)],
+    report=report,
+)
 '''
 
 
 @pytest.fixture
 def toy_recipe(tmp_path, monkeypatch):
-    """A recipe module in a directory of its own, added to the recipes' package the way a new module would be."""
+    """A recipe module written into a package of its own, and its line in `experiments.RECIPES` (which the CLI,
+    `reproduce all` and the report read when they run)."""
+    import importlib
+
     import rlntp.experiments as experiments
 
-    extra = tmp_path / "extra_recipes"
-    extra.mkdir()
-    (extra / "toy_recipe.py").write_text(textwrap.dedent(TOY_RECIPE))
-    monkeypatch.setattr(experiments, "__path__", [*experiments.__path__, str(extra)])
-    yield
-    sys.modules.pop("rlntp.experiments.toy_recipe", None)
+    package = tmp_path / "extra_recipes"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "toy_recipe.py").write_text(textwrap.dedent(TOY_RECIPE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    toy = importlib.import_module("extra_recipes.toy_recipe")
+    monkeypatch.setattr(experiments, "RECIPES", (*experiments.RECIPES, toy.RECIPE))
+    yield toy.RECIPE
+    for name in ("extra_recipes.toy_recipe", "extra_recipes"):
+        sys.modules.pop(name, None)
 
 
 def test_a_new_recipe_is_one_module(toy_recipe, tmp_path, monkeypatch, capsys):
+    import rlntp.experiments as experiments
     from rlntp.experiments import recipes
 
-    assert "toy" in recipes()
+    assert recipes()["toy"] is toy_recipe
     with pytest.raises(SystemExit) as exit_info:
         main(["reproduce", "--help"])
     assert exit_info.value.code == 0 and "A toy recipe for the tests" in capsys.readouterr().out
-    for name, module in recipes().items():  # `reproduce all` runs only the toy, so the test stays short
-        if name != "toy":
-            monkeypatch.setattr(module, "RECIPE", dataclasses.replace(module.RECIPE, in_all=False))
+    # `reproduce all` runs only the toy, so the test stays short
+    monkeypatch.setattr(experiments, "RECIPES", tuple(dataclasses.replace(recipe, in_all=recipe.name == "toy")
+                                                      for recipe in experiments.RECIPES))
     out = tmp_path / "all"
     main(["reproduce", "all", "--preset", "tiny", "--out", str(out), "--device", "cpu", "--quiet"])
     assert "toy: final greedy accuracy" in (out / "toy" / "summary.txt").read_text()
     record = json.loads((out / "toy" / "report.json").read_text())
     assert record["recipe"] == "toy" and "paper" not in record
+    assert record["provenance"][0] == {"setting": "pretrain/task/d", "value": 4, "provenance": "choice",
+                                       "note": "a toy: the smallest run that exercises the recipe engine"}
     claim = record["claims"][0]
     assert claim["claim"].startswith("toy claim") and claim["verdict"] in ("reproduced", "not reproduced")
     assert claim["evidence"].startswith("1 of 1 seeds: seed 0 ") or claim["evidence"].startswith("0 of 1 seeds")

@@ -279,13 +279,13 @@ def test_fig2_recipe_shows_the_one_third_threshold(tmp_path, monkeypatch, capsys
 
     d = 10 (1,024 inputs, each seen ~75 times): at d = 8 the short answers of 256 inputs get memorized, and
     greedy accuracy below 1/3 drifts up to the bound."""
-    from rlntp.experiments import fig2
+    from rlntp.experiments import Preset, fig2
 
     ci = {"pretrain": {"task": {"d": 10}, "model": {"layers": 2, "width": 64, "heads": 4},
                        "train": {"steps": 600, "batch_size": 128, "lr": 1e-3, "eval_every": 50, "eval_samples": 1000,
                                  "save_every": 600},
                        "axes": {"task.p_cot": [0.15, 0.6], "train.seed": [0]}}}
-    monkeypatch.setitem(fig2.PRESETS, "ci", ci)
+    monkeypatch.setitem(fig2.RECIPE.presets, "ci", Preset("a test's", ci))
     main(["reproduce", "fig2", "--preset", "ci", "--out", str(tmp_path / "fig2"), "--device", "cpu", "--workers", "2",
           "--quiet"])
     assert (tmp_path / "fig2" / "fig2.png").stat().st_size > 0
@@ -303,7 +303,7 @@ def test_fig13_recipe_shows_the_gap_grow_with_d(tmp_path, monkeypatch, capsys, p
 
     GRPO starts where d = 8's pre-training is first calibrated (measured on a run of the same seed and
     schedule; training batches do not depend on the evaluations), not at a fixed step."""
-    from rlntp.experiments import fig13
+    from rlntp.experiments import Preset, fig13
 
     model = {"layers": 2, "width": 64, "heads": 4}
     step, _ = pretrain_until(["pretrain", "--d", "8", "--p-cot", "0.25", *[f"--{k}={v}" for k, v in model.items()],
@@ -315,7 +315,7 @@ def test_fig13_recipe_shows_the_gap_grow_with_d(tmp_path, monkeypatch, capsys, p
                        "axes": {"task.d": [4, 8], "train.seed": [0]}},
           "posttrain": {"grpo": {"from_steps": ["last"], "post": {"steps": 20, "eval_every": 2, "eval_samples": 500,
                                                                   "save_every": 20}}}}
-    monkeypatch.setitem(fig13.PRESETS, "ci", ci)
+    monkeypatch.setitem(fig13.RECIPE.presets, "ci", Preset("a test's", ci))
     main(["reproduce", "fig13", "--preset", "ci", "--out", str(tmp_path / "fig13"), "--device", "cpu",
           "--workers", "2", "--quiet"])
     seeds = fig13.per_seed(pd.read_parquet(tmp_path / "fig13" / "results.parquet")).set_index("d")

@@ -305,7 +305,7 @@ def recipes() -> dict[str, str]:
     """The recipes `reproduce` runs (the paper's figures), by name, with their titles."""
     from rlntp.experiments import recipes as found
 
-    return {name: module.RECIPE.title for name, module in found().items()}
+    return {name: recipe.title for name, recipe in found().items()}
 
 
 @_validated
@@ -313,17 +313,17 @@ def reproduce(name: str, preset: str | None = None, out: str | Path | None = Non
               executor: ExecutorConfig | None = None, progress: bool = True, inputs: Any = None) -> dict[str, Any]:
     """Run recipe `name` (see `recipes()`) at `preset` (default: its first) into `out` (default: runs/NAME) and
     return its report: {"summary", "claims" (each with its verdict and evidence), "provenance", ...}, as
-    OUT/report.json holds it. `inputs`: the recipe's INPUTS (the LLM recipes' records), or a dictionary of its
-    fields. Rerunning resumes. `name` "all": every recipe of `rlntp reproduce all` (preset default: cpu) into
+    OUT/report.json holds it. `inputs`: the recipe's inputs (`OwnPlan.inputs`: the LLM recipes' records), or a
+    dictionary of their fields. Rerunning resumes. `name` "all": every recipe of `rlntp reproduce all` (preset default: cpu) into
     OUT/NAME (default: runs/all), and OUT/report.html; {"summary", "recipes": each one's report}."""
     import json
 
     from rlntp.experiments import REPORT
     from rlntp.experiments import reproduce as run
 
-    module, preset, inputs = _recipe(name, preset, inputs)
+    recipe, preset, inputs = _recipe(name, preset, inputs)
     out = Path(out) if out is not None else Path("runs") / name
-    if module is None:
+    if recipe is None:
         from rlntp.devices import resolve_device
         from rlntp.experiments import recipes_of_all, reproduce_all
         from rlntp.sweeps.executors import check_executor
@@ -345,32 +345,33 @@ def plan(name: str, preset: str | None = None, device: str = "auto", inputs: Any
     from rlntp.experiments import plan as make_plan
     from rlntp.experiments import plan_all
 
-    module, preset, inputs = _recipe(name, preset, inputs)
-    if module is None:
+    recipe, preset, inputs = _recipe(name, preset, inputs)
+    if recipe is None:
         return plan_all(preset, device)
     return make_plan(name, preset, device, inputs=inputs)
 
 
 def _recipe(name: str, preset: str | None, inputs: Any) -> tuple[Any, str, Any]:
-    """(the recipe module `name`, or None for "all"; the preset, its default if None, checked; the recipe's INPUTS
-    made from `inputs`); ConfigError naming the choices for an unknown recipe or preset."""
+    """(the recipe `name`, or None for "all"; the preset, its default if None, checked; the recipe's inputs
+    (`OwnPlan.inputs`) made from `inputs`); ConfigError naming the choices for an unknown recipe or preset."""
     from rlntp.experiments import recipes as found
 
-    modules = found()
-    check_choice("recipe", name, [*modules, "all"])
+    recipes = found()
+    check_choice("recipe", name, [*recipes, "all"])
     if name == "all":
         from rlntp.experiments import recipes_of_all
 
         check(inputs is None, "inputs are for one recipe of the LLM path, not for all")
         recipes_of_all(preset or "cpu")  # each has the preset
         return None, preset or "cpu", None
-    module = modules[name]
-    preset = preset or next(iter(module.PRESETS))
-    check_choice("preset", preset, module.PRESETS)
+    recipe = recipes[name]
+    preset = preset or next(iter(recipe.presets))
+    check_choice("preset", preset, recipe.presets)
     if inputs is not None:
-        check(hasattr(module, "INPUTS"), f"recipe {name} takes no inputs")
-        inputs = _argument("inputs", inputs, module.INPUTS)
-    return module, preset, inputs
+        takes = recipe.own_plan.inputs if recipe.own_plan is not None else None
+        check(takes is not None, f"recipe {name} takes no inputs")
+        inputs = _argument("inputs", inputs, takes)
+    return recipe, preset, inputs
 
 
 @_validated

@@ -136,6 +136,15 @@ def write_output(path: Path, data: bytes, option: str = "--out") -> Path:
     return path
 
 
+def figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.8), **subplots):
+    """A matplotlib figure and its grid of axes (`Figure.subplots` with `subplots`' options), laid out by
+    matplotlib's constrained layout. The object-oriented API: no pyplot state and no backend to choose."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(nrows, ncols, **subplots)
+
+
 def save_figure(fig, path: Path, dpi: int = 120, option: str = "--out") -> Path:
     """A matplotlib figure as a PNG marked as rlntp's (`write_output`)."""
     import io

@@ -2,16 +2,11 @@
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-
-from rlntp.errors import RunDirError  # noqa: E402
-from rlntp.files import check_output, save_figure  # noqa: E402
-from rlntp.runs.dirs import read_config, read_task_and_model  # noqa: E402
-from rlntp.runs.metrics import METRICS, read_metrics  # noqa: E402
-from rlntp.tasks import make_task  # noqa: E402
+from rlntp.errors import RunDirError
+from rlntp.files import check_output, figure, save_figure
+from rlntp.runs.dirs import read_config, read_task_and_model
+from rlntp.runs.metrics import METRICS, read_metrics
+from rlntp.tasks import make_task
 
 EVAL_KEYS = ("eval/greedy_acc", "eval/sampled_acc", "eval/greedy_long_frac", "eval/sampled_long_frac")
 """What every metrics record of a run holds and the run figure draws."""
@@ -38,7 +33,7 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
     else:
         x, xlabel = [r["samples_seen"] for r in records], "samples seen"
 
-    fig, (ax_acc, ax_len) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    fig, (ax_acc, ax_len) = figure(1, 2, figsize=(10, 3.8))
     ax_acc.plot(x, [r["eval/greedy_acc"] for r in records], "-", color="C3", label="greedy")
     ax_acc.plot(x, [r["eval/sampled_acc"] for r in records], "--", color="C3", label="sampled (T = 1)")
     calibrated = p_cot + (1 - p_cot) * task.guess_acc  # long answers right, short ones guesses
@@ -54,7 +49,4 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle(f"{config['stage']}: {task.title}, $p_{{cot}}$ = {p_cot}, {model_config.arch} "
                  f"{model_config.layers}x{model_config.width}")
-    try:
-        return save_figure(fig, out)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, out)

@@ -4,8 +4,8 @@ A section is a directory holding `report.json` (written by `experiments.reproduc
 with one table of every section's claims (the paper's statement, the criterion, the verdict computed
 from the results, the evidence: `experiments.claims`); then each section shows its command, preset and
 wall time, its claims, the summary table, every figure, and the settings. Sections follow the recipes'
-order (`experiments.Recipe.order`, recorded in each report.json); a file that cannot be read becomes a
-note in its section, never an error. Images are referenced by paths relative to the page, so the
+order (its place in `experiments.RECIPES`, recorded in each report.json as "order"); a file that cannot be
+read becomes a note in its section, never an error. Images are referenced by paths relative to the page, so the
 directory can be copied or served as it is; no script, no network. `claims_markdown` gives the claims
 table as Markdown (the README's results).
 """
@@ -287,7 +287,7 @@ def write_report(root: Path, out: Path | None = None) -> Path:
 
 def claims_markdown(root: Path, brief: bool = False) -> str:
     """Every claim of the reproductions under `root` as one Markdown table (recipe, the paper, criterion, verdict,
-    evidence; `brief`: recipe, the paper, verdict), recipes in their order (`Recipe.order`), each recipe's claims
+    evidence; `brief`: recipe, the paper, verdict), recipes in their order (`experiments.RECIPES`), each recipe's claims
     in its own order. Deterministic: the same report.json files give the same text (the README's results
     table and docs/results.md are made from it)."""
     root = Path(root)

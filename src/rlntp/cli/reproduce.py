@@ -16,67 +16,40 @@ RERUN_HINT = "rerun the same command to continue"
 def commands() -> dict:
     from rlntp.experiments import recipes
 
-    found = {name: _command(module) for name, module in recipes().items()}
-    return found | {"all": reproduce_all}
+    return {name: _command(recipe) for name, recipe in recipes().items()} | {"all": reproduce_all}
 
 
-def _command(module):
-    """The command of one recipe: its help from the recipe's declaration, its defaults from its presets."""
-    from rlntp.experiments import is_sweep
+def _command(recipe):
+    """The command of one recipe: its help from the recipe's title and presets, its defaults from its presets, and
+    its one extra option from how it runs: a sweep's executor, or the inputs of an own plan that takes some."""
+    import inspect
 
-    recipe = module.RECIPE
-    default = next(iter(recipe.presets))
-
-    def run(out: Path, preset: str, device: str, quiet: bool, executor: ExecutorConfig | None = None,
-            plan: bool = False, as_json: bool = False, inputs=None) -> None:
-        from rlntp.devices import resolve_device
-        from rlntp.experiments import reproduce
-
-        check(not as_json or plan, "--json prints the plan: pass it with --plan")
-        if plan:
-            from rlntp.experiments import plan as make_plan
-            from rlntp.experiments import render_plan
-
-            planned = make_plan(recipe.name, preset, device, inputs=inputs, executor=executor)
-            print(json.dumps(planned, indent=2) if as_json else render_plan(planned))
-            return
-
-        if is_sweep(module):
-            resolve_device(device)
-        summary = reproduce(recipe.name, preset, out, device, executor, progress=not quiet, inputs=inputs)
-        if summary:  # an `accelerate launch`'s secondary processes report nothing
-            print(summary)
-            claims = json.loads((out / "report.json").read_text()).get("claims", [])
-            if claims:
-                print("\nThe paper's claims, judged by their criteria (criteria and evidence: report.json):")
-                for claim in claims:
-                    print(f"  {claim['verdict']:>14s}  {claim['claim']}")
-            written = sorted(p.name for p in out.glob("*.png")) + ["summary.txt", "report.json"]
-            print(f"wrote {out}: " + ", ".join(written + (["results.parquet"] if is_sweep(module) else [])))
-
-    if is_sweep(module):
-        def command(executor: Annotated[ExecutorConfig, Flat], out: Path = Path(f"runs/{recipe.name}"),
-                    preset: str = default, device: str = "auto", quiet: bool = False, plan: bool = False,
-                    json: bool = False) -> None:
-            run(out, preset, device, quiet, executor, plan, json)
-    elif hasattr(module, "INPUTS"):
-        def command(inputs: Annotated[module.INPUTS, Flat], out: Path = Path(f"runs/{recipe.name}"),
-                    preset: str = default, device: str = "auto", quiet: bool = False, plan: bool = False,
-                    json: bool = False) -> None:
-            run(out, preset, device, quiet, plan=plan, as_json=json, inputs=inputs)
+    own = recipe.own_plan
+    if recipe.is_sweep:
+        extra, extra_help = ("executor", ExecutorConfig), "executor: where runs execute and how many at once"
+    elif own.inputs is not None:
+        extra, extra_help = ("inputs", own.inputs), "inputs: the records to read in place of the preset's"
     else:
-        def command(out: Path = Path(f"runs/{recipe.name}"), preset: str = default, device: str = "auto",
-                    quiet: bool = False, plan: bool = False, json: bool = False) -> None:
-            run(out, preset, device, quiet, plan=plan, as_json=json)
+        extra, extra_help = None, None
 
-    presets = "; ".join(f"{name} ({text})" for name, text in recipe.presets.items())
-    executor_help = ("\n        executor: where runs execute and how many at once" if is_sweep(module) else
-                     "\n        inputs: the records to read in place of the preset's" if hasattr(module, "INPUTS")
-                     else "")
+    def command(out: Path, preset: str, device: str, quiet: bool, plan: bool, json: bool, **given) -> None:
+        _run(recipe, out, preset, device, quiet, plan, json, given.get("executor"), given.get("inputs"))
+
+    # the command line is generated from the signature (`parsing.run_commands`), so the signature is built here: the
+    # recipe's extra option, then the options every recipe has
+    option = inspect.Parameter.KEYWORD_ONLY
+    parameters = [inspect.Parameter(extra[0], option, annotation=Annotated[extra[1], Flat])] if extra else []
+    parameters += [inspect.Parameter(name, option, default=default, annotation=kind) for name, kind, default in (
+        ("out", Path, Path(f"runs/{recipe.name}")), ("preset", str, next(iter(recipe.presets))),
+        ("device", str, "auto"), ("quiet", bool, False), ("plan", bool, False), ("json", bool, False))]
+    command.__signature__ = inspect.Signature(parameters, return_annotation=None)
+    command.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
     command.__name__ = command.__qualname__ = recipe.name
+    presets = "; ".join(f"{name} ({preset.description})" for name, preset in recipe.presets.items())
+    extra_line = "" if extra is None else f"\n        {extra_help}"
     command.__doc__ = f"""{recipe.title}.
 
-    Args:{executor_help}
+    Args:{extra_line}
         out: the recipe's directory: its runs, results, figures (PNG), summary.txt and report.json
         preset: {presets}
         device: cpu, cuda, cuda:N or auto
@@ -87,6 +60,34 @@ def _command(module):
         json: with --plan, print the plan as JSON
     """
     return command
+
+
+def _run(recipe, out: Path, preset: str, device: str, quiet: bool, plan: bool, as_json: bool,
+         executor: ExecutorConfig | None, inputs) -> None:
+    """`rlntp reproduce NAME`: print the plan, or run the recipe and print its summary and claims."""
+    from rlntp.devices import resolve_device
+    from rlntp.experiments import reproduce
+
+    check(not as_json or plan, "--json prints the plan: pass it with --plan")
+    if plan:
+        from rlntp.experiments import plan as make_plan
+        from rlntp.experiments import render_plan
+
+        planned = make_plan(recipe.name, preset, device, inputs=inputs, executor=executor)
+        print(json.dumps(planned, indent=2) if as_json else render_plan(planned))
+        return
+    if recipe.is_sweep:
+        resolve_device(device)
+    summary = reproduce(recipe.name, preset, out, device, executor, progress=not quiet, inputs=inputs)
+    if summary:  # an `accelerate launch`'s secondary processes report nothing
+        print(summary)
+        claims = json.loads((out / "report.json").read_text()).get("claims", [])
+        if claims:
+            print("\nThe paper's claims, judged by their criteria (criteria and evidence: report.json):")
+            for claim in claims:
+                print(f"  {claim['verdict']:>14s}  {claim['claim']}")
+        written = sorted(p.name for p in out.glob("*.png")) + ["summary.txt", "report.json"]
+        print(f"wrote {out}: " + ", ".join(written + (["results.parquet"] if recipe.is_sweep else [])))
 
 
 def reproduce_all(executor: Annotated[ExecutorConfig, Flat], out: Path = Path("runs/all"), preset: str = "cpu",

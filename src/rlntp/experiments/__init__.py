@@ -1,89 +1,41 @@
-"""The paper's figures as recipes. A recipe is one module of this package that declares
+"""The paper's figures as recipes: `RECIPES`, in the order of the report page and of `reproduce all`.
 
-    RECIPE = Recipe(name, title, order, presets)   its command (`rlntp reproduce NAME`), the help of each preset,
-                                                   and its place on the report page
-    PRESETS: dict[str, ...]                        the settings of each preset
+A recipe is one value, `Recipe` (`experiments.recipe`), declared as `RECIPE` in a module of its own: its command
+(`rlntp reproduce NAME`), its presets (each value beside its source: the paper's or our choice,
+`experiments.provenance`), the paper's claims it tests (`experiments.claims`), and how it runs (a sweep and its
+report, or a plan of its own). A new recipe is one new module and its line in `RECIPES`; the CLI, `reproduce all`
+and the report page read `RECIPES` when they run (a test may put a recipe of its own there).
 
-and how it runs, in one of two ways:
-
-  - a sweep (most recipes): each preset is a sweep (the form of a sweep file, `rlntp.sweeps.spec`), and
-        report(table, spec, out) -> str      draws the figures from the results table into `out`, returns
-                                             the summary table as text
-        prepare(preset, spec, out, progress) (optional)  makes what the sweep reads (datasets) before it
-                                             runs; a relative `task.data` in the spec is relative to `out`
-  - its own plan (the theory, the LLM path):
-        run(preset, out, device, progress) -> (summary, results)
-        INPUTS, with_inputs(preset, inputs) (optional)  a config dataclass of options the command line adds
-                                             (the LLM recipes' --source, --test-source, --data), and the preset
-                                             they make
-        check_inputs(preset, inputs) (optional)  fails before the recipe's directory is claimed (a missing
-                                             file, one too large, too few usable records, a hub that does not
-                                             answer); `inputs` as given (None: none)
-
-where each preset value comes from:
-
-    PROVENANCE: dict[str, dict[str, Source]]       per preset, each value the paper's (where it says so) or our
-                                                   choice (why) (`experiments.provenance`); `rlntp reproduce
-                                                   NAME --plan` shows them, and a test holds every preset to it
-
-and what of the paper it tests:
-
-    CLAIMS: list[Claim]                            the paper's statements, each with a criterion in words and
-                                                   a check of the results (the sweep's results table, or
-                                                   the `results` its plan returns) giving a verdict
-                                                   (`experiments.claims`)
-
-`reproduce` is the one engine for both: it claims the recipe's directory (report.json, its marker,
-with the lock), runs the recipe, evaluates its claims, and writes summary.txt and report.json. The
-registry is this package's modules: a new recipe is one new module, found by the CLI (`rlntp reproduce
-NAME`), `reproduce all` and the report page.
+`reproduce` is the one engine for all of them: it claims the recipe's directory (report.json, its marker, with
+the lock), runs the recipe, evaluates its claims, and writes summary.txt and report.json.
 """
 
-import importlib
 import json
-import pkgutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rlntp.errors import check_choice
+from rlntp.experiments import arch, fig1, fig2, fig3, fig13, llm, mult, partial_cot, rare, small_d, star_odds, theory
+from rlntp.experiments.recipe import REPORT, SUMMARY, Preset, Recipe
 from rlntp.files import atomic_write_text
 
-REPORT, SUMMARY = "report.json", "summary.txt"
+__all__ = ["RECIPES", "REPORT", "SUMMARY", "Preset", "Recipe", "recipes", "reproduce", "plan", "reproduce_all"]
+
+RECIPES: tuple[Recipe, ...] = (
+    fig1.RECIPE, fig2.RECIPE, fig3.RECIPE, arch.RECIPE, rare.RECIPE, small_d.RECIPE, fig13.RECIPE, partial_cot.RECIPE,
+    star_odds.RECIPE, theory.RECIPE, mult.RECIPE, llm.GSM8K, llm.MATH,
+)
+"""Every recipe, in the report page's order: the parity figures by figure number, then the theory, multiplication
+and the LLM path."""
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """What the CLI, `reproduce all` and the report need to know of a recipe, declared in its module."""
-
-    name: str
-    """the command: rlntp reproduce NAME (and the default directory runs/NAME)"""
-    title: str
-    """one line: the command's help and the heading of its report section"""
-    order: float
-    """its place on the report page and in `reproduce all`: the parity figures by figure number, then the
-    theory (20s), multiplication (30s) and the LLM path (40s)"""
-    presets: dict[str, str]
-    """each preset's one-line description; the first is the default"""
-    in_all: bool = True
-    """run by `rlntp reproduce all`"""
-
-
-def recipes() -> dict[str, Any]:
-    """Every recipe module of this package, by name, in the report's order."""
-    found = []
-    for info in pkgutil.iter_modules(__path__):
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        if isinstance(getattr(module, "RECIPE", None), Recipe):
-            found.append(module)
-    found.sort(key=lambda m: (m.RECIPE.order, m.RECIPE.name))
-    return {module.RECIPE.name: module for module in found}
-
-
-def is_sweep(module) -> bool:
-    """Whether a recipe runs as a sweep (else it has a plan of its own, `run`)."""
-    return not hasattr(module, "run")
+def recipes() -> dict[str, Recipe]:
+    """Every recipe of `RECIPES`, by name, in its order; ValueError if two share a name."""
+    found = {recipe.name: recipe for recipe in RECIPES}
+    if len(found) != len(RECIPES):
+        raise ValueError(f"two recipes of RECIPES share a name: {', '.join(r.name for r in RECIPES)}")
+    return found
 
 
 def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=None, progress: bool = True,
@@ -94,7 +46,7 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
     writes OUT/sweep.json, which `rlntp sweep` takes as a starting point for a variation; OUT/report.json
     holds the command, the wall time of every call on this directory added up, each of the recipe's claims
     with its verdict and evidence, computed from the results (`experiments.claims`), and every setting of the
-    preset with its provenance (`experiments.provenance`). `inputs` (a recipe's INPUTS) replace what the preset
+    preset with its provenance (`experiments.provenance`). `inputs` (an own plan's `inputs`) replace what the preset
     reads; the settings they change are marked as given on the command line.
     """
     from rlntp.experiments.claims import evaluate
@@ -102,35 +54,35 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
     from rlntp.sweeps.executors import ExecutorConfig, check_executor
 
     started = time.perf_counter()
-    module = recipes()[name]
-    claims = module.CLAIMS  # every recipe declares them: a module without fails here, before any work
-    check_choice("preset", preset, module.PRESETS)
+    recipe = recipes()[name]
+    check_choice("preset", preset, recipe.presets)
     out = Path(out)
-    settings, given = _settings(module, preset, inputs)
-    if is_sweep(module):
+    settings, given = _settings(recipe, preset, inputs)
+    own = recipe.own_plan
+    if recipe.is_sweep:
         from rlntp.sweeps.spec import expand
 
         executor = executor or ExecutorConfig()
         jobs = expand(settings, device, where=f"the {name} recipe's {preset} preset", base=out.resolve())
         check_executor(executor, jobs)
-    elif getattr(module, "secondary_process", lambda: False)():  # under `accelerate launch`: the main one claims
-        return module.run(settings, out, device, progress)[0]
-    else:
-        getattr(module, "check_inputs", lambda *_: None)(settings, inputs)  # before the directory is claimed
+    elif own.secondary_process is not None and own.secondary_process():  # `accelerate launch`: the main one claims
+        return own.run(settings, out, device, progress)[0]
+    elif own.check_inputs is not None:
+        own.check_inputs(settings, inputs)  # before the directory is claimed
     options = "".join(f" --{key.replace('_', '-')} {value}" for key, value in given.items())
-    marker = {"recipe": name, "preset": preset, "settings": _jsonable(settings), "title": module.RECIPE.title,
-              "order": module.RECIPE.order, "command": f"rlntp reproduce {name} --preset {preset}{options} --out {out}",
+    marker = {"recipe": name, "preset": preset, "settings": _jsonable(settings), "title": recipe.title,
+              "order": _order(name), "command": f"rlntp reproduce {name} --preset {preset}{options} --out {out}",
               "seconds": 0.0, "claims": []}
     with open_recipe_dir(out, marker) as record:
-        if is_sweep(module):
-            summary, results = _run_sweep(module, settings, jobs, out, executor, progress, preset)
+        if recipe.is_sweep:
+            summary, results = _run_sweep(recipe, settings, jobs, out, executor, progress, preset)
         else:
-            summary, results = module.run(settings, out, device, progress)
+            summary, results = own.run(settings, out, device, progress)
         atomic_write_text(out / SUMMARY, summary + "\n")
         seconds = (record.get("seconds") or 0.0) + time.perf_counter() - started
         record.pop("paper", None)  # the hand-written rows of earlier versions, replaced by the claims
-        record |= {"title": module.RECIPE.title, "order": module.RECIPE.order, "seconds": seconds,
-                   "claims": evaluate(claims, results), "provenance": _provenance_rows(module, preset, given)}
+        record |= {"title": recipe.title, "order": _order(name), "seconds": seconds,
+                   "claims": evaluate(recipe.claims, results), "provenance": _provenance_rows(recipe, preset, given)}
         atomic_write_text(out / REPORT, json.dumps(record, indent=2) + "\n")
     return summary
 
@@ -138,12 +90,12 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
 def plan(name: str, preset: str, device: str = "auto", probe: bool = True, inputs: Any = None,
          executor=None) -> dict[str, Any]:
     """What `reproduce(name, preset)` would run, and at what cost, writing nothing: the sweep's plan
-    (`sweeps.plan.plan_jobs`) or the recipe's own (`plan(preset)` of a recipe with a plan of its own), and every
+    (`sweeps.plan.plan_jobs`) or the recipe's own (`OwnPlan.plan`), and every
     setting of the preset with its provenance (`experiments.provenance`)."""
-    module = recipes()[name]
-    check_choice("preset", preset, module.PRESETS)
-    settings, given = _settings(module, preset, inputs)
-    if is_sweep(module):
+    recipe = recipes()[name]
+    check_choice("preset", preset, recipe.presets)
+    settings, given = _settings(recipe, preset, inputs)
+    if recipe.is_sweep:
         from rlntp.sweeps.plan import plan_jobs
         from rlntp.sweeps.spec import expand
 
@@ -151,13 +103,13 @@ def plan(name: str, preset: str, device: str = "auto", probe: bool = True, input
                       base=Path(f"runs/{name}").resolve())
         planned = plan_jobs(jobs, device, probe, executor)
     else:
-        planned = module.plan(settings)
-    return {"recipe": name, "preset": preset, "title": module.RECIPE.title} | planned | {
-        "settings": _provenance_rows(module, preset, given)}
+        planned = recipe.own_plan.plan(settings)
+    return {"recipe": name, "preset": preset, "title": recipe.title} | planned | {
+        "settings": _provenance_rows(recipe, preset, given)}
 
 
 def render_plan(planned: dict[str, Any]) -> str:
-    """A recipe's plan as text: the counts and cost (`sweeps.plan.render`, or the recipe's own lines), then every
+    """A recipe's plan as text: the counts and cost (`sweeps.plan.render`, or the own plan's lines), then every
     setting with its provenance."""
     from rlntp.experiments.provenance import Source, table
     from rlntp.sweeps.plan import render
@@ -172,25 +124,29 @@ def render_plan(planned: dict[str, Any]) -> str:
             + table(rows))
 
 
-def _settings(module, preset: str, inputs: Any) -> tuple[Any, dict[str, Any]]:
-    """The settings of `preset` with the recipe's `inputs` applied (`with_inputs`), and the values given that way."""
+def _order(name: str) -> int:
+    """A recipe's place in `RECIPES` (1 first), recorded in report.json: the report page's order."""
+    return list(recipes()).index(name) + 1
+
+
+def _settings(recipe: Recipe, preset: str, inputs: Any) -> tuple[Any, dict[str, Any]]:
+    """The settings of `preset` with the recipe's `inputs` applied (`OwnPlan.with_inputs`), and the values given
+    that way."""
     import dataclasses
 
-    settings = module.PRESETS[preset]
+    settings = recipe.presets[preset].settings
     if inputs is None:
         return settings, {}
     given = {k: v for k, v in dataclasses.asdict(inputs).items() if v is not None}
-    return module.with_inputs(settings, inputs), given
+    return recipe.own_plan.with_inputs(settings, inputs), given
 
 
-def _provenance_rows(module, preset: str, given: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def _provenance_rows(recipe: Recipe, preset: str, given: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The preset's settings with their provenance (`experiments.provenance.as_rows`), those `given` on the command
-    line marked so; none for a preset the recipe declares none for (one a test adds)."""
-    from rlntp.experiments.provenance import as_rows, preset_sources
+    line marked so; none for a preset that names no source (one a test adds)."""
+    from rlntp.experiments.provenance import as_rows
 
-    if preset not in getattr(module, "PROVENANCE", {}):
-        return []
-    rows = as_rows(preset_sources(module, preset))
+    rows = as_rows(recipe.presets[preset].sources(f"the {recipe.name} recipe's {preset} preset"))
     for row in rows:
         if row["setting"] in (given or {}):
             row |= {"value": given[row["setting"]], "provenance": "choice",
@@ -198,16 +154,16 @@ def _provenance_rows(module, preset: str, given: dict[str, Any] | None = None) -
     return rows
 
 
-def _run_sweep(module, spec: dict, jobs: list, out: Path, executor, progress: bool, preset: str):
+def _run_sweep(recipe: Recipe, spec: dict, jobs: list, out: Path, executor, progress: bool, preset: str):
     import pandas as pd
 
     from rlntp.sweeps.engine import RESULTS, run_sweep
 
-    if hasattr(module, "prepare"):
-        module.prepare(preset, spec, out, progress)
-    run_sweep(jobs, out, executor, spec, f"recipe {module.RECIPE.name}, preset {preset}", progress)
+    if recipe.prepare is not None:
+        recipe.prepare(preset, spec, out, progress)
+    run_sweep(jobs, out, executor, spec, f"recipe {recipe.name}, preset {preset}", progress)
     table = pd.read_parquet(out / RESULTS)
-    return module.report(table, spec, out), table
+    return recipe.report(table, spec, out), table
 
 
 def _jsonable(settings: Any) -> Any:
@@ -219,14 +175,14 @@ def _jsonable(settings: Any) -> Any:
     return json.loads(json.dumps(settings, default=str))
 
 
-def recipes_of_all(preset: str) -> dict[str, Any]:
+def recipes_of_all(preset: str) -> dict[str, Recipe]:
     """The recipes `reproduce all` runs (those marked `in_all`), by name; ConfigError unless each has `preset`."""
     from rlntp.errors import check
 
-    chosen = {name: module for name, module in recipes().items() if module.RECIPE.in_all}
-    for name, module in chosen.items():  # every preset must exist before the first recipe starts
-        check(preset in module.PRESETS, f"recipe {name} has no preset {preset!r}; its presets: "
-              + ", ".join(module.PRESETS))
+    chosen = {name: recipe for name, recipe in recipes().items() if recipe.in_all}
+    for name, recipe in chosen.items():  # every preset must exist before the first recipe starts
+        check(preset in recipe.presets, f"recipe {name} has no preset {preset!r}; its presets: "
+              + ", ".join(recipe.presets))
     return chosen
 
 

@@ -9,16 +9,11 @@ then GRPO, whose samples count every rollout (App. C.1).
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.experiments import provenance as why  # noqa: E402
-from rlntp.experiments.claims import (  # noqa: E402
+from rlntp.experiments import provenance as why
+from rlntp.experiments.claims import (
     NOT_REPRODUCED,
     PARTLY,
     REPRODUCED,
@@ -28,69 +23,50 @@ from rlntp.experiments.claims import (  # noqa: E402
     k_of_n,
     more_often,
 )
-from rlntp.experiments.provenance import choice, paper  # noqa: E402
-from rlntp.experiments.summary import SOLVED, first_solved  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
+from rlntp.experiments.provenance import choice, paper
+from rlntp.experiments.recipe import Preset, Recipe
+from rlntp.experiments.summary import SOLVED, Column, first_solved, text_table
+from rlntp.files import figure, save_figure
 
-_GRPO = {"algo": "grpo", "reward": "e2e", "temperature": 1.0}
+_GRPO = {"algo": paper("grpo", "App. C.1: GRPO"), "reward": paper("e2e", "App. C.1: the end-to-end reward"),
+         "temperature": paper(1.0, "App. C.1: sampling temperature 1")}
 ARCH_KEYS = ["model.arch", "model.layers", "model.width", "model.heads"]
 UNSTABLE = 0.1
 """A pre-training run counts as unstable if its T = 1 accuracy falls by more than this from its best so far
 (calibrated runs sit within ~0.05 of 1/2 + p_cot/2 once the long path is learned)."""
 
 
-def _preset(d: int, archs: list[str], layers: list[int], shapes: list[list[int]], train: dict, seeds: list[int],
-            grpo: dict) -> dict:
+def _preset(d, model, shapes, train: dict, seeds, grpo: dict) -> dict:
+    """Both architectures at the paper's three depths over `shapes` (width, heads), each pre-trained and then
+    post-trained by GRPO from its last checkpoint."""
     return {
-        "pretrain": {"task": {"d": d, "p_cot": 0.25}, "model": {}, "train": train,
-                     "axes": {"model.arch": archs, "model.layers": layers, "model.width, model.heads": shapes,
-                              "train.seed": seeds}},
-        "posttrain": {"grpo": {"from_steps": ["last"], "post": _GRPO | grpo}},
+        "pretrain": {"task": {"d": d, "p_cot": paper(0.25, "App. C.1: p_cot = 0.25")}, "model": model, "train": train,
+                     "axes": {"model.arch": paper(["gpt2", "mistral"], "App. B.1, C.1: GPT-2 and Mistral"),
+                              "model.layers": paper([2, 4, 8], "App. C.1: depth 2, 4 and 8 (Figs. 6, 7, 8)"),
+                              "model.width, model.heads": shapes, "train.seed": seeds}},
+        "posttrain": {"grpo": {"from_steps": paper(["last"], "App. B.1: post-training continues from the last "
+                                                             "checkpoint"),
+                               "post": _GRPO | grpo}},
     }
 
 
-RECIPE = Recipe(
-    "arch",
-    "Figures 6-8: GPT-2 and Mistral at depth 2 / 4 / 8 over widths x heads; pre-training, then GRPO "
-    "from the last checkpoint",
-    order=6,
-    presets={"cpu": "d = 10, width 64, 4 heads, 3 seeds",
-             "paper": "d = 50, widths 128 and 256, 3 seeds; GPUs"},
-)
-
-PRESETS = {
+_PRESETS = {
     # Both architectures at the paper's three depths, one shape (width 64, 4 heads; the paper also varies
     # width and heads), 3 seeds: 18 pre-training runs, within the 2-hour budget of `reproduce all` on 2 cores.
-    "cpu": _preset(10, ["gpt2", "mistral"], [2, 4, 8], [[64, 4]],
-                   {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 125, "eval_samples": 1000,
-                    "save_every": 1500}, [0, 1, 2], {"steps": 40, "eval_every": 4, "eval_samples": 640, "save_every": 40}),
+    "cpu": Preset("d = 10, width 64, 4 heads, 3 seeds", _preset(
+        10, {}, choice([[64, 4]], "one shape (width 64, 4 heads) at every depth: the grid of the paper's shapes "
+                                  "does not fit `reproduce all`'s 2-hour budget on 2 cores"),
+        {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 125, "eval_samples": 1000, "save_every": 1500},
+        why.THREE_SEEDS([0, 1, 2]),
+        {"steps": 40, "eval_every": 4, "eval_samples": why.POST_EVAL(640), "save_every": 40}), default=why.CPU),
     # The paper's grid (App. C.1): depth 2, 4, 8; width 128, 256; heads 4 .. 32; d = 50 for 50,000 steps.
-    "paper": _preset(50, ["gpt2", "mistral"], [2, 4, 8], [[128, 4], [128, 8], [256, 8], [256, 16], [256, 32]],
-                     {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 1000,
-                      "eval_samples": 2560, "save_every": 10_000}, [0, 1, 2],
-                     why.PARITY_GRPO | {"steps": 100, "eval_every": 5, "eval_samples": 640, "save_every": 50}),
-}
-
-_SHARED = {"pretrain/task/p_cot": paper("App. C.1: p_cot = 0.25"),
-           "pretrain/axes/model.arch": paper("App. B.1, C.1: GPT-2 and Mistral"),
-           "pretrain/axes/model.layers": paper("App. C.1: depth 2, 4 and 8 (Figs. 6, 7, 8)"),
-           "posttrain/grpo/from_steps": paper("App. B.1: post-training continues from the last checkpoint"),
-           "posttrain/grpo/post/algo": paper("App. C.1: GRPO"),
-           "posttrain/grpo/post/reward": paper("App. C.1: the end-to-end reward"),
-           "posttrain/grpo/post/temperature": paper("App. C.1: sampling temperature 1"),
-           "posttrain/grpo/post/eval_samples": why.POST_EVAL}
-PROVENANCE = {
-    "cpu": {"": why.CPU, **_SHARED, "pretrain/axes/train.seed": why.THREE_SEEDS,
-            "pretrain/axes/model.width, model.heads": choice(
-                "one shape (width 64, 4 heads) at every depth: the grid of the paper's shapes does not fit "
-                "`reproduce all`'s 2-hour budget on 2 cores")},
-    "paper": {**why.PARITY_PRETRAIN, **_SHARED, "pretrain/task/d": why.D_50,
-              "pretrain/model": choice("every model setting is an axis"),
-              "pretrain/axes/model.width, model.heads": choice(
-                  "App. B.1's widths {128, 256} and heads {4 .. 32}; which pairs Figs. 6-8 draw is lost in our text"),
-              "pretrain/axes/train.seed": why.AS_FIGS_2_3,
-              "pretrain/train/steps": choice("50,000 as Fig. 2; our text does not give Figs. 6-8's"),
-              **why.parity_rl("grpo", "grpo")},
+    "paper": Preset("d = 50, widths 128 and 256, 3 seeds; GPUs", _preset(
+        why.D_50(50), choice({}, "every model setting is an axis"),
+        choice([[128, 4], [128, 8], [256, 8], [256, 16], [256, 32]],
+               "App. B.1's widths {128, 256} and heads {4 .. 32}; which pairs Figs. 6-8 draw is lost in our text"),
+        why.parity_train(choice(50_000, "50,000 as Fig. 2; our text does not give Figs. 6-8's"), 1000, 10_000),
+        why.AS_FIGS_2_3([0, 1, 2]),
+        why.PARITY_GRPO | why.rl_cadence(steps=100, eval_every=5, eval_samples=640, save_every=50))),
 }
 
 
@@ -124,14 +100,14 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     """arch.png (a panel per architecture) and the table per architecture and seed."""
     runs = per_run(table)
     plot_arch(table, out / "arch.png")
-    header = (f"{'architecture':>30s} {'seed':>4s}   {'NTP: greedy':>11s} {'T=1':>6s} {'P(long)':>7s} "
-              f"{'max drop':>8s}   {'GRPO: greedy':>12s} {'length':>6s} {'RL samples to 95%':>17s}")
-    lines = ["NTP: the last pre-training evaluation; max drop: the largest fall of T = 1 accuracy from its best so far "
-             "during pre-training (instability); GRPO from the last checkpoint", header, "-" * len(header)]
-    for r in runs.itertuples():
-        solved = f"{'' if r.rl_reached else '>'}{r.rl_samples:,.0f}"
-        lines.append(f"{r.label:>30s} {r.seed:4d}   {r.ntp_greedy:11.3f} {r.ntp_sampled:6.3f} {r.ntp_long:7.3f} "
-                     f"{r.ntp_max_drop:8.3f}   {r.rl_greedy:12.3f} {r.rl_len:6g} {solved:>17s}")
+    columns = [Column("architecture", 30), Column("seed", 4, "d"), Column("NTP: greedy", 11, ".3f", gap=3),
+               Column("T=1", 6, ".3f"), Column("P(long)", 7, ".3f"), Column("max drop", 8, ".3f"),
+               Column("GRPO: greedy", 12, ".3f", gap=3), Column("length", 6, "g"), Column("RL samples to 95%", 17)]
+    lines = text_table(columns, [(r.label, r.seed, r.ntp_greedy, r.ntp_sampled, r.ntp_long, r.ntp_max_drop, r.rl_greedy,
+                                  r.rl_len, f"{'' if r.rl_reached else '>'}{r.rl_samples:,.0f}")
+                                 for r in runs.itertuples()],
+                       ["NTP: the last pre-training evaluation; max drop: the largest fall of T = 1 accuracy from its "
+                        "best so far during pre-training (instability); GRPO from the last checkpoint"])
     lines.append("")
     for arch, rows in runs.groupby("model.arch", sort=False):
         lines.append(f"{arch}: NTP greedy >= {SOLVED:.0%} in {(rows['ntp_best_greedy'] >= SOLVED).sum()} of {len(rows)} "
@@ -146,8 +122,8 @@ def plot_arch(table: pd.DataFrame, path: Path) -> None:
     shapes = evals[["model.arch", "model.width", "model.heads"]].drop_duplicates().sort_values(
         ["model.arch", "model.width", "model.heads"]).to_numpy().tolist()
     depths = sorted(evals["model.layers"].unique())
-    fig, axes = plt.subplots(len(depths), len(shapes), figsize=(3.6 * len(shapes), 2.9 * len(depths)),
-                             squeeze=False, sharex=True, sharey=True, constrained_layout=True)
+    fig, axes = figure(len(depths), len(shapes), figsize=(3.6 * len(shapes), 2.9 * len(depths)),
+                             squeeze=False, sharex=True, sharey=True)
     for i, depth in enumerate(depths):
         for j, (arch, width, heads) in enumerate(shapes):
             ax = axes[i, j]
@@ -173,7 +149,6 @@ def plot_arch(table: pd.DataFrame, path: Path) -> None:
     fig.suptitle(f"Architectures: parity d = {config['task.d']}, $p_{{cot}}$ = {config['task.p_cot']:g}; "
                  "pre-training (blue), then GRPO from the last checkpoint (red)")
     save_figure(fig, path, dpi=110)
-    plt.close(fig)
 
 
 def _per_architecture(table: pd.DataFrame, passes, key: str) -> dict[str, tuple[bool, str]]:
@@ -224,3 +199,9 @@ CLAIMS = [
           f"{SIGNIFICANCE}, partly where it is larger without that",
           _mistral_less_stable),
 ]
+
+RECIPE = Recipe(
+    "arch", "Figures 6-8: GPT-2 and Mistral at depth 2 / 4 / 8 over widths x heads; pre-training, then GRPO "
+            "from the last checkpoint",
+    _PRESETS, CLAIMS, report=report,
+)

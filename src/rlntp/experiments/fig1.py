@@ -8,15 +8,11 @@ their multiplicity).
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib import colormaps
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.experiments import provenance as why  # noqa: E402
-from rlntp.experiments.claims import (  # noqa: E402
+from rlntp.experiments import provenance as why
+from rlntp.experiments.claims import (
     FINAL_EVALS,
     Claim,
     Verdict,
@@ -26,70 +22,48 @@ from rlntp.experiments.claims import (  # noqa: E402
     last_evaluation,
     sampling_margin,
 )
-from rlntp.experiments.provenance import choice, paper  # noqa: E402
-from rlntp.experiments.summary import (  # noqa: E402
-    SOLVED,
-    Curve,
-    first_solved,
-    summary_table,
-    table_curve,
-)
-from rlntp.files import save_figure  # noqa: E402
+from rlntp.experiments.provenance import choice, paper
+from rlntp.experiments.recipe import Preset, Recipe
+from rlntp.experiments.summary import SOLVED, Curve, first_solved, summary_table, table_curve
+from rlntp.files import figure, save_figure
 
-_GRPO = {"algo": "grpo", "reward": "e2e"}
+_GRPO = {"algo": why.GRPO("grpo"), "reward": why.E2E("e2e")}
 
-RECIPE = Recipe(
-    "fig1",
-    "Figure 1: pre-training at p_cot = 0.25, then GRPO from several of its checkpoints",
-    order=1,
-    presets={"cpu": "d = 12, GPT-2 2 x 64, 1,500 steps, GRPO from 6 checkpoints, 3 seeds",
-             "paper": "d = 50, GPT-2 4 x 256, 50,000 steps of 256, 3 seeds; for a GPU"},
-)
-
-PRESETS = {
+_PRESETS = {
     # d = 12 is past the point where a 2-layer GPT-2 learns parity from the short sequences within a few
     # thousand steps, and its long path is learned between ~550 and ~750 steps, depending on the seed; GRPO
     # starts before it, three times in it, after it, and from the last checkpoint.
-    "cpu": {
+    "cpu": Preset("d = 12, GPT-2 2 x 64, 1,500 steps, GRPO from 6 checkpoints, 3 seeds", {
         "pretrain": {
-            "task": {"d": 12, "p_cot": 0.25},
+            "task": {"d": 12, "p_cot": why.P_COT(0.25)},
             "model": {"layers": 2, "width": 64, "heads": 4},
             "train": {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 125, "eval_samples": 1000,
                       "save_every": 50},
-            "axes": {"train.seed": [0, 1, 2]},
+            "axes": {"train.seed": why.THREE_SEEDS([0, 1, 2])},
         },
-        "posttrain": {"grpo": {"from_steps": [500, 600, 650, 700, 1000, 1500],
-                               "post": _GRPO | {"steps": 30, "eval_every": 3, "eval_samples": 640, "save_every": 30}}},
-    },
+        "posttrain": {"grpo": {
+            "from_steps": choice([500, 600, 650, 700, 1000, 1500],
+                                 "before the long path is learned (500), three in its transition (600-700, where the "
+                                 "seeds learn it: measured with checkpoints every 50 steps, GRPO from there lengthens "
+                                 "the answers and may still fail, the paper's 'too early'), after it (1,000) and the "
+                                 "last"),
+            "post": _GRPO | {"steps": 30, "eval_every": 3, "eval_samples": why.POST_EVAL(640), "save_every": 30}}},
+    }, default=why.CPU),
     # The paper's setting (d = 50, 50,000 steps of batch 256, 3 seeds): for a GPU.
-    "paper": {
+    "paper": Preset("d = 50, GPT-2 4 x 256, 50,000 steps of 256, 3 seeds; for a GPU", {
         "pretrain": {
-            "task": {"d": 50, "p_cot": 0.25},
-            "model": {"layers": 4, "width": 256, "heads": 8},
-            "train": {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 1000,
-                      "eval_samples": 2560, "save_every": 2500},
-            "axes": {"train.seed": [0, 1, 2]},
+            "task": {"d": why.D_50(50), "p_cot": why.P_COT(0.25)},
+            "model": why.PARITY_MODEL,
+            "train": why.parity_train(paper(50_000, "§3.1: 50,000 iterations"), eval_every=1000, save_every=2500),
+            "axes": {"train.seed": choice([0, 1, 2], "3 seeds, as the captions of Figs. 2 and 3 (Fig. 1 does not "
+                                                     "say)")},
         },
-        "posttrain": {"grpo": {"from_steps": [5000, 10_000, 20_000, 30_000, 50_000],
-                               "post": _GRPO | why.PARITY_GRPO | {"steps": 100, "eval_every": 5, "eval_samples": 640,
-                                                              "save_every": 50}}},
-    },
-}
-
-PROVENANCE = {
-    "cpu": {"": why.CPU, "pretrain/task/p_cot": why.P_COT, "pretrain/axes/train.seed": why.THREE_SEEDS,
-            "posttrain/grpo/post/algo": why.GRPO, "posttrain/grpo/post/reward": why.E2E,
-            "posttrain/grpo/post/eval_samples": why.POST_EVAL,
-            "posttrain/grpo/from_steps": choice(
-                "before the long path is learned (500), three in its transition (600-700, where the seeds learn it: "
-                "measured with checkpoints every 50 steps, GRPO from there lengthens the answers and may still "
-                "fail, the paper's 'too early'), after it (1,000) and the last")},
-    "paper": {**why.PARITY_PRETRAIN, "pretrain/task/d": why.D_50, "pretrain/task/p_cot": why.P_COT,
-              "pretrain/train/steps": paper("§3.1: 50,000 iterations"),
-              "pretrain/axes/train.seed": choice("3 seeds, as the captions of Figs. 2 and 3 (Fig. 1 does not say)"),
-              "posttrain/grpo/from_steps": choice("our text lost Fig. 1's checkpoints; several, from early to last"),
-              "posttrain/grpo/post/algo": why.GRPO, "posttrain/grpo/post/reward": why.E2E,
-              **why.parity_rl("grpo", "grpo")},
+        "posttrain": {"grpo": {
+            "from_steps": choice([5000, 10_000, 20_000, 30_000, 50_000],
+                                 "our text lost Fig. 1's checkpoints; several, from early to last"),
+            "post": _GRPO | why.PARITY_GRPO | why.rl_cadence(steps=100, eval_every=5, eval_samples=640,
+                                                              save_every=50)}},
+    }),
 }
 
 
@@ -106,9 +80,8 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
 
 def plot_fig1(ntp: Curve, rl: list[Curve], config: pd.Series, seeds: int, path: Path) -> None:
     """Greedy accuracy (top) and median greedy length (bottom) against samples seen; right: RL close-up."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 6.5), sharex="col", constrained_layout=True,
-                             gridspec_kw={"width_ratios": [2, 1]})
-    blues = plt.cm.Blues([0.45 + 0.5 * i / max(1, len(rl) - 1) for i in range(len(rl))])
+    fig, axes = figure(2, 2, figsize=(11, 6.5), sharex="col", gridspec_kw={"width_ratios": [2, 1]})
+    blues = colormaps["Blues"]([0.45 + 0.5 * i / max(1, len(rl) - 1) for i in range(len(rl))])
     for col, x_key in ((0, "samples_seen"), (1, "rl_samples")):
         ax_acc, ax_len = axes[0, col], axes[1, col]
         for curve, color, lw in ([(ntp, "C3", 2)] if col == 0 else []) + [(c, b, 1.6) for c, b in zip(rl, blues)]:
@@ -130,7 +103,6 @@ def plot_fig1(ntp: Curve, rl: list[Curve], config: pd.Series, seeds: int, path: 
                  f"NTP then GRPO (e2e reward)\n{config['model.arch']} {config['model.layers']}x{config['model.width']}, "
                  f"{who}")
     save_figure(fig, path)
-    plt.close(fig)
 
 
 FEW_RL_SAMPLES = 0.01
@@ -232,3 +204,8 @@ CLAIMS = [
           f"below greedy accuracy {SOLVED}; in a majority of seeds",
           _early_grpo_lengthens_but_fails),
 ]
+
+RECIPE = Recipe(
+    "fig1", "Figure 1: pre-training at p_cot = 0.25, then GRPO from several of its checkpoints",
+    _PRESETS, CLAIMS, report=report,
+)

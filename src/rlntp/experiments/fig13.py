@@ -11,85 +11,62 @@ over seeds are lower bounds too when a bound sits at or below them.
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from rlntp.experiments import provenance as why
+from rlntp.experiments.claims import Claim, Verdict, grows, k_of_n
+from rlntp.experiments.provenance import choice, paper
+from rlntp.experiments.recipe import Preset, Recipe
+from rlntp.experiments.summary import SOLVED, Column, censored_quantile, first_solved, text_table
+from rlntp.files import figure, save_figure
 
-from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.experiments import provenance as why  # noqa: E402
-from rlntp.experiments.claims import Claim, Verdict, grows, k_of_n  # noqa: E402
-from rlntp.experiments.provenance import choice, paper  # noqa: E402
-from rlntp.experiments.summary import SOLVED, censored_quantile, first_solved  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
+_GRPO = {"algo": paper("grpo", "App. C.1: GRPO"), "reward": paper("e2e", "App. C.1: the end-to-end reward")}
+_P_COT = paper(0.25, "App. C.1: p_cot = 0.25")
+_SEEDS = paper([0, 1, 2], "App. C.1: 3 seeds")
 
-_GRPO = {"algo": "grpo", "reward": "e2e"}
-
-RECIPE = Recipe(
-    "fig13",
-    "Figure 13: samples to >= 95% greedy accuracy as d grows, NTP alone vs NTP + GRPO from a ladder "
-    "of checkpoints",
-    order=13,
-    presets={"cpu": "d = 4, 5, 6, 7 x 3 seeds, up to 10,000 steps",
-             "paper": "GPT-2 4 x 128, 32 heads, d = 6..12; GPUs"},
-)
-
-PRESETS = {
+_PRESETS = {
     # A 2-layer GPT-2 of width 64 learns parity from the short sequences alone within the budget of
     # 10,000 steps (1.28 M samples) at every d of the sweep (small-d measured ~0.5 M samples at d = 7),
     # so NTP alone is uncensored at 4 values of d and the growth of the gap can be fitted; at d = 8
     # and 10 (the earlier grid) it was censored at 768,000 samples. The ladder starts at 100 steps,
     # where the long path is learned at d <= 7.
-    "cpu": {
+    "cpu": Preset("d = 4, 5, 6, 7 x 3 seeds, up to 10,000 steps", {
         "pretrain": {
-            "task": {"p_cot": 0.25},
+            "task": {"p_cot": _P_COT},
             "model": {"layers": 2, "width": 64, "heads": 4},
             "train": {"steps": 10_000, "batch_size": 128, "lr": 1e-3, "eval_every": 100, "eval_samples": 500,
                       "save_every": 100},
-            "axes": {"task.d": [4, 5, 6, 7], "train.seed": [0, 1, 2]},
+            "axes": {"task.d": choice([4, 5, 6, 7], "values of d at which NTP alone gets there within the budget, so "
+                                                    "its samples are measured rather than bounded (measured: d = 8 "
+                                                    "and 10 were censored at 768,000 samples)"),
+                     "train.seed": _SEEDS},
         },
-        "posttrain": {"grpo": {"from_steps": [100, 200, 500, 1000, 2000],
-                               "post": _GRPO | {"steps": 20, "eval_every": 2, "eval_samples": 500, "save_every": 20}}},
-    },
+        "posttrain": {"grpo": {"from_steps": choice([100, 200, 500, 1000, 2000],
+                                                    "a ladder from the step the long path is learned at d <= 7 (the "
+                                                    "paper's starts at 1,000 of batch 256)"),
+                               "post": _GRPO | {"steps": 20, "eval_every": 2, "eval_samples": why.POST_EVAL(500),
+                                                "save_every": 20}}},
+    }, default=why.CPU),
     # The paper's setting (App. C.1): GPT-2 depth 4, 32 heads, width 128; at most 100,000 steps of 256;
     # GRPO from its checkpoint ladder; 3 seeds. Our text of the paper lost the values of d; 12 is the
     # largest it names.
-    "paper": {
+    "paper": Preset("GPT-2 4 x 128, 32 heads, d = 6..12; GPUs", {
         "pretrain": {
-            "task": {"p_cot": 0.25},
-            "model": {"layers": 4, "width": 128, "heads": 32},
-            "train": {"steps": 100_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 500,
-                      "eval_samples": 2560, "save_every": 500},
-            "axes": {"task.d": [6, 8, 10, 12], "train.seed": [0, 1, 2]},
+            "task": {"p_cot": _P_COT},
+            "model": paper({"layers": 4, "width": 128, "heads": 32}, "App. C.1: GPT-2 depth 4, 32 heads, width 128"),
+            "train": why.parity_train(paper(100_000, "App. C.1: at most 100,000 iterations"), 500,
+                                      choice(500, "every 500 steps, so that every checkpoint of the ladder exists"))
+            | {"batch_size": paper(256, "App. C.1: batch size 256")},
+            "axes": {"task.d": choice([6, 8, 10, 12], "our text lost the values of d; 12 is the largest it names"),
+                     "train.seed": _SEEDS},
         },
         "posttrain": {"grpo": {
-            "from_steps": [1000, 1500, 2000, 2500, 3000, 5000, 10_000, 15_000, 20_000, 30_000, 50_000, 100_000],
-            "post": _GRPO | why.PARITY_GRPO | {"steps": 100, "eval_every": 5, "eval_samples": 640, "save_every": 50}}},
-    },
-}
-
-_SHARED = {"pretrain/task/p_cot": paper("App. C.1: p_cot = 0.25"),
-           "posttrain/grpo/post/algo": paper("App. C.1: GRPO"),
-           "posttrain/grpo/post/reward": paper("App. C.1: the end-to-end reward"),
-           "posttrain/grpo/post/eval_samples": why.POST_EVAL}
-PROVENANCE = {
-    "cpu": {"": why.CPU, **_SHARED, "pretrain/axes/train.seed": paper("App. C.1: 3 seeds"),
-            "pretrain/axes/task.d": choice("values of d at which NTP alone gets there within the budget, so its "
-                                           "samples are measured rather than bounded (measured: d = 8 and 10 were "
-                                           "censored at 768,000 samples)"),
-            "posttrain/grpo/from_steps": choice("a ladder from the step the long path is learned at d <= 7 "
-                                                "(the paper's starts at 1,000 of batch 256)")},
-    "paper": {**why.PARITY_PRETRAIN, **_SHARED,
-              "pretrain/model": paper("App. C.1: GPT-2 depth 4, 32 heads, width 128"),
-              "pretrain/train/steps": paper("App. C.1: at most 100,000 iterations"),
-              "pretrain/train/batch_size": paper("App. C.1: batch size 256"),
-              "pretrain/train/save_every": choice("every 500 steps, so that every checkpoint of the ladder exists"),
-              "pretrain/axes/task.d": choice("our text lost the values of d; 12 is the largest it names"),
-              "pretrain/axes/train.seed": paper("App. C.1: 3 seeds"),
-              "posttrain/grpo/from_steps": paper("App. C.1: checkpoints {1000, 1500, ..., 100000}"),
-              **why.parity_rl("grpo", "grpo")},
+            "from_steps": paper([1000, 1500, 2000, 2500, 3000, 5000, 10_000, 15_000, 20_000, 30_000, 50_000, 100_000],
+                                "App. C.1: checkpoints {1000, 1500, ..., 100000}"),
+            "post": _GRPO | why.PARITY_GRPO | why.rl_cadence(steps=100, eval_every=5, eval_samples=640,
+                                                              save_every=50)}},
+    }),
 }
 
 
@@ -144,10 +121,10 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     def shown(value: float, exact: bool) -> str:
         return f"{'' if exact else '>'}{value:,.0f}"
 
-    header = (f"{'d':>3s} {'NTP alone: median':>18s} {'per seed':>34s}   {'NTP + GRPO: median':>18s} "
-              f"{'per seed (from checkpoint)':>44s}   {'ratio':>7s}")
-    lines = [f"samples to >= {SOLVED:.0%} greedy test accuracy ('>': not reached, a lower bound)", header,
-             "-" * len(header)]
+    columns = [Column("d", 3, "d"), Column("NTP alone: median", 18), Column("per seed", 34),
+               Column("NTP + GRPO: median", 18, gap=3), Column("per seed (from checkpoint)", 44),
+               Column("ratio", 7, gap=3)]
+    table_rows = []
     for d, rows in seeds.groupby("d"):
         (ntp, ntp_exact), (rl, rl_exact) = medians[d]["ntp"], medians[d]["rl"]
         bound = {(True, True): "", (False, True): ">", (True, False): "<", (False, False): "?"}[(ntp_exact, rl_exact)]
@@ -155,8 +132,9 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
         ntp_seeds = " ".join(shown(r.ntp, r.ntp_reached) for r in rows.itertuples())
         rl_seeds = " ".join(shown(r.rl, r.rl_reached) + (f" ({r.rl_from:g})" if r.rl_reached else "")
                             for r in rows.itertuples())
-        lines.append(f"{d:3d} {shown(ntp, ntp_exact):>18s} {ntp_seeds:>34s}   {shown(rl, rl_exact):>18s} "
-                     f"{rl_seeds:>44s}   {ratio:>7s}")
+        table_rows.append((d, shown(ntp, ntp_exact), ntp_seeds, shown(rl, rl_exact), rl_seeds, ratio))
+    lines = text_table(columns, table_rows, [f"samples to >= {SOLVED:.0%} greedy test accuracy ('>': not reached, a "
+                                             "lower bound)"])
     lines.append("ratio: NTP alone / NTP + GRPO ('>': NTP alone not reached, '<': NTP + GRPO not reached, '?': neither)")
     if fits is None:
         lines.append("growth of the ratio: not fitted (fewer than 3 values of d with both medians measured)")
@@ -173,7 +151,7 @@ def plot_fig13(seeds: pd.DataFrame, medians: dict, budget: float, config: pd.Ser
                path: Path) -> None:
     """Samples to solve against d on a log axis (filled markers reached, hollow triangles lower bounds), and the
     gap's growth with its exponential and polynomial fits."""
-    fig, (ax, ax_gap) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    fig, (ax, ax_gap) = figure(1, 2, figsize=(12, 4.5))
     ax.axhline(budget, color="grey", lw=0.8, ls=":", label=f"pre-training budget ({budget:,.0f} samples)")
     for kind, color, label in (("ntp", "C3", "NTP alone"), ("rl", "C0", "NTP + GRPO (best checkpoint)")):
         for reached, marker in ((True, "o"), (False, "^")):
@@ -217,7 +195,6 @@ def plot_fig13(seeds: pd.DataFrame, medians: dict, budget: float, config: pd.Ser
     ax_gap.legend(fontsize=8, loc="upper left")
     ax_gap.grid(alpha=0.3, which="both")
     save_figure(fig, path)
-    plt.close(fig)
 
 
 def _rl_reaches(table: pd.DataFrame) -> Verdict:
@@ -251,3 +228,9 @@ CLAIMS = [
           "the bounds settle it. This tests growth, which a few values of d cannot tell from exponential",
           _gap_grows),
 ]
+
+RECIPE = Recipe(
+    "fig13", "Figure 13: samples to >= 95% greedy accuracy as d grows, NTP alone vs NTP + GRPO from a ladder "
+             "of checkpoints",
+    _PRESETS, CLAIMS, report=report,
+)

@@ -13,74 +13,57 @@ largest d, the right panels at the d with the most values of p_cot).
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.experiments import provenance as why  # noqa: E402
-from rlntp.experiments.claims import APPROX, Claim, Verdict, k_of_n, sampling_margin  # noqa: E402
-from rlntp.experiments.provenance import choice, paper  # noqa: E402
-from rlntp.experiments.summary import SOLVED, censored_quantile, table_curve  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
-from rlntp.theory import closed_forms  # noqa: E402
+from rlntp.experiments import provenance as why
+from rlntp.experiments.claims import APPROX, Claim, Verdict, k_of_n, sampling_margin
+from rlntp.experiments.provenance import choice, paper
+from rlntp.experiments.recipe import Preset, Recipe
+from rlntp.experiments.summary import SOLVED, censored_quantile, table_curve
+from rlntp.files import figure, save_figure
+from rlntp.theory import closed_forms
 
 FINAL_EVALS = 5
 """'final' accuracy: the mean over a run's last this many evaluations (paper: its last 5 checkpoints)."""
 
-RECIPE = Recipe(
-    "fig2",
-    "Figure 2: pre-training at several p_cot over seeds; final greedy accuracy against p_cot beside "
-    "Theorem 1 (threshold 1/3)",
-    order=2,
-    presets={"cpu": "d = 12, 9 p_cot x 3 seeds",
-             "paper": "curves at d = 50 (5 p_cot), final accuracy at d = 25 (9 p_cot); 50,000 steps of 256, "
-                      "3 seeds; GPUs"},
-)
-
 _RIGHT_P_COTS = [0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.75]
 _CURVE_P_COTS = [0.1, 0.25, 0.35, 0.5, 0.75]
 
-PRESETS = {
+_PRESETS = {
     # d = 12 is out of reach of the short sequences alone in
     # 2,000 steps (Fig. 1's setting), while the long path is learned within ~1,000.
-    "cpu": {
+    "cpu": Preset("d = 12, 9 p_cot x 3 seeds", {
         "pretrain": {
             "task": {"d": 12},
             "model": {"layers": 2, "width": 64, "heads": 4},
             "train": {"steps": 2000, "batch_size": 128, "lr": 1e-3, "eval_every": 100, "eval_samples": 1000,
                       "save_every": 1000},
-            "axes": {"task.p_cot": [0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.6, 0.75], "train.seed": [0, 1, 2]},
+            "axes": {"task.p_cot": choice([0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.6, 0.75],
+                                          "nine values spanning the threshold 1/3, as the paper's right panel (its "
+                                          "values are lost in our text)"),
+                     "train.seed": why.THREE_SEEDS([0, 1, 2])},
         },
-    },
+    }, default=why.CPU),
     # The caption's two settings: the left and centre panels at d = 50, the right panel at d = 25
     # (50,000 steps of batch 256, 3 seeds, final = the mean of the evaluations at 47,500-49,500 and the last).
-    "paper": {
+    "paper": Preset("curves at d = 50 (5 p_cot), final accuracy at d = 25 (9 p_cot); 50,000 steps of 256, "
+                    "3 seeds; GPUs", {
         "pretrain": {
-            "model": {"layers": 4, "width": 256, "heads": 8},
-            "train": {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 500,
-                      "eval_samples": 2560, "save_every": 5000},
-            "axes": {"task.d, task.p_cot": [[50, p] for p in _CURVE_P_COTS] + [[25, p] for p in _RIGHT_P_COTS],
-                     "train.seed": [0, 1, 2]},
+            "model": why.PARITY_MODEL,
+            "train": why.parity_train(paper(50_000, "§3.1, Fig. 2 caption: 50,000 iterations"),
+                                      eval_every=paper(500, "App. B.1: final = the last 5 checkpoints, iterations "
+                                                            "47,500 to 49,500, so one every 500"),
+                                      save_every=5000),
+            "axes": {"task.d, task.p_cot": choice(
+                [[50, p] for p in _CURVE_P_COTS] + [[25, p] for p in _RIGHT_P_COTS],
+                "d = 50 for the left and centre panels and d = 25 for the right are the paper's (§3.1, Fig. 2 "
+                "caption); the p_cot values are lost in our text: five for the curves, nine spanning 1/3 for the "
+                "right panel"),
+                     "train.seed": paper([0, 1, 2], "Fig. 2 caption: 3 seeds")},
         },
-    },
-}
-
-PROVENANCE = {
-    "cpu": {"": why.CPU, "pretrain/axes/train.seed": why.THREE_SEEDS,
-            "pretrain/axes/task.p_cot": choice("nine values spanning the threshold 1/3, as the paper's right panel "
-                                               "(its values are lost in our text)")},
-    "paper": {**why.PARITY_PRETRAIN, "pretrain/train/steps": paper("§3.1, Fig. 2 caption: 50,000 iterations"),
-              "pretrain/train/eval_every": paper("App. B.1: final = the last 5 checkpoints, iterations 47,500 to "
-                                                 "49,500, so one every 500"),
-              "pretrain/axes/task.d, task.p_cot": choice(
-                  "d = 50 for the left and centre panels and d = 25 for the right are the paper's (§3.1, Fig. 2 "
-                  "caption); the p_cot values are lost in our text: five for the curves, nine spanning 1/3 for "
-                  "the right panel"),
-              "pretrain/axes/train.seed": paper("Fig. 2 caption: 3 seeds")},
+    }),
 }
 
 
@@ -128,9 +111,8 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
 
 def plot_fig2(curves: dict, finals: pd.DataFrame, config: pd.Series, final_d: int, path: Path) -> None:
     """Curves per p_cot (left, centre: mean and 1 std over seeds) and final accuracy and P(long) against p_cot."""
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.3), constrained_layout=True,
-                             gridspec_kw={"width_ratios": [1.3, 1.3, 1, 1]})
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(curves)))
+    fig, axes = figure(1, 4, figsize=(19, 4.3), gridspec_kw={"width_ratios": [1.3, 1.3, 1, 1]})
+    colors = colormaps["viridis"](np.linspace(0, 0.9, len(curves)))
     ax_acc, ax_len, ax_final, ax_long = axes
     for (p, curve), color in zip(curves.items(), colors):
         for ax, greedy, sampled in ((ax_acc, "eval/greedy_acc", "eval/sampled_acc"),
@@ -176,7 +158,6 @@ def plot_fig2(curves: dict, finals: pd.DataFrame, config: pd.Series, final_d: in
     fig.suptitle(f"Parity: pre-training at several $p_{{cot}}$ — {config['model.arch']} "
                  f"{config['model.layers']}x{config['model.width']}")
     save_figure(fig, path)
-    plt.close(fig)
 
 
 def _medians(table: pd.DataFrame, key: str) -> dict[str, tuple[float, float]]:
@@ -259,3 +240,9 @@ CLAIMS = [
           f"p_cot; {_FINAL}",
           _calibrated),
 ]
+
+RECIPE = Recipe(
+    "fig2", "Figure 2: pre-training at several p_cot over seeds; final greedy accuracy against p_cot beside "
+            "Theorem 1 (threshold 1/3)",
+    _PRESETS, CLAIMS, report=report,
+)

@@ -9,92 +9,61 @@ end-to-end reward, showing the shift from length 1 to length d.
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.experiments import provenance as why  # noqa: E402
-from rlntp.experiments.claims import Claim, Verdict, by_seed, evaluations, k_of_n, sampling_margin  # noqa: E402
-from rlntp.experiments.provenance import choice, paper  # noqa: E402
-from rlntp.experiments.summary import SOLVED, Curve, summary_table, table_curve  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
-from rlntp.theory import closed_forms  # noqa: E402
+from rlntp.experiments import provenance as why
+from rlntp.experiments.claims import Claim, Verdict, by_seed, evaluations, k_of_n, sampling_margin
+from rlntp.experiments.provenance import choice, paper
+from rlntp.experiments.recipe import Preset, Recipe
+from rlntp.experiments.summary import SOLVED, Curve, summary_table, table_curve
+from rlntp.files import figure, save_figure
+from rlntp.theory import closed_forms
 
 ALGOS = ("star", "reinforce", "grpo")
 REWARD_NAMES = {"e2e": "end-to-end", "cot": "chain of thought"}
 
 
-def _preset(d: int, model: dict, train: dict, seeds: list[int], rl_steps: dict[str, int], star_samples: int,
-            eval_every: int, save_every: int, stated: dict[str, dict] | None = None) -> dict:
+def _preset(d, model, train, seeds: list[int], rl_steps: dict[str, int], star_samples: int, eval_every: int,
+            save_every: int, stated: dict[str, dict] | None = None) -> dict:
     """All RL runs from the last pre-training checkpoint: one group per algorithm over rewards x temperatures;
-    `stated`: per algorithm, settings written out (the paper preset's, so that each has its provenance)."""
-    axes = {"post.reward": list(REWARD_NAMES), "post.temperature": [0.5, 1.0, 1.5]}
-    shared = {"eval_samples": 640, "save_every": save_every}
+    `stated`: per algorithm, settings written out (the paper preset's, whose RL cadence is then a choice too)."""
+    cadence = why.rl_cadence if stated else dict
+    axes = {"post.reward": paper(list(REWARD_NAMES), "Fig. 3: end-to-end and chain-of-thought rewards (§2)"),
+            "post.temperature": choice([0.5, 1.0, 1.5], "Fig. 3 shows a few tau_RL; our text lost them: 0.5, 1, 1.5")}
+    shared = {"eval_samples": why.POST_EVAL(640)} | cadence(save_every=save_every)
     stated = stated or {}
-    groups = {algo: {"from_steps": ["last"], "axes": axes, "post": shared | stated.get(algo, {}) | {
-        "algo": algo, "steps": rl_steps[algo],
+    groups = {algo: {"from_steps": paper(["last"], "App. B.1: post-training continues from the last pre-training "
+                                                   "checkpoint"),
+                     "axes": axes, "post": shared | stated.get(algo, {}) | {
+        "algo": paper(algo, "§3.2, Fig. 3"), **cadence(steps=rl_steps[algo]),
         # STaR: one round is one step; each round samples star_samples prompts and is evaluated
-        **({"prompts_per_step": star_samples, "eval_every": 1} if algo == "star" else {"eval_every": eval_every})}}
+        **({"prompts_per_step": paper(star_samples, "Fig. 3 caption: n = 3,200 sequences per STaR iteration"),
+            **cadence(eval_every=1)} if algo == "star" else cadence(eval_every=eval_every))}}
         for algo in ALGOS}
     # REINFORCE and GRPO away from tau = 1 with the update's log-probabilities at tau (STaR has none)
     for algo in ("reinforce", "grpo"):
-        groups[f"{algo}-at-tau"] = {"from_steps": ["last"], "axes": {"post.temperature": [0.5, 1.5]},
-                                    "post": groups[algo]["post"] | {"reward": "e2e", "logprobs_at_tau": True}}
+        groups[f"{algo}-at-tau"] = why.AT_TAU({"from_steps": ["last"], "axes": {"post.temperature": [0.5, 1.5]},
+                                               "post": why.plain(groups[algo]["post"]) | {"reward": "e2e",
+                                                                                          "logprobs_at_tau": True}})
     return {
-        "pretrain": {"task": {"d": d, "p_cot": 0.25}, "model": model, "train": train, "axes": {"train.seed": seeds}},
+        "pretrain": {"task": {"d": d, "p_cot": paper(0.25, "§3.2: Fig. 3 is at p_cot = 0.25")}, "model": model,
+                     "train": train, "axes": {"train.seed": paper(seeds, "Fig. 3 caption: 3 seeds")}},
         "posttrain": groups,
     }
 
 
-RECIPE = Recipe(
-    "fig3",
-    "Figure 3: STaR / REINFORCE / GRPO x end-to-end / chain-of-thought reward x temperatures from one "
-    "checkpoint",
-    order=3,
-    presets={"cpu": "d = 12, one checkpoint, 3 seeds",
-             "paper": "d = 50 from 20,000 steps, 3 seeds; for a GPU"},
-)
-
-PRESETS = {
-    "cpu": _preset(12, {"layers": 2, "width": 64, "heads": 4},
-                   {"steps": 1000, "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000,
-                    "save_every": 500}, [0, 1, 2], {"star": 3, "reinforce": 30, "grpo": 30}, 1000, 3, 30),
+_PRESETS = {
+    "cpu": Preset("d = 12, one checkpoint, 3 seeds", _preset(
+        12, {"layers": 2, "width": 64, "heads": 4},
+        {"steps": 1000, "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000, "save_every": 500},
+        [0, 1, 2], {"star": 3, "reinforce": 30, "grpo": 30}, 1000, 3, 30), default=why.CPU),
     # d = 50 from 20,000 pre-training steps (paper Fig. 3, App. B.1), 3 seeds
-    "paper": _preset(50, {"layers": 4, "width": 256, "heads": 8},
-                     {"steps": 20_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 1000,
-                      "eval_samples": 2560, "save_every": 5000}, [0, 1, 2], {"star": 10, "reinforce": 200, "grpo": 200},
-                     3200, 5, 50, stated=why.PARITY_RL),
+    "paper": Preset("d = 50 from 20,000 steps, 3 seeds; for a GPU", _preset(
+        paper(50, "§3.2: d = 50 (the length grows from 1 to 50)"), why.PARITY_MODEL,
+        why.parity_train(paper(20_000, "Fig. 3 caption: after 20k pre-training iterations"), 1000, 5000),
+        [0, 1, 2], {"star": 10, "reinforce": 200, "grpo": 200}, 3200, 5, 50, stated=why.PARITY_RL)),
 }
-
-
-def _provenance(paper_preset: bool) -> dict:
-    rl = {"star/post/prompts_per_step": paper("Fig. 3 caption: n = 3,200 sequences per STaR iteration"),
-          "star/post/algo": paper("§3.2, Fig. 3"), "reinforce/post/algo": paper("§3.2, Fig. 3"),
-          "grpo/post/algo": paper("§3.2, Fig. 3"),
-          "star/axes/post.reward": paper("Fig. 3: end-to-end and chain-of-thought rewards (§2)"),
-          "reinforce/axes/post.reward": paper("Fig. 3: end-to-end and chain-of-thought rewards (§2)"),
-          "grpo/axes/post.reward": paper("Fig. 3: end-to-end and chain-of-thought rewards (§2)"),
-          "reinforce-at-tau": why.AT_TAU, "grpo-at-tau": why.AT_TAU}
-    for algo in ALGOS:
-        rl[f"{algo}/from_steps"] = paper("App. B.1: post-training continues from the last pre-training checkpoint")
-        rl[f"{algo}/axes/post.temperature"] = choice("Fig. 3 shows a few tau_RL; our text lost them: 0.5, 1, 1.5")
-        rl[f"{algo}/post/eval_samples"] = why.POST_EVAL
-    declared = {"pretrain/task/p_cot": paper("§3.2: Fig. 3 is at p_cot = 0.25"),
-                "pretrain/axes/train.seed": paper("Fig. 3 caption: 3 seeds")} | why.under("posttrain", rl)
-    if not paper_preset:
-        return {"": why.CPU} | declared
-    for algo in ALGOS:
-        declared |= why.parity_rl(algo, algo)
-    return why.PARITY_PRETRAIN | declared | {
-        "pretrain/task/d": paper("§3.2: d = 50 (the length grows from 1 to 50)"),
-        "pretrain/train/steps": paper("Fig. 3 caption: after 20k pre-training iterations")}
-
-
-PROVENANCE = {"cpu": _provenance(False), "paper": _provenance(True)}
 
 
 def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
@@ -119,7 +88,7 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
 def plot_fig3(curves: dict[tuple, Curve], histogram_run: pd.DataFrame, temps: list[float], config: pd.Series,
               path: Path) -> None:
     """Accuracy against RL samples per temperature, and the length histogram during one GRPO run (its table rows)."""
-    fig, axes = plt.subplots(1, len(temps) + 1, figsize=(4.2 * (len(temps) + 1), 4), constrained_layout=True)
+    fig, axes = figure(1, len(temps) + 1, figsize=(4.2 * (len(temps) + 1), 4))
     colors = {"star": "C2", "reinforce": "C1", "grpo": "C0"}
     for ax, temperature in zip(axes, temps):
         for (algo, reward, t, at_tau), curve in curves.items():
@@ -161,7 +130,6 @@ def plot_fig3(curves: dict[tuple, Curve], histogram_run: pd.DataFrame, temps: li
     fig.colorbar(image, ax=ax, label="fraction")
     fig.suptitle(f"Post-training from one checkpoint: parity d = {config['task.d']}, $p_{{cot}}$ = {config['task.p_cot']:g}")
     save_figure(fig, path)
-    plt.close(fig)
 
 
 def _paper_runs(table: pd.DataFrame) -> pd.DataFrame:
@@ -213,3 +181,9 @@ CLAIMS = [
           "difference (1.5/sqrt(eval inputs / 2)); in a majority of seeds",
           _star_unstable),
 ]
+
+RECIPE = Recipe(
+    "fig3", "Figure 3: STaR / REINFORCE / GRPO x end-to-end / chain-of-thought reward x temperatures from one "
+            "checkpoint",
+    _PRESETS, CLAIMS, report=report,
+)

@@ -1,4 +1,4 @@
-"""The plan of the GSM8K and MATH recipes (Figs. 5 right, 19-31, `gsm8k.py` and `math_mixture.py`): SFT on
+"""The plan of the GSM8K and MATH recipes (Figs. 5 right, 19-31, declared in `experiments/llm.py`): SFT on
 long/short mixtures, then GRPO from several SFT epochs, and what GRPO's completions look like.
 
 The plan, each step skipped when its output exists (a rerun resumes):
@@ -28,8 +28,7 @@ import numpy as np
 from rlntp.config import Config
 from rlntp.errors import check
 from rlntp.experiments.claims import NOT_REPRODUCED, PARTLY, REPRODUCED, Claim, Verdict, k_of_n, sampling_margin
-from rlntp.experiments.provenance import choice
-from rlntp.files import atomic_write_text, save_figure
+from rlntp.files import atomic_write_text, figure, save_figure
 
 
 def tiny_note(preset: "LLMRecipeConfig") -> str:
@@ -184,17 +183,6 @@ def tiny(dataset: str) -> LLMRecipeConfig:
                            grpo=dict(steps=4, lr=1e-3, group_size=4, completions_per_device=8, save_every=2,
                                      max_completion_length=64),
                            eval=dict(generations=2, max_new_tokens=64, questions=16))
-
-
-PAPER_PRESET_SOURCES = {"grpo/save_every": choice("how often to checkpoint: not stated"),
-                        "grpo/gradient_checkpointing": choice("memory"),
-                        "eval/max_new_tokens": choice("not stated; as the rollouts' limit"),
-                        "records": choice("the tiny preset's record counts: unused by this preset"),
-                        "test_source": choice("the hub dataset's own test split"),
-                        "data": choice("none: the recipe makes each mixture from the source"),
-                        "analysis_responses": choice("enough responses per checkpoint for a fraction within "
-                                                     "+-0.1 (3 std)")}
-"""The provenance both LLM recipes' `paper` presets share (each adds what its appendix states)."""
 
 
 def _p(p_cot: float) -> str:
@@ -454,12 +442,7 @@ def summarize(rows: list[dict[str, Any]], preset: LLMRecipeConfig, model: str) -
 def plot_llm(rows: list[dict[str, Any]], preset: LLMRecipeConfig, path: Path, model: str) -> None:
     """Fig. 5 right: accuracy and mean length against training sequences; stars at SFT checkpoints, GRPO lines
     from them, the best full-CoT SFT checkpoint dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_acc, ax_len) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig, (ax_acc, ax_len) = figure(1, 2, figsize=(11, 4.2))
     p_cots = sorted({r["p_cot"] for r in rows if r["p_cot"] < 1})
     for i, p_cot in enumerate(p_cots):
         color = f"C{i}"
@@ -489,7 +472,6 @@ def plot_llm(rows: list[dict[str, Any]], preset: LLMRecipeConfig, path: Path, mo
     title = f"{preset.dataset.upper()}: SFT on long/short mixtures (stars), then GRPO (lines)"
     fig.suptitle(title + (f"\n{tiny_note(preset)}" if preset.model == "tiny" else f" — {model}"), fontsize=10)
     save_figure(fig, path)
-    plt.close(fig)
 
 
 def summarize_completions(analysis: list[dict[str, Any]]) -> str:
@@ -516,14 +498,9 @@ def plot_completions(analysis: list[dict[str, Any]], preset: LLMRecipeConfig, pa
     """Figs. 25-31 as measures: per GRPO run, the responses' log-likelihood under the SFT checkpoint and the
     fraction far from the SFT data against the GRPO step, and the length distribution of the responses at the
     first and last checkpoint against the SFT data's targets."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not analysis:
         return
-    fig, (ax_ll, ax_far, ax_len) = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    fig, (ax_ll, ax_far, ax_len) = figure(1, 3, figsize=(15, 4.2))
     for i, run in enumerate(analysis):
         steps = [r["step"] for r in run["steps"]]
         label = f"$p_{{cot}}$ = {run['p_cot']:g}, from epoch {run['epoch']}"
@@ -553,7 +530,6 @@ def plot_completions(analysis: list[dict[str, Any]], preset: LLMRecipeConfig, pa
     title = f"{preset.dataset.upper()}: how far GRPO's responses move from the SFT data (Figs. 25-31 as measures)"
     fig.suptitle(title + (f"\n{tiny_note(preset)}" if preset.model == "tiny" else f" — {model}"), fontsize=10)
     save_figure(fig, path)
-    plt.close(fig)
 
 
 def _write_examples(preset: LLMRecipeConfig, base: Path, rows: list[dict[str, Any]], model: str, path: Path) -> None:

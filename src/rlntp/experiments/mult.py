@@ -10,32 +10,27 @@ a close-up of RL against RL samples.
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib import colormaps
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+from rlntp.data import MANIFEST, make_mult_dataset, read_manifest
+from rlntp.experiments import provenance as why
+from rlntp.experiments.claims import NEAR_ZERO, Claim, Verdict, evaluations, k_of_n, sampling_margin
+from rlntp.experiments.provenance import choice, paper
+from rlntp.experiments.recipe import Preset, Recipe
+from rlntp.experiments.summary import SOLVED, Curve, table_curve
+from rlntp.files import figure, save_figure
+from rlntp.tasks.multiplication import MultiplicationTask
 
-from rlntp.data import MANIFEST, make_mult_dataset, read_manifest  # noqa: E402
-from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.experiments.claims import NEAR_ZERO, Claim, Verdict, evaluations, k_of_n, sampling_margin  # noqa: E402
-from rlntp.experiments.provenance import choice, paper  # noqa: E402
-from rlntp.experiments.summary import SOLVED, Curve, table_curve  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
-from rlntp.tasks.multiplication import MultiplicationTask  # noqa: E402
-
-RECIPE = Recipe(
-    "mult",
-    "Multiplication (Figs. 4, 5 left, 15-18): datasets at several p_cot, pre-training, GRPO from its checkpoints",
-    order=30,
-    presets={"cpu": "3x3 products, p_cot 0.25 and 1, 500,000 training pairs, 5 seeds",
-             "paper": "n = 4, 5, 7, p_cot 0.1, 0.25, 0.5 and 1, 808,000 pairs, GPT-2 small, 3 seeds; GPUs"},
-    in_all=False,
-)
-
-_GRPO = {"algo": "grpo", "reward": "e2e", "optimizer": "adamw", "max_grad_norm": 1.0, "prompts_per_step": 8,
-         "rollouts_per_prompt": 4}
-_ADAMW = {"optimizer": "adamw", "weight_decay": 0.01, "max_grad_norm": 1.0}
+_GRPO = {"algo": paper("grpo", "§5.1, App. B.2: GRPO"), "reward": paper("e2e", "App. B.2: the end-to-end reward"),
+         "optimizer": paper("adamw", "App. B.2: AdamW"),
+         "max_grad_norm": choice(1.0, "clipped as in pre-training; App. B.2 keeps the library's other defaults"),
+         "prompts_per_step": paper(8, "App. B.2: batch 16, group size 4, 2 accumulation steps: 32 sequences"),
+         "rollouts_per_prompt": paper(4, "App. B.2: group size 4")}
+_ADAMW = {"optimizer": paper("adamw", "App. B.2: AdamW"),
+          "weight_decay": choice(0.01, "not stated; torch's AdamW default 0.01"),
+          "max_grad_norm": paper(1.0, "App. B.2: maximum gradient norm 1.0")}
+_MULT = paper("mult", "§5.1: multiplication")
 
 
 def _epochs(train: int, batch: int, epochs: int) -> int:
@@ -47,84 +42,60 @@ def _data(digits: int, p_cot: float) -> str:
     return f"data/n{digits}-p{p_cot:g}"
 
 
-PRESETS = {
+_PRESETS = {
     # 3x3 products, where a 2-layer GPT-2 learns the grade-school trace at p_cot = 0.25 but not the product
     # in one step. When the trace is learned varies from seed to seed (docs/recipes.md), hence 5 seeds,
     # medians and one summary row per seed. GRPO from step 1,000 (trace not yet learned) and from the last
     # step. 500,000 of the 810,000 pairs: with 100,000, a run memorized the short answers instead.
-    "cpu": {
+    "cpu": Preset("3x3 products, p_cot 0.25 and 1, 500,000 training pairs, 5 seeds", {
         "pretrain": {
-            "task": {"task": "mult", "digits": 3},
+            "task": {"task": _MULT, "digits": 3},
             "model": {"layers": 2, "width": 128, "heads": 4},
-            "train": {"steps": 5000, "batch_size": 128, "lr": 3e-3, **_ADAMW, "eval_every": 500,
-                      "eval_samples": 1000, "save_every": 1000},
+            "train": {"steps": 5000, "batch_size": 128, "lr": 3e-3, **_ADAMW, "weight_decay": 0.01,
+                      "eval_every": 500, "eval_samples": 1000, "save_every": 1000},
             "axes": {"task.p_cot, task.data, train.steps": [[0.25, _data(3, 0.25), 5000], [1.0, _data(3, 1.0), 1000]],
                      "train.seed": [0, 1, 2, 3, 4]},
         },
         "posttrain": {"grpo": {"from_steps": [1000, 5000], "where": {"task.p_cot": [0.25]},
-                               "post": _GRPO | {"steps": 100, "lr": 1e-4, "eval_every": 10, "eval_samples": 500,
-                                                "save_every": 60}}},
-    },
+                               "post": _GRPO | {"max_grad_norm": 1.0, "prompts_per_step": 8, "steps": 100,
+                                                "lr": 1e-4, "eval_every": 10, "eval_samples": 500, "save_every": 60}}},
+    }, default=why.chose("a small analogue for 2 CPU cores: 3 x 3 products, a 2-layer GPT-2 of width 128, batch 128, "
+                         "500,000 pairs, a few thousand steps")),
     # The paper's grid (App. B.2): n in {4, 5, 7}, 808,000 pairs, AdamW, batch 32, clip 1.0, 15 epochs
     # for n = 4 and 50 for the two larger n, GRPO group 4 x 8 prompts (batch 16, 2 accumulation steps),
     # 3 seeds. For GPUs. The learning rates and the model size are lost in our text of the paper: these are
     # the defaults of Deng et al.'s training script (GPT-2 small, lr 5e-5).
-    "paper": {
+    "paper": Preset("n = 4, 5, 7, p_cot 0.1, 0.25, 0.5 and 1, 808,000 pairs, GPT-2 small, 3 seeds; GPUs", {
         "pretrain": {
-            "task": {"task": "mult"},
-            "model": {"layers": 12, "width": 768, "heads": 12},
-            "train": {"batch_size": 32, "lr": 5e-5, **_ADAMW, "eval_every": 25_250, "eval_samples": 1000,
-                      "save_every": 25_250},
-            "axes": {"task.digits, task.p_cot, task.data, train.steps": [
-                [n, p, _data(n, p), _epochs(808_000, 32, 15 if n == 4 else 50)]
-                for n in (4, 5, 7) for p in (0.1, 0.25, 0.5, 1.0)],
-                "train.seed": [0, 1, 2]},
+            "task": {"task": _MULT},
+            "model": choice({"layers": 12, "width": 768, "heads": 12},
+                            "lost in our text; Deng et al.'s default, GPT-2 small (12 x 768, 12 heads)"),
+            "train": {"batch_size": paper(32, "App. B.2: batch size 32"),
+                      "lr": choice(5e-5, "lost in our text; Deng et al.'s default 5e-5"), **_ADAMW,
+                      "eval_every": choice(25_250, "every 25,250 steps (one epoch of n = 4 is 25,250 steps of 32)"),
+                      "eval_samples": paper(1000, "App. B.2: test accuracy on 1,000 unseen pairs"),
+                      "save_every": choice(25_250, "every 25,250 steps (one epoch of n = 4 is 25,250 steps of 32)")},
+            "axes": {"task.digits, task.p_cot, task.data, train.steps": choice(
+                [[n, p, _data(n, p), _epochs(808_000, 32, 15 if n == 4 else 50)]
+                 for n in (4, 5, 7) for p in (0.1, 0.25, 0.5, 1.0)],
+                "steps: 15 epochs of 808,000 pairs for the smallest n and 50 for the two larger (App. B.2, paper); "
+                "p_cot 0.1, 0.25, 1 (§5.1) and 0.5; n = 4, 5, 7: Deng et al.'s sizes, our text lost the paper's "
+                "(Fig. 5 left names 5 x 5, at p_cot = 0.25)"),
+                "train.seed": paper([0, 1, 2], "App. B.2: 3 random seeds per task")},
         },
-        "posttrain": {"grpo": {"from_steps": [101_000, 202_000, 303_000, "last"],
-                               "where": {"task.p_cot": [0.1, 0.25, 0.5]},
-                               "post": _GRPO | {"steps": 1000, "lr": 1e-5, "eval_every": 50, "eval_samples": 1000,
-                                                "save_every": 250}}},
-    },
+        "posttrain": {"grpo": {
+            "from_steps": choice([101_000, 202_000, 303_000, "last"], "checkpoints at 4, 8, 12 epochs of n = 4 and "
+                                                                      "the last; the paper switches 'at various "
+                                                                      "checkpoints' (§5.1)"),
+            "where": {"task.p_cot": choice([0.1, 0.25, 0.5], "RL from every mixture but the full chain of thought")},
+            "post": _GRPO | {"steps": choice(1000, "not stated; App. B.2: about 3.5 h on one A100"),
+                             "lr": choice(1e-5, "lost in our text; 1e-5"),
+                             "eval_every": choice(50, "how often to evaluate: not stated"),
+                             "eval_samples": paper(1000, "App. B.2: test accuracy on 1,000 unseen pairs"),
+                             "save_every": choice(250, "how often to checkpoint: not stated")}}},
+    }),
 }
 
-_GRPO_SOURCES = {"algo": paper("§5.1, App. B.2: GRPO"), "reward": paper("App. B.2: the end-to-end reward"),
-                 "optimizer": paper("App. B.2: AdamW"),
-                 "max_grad_norm": choice("clipped as in pre-training; App. B.2 keeps the library's other defaults"),
-                 "prompts_per_step": paper("App. B.2: batch 16, group size 4, 2 accumulation steps: 32 sequences"),
-                 "rollouts_per_prompt": paper("App. B.2: group size 4"),
-                 "eval_every": choice("how often to evaluate: not stated"),
-                 "save_every": choice("how often to checkpoint: not stated")}
-PROVENANCE = {
-    "cpu": {"": choice("a small analogue for 2 CPU cores: 3 x 3 products, a 2-layer GPT-2 of width 128, batch 128, "
-                       "500,000 pairs, a few thousand steps"),
-            "pretrain/task/task": paper("§5.1: multiplication"),
-            "pretrain/train/optimizer": paper("App. B.2: AdamW"),
-            "pretrain/train/max_grad_norm": paper("App. B.2: maximum gradient norm 1.0"),
-            **{f"posttrain/grpo/post/{key}": _GRPO_SOURCES[key] for key in ("algo", "reward", "optimizer",
-                                                                             "rollouts_per_prompt")}},
-    "paper": {"pretrain/task/task": paper("§5.1: multiplication"),
-              "pretrain/model": choice("lost in our text; Deng et al.'s default, GPT-2 small (12 x 768, 12 heads)"),
-              "pretrain/train/batch_size": paper("App. B.2: batch size 32"),
-              "pretrain/train/lr": choice("lost in our text; Deng et al.'s default 5e-5"),
-              "pretrain/train/optimizer": paper("App. B.2: AdamW"),
-              "pretrain/train/weight_decay": choice("not stated; torch's AdamW default 0.01"),
-              "pretrain/train/max_grad_norm": paper("App. B.2: maximum gradient norm 1.0"),
-              "pretrain/train/eval_every": choice("every 25,250 steps (one epoch of n = 4 is 25,250 steps of 32)"),
-              "pretrain/train/save_every": choice("every 25,250 steps (one epoch of n = 4 is 25,250 steps of 32)"),
-              "pretrain/train/eval_samples": paper("App. B.2: test accuracy on 1,000 unseen pairs"),
-              "pretrain/axes/task.digits, task.p_cot, task.data, train.steps": choice(
-                  "steps: 15 epochs of 808,000 pairs for the smallest n and 50 for the two larger (App. B.2, "
-                  "paper); p_cot 0.1, 0.25, 1 (§5.1) and 0.5; n = 4, 5, 7: Deng et al.'s sizes, our text lost the "
-                  "paper's (Fig. 5 left names 5 x 5, at p_cot = 0.25)"),
-              "pretrain/axes/train.seed": paper("App. B.2: 3 random seeds per task"),
-              "posttrain/grpo/from_steps": choice("checkpoints at 4, 8, 12 epochs of n = 4 and the last; the paper "
-                                                  "switches 'at various checkpoints' (§5.1)"),
-              "posttrain/grpo/where/task.p_cot": choice("RL from every mixture but the full chain of thought"),
-              "posttrain/grpo/post/steps": choice("not stated; App. B.2: about 3.5 h on one A100"),
-              "posttrain/grpo/post/lr": choice("lost in our text; 1e-5"),
-              "posttrain/grpo/post/eval_samples": paper("App. B.2: test accuracy on 1,000 unseen pairs"),
-              **{f"posttrain/grpo/post/{key}": source for key, source in _GRPO_SOURCES.items()}},
-}
 
 DATASETS = {
     "cpu": {"train": 500_000, "valid": 1000, "test": 1000},
@@ -265,10 +236,9 @@ def plot_mult(curves: dict[float, tuple[Curve, list[Curve]]], per_seed: dict[flo
     """One column per p_cot (pre-training and RL against samples seen), and a close-up of RL for the smallest
     p_cot: medians over seeds, and in the close-up each seed as a thin line."""
     columns = len(curves) + 1
-    fig, axes = plt.subplots(2, columns, figsize=(4.3 * columns, 6.5), sharex="col", constrained_layout=True,
-                             squeeze=False)
+    fig, axes = figure(2, columns, figsize=(4.3 * columns, 6.5), sharex="col", squeeze=False)
     for col, (p_cot, (ntp, rl)) in enumerate(curves.items()):
-        blues = plt.cm.Blues([0.45 + 0.5 * i / max(1, len(rl) - 1) for i in range(len(rl))])
+        blues = colormaps["Blues"]([0.45 + 0.5 * i / max(1, len(rl) - 1) for i in range(len(rl))])
         ax_acc, ax_len = axes[0, col], axes[1, col]
         for curve, color, lw in ((ntp, "C3", 2.0), *((c, b, 1.5) for c, b in zip(rl, blues))):
             ax_acc.plot(curve.samples_seen, curve.greedy_acc, "-", color=color, lw=lw, label=curve.label)
@@ -280,7 +250,7 @@ def plot_mult(curves: dict[float, tuple[Curve, list[Curve]]], per_seed: dict[flo
         ax_acc.legend(fontsize=7, loc="upper left")
     smallest = min(curves)
     ntp, rl = curves[smallest]
-    blues = plt.cm.Blues([0.45 + 0.5 * i / max(1, len(rl) - 1) for i in range(len(rl))])
+    blues = colormaps["Blues"]([0.45 + 0.5 * i / max(1, len(rl) - 1) for i in range(len(rl))])
     seeds = len(seed_list)
     for k, (curve, color) in enumerate(zip(rl, blues)):
         for single in per_seed.get(smallest, [])[seeds * (k + 1) : seeds * (k + 2)]:  # [NTP seeds, RL 1 seeds, ...]
@@ -303,4 +273,8 @@ def plot_mult(curves: dict[float, tuple[Curve, list[Curve]]], per_seed: dict[flo
                  f"{config['model.arch']} {config['model.layers']}x{config['model.width']}, {pairs:,} training pairs, "
                  f"{seed_text}")
     save_figure(fig, path)
-    plt.close(fig)
+
+RECIPE = Recipe(
+    "mult", "Multiplication (Figs. 4, 5 left, 15-18): datasets at several p_cot, pre-training, GRPO from its checkpoints",
+    _PRESETS, CLAIMS, report=report, prepare=prepare, in_all=False,
+)

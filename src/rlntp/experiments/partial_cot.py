@@ -12,79 +12,60 @@ report shows which of these hold (docs/recipes.md: on the cpu preset the early c
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.experiments import provenance as why  # noqa: E402
-from rlntp.experiments.claims import Claim, Verdict, by_seed, evaluations, k_of_n, sampling_margin  # noqa: E402
-from rlntp.experiments.provenance import choice, paper  # noqa: E402
-from rlntp.experiments.summary import SOLVED  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
-from rlntp.tasks.parity import ParityTask  # noqa: E402
+from rlntp.experiments import provenance as why
+from rlntp.experiments.claims import Claim, Verdict, by_seed, evaluations, k_of_n, sampling_margin
+from rlntp.experiments.provenance import choice, paper
+from rlntp.experiments.recipe import Preset, Recipe
+from rlntp.experiments.summary import SOLVED, Column, text_table
+from rlntp.files import figure, save_figure
+from rlntp.tasks.parity import ParityTask
 
 REWARD_NAMES = {"e2e": "end-to-end", "length": "length-penalized"}
 
 
-def _preset(d: int, p_cot: float, p_medium: float, model: dict, train: dict, seeds: list[int], from_steps: list,
-            grpo: dict) -> dict:
+def _preset(task, model, train: dict, seeds, from_steps, grpo: dict) -> dict:
+    """Pre-training on the mixture `task` (d, p_cot, p_medium), then GRPO from `from_steps` with the end-to-end and
+    the length-penalized reward."""
     return {
-        "pretrain": {"task": {"d": d, "p_cot": p_cot, "p_medium": p_medium}, "model": model, "train": train,
-                     "axes": {"train.seed": seeds}},
-        "posttrain": {"grpo": {"from_steps": from_steps, "axes": {"post.reward": list(REWARD_NAMES)},
-                               "post": {"algo": "grpo", "temperature": 1.0, "length_penalty": 0.4} | grpo}},
+        "pretrain": {"task": task, "model": model, "train": train, "axes": {"train.seed": seeds}},
+        "posttrain": {"grpo": {"from_steps": from_steps,
+                               "axes": {"post.reward": paper(list(REWARD_NAMES), "App. C.2: the end-to-end and the "
+                                                                                 "length-penalized reward")},
+                               "post": {"algo": paper("grpo", "App. C.2: GRPO"),
+                                        "temperature": choice(1.0, "not stated for Fig. 14; 1, as Figs. 6-8"),
+                                        "length_penalty": paper(0.4, "App. C.2: lambda = 0.4")} | grpo}},
     }
 
 
-RECIPE = Recipe(
-    "partial-cot",
-    "Figure 14: long, medium and short sequences; the staircase in pre-training, GRPO from an "
-    "early and a late checkpoint with the end-to-end and the length-penalized reward",
-    order=14,
-    presets={"cpu": "d = 8, 3 seeds",
-             "paper": "d = 50; GPUs"},
-)
-
-PRESETS = {
+_PRESETS = {
     # At d = 8 with p_cot = 0.1 and p_medium = 0.2 the T = 1 accuracy climbs from
     # 1/2 to ~0.55 by ~1,500 steps and to ~0.64 by ~2,000. Measured alternatives: at 0.2 and 0.1 the medium
     # path is not learned within 4,000 steps (GRPO answers long from every checkpoint); at 0.15 and 0.15,
     # GRPO for 40 steps generalizes from no checkpoint up to 5,000. p_cot + p_medium = 0.3, under 1/3:
     # greedy decoding mostly stops after b_1 and guesses.
-    "cpu": _preset(8, 0.1, 0.2, {"layers": 2, "width": 64, "heads": 4},
-                   {"steps": 4000, "batch_size": 128, "lr": 1e-3, "eval_every": 100, "eval_samples": 2000,
-                    "save_every": 500}, [0, 1, 2], [1000, 1500, "last"],
-                   {"steps": 40, "eval_every": 4, "eval_samples": 640, "save_every": 40}),
+    "cpu": Preset("d = 8, 3 seeds", _preset(
+        choice({"d": 8, "p_cot": 0.1, "p_medium": 0.2},
+               "d = 8, p_cot = 0.1, p_medium = 0.2: the mixture whose two paths are learned at separate times within "
+               "4,000 steps (measured alternatives in the preset's comment); the paper's weights are lost in our "
+               "text"),
+        {"layers": 2, "width": 64, "heads": 4},
+        {"steps": 4000, "batch_size": 128, "lr": 1e-3, "eval_every": 100, "eval_samples": 2000, "save_every": 500},
+        why.THREE_SEEDS([0, 1, 2]), [1000, 1500, "last"],
+        {"steps": 40, "eval_every": 4, "eval_samples": why.POST_EVAL(640), "save_every": 40}), default=why.CPU),
     # The paper's text does not keep its p_cot and p_medium; d = 50 and its checkpoints at 5k and 50k steps.
-    "paper": _preset(50, 0.1, 0.2, {"layers": 4, "width": 256, "heads": 8},
-                     {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 500,
-                      "eval_samples": 2560, "save_every": 5000}, [0], [5000, "last"],
-                     why.PARITY_GRPO | {"steps": 100, "eval_every": 5, "eval_samples": 640, "save_every": 50}),
-}
-
-_SHARED = {"posttrain/grpo/post/algo": paper("App. C.2: GRPO"),
-           "posttrain/grpo/axes/post.reward": paper("App. C.2: the end-to-end and the length-penalized reward"),
-           "posttrain/grpo/post/length_penalty": paper("App. C.2: lambda = 0.4"),
-           "posttrain/grpo/post/temperature": choice("not stated for Fig. 14; 1, as Figs. 6-8"),
-           "posttrain/grpo/post/eval_samples": why.POST_EVAL}
-PROVENANCE = {
-    "cpu": {"": why.CPU, **_SHARED,
-            "pretrain/task": choice("d = 8, p_cot = 0.1, p_medium = 0.2: the mixture whose two paths are learned "
-                                    "at separate times within 4,000 steps (measured alternatives in the preset's "
-                                    "comment); the paper's weights are lost in our text"),
-            "pretrain/axes/train.seed": why.THREE_SEEDS},
-    "paper": {**_SHARED, "pretrain/task/d": choice("d = 50, as the paper's main setting; Fig. 14's d is lost"),
-              "pretrain/task/p_cot": choice("our text lost Fig. 14's p_cot and p_medium; their sum below 1/3 "
-                                            "keeps greedy decoding short"),
-              "pretrain/task/p_medium": choice("our text lost Fig. 14's p_cot and p_medium"),
-              **why.PARITY_PRETRAIN, "pretrain/train/steps": paper("App. C.2: checkpoints up to 50k iterations"),
-              "pretrain/axes/train.seed": choice("one seed: Fig. 14 shows single runs"),
-              "posttrain/grpo/from_steps": paper("App. C.2: post-training at 5k and at 50k iterations"),
-              **why.parity_rl("grpo", "grpo")},
+    "paper": Preset("d = 50; GPUs", _preset(
+        {"d": choice(50, "d = 50, as the paper's main setting; Fig. 14's d is lost"),
+         "p_cot": choice(0.1, "our text lost Fig. 14's p_cot and p_medium; their sum below 1/3 keeps greedy decoding "
+                              "short"),
+         "p_medium": choice(0.2, "our text lost Fig. 14's p_cot and p_medium")},
+        why.PARITY_MODEL,
+        why.parity_train(paper(50_000, "App. C.2: checkpoints up to 50k iterations"), 500, 5000),
+        choice([0], "one seed: Fig. 14 shows single runs"),
+        paper([5000, "last"], "App. C.2: post-training at 5k and at 50k iterations"),
+        why.PARITY_GRPO | why.rl_cadence(steps=100, eval_every=5, eval_samples=640, save_every=50))),
 }
 
 
@@ -118,23 +99,24 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
              + ", ".join(f"step {int(s)}: {a:.3f}" for s, a in
                          pre.groupby("step")["eval/sampled_acc"].median().iloc[:: max(1, pre["step"].nunique() // 8)]
                          .items()), ""]
-    header = (f"{'GRPO run':>28s} {'seed':>4s}  {'greedy acc':>10s}  {'greedy: long':>12s} {'medium':>6s} {'short':>6s}"
-              f"  {'T=1 acc':>7s}  {'T=1: long':>9s} {'medium':>6s} {'short':>6s}")
-    lines += [f"lengths: long = {task.long_len}, medium = {task.medium_len}, short = 1; the last evaluation of each run",
-              header, "-" * len(header)]
+    columns = [Column("GRPO run", 28), Column("seed", 4, "d"), Column("greedy acc", 10, ".3f", gap=2),
+               Column("greedy: long", 12, ".3f", gap=2), Column("medium", 6, ".3f"), Column("short", 6, ".3f"),
+               Column("T=1 acc", 7, ".3f", gap=2), Column("T=1: long", 9, ".3f", gap=2), Column("medium", 6, ".3f"),
+               Column("short", 6, ".3f")]
+    rows = []
     post = evals[evals["stage"] == "posttrain"]
-    for (step, reward, seed), rows in post.groupby(["source_step", "post.reward", "train.seed"]):
-        last = rows.sort_values("step").tail(1)
+    for (step, reward, seed), runs in post.groupby(["source_step", "post.reward", "train.seed"]):
+        last = runs.sort_values("step").tail(1)
         g, s = length_fractions(last, "greedy", task).iloc[0], length_fractions(last, "sampled", task).iloc[0]
-        lines.append(f"{f'{REWARD_NAMES[reward]} from {int(step):,}':>28s} {seed:4d}  "
-                     f"{last['eval/greedy_acc'].iloc[0]:10.3f}  {g['long']:12.3f} {g['medium']:6.3f} {g['short']:6.3f}"
-                     f"  {last['eval/sampled_acc'].iloc[0]:7.3f}  {s['long']:9.3f} {s['medium']:6.3f} {s['short']:6.3f}")
-    return "\n".join(lines)
+        rows.append((f"{REWARD_NAMES[reward]} from {int(step):,}", seed, last["eval/greedy_acc"].iloc[0], g["long"],
+                     g["medium"], g["short"], last["eval/sampled_acc"].iloc[0], s["long"], s["medium"], s["short"]))
+    return "\n".join(lines + text_table(columns, rows, [f"lengths: long = {task.long_len}, medium = {task.medium_len}, "
+                                                         "short = 1; the last evaluation of each run"]))
 
 
 def plot_partial_cot(evals: pd.DataFrame, task: ParityTask, path: Path) -> None:
     """Pre-training staircase (left), GRPO accuracy per checkpoint and reward (centre), final length histograms (right)."""
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.3), constrained_layout=True)
+    fig, axes = figure(1, 3, figsize=(17, 4.3))
     pre = evals[evals["stage"] == "pretrain"].sort_values("step")
     ax = axes[0]
     for seed, rows in pre.groupby("train.seed"):
@@ -181,7 +163,6 @@ def plot_partial_cot(evals: pd.DataFrame, task: ParityTask, path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.suptitle(f"Partial chain of thought: parity d = {task.d}, p_cot = {task.p_cot:g}, p_medium = {task.p_medium:g}")
     save_figure(fig, path)
-    plt.close(fig)
 
 
 MOSTLY = 0.9
@@ -270,3 +251,9 @@ CLAIMS = [
           f"{SOLVED}; in a majority of seeds",
           _grpo_claim(min, "length", lambda acc, f: acc < SOLVED)),
 ]
+
+RECIPE = Recipe(
+    "partial-cot", "Figure 14: long, medium and short sequences; the staircase in pre-training, GRPO from an "
+                   "early and a late checkpoint with the end-to-end and the length-penalized reward",
+    _PRESETS, CLAIMS, report=report,
+)

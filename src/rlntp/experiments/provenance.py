@@ -1,15 +1,15 @@
 """Where each preset value comes from: the paper's text (with its section or figure) or our choice (with why).
 
-A recipe declares, beside its PRESETS,
+A preset (`experiments.recipe.Preset`) writes each value beside its source:
 
-    PROVENANCE = {"paper": {"pretrain/task/d": paper("§3.1, Fig. 1"), "pretrain/train": choice("..."), ...},
-                  "cpu": {"": choice("a small analogue for 2 CPU cores"), "pretrain/task/p_cot": paper("...")}}
+    {"task": {"d": paper(50, "§3.1: d = 50"), "p_cot": P_COT(0.25)},    a value, or a shared source applied to it
+     "model": MODEL({"layers": 4, "width": 256, "heads": 8}), ...}       a source covering a whole section
 
-keyed by a path into the preset: the keys of its nested dictionaries (a dataclass preset by its fields)
-joined by "/", an axis by its name as written ("pretrain/axes/task.p_cot"). An entry covers the value at
-its path and everything below it; the longest matching entry wins, so a section can be a choice while one
-of its values is the paper's. `sources` resolves every value of a preset and refuses a value with no
-entry, or an entry that names no value (a preset edited without its provenance).
+and may name a default source for the values written plain (`Preset.default`, e.g. CPU: "a small analogue for 2
+CPU cores"). A value's source is the innermost one around it, so a section can be a choice while one of its
+values is the paper's. Every value is addressed by its path: the keys of the nested dictionaries (a dataclass
+preset by its fields) joined by "/", an axis by its name as written ("pretrain/axes/task.p_cot"). `sources`
+resolves every value of a preset and refuses a value with no source.
 """
 
 import dataclasses
@@ -22,7 +22,7 @@ PAPER, CHOICE = "paper", "choice"
 
 @dataclass(frozen=True)
 class Source:
-    """The provenance of one preset value."""
+    """The provenance of one preset value (or of a section of them)."""
 
     kind: str
     """paper: the paper states it; choice: we chose it"""
@@ -32,15 +32,61 @@ class Source:
     def __str__(self) -> str:
         return f"{self.kind}: {self.note}"
 
+    def __call__(self, value: Any) -> "Sourced":
+        """`value` written beside this source (a shared source used in several presets: `BATCH_256(256)`)."""
+        return Sourced(value, self)
 
-def paper(where: str) -> Source:
-    """A value the paper states, at `where` (e.g. "App. B.1", "Fig. 13 caption")."""
+
+@dataclass(frozen=True)
+class Sourced:
+    """A preset value written beside its source; a dictionary's source covers every value in it that has none
+    of its own."""
+
+    value: Any
+    """the value as the recipe's settings hold it"""
+    source: Source
+    """where it comes from"""
+
+
+def says(where: str) -> Source:
+    """The paper states it, at `where` (e.g. "App. B.1", "Fig. 13 caption"): a source to apply to values."""
     return Source(PAPER, where)
 
 
-def choice(why: str) -> Source:
-    """A value we chose, for the reason `why` (the paper does not state it, or we depart from it)."""
+def chose(why: str) -> Source:
+    """We chose it, for the reason `why`: a source to apply to values (or a preset's default)."""
     return Source(CHOICE, why)
+
+
+def paper(value: Any, where: str) -> Sourced:
+    """`value`, which the paper states at `where`."""
+    return Sourced(value, says(where))
+
+
+def choice(value: Any, why: str) -> Sourced:
+    """`value`, which we chose for the reason `why` (the paper does not state it, or we depart from it)."""
+    return Sourced(value, chose(why))
+
+
+def plain(declared: Any) -> Any:
+    """A preset as written (values beside their sources) without the sources: the settings themselves."""
+    if isinstance(declared, Sourced):
+        return plain(declared.value)
+    if isinstance(declared, dict):
+        return {key: plain(value) for key, value in declared.items()}
+    return declared
+
+
+def written_sources(declared: Any, path: str = "") -> dict[str, Source]:
+    """The sources written in a preset, by the path of the value (or section) each stands beside."""
+    found = {}
+    if isinstance(declared, Sourced):
+        found[path] = declared.source
+        declared = declared.value
+    if isinstance(declared, dict):
+        for key, value in declared.items():
+            found |= written_sources(value, f"{path}/{key}" if path else str(key))
+    return found
 
 
 def leaves(settings: Any) -> dict[str, Any]:
@@ -71,22 +117,13 @@ def sources(settings: Any, declared: dict[str, Source], where: str) -> dict[str,
     for path, value in values.items():
         covering = [key for key in declared if key == "" or path == key or path.startswith(key + "/")]
         if not covering:
-            raise ValueError(f"{where}: {path} = {value!r} has no provenance: add it to the recipe's PROVENANCE "
-                             f"as paper('where the paper states it') or choice('why')")
+            raise ValueError(f"{where}: {path} = {value!r} has no provenance: write it as paper(value, 'where the "
+                             f"paper states it') or choice(value, 'why')")
         resolved[path] = (value, declared[max(covering, key=len)])
     stale = [key for key in declared if key and not any(p == key or p.startswith(key + "/") for p in values)]
     if stale:
-        raise ValueError(f"{where}: PROVENANCE names {', '.join(stale)}, which the preset does not have")
+        raise ValueError(f"{where}: a source names {', '.join(stale)}, which the preset does not have")
     return resolved
-
-
-def preset_sources(module, preset: str) -> dict[str, tuple[Any, Source]]:
-    """`sources` of a recipe module's preset, from its PROVENANCE."""
-    name = module.RECIPE.name
-    declared = getattr(module, "PROVENANCE", {}).get(preset)
-    if declared is None:
-        raise ValueError(f"the {name} recipe declares no PROVENANCE for its {preset} preset")
-    return sources(module.PRESETS[preset], declared, f"the {name} recipe's {preset} preset")
 
 
 def as_rows(resolved: dict[str, tuple[Any, Source]]) -> list[dict[str, Any]]:
@@ -107,53 +144,55 @@ def table(resolved: dict[str, tuple[Any, Source]], value_width: int = 40) -> str
 
 
 # The sources the parity recipes share (App. B.1 and §3 of the paper; our text of it lost many numbers).
-BATCH_256 = paper("§3.1: 256 sequences per iteration")
-ADAM = paper("App. B.1: the Adam optimizer")
-PRETRAIN_LR = choice("our text of App. B.1 lost the learning rate; 1e-4, a usual Adam rate at these widths")
-POST_LR = choice("our text of App. B.1 lost the RL learning rate; 1e-4")
-PRETRAIN_EVAL = paper("App. B.1: test statistics on 2,560 new samples")
-POST_EVAL = paper("App. B.1: test statistics on 640 new samples")
-THREE_SEEDS = paper("3 seeds (Figs. 2 and 3 captions)")
-P_COT = paper("§3.2: p_cot = 0.25 (Figs. 1, 3, 6-8, 13)")
-D_50 = paper("§3.1-3.2: d = 50")
-MODEL = choice("our text lost the default architecture; a member of App. B.1's grid (depth {2, 4, 8}, "
-               "width {128, 256}, heads {4, 8, 16, 32})")
-CADENCE = choice("how often to evaluate and checkpoint: not stated; often enough to draw the curves")
-GRPO = paper("§3.2: GRPO")
-E2E = choice("the figure does not name the reward; the end-to-end one, as in Figs. 6-8 (App. C.1)")
-GROUP = choice("App. B.1: batch 64 for GRPO; our text lost the group size, so 8 inputs x 8 rollouts")
-CLIP = choice("our text of App. B.1 lost the clip parameter; 0.2, PPO's and TRL's default")
-RL_STEPS = choice("not stated; enough RL steps to reach 100% in the paper's figures (they end within ~100)")
-CPU = choice("a small analogue for 2 CPU cores: d <= 12, a 2-layer GPT-2 of width 64, batch 128, lr 1e-3, "
-             "a few thousand steps (the paper's sizes take GPU-hours)")
-TINY = choice("the tiny preset: a random 2-layer Llama on records made here; it checks the wiring on a CPU, "
-              "not the paper's claims")
-PARITY_GRPO = {"prompts_per_step": 8, "rollouts_per_prompt": 8, "clip_eps": 0.2, "lr": 1e-4}
-"""The GRPO settings the parity `paper` presets state explicitly (else the defaults), so each has its provenance."""
-GRPO_SOURCES = {"prompts_per_step": GROUP, "rollouts_per_prompt": GROUP, "clip_eps": CLIP, "lr": POST_LR}
-AT_TAU = choice("not in the paper: the update's log-probabilities at tau_RL (TRL's choice), beside the paper's "
-                "(temperature 1), docs/commands.md")
-AS_FIGS_2_3 = choice("3 seeds, as the captions of Figs. 2 and 3")
-PARITY_PRETRAIN = {"pretrain/model": MODEL, "pretrain/train/batch_size": BATCH_256, "pretrain/train/lr": PRETRAIN_LR,
-                   "pretrain/train/optimizer": ADAM, "pretrain/train/eval_every": CADENCE,
-                   "pretrain/train/save_every": CADENCE, "pretrain/train/eval_samples": PRETRAIN_EVAL}
-"""The pre-training values the parity `paper` presets share; a recipe adds (or overrides) what its figure states."""
-PARITY_RL = {"grpo": PARITY_GRPO, "reinforce": {"prompts_per_step": 64, "lr": 1e-4},
-             "star": {"star_epochs": 3, "star_batch_size": 64, "lr": 1e-4}}
-"""The same, per RL algorithm."""
-PARITY_RL_SOURCES = {"grpo": GRPO_SOURCES,
-                     "reinforce": {"prompts_per_step": paper("App. B.1: batch size 64 for REINFORCE"), "lr": POST_LR},
-                     "star": {"star_epochs": paper("App. B.1: 3 epochs on the correct samples"),
-                              "star_batch_size": paper("App. B.1: batch size 64"), "lr": POST_LR}}
+BATCH_256 = says("§3.1: 256 sequences per iteration")
+ADAM = says("App. B.1: the Adam optimizer")
+PRETRAIN_LR = chose("our text of App. B.1 lost the learning rate; 1e-4, a usual Adam rate at these widths")
+POST_LR = chose("our text of App. B.1 lost the RL learning rate; 1e-4")
+PRETRAIN_EVAL = says("App. B.1: test statistics on 2,560 new samples")
+POST_EVAL = says("App. B.1: test statistics on 640 new samples")
+THREE_SEEDS = says("3 seeds (Figs. 2 and 3 captions)")
+P_COT = says("§3.2: p_cot = 0.25 (Figs. 1, 3, 6-8, 13)")
+D_50 = says("§3.1-3.2: d = 50")
+MODEL = chose("our text lost the default architecture; a member of App. B.1's grid (depth {2, 4, 8}, "
+              "width {128, 256}, heads {4, 8, 16, 32})")
+CADENCE = chose("how often to evaluate and checkpoint: not stated; often enough to draw the curves")
+GRPO = says("§3.2: GRPO")
+E2E = chose("the figure does not name the reward; the end-to-end one, as in Figs. 6-8 (App. C.1)")
+GROUP = chose("App. B.1: batch 64 for GRPO; our text lost the group size, so 8 inputs x 8 rollouts")
+CLIP = chose("our text of App. B.1 lost the clip parameter; 0.2, PPO's and TRL's default")
+RL_STEPS = chose("not stated; enough RL steps to reach 100% in the paper's figures (they end within ~100)")
+CPU = chose("a small analogue for 2 CPU cores: d <= 12, a 2-layer GPT-2 of width 64, batch 128, lr 1e-3, "
+            "a few thousand steps (the paper's sizes take GPU-hours)")
+TINY = chose("the tiny preset: a random 2-layer Llama on records made here; it checks the wiring on a CPU, "
+             "not the paper's claims")
+AT_TAU = chose("not in the paper: the update's log-probabilities at tau_RL (TRL's choice), beside the paper's "
+               "(temperature 1), docs/commands.md")
+AS_FIGS_2_3 = chose("3 seeds, as the captions of Figs. 2 and 3")
+
+PARITY_MODEL = MODEL({"layers": 4, "width": 256, "heads": 8})
+"""The model of the parity `paper` presets whose figure does not name one."""
+PARITY_RL = {"grpo": {"prompts_per_step": GROUP(8), "rollouts_per_prompt": GROUP(8), "clip_eps": CLIP(0.2),
+                      "lr": POST_LR(1e-4)},
+             "reinforce": {"prompts_per_step": paper(64, "App. B.1: batch size 64 for REINFORCE"), "lr": POST_LR(1e-4)},
+             "star": {"star_epochs": paper(3, "App. B.1: 3 epochs on the correct samples"),
+                      "star_batch_size": paper(64, "App. B.1: batch size 64"), "lr": POST_LR(1e-4)}}
+"""The RL settings the parity `paper` presets state explicitly (else the defaults), per algorithm."""
+PARITY_GRPO = PARITY_RL["grpo"]
+_RL_CADENCE = {"steps": RL_STEPS, "eval_every": CADENCE, "save_every": CADENCE, "eval_samples": POST_EVAL}
 
 
-def under(prefix: str, declared: dict[str, Source]) -> dict[str, Source]:
-    """`declared` with every path put under `prefix` (e.g. one GRPO group's post section)."""
-    return {f"{prefix}/{key}": source for key, source in declared.items()}
+def parity_train(steps: Sourced, eval_every: int | Sourced, save_every: int | Sourced) -> dict[str, Any]:
+    """The `train` section of a parity `paper` preset: `steps` (with its source), batch 256 of Adam at 1e-4,
+    2,560 evaluation inputs, and the cadence of evaluations and checkpoints (a choice unless given a source)."""
+    def cadence(value: int | Sourced) -> Sourced:
+        return value if isinstance(value, Sourced) else CADENCE(value)
+
+    return {"steps": steps, "batch_size": BATCH_256(256), "lr": PRETRAIN_LR(1e-4), "optimizer": ADAM("adam"),
+            "eval_every": cadence(eval_every), "eval_samples": PRETRAIN_EVAL(2560), "save_every": cadence(save_every)}
 
 
-def parity_rl(group: str, algo: str) -> dict[str, Source]:
-    """The post section of post-training group `group` of a parity `paper` preset: its algorithm's settings
-    (PARITY_RL), its length and cadence (choices) and its evaluation inputs (the paper's)."""
-    return under(f"posttrain/{group}/post", PARITY_RL_SOURCES[algo] | {
-        "steps": RL_STEPS, "eval_every": CADENCE, "save_every": CADENCE, "eval_samples": POST_EVAL})
+def rl_cadence(**values: Any) -> dict[str, Sourced]:
+    """The length and cadence of a parity `paper` preset's RL runs (steps, eval_every, eval_samples, save_every, in
+    the order given), each beside its source: the steps and cadence our choices, the 640 evaluation inputs the
+    paper's."""
+    return {key: _RL_CADENCE[key](value) for key, value in values.items()}

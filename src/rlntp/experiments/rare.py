@@ -10,105 +10,80 @@ show what that choice changes.
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.experiments import provenance as why  # noqa: E402
-from rlntp.experiments.claims import SIGNIFICANCE, Claim, Verdict, k_of_n, more_often  # noqa: E402
-from rlntp.experiments.provenance import choice, paper  # noqa: E402
-from rlntp.experiments.summary import SOLVED, first_solved, table_curve  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
+from rlntp.experiments import provenance as why
+from rlntp.experiments.claims import SIGNIFICANCE, Claim, Verdict, k_of_n, more_often
+from rlntp.experiments.provenance import choice, paper
+from rlntp.experiments.recipe import Preset, Recipe
+from rlntp.experiments.summary import SOLVED, Column, first_solved, table_curve, text_table
+from rlntp.files import figure, save_figure
 
 ALGOS = ("star", "reinforce", "grpo")
 TEMPERATURES = [0.5, 1.0, 1.5]
 
 
-def rl_groups(from_steps: list, rl_steps: dict[str, int], star_samples: int, eval_every: int, eval_samples: int,
+def rl_groups(from_steps, rl_steps: dict[str, int], star_samples: int, eval_every: int, eval_samples: int,
               temperatures: list[float] = TEMPERATURES, stated: dict[str, dict] | None = None) -> dict:
     """Post-training groups: each algorithm x temperatures (e2e reward) from `from_steps`, and REINFORCE and
     GRPO at the temperatures other than 1 with log-probabilities at tau (groups named ALGO-at-tau); `stated`:
-    per algorithm, settings written out (the paper preset's, so that each has its provenance)."""
+    per algorithm, settings written out (the paper preset's, whose RL cadence is then a choice too)."""
+    cadence = why.rl_cadence if stated else dict
     groups = {}
     for algo in ALGOS:
-        post = (stated or {}).get(algo, {}) | {"algo": algo, "reward": "e2e", "steps": rl_steps[algo],
-                                               "eval_samples": eval_samples, "save_every": rl_steps[algo]}
+        post = (stated or {}).get(algo, {}) | {
+            "algo": paper(algo, "App. C.1: STaR, REINFORCE and GRPO"),
+            "reward": choice("e2e", "App. C.1 says 'as Fig. 3', which shows both rewards; the end-to-end one"),
+            **cadence(steps=rl_steps[algo]), "eval_samples": why.POST_EVAL(eval_samples),
+            **cadence(save_every=rl_steps[algo])}
         # STaR: a round is a step, each samples star_samples prompts and is evaluated
-        post |= {"prompts_per_step": star_samples, "eval_every": 1} if algo == "star" else {"eval_every": eval_every}
-        groups[algo] = {"from_steps": from_steps, "post": post, "axes": {"post.temperature": temperatures}}
+        if algo == "star":
+            samples = paper(star_samples, "Fig. 3 caption: 3,200 sequences per STaR iteration") if stated else \
+                star_samples
+            post |= {"prompts_per_step": samples, **cadence(eval_every=1)}
+        else:
+            post |= cadence(eval_every=eval_every)
+        groups[algo] = {"from_steps": from_steps, "post": post, "axes": {"post.temperature": choice(
+            temperatures, "Fig. 3's temperatures, lost in our text: 0.5, 1, 1.5")}}
         off_one = [t for t in temperatures if t != 1.0]
         if algo != "star" and off_one:
-            groups[f"{algo}-at-tau"] = {"from_steps": from_steps, "post": post | {"logprobs_at_tau": True},
-                                        "axes": {"post.temperature": off_one}}
+            groups[f"{algo}-at-tau"] = why.AT_TAU({"from_steps": why.plain(from_steps),
+                                                   "post": why.plain(post) | {"logprobs_at_tau": True},
+                                                   "axes": {"post.temperature": off_one}})
     return groups
 
 
-RECIPE = Recipe(
-    "rare",
-    "Figures 9-11: STaR / REINFORCE / GRPO x temperatures at two smaller p_cot, from an early and a "
-    "late checkpoint",
-    order=9,
-    presets={"cpu": "d = 12, p_cot = 0.1 and 0.15, 5 seeds",
-             "paper": "d = 50, from 20k and 50k steps; GPUs"},
-)
+_P_COTS = choice([0.1, 0.15], "two p_cot below Fig. 3's 0.25; our text lost the paper's values")
 
-PRESETS = {
+_PRESETS = {
     # 5 seeds: single seeds flip between outcomes here. d = 12 (4,096 inputs): at d = 8 (256) the late
     # checkpoint had partly memorized the short answers, and GRPO from it ended at length 1 (measured: sampled
     # accuracy 0.58 at p_cot = 0.1 against 0.55 from the long path alone). At d = 12 and p_cot = 0.1 the long
     # path is learned between ~2,000 and 4,000 steps. Every algorithm gets about the same RL samples: STaR 8
     # rounds of 1,000, REINFORCE and GRPO 120 steps of 64 (7,680): at p_cot = 0.1, 60 steps left GRPO's
     # long fraction still rising.
-    "cpu": {
-        "pretrain": {"task": {"d": 12}, "model": {"layers": 2, "width": 64, "heads": 4},
+    "cpu": Preset("d = 12, p_cot = 0.1 and 0.15, 5 seeds", {
+        "pretrain": {"task": {"d": choice(12, "d = 12, not 8: at d = 8 the late checkpoint had partly memorized the "
+                                              "256 inputs' short answers, and GRPO from it stayed short (measured, "
+                                              "docs/recipes.md); Fig. 11 revisited at d = 12: GRPO 0/5 -> 4/5 seeds")},
+                     "model": {"layers": 2, "width": 64, "heads": 4},
                      "train": {"steps": 4000, "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000,
                                "save_every": 500},
-                     "axes": {"task.p_cot": [0.1, 0.15], "train.seed": [0, 1, 2, 3, 4]}},
+                     "axes": {"task.p_cot": _P_COTS, "train.seed": [0, 1, 2, 3, 4]}},
         "posttrain": rl_groups([2000, "last"], {"star": 8, "reinforce": 120, "grpo": 120}, 1000, 10, 640),
-    },
+    }, default=why.CPU),
     # The paper (App. C.1): as Fig. 3 (d = 50), RL after 20k and after 50k pre-training steps.
-    "paper": {
-        "pretrain": {"task": {"d": 50}, "model": {"layers": 4, "width": 256, "heads": 8},
-                     "train": {"steps": 50_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 1000,
-                               "eval_samples": 2560, "save_every": 10_000},
-                     "axes": {"task.p_cot": [0.1, 0.15], "train.seed": [0, 1, 2]}},
-        "posttrain": rl_groups([20_000, 50_000], {"star": 10, "reinforce": 200, "grpo": 200}, 3200, 5, 640,
-                               stated=why.PARITY_RL),
-    },
+    "paper": Preset("d = 50, from 20k and 50k steps; GPUs", {
+        "pretrain": {"task": {"d": paper(50, "App. C.1: as Fig. 3 (d = 50)")}, "model": why.PARITY_MODEL,
+                     "train": why.parity_train(paper(50_000, "App. C.1: 50k iterations before the late "
+                                                             "post-training"), 1000, 10_000),
+                     "axes": {"task.p_cot": _P_COTS, "train.seed": why.AS_FIGS_2_3([0, 1, 2])}},
+        "posttrain": rl_groups(paper([20_000, 50_000], "App. C.1: post-training after 20k and after 50k pre-training "
+                                                       "iterations"),
+                               {"star": 10, "reinforce": 200, "grpo": 200}, 3200, 5, 640, stated=why.PARITY_RL),
+    }),
 }
-
-
-def _provenance(paper_preset: bool) -> dict:
-    declared = {"pretrain/axes/task.p_cot": choice("two p_cot below Fig. 3's 0.25; our text lost the paper's values"),
-                "posttrain/reinforce-at-tau": why.AT_TAU, "posttrain/grpo-at-tau": why.AT_TAU}
-    for algo in ALGOS:
-        declared |= {f"posttrain/{algo}/post/algo": paper("App. C.1: STaR, REINFORCE and GRPO"),
-                     f"posttrain/{algo}/post/reward": choice("App. C.1 says 'as Fig. 3', which shows both rewards; "
-                                                             "the end-to-end one"),
-                     f"posttrain/{algo}/post/eval_samples": why.POST_EVAL,
-                     f"posttrain/{algo}/axes/post.temperature": choice("Fig. 3's temperatures, lost in our text: "
-                                                                       "0.5, 1, 1.5")}
-    if not paper_preset:
-        return {"": why.CPU} | declared | {
-            "pretrain/task/d": choice("d = 12, not 8: at d = 8 the late checkpoint had partly memorized the 256 "
-                                      "inputs' short answers, and GRPO from it stayed short (measured, "
-                                      "docs/recipes.md); Fig. 11 revisited at d = 12: GRPO 0/5 -> 4/5 seeds")}
-    declared["posttrain/star/post/prompts_per_step"] = paper("Fig. 3 caption: 3,200 sequences per STaR iteration")
-    for algo in ALGOS:
-        declared |= why.parity_rl(algo, algo) | {
-            f"posttrain/{algo}/from_steps": paper("App. C.1: post-training after 20k and after 50k pre-training "
-                                                  "iterations")}
-    return why.PARITY_PRETRAIN | declared | {
-        "pretrain/task/d": paper("App. C.1: as Fig. 3 (d = 50)"),
-        "pretrain/train/steps": paper("App. C.1: 50k iterations before the late post-training"),
-        "pretrain/axes/train.seed": why.AS_FIGS_2_3}
-
-
-PROVENANCE = {"cpu": _provenance(False), "paper": _provenance(True)}
 
 
 def per_run(table: pd.DataFrame) -> pd.DataFrame:
@@ -132,14 +107,14 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     """rare.png and the table of every RL run."""
     runs = per_run(table)
     plot_rare(table, runs, out / "rare.png")
-    header = (f"{'p_cot':>5s} {'from':>6s} {'algo':>10s} {'tau':>4s} {'logp at':>7s} {'seed':>4s}   "
-              f"{'start: T=1 P(long)':>18s}   {'final greedy':>12s} {'length':>6s} {'RL samples to 95%':>17s}")
-    lines = ["RL with the end-to-end reward from an early and a late checkpoint; 'logp at': the temperature of the "
-             "update's log-probabilities (1, or tau with --logprobs-at-tau)", header, "-" * len(header)]
-    for r in runs.itertuples():
-        solved = f"{'' if r.reached else '>'}{r.samples:,.0f}"
-        lines.append(f"{r.p_cot:5g} {r.from_step:6,d} {r.algo:>10s} {r.tau:4g} {'tau' if r.at_tau else '1':>7s} {r.seed:4d}   "
-                     f"{r.start_long:18.3f}   {r.greedy:12.3f} {r.length:6g} {solved:>17s}")
+    columns = [Column("p_cot", 5, "g"), Column("from", 6, ",d"), Column("algo", 10), Column("tau", 4, "g"),
+               Column("logp at", 7), Column("seed", 4, "d"), Column("start: T=1 P(long)", 18, ".3f", gap=3),
+               Column("final greedy", 12, ".3f", gap=3), Column("length", 6, "g"), Column("RL samples to 95%", 17)]
+    lines = text_table(columns, [(r.p_cot, r.from_step, r.algo, r.tau, "tau" if r.at_tau else "1", r.seed, r.start_long,
+                                  r.greedy, r.length, f"{'' if r.reached else '>'}{r.samples:,.0f}")
+                                 for r in runs.itertuples()],
+                       ["RL with the end-to-end reward from an early and a late checkpoint; 'logp at': the temperature "
+                        "of the update's log-probabilities (1, or tau with --logprobs-at-tau)"])
     lines.append("")
     default = runs[~runs["at_tau"]]
     for (p, step), rows in default.groupby(["p_cot", "from_step"]):
@@ -154,8 +129,8 @@ def plot_rare(table: pd.DataFrame, runs: pd.DataFrame, path: Path) -> None:
     (the median over seeds, with its inter-quartile band for log-probabilities at temperature 1)."""
     post = table[(table["stage"] == "posttrain") & table["eval/greedy_acc"].notna()]
     ps, steps = sorted(runs["p_cot"].unique()), sorted(runs["from_step"].unique())
-    fig, axes = plt.subplots(len(ps), len(steps), figsize=(6 * len(steps), 3.8 * len(ps)), squeeze=False,
-                             sharey=True, constrained_layout=True)
+    fig, axes = figure(len(ps), len(steps), figsize=(6 * len(steps), 3.8 * len(ps)), squeeze=False,
+                             sharey=True)
     colors = {"star": "C2", "reinforce": "C1", "grpo": "C0"}
     alphas = {0.5: 0.45, 1.0: 1.0, 1.5: 0.7}
     for (p, step, algo, tau, at_tau), group in runs.groupby(["p_cot", "from_step", "algo", "tau", "at_tau"]):
@@ -180,7 +155,6 @@ def plot_rare(table: pd.DataFrame, runs: pd.DataFrame, path: Path) -> None:
     fig.suptitle(f"Rarer long demonstrations: parity d = {config['task.d']}; STaR, REINFORCE, GRPO (end-to-end) "
                  f"from an early and a late checkpoint; medians of {runs['seed'].nunique()} seeds")
     save_figure(fig, path, dpi=110)
-    plt.close(fig)
 
 
 def _paper_runs(table: pd.DataFrame) -> tuple[pd.DataFrame, list[float], list[int]]:
@@ -259,3 +233,9 @@ CLAIMS = [
           f"test, p < {SIGNIFICANCE})",
           _later_checkpoint_helps),
 ]
+
+RECIPE = Recipe(
+    "rare", "Figures 9-11: STaR / REINFORCE / GRPO x temperatures at two smaller p_cot, from an early and a "
+            "late checkpoint",
+    _PRESETS, CLAIMS, report=report,
+)

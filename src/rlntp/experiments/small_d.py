@@ -7,56 +7,40 @@ and the length of its greedy answers once it generalized (the short path: length
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from rlntp.experiments import provenance as why
+from rlntp.experiments.claims import Claim, Verdict, evaluations, grows, k_of_n, sampling_margin
+from rlntp.experiments.provenance import choice, paper
+from rlntp.experiments.recipe import Preset, Recipe
+from rlntp.experiments.summary import SOLVED, censored_quantile, first_solved
+from rlntp.files import figure, save_figure
 
-from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.experiments import provenance as why  # noqa: E402
-from rlntp.experiments.claims import Claim, Verdict, evaluations, grows, k_of_n, sampling_margin  # noqa: E402
-from rlntp.experiments.provenance import choice, paper  # noqa: E402
-from rlntp.experiments.summary import SOLVED, censored_quantile, first_solved  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
-
-RECIPE = Recipe(
-    "small-d",
-    "Figure 12: at small d, next-token prediction alone generalizes for some seeds after a long wait",
-    order=12,
-    presets={"cpu": "d = 6, 7 x 3 seeds",
-             "paper": "d = 11, 12; GPUs"},
-)
-
-PRESETS = {
+_PRESETS = {
     # Fig. 13's cpu preset: at d = 6 a 2-layer GPT-2 of width 64 learns from the short sequences within
     # ~2,000 steps, at d = 8 not within 6,000.
-    "cpu": {
-        "pretrain": {"task": {"p_cot": 0.25}, "model": {"layers": 2, "width": 64, "heads": 4},
+    "cpu": Preset("d = 6, 7 x 3 seeds", {
+        "pretrain": {"task": {"p_cot": why.P_COT(0.25)}, "model": {"layers": 2, "width": 64, "heads": 4},
                      "train": {"steps": 6000, "batch_size": 128, "lr": 1e-3, "eval_every": 200, "eval_samples": 500,
                                "save_every": 3000},
-                     "axes": {"task.d": [6, 7], "train.seed": [0, 1, 2]}},
-    },
+                     "axes": {"task.d": choice([6, 7], "the d at which a 2-layer GPT-2 of width 64 learns from the "
+                                                       "short sequences within 6,000 steps (6) and barely (7); "
+                                                       "measured, docs/recipes.md"),
+                              "train.seed": [0, 1, 2]}},
+    }, default=why.CPU),
     # The paper: d = 11 and 12, pre-training long enough for some seeds to generalize (App. C.1).
-    "paper": {
-        "pretrain": {"task": {"p_cot": 0.25}, "model": {"layers": 4, "width": 128, "heads": 32},
-                     "train": {"steps": 100_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 500,
-                               "eval_samples": 2560, "save_every": 10_000},
-                     "axes": {"task.d": [11, 12], "train.seed": [0, 1, 2, 3, 4]}},
-    },
-}
-
-PROVENANCE = {
-    "cpu": {"": why.CPU, "pretrain/task/p_cot": why.P_COT,
-            "pretrain/axes/task.d": choice("the d at which a 2-layer GPT-2 of width 64 learns from the short sequences "
-                                           "within 6,000 steps (6) and barely (7); measured, docs/recipes.md")},
-    "paper": {**why.PARITY_PRETRAIN, "pretrain/task/p_cot": why.P_COT,
-              "pretrain/model": paper("App. C.1: Fig. 13's model, GPT-2 depth 4, 32 heads, width 128 (Fig. 12's "
-                                      "is not stated separately)"),
-              "pretrain/train/steps": choice("Fig. 13's budget (100,000 iterations); Fig. 12's is lost in our text"),
-              "pretrain/axes/task.d": paper("App. C.1: example seeds at d = 11 and d = 12"),
-              "pretrain/axes/train.seed": choice("5 seeds: 'sometimes' needs more than 3 to be seen")},
+    "paper": Preset("d = 11, 12; GPUs", {
+        "pretrain": {"task": {"p_cot": why.P_COT(0.25)},
+                     "model": paper({"layers": 4, "width": 128, "heads": 32},
+                                    "App. C.1: Fig. 13's model, GPT-2 depth 4, 32 heads, width 128 (Fig. 12's is not "
+                                    "stated separately)"),
+                     "train": why.parity_train(choice(100_000, "Fig. 13's budget (100,000 iterations); Fig. 12's is "
+                                                               "lost in our text"), 500, 10_000),
+                     "axes": {"task.d": paper([11, 12], "App. C.1: example seeds at d = 11 and d = 12"),
+                              "train.seed": choice([0, 1, 2, 3, 4], "5 seeds: 'sometimes' needs more than 3 to be "
+                                                                    "seen")}},
+    }),
 }
 
 
@@ -96,8 +80,7 @@ def plot_small_d(table: pd.DataFrame, seeds: pd.DataFrame, path: Path) -> None:
     """Greedy (solid) and temperature-1 (dashed) accuracy per seed; a marker where each seed generalized."""
     rows = table[(table["stage"] == "pretrain") & table["eval/greedy_acc"].notna()]
     ds = sorted(rows["task.d"].unique())
-    fig, axes = plt.subplots(1, len(ds), figsize=(6 * len(ds), 4), squeeze=False, sharey=True,
-                             constrained_layout=True)
+    fig, axes = figure(1, len(ds), figsize=(6 * len(ds), 4), squeeze=False, sharey=True)
     for ax, d in zip(axes[0], ds):
         for k, (seed, run) in enumerate(rows[rows["task.d"] == d].groupby("train.seed")):
             run = run.sort_values("step")
@@ -115,7 +98,6 @@ def plot_small_d(table: pd.DataFrame, seeds: pd.DataFrame, path: Path) -> None:
     fig.suptitle(f"Small d: next-token prediction alone, p_cot = {config['task.p_cot']:g}, {config['model.arch']} "
                  f"{config['model.layers']}x{config['model.width']} (dotted: the seed reaches {SOLVED:.0%} greedy)")
     save_figure(fig, path)
-    plt.close(fig)
 
 
 def _generalized_after_a_wait(run: pd.DataFrame) -> tuple[bool, str]:
@@ -159,3 +141,8 @@ CLAIMS = [
           "gets there) is larger at each d than at the next smaller d; a step the bounds leave open is undecided",
           _wait_grows),
 ]
+
+RECIPE = Recipe(
+    "small-d", "Figure 12: at small d, next-token prediction alone generalizes for some seeds after a long wait",
+    _PRESETS, CLAIMS, report=report,
+)

@@ -10,78 +10,62 @@ against the recursion started from that seed's own measured p_0.
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from rlntp.experiments import Recipe  # noqa: E402
-from rlntp.experiments import provenance as why  # noqa: E402
-from rlntp.experiments.claims import Claim, Verdict, k_of_n  # noqa: E402
-from rlntp.experiments.provenance import choice, paper  # noqa: E402
-from rlntp.experiments.summary import SOLVED  # noqa: E402
-from rlntp.files import save_figure  # noqa: E402
-from rlntp.theory import closed_forms  # noqa: E402
+from rlntp.experiments import provenance as why
+from rlntp.experiments.claims import Claim, Verdict, k_of_n
+from rlntp.experiments.provenance import choice, paper
+from rlntp.experiments.recipe import Preset, Recipe
+from rlntp.experiments.summary import SOLVED
+from rlntp.files import figure, save_figure
+from rlntp.theory import closed_forms
 
 TOLERANCE = 0.08
 """The recipe's claim: the measured long fraction is within this of the recursion for several rounds."""
 
 
-def _preset(d: int, p_cot: float, model: dict, train: dict, seeds: list[int], rounds: int, samples: int,
-            eval_samples: int) -> dict:
+def _preset(d, p_cot, model, train: dict, seeds, rounds: int, samples: int, eval_samples: int,
+            stated: bool = False) -> dict:
+    """Pre-training, then `rounds` of STaR with the chain-of-thought reward from the last checkpoint; `stated`: the
+    paper preset's, whose STaR settings each name their source."""
     # Theorem 2's round is an argmin over the kept samples: STaR trains at the pre-training learning rate
     # so that 3 epochs fit them (at 1e-4 the long fraction lags the recursion by up to 0.13 from round 3 on).
-    star = {"algo": "star", "reward": "cot", "temperature": 1.0, "steps": rounds, "prompts_per_step": samples,
-            "lr": train["lr"],
+    star = {"algo": paper("star", "§4, Theorem 2: STaR"),
+            "reward": paper("cot", "§4, Theorem 2: the reward that verifies the whole chain of thought"),
+            "temperature": paper(1.0, "Theorem 2: sampling from the model (temperature 1)"),
+            "steps": rounds, "prompts_per_step": samples,
+            "lr": choice(why.plain(train["lr"]), "the pre-training rate, so that 3 epochs fit the kept samples as "
+                                                 "Theorem 2's argmin does (measured: at 1e-4 the long fraction lags)"),
             "eval_every": 1, "eval_samples": eval_samples, "save_every": rounds}
+    if stated:
+        star |= {"steps": choice(rounds, "rounds until the recursion from 0.15 passes 1/3 and settles"),
+                 "prompts_per_step": paper(samples, "Fig. 3 caption: 3,200 sequences per STaR iteration"),
+                 "eval_every": choice(1, "every round: the recursion is checked round by round"),
+                 "eval_samples": choice(eval_samples, "2,560, as pre-training: the fraction of long answers is "
+                                                      "compared within 0.05"),
+                 "save_every": why.CADENCE(rounds)}
     return {
         "pretrain": {"task": {"d": d, "p_cot": p_cot}, "model": model, "train": train, "axes": {"train.seed": seeds}},
-        "posttrain": {"star": {"from_steps": ["last"], "post": star}},
+        "posttrain": {"star": {"from_steps": paper(["last"], "App. B.1: post-training continues from the last "
+                                                            "checkpoint"),
+                               "post": star}},
     }
 
 
-RECIPE = Recipe(
-    "star-odds",
-    "Theorem 2 on the transformer: STaR with the chain-of-thought reward, the long fraction round "
-    "by round against p_{t+1} = 2 p_t / (1 + p_t)",
-    order=20,
-    presets={"cpu": "d = 8, p_cot = 0.15, 3 seeds",
-             "paper": "d = 50; for a GPU"},
-)
-
-PRESETS = {
+_PRESETS = {
     # At d = 8 and p_cot = 0.15 the long path is learned by ~1,000 steps (T = 1
     # accuracy 1/2 + p_cot/2), the short one is not; at p_cot = 0.1 the long path is not learned in 3,000
     # steps, and STaR with the chain-of-thought reward then removes the long answers instead.
-    "cpu": _preset(8, 0.15, {"layers": 2, "width": 64, "heads": 4},
-                   {"steps": 2000, "batch_size": 128, "lr": 1e-3, "eval_every": 500, "eval_samples": 2000,
-                    "save_every": 1000}, [0, 1, 2], rounds=6, samples=2000, eval_samples=2000),
-    "paper": _preset(50, 0.15, {"layers": 4, "width": 256, "heads": 8},
-                     {"steps": 20_000, "batch_size": 256, "lr": 1e-4, "optimizer": "adam", "eval_every": 1000,
-                      "eval_samples": 2560, "save_every": 5000}, [0, 1, 2], rounds=8, samples=3200, eval_samples=2560),
-}
-
-_SHARED = {"posttrain/star/post/algo": paper("§4, Theorem 2: STaR"),
-           "posttrain/star/post/reward": paper("§4, Theorem 2: the reward that verifies the whole chain of thought"),
-           "posttrain/star/from_steps": paper("App. B.1: post-training continues from the last checkpoint"),
-           "posttrain/star/post/temperature": paper("Theorem 2: sampling from the model (temperature 1)"),
-           "posttrain/star/post/lr": choice("the pre-training rate, so that 3 epochs fit the kept samples as "
-                                            "Theorem 2's argmin does (measured: at 1e-4 the long fraction lags)")}
-PROVENANCE = {
-    "cpu": {"": why.CPU, **_SHARED, "pretrain/axes/train.seed": why.THREE_SEEDS},
-    "paper": {**_SHARED, "pretrain/task/d": why.D_50,
-              "pretrain/task/p_cot": choice("a p_cot below 1/3 whose long path is learned, so the odds have room "
-                                            "to double; Theorem 2 holds for any such p_cot"),
-              **why.PARITY_PRETRAIN, "pretrain/train/steps": choice("as Fig. 3: 20k iterations"),
-              "pretrain/axes/train.seed": why.AS_FIGS_2_3,
-              "posttrain/star/post/steps": choice("rounds until the recursion from 0.15 passes 1/3 and settles"),
-              "posttrain/star/post/prompts_per_step": paper("Fig. 3 caption: 3,200 sequences per STaR iteration"),
-              "posttrain/star/post/eval_every": choice("every round: the recursion is checked round by round"),
-              "posttrain/star/post/eval_samples": choice("2,560, as pre-training: the fraction of long answers is "
-                                                         "compared within 0.05"),
-              "posttrain/star/post/save_every": why.CADENCE},
+    "cpu": Preset("d = 8, p_cot = 0.15, 3 seeds", _preset(
+        8, 0.15, {"layers": 2, "width": 64, "heads": 4},
+        {"steps": 2000, "batch_size": 128, "lr": 1e-3, "eval_every": 500, "eval_samples": 2000, "save_every": 1000},
+        why.THREE_SEEDS([0, 1, 2]), rounds=6, samples=2000, eval_samples=2000), default=why.CPU),
+    "paper": Preset("d = 50; for a GPU", _preset(
+        why.D_50(50), choice(0.15, "a p_cot below 1/3 whose long path is learned, so the odds have room to double; "
+                                   "Theorem 2 holds for any such p_cot"),
+        why.PARITY_MODEL, why.parity_train(choice(20_000, "as Fig. 3: 20k iterations"), 1000, 5000),
+        why.AS_FIGS_2_3([0, 1, 2]), rounds=8, samples=3200, eval_samples=2560, stated=True)),
 }
 
 
@@ -147,7 +131,7 @@ def _odds(p: pd.Series) -> np.ndarray:
 
 def plot_star_odds(rounds: pd.DataFrame, config: pd.Series, path: Path) -> None:
     """Long fraction per round against the recursion (left), its odds on a log scale (centre), greedy decoding (right)."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    fig, axes = figure(1, 3, figsize=(15, 4.2))
     for i, (seed, group) in enumerate(rounds.groupby("seed")):
         color = f"C{i}"
         axes[0].plot(group["round"], group["measured"], "o-", color=color, label=f"seed {seed}: measured")
@@ -171,7 +155,6 @@ def plot_star_odds(rounds: pd.DataFrame, config: pd.Series, path: Path) -> None:
                  f"$p_{{cot}}$ = {config['task.p_cot']:g}, {config['model.arch']} "
                  f"{config['model.layers']}x{config['model.width']}")
     save_figure(fig, path)
-    plt.close(fig)
 
 
 def _per_seed(table: pd.DataFrame, outcome) -> dict[str, tuple[bool, str]]:
@@ -215,3 +198,9 @@ CLAIMS = [
           "majority of seeds",
           _greedy_turns_long),
 ]
+
+RECIPE = Recipe(
+    "star-odds", "Theorem 2 on the transformer: STaR with the chain-of-thought reward, the long fraction round "
+                 "by round against p_{t+1} = 2 p_t / (1 + p_t)",
+    _PRESETS, CLAIMS, report=report,
+)

@@ -126,3 +126,28 @@ def summary_table(curves: list[Curve], rl: list[bool]) -> str:
             f"{'not reached' if total is None else f'{total:,.0f}':>24s} "
             f"{'' if rl_part is None else f'{rl_part:,.0f}':>14s} {curve.greedy_len_median[-1]:16g}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One right-aligned column of a text table (`text_table`)."""
+
+    name: str
+    """its heading"""
+    width: int
+    """its width in characters"""
+    format: str = ""
+    """the format of its values after the width (".3f", ",d", "g"; "" for text)"""
+    gap: int = 1
+    """spaces before it (none before the first column)"""
+
+
+def text_table(columns: list[Column], rows, notes: list[str] = ()) -> list[str]:
+    """A fixed-width text table as lines: the `notes`, the header, a rule as long as the header, then one line per
+    row of `rows` (one value per column)."""
+    def line(values, formats) -> str:
+        return "".join(f"{' ' * column.gap if i else ''}{value:>{column.width}{fmt}}"
+                       for i, (column, value, fmt) in enumerate(zip(columns, values, formats)))
+
+    header = line([column.name for column in columns], ["s"] * len(columns))
+    return [*notes, header, "-" * len(header), *(line(row, [c.format for c in columns]) for row in rows)]

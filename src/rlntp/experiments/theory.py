@@ -8,26 +8,18 @@ reward doubles the odds of long answers every round. The figures are those of `r
 import json
 from pathlib import Path
 
-from rlntp.experiments import SUMMARY, Recipe
 from rlntp.experiments.claims import APPROX, PARTLY, REPRODUCED, Claim, Verdict, k_of_n, sampling_margin
 from rlntp.experiments.provenance import choice
+from rlntp.experiments.recipe import SUMMARY, OwnPlan, Preset, Recipe
 from rlntp.experiments.summary import SOLVED
 from rlntp.files import atomic_write_text
 from rlntp.theory import closed_forms as cf
 
-RECIPE = Recipe(
-    "theory",
-    "The linear autoregressive model: Theorem 1 (pre-training) and Theorem 2 (STaR), simulation over closed form",
-    order=21,
-    presets={"cpu": "d = 20, 12 mixture weights, 7 STaR rounds, 3 seeds (the linear model is cheap: the same as "
-                    "paper)",
-             "paper": "the same settings"},
-)
-
-PRESETS = {"cpu": {"seeds": [0, 1, 2]}, "paper": {"seeds": [0, 1, 2]}}
-PROVENANCE = {preset: {"seeds": choice("3 seeds of the simulation: the paper proves Theorems 1 and 2, it does not "
-                                        "simulate them (the simulation's settings: docs/theory.md)")}
-              for preset in PRESETS}
+_SIMULATION_SEEDS = choice([0, 1, 2], "3 seeds of the simulation: the paper proves Theorems 1 and 2, it does not "
+                                      "simulate them (the simulation's settings: docs/theory.md)")
+_PRESETS = {"cpu": Preset("d = 20, 12 mixture weights, 7 STaR rounds, 3 seeds (the linear model is cheap: the same as "
+                          "paper)", {"seeds": _SIMULATION_SEEDS}),
+            "paper": Preset("the same settings", {"seeds": _SIMULATION_SEEDS})}
 """Per preset: the simulation's seeds, and any other argument of `rlntp.theory.experiments.write_figures` (its
 defaults otherwise). The first seed's figures go into the recipe's directory, the others' into seed=S/."""
 
@@ -149,3 +141,9 @@ CLAIMS = [
           f"{_CHANCE} before; {_SEEDS}",
           _over_seeds(_greedy_turns_long)),
 ]
+
+RECIPE = Recipe(
+    "theory", "The linear autoregressive model: Theorem 1 (pre-training) and Theorem 2 (STaR), simulation over closed "
+              "form",
+    _PRESETS, CLAIMS, own_plan=OwnPlan(run=run, plan=plan),
+)

@@ -3,20 +3,16 @@
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only: no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from rlntp.files import save_figure  # noqa: E402
-from rlntp.theory import closed_forms as cf  # noqa: E402
+from rlntp.files import figure, save_figure
+from rlntp.theory import closed_forms as cf
 
 
 def plot_theorem1(p_cots: Sequence[float], rows: Sequence[dict], d: int, out: Path) -> Path:
     """Greedy and sampled accuracy, and P(long), against p_cot after pre-training, with the 1/3 line."""
     grid = np.linspace(0.0, 1.0, 401)
-    fig, (ax_acc, ax_len) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    fig, (ax_acc, ax_len) = figure(1, 2, figsize=(10, 3.8))
     ax_acc.plot(grid, [cf.greedy_accuracy(p) for p in grid], "-", color="C3", lw=1, label="greedy, theory")
     ax_acc.plot(grid, [cf.sampled_accuracy(p) for p in grid], "--", color="C0", lw=1,
                 label="sampled, theory: (1 + p)/2")
@@ -37,13 +33,12 @@ def plot_theorem1(p_cots: Sequence[float], rows: Sequence[dict], d: int, out: Pa
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(f"Theorem 1: linear autoregressive model after pre-training, parity d = {d}")
     save_figure(fig, out)
-    plt.close(fig)
     return out
 
 
 def plot_theorem2(tables: dict[float, list[dict]], d: int, out: Path) -> Path:
     """Long fraction and greedy accuracy against STaR round, simulated (markers) and predicted (lines), per p_cot."""
-    fig, (ax_len, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    fig, (ax_len, ax_acc) = figure(1, 2, figsize=(10, 3.8))
     for i, (p, rows) in enumerate(tables.items()):
         color, label = f"C{i}", rf"$p_{{cot}}$ = {p:g}" + (" = 1/d" if abs(p - 1 / d) < 1e-12 else "")
         rounds = [r["round"] for r in rows]
@@ -62,5 +57,4 @@ def plot_theorem2(tables: dict[float, list[dict]], d: int, out: Path) -> Path:
         ax.legend(fontsize=8, loc="lower right")
     fig.suptitle(f"Theorem 2: STaR with the chain-of-thought reward, parity d = {d}")
     save_figure(fig, out)
-    plt.close(fig)
     return out

@@ -1,0 +1,97 @@
+"""The LLM path as two recipes, GSM8K and MATH mixtures (paper §5.2): SFT of a pretrained Llama on long/short
+mixtures of the dataset's solutions, then GRPO with the stepwise reward from several SFT epochs (the plan, shared by
+both: `llm_math.py`)."""
+
+from rlntp.experiments.llm_math import (
+    CLAIMS,
+    LLMInputs,
+    LLMRecipeConfig,
+    check_inputs,
+    plan_llm,
+    run_llm,
+    secondary_process,
+    tiny,
+    with_inputs,
+)
+from rlntp.experiments.provenance import TINY, choice, paper
+from rlntp.experiments.recipe import OwnPlan, Preset, Recipe
+
+PLAN = OwnPlan(run=run_llm, plan=plan_llm, inputs=LLMInputs, with_inputs=with_inputs, check_inputs=check_inputs,
+               secondary_process=secondary_process)
+"""How both recipes run (`llm_math`): --source, --test-source, --data (`LLMInputs`) read other records than the
+preset's; under `accelerate launch` every process runs the plan, the main one claims the directory."""
+
+
+def _tiny(dataset: str) -> Preset:
+    """The tiny preset (`llm_math.tiny`): a random tiny Llama on records made here, for a CPU."""
+    return Preset("a random tiny Llama on records made here, CPU: proves the wiring only", {}, default=TINY,
+                  make=lambda: tiny(dataset))
+
+
+def _paper(description: str, values: dict) -> Preset:
+    """A `paper` preset: `values` and the settings both LLM recipes share, each beside its source."""
+    values = values | {
+        "grpo": values["grpo"] | {"save_every": choice(values["grpo"]["save_every"], "how often to checkpoint: "
+                                                                                       "not stated"),
+                                  "gradient_checkpointing": choice(True, "memory")},
+        "eval": values["eval"] | {"max_new_tokens": choice(values["eval"]["max_new_tokens"],
+                                                           "not stated; as the rollouts' limit")},
+        "records": choice((256, 32), "the tiny preset's record counts: unused by this preset"),
+        "test_source": choice(None, "the hub dataset's own test split"),
+        "data": choice(None, "none: the recipe makes each mixture from the source"),
+        "analysis_responses": choice(256, "enough responses per checkpoint for a fraction within +-0.1 (3 std)")}
+    return Preset(description, values, make=LLMRecipeConfig)
+
+
+GSM8K = Recipe(
+    "gsm8k", "GSM8K mixtures (Figs. 5 right, 19): SFT at several p_cot, then GRPO from several SFT epochs",
+    {"tiny": _tiny("gsm8k"),
+     # App. B.3: Llama 3.2 3B base, SFT batch 256 for 30 epochs, GRPO group 32, one prompt per GPU, 8 GPUs.
+     "paper": _paper("Llama 3.2 3B from the hub; GPUs (docs/llm.md: accelerate launches)", {
+         "dataset": paper("gsm8k", "§5.2: GSM8K"),
+         "model": paper("meta-llama/Llama-3.2-3B", "App. B.3: Llama 3.2 3B (base)"),
+         "source": choice("openai/gsm8k", "the hub's copy of GSM8K, config `main`"),
+         "p_cots": choice((0.05, 0.1, 0.25, 0.5, 1.0), "0.05 is the paper's (Fig. 5 right) and 1 its full "
+                                                       "chain-of-thought baseline (§5.2); Fig. 19's other values are "
+                                                       "lost in our text: 0.1, 0.25, 0.5 are ours"),
+         "rl_from_epochs": choice((1, 5, 30), "Fig. 5 right: GRPO from the SFT checkpoints (epochs 1-30), 'even from "
+                                              "the first'; which ones is not stated: 1, 5, 30"),
+         "sft": {"epochs": paper(30, "App. B.3: 30 epochs"), "lr": choice(1e-5, "lost in our text; 1e-5"),
+                 "per_device_batch": paper(32, "App. B.3: batch 256 on 8 GPUs"),
+                 "gradient_checkpointing": choice(True, "memory: a 3B model's activations at batch 32")},
+         "grpo": {"steps": choice(1000, "not stated; App. B.3: 20-35 h on 8 A100s"), "lr": choice(1e-6, "lost; 1e-6"),
+                  "group_size": paper(32, "App. B.3: group size 32"),
+                  "completions_per_device": paper(32, "App. B.3: batch 1 per device, group 32"), "save_every": 50,
+                  "max_completion_length": choice(512, "not stated; GSM8K solutions fit in 512 tokens")},
+         "eval": {"generations": paper(4, "App. B.3: 4 generations per test question"), "max_new_tokens": 512},
+         "config_name": choice(None, "the default, `main`"),
+         "more_models": paper((), "App. B.3: Llama 3.2 3B base only")})},
+    CLAIMS, own_plan=PLAN, in_all=False,
+)
+
+MATH = Recipe(
+    "math", "MATH mixtures (Figs. 20, 21): SFT at several p_cot, then GRPO from several SFT epochs",
+    {"tiny": _tiny("math"),
+     # App. B.4: Llama 3.2 3B instruct (SFT batch 24) and 3.1 8B instruct (batch 16), 20 epochs; GRPO group 20,
+     # 2 accumulation steps, 300 steps.
+     "paper": _paper("Llama 3.2 3B and 3.1 8B instruct from the hub; GPUs (docs/llm.md: accelerate launches)", {
+         "dataset": paper("math", "§5.2: MATH"),
+         "model": paper("meta-llama/Llama-3.2-3B-Instruct", "App. B.4: Llama 3.2 3B instruct"),
+         "source": choice("DigitalLearningGmbH/MATH-lighteval", "a hub mirror of MATH with its solutions"),
+         "p_cots": choice((0.0, 0.1, 0.25, 0.5, 1.0), "our text lost the values; 1 is the full chain-of-thought "
+                                                      "baseline (§5.2)"),
+         "rl_from_epochs": choice((1, 5, 20), "App. B.4: several SFT epochs 'including the first'; which, is lost"),
+         "sft": {"epochs": paper(20, "App. B.4: 20 epochs"), "lr": choice(1e-5, "lost in our text; 1e-5"),
+                 "per_device_batch": paper(3, "App. B.4: batch 24 for the 3B model on 8 GPUs"),
+                 "gradient_checkpointing": choice(True, "memory")},
+         "grpo": {"steps": paper(300, "App. B.4: 300 steps"), "lr": choice(1e-6, "lost; 1e-6"),
+                  "group_size": paper(20, "App. B.4: group size 20"),
+                  "completions_per_device": paper(20, "App. B.4: batch 1 per device, group 20"),
+                  "grad_accum": paper(2, "App. B.4: 2 accumulation steps"), "save_every": 25,
+                  "max_completion_length": choice(1024, "not stated; MATH solutions are longer than GSM8K's")},
+         "eval": {"generations": paper(4, "App. B.4: 4 generations per test question"), "max_new_tokens": 1024},
+         "config_name": choice(None, "the mirror's default"),
+         "more_models": paper(({"model": "meta-llama/Llama-3.1-8B-Instruct", "sft": {"per_device_batch": 2}},),
+                              "App. B.4: Llama 3.1 8B instruct with SFT batch 16 (2 per GPU on 8 GPUs)")})},
+    CLAIMS, own_plan=PLAN, in_all=False,
+)
