@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import load_file
 
 from rlntp.cli import main
-from rlntp.errors import Diverged
 from rlntp.data import make_data
+from rlntp.errors import Diverged
 from rlntp.models import ModelConfig, build_model
 from rlntp.runs.checkpoints import checkpoint_path, checkpoint_steps
 from rlntp.runs.metrics import read_metrics

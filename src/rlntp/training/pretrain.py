@@ -6,6 +6,9 @@ a dataset's seeded epoch order), take an optimizer step on the output-token loss
 A run killed at any point resumes from its last checkpoint with the same results as an
 uninterrupted one: the optimizer moments and the data generator's state are in the checkpoint, and
 every evaluation draws from a generator seeded by (seed, step) alone.
+
+The same loop trains several runs packed (`pretrain_packed`, `rlntp sweep --pack N`): each run has its own batch,
+loss, evaluations and checkpoints, and one step of their `training.packed.Pack` replaces the one run's step.
 """
 
 import contextlib
