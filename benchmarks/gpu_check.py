@@ -106,15 +106,13 @@ def _median_ms(step, device, repeats: int, warmup: int = 3) -> float:
 
 def part_steps(device, setting: dict, tiny: bool, results: dict) -> dict:
     """ms per pre-training step and host syncs per step, for each way of running it."""
-    import torch
-
     from rlntp.data import make_data
     from rlntp.devices import autocast
     from rlntp.models import ModelConfig, build_model
     from rlntp.tasks import TaskConfig, make_task
     from rlntp.training.optim import make_optimizer
-    from rlntp.training.packed import PackedGPT, packed_losses
-    from rlntp.training.pretrain import make_step_loss
+    from rlntp.training.packed import Pack
+    from rlntp.training.pretrain import PretrainConfig, make_step_loss
 
     task = make_task(TaskConfig(**setting["task"]))
     config, batch = ModelConfig(**setting["model"]), setting["train"]["batch_size"]
@@ -146,15 +144,12 @@ def part_steps(device, setting: dict, tiny: bool, results: dict) -> dict:
         print(f"{impl}/{precision}: {ms:.2f} ms per step (first {first_s:.1f} s), {syncs} host syncs", flush=True)
     runs = 4
     models = [build_model(config, task.vocab_size, task.context_len, task.eos_id, s, device) for s in range(runs)]
-    packed = PackedGPT(models)
-    optimizer = make_optimizer(packed, "adam", 1e-4, device)
+    pack = Pack(models, PretrainConfig(optimizer="adam", lr=1e-4), task.prompt_len - 1)  # vmap on a GPU
 
     def packed_step():
-        batches = [data.train_batch(0, batch) for _ in range(runs)]
-        packed_losses(packed, torch.stack([b.tokens for b in batches]), torch.stack([b.loss_mask for b in batches]),
-                      task.prompt_len - 1).sum().backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        pack.losses([data.train_batch(0, batch) for _ in range(runs)])[0].sum().backward()
+        pack.optimizer.step()
+        pack.optimizer.zero_grad(set_to_none=True)
 
     ms = _median_ms(packed_step, device, 5 if tiny else 30)
     results[f"packed{runs}/fp32"] = {"ms_per_step": ms, "ms_per_run_step": ms / runs}

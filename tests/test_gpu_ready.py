@@ -18,9 +18,8 @@ from rlntp.tasks import TaskConfig, make_task
 from rlntp.training import pretrain as pretrain_module
 from rlntp.training.losses import LossTally
 from rlntp.training.optim import make_optimizer
-from rlntp.training.packed import pretrain_packed
 from rlntp.training.posttrain import PosttrainConfig, PosttrainRun, posttrain
-from rlntp.training.pretrain import PretrainConfig, PretrainRun, make_step_loss, pretrain
+from rlntp.training.pretrain import PretrainConfig, PretrainRun, make_step_loss, pretrain, pretrain_packed
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")

@@ -150,8 +150,8 @@ def execute_pack(jobs: tuple["Job", ...], runs_dir: str, progress: bool = False)
     packing fails otherwise, each run not failed continues alone from its checkpoints, its outcome saying
     why under `pack_error`.
     """
-    from rlntp.training.packed import RunDiverged, StepsDiffer, pretrain_packed
-    from rlntp.training.pretrain import pretrain
+    from rlntp.training.packed import RunDiverged, StepsDiffer
+    from rlntp.training.pretrain import pretrain, pretrain_packed
 
     start = time.perf_counter()
     outcomes: dict[str, dict[str, Any]] = {}

@@ -6,8 +6,12 @@ a dataset's seeded epoch order), take an optimizer step on the output-token loss
 A run killed at any point resumes from its last checkpoint with the same results as an
 uninterrupted one: the optimizer moments and the data generator's state are in the checkpoint, and
 every evaluation draws from a generator seeded by (seed, step) alone.
+
+The same loop trains several runs packed (`pretrain_packed`, `rlntp sweep --pack N`): each run has its own batch,
+loss, evaluations and checkpoints, and one step of their `training.packed.Pack` replaces the one run's step.
 """
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
@@ -22,21 +26,22 @@ from tqdm.auto import tqdm
 
 from rlntp.data import FixedData, OnlineData, make_data
 from rlntp.devices import autocast, pinned_threads, resolve_device, resolve_precision, seeded_generator, synchronize
-from rlntp.errors import RunDirError, check, check_choice
+from rlntp.errors import Diverged, RunDirError, check, check_choice
 from rlntp.evaluation import evaluate
 from rlntp.memory import check_fits
 from rlntp.models import ModelConfig, build_model, memory_estimate
-from rlntp.runs.checkpoints import load_checkpoint_model, save_checkpoint
+from rlntp.runs.checkpoints import checkpoint_state, load_checkpoint_model, save_checkpoint
 from rlntp.runs.dirs import open_run_dir
 from rlntp.runs.metrics import append_metrics
 from rlntp.runs.task_record import record_task, resumed_task_change
 from rlntp.runs.trackers import Trackers, check_trackers
 from rlntp.tasks import TaskConfig, make_task
-from rlntp.tasks.base import Task
+from rlntp.tasks.base import Sequences, Task
 from rlntp.tasks.trust import reading, task_identity
 from rlntp.training.config import StageConfig, as_recorded
 from rlntp.training.losses import LossTally, check_finite_weights, next_token_loss, padded_next_token_loss
 from rlntp.training.optim import make_optimizer
+from rlntp.training.packed import Pack, PackError, RunDiverged, StepsDiffer, pack_key, packed_step_impl
 
 STAGE = "pretrain"
 STEP_IMPLS = ("auto", "grouped", "static", "compiled")
@@ -106,77 +111,152 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
     `out`, grouped under `group`. Resuming, or training on a dataset, made with another version of the task
     (`tasks.trust`) is refused unless `allow_task_change` (then recorded in OUT/task.json).
     """
-    out = Path(out)
+    return _pretrain([run], [Path(out)], False, resume, progress, allow_unverified, report_to, group,
+                     allow_task_change)[0]
+
+
+def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = True, allow_unverified: bool = False,
+                    report_to: tuple[str, ...] = (), group: str | None = None) -> list[Path]:
+    """Pre-train `runs` (one `training.packed.pack_key`) together as one batched model (`training.packed.Pack`),
+    each into its own run directory of `outs`, resuming them; each directory as if its run had trained alone.
+
+    PackError (before any directory is touched, or once they are opened: before any step) when they cannot
+    train packed: different keys, a step with no packed form, or run directories at different steps
+    (StepsDiffer). RunDiverged names the run that diverged; the others' checkpoints so far are kept.
+    """
+    check(len(runs) == len(outs) and len(runs) >= 1, "pretrain_packed: one output directory per run")
+    keys = {pack_key(run) for run in runs}
+    if None in keys or len(keys) > 1:
+        raise PackError("only runs of one GPT-2 shape that differ in seed and p_cot train packed")
+    packed_step_impl(runs[0].train.step_impl)
+    return _pretrain(runs, [Path(out) for out in outs], True, True, progress, allow_unverified, report_to, group)
+
+
+def _pretrain(runs: list[PretrainRun], outs: list[Path], packed: bool, resume: bool, progress: bool,
+              allow_unverified: bool, report_to: tuple[str, ...], group: str | None,
+              allow_task_change: bool = False) -> list[Path]:
+    """The loop of `pretrain` (one run: its model's step) and of `pretrain_packed` (`packed`: the runs' `Pack`)."""
     report_to = check_trackers(report_to)
-    task = make_task(run.task)
-    identity = task_identity(task)
-    changes = resumed_task_change(out, identity, allow_task_change) if resume else []
-    cfg = run.train
+    tasks = [make_task(run.task) for run in runs]
+    task = tasks[0]  # a pack's runs share the vocabulary, lengths and tokenizer: only the mixture differs
+    identities = [task_identity(t) for t in tasks]
+    changes = [resumed_task_change(out, identity, allow_task_change) if resume else []
+               for out, identity in zip(outs, identities)]
+    cfg = runs[0].train  # the same for a pack's runs but the seed, which is each run's own
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    check_fits(memory_estimate(run.model, task.vocab_size, task.context_len, cfg.batch_size, cfg.eval_samples),
-               device, "pre-training", "reduce --batch-size, --eval-samples, the task's size or the model")
-    data = make_data(task, run.task.data, cfg.seed, device, allow_task_change)
-    check(data.train_size is None or data.train_size >= cfg.batch_size,
-          f"the dataset's train split has {data.train_size} rows, fewer than batch_size {cfg.batch_size}")
-    changes += [data.task_change] if data.task_change else []
+    check_fits(len(runs) * memory_estimate(runs[0].model, task.vocab_size, task.context_len, cfg.batch_size,
+                                           cfg.eval_samples), device, "packed pre-training" if packed else
+               "pre-training", "pack fewer runs" if packed else
+               "reduce --batch-size, --eval-samples, the task's size or the model")
+    datas = [make_data(t, run.task.data, run.train.seed, device, allow_task_change) for t, run in zip(tasks, runs)]
+    for data in datas:
+        check(data.train_size is None or data.train_size >= cfg.batch_size,
+              f"the dataset's train split has {data.train_size} rows, fewer than batch_size {cfg.batch_size}")
+    changes = [change + ([data.task_change] if data.task_change else []) for change, data in zip(changes, datas)]
     tokenizer = task.tokenizer()  # saved beside every checkpoint
-    step_impl = resolve_step_impl(cfg.step_impl, device)
-    ran = {"packed": 1, "step_impl": step_impl, "decode": cfg.decode, "precision": precision, "device": str(device)}
-    with pinned_threads(cfg.threads), open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
-                      normalize=PretrainRun.recorded, ran=ran) as run_dir, Trackers(report_to, out, run.to_dict(),
-                                                                                    group) as trackers:
-        checkpoint = run_dir.resume_point()
-        if checkpoint is None:
-            model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, cfg.seed, device)
+    step_impl = packed_step_impl(cfg.step_impl) if packed else resolve_step_impl(cfg.step_impl, device)
+    ran = {"packed": len(runs), "step_impl": step_impl, "decode": cfg.decode, "precision": precision,
+           "device": str(device)}
+    with pinned_threads(cfg.threads), contextlib.ExitStack() as stack:
+        run_dirs = [stack.enter_context(open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
+                                                     normalize=PretrainRun.recorded, ran=ran))
+                    for run, out in zip(runs, outs)]
+        checkpoints = [run_dir.resume_point() for run_dir in run_dirs]
+        steps = [0 if c is None else checkpoint_state(c)["step"] for c in checkpoints]
+        if len(set(steps)) > 1:
+            raise StepsDiffer(steps)
+        trackers = [stack.enter_context(Trackers(report_to, out, run.to_dict(), group)) for run, out in zip(runs, outs)]
+        models, optimizers, tallies = [], [], []
+        for run, checkpoint, run_dir, data in zip(runs, checkpoints, run_dirs, datas):
+            if checkpoint is None:
+                model = build_model(run.model, task.vocab_size, task.context_len, task.eos_id, run.train.seed, device)
+            else:
+                model = load_checkpoint_model(checkpoint, run.model, device, allow_unverified)
+            optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, device, cfg.weight_decay, cfg.max_grad_norm)
+            state = run_dir.restore(checkpoint, optimizer, data.generators, allow_unverified)
+            models.append(model.train())
+            optimizers.append(optimizer)
+            tallies.append(LossTally(device, state.get("loss_sum", 0.0), state.get("loss_steps", 0)))
+        step = run_dirs[0].step
+        for out, identity, change in zip(outs, identities, changes):
+            record_task(out, identity, change, step)
+        if packed:  # one optimizer steps the runs' stacked parameters, with the moments each run's had
+            pack = Pack(models, cfg, task.prompt_len - 1, compiled=step_impl == "compiled")
+            pack.load_moments(optimizers)
+            step_losses, optimizer = pack.losses, pack.optimizer
         else:
-            model = load_checkpoint_model(checkpoint, run.model, device, allow_unverified)
-        optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, device, cfg.weight_decay, cfg.max_grad_norm)
-        state = run_dir.restore(checkpoint, optimizer, data.generators, allow_unverified)
-        step = run_dir.step
-        record_task(out, identity, changes, step)
-        losses = LossTally(device, state.get("loss_sum", 0.0), state.get("loss_steps", 0))
-        step_loss = make_step_loss(model, task, step_impl, device)
-        model.train()
+            step_loss, optimizer = make_step_loss(models[0], task, step_impl, device), optimizers[0]
+
+            def step_losses(batches: list[Sequences]) -> tuple[torch.Tensor, int]:
+                loss, n_tokens = step_loss(batches[0].tokens, batches[0].loss_mask)
+                return loss.reshape(1), n_tokens
+
+        def each_run(action: Callable[[int], Any]) -> list[Any]:
+            """action(i) for each run i; a run of a pack that diverges is named (RunDiverged)."""
+            results = []
+            for i in range(len(runs)):
+                try:
+                    results.append(action(i))
+                except Diverged as e:
+                    if not packed:
+                        raise
+                    raise RunDiverged(i, e) from e
+            return results
+
+        def log_eval(i: int, step: int, *timing) -> dict[str, Any]:
+            return log_evaluation(outs[i], step, models[i], tasks[i], datas[i], runs[i].train, tallies[i],
+                                  trackers[i], device, precision, *timing)
 
         if step == 0:
-            log_evaluation(out, 0, model, task, data, cfg, losses, trackers, device, precision)
+            each_run(lambda i: log_eval(i, 0))
         timed_steps, train_time, tokens = 0, 0.0, 0
-        bar = tqdm(total=cfg.steps, initial=step, desc=f"pretrain {out.name}", disable=not progress, unit="step")
+        bar = tqdm(total=cfg.steps, initial=step, desc=f"pretrain {len(runs)} packed" if packed else
+                   f"pretrain {outs[0].name}", disable=not progress, unit="step")
         while step < cfg.steps:
             # Nothing here waits for the device (with step_impl static or compiled): a GPU runs ahead of the host
             # until the next evaluation or checkpoint reads a value (tests/test_gpu_ready.py counts the waits).
             t0 = time.perf_counter()
-            batch = data.train_batch(step, cfg.batch_size)
+            batches = [data.train_batch(step, cfg.batch_size) for data in datas]
             with autocast(device, precision):
-                loss, n_tokens = step_loss(batch.tokens, batch.loss_mask)
-            loss.backward()  # flush the gradients as soon as we can, no need for this memory anymore
-            losses.add(loss, step + 1)
+                losses, n_tokens = step_losses(batches)  # (runs,): each run's loss on its batch
+            losses.sum().backward()  # each run's parameters get their own loss's gradient
+            for tally, loss in zip(tallies, losses):
+                tally.add(loss, step + 1)
             optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)  # flush the gradients as soon as we can
             step, timed_steps, tokens = step + 1, timed_steps + 1, tokens + n_tokens
-            if step % cfg.eval_every == 0 or step == cfg.steps:
+            evaluating = step % cfg.eval_every == 0 or step == cfg.steps
+            saving = step % cfg.save_every == 0 or step == cfg.steps
+            if evaluating:
                 synchronize(device)  # the steps' time includes the device's queue
             train_time += time.perf_counter() - t0
-            run_dir.step = step
+            for run_dir in run_dirs:
+                run_dir.step = step
             bar.update(1)
 
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                record = log_evaluation(out, step, model, task, data, cfg, losses, trackers, device, precision,
-                                        train_time, tokens, timed_steps)
-                bar.set_postfix(loss=f"{record['train/loss']:.3f}", greedy=f"{record['eval/greedy_acc']:.2f}",
-                                sampled=f"{record['eval/sampled_acc']:.2f}",
-                                long=f"{record['eval/sampled_long_frac']:.2f}")
+            if packed and (evaluating or saving):  # each run's model (and optimizer) as if it trained alone
+                each_run(lambda i: pack.unpack(i, optimizers[i] if saving else None))
+            if evaluating:
+                records = each_run(lambda i: log_eval(i, step, train_time, tokens, timed_steps))
+                if not packed:
+                    bar.set_postfix(loss=f"{records[0]['train/loss']:.3f}",
+                                    greedy=f"{records[0]['eval/greedy_acc']:.2f}",
+                                    sampled=f"{records[0]['eval/sampled_acc']:.2f}",
+                                    long=f"{records[0]['eval/sampled_long_frac']:.2f}")
                 timed_steps, train_time, tokens = 0, 0.0, 0
-                losses.reset()
-            if step % cfg.save_every == 0 or step == cfg.steps:
-                save_state(out, step, model, optimizer, data, losses, cfg.batch_size, tokenizer, identity)
+                for tally in tallies:
+                    tally.reset()
+            if saving:
+                each_run(lambda i: save_state(outs[i], step, models[i], optimizers[i], datas[i], tallies[i],
+                                              cfg.batch_size, tokenizer, identities[i]))
         bar.close()
-        if trackers.names:
+        if any(t.names for t in trackers):
             from rlntp.plots import plot_run
 
-            trackers.image(plot_run(out))
-    return out
+            for tracker, out in zip(trackers, outs):
+                tracker.image(plot_run(out))
+    return outs
 
 
 def log_evaluation(out: Path, step: int, model: nn.Module, task: Task, data: OnlineData | FixedData,
