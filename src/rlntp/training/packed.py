@@ -42,7 +42,7 @@ from rlntp.tasks import make_task
 from rlntp.tasks.trust import task_identity
 from rlntp.training.losses import LossTally, padded_loss
 from rlntp.training.optim import make_optimizer
-from rlntp.training.pretrain import _RESUMABLE_CHANGES, PretrainRun, log_evaluation, save_state
+from rlntp.training.pretrain import RESUMABLE_CHANGES, PretrainRun, log_evaluation, save_state
 
 PER_RUN = ("train.seed", "task.p_cot", "task.p_medium")
 """The settings in which packed runs may differ: everything else (shapes, optimizer, cadence) is shared."""
@@ -192,7 +192,7 @@ def pretrain_packed(runs: list[PretrainRun], outs: list[Path], progress: bool = 
     with pinned_threads(cfg.threads), contextlib.ExitStack() as stack:
         ran = {"packed": len(runs), "step_impl": step_impl, "decode": cfg.decode, "precision": precision,
                "device": str(device)}
-        run_dirs = [stack.enter_context(open_run_dir(out, run.to_dict(), True, _RESUMABLE_CHANGES, cfg.steps,
+        run_dirs = [stack.enter_context(open_run_dir(out, run.to_dict(), True, RESUMABLE_CHANGES, cfg.steps,
                                                      normalize=PretrainRun.recorded, ran=ran))
                     for run, out in zip(runs, outs)]
         checkpoints = [d.resume_point() for d in run_dirs]

@@ -92,7 +92,9 @@ class PretrainRun:
 # Fields that may change when a run is resumed: extending it, moving it to another device or precision, or running
 # its steps or decoding another way (the same computation up to float rounding). config.json keeps the value each
 # had when the run started and records a change with its step (`runs.history`).
-_RESUMABLE_CHANGES = {"train.steps", "train.device", "train.precision", "train.step_impl", "train.decode"}
+RESUMABLE_CHANGES = {"train.steps", "train.device", "train.precision", "train.step_impl", "train.decode"}
+"""The options in which a resumed pre-training run may differ from the run in its directory (extended, moved, run
+another way); the stage's one declaration, which the sweep engine reads too (`sweeps.stages`)."""
 
 
 def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool = True,
@@ -123,7 +125,7 @@ def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool =
     tokenizer = task.tokenizer()  # saved beside every checkpoint
     step_impl = resolve_step_impl(cfg.step_impl, device)
     ran = {"packed": 1, "step_impl": step_impl, "decode": cfg.decode, "precision": precision, "device": str(device)}
-    with pinned_threads(cfg.threads), open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
+    with pinned_threads(cfg.threads), open_run_dir(out, run.to_dict(), resume, RESUMABLE_CHANGES, cfg.steps,
                       normalize=PretrainRun.recorded, ran=ran) as run_dir, Trackers(report_to, out, run.to_dict(),
                                                                                     group) as trackers:
         checkpoint = run_dir.resume_point()
