@@ -28,11 +28,17 @@ def _command(module):
     default = next(iter(recipe.presets))
 
     def run(out: Path, preset: str, device: str, quiet: bool, executor: ExecutorConfig | None = None,
-            plan: bool = False, as_json: bool = False, inputs=None) -> None:
+            plan: bool = False, as_json: bool = False, inputs=None, status: bool = False) -> None:
         from rlntp.devices import resolve_device
         from rlntp.experiments import reproduce
 
         check(not as_json or plan, "--json prints the plan: pass it with --plan")
+        check(not (status and plan), "--status and --plan: pass one of them")
+        if status:
+            from rlntp.experiments import status as job_states
+
+            print(job_states(recipe.name, preset, out, inputs))
+            return
         if plan:
             from rlntp.experiments import plan as make_plan
             from rlntp.experiments import render_plan
@@ -57,22 +63,23 @@ def _command(module):
     if is_sweep(module):
         def command(executor: Annotated[ExecutorConfig, Flat], out: Path = Path(f"runs/{recipe.name}"),
                     preset: str = default, device: str = "auto", quiet: bool = False, plan: bool = False,
-                    json: bool = False) -> None:
-            run(out, preset, device, quiet, executor, plan, json)
+                    json: bool = False, status: bool = False) -> None:
+            run(out, preset, device, quiet, executor, plan, json, status=status)
     elif hasattr(module, "INPUTS"):
-        def command(inputs: Annotated[module.INPUTS, Flat], out: Path = Path(f"runs/{recipe.name}"),
-                    preset: str = default, device: str = "auto", quiet: bool = False, plan: bool = False,
-                    json: bool = False) -> None:
-            run(out, preset, device, quiet, plan=plan, as_json=json, inputs=inputs)
+        def command(inputs: Annotated[module.INPUTS, Flat], executor: Annotated[ExecutorConfig, Flat],
+                    out: Path = Path(f"runs/{recipe.name}"), preset: str = default, device: str = "auto",
+                    quiet: bool = False, plan: bool = False, json: bool = False, status: bool = False) -> None:
+            run(out, preset, device, quiet, _given(executor), plan, json, inputs, status)
     else:
-        def command(out: Path = Path(f"runs/{recipe.name}"), preset: str = default, device: str = "auto",
-                    quiet: bool = False, plan: bool = False, json: bool = False) -> None:
-            run(out, preset, device, quiet, plan=plan, as_json=json)
+        def command(executor: Annotated[ExecutorConfig, Flat], out: Path = Path(f"runs/{recipe.name}"),
+                    preset: str = default, device: str = "auto", quiet: bool = False, plan: bool = False,
+                    json: bool = False, status: bool = False) -> None:
+            run(out, preset, device, quiet, _given(executor), plan, json, status=status)
 
     presets = "; ".join(f"{name} ({text})" for name, text in recipe.presets.items())
     executor_help = ("\n        executor: where runs execute and how many at once" if is_sweep(module) else
-                     "\n        inputs: the records to read in place of the preset's" if hasattr(module, "INPUTS")
-                     else "")
+                     "\n        inputs: the records to read in place of the preset's" * hasattr(module, "INPUTS")
+                     + "\n        executor: where its jobs execute (default: one at a time in this process)")
     command.__name__ = command.__qualname__ = recipe.name
     command.__doc__ = f"""{recipe.title}.
 
@@ -85,8 +92,16 @@ def _command(module):
             (the paper's or our choice) and the estimated cost on DEVICE from a short timing probe; run and write
             nothing
         json: with --plan, print the plan as JSON
+        status: print each job of the preset and its state in OUT (done, running, failed, partial, pending...):
+            a sweep recipe's runs, or its stages' jobs (data, SFT, GRPO, evaluations; the simulations); run nothing
     """
     return command
+
+
+def _given(executor: ExecutorConfig) -> ExecutorConfig | None:
+    """The executor flags of a recipe with a plan of its own, None where none was given (its jobs then run one at a
+    time in this process)."""
+    return None if executor == ExecutorConfig() else executor
 
 
 def reproduce_all(executor: Annotated[ExecutorConfig, Flat], out: Path = Path("runs/all"), preset: str = "cpu",

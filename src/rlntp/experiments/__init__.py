@@ -124,8 +124,9 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
     with open_recipe_dir(out, marker) as record:
         if is_sweep(module):
             summary, results = _run_sweep(module, settings, jobs, out, executor, progress, preset)
-        else:
-            summary, results = module.run(settings, out, device, progress)
+        else:  # one at a time here unless executor flags were given
+            summary, results = module.run(settings, out, device, progress,
+                                          **({} if executor is None else {"executor": executor}))
         atomic_write_text(out / SUMMARY, summary + "\n")
         seconds = (record.get("seconds") or 0.0) + time.perf_counter() - started
         record.pop("paper", None)  # the hand-written rows of earlier versions, replaced by the claims
@@ -133,6 +134,30 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
                    "claims": evaluate(claims, results), "provenance": _provenance_rows(module, preset, given)}
         atomic_write_text(out / REPORT, json.dumps(record, indent=2) + "\n")
     return summary
+
+
+def status(name: str, preset: str, out: Path, inputs: Any = None) -> str:
+    """Each job of recipe `name` at `preset` and its state in its directory `out`, read-only
+    (`sweeps.engine.status_report`): a sweep recipe's expanded runs, or the jobs of a recipe with a plan of its
+    own (`recipe_jobs` of the module its `run` comes from: the LLM stages, the theory's simulations)."""
+    from rlntp.errors import check
+    from rlntp.runs.dirs import read_recipe_marker
+    from rlntp.sweeps.engine import status_report
+
+    module = recipes()[name]
+    check_choice("preset", preset, module.PRESETS)
+    out = Path(out)
+    marker = read_recipe_marker(out)
+    check(marker is None or marker["recipe"] == name, f"{out} is the directory of the {marker and marker['recipe']!r} "
+          f"recipe; pass its own --out, or `rlntp reproduce {marker and marker['recipe']} --status --out {out}`")
+    settings, _ = _settings(module, preset, inputs)
+    if is_sweep(module):
+        from rlntp.sweeps.spec import expand
+
+        jobs = expand(settings, where=f"the {name} recipe's {preset} preset", base=out.resolve())
+        return status_report(jobs, out)
+    jobs = importlib.import_module(module.run.__module__).recipe_jobs(settings, out)
+    return status_report(jobs, out, out)
 
 
 def plan(name: str, preset: str, device: str = "auto", probe: bool = True, inputs: Any = None,

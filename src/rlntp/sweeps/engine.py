@@ -298,8 +298,8 @@ def status_report(jobs: list[Job], out: Path, root: Path | None = None) -> str:
             lines.append(f"  {state['state']:8s} {name}" + (f": {state['error']}" if state.get("error") else ""))
     others = sorted(set((read_status(out) or {}).get("runs", {})) - set(states))
     if others:
-        lines.append(f"{len(others)} more runs in {out / RUNS if root is None else root} are not in this sweep (an earlier version of it listed "
-                     "them; they stay on disk and in results.parquet):")
+        lines.append(f"{len(others)} more runs in {out / RUNS if root is None else root} are not in this sweep (an "
+                     "earlier version of it listed them; they stay on disk and in results.parquet):")
         lines.extend(f"  not in this sweep {name}" for name in others)
     return "\n".join(lines)
 
