@@ -87,9 +87,13 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
     SIGTERM (the runs in flight are stopped and resume on a rerun).
     """
     out = Path(out).resolve()
-    run_jobs(jobs, out, executor, out / RUNS, spec, file, progress,
-             before=lambda: atomic_write_text(out / SWEEP, json.dumps(spec, indent=2) + "\n"),
-             after=lambda states, sweeps: write_results(jobs, out, states, sweeps))
+    try:
+        run_jobs(jobs, out, executor, out / RUNS, spec, file, progress,
+                 before=lambda: atomic_write_text(out / SWEEP, json.dumps(spec, indent=2) + "\n"),
+                 after=lambda states, sweeps: write_results(jobs, out, states, sweeps))
+    except (KeyboardInterrupt, Interrupted):
+        raise SweepInterrupted("sweep interrupted; rerun the same command to continue it (finished runs are "
+                               "kept, the others resume from their checkpoints)") from None
     return out / RESULTS
 
 
@@ -106,7 +110,8 @@ def run_jobs(jobs: list[Job], out: Path, executor: ExecutorConfig, root: Path, s
     `after` (states of every job status.json knows, the sweeps) when the engine stops, however it stops; `each`
     after every job the engine runs in this process (an `accelerate launch` barrier). RunDirError before anything
     runs if a run's config differs from its job's; SweepFailed (after every other job finished) if any failed;
-    SweepInterrupted on Ctrl-C or SIGTERM (the jobs in flight are stopped and resume on a rerun).
+    KeyboardInterrupt (or a run's Interrupted) on Ctrl-C or SIGTERM: the jobs in flight are stopped and resume on a
+    rerun.
     """
     out, root = Path(out).resolve(), Path(root).resolve()
     by_name = {job.name: job for job in jobs}
@@ -181,9 +186,6 @@ def run_jobs(jobs: list[Job], out: Path, executor: ExecutorConfig, root: Path, s
                 running = sum(s["state"] == "running" for s in states.values())
                 bar.set_postfix_str(f"running {running}" + (f", failed {failed}" if failed else ""))
             bar.refresh()
-    except (KeyboardInterrupt, Interrupted):
-        raise SweepInterrupted("sweep interrupted; rerun the same command to continue it (finished runs are "
-                               "kept, the others resume from their checkpoints)") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         if pool is not None:

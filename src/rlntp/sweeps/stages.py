@@ -314,7 +314,8 @@ def stage_of(job: Job) -> Stage:
 
 def job_threads(job: Job | tuple[Job, ...]) -> int:
     """The CPU threads a job's run (or a pack's) uses (its config's `threads`)."""
-    return stage_of(job[0] if isinstance(job, tuple) else job).threads(job[0] if isinstance(job, tuple) else job)
+    job = job[0] if isinstance(job, tuple) else job
+    return stage_of(job).threads(job)
 
 
 def most_threads(jobs: list[Job]) -> int:
