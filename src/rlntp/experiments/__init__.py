@@ -11,8 +11,9 @@ and how it runs, in one of two ways:
                                              the summary table as text
         prepare(preset, spec, out, progress) (optional)  makes what the sweep reads (datasets) before it
                                              runs; a relative `task.data` in the spec is relative to `out`
-  - its own plan (the theory, the LLM path):
-        run(preset, out, device, progress) -> (summary, results)
+  - its own plan (the theory, the LLM path): jobs of the same engine (`sweeps.engine.run_jobs`)
+        run(preset, out, device, progress[, executor]) -> (summary, results)
+        recipe_jobs(preset, out) in the module of `run`: its jobs (`rlntp reproduce NAME --status`)
         INPUTS, with_inputs(preset, inputs) (optional)  a config dataclass of options the command line adds
                                              (the LLM recipes' --source, --test-source, --data), and the preset
                                              they make

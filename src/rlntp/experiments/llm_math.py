@@ -1,7 +1,8 @@
 """The plan of the GSM8K and MATH recipes (Figs. 5 right, 19-31, `gsm8k.py` and `math_mixture.py`): SFT on
 long/short mixtures, then GRPO from several SFT epochs, and what GRPO's completions look like.
 
-The plan, each step skipped when its output exists (a rerun resumes):
+The plan, each step a job of the engine (`recipe_jobs`, `sweeps.stages`) skipped when its record says it is done (a
+rerun resumes; `rlntp reproduce NAME --status` lists them):
   data/p=P              `rlntp llm data` at each p_cot (p_cot = 1 is the full chain-of-thought baseline),
                         or the mixtures of --data DIR
   sft/p=P               `rlntp llm sft`, one checkpoint per epoch
