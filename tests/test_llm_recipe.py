@@ -142,6 +142,30 @@ def test_tiny_gsm8k_rerun_resumes_without_work(gsm8k_tiny):
     assert other.returncode == 2 and "with other settings" in other.stderr  # other records: not this directory
 
 
+def test_status_on_the_tiny_recipe_directory_names_every_job_and_what_a_kill_left(gsm8k_tiny, tmp_path):
+    """`rlntp reproduce gsm8k --status` on the tiny recipe's directory: its 37 jobs (mixtures, model, SFT, their
+    evaluations, GRPO, theirs, the completion analyses) done; on a copy where a GRPO run lost its done record (killed
+    after its checkpoints) and an evaluation its file, those two read as partial and pending, and nothing is written;
+    another recipe's --status on it is refused in one line."""
+    import shutil
+
+    out, _ = gsm8k_tiny
+    result = reproduce("gsm8k", "--preset", "tiny", *GSM8K, "--status", "--out", str(out))
+    assert result.returncode == 0 and result.stdout.startswith(f"{out}: 37 runs: 37 done"), result.stdout
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "grpo" / "p=0.25,epoch=1" / "done.json").unlink()
+    (copy / "eval" / "grpo,p=0.25,epoch=12,step=4.json").unlink()
+    before = sorted((p.relative_to(copy), p.stat().st_mtime_ns) for p in copy.rglob("*"))
+    result = reproduce("gsm8k", "--preset", "tiny", *GSM8K, "--status", "--out", str(copy))
+    assert result.returncode == 0 and result.stdout.startswith(f"{copy}: 37 runs: 35 done, 1 partial, 1 pending")
+    assert "  partial  grpo/p=0.25,epoch=1\n" in result.stdout, result.stdout
+    assert "  pending  eval/grpo,p=0.25,epoch=12,step=4" in result.stdout, result.stdout
+    assert sorted((p.relative_to(copy), p.stat().st_mtime_ns) for p in copy.rglob("*")) == before
+    other = reproduce("math", "--preset", "tiny", "--status", "--out", str(copy))
+    assert other.returncode == 2 and "is the directory of the 'gsm8k' recipe" in other.stderr, other.stderr
+
+
 def test_parity_path_never_imports_the_llm_stack():
     """(accelerate is left out: transformers imports it itself where it is installed.)"""
     code = ("import sys; from rlntp.cli import main; main(['sample', '--n', '2']); "

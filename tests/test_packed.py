@@ -23,7 +23,7 @@ from rlntp.errors import Diverged
 from rlntp.models import ModelConfig, build_model
 from rlntp.runs.checkpoints import checkpoint_path, checkpoint_steps
 from rlntp.runs.metrics import read_metrics
-from rlntp.sweeps.executors import execute_pack
+from rlntp.sweeps.stages import execute_pack
 from rlntp.sweeps.spec import Job
 from rlntp.tasks import TaskConfig, make_task
 from rlntp.training import pretrain as pretrain_module

@@ -224,7 +224,8 @@ def test_a_lost_job_taken_over_from_an_earlier_sweep_process_is_submitted_anew(t
     the engine's resubmission queues a new job instead of adopting the dead one again (no Slurm needed: the queue
     is stubbed)."""
     from rlntp.sweeps import slurm
-    from rlntp.sweeps.executors import ExecutorConfig, execute
+    from rlntp.sweeps.executors import ExecutorConfig
+    from rlntp.sweeps.stages import execute
 
     (tmp_path / slurm.JOBS).parent.mkdir(parents=True)
     (tmp_path / slurm.JOBS).write_text(json.dumps({"a/pretrain": {"job_id": "111", "runs": ["a/pretrain"]}}))
@@ -244,13 +245,14 @@ def test_a_changed_run_whose_old_job_is_still_queued_stays_refused(tmp_path, mon
     """An edited sweep rerun while the old jobs are queued: the run reads as changed (refused), not running."""
     from rlntp.sweeps import engine, slurm
     from rlntp.sweeps.spec import expand
+    from rlntp.sweeps.stages import job_config
 
     spec = {"pretrain": {"task": {"d": 4}, "model": {"layers": 1, "width": 16, "heads": 2},
                          "train": {"steps": 4, "save_every": 2}}}
     job = expand(spec)[0]
     run = tmp_path / "runs" / job.name
     run.mkdir(parents=True)
-    config = engine.job_config(job)
+    config = job_config(job)
     config["train"]["lr"] = 0.5
     (run / "config.json").write_text(json.dumps(config))
     assert engine.read_states([job], tmp_path)[job.name]["state"] == "changed"

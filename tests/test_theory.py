@@ -275,3 +275,41 @@ def test_figure_into_a_file_is_refused(tmp_path, capsys):
         main(["figure", "--out", str(target)])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == f"error: --out {target} is a file; choose a directory path"
+
+
+def test_the_theory_recipe_runs_as_jobs_of_the_engine_and_status_shows_each_seed(tmp_path, monkeypatch, capsys):
+    """The theory recipe through the engine, one job per seed, on a small preset (d = 4, 50 SGD steps: seconds): a
+    simulation that crashes (seed 1, a RuntimeError mid-way) fails that seed alone (seed 0 done, its record kept);
+    `rlntp reproduce theory --status` names each seed's state and the error without running anything; the rerun
+    runs seed 1 only and the recipe's report recomputes from both."""
+    import rlntp.experiments.theory as theory
+    import rlntp.theory.experiments as simulation
+    from rlntp.experiments import reproduce
+    from rlntp.sweeps.engine import SweepFailed
+
+    small = {"seeds": [0, 1], "d": 4, "p_cots": (0.1, 0.5), "star_p_cots": (0.25,), "rounds": 2, "eval_samples": 64,
+             "sgd": SGDConfig(steps=50)}
+    monkeypatch.setattr(theory, "PRESETS", theory.PRESETS | {"small": small})
+    write_figures = simulation.write_figures
+
+    def crashing(out, seed, **arguments):
+        if seed == 1:
+            raise RuntimeError("the simulation's node went away")
+        return write_figures(out, seed=seed, **arguments)
+
+    monkeypatch.setattr(simulation, "write_figures", crashing)
+    out = tmp_path / "theory"
+    with pytest.raises(SweepFailed, match="1 of 2 runs failed"):
+        reproduce("theory", "small", out, "cpu", progress=False)
+    rlntp_main(["reproduce", "theory", "--preset", "small", "--status", "--out", str(out)])
+    shown = capsys.readouterr().out
+    assert "2 runs: 1 done, 1 failed" in shown and "failed   theory/seed=1: RuntimeError: the simulation's node" in shown
+    seed0 = (out / "theory" / "seed=0.json").stat().st_mtime_ns
+    monkeypatch.setattr(simulation, "write_figures", write_figures)
+    reproduce("theory", "small", out, "cpu", progress=False)
+    assert (out / "theory" / "seed=0.json").stat().st_mtime_ns == seed0  # done: not simulated again
+    measured = json.loads((out / "theory.json").read_text())
+    assert [m["seed"] for m in measured["seeds"]] == [0, 1] and measured["seeds"][0]["d"] == 4
+    assert len(json.loads((out / "report.json").read_text())["claims"]) == 4
+    rlntp_main(["reproduce", "theory", "--preset", "small", "--status", "--out", str(out)])
+    assert "2 runs: 2 done" in capsys.readouterr().out

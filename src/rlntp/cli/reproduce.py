@@ -21,35 +21,37 @@ def commands() -> dict:
 
 def _command(recipe):
     """The command of one recipe: its help from the recipe's title and presets, its defaults from its presets, and
-    its one extra option from how it runs: a sweep's executor, or the inputs of an own plan that takes some."""
+    its extra options from how it runs: the executor (of its runs, or of its own plan's jobs) and the inputs of an own
+    plan that takes some."""
     import inspect
 
     own = recipe.own_plan
-    if recipe.is_sweep:
-        extra, extra_help = ("executor", ExecutorConfig), "executor: where runs execute and how many at once"
-    elif own.inputs is not None:
-        extra, extra_help = ("inputs", own.inputs), "inputs: the records to read in place of the preset's"
-    else:
-        extra, extra_help = None, None
+    extras = [("executor", ExecutorConfig, "executor: where runs execute and how many at once" if recipe.is_sweep
+               else "executor: where its jobs execute (default: one at a time in this process)")]
+    if own is not None and own.inputs is not None:
+        extras.insert(0, ("inputs", own.inputs, "inputs: the records to read in place of the preset's"))
 
-    def command(out: Path, preset: str, device: str, quiet: bool, plan: bool, json: bool, **given) -> None:
-        _run(recipe, out, preset, device, quiet, plan, json, given.get("executor"), given.get("inputs"))
+    def command(out: Path, preset: str, device: str, quiet: bool, plan: bool, json: bool, status: bool,
+                **given) -> None:
+        executor = given["executor"] if recipe.is_sweep else _given(given["executor"])
+        _run(recipe, out, preset, device, quiet, plan, json, status, executor, given.get("inputs"))
 
     # the command line is generated from the signature (`parsing.run_commands`), so the signature is built here: the
-    # recipe's extra option, then the options every recipe has
+    # recipe's extra options, then the options every recipe has
     option = inspect.Parameter.KEYWORD_ONLY
-    parameters = [inspect.Parameter(extra[0], option, annotation=Annotated[extra[1], Flat])] if extra else []
+    parameters = [inspect.Parameter(name, option, annotation=Annotated[kind, Flat]) for name, kind, _ in extras]
     parameters += [inspect.Parameter(name, option, default=default, annotation=kind) for name, kind, default in (
         ("out", Path, Path(f"runs/{recipe.name}")), ("preset", str, next(iter(recipe.presets))),
-        ("device", str, "auto"), ("quiet", bool, False), ("plan", bool, False), ("json", bool, False))]
+        ("device", str, "auto"), ("quiet", bool, False), ("plan", bool, False), ("json", bool, False),
+        ("status", bool, False))]
     command.__signature__ = inspect.Signature(parameters, return_annotation=None)
     command.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": None}
     command.__name__ = command.__qualname__ = recipe.name
     presets = "; ".join(f"{name} ({preset.description})" for name, preset in recipe.presets.items())
-    extra_line = "" if extra is None else f"\n        {extra_help}"
+    extra_lines = "".join(f"\n        {text}" for _, _, text in extras)
     command.__doc__ = f"""{recipe.title}.
 
-    Args:{extra_line}
+    Args:{extra_lines}
         out: the recipe's directory: its runs, results, figures (PNG), summary.txt and report.json
         preset: {presets}
         device: cpu, cuda, cuda:N or auto
@@ -58,17 +60,26 @@ def _command(recipe):
             (the paper's or our choice) and the estimated cost on DEVICE from a short timing probe; run and write
             nothing
         json: with --plan, print the plan as JSON
+        status: print each job of the preset and its state in OUT (done, running, failed, partial, pending...):
+            a sweep recipe's runs, or its stages' jobs (data, SFT, GRPO, evaluations; the simulations); run nothing
     """
     return command
 
 
-def _run(recipe, out: Path, preset: str, device: str, quiet: bool, plan: bool, as_json: bool,
+def _run(recipe, out: Path, preset: str, device: str, quiet: bool, plan: bool, as_json: bool, status: bool,
          executor: ExecutorConfig | None, inputs) -> None:
-    """`rlntp reproduce NAME`: print the plan, or run the recipe and print its summary and claims."""
+    """`rlntp reproduce NAME`: print the plan or the jobs' states, or run the recipe and print its summary and
+    claims."""
     from rlntp.devices import resolve_device
     from rlntp.experiments import reproduce
 
     check(not as_json or plan, "--json prints the plan: pass it with --plan")
+    check(not (status and plan), "--status and --plan: pass one of them")
+    if status:
+        from rlntp.experiments import status as job_states
+
+        print(job_states(recipe.name, preset, out, inputs))
+        return
     if plan:
         from rlntp.experiments import plan as make_plan
         from rlntp.experiments import render_plan
@@ -88,6 +99,12 @@ def _run(recipe, out: Path, preset: str, device: str, quiet: bool, plan: bool, a
                 print(f"  {claim['verdict']:>14s}  {claim['claim']}")
         written = sorted(p.name for p in out.glob("*.png")) + ["summary.txt", "report.json"]
         print(f"wrote {out}: " + ", ".join(written + (["results.parquet"] if recipe.is_sweep else [])))
+
+
+def _given(executor: ExecutorConfig) -> ExecutorConfig | None:
+    """The executor flags of a recipe with a plan of its own, None where none was given (its jobs then run one at a
+    time in this process)."""
+    return None if executor == ExecutorConfig() else executor
 
 
 def reproduce_all(executor: Annotated[ExecutorConfig, Flat], out: Path = Path("runs/all"), preset: str = "cpu",

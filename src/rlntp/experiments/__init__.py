@@ -8,6 +8,8 @@ and the report page read `RECIPES` when they run (a test may put a recipe of its
 
 `reproduce` is the one engine for all of them: it claims the recipe's directory (report.json, its marker, with
 the lock), runs the recipe, evaluates its claims, and writes summary.txt and report.json.
+A recipe with a plan of its own (the theory, the LLM path) runs as jobs of the same engine as the
+sweeps (`sweeps.engine.run_jobs`, `OwnPlan.jobs`), so `--status` and the executors serve every recipe.
 """
 
 import json
@@ -76,8 +78,9 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
     with open_recipe_dir(out, marker) as record:
         if recipe.is_sweep:
             summary, results = _run_sweep(recipe, settings, jobs, out, executor, progress, preset)
-        else:
-            summary, results = own.run(settings, out, device, progress)
+        else:  # one at a time here unless executor flags were given
+            summary, results = own.run(settings, out, device, progress,
+                                       **({} if executor is None else {"executor": executor}))
         atomic_write_text(out / SUMMARY, summary + "\n")
         seconds = (record.get("seconds") or 0.0) + time.perf_counter() - started
         record.pop("paper", None)  # the hand-written rows of earlier versions, replaced by the claims
@@ -85,6 +88,29 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
                    "claims": evaluate(recipe.claims, results), "provenance": _provenance_rows(recipe, preset, given)}
         atomic_write_text(out / REPORT, json.dumps(record, indent=2) + "\n")
     return summary
+
+
+def status(name: str, preset: str, out: Path, inputs: Any = None) -> str:
+    """Each job of recipe `name` at `preset` and its state in its directory `out`, read-only
+    (`sweeps.engine.status_report`): a sweep recipe's expanded runs, or the jobs of a recipe with a plan of its
+    own (`OwnPlan.jobs`: the LLM stages, the theory's simulations)."""
+    from rlntp.errors import check
+    from rlntp.runs.dirs import read_recipe_marker
+    from rlntp.sweeps.engine import status_report
+
+    recipe = recipes()[name]
+    check_choice("preset", preset, recipe.presets)
+    out = Path(out)
+    marker = read_recipe_marker(out)
+    check(marker is None or marker["recipe"] == name, f"{out} is the directory of the {marker and marker['recipe']!r} "
+          f"recipe; pass its own --out, or `rlntp reproduce {marker and marker['recipe']} --status --out {out}`")
+    settings, _ = _settings(recipe, preset, inputs)
+    if recipe.is_sweep:
+        from rlntp.sweeps.spec import expand
+
+        jobs = expand(settings, where=f"the {name} recipe's {preset} preset", base=out.resolve())
+        return status_report(jobs, out)
+    return status_report(recipe.own_plan.jobs(settings, out), out, out)
 
 
 def plan(name: str, preset: str, device: str = "auto", probe: bool = True, inputs: Any = None,

@@ -1,7 +1,8 @@
 """The plan of the GSM8K and MATH recipes (Figs. 5 right, 19-31, declared in `experiments/llm.py`): SFT on
 long/short mixtures, then GRPO from several SFT epochs, and what GRPO's completions look like.
 
-The plan, each step skipped when its output exists (a rerun resumes):
+The plan, each step a job of the engine (`recipe_jobs`, `sweeps.stages`) skipped when its record says it is done (a
+rerun resumes; `rlntp reproduce NAME --status` lists them):
   data/p=P              `rlntp llm data` at each p_cot (p_cot = 1 is the full chain-of-thought baseline),
                         or the mixtures of --data DIR
   sft/p=P               `rlntp llm sft`, one checkpoint per epoch
@@ -19,7 +20,7 @@ CPU in minutes: it checks the wiring, not the paper's claims.
 """
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -197,49 +198,176 @@ def secondary_process() -> bool:
     return not distributed().is_main_process
 
 
-def run_llm(preset: LLMRecipeConfig, out: Path, device: str = "auto",
-            progress: bool = True) -> tuple[str, dict[str, Any] | None]:
+def run_llm(preset: LLMRecipeConfig, out: Path, device: str = "auto", progress: bool = True,
+            executor: Any = None) -> tuple[str, dict[str, Any] | None]:
     """Run the plan of `preset` into `out` (module docstring) for its model and each of `more_models` (into
-    OUT/TAG, sharing OUT/data), and draw the figures; returns the summary table and the results the claims read,
-    {"tiny": whether the preset is the tiny one, "rows": one per model, SFT epoch and GRPO checkpoint, "analysis":
-    the completion analysis of each GRPO run} ("" and None in a secondary process of `accelerate launch`)."""
+    OUT/TAG, sharing OUT/data), as jobs of the engine (`recipe_jobs`, `sweeps.engine.run_jobs`: OUT/status.json,
+    `--status`; `executor`: where they run, default one at a time here), and draw the figures; returns the summary
+    table and the results the claims read, {"tiny": whether the preset is the tiny one, "rows": one per model, SFT
+    epoch and GRPO checkpoint, "analysis": the completion analysis of each GRPO run} ("" and None in a secondary
+    process of `accelerate launch`)."""
     from rlntp.llm.common import distributed
+
+    out = Path(out)
+    jobs = recipe_jobs(preset, out, device)  # every option is validated before the first job starts
+    state = distributed()
+    _run_jobs(jobs, out, preset, state, progress, executor)
+    if not state.is_main_process:
+        return "", None
+    rows, analysis, summaries = [], [], []
+    for name, base in _variants(preset, out):
+        tag = model_tag(name) if preset.model != "tiny" else "tiny"
+        found = _results(preset, jobs, out, base)
+        model_rows = [{"model": tag} | r for r in found[0]]
+        model_analysis = [{"model": tag} | a for a in found[1]]
+        suffix = "" if base == out else f"-{model_tag(name)}"
+        shown = "a tiny Llama built here" if preset.model == "tiny" else name
+        plot_llm(model_rows, preset, out / f"llm{suffix}.png", shown)
+        plot_completions(model_analysis, preset, out / f"completions{suffix}.png", shown)
+        _write_examples(preset, base, model_rows, shown, out / f"examples{suffix}.json")
+        summaries.append(summarize(model_rows, preset, shown) + "\n\n" + summarize_completions(model_analysis))
+        rows += model_rows
+        analysis += model_analysis
+    atomic_write_text(out / "results.json", json.dumps(rows, indent=2) + "\n")
+    return "\n\n".join(summaries), {"tiny": preset.model == "tiny", "rows": rows, "analysis": analysis}
+
+
+def _run_jobs(jobs: list, out: Path, preset: LLMRecipeConfig, state, progress: bool, executor: Any) -> None:
+    """`jobs` through the engine. Under `accelerate launch` every process takes the same jobs in order (those not
+    done when they all start), one at a time, and meets the others after each: SFT and GRPO share their work
+    among the processes; the main process alone makes the data and the evaluations, and keeps OUT/status.json."""
+    from rlntp.sweeps.engine import run_jobs
+    from rlntp.sweeps.executors import ExecutorConfig
+    from rlntp.sweeps.stages import STAGES, job_state
+
+    executor = executor or ExecutorConfig(workers=1)
+    if executor.executor == "local" and executor.workers is None:
+        executor = replace(executor, workers=1)  # the stages use every core of the machine themselves
+    spec = json.loads(json.dumps(asdict(preset), default=str))
+    file = f"the {preset.dataset} recipe"
+    if state.num_processes == 1:
+        run_jobs(jobs, out, executor, out, spec, file, progress)
+        return
+    check(executor.executor == "local" and executor.workers == 1,
+          "under accelerate launch the jobs run in its processes: leave --executor and --workers out")
+    state.wait_for_everyone()
+    todo = [job for job in jobs if (job_state(job, out) or {}).get("state") != "done"]
+    state.wait_for_everyone()  # no process writes before every one has read what is done
+    if state.is_main_process:
+        run_jobs(jobs, out, executor, out, spec, file, progress, each=state.wait_for_everyone)
+        return
+    for job in todo:
+        if not STAGES[job.stage].main_only:
+            STAGES[job.stage].run(job, out.resolve(), progress)
+        state.wait_for_everyone()
+
+
+def _variants(preset: LLMRecipeConfig, out: Path) -> list[tuple[str, Path]]:
+    """Each model of the preset and the directory of its runs (OUT, or OUT/TAG for one of `more_models`)."""
+    model = str(out / "model") if preset.model == "tiny" else preset.model
+    return [(model, out)] + [(extra["model"], out / model_tag(extra["model"])) for extra in preset.more_models]
+
+
+def recipe_jobs(preset: LLMRecipeConfig, out: Path, device: str = "auto") -> list:
+    """The jobs of `preset`'s plan into `out` (module docstring), each after the jobs it needs (`sweeps.stages`):
+    the tiny preset's records, the mixtures (unless --data), the tiny model, then per model and p_cot SFT, the
+    evaluation of every SFT epoch, GRPO from each of `rl_from_epochs` (p_cot < 1), the evaluation of every GRPO
+    checkpoint and the completion analysis of each GRPO run. ConfigError if an option of a stage is invalid."""
+    from rlntp.llm.dataset import LLMDataConfig
     from rlntp.llm.evaluate import LLMEvalConfig
     from rlntp.llm.grpo import GRPOConfig
     from rlntp.llm.sft import SFTConfig
+    from rlntp.sweeps.spec import Job
+    from rlntp.sweeps.stages import Analysis, FromCheckpoint, TinyModel, TinyRecords
 
     check(device in ("auto", "cpu"), f"--device {device}: the LLM stages take cpu or auto (accelerate assigns GPUs)")
     out = Path(out)
-    state = distributed()
-    with state.main_process_first():
-        model = _inputs(preset, out)  # the mixtures first, then the tiny model
     stage_options = dict(cpu=True) if device == "cpu" else {}
-    variants = [(model, preset.sft, out)] + [(extra["model"], preset.sft | extra.get("sft", {}), out / model_tag(
-        extra["model"])) for extra in preset.more_models]
-    for name, sft, _ in variants:  # every option is validated before the first stage starts
-        SFTConfig(model=name, data=out, **sft, **stage_options)
-        GRPOConfig(model=name, data=out, **preset.grpo, **stage_options)
-        LLMEvalConfig(model=name, data=out, **preset.eval, **stage_options)
+    jobs, inputs, records = [], [], ()
+    source, test_source = preset.source, preset.test_source
+    if preset.model == "tiny" and preset.data is None and source is None:
+        jobs.append(Job("records", "llm_records", config=TinyRecords(preset.dataset, *preset.records)))
+        source, test_source, records = str(out / "records" / "train.jsonl"), str(out / "records" / "test.jsonl"), \
+            ("records",)
+    if preset.data is None:
+        for p_cot in preset.p_cots:
+            jobs.append(Job(f"data/{_p(p_cot)}", "llm_data", after=records,
+                            config=LLMDataConfig(dataset=preset.dataset, source=source, config_name=preset.config_name,
+                                                 test_source=test_source, p_cot=p_cot)))
+        inputs = [job.name for job in jobs if job.stage == "llm_data"]
+    if preset.model == "tiny":  # after every mixture: records that cannot make one fail before the model is built
+        mixtures = tuple(str(_mixture(preset, out, p)) for p in preset.p_cots) if preset.data is not None else ()
+        jobs.append(Job("model", "llm_model", after=tuple(inputs),
+                        config=TinyModel(preset.dataset, source, preset.config_name, mixtures)))
+        inputs = [*inputs, "model"]
+    sfts = [preset.sft] + [preset.sft | extra.get("sft", {}) for extra in preset.more_models]
+    for (model, base), sft in zip(_variants(preset, out), sfts):
+        tag = "" if base == out else f"{base.name}/"
+        for p_cot in preset.p_cots:
+            data = _mixture(preset, out, p_cot)
+            needs = tuple(name for name in inputs if name in (f"data/{_p(p_cot)}", "model"))
+            sft_options = SFTConfig(model=model, data=data, **sft, **stage_options)
+            sft_job = Job(f"{tag}sft/{_p(p_cot)}", "sft", config=FromCheckpoint(sft_options), after=needs)
+            evaluation = LLMEvalConfig(model=model, data=data, **preset.eval, **stage_options)
+            jobs.append(sft_job)
+            jobs += [Job(f"{tag}eval/{_eval_name(p_cot, epoch, 0)}", "llm_eval", after=(sft_job.name,),
+                         config=FromCheckpoint(evaluation, sft_job.name, epoch=epoch))
+                     for epoch in range(1, sft_options.epochs + 1)]
+            if p_cot == 1.0:
+                continue
+            for epoch in preset.rl_from_epochs:
+                grpo_options = GRPOConfig(model=model, data=data, **preset.grpo, **stage_options)
+                grpo = Job(f"{tag}grpo/{_p(p_cot)},epoch={epoch}", "grpo", after=(sft_job.name,),
+                           config=FromCheckpoint(grpo_options, sft_job.name, epoch=epoch))
+                evals = [Job(f"{tag}eval/{_eval_name(p_cot, epoch, step)}", "llm_eval", after=(grpo.name,),
+                             config=FromCheckpoint(evaluation, grpo.name, step=step))
+                         for step in grpo_steps(grpo_options)]
+                steps = ((0, f"{tag}eval/{_eval_name(p_cot, epoch, 0)}"),) + tuple(
+                    (job.config.step, job.name) for job in evals)
+                analysis = Analysis(sft_job.name, epoch, grpo.name, str(data), steps, preset.analysis_responses,
+                                    device)
+                jobs += [grpo, *evals, Job(f"{tag}analysis/grpo,{_p(p_cot)},epoch={epoch}", "llm_analysis",
+                                           config=analysis, after=(grpo.name, *(name for _, name in steps)))]
+    return jobs
 
-    rows, analysis, summaries = [], [], []
-    for name, sft, base in variants:
-        found = _run_model(preset, name, sft, out, base, device, stage_options, state, progress)
-        if state.is_main_process:
-            tag = model_tag(name) if preset.model != "tiny" else "tiny"
-            model_rows = [{"model": tag} | r for r in found[0]]
-            model_analysis = [{"model": tag} | a for a in found[1]]
-            suffix = "" if base == out else f"-{model_tag(name)}"
-            shown = "a tiny Llama built here" if preset.model == "tiny" else name
-            plot_llm(model_rows, preset, out / f"llm{suffix}.png", shown)
-            plot_completions(model_analysis, preset, out / f"completions{suffix}.png", shown)
-            _write_examples(preset, base, model_rows, shown, out / f"examples{suffix}.json")
-            summaries.append(summarize(model_rows, preset, shown) + "\n\n" + summarize_completions(model_analysis))
-            rows += model_rows
-            analysis += model_analysis
-    if not state.is_main_process:
-        return "", None
-    atomic_write_text(out / "results.json", json.dumps(rows, indent=2) + "\n")
-    return "\n\n".join(summaries), {"tiny": preset.model == "tiny", "rows": rows, "analysis": analysis}
+
+def grpo_steps(options) -> list[int]:
+    """The steps a GRPO run checkpoints (every save_every steps, and its last)."""
+    return sorted({*range(options.save_every, options.steps + 1, options.save_every), options.steps})
+
+
+def _results(preset: LLMRecipeConfig, jobs: list, out: Path,
+             base: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One model's rows (one per SFT epoch and GRPO checkpoint, with its evaluation's metrics and the training
+    sequences it had seen) and the completion analysis of its GRPO runs, read from its jobs' records."""
+    from rlntp.llm.common import DONE
+
+    tag = "" if base == out else f"{base.name}/"
+    mine = [job for job in jobs if job.name.startswith(tag) and job.name.count("/") == tag.count("/") + 1]
+    rows, analysis = [], []
+    for p_cot in preset.p_cots:
+        per_epoch = json.loads((base / "sft" / _p(p_cot) / DONE).read_text())["sequences_per_epoch"]
+        for job in mine:
+            config, kind = job.config, job.stage
+            if kind == "llm_eval" and config.start == f"{tag}sft/{_p(p_cot)}":
+                rows.append(dict(stage="sft", p_cot=p_cot, epoch=config.epoch, step=0,
+                                 sequences=config.epoch * per_epoch, **_metrics(out / f"{job.name}.json")))
+            elif kind == "grpo" and config.start == f"{tag}sft/{_p(p_cot)}":
+                per_step = json.loads((out / job.name / DONE).read_text())["completions_per_step"]
+                for step_job in mine:
+                    if step_job.stage == "llm_eval" and step_job.config.start == job.name:
+                        rows.append(dict(stage="grpo", p_cot=p_cot, epoch=config.epoch, step=step_job.config.step,
+                                         sequences=config.epoch * per_epoch + step_job.config.step * per_step,
+                                         **_metrics(out / f"{step_job.name}.json")))
+            elif kind == "llm_analysis" and config.sft == f"{tag}sft/{_p(p_cot)}":
+                analysis.append({"p_cot": p_cot, "epoch": config.epoch}
+                                | json.loads((out / f"{job.name}.json").read_text()))
+    return rows, analysis
+
+
+def _metrics(path: Path) -> dict[str, Any]:
+    """The metrics of one evaluation (OUT/eval/NAME.json)."""
+    return {k: v for k, v in json.loads(path.read_text()).items() if k not in ("model", "written_by")}
 
 
 def model_tag(model: str) -> str:
@@ -247,71 +375,9 @@ def model_tag(model: str) -> str:
     return Path(model.rstrip("/")).name
 
 
-def _run_model(preset: LLMRecipeConfig, model: str, sft: dict[str, Any], out: Path, base: Path, device: str,
-               stage_options: dict[str, Any], state, progress: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The plan of the module docstring for one model into `base` (mixtures in OUT/data): its rows and the completion
-    analysis of its GRPO runs (both empty in a secondary process)."""
-    from rlntp.llm.evaluate import LLMEvalConfig
-    from rlntp.llm.grpo import GRPOConfig, run_grpo, step_checkpoints
-    from rlntp.llm.sft import SFTConfig, epoch_checkpoints, run_sft
-
-    # Under `accelerate launch` every process runs this plan: the trainers share the work; data and
-    # evaluations are made by the main process while the others wait.
-    main = state.is_main_process
-
-    def evaluate(checkpoint: Path, data: Path, name: str) -> dict[str, Any] | None:
-        options = LLMEvalConfig(model=str(checkpoint), data=data, **preset.eval, **stage_options)
-        result = _evaluate(options, base, name) if main else None
-        state.wait_for_everyone()
-        return result
-
-    rows, analysis = [], []
-    for p_cot in preset.p_cots:
-        data = _mixture(preset, out, p_cot)
-        sft_dir = base / "sft" / _p(p_cot)
-        done = run_sft(SFTConfig(model=model, data=data, **sft, **stage_options), sft_dir, progress)
-        per_epoch = done["sequences_per_epoch"]
-        for epoch, checkpoint in epoch_checkpoints(sft_dir).items():
-            metrics = evaluate(checkpoint, data, _eval_name(p_cot, epoch, 0))
-            rows.append(dict(stage="sft", p_cot=p_cot, epoch=epoch, step=0, sequences=epoch * per_epoch,
-                             **(metrics or {})))
-        if p_cot == 1.0:
-            continue
-        for epoch in preset.rl_from_epochs:
-            start = epoch_checkpoints(sft_dir)[epoch]
-            grpo_dir = base / "grpo" / f"{_p(p_cot)},epoch={epoch}"
-            grpo = run_grpo(GRPOConfig(model=str(start), data=data, **preset.grpo, **stage_options), grpo_dir,
-                            progress)
-            for step, checkpoint in step_checkpoints(grpo_dir).items():
-                metrics = evaluate(checkpoint, data, _eval_name(p_cot, epoch, step))
-                rows.append(dict(stage="grpo", p_cot=p_cot, epoch=epoch, step=step,
-                                 sequences=epoch * per_epoch + step * grpo["completions_per_step"], **(metrics or {})))
-            if main:
-                analysis.append({"p_cot": p_cot, "epoch": epoch}
-                                | _analyse(preset, base, data, start, grpo_dir, p_cot, epoch, device))
-            state.wait_for_everyone()
-    return rows, analysis
-
-
 def _eval_name(p_cot: float, epoch: int, step: int) -> str:
     """The evaluation of an SFT epoch (step 0) or of a GRPO checkpoint from it: OUT/eval/NAME.json."""
     return f"sft,{_p(p_cot)},epoch={epoch}" if step == 0 else f"grpo,{_p(p_cot)},epoch={epoch},step={step}"
-
-
-def _analyse(preset: LLMRecipeConfig, out: Path, data: Path, start: Path, grpo_dir: Path, p_cot: float, epoch: int,
-             device: str) -> dict[str, Any]:
-    """The completion analysis of one GRPO run (`llm.completions.analyse_run`), cached in OUT/analysis/."""
-    import torch
-
-    from rlntp.llm.completions import analyse_run
-    from rlntp.llm.dataset import read_split
-    from rlntp.llm.grpo import step_checkpoints
-
-    checkpoints = {0: start} | step_checkpoints(grpo_dir)
-    evals = {step: out / "eval" / f"{_eval_name(p_cot, epoch, step)}.json" for step in checkpoints}
-    on = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
-    return analyse_run(start, checkpoints, evals, read_split(data, "sft").to_list(), read_split(data, "test")["prompt"],
-                       out / "analysis" / f"grpo,{_p(p_cot)},epoch={epoch}.json", preset.analysis_responses, on)
 
 
 PAPER_HOURS = {"gsm8k": {"sft": (1.5, 1.5), "grpo": (20, 35)}, "math": {"sft": (1.5, 1.5), "grpo": (14, 29)}}
@@ -323,15 +389,15 @@ def plan_llm(preset: LLMRecipeConfig) -> dict[str, Any]:
     """What `run_llm(preset)` runs, writing nothing: per model, SFT and GRPO runs, epochs, steps, checkpoints and
     evaluations, and the cost (the paper's reported hours for its presets; measured minutes on a 2-core CPU for
     `tiny`)."""
+    from collections import Counter
+
     models = [preset.model] + [extra["model"] for extra in preset.more_models]
     rl_p_cots = [p for p in preset.p_cots if p != 1.0]
-    sft_runs = len(models) * len(preset.p_cots)
-    grpo_runs = len(models) * len(rl_p_cots) * len(preset.rl_from_epochs)
+    jobs = Counter(job.stage for job in recipe_jobs(preset, Path("runs/llm")))
+    sft_runs, grpo_runs, evaluations = jobs["sft"], jobs["grpo"], jobs["llm_eval"]
     epochs, steps = preset.sft.get("epochs", 1), preset.grpo.get("steps", 1)
     save_every = preset.grpo.get("save_every", steps)
-    grpo_checkpoints = steps // save_every + (steps % save_every != 0)
-    evaluations = sft_runs * epochs + grpo_runs * grpo_checkpoints
-    plan = {"models": models, "runs": {"sft": sft_runs, "grpo": grpo_runs},
+    plan = {"models": models, "runs": {"sft": sft_runs, "grpo": grpo_runs}, "jobs": dict(jobs),
             "sft_checkpoints_at_epochs": list(range(1, epochs + 1)),
             "totals": {"sft_epochs": sft_runs * epochs, "grpo_steps": grpo_runs * steps,
                        "completions_per_step_per_device": preset.grpo.get("completions_per_device"),
@@ -364,65 +430,9 @@ def plan_llm(preset: LLMRecipeConfig) -> dict[str, Any]:
     return plan
 
 
-def _inputs(preset: LLMRecipeConfig, out: Path) -> str:
-    """Make the mixtures (OUT/data/p=P, unless --data) and return the model: the preset's; for `tiny`, a model built in
-    `out` (its tokenizer trained on the training records; without a source, on synthetic records made there). Every
-    mixture is made first
-    (OUT/data/p=P), so records that cannot make one fail before the model is built: the recipe's new directory then
-    holds nothing but its markers and is removed (`runs.dirs.open_recipe_dir`)."""
-    from rlntp.llm.dataset import LLMDataConfig, load_records, make_dataset
-    from rlntp.llm.tiny import gsm8k_records, make_tiny_llama, math_records
-    from rlntp.tasks.math_text import DATASETS, target
-
-    source, test_source = preset.source, preset.test_source
-    if preset.model == "tiny" and preset.data is None and source is None:
-        records = out / "records"
-        if not (records / "test.jsonl").exists():
-            make = gsm8k_records if preset.dataset == "gsm8k" else math_records
-            records.mkdir(parents=True, exist_ok=True)
-            for name, rows in (("train", make(preset.records[0], seed=0)), ("test", make(preset.records[1], seed=1))):
-                atomic_write_text(records / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-        source, test_source = str(records / "train.jsonl"), str(records / "test.jsonl")
-    for p_cot in preset.p_cots:
-        data = _mixture(preset, out, p_cot)
-        if preset.data is None and not (data / "manifest.json").exists():  # sizes checked by `check_inputs`
-            make_dataset(LLMDataConfig(dataset=preset.dataset, source=source, config_name=preset.config_name,
-                                       test_source=test_source, p_cot=p_cot), data, max_record_mb=None)
-    if preset.model != "tiny":
-        return preset.model
-    fmt = DATASETS[preset.dataset]
-    model = out / "model"
-    if not (model / "config.json").exists():
-        if preset.data is not None:  # --data: the tokenizer learns from the mixtures' SFT targets
-            from rlntp.llm.dataset import read_split
-
-            rows = [r for p in preset.p_cots for r in read_split(_mixture(preset, out, p), "sft").to_list()]
-            texts = [_plain(r["prompt"]) + _plain(r["completion"]) for r in rows]
-        else:
-            texts = [_plain(fmt.prompt(r[fmt.question])) + target(*parts)
-                     for r in load_records(source, "train", preset.config_name, fmt, None)
-                     if (parts := fmt.split(r[fmt.solution])) is not None]
-        make_tiny_llama(model, texts)
-    return str(model)
-
-
 def _mixture(preset: LLMRecipeConfig, out: Path, p_cot: float) -> Path:
     """The mixture at `p_cot`: DATA/p=P of --data, else OUT/data/p=P."""
     return (Path(preset.data) if preset.data is not None else out / "data") / _p(p_cot)
-
-
-def _plain(prompt) -> str:
-    """A prompt's or completion's text for training the tokenizer: the string, or the messages' contents."""
-    return prompt if isinstance(prompt, str) else " ".join(m["content"] for m in prompt)
-
-
-def _evaluate(options, out: Path, name: str) -> dict[str, Any]:
-    """The metrics of one evaluation, computed once (OUT/eval/NAME.json) and read back on a rerun."""
-    from rlntp.llm.evaluate import run_eval
-
-    path = out / "eval" / f"{name}.json"
-    metrics = json.loads(path.read_text()) if path.exists() else run_eval(options, path)
-    return {k: v for k, v in metrics.items() if k not in ("model", "written_by")}
 
 
 def summarize(rows: list[dict[str, Any]], preset: LLMRecipeConfig, model: str) -> str:

@@ -54,9 +54,12 @@ class OwnPlan:
     """How a recipe that is not a sweep runs (the theory, the LLM path)."""
 
     run: Callable[..., tuple[str, Any]]
-    """run(settings, out, device, progress) -> (summary, results): runs the plan into `out` (a rerun resumes)"""
+    """run(settings, out, device, progress[, executor]) -> (summary, results): runs the plan's jobs into `out` on the
+    engine (a rerun resumes; `executor`: where they run, default one at a time in this process)"""
     plan: Callable[[Any], dict[str, Any]]
     """plan(settings) -> what `run` would run and cost, with "lines" to print; writes nothing"""
+    jobs: Callable[[Any, Path], list]
+    """jobs(settings, out) -> the jobs `run` hands to the engine (`sweeps.spec.Job`): what `--status` reports"""
     inputs: type | None = None
     """a config dataclass of options the command line adds (the LLM recipes' --source, --data ...); None: none"""
     with_inputs: Callable[[Any, Any], Any] | None = None

@@ -28,22 +28,35 @@ MEASURED = "theory.json"
 read."""
 
 
-def run(preset: dict, out: Path, device: str = "auto", progress: bool = True) -> tuple[str, dict]:
-    """Both theorems' figures for every seed (once: a rerun reads them back); the summary tables and the
-    measurements."""
-    from rlntp.theory.experiments import FIGURES, write_figures
+def run(preset: dict, out: Path, device: str = "auto", progress: bool = True, executor=None) -> tuple[str, dict]:
+    """Both theorems' figures for every seed, one job of the engine per seed (`recipe_jobs`; `executor`: where they
+    run, default one at a time here); a rerun reads back the seeds done. The summary tables and the measurements."""
+    from dataclasses import replace
 
-    if all((out / name).exists() for name in (*FIGURES, SUMMARY, MEASURED)):
-        return (out / SUMMARY).read_text().rstrip("\n"), json.loads((out / MEASURED).read_text())
-    seeds, arguments = preset.get("seeds", [0]), {k: v for k, v in preset.items() if k != "seeds"}
-    summaries, measured = [], []
-    for seed in seeds:
-        _, summary, values = write_figures(out if seed == seeds[0] else out / f"seed={seed}", seed=seed, **arguments)
-        summaries.append(f"seed {seed}\n{summary}")
-        measured.append(values | {"seed": seed})
-    results = {"seeds": measured}
+    from rlntp.sweeps.engine import run_jobs
+    from rlntp.sweeps.executors import ExecutorConfig
+
+    out = Path(out)
+    jobs = recipe_jobs(preset, out)
+    executor = executor or ExecutorConfig(workers=1)
+    if executor.executor == "local" and executor.workers is None:
+        executor = replace(executor, workers=1)
+    run_jobs(jobs, out, executor, out, json.loads(json.dumps(preset, default=str)), "the theory recipe", progress)
+    records = [json.loads((out / f"{job.name}.json").read_text()) for job in jobs]
+    results = {"seeds": [record["measured"] for record in records]}
     atomic_write_text(out / MEASURED, json.dumps(results, indent=2) + "\n")
-    return "\n\n".join(summaries), results
+    return "\n\n".join(f"seed {job.config.seed}\n{record['summary']}" for job, record in zip(jobs, records)), results
+
+
+def recipe_jobs(preset: dict, out: Path, device: str = "auto") -> list:
+    """One simulation job per seed of `preset` (`sweeps.stages`, stage theory): the first seed's figures into `out`,
+    the others' into seed=S/; each job's record is OUT/theory/seed=S.json."""
+    from rlntp.sweeps.spec import Job
+    from rlntp.sweeps.stages import Simulation
+
+    seeds, arguments = preset.get("seeds", [0]), tuple(sorted((k, v) for k, v in preset.items() if k != "seeds"))
+    return [Job(f"theory/seed={seed}", "theory", config=Simulation(seed, "" if seed == seeds[0] else f"seed={seed}",
+                                                                     arguments)) for seed in seeds]
 
 
 def plan(preset: dict) -> dict:
@@ -51,7 +64,7 @@ def plan(preset: dict) -> dict:
     from rlntp.theory.experiments import FIGURE_P_COTS
 
     seeds = preset.get("seeds", [0])
-    return {"runs": {"simulations": len(seeds)},
+    return {"runs": {"simulations": len(recipe_jobs(preset, Path("runs/theory")))},
             "cost": {"estimate": f"about {45 * len(seeds)} s on one CPU core (measured: 46 s per seed)"},
             "lines": [f"{len(seeds)} seeds of the linear model: Theorem 1 at {len(FIGURE_P_COTS)} p_cot, Theorem 2's "
                       "STaR rounds at 3 p_cot (d = 20; docs/theory.md)",
@@ -145,5 +158,5 @@ CLAIMS = [
 RECIPE = Recipe(
     "theory", "The linear autoregressive model: Theorem 1 (pre-training) and Theorem 2 (STaR), simulation over closed "
               "form",
-    _PRESETS, CLAIMS, own_plan=OwnPlan(run=run, plan=plan),
+    _PRESETS, CLAIMS, own_plan=OwnPlan(run=run, plan=plan, jobs=recipe_jobs),
 )

@@ -16,6 +16,8 @@ DONE = "done.json"
 ENTRIES = (CONFIG, "checkpoint-*", DONE, "README.md", "runs", "wandb", "mlruns")
 """What an LLM stage's run directory holds: its config, TRL's checkpoints and model card, the record written last,
 and the directories of its trackers (`--report-to`)."""
+RESUMABLE_CHANGES = frozenset({"report_to"})
+"""The options in which a rerun of an SFT or GRPO run may differ from the run in its directory."""
 
 
 def trl_report_to(names: tuple[str, ...], out: Path) -> list[str] | str:
@@ -157,7 +159,7 @@ def open_stage_dir(out: Path, stage: str, config: LLMStageConfig, state) -> Iter
     record = {"stage": stage} | json.loads(json.dumps(asdict(config), default=str))
     with ExitStack() as stack:
         if state.is_main_process:
-            stack.enter_context(open_run_dir(out, record, resume=True, resumable_changes={"report_to"}, steps=0,
+            stack.enter_context(open_run_dir(out, record, resume=True, resumable_changes=RESUMABLE_CHANGES, steps=0,
                                              entries=ENTRIES))
         state.wait_for_everyone()
         yield any(Path(out).glob("checkpoint-*"))

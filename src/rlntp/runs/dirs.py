@@ -136,6 +136,36 @@ def _remove_dirs(created: list[Path]) -> None:
             return
 
 
+@contextmanager
+def claim_dir(out: Path, claim: Callable[[], bool], markers: tuple[str, ...]) -> Iterator[bool]:
+    """The one way rlntp claims a directory (a run's, a sweep's, a recipe's): lock `out` (created if missing) while
+    the body runs; yield whether the claim made it new.
+
+    `claim()` runs under the lock: it refuses (raises) what is in the way, or writes the kind's marker and returns
+    whether the directory is new. A refused claim leaves the directory as it was found; so does a body that fails
+    while a new directory holds nothing but `markers` (glob patterns: what the claim and the start of the work
+    write), which are then removed with what the claim created.
+    """
+    out = Path(out)
+    with _locked_dir(out) as undo:
+        try:
+            new = claim()
+        except BaseException:
+            undo()
+            raise
+        try:
+            yield new
+        except BaseException:
+            if new and not foreign_entries(out, markers):
+                for name in foreign_entries(out):
+                    if (out / name).is_dir():
+                        shutil.rmtree(out / name, ignore_errors=True)
+                    else:
+                        (out / name).unlink(missing_ok=True)
+                undo()
+            raise
+
+
 def _listed(names: list[str]) -> str:
     return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
@@ -190,27 +220,13 @@ def open_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_chan
     metrics or checkpoint, what this function created is removed, so a plain retry is not blocked.
     A Ctrl-C (KeyboardInterrupt) in the body becomes `Interrupted` at the yielded handle's `step`.
     """
-    out = Path(out)
-    with _locked_dir(out) as undo:
-        try:
-            new = _claim_run(out, config, resume, resumable_changes, steps, normalize, entries, ran)
-        except BaseException:  # refused: leave the directory as it was found
-            undo()
-            raise
-        handle = RunDir(out, new)
+    with claim_dir(out, lambda: _claim_run(Path(out), config, resume, resumable_changes, steps, normalize, entries,
+                                           ran), _STARTED) as new:
+        handle = RunDir(Path(out), new)
         try:
             yield handle
-        except BaseException as e:
-            if new and not foreign_entries(out, _STARTED):
-                for name in _STARTED:  # the trackers were closed first: they are entered inside this body
-                    if (out / name).is_dir():
-                        shutil.rmtree(out / name, ignore_errors=True)
-                    else:
-                        (out / name).unlink(missing_ok=True)
-                undo()
-            if isinstance(e, KeyboardInterrupt):
-                raise Interrupted(out, handle.step) from None
-            raise
+        except KeyboardInterrupt:  # the trackers were closed first: they are entered inside this body
+            raise Interrupted(Path(out), handle.step) from None
 
 
 def _claim_run(out: Path, config: dict[str, Any], resume: bool, resumable_changes: set[str], steps: int,
@@ -353,23 +369,22 @@ def open_sweep_dir(out: Path, status: dict[str, Any]) -> Iterator[Path]:
     (the executor could not start, say), the directory is left as it was found.
     """
     out = Path(out)
-    with _locked_dir(out) as undo:
-        try:
-            if (recipe := read_recipe_marker(out)) is not None:
-                raise RunDirError(f"{out} is the directory of the {recipe['recipe']!r} recipe; `rlntp sweep` does not "
-                                  f"write into it: rerun `rlntp reproduce {recipe['recipe']} --out {out}`, or pass "
-                                  "another --out")
-            new = read_status(out) is None
-            if new:
-                if foreign := foreign_entries(out):
-                    raise RunDirError(f"{out} holds files that rlntp did not write ({_listed(foreign)}); choose a new "
-                                      "or empty directory for --out")
-                atomic_write_text(out / STATUS, json.dumps(status, indent=1) + "\n")
-        except BaseException:
-            undo()
-            raise
-        with _undone_if_empty(out, new, (STATUS, "sweep.json"), undo):
-            yield out
+
+    def claim() -> bool:
+        if (recipe := read_recipe_marker(out)) is not None:
+            raise RunDirError(f"{out} is the directory of the {recipe['recipe']!r} recipe; `rlntp sweep` does not "
+                              f"write into it: rerun `rlntp reproduce {recipe['recipe']} --out {out}`, or pass "
+                              "another --out")
+        if read_status(out) is not None:
+            return False
+        if foreign := foreign_entries(out):
+            raise RunDirError(f"{out} holds files that rlntp did not write ({_listed(foreign)}); choose a new "
+                              "or empty directory for --out")
+        atomic_write_text(out / STATUS, json.dumps(status, indent=1) + "\n")
+        return True
+
+    with claim_dir(out, claim, (STATUS, "sweep.json")):
+        yield out
 
 
 @contextmanager
@@ -383,39 +398,27 @@ def open_recipe_dir(out: Path, marker: dict[str, Any]) -> Iterator[dict[str, Any
     out = Path(out)
     marker = json.loads(json.dumps(marker))
     identity = {key: marker[key] for key in ("recipe", "preset", "settings")}
-    with _locked_dir(out) as undo:
-        try:
-            saved = read_recipe_marker(out)
-            new = saved is None
-            if new:
-                if read_status(out) is not None:
-                    raise RunDirError(f"{out} is the directory of a sweep (rlntp sweep); choose another --out for "
-                                      f"the {marker['recipe']} recipe")
-                if foreign := foreign_entries(out):
-                    raise RunDirError(f"{out} holds files that are not this recipe's ({_listed(foreign)}); "
-                                      "choose a new or empty directory for --out")
-                atomic_write_text(out / REPORT, json.dumps(marker, indent=2) + "\n")
-                saved = marker
-            elif {key: saved.get(key) for key in identity} != identity:
-                what = (f"the {saved['recipe']!r} recipe" if saved["recipe"] != marker["recipe"] else
-                        f"the {saved['recipe']!r} recipe at preset {saved.get('preset')!r}"
-                        + (" with other settings" if saved.get("preset") == marker["preset"] else ""))
-                raise RunDirError(f"{out} holds {what}; choose another --out (or rerun the command that made it)")
-        except BaseException:
-            undo()
-            raise
-        with _undone_if_empty(out, new, (REPORT, STATUS, "sweep.json"), undo):
-            yield saved
+    found: list[dict[str, Any]] = []
 
+    def claim() -> bool:
+        saved = read_recipe_marker(out)
+        if saved is None:
+            if read_status(out) is not None:
+                raise RunDirError(f"{out} is the directory of a sweep (rlntp sweep); choose another --out for "
+                                  f"the {marker['recipe']} recipe")
+            if foreign := foreign_entries(out):
+                raise RunDirError(f"{out} holds files that are not this recipe's ({_listed(foreign)}); "
+                                  "choose a new or empty directory for --out")
+            atomic_write_text(out / REPORT, json.dumps(marker, indent=2) + "\n")
+            found.append(marker)
+            return True
+        if {key: saved.get(key) for key in identity} != identity:
+            what = (f"the {saved['recipe']!r} recipe" if saved["recipe"] != marker["recipe"] else
+                    f"the {saved['recipe']!r} recipe at preset {saved.get('preset')!r}"
+                    + (" with other settings" if saved.get("preset") == marker["preset"] else ""))
+            raise RunDirError(f"{out} holds {what}; choose another --out (or rerun the command that made it)")
+        found.append(saved)
+        return False
 
-@contextmanager
-def _undone_if_empty(out: Path, new: bool, markers: tuple[str, ...], undo: Callable[[], None]) -> Iterator[None]:
-    """If the body fails and `out` was new and holds nothing but `markers`, remove them and what the claim made."""
-    try:
-        yield
-    except BaseException:
-        if new and not foreign_entries(out, markers):
-            for name in markers:
-                (out / name).unlink(missing_ok=True)
-            undo()
-        raise
+    with claim_dir(out, claim, (REPORT, STATUS, "sweep.json")):
+        yield found[0]

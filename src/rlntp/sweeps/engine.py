@@ -27,6 +27,7 @@ import signal
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -40,24 +41,16 @@ from rlntp.errors import Interrupted, RunDirError, UserError
 from rlntp.files import atomic_write_bytes, atomic_write_text
 from rlntp.runs import history
 from rlntp.runs.checkpoints import checkpoint_steps
-from rlntp.runs.dirs import CONFIG, STATUS, flat_diff, read_status
+from rlntp.runs.dirs import CONFIG, STATUS, read_status
 from rlntp.runs.metrics import read_metrics
 from rlntp.sweeps.executors import ExecutorConfig, make_executor
 from rlntp.sweeps.spec import Job
-from rlntp.tasks.trust import reading
-from rlntp.training.posttrain import PosttrainRun
-from rlntp.training.pretrain import PretrainRun
+from rlntp.sweeps.stages import STAGES, execute, job_state
 
 RUNS, RESULTS, SWEEP = "runs", "results.parquet", "sweep.json"
 STATES = ("done", "running", "failed", "damaged", "changed", "skipped", "partial", "pending")
 """damaged: its files cannot be read; changed: its config differs from the sweep file's; partial: started and
 stopped before its last step (a rerun resumes it); pending: not started"""
-_RESUMABLE = {"train.steps", "train.device", "train.precision", "train.step_impl", "train.decode", "post.steps",
-              "post.device", "post.precision", "post.decode"}
-"""Fields in which a run may differ from the sweep's job and still be that job's run (extended, moved, run
-another way)."""
-
-
 class SweepFailed(UserError):
     """Some runs of a sweep failed; the others finished and the results table holds them all."""
 
@@ -94,15 +87,42 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
     SIGTERM (the runs in flight are stopped and resume on a rerun).
     """
     out = Path(out).resolve()
-    runs_dir = out / RUNS
+    try:
+        run_jobs(jobs, out, executor, out / RUNS, spec, file, progress,
+                 before=lambda: atomic_write_text(out / SWEEP, json.dumps(spec, indent=2) + "\n"),
+                 after=lambda states, sweeps: write_results(jobs, out, states, sweeps))
+    except (KeyboardInterrupt, Interrupted):
+        raise SweepInterrupted("sweep interrupted; rerun the same command to continue it (finished runs are "
+                               "kept, the others resume from their checkpoints)") from None
+    return out / RESULTS
+
+
+def run_jobs(jobs: list[Job], out: Path, executor: ExecutorConfig, root: Path, spec: Any, file: str,
+             progress: bool = True, before: Callable[[], None] | None = None,
+             after: Callable[[dict[str, dict[str, Any]], dict[str, str]], None] | None = None,
+             each: Callable[[], None] | None = None) -> dict[str, dict[str, Any]]:
+    """The engine: run every job of `jobs` (any stages, each after the jobs it needs) not yet done under `root`,
+    recording each one's state in OUT/status.json (`out` claimed by the caller); returns the states.
+
+    A job whose record says it is done is skipped; every other one resumes; one that fails is recorded with
+    its error while the others go on, and the jobs that need it are skipped. `spec` identifies the work (its
+    hash, the `sweep` of each state) and `file` where it came from. `before` runs once the jobs are checked,
+    `after` (states of every job status.json knows, the sweeps) when the engine stops, however it stops; `each`
+    after every job the engine runs in this process (an `accelerate launch` barrier). RunDirError before anything
+    runs if a run's config differs from its job's; SweepFailed (after every other job finished) if any failed;
+    KeyboardInterrupt (or a run's Interrupted) on Ctrl-C or SIGTERM: the jobs in flight are stopped and resume on a
+    rerun.
+    """
+    out, root = Path(out).resolve(), Path(root).resolve()
     by_name = {job.name: job for job in jobs}
-    found = read_states(jobs, out)
+    found = read_states(jobs, out, root)
     changed = [(name, s["error"]) for name, s in found.items() if s["state"] == "changed"]
     if changed:
         name, error = changed[0]
-        raise RunDirError(f"{out / RUNS / name} {error}; a changed sweep needs another --out (its finished runs stay "
+        raise RunDirError(f"{root / name} {error}; a changed sweep needs another --out (its finished runs stay "
                           f"as they are)" + (f"; {len(changed) - 1} more run(s) differ" if len(changed) > 1 else ""))
-    atomic_write_text(out / SWEEP, json.dumps(spec, indent=2) + "\n")
+    if before is not None:
+        before()
     status = read_status(out) or new_status(spec, file)
     here = sweep_id(spec)
     status["sweeps"] = {**status.get("sweeps", {}), here: file}
@@ -113,7 +133,7 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
     lost: Counter[str] = Counter()
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="run", desc=f"sweep {out.name}",
                disable=not progress, dynamic_ncols=True)
-    pool = make_executor(executor, todo, progress, out) if todo else None
+    pool = make_executor(executor, todo, execute, progress, out) if todo else None
 
     def write_status() -> None:
         status.update(pid=os.getpid(), host=socket.gethostname(), updated=time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -129,14 +149,15 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
                     break
                 if job not in todo:  # packed with an earlier one
                     continue
-                source = states[job.source]["state"] if job.source else "done"
-                if source in ("failed", "skipped"):
-                    states[job.name] = {"state": "skipped", "error": f"its pre-training {job.source} failed",
+                needs = [states[name]["state"] if name in states else "done" for name in job.needs]
+                if failed_need := next((n for n, s in zip(job.needs, needs) if s in ("failed", "skipped")), None):
+                    label = STAGES[by_name[failed_need].stage].label if failed_need in by_name else "job"
+                    states[job.name] = {"state": "skipped", "error": f"its {label} {failed_need} failed",
                                         "sweep": here}
-                elif source == "done":
+                elif all(s == "done" for s in needs):
                     unit = [job] + _pack_companions(job, todo, executor.pack, pool.slots - len(in_flight))
                     runs = tuple(replace(j, report_to=executor.report_to, tracker_group=out.name) for j in unit)
-                    pool.submit(job.name, runs if len(runs) > 1 else runs[0], str(runs_dir))
+                    pool.submit(job.name, runs if len(runs) > 1 else runs[0], str(root))
                     for j in unit:
                         if j is not job:
                             todo.remove(j)
@@ -156,16 +177,15 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
                         states[name] = _kept(states[name]) | {"state": "pending", "sweep": here}
                         todo.insert(0, by_name[name])
                         continue
-                    states[name] = _packing(runs_dir / name, outcome | {
+                    states[name] = _packing(root / name, outcome | {
                         "state": "done" if outcome["state"] == "done" else "failed", "sweep": here})
                     bar.update(1)
+                if each is not None:
+                    each()
                 failed = sum(s["state"] == "failed" for s in states.values())
                 running = sum(s["state"] == "running" for s in states.values())
                 bar.set_postfix_str(f"running {running}" + (f", failed {failed}" if failed else ""))
             bar.refresh()
-    except (KeyboardInterrupt, Interrupted):
-        raise SweepInterrupted("sweep interrupted; rerun the same command to continue it (finished runs are "
-                               "kept, the others resume from their checkpoints)") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
         if pool is not None:
@@ -173,15 +193,16 @@ def run_sweep(jobs: list[Job], out: Path, executor: ExecutorConfig, spec: dict[s
         bar.close()
         for name, state in states.items():
             if state["state"] == "running":  # stopped: what its config.json says of its packed steps so far
-                states[name] = _packing(runs_dir / name, state | {"state": "partial"})
+                states[name] = _packing(root / name, state | {"state": "partial"})
         write_status()
-        write_results(jobs, out, states | earlier, status["sweeps"])
+        if after is not None:
+            after(states | earlier, status["sweeps"])
     failed = [(name, s["error"]) for name, s in states.items() if s["state"] == "failed"]
     if failed:
         shown = "; ".join(f"{name}: {error}" for name, error in failed[:3])
         raise SweepFailed(f"{len(failed)} of {len(jobs)} runs failed ({shown}{'; ...' if len(failed) > 3 else ''}); "
                           f"the others finished; details in {out / STATUS}; rerunning retries the failed ones")
-    return out / RESULTS
+    return states
 
 
 def _pack_companions(job: Job, todo: list[Job], pack: int, free_slots: int) -> list[Job]:
@@ -224,52 +245,9 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def job_config(job: Job) -> dict[str, Any]:
-    """What a job's run directory must record (config.json) to be that job's run: the pre-training run's whole
-    config, or a post-training run's own section and starting step (its task and model come from its source)."""
-    if job.stage == "pretrain":
-        return job.pretrain.to_dict()
-    return {"stage": "posttrain", "source_step": job.source_step, "post": asdict(job.post)}
-
-
-def _recorded(run_dir: Path, job: Job) -> dict[str, Any]:
-    """The part of a run's config.json that `job_config` describes, as the current code would write it."""
-    saved = json.loads((run_dir / CONFIG).read_bytes())
-    with reading(str(run_dir / CONFIG)):
-        if job.stage == "pretrain":
-            return PretrainRun.recorded(saved)
-        saved = PosttrainRun.recorded(saved)
-    return {key: saved[key] for key in ("stage", "source_step", "post")}
-
-
-def run_state(runs_dir: Path, job: Job) -> dict[str, Any] | None:
-    """What the run directory of `job` shows: done, damaged, changed (config differs), partial; None if not started.
-
-    done needs the job's config, a readable metrics file, and the checkpoint at the job's last step.
-    """
-    run_dir = runs_dir / job.name
-    if not (run_dir / CONFIG).exists():
-        return {"state": "partial"} if run_dir.is_dir() and any(run_dir.iterdir()) else None
-    try:
-        recorded = _recorded(run_dir, job)
-    except (OSError, ValueError, KeyError, TypeError, UserError) as e:
-        return {"state": "damaged", "error": f"{run_dir / CONFIG} cannot be read as a run config ({e})"}
-    diffs = {k: v for k, v in flat_diff(recorded, job_config(job)).items() if k not in _RESUMABLE}
-    if diffs:
-        field, (was, now) = sorted(diffs.items())[0]
-        return {"state": "changed", "error": f"was made with {field} = {was!r}, the sweep file says {now!r}"}
-    try:
-        read_metrics(run_dir)
-    except RunDirError as e:
-        return {"state": "damaged", "error": str(e)}
-    steps = checkpoint_steps(run_dir)
-    if steps and steps[-1] > job.steps:
-        return {"state": "changed", "error": f"reached step {steps[-1]}, past the sweep file's {job.steps} steps"}
-    return {"state": "done" if steps and steps[-1] == job.steps else "partial"}
-
-
-def read_states(jobs: list[Job], out: Path) -> dict[str, dict[str, Any]]:
-    """Each job's state as the directory shows it now (what `rlntp sweep --status` prints), read-only.
+def read_states(jobs: list[Job], out: Path, root: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Each job's state as the directory shows it now (what `rlntp sweep --status` prints), read-only: its record
+    under `root` (default: a sweep's OUT/runs; `sweeps.stages`) and what OUT/status.json says of it.
 
     `running` only while the sweep process recorded in status.json is alive on this host (or on
     another host, which this one cannot check), or while its Slurm job is queued or running.
@@ -277,6 +255,7 @@ def read_states(jobs: list[Job], out: Path) -> dict[str, dict[str, Any]]:
     from rlntp.sweeps.slurm import live_runs
 
     out = Path(out)
+    root = out / RUNS if root is None else Path(root)
     status = read_status(out) or {}
     slurm = live_runs(out)
     recorded = status.get("runs", {})
@@ -284,7 +263,7 @@ def read_states(jobs: list[Job], out: Path) -> dict[str, dict[str, Any]]:
     states = {}
     for job in jobs:
         saved = recorded.get(job.name, {})
-        state = run_state(out / RUNS, job)
+        state = job_state(job, root)
         if state is not None and state["state"] == "done":
             state |= {k: v for k, v in saved.items() if k in ("seconds", "pack_error")}
         elif job.name in slurm and (state is None or state["state"] == "partial"):  # a changed run stays refused
@@ -293,7 +272,7 @@ def read_states(jobs: list[Job], out: Path) -> dict[str, dict[str, Any]]:
             state = {"state": "running"}
         elif state is None or state["state"] == "partial":
             state = saved if saved.get("state") in ("failed", "skipped") else state or {"state": "pending"}
-        states[job.name] = _packing(out / RUNS / job.name, state | _kept(saved))
+        states[job.name] = _packing(root / job.name, state | _kept(saved))
     return states
 
 
@@ -309,10 +288,11 @@ def _alive(pid: Any) -> bool:
     return True
 
 
-def status_report(jobs: list[Job], out: Path) -> str:
-    """What is done, running, failed, skipped, partial (resumes on a rerun) and pending, run by run; and the runs
-    of earlier versions of the sweep that this one no longer lists."""
-    states = read_states(jobs, out)
+def status_report(jobs: list[Job], out: Path, root: Path | None = None) -> str:
+    """What is done, running, failed, skipped, partial (resumes on a rerun) and pending, job by job (`read_states`:
+    their records under `root`, default OUT/runs); and the jobs of earlier versions of the sweep that this one no
+    longer lists."""
+    states = read_states(jobs, out, root)
     counts = Counter(s["state"] for s in states.values())
     lines = [f"{out}: {len(jobs)} runs: " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])]
     for name, state in states.items():
@@ -320,8 +300,8 @@ def status_report(jobs: list[Job], out: Path) -> str:
             lines.append(f"  {state['state']:8s} {name}" + (f": {state['error']}" if state.get("error") else ""))
     others = sorted(set((read_status(out) or {}).get("runs", {})) - set(states))
     if others:
-        lines.append(f"{len(others)} more runs in {out / RUNS} are not in this sweep (an earlier version of it listed "
-                     "them; they stay on disk and in results.parquet):")
+        lines.append(f"{len(others)} more runs in {out / RUNS if root is None else root} are not in this sweep (an "
+                     "earlier version of it listed them; they stay on disk and in results.parquet):")
         lines.extend(f"  not in this sweep {name}" for name in others)
     return "\n".join(lines)
 

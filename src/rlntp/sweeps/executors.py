@@ -1,9 +1,10 @@
-"""Where the runs of a sweep execute: a local process pool, a Ray cluster, or Slurm jobs (`rlntp.sweeps.slurm`).
+"""Where the jobs of the engine execute: a local process pool, a Ray cluster, or Slurm jobs (`rlntp.sweeps.slurm`).
 
 Every executor only places jobs and reports their state, through the same three calls (`Executor`): each
-runs `execute` on one `Job` at a time and reports its outcome; the sweep engine decides what runs when. A
-run is an ordinary `pretrain`/`posttrain` call with `resume=True`, so an executor that loses a run (a killed
-worker, a lost node) only costs the steps since that run's last checkpoint.
+calls the function the engine gives it (`sweeps.stages.execute`) on one job (or pack) at a time and reports
+its outcome; what a job means, what runs when, and what happens to a pack that fails are the engine's. A job
+resumes (a run from its checkpoints), so an executor that loses one (a killed worker, a lost node) only costs
+the steps since its last checkpoint.
 """
 
 import concurrent.futures as cf
@@ -12,20 +13,22 @@ import os
 import signal
 import socket
 import sys
-import time
-import traceback
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rlntp.config import Config
-from rlntp.errors import Interrupted, UserError, check, check_choice
-from rlntp.sweeps.spec import job_threads, most_threads
+from rlntp.errors import UserError, check, check_choice
+from rlntp.sweeps.stages import job_threads, most_threads, stage_of
 
 if TYPE_CHECKING:
     from rlntp.sweeps.spec import Job
 
 EXECUTORS = ("local", "ray", "slurm")
+Run = Callable[..., dict[str, Any]]
+"""What an executor runs where it places a job: run(job or pack, runs_dir[, progress]) -> outcome
+(`sweeps.stages.execute`)."""
 
 
 @dataclass(frozen=True)
@@ -100,97 +103,6 @@ class ExecutorConfig(Config):
         check_trackers(self.report_to)
 
 
-def execute(job: "Job | tuple[Job, ...]", runs_dir: str, progress: bool = False) -> dict[str, Any]:
-    """Run (or resume, or find finished) one job; its outcome: state done or failed, error, seconds.
-
-    A tuple of pre-training jobs trains packed (`execute_pack`). The run sets its own thread count (its
-    config's `threads`). Never raises for a failure of the run itself, so one failed run never stops the
-    others; a Ctrl-C (Interrupted) does propagate: it stops the sweep.
-    """
-    _trust_tasks(job)
-    if isinstance(job, tuple):
-        return execute_pack(job, runs_dir, progress)
-    from rlntp.training.posttrain import PosttrainRun, posttrain
-    from rlntp.training.pretrain import pretrain
-
-    start = time.perf_counter()
-    outcome: dict[str, Any] = {"state": "done", "error": None}
-    try:
-        out = Path(runs_dir) / job.name
-        trackers = dict(report_to=job.report_to, group=job.tracker_group)
-        if job.stage == "pretrain":
-            pretrain(job.pretrain, out, resume=True, progress=progress, **trackers)
-        else:
-            run = PosttrainRun.starting_from(Path(runs_dir) / job.source, job.source_step, job.post)
-            posttrain(run, out, resume=True, progress=progress, **trackers)
-    except Interrupted:
-        raise
-    except UserError as e:
-        outcome = {"state": "failed", "error": str(e)}
-    except Exception as e:  # a bug or a resource failure: keep the traceback for the status file
-        outcome = {"state": "failed", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
-    return outcome | {"seconds": time.perf_counter() - start}
-
-
-def _trust_tasks(job: "Job | tuple[Job, ...]") -> None:
-    """In a worker process: the sweep process chose to run these jobs' tasks (they were named by its user, not read
-    from a file: `tasks.trust`), so the source runs' config.json that a post-training job reads may name them too."""
-    from rlntp.tasks.trust import trust_task, trusted
-
-    for one in job if isinstance(job, tuple) else (job,):
-        if trusted(one.pretrain.task):
-            trust_task(one.pretrain.task.task)
-
-
-def execute_pack(jobs: tuple["Job", ...], runs_dir: str, progress: bool = False) -> dict[str, Any]:
-    """Pre-train `jobs` packed (`rlntp.training.packed`); {"runs": {name: outcome}}, each outcome as `execute`'s.
-
-    A run that diverges fails alone; the others go on packed. Runs whose directories stand at different steps
-    (a kill between their saves) first catch up alone to the furthest one's step, then go on packed. Where
-    packing fails otherwise, each run not failed continues alone from its checkpoints, its outcome saying
-    why under `pack_error`.
-    """
-    from rlntp.training.packed import RunDiverged, StepsDiffer
-    from rlntp.training.pretrain import pretrain, pretrain_packed
-
-    start = time.perf_counter()
-    outcomes: dict[str, dict[str, Any]] = {}
-    remaining, pack_error = list(jobs), None
-    trackers = dict(report_to=jobs[0].report_to, group=jobs[0].tracker_group)
-    while remaining and pack_error is None:
-        outs = [Path(runs_dir) / job.name for job in remaining]
-        try:
-            pretrain_packed([job.pretrain for job in remaining], outs, progress, **trackers)
-            for job in remaining:
-                outcomes[job.name] = {"state": "done", "error": None, "seconds": time.perf_counter() - start,
-                                      "packed": len(remaining)}
-            remaining = []
-        except Interrupted:
-            raise
-        except RunDiverged as e:
-            outcomes[remaining[e.index].name] = {"state": "failed", "error": str(e), "packed": len(remaining)}
-            remaining.pop(e.index)
-        except StepsDiffer as e:
-            target = max(e.steps)
-            try:
-                for job, out, step in zip(remaining, outs, e.steps):
-                    if step < target:
-                        run = job.pretrain
-                        pretrain(replace(run, train=replace(run.train, steps=target)), out, resume=True,
-                                 progress=progress, **trackers)
-            except Interrupted:
-                raise
-            except Exception as catch_up:  # the run alone will meet it again and report it
-                pack_error = f"{e}; catching up alone failed: {catch_up}"
-        except UserError as e:
-            pack_error = str(e)
-        except Exception as e:  # a bug in packing: the runs still train, alone
-            pack_error = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
-    for job in remaining:
-        outcomes[job.name] = execute(job, runs_dir, progress) | {"pack_error": pack_error}
-    return {"runs": outcomes}
-
-
 def cpu_count() -> int:
     """Cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -201,7 +113,7 @@ def default_workers(jobs: list["Job"]) -> int:
     one where the runs use a GPU (they would share it, and its memory)."""
     import torch
 
-    devices = {job.pretrain.train.device if job.post is None else job.post.device for job in jobs}
+    devices = {stage_of(job).device(job) for job in jobs}
     if any(d.startswith("cuda") or d == "auto" and torch.cuda.is_available() for d in devices):
         return 1
     return max(1, cpu_count() // most_threads(jobs))
@@ -214,7 +126,8 @@ class Executor(Protocol):
     """jobs it holds at once (the engine submits no more)"""
 
     def submit(self, key: str, job: "Job | tuple[Job, ...]", runs_dir: str) -> None:
-        """Place `job` (a tuple: a pack) to run `execute` under `runs_dir`; its outcome is reported under `key`."""
+        """Place `job` (a tuple: a pack) to run the engine's function under `runs_dir`; its outcome is reported
+        under `key`."""
 
     def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
         """(key, outcome) of the jobs finished within `timeout` seconds; outcome state done, failed or lost (its
@@ -228,8 +141,8 @@ class InlineExecutor:
     """One run at a time in this process (`--workers 1`): no worker to start, and the run's own progress bar
     under the sweep's."""
 
-    def __init__(self, progress: bool):
-        self.progress, self.slots = progress, 1
+    def __init__(self, progress: bool, run: "Run"):
+        self.progress, self.slots, self.run = progress, 1, run
         self._queue: list[tuple[str, "Job", str]] = []
 
     def submit(self, key: str, job: "Job | tuple[Job, ...]", runs_dir: str) -> None:
@@ -239,7 +152,7 @@ class InlineExecutor:
         if not self._queue:
             return []
         key, job, runs_dir = self._queue.pop(0)
-        return [(key, execute(job, runs_dir, self.progress))]
+        return [(key, self.run(job, runs_dir, self.progress))]
 
     def close(self) -> None:
         self._queue.clear()
@@ -253,8 +166,9 @@ class LocalExecutor:
     (killed, out of memory), the pool is rebuilt and the runs it held are reported as `lost`.
     """
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, run: "Run"):
         self.workers = self.slots = workers
+        self.run = run
         self._pool = self._new_pool()
         self._futures: dict[cf.Future, str] = {}
 
@@ -263,7 +177,7 @@ class LocalExecutor:
                                       initializer=_init_worker, initargs=(os.getpid(),))
 
     def submit(self, key: str, job: "Job | tuple[Job, ...]", runs_dir: str) -> None:
-        self._futures[self._pool.submit(execute, job, runs_dir)] = key
+        self._futures[self._pool.submit(self.run, job, runs_dir)] = key
 
     def wait(self, timeout: float) -> list[tuple[str, dict[str, Any]]]:
         """Outcomes of the runs that finished within `timeout` seconds."""
@@ -311,7 +225,7 @@ class RayExecutor:
     resumes from its checkpoints.
     """
 
-    def __init__(self, address: str | None, cpus: int, gpus: float, local_cpus: int):
+    def __init__(self, address: str | None, cpus: int, gpus: float, local_cpus: int, run: "Run"):
         """`cpus`: the most threads any of the sweep's runs uses (a cluster without room for it is refused)."""
         try:
             import ray
@@ -327,7 +241,7 @@ class RayExecutor:
             except (ConnectionError, RuntimeError, ValueError) as e:
                 reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 raise UserError(f"cannot connect to Ray{f' at {address}' if address else ''}: {reason}") from None
-        self._remote = ray.remote(num_gpus=gpus, max_retries=1)(execute)
+        self._remote = ray.remote(num_gpus=gpus, max_retries=1)(run)
         resources = ray.cluster_resources()
         slots = [resources.get("CPU", 1) // cpus] + ([resources.get("GPU", 0) // gpus] if gpus else [])
         check(min(slots) >= 1, f"the Ray cluster has {resources.get('CPU', 0):g} CPUs and {resources.get('GPU', 0):g} "
@@ -398,16 +312,16 @@ def _check_reachable(address: str) -> None:
                         "or pass its address") from None
 
 
-def make_executor(config: ExecutorConfig, jobs: list["Job"], progress: bool = False,
+def make_executor(config: ExecutorConfig, jobs: list["Job"], run: "Run", progress: bool = False,
                   out: Path | None = None) -> Executor:
-    """The executor `config` names for `jobs` (`progress`: runs in this process show their bars; `out`: the sweep
-    directory, where Slurm's job ids and logs go); the local one runs `default_workers` at once unless --workers
-    says."""
+    """The executor `config` names for `jobs`, placing calls of `run` (`progress`: jobs in this process show their
+    bars; `out`: the engine's directory, where Slurm's job ids and logs go); the local one runs `default_workers`
+    at once unless --workers says."""
     if config.executor == "slurm":
         from rlntp.sweeps.slurm import SlurmExecutor
 
-        return SlurmExecutor(config, out, execute)
+        return SlurmExecutor(config, out, run)
     if config.executor == "ray":
-        return RayExecutor(config.address, most_threads(jobs), config.gpus_per_run, cpu_count())
+        return RayExecutor(config.address, most_threads(jobs), config.gpus_per_run, cpu_count(), run)
     workers = min(config.workers or default_workers(jobs), max(1, len(jobs)))
-    return InlineExecutor(progress) if workers == 1 else LocalExecutor(workers)
+    return InlineExecutor(progress, run) if workers == 1 else LocalExecutor(workers, run)

@@ -108,7 +108,7 @@ def check_slurm(config: Any, jobs: list["Job"], interval_s: IntervalEstimate) ->
     partitions = [p.rstrip("*") for p in _run(["sinfo", "-h", "-o", "%P"], "sinfo").split()]
     check(config.partition is None or config.partition in partitions,
           f"--partition {config.partition}: no such Slurm partition; this cluster has: {', '.join(partitions)}")
-    from rlntp.sweeps.spec import most_threads
+    from rlntp.sweeps.stages import most_threads
 
     _run(["sbatch", "--test-only", *sbatch_flags(config, most_threads(jobs)), "--wrap", "true"],
          "Slurm refuses the job options")
@@ -152,7 +152,7 @@ def _check_time_limit(config: Any, jobs: list["Job"], interval_s: IntervalEstima
 
 
 class SlurmRun:
-    """What a Slurm job runs: one sweep run (`execute`: `sweeps.executors.execute`, the local pool's), resumable, so
+    """What a Slurm job runs: one job (`execute`: `sweeps.stages.execute`, the local pool's), resumable, so
     checkpointing it is submitting it again."""
 
     def __init__(self, execute: Callable[["Job", str], dict[str, Any]]):
@@ -272,7 +272,7 @@ class SlurmExecutor:
 
     def _flush(self) -> None:
         """Submit the queued runs: one job array per thread count."""
-        from rlntp.sweeps.spec import job_threads
+        from rlntp.sweeps.stages import job_threads
 
         by_threads: dict[int, list[tuple[str, Any, str]]] = {}
         for item in self._pending:
@@ -348,7 +348,7 @@ class SlurmExecutor:
 def plan_section(config: Any, jobs: list["Job"], kinds: list[dict[str, Any]]) -> dict[str, Any]:
     """What `--plan` shows for --executor slurm: the jobs of each wave and what each job asks for; with the
     probe's estimate (`kinds`), a job's hours and how many time limits it spans (each a requeue)."""
-    from rlntp.sweeps.spec import job_threads
+    from rlntp.sweeps.stages import job_threads
 
     waves = {stage: [job for job in jobs if job.stage == stage] for stage in ("pretrain", "posttrain")}
     requests = []

@@ -60,13 +60,18 @@ NAME_BYTES = 255
 
 @dataclass(frozen=True)
 class Job:
-    """One run of a sweep: a pre-training run, or a post-training run from a checkpoint of one."""
+    """One job of the engine (`sweeps.engine`): a stage (`sweeps.stages.STAGES`), its config, the jobs it needs.
+
+    A sweep's jobs are pre-training runs and post-training runs from a checkpoint of one; a recipe with a plan of
+    its own makes jobs of the other stages (LLM data, SFT, GRPO, evaluation; the theory's simulation), whose
+    config is `config`.
+    """
 
     name: str
-    """its run directory, relative to the sweep's runs/ directory"""
+    """its directory (or record file) relative to the engine's root (a sweep's runs/ directory)"""
     stage: str
-    """pretrain or posttrain"""
-    pretrain: PretrainRun
+    """pretrain, posttrain, or another stage of `sweeps.stages.STAGES`"""
+    pretrain: PretrainRun | None = None
     """the pre-training run (of a post-training job: the one it starts from)"""
     post: PosttrainConfig | None = None
     source: str | None = None
@@ -81,10 +86,19 @@ class Job:
     """trackers that also log the run (`--report-to`, set by the sweep; not part of the run's config)"""
     tracker_group: str | None = None
     """the name its trackers group the sweep's runs under (the sweep's directory)"""
+    config: Any = None
+    """the config of a job of another stage (`sweeps.stages`)"""
+    after: tuple[str, ...] = ()
+    """the jobs it needs besides `source`: it runs once they are done, and is skipped if one fails"""
 
     @property
     def steps(self) -> int:
         return self.pretrain.train.steps if self.post is None else self.post.steps
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The jobs that must be done before this one runs."""
+        return ((self.source,) if self.source else ()) + self.after
 
 
 def load_sweep(path: Path) -> dict[str, Any]:
@@ -341,14 +355,3 @@ def _label(settings: dict[str, Any], empty: str) -> str:
         text = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in text)
         parts.append(f"{path if names.count(name) > 1 else name}={text}")
     return ",".join(parts) or empty
-
-
-def job_threads(job: "Job | tuple[Job, ...]") -> int:
-    """The CPU threads a job's run (or a pack's) uses (its config's `threads`)."""
-    job = job[0] if isinstance(job, tuple) else job
-    return job.pretrain.train.threads if job.post is None else job.post.threads
-
-
-def most_threads(jobs: list["Job"]) -> int:
-    """The most threads any of `jobs` uses (1 for none)."""
-    return max((job_threads(job) for job in jobs), default=1)

@@ -156,7 +156,7 @@ class PosttrainRun:
         return cls(str(source), state["step"], state["samples_seen"], task, model, post)
 
 
-_RESUMABLE_CHANGES = {"post.steps", "post.device", "post.precision", "post.decode"}
+RESUMABLE_CHANGES = {"post.steps", "post.device", "post.precision", "post.decode"}
 """What a resume may change; config.json keeps the value each had when the run started and records a change with its
 step (`runs.history`)."""
 
@@ -192,7 +192,7 @@ def posttrain(run: PosttrainRun, out: Path, resume: bool = False, progress: bool
     changes = [change for change in changes + [data.task_change] if change]
     tokenizer = task.tokenizer()  # saved beside every checkpoint
     ran = {"packed": 1, "decode": cfg.decode, "precision": precision, "device": str(device)}
-    with pinned_threads(cfg.threads), open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
+    with pinned_threads(cfg.threads), open_run_dir(out, run.to_dict(), resume, RESUMABLE_CHANGES, cfg.steps,
                       normalize=PosttrainRun.recorded, ran=ran) as run_dir, Trackers(report_to, out, run.to_dict(),
                                                                                      group) as trackers:
         checkpoint = run_dir.resume_point()

@@ -97,7 +97,9 @@ class PretrainRun:
 # Fields that may change when a run is resumed: extending it, moving it to another device or precision, or running
 # its steps or decoding another way (the same computation up to float rounding). config.json keeps the value each
 # had when the run started and records a change with its step (`runs.history`).
-_RESUMABLE_CHANGES = {"train.steps", "train.device", "train.precision", "train.step_impl", "train.decode"}
+RESUMABLE_CHANGES = {"train.steps", "train.device", "train.precision", "train.step_impl", "train.decode"}
+"""The options in which a resumed pre-training run may differ from the run in its directory (extended, moved, run
+another way); the stage's one declaration, which the sweep engine reads too (`sweeps.stages`)."""
 
 
 def pretrain(run: PretrainRun, out: Path, resume: bool = False, progress: bool = True,
@@ -159,7 +161,7 @@ def _pretrain(runs: list[PretrainRun], outs: list[Path], packed: bool, resume: b
     ran = {"packed": len(runs), "step_impl": step_impl, "decode": cfg.decode, "precision": precision,
            "device": str(device)}
     with pinned_threads(cfg.threads), contextlib.ExitStack() as stack:
-        run_dirs = [stack.enter_context(open_run_dir(out, run.to_dict(), resume, _RESUMABLE_CHANGES, cfg.steps,
+        run_dirs = [stack.enter_context(open_run_dir(out, run.to_dict(), resume, RESUMABLE_CHANGES, cfg.steps,
                                                      normalize=PretrainRun.recorded, ran=ran))
                     for run, out in zip(runs, outs)]
         checkpoints = [run_dir.resume_point() for run_dir in run_dirs]
