@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rlntp.experiments.claims import APPROX, PARTLY, REPRODUCED, Claim, Verdict, k_of_n, sampling_margin
 from rlntp.experiments.provenance import choice
-from rlntp.experiments.recipe import SUMMARY, OwnPlan, Preset, Recipe
+from rlntp.experiments.recipe import OwnPlan, Preset, Recipe
 from rlntp.experiments.summary import SOLVED
 from rlntp.files import atomic_write_text
 from rlntp.theory import closed_forms as cf
