@@ -285,11 +285,12 @@ def test_the_theory_recipe_runs_as_jobs_of_the_engine_and_status_shows_each_seed
     import rlntp.experiments.theory as theory
     import rlntp.theory.experiments as simulation
     from rlntp.experiments import reproduce
+    from rlntp.experiments.recipe import Preset
     from rlntp.sweeps.engine import SweepFailed
 
     small = {"seeds": [0, 1], "d": 4, "p_cots": (0.1, 0.5), "star_p_cots": (0.25,), "rounds": 2, "eval_samples": 64,
              "sgd": SGDConfig(steps=50)}
-    monkeypatch.setattr(theory, "PRESETS", theory.PRESETS | {"small": small})
+    monkeypatch.setitem(theory.RECIPE.presets, "small", Preset("a test's", small))
     write_figures = simulation.write_figures
 
     def crashing(out, seed, **arguments):
