@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup fig1 test bench gpu-check results clean
+.PHONY: setup fig1 test test-fast bench gpu-check results clean
 
 setup: $(VENV)/.installed
 
@@ -23,8 +23,15 @@ $(VENV)/.installed: pyproject.toml
 fig1: setup
 	$(BIN)/rlntp reproduce fig1 --preset cpu --out runs/fig1
 
+# The whole suite across the cores (pytest-xdist; each run pins its own threads, so the floats are those of one
+# process); the slowest 40 tests listed. TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q --durations=40
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=40
+
+# The unit tier alone (tests/conftest.py: unit, integration, science): about a minute, for the edit-test loop
+test-fast: setup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m unit
 
 bench: setup
 	$(BIN)/pip install --quiet -e ".[bench]"
