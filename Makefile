@@ -24,8 +24,9 @@ fig1: setup
 	$(BIN)/rlntp reproduce fig1 --preset cpu --out runs/fig1
 
 # The whole suite across the cores (pytest-xdist; each run pins its own threads, so the floats are those of one
-# process); the slowest 40 tests listed. TEST_WORKERS=0 runs it in this one process.
-TEST_WORKERS ?= auto
+# process); the slowest 40 tests listed. One worker per CPU this process may use (xdist's `auto` counts physical
+# cores: one on a 2-vCPU machine); TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 test: setup
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=40
 
