@@ -20,7 +20,8 @@ DEFAULT_TIER = "integration"
 def pytest_collection_modifyitems(config, items):
     """One tier per test: a module's tier (`pytestmark = pytest.mark.unit`) is its tests' default and a test's own
     tier marker replaces it, so that `-m unit` selects by the tier a test has, not by one its module has. Tests that
-    share a module-scoped fixture run on one xdist worker (`--dist loadgroup`), which then computes it once."""
+    share a module-scoped fixture run on one xdist worker (`--dist loadgroup`), which then computes it once; under
+    xdist the costly tiers are handed out first, so that no long test starts last while the other workers idle."""
     parents = set()
     for item in items:
         own = [mark.name for mark in item.own_markers if mark.name in TIERS]
@@ -37,6 +38,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{','.join(shared)}"))
     for node in parents:  # the defaults now live on the tests
         node.own_markers[:] = [mark for mark in node.own_markers if mark.name not in TIERS]
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker collects the same order: xdist checks it
+        items.sort(key=lambda item: -TIERS.index(next(m.name for m in item.iter_markers() if m.name in TIERS)))
 
 
 @pytest.fixture(autouse=True)
