@@ -25,14 +25,16 @@ fig1: setup
 
 # The whole suite across the cores (pytest-xdist; each run pins its own threads, so the floats are those of one
 # process); the slowest 40 tests listed. One worker per CPU this process may use (xdist's `auto` counts physical
-# cores: one on a 2-vCPU machine); TEST_WORKERS=0 runs it in this one process.
+# cores: one on a 2-vCPU machine); TEST_WORKERS=0 runs it in this one process. --dist loadgroup: the tests of one
+# xdist_group (those sharing a module-scoped fixture, the Slurm tests) run on one worker (tests/conftest.py).
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+XDIST = -n $(TEST_WORKERS) --dist loadgroup
 test: setup
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=40
+	$(BIN)/python -m pytest -q $(XDIST) --durations=40
 
 # The unit tier alone (tests/conftest.py: unit, integration, science): about a minute, for the edit-test loop
 test-fast: setup
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m unit
+	$(BIN)/python -m pytest -q $(XDIST) -m unit
 
 bench: setup
 	$(BIN)/pip install --quiet -e ".[bench]"
