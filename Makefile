@@ -25,10 +25,11 @@ fig1: setup
 
 # The whole suite across the cores (pytest-xdist; each run pins its own threads, so the floats are those of one
 # process); the slowest 40 tests listed. One worker per CPU this process may use (xdist's `auto` counts physical
-# cores: one on a 2-vCPU machine); TEST_WORKERS=0 runs it in this one process. --dist loadgroup: the tests of one
-# xdist_group (those sharing a module-scoped fixture, the Slurm tests) run on one worker (tests/conftest.py).
+# cores: one on a 2-vCPU machine); TEST_WORKERS=0 runs it in this one process. --dist loadscope: a module's tests
+# run on one worker (its module-scoped fixtures computed once, the Slurm tests one at a time), the costliest modules
+# first (tests/conftest.py). (loadgroup's xdist_group does not group under pytest 9.2 and xdist 3.8.)
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
-XDIST = -n $(TEST_WORKERS) --dist loadgroup
+XDIST = -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 test: setup
 	$(BIN)/python -m pytest -q $(XDIST) --durations=40
 

@@ -16,12 +16,14 @@ DEFAULT_TIER = "integration"
 """The tier of a test in a module that names none: in CI, out of the fast tier until someone measures it."""
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects and xdist's loadgroup reads the groups
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(config, items):
     """One tier per test: a module's tier (`pytestmark = pytest.mark.unit`) is its tests' default and a test's own
-    tier marker replaces it, so that `-m unit` selects by the tier a test has, not by one its module has. Tests that
-    share a module-scoped fixture run on one xdist worker (`--dist loadgroup`), which then computes it once; under
-    xdist the costly tiers are handed out first, so that no long test starts last while the other workers idle."""
+    tier marker replaces it, so that `-m unit` selects by the tier a test has, not by one its module has.
+
+    Under xdist (`make test`: `--dist loadscope`, a module's tests on one worker, which computes its module-scoped
+    fixtures once) the modules are handed out costliest first, by their tests' tiers (a science test counts 3, an
+    integration one 1), so that no long module starts last while the other workers idle."""
     parents = set()
     for item in items:
         own = [mark.name for mark in item.own_markers if mark.name in TIERS]
@@ -31,15 +33,14 @@ def pytest_collection_modifyitems(config, items):
             inherited = next((mark.name for mark in item.iter_markers() if mark.name in TIERS), DEFAULT_TIER)
             item.add_marker(inherited)
         parents.update(node for node in item.listchain()[:-1])
-        fixtures = getattr(item, "_fixtureinfo", None)
-        shared = sorted(name for name in (fixtures.names_closure if fixtures else ())
-                        if any(d.scope in ("module", "class") for d in fixtures.name2fixturedefs.get(name, ())))
-        if shared and item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{','.join(shared)}"))
     for node in parents:  # the defaults now live on the tests
         node.own_markers[:] = [mark for mark in node.own_markers if mark.name not in TIERS]
     if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker collects the same order: xdist checks it
-        items.sort(key=lambda item: -TIERS.index(next(m.name for m in item.iter_markers() if m.name in TIERS)))
+        cost = {}
+        for item in items:
+            tier = next(mark.name for mark in item.iter_markers() if mark.name in TIERS)
+            cost[item.module] = cost.get(item.module, 0) + {"unit": 0, "integration": 1, "science": 3}[tier]
+        items.sort(key=lambda item: -cost[item.module])  # stable: a module's tests keep their order
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from test_sweeps import TINY  # the small sweep the local executor's tests run
 
 from rlntp.cli import main
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("slurm")]  # one Slurm node: its jobs one test at a time
+pytestmark = pytest.mark.integration
 
 pytest.importorskip("submitit", reason="--executor slurm needs submitit: pip install 'rlntp[slurm]'")
 
