@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup fig1 test bench gpu-check results clean
+.PHONY: setup fig1 test test-fast bench gpu-check results clean
 
 setup: $(VENV)/.installed
 
@@ -23,8 +23,19 @@ $(VENV)/.installed: pyproject.toml
 fig1: setup
 	$(BIN)/rlntp reproduce fig1 --preset cpu --out runs/fig1
 
+# The whole suite across the cores (pytest-xdist; each run pins its own threads, so the floats are those of one
+# process); the slowest 40 tests listed. One worker per CPU this process may use (xdist's `auto` counts physical
+# cores: one on a 2-vCPU machine); TEST_WORKERS=0 runs it in this one process. --dist loadscope: a module's tests
+# run on one worker (its module-scoped fixtures computed once, the Slurm tests one at a time), the costliest modules
+# first (tests/conftest.py). (loadgroup's xdist_group does not group under pytest 9.2 and xdist 3.8.)
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+XDIST = -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 test: setup
-	$(BIN)/python -m pytest -q --durations=40
+	$(BIN)/python -m pytest -q $(XDIST) --durations=40
+
+# The unit tier alone (tests/conftest.py: unit, integration, science): about a minute, for the edit-test loop
+test-fast: setup
+	$(BIN)/python -m pytest -q $(XDIST) -m unit
 
 bench: setup
 	$(BIN)/pip install --quiet -e ".[bench]"

@@ -17,8 +17,9 @@ everything they printed. The parts, at Fig. 1's paper setting (d = 50, GPT-2 4 x
   llm        the tiny LLM preset (`rlntp reproduce gsm8k --preset tiny`) on the device, and with
              --vllm colocate where vLLM is installed
 
---tiny shrinks every setting (d = 6, a 1 x 16 x 2 model, tens of steps) so that `--device cpu --tiny` runs in
-a couple of minutes: tests/test_gpu_ready.py runs it in CI, so the script cannot rot.
+--tiny shrinks every setting (d = 6, a 1 x 16 x 2 model, tens of steps, fewer repeats; for the LLM part the stage
+commands `rlntp llm data|sft|grpo` once each on a 1-layer Llama instead of the preset) so that `--device cpu --tiny`
+runs in about a minute: tests/test_gpu_ready.py runs it in CI, so the script cannot rot, and checks its numbers.
 """
 
 import argparse
@@ -137,7 +138,7 @@ def part_steps(device, setting: dict, tiny: bool, results: dict) -> dict:
         t0 = time.perf_counter()
         step()  # the first call compiles
         first_s = time.perf_counter() - t0
-        ms = _median_ms(step, device, 5 if tiny else 30)
+        ms = _median_ms(step, device, 3 if tiny else 30, warmup=1 if tiny else 3)
         # compiled code bypasses dispatch modes: on a CPU its count would be 0 by construction, so none is given
         syncs = None if impl == "compiled" and device.type != "cuda" else count_syncs(step, device)
         results[f"{impl}/{precision}"] = {"ms_per_step": ms, "first_step_s": first_s, "syncs_per_step": syncs}
@@ -151,7 +152,7 @@ def part_steps(device, setting: dict, tiny: bool, results: dict) -> dict:
         pack.optimizer.step()
         pack.optimizer.zero_grad(set_to_none=True)
 
-    ms = _median_ms(packed_step, device, 5 if tiny else 30)
+    ms = _median_ms(packed_step, device, 3 if tiny else 30, warmup=1 if tiny else 3)
     results[f"packed{runs}/fp32"] = {"ms_per_step": ms, "ms_per_run_step": ms / runs}
     print(f"{runs} runs packed: {ms:.2f} ms per step ({ms / runs:.2f} per run)", flush=True)
     return results
@@ -261,8 +262,10 @@ def part_llm(device, tiny: bool, out: Path, results: dict) -> dict:
         return time.perf_counter() - t0
 
     recipe = out / "llm_tiny"
-    for old in (recipe, out / "llm_vllm"):  # fresh runs: a finished one would resume in no time
+    for old in (recipe, out / "llm_vllm", out / "llm_stages"):  # fresh runs: a finished one would resume in no time
         shutil.rmtree(old, ignore_errors=True)
+    if tiny:
+        return llm_stages(device, out / "llm_stages", rlntp, results)
     # the LLM stages take cpu or auto (accelerate assigns the GPUs)
     results["tiny_preset_s"] = rlntp("reproduce", "gsm8k", "--preset", "tiny", "--device",
                                      "cpu" if device.type == "cpu" else "auto", "--out", str(recipe), "--quiet")
@@ -273,6 +276,32 @@ def part_llm(device, tiny: bool, out: Path, results: dict) -> dict:
     results["vllm_grpo_s"] = rlntp("llm", "grpo", "--model", str(sft), "--data", str(recipe / "data" / sft.parent.name),
                                    "--out", str(out / "llm_vllm"), "--steps", "4", "--group-size", "4",
                                    "--completions-per-device", "4", "--vllm", "colocate", "--quiet")
+    return results
+
+
+def llm_stages(device, out: Path, rlntp, results: dict) -> dict:
+    """--tiny: each LLM stage command once at the smallest sizes (a 1-layer Llama, 64 records, one SFT epoch, two
+    GRPO steps) instead of the tiny preset's 12 epochs at two mixtures: the commands the vLLM run uses, in seconds."""
+    from rlntp.llm.tiny import gsm8k_records, make_tiny_llama
+
+    out.mkdir(parents=True)
+    records = gsm8k_records(80)
+    for name, rows in (("train", records[:64]), ("test", records[64:])):
+        (out / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    model = make_tiny_llama(out / "model", [r["question"] + " " + r["answer"] for r in records], hidden=32, layers=1,
+                            heads=2)
+    cpu = ["--cpu"] if device.type == "cpu" else []
+    results["data_s"] = rlntp("llm", "data", "--dataset", "gsm8k", "--source", str(out / "train.jsonl"),
+                              "--test-source", str(out / "test.jsonl"), "--p-cot", "0.5", "--out", str(out / "data"))
+    results["sft_s"] = rlntp("llm", "sft", "--model", str(model), "--data", str(out / "data"), "--out",
+                             str(out / "sft"), "--epochs", "1", "--per-device-batch", "8", *cpu, "--quiet")
+    sft = sorted((out / "sft").glob("checkpoint-*"), key=lambda p: int(p.name.rpartition("-")[2]))[-1]
+    results["grpo_steps"] = 2
+    results["grpo_s"] = rlntp("llm", "grpo", "--model", str(sft), "--data", str(out / "data"), "--out",
+                              str(out / "grpo"), "--steps", "2", "--group-size", "2", "--completions-per-device", "4",
+                              "--max-completion-length", "16", "--save-every", "2", *cpu, "--quiet")
+    results["grpo_checkpoints"] = sorted(p.name for p in (out / "grpo").glob("checkpoint-*"))
+    results["vllm"] = "skipped: " + ("not on CUDA" if device.type != "cuda" else "not with --tiny")
     return results
 
 

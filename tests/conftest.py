@@ -1,4 +1,7 @@
+import hashlib
+import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -6,6 +9,38 @@ os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"  # before to
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+TIERS = ("unit", "integration", "science")
+"""Every test has exactly one tier, by cost (registered in pyproject.toml; `make test-fast` runs the first)."""
+DEFAULT_TIER = "integration"
+"""The tier of a test in a module that names none: in CI, out of the fast tier until someone measures it."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config, items):
+    """One tier per test: a module's tier (`pytestmark = pytest.mark.unit`) is its tests' default and a test's own
+    tier marker replaces it, so that `-m unit` selects by the tier a test has, not by one its module has.
+
+    Under xdist (`make test`: `--dist loadscope`, a module's tests on one worker, which computes its module-scoped
+    fixtures once) the modules are handed out costliest first, by their tests' tiers (a science test counts 3, an
+    integration one 1), so that no long module starts last while the other workers idle."""
+    parents = set()
+    for item in items:
+        own = [mark.name for mark in item.own_markers if mark.name in TIERS]
+        if len(own) > 1:
+            raise pytest.UsageError(f"{item.nodeid} is marked {' and '.join(own)}: give it one tier of {TIERS}")
+        if not own:
+            inherited = next((mark.name for mark in item.iter_markers() if mark.name in TIERS), DEFAULT_TIER)
+            item.add_marker(inherited)
+        parents.update(node for node in item.listchain()[:-1])
+    for node in parents:  # the defaults now live on the tests
+        node.own_markers[:] = [mark for mark in node.own_markers if mark.name not in TIERS]
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # every worker collects the same order: xdist checks it
+        cost = {}
+        for item in items:
+            tier = next(mark.name for mark in item.iter_markers() if mark.name in TIERS)
+            cost[item.module] = cost.get(item.module, 0) + {"unit": 0, "integration": 1, "science": 3}[tier]
+        items.sort(key=lambda item: -cost[item.module])  # stable: a module's tests keep their order
 
 
 @pytest.fixture(autouse=True)
@@ -145,3 +180,43 @@ def pretrain_until():
                     + "; ".join(seen))
 
     return run
+
+
+@pytest.fixture(scope="session")
+def shared_tmp(tmp_path_factory) -> Path:
+    """A directory of this test session shared by its xdist workers (each has its own basetemp inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def pretrained_to_calibration(shared_tmp, pretrain_until):
+    """`pretrained_to_calibration(argv, p_cot, chunk, cap, ready=None)`: the starting point of RL after NTP, the run
+    `pretrain_until(argv, ...)` trains until it is calibrated, made once per test session whichever tests and xdist
+    workers ask for it (under a file lock, in a directory keyed by the arguments); returns (run directory, step,
+    that evaluation). Tests only read the run (`posttrain --from`). A precondition not reached fails every test
+    that asks for it, with the same message, without training again."""
+    from filelock import FileLock
+
+    def get(argv: list[str], p_cot: float, chunk: int, cap: int, ready=None) -> tuple[Path, int, dict]:
+        ready = ready or calibrated(p_cot)
+        key = json.dumps([argv, p_cot, chunk, cap, ready.description])
+        root = shared_tmp / "pretrained" / hashlib.sha256(key.encode()).hexdigest()[:16]
+        root.mkdir(parents=True, exist_ok=True)
+        done, failed, run = root / "done.json", root / "failed.txt", root / "run"
+        with FileLock(root / "lock"):
+            if failed.exists():
+                pytest.fail(failed.read_text())
+            if not done.exists():
+                if run.exists():  # an attempt that raised: start again
+                    shutil.rmtree(run)
+                try:
+                    step, record = pretrain_until(argv, run, p_cot, chunk, cap, ready)
+                except pytest.fail.Exception as error:
+                    failed.write_text(str(error))
+                    raise
+                done.write_text(json.dumps({"key": key, "step": step, "record": record}))
+        made = json.loads(done.read_text())
+        return run, made["step"], made["record"]
+
+    return get

@@ -13,6 +13,8 @@ import rlntp
 from rlntp.cli import main
 from rlntp.errors import ConfigError, RunDirError, UserError
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN = "<run>"
 """Stands for the tiny pre-training run of the `run` fixture in the table below."""

@@ -24,6 +24,8 @@ from rlntp.experiments.claims import (
 from rlntp.tasks.parity import ParityTask
 from rlntp.theory import closed_forms as cf
 
+pytestmark = pytest.mark.unit
+
 
 def verdicts(name: str, results) -> list[str]:
     """The verdicts of recipe `name`'s claims on `results`, in order."""

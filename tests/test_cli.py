@@ -7,6 +7,8 @@ import pytest
 
 from rlntp.cli import main
 
+pytestmark = pytest.mark.unit
+
 TINY_RUN = ["--d", "6", "--layers", "1", "--width", "32", "--heads", "2", "--steps", "6", "--batch-size", "32",
             "--eval-every", "3", "--save-every", "3", "--eval-samples", "64", "--device", "cpu", "--quiet"]
 
@@ -63,6 +65,7 @@ def test_pretrain_eval_plot_round_trip(tmp_path, capsys):
     assert (out / "plot.png").stat().st_size > 10_000
 
 
+@pytest.mark.integration
 def test_console_script_exit_status_and_message(tmp_path):
     result = subprocess.run([sys.executable, "-m", "rlntp.cli", "sample", "--d", "1"], capture_output=True, text=True)
     assert result.returncode == 2

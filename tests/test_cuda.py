@@ -14,7 +14,7 @@ from rlntp.tasks.parity import ParityTask
 from rlntp.training.losses import token_logprobs
 from rlntp.training.rollout import sample_rollouts
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 CUDA = torch.device("cuda")
 
 

@@ -10,6 +10,8 @@ import pytest
 from rlntp.cli import main
 from rlntp.cli.parsing import PARSE_ONLY
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN_FOR_REAL = ("sample", "--help")

@@ -12,6 +12,8 @@ import pytest
 from rlntp.cli import main
 from rlntp.runs import metrics
 
+pytestmark = pytest.mark.science
+
 D = 12
 SMALL_GPT2 = ["--width", "64", "--layers", "2", "--heads", "4", "--device", "cpu", "--quiet"]
 
@@ -21,12 +23,12 @@ def _last(run_dir):
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory, pretrain_until):
+def pretrained(pretrained_to_calibration):
     """Pre-training at d = 12, p_cot = 0.25 until calibrated (long path learned; measured: by step 1,000):
     the run directory and that step."""
-    out = tmp_path_factory.mktemp("e2e") / "pretrain"
-    step, _ = pretrain_until(["pretrain", "--d", str(D), "--p-cot", "0.25", *SMALL_GPT2, "--batch-size", "128",
-                              "--lr", "1e-3", "--eval-samples", "2000"], out, p_cot=0.25, chunk=250, cap=3000)
+    out, step, _ = pretrained_to_calibration(["pretrain", "--d", str(D), "--p-cot", "0.25", *SMALL_GPT2,
+                                              "--batch-size", "128", "--lr", "1e-3", "--eval-samples", "2000"],
+                                             p_cot=0.25, chunk=250, cap=3000)
     return out, step
 
 
@@ -104,18 +106,18 @@ _trace_learned.description = "sampled P(long) within 0.05 of 0.25, long answers 
 
 
 @pytest.fixture(scope="module")
-def mult_pretrained(tmp_path_factory, pretrain_until):
+def mult_pretrained(tmp_path_factory, pretrained_to_calibration):
     """2x2 multiplication at p_cot = 0.25 over 6,000 pairs until the trace is learned, greedy answers still short
     (measured: between steps 1,750 and 2,500, depending on the CPU's numerics): the run and that step."""
     from rlntp.data import make_mult_dataset
 
     root = tmp_path_factory.mktemp("mult")
     data = make_mult_dataset(root / "data", 2, 0.25, {"train": 6000, "valid": 0, "test": 1000}, seed=0)
-    out = root / "pretrain"
-    step, _ = pretrain_until(["pretrain", "--task", "mult", "--digits", "2", "--p-cot", "0.25", "--data", str(data),
-                              "--width", "64", "--layers", "2", "--heads", "4", "--optimizer", "adamw",
-                              "--max-grad-norm", "1.0", "--lr", "3e-3", "--batch-size", "128", "--eval-samples", "1000",
-                              "--device", "cpu", "--quiet"], out, p_cot=0.25, chunk=250, cap=5000, ready=_trace_learned)
+    out, step, _ = pretrained_to_calibration(
+        ["pretrain", "--task", "mult", "--digits", "2", "--p-cot", "0.25", "--data", str(data), "--width", "64",
+         "--layers", "2", "--heads", "4", "--optimizer", "adamw", "--max-grad-norm", "1.0", "--lr", "3e-3",
+         "--batch-size", "128", "--eval-samples", "1000", "--device", "cpu", "--quiet"],
+        p_cot=0.25, chunk=250, cap=5000, ready=_trace_learned)
     return out, step
 
 

@@ -7,6 +7,8 @@ from rlntp.generation import generate
 from rlntp.models import HFCausalLM, build_model, ModelConfig
 from rlntp.tasks.parity import EOS
 
+pytestmark = pytest.mark.unit
+
 
 def _hf_greedy(hf_model, prompts, max_new_tokens):
     out = hf_model.generate(prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=max_new_tokens,
@@ -47,6 +49,7 @@ def test_generation_stops_at_eos_and_pads_with_eos(small_trained):
     assert (out[after_eos] == EOS).all()
 
 
+@pytest.mark.integration
 def test_sampling_draws_from_softmax_over_temperature(small_trained):
     task, model = small_trained
     prompt = task.sample_prompts(1, torch.Generator().manual_seed(2)).repeat(20_000, 1)

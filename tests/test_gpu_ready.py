@@ -21,6 +21,8 @@ from rlntp.training.optim import make_optimizer
 from rlntp.training.posttrain import PosttrainConfig, PosttrainRun, posttrain
 from rlntp.training.pretrain import PretrainConfig, PretrainRun, make_step_loss, pretrain, pretrain_packed
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
 
@@ -124,6 +126,7 @@ def _metrics(run_dir: Path) -> list[dict]:
     return read_metrics(run_dir)
 
 
+@pytest.mark.integration
 def test_compiled_and_static_steps_train_as_the_grouped_one(tmp_path):
     """30 steps of one run with each --step-impl (compiled: torch.compile's inductor on this CPU; on CUDA the same
     graphs are captured as CUDA graphs): the losses agree within 1e-5 relative and the evaluations exactly (the
@@ -140,22 +143,58 @@ def test_compiled_and_static_steps_train_as_the_grouped_one(tmp_path):
             assert (b["eval/greedy_acc"], b["eval/sampled_acc"]) == (a["eval/greedy_acc"], a["eval/sampled_acc"])
 
 
+@pytest.mark.integration
 def test_the_gpu_check_runs_on_the_cpu(tmp_path):
-    """`benchmarks/gpu_check.py --device cpu --tiny`: every part runs and the summary holds its numbers."""
+    """`benchmarks/gpu_check.py --device cpu --tiny`: every part runs, and its summary holds what each part measured,
+    consistent with itself: every timing finite and positive, the projection recomputed from the parts' numbers."""
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_check.py"), "--device", "cpu", "--tiny",
                            "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "gpu_check.json").read_text())
     log = (tmp_path / "gpu_check.log").read_text()
-    assert {name: part["status"] for name, part in summary["parts"].items()} == dict.fromkeys(
+    parts = summary["parts"]
+    assert {name: part["status"] for name, part in parts.items()} == dict.fromkeys(
         ("tests", "steps", "grpo", "fig1", "llm"), "ok"), log[-3000:]
-    steps = summary["parts"]["steps"]["result"]
-    assert steps["static/fp32"]["syncs_per_step"] == 0
+    assert summary["tiny"] is True and summary["machine"]["device"] == "cpu"
+    assert all(0 < part["seconds"] < float("inf") for part in parts.values())
+
+    def timing(value) -> bool:
+        return isinstance(value, float) and 0 < value < float("inf")
+
+    assert "skipped" in parts["tests"]["result"]["summary"]  # no CUDA here: tests/test_cuda.py skips
+    # the pre-training step, each way it runs on a CPU (bf16 is left out there), and 4 runs packed into one
+    steps = parts["steps"]["result"]
+    assert set(steps) == {"grouped/fp32", "static/fp32", "compiled/fp32", "packed4/fp32"}
+    for name in ("grouped/fp32", "static/fp32", "compiled/fp32"):
+        assert timing(steps[name]["ms_per_step"]) and timing(steps[name]["first_step_s"]), name
+    assert steps["static/fp32"]["syncs_per_step"] == 0  # static shapes: the host never waits
     assert steps["compiled/fp32"]["syncs_per_step"] is None  # compiled code is not seen by a dispatch mode
-    assert steps["grouped/fp32"]["syncs_per_step"] > 0
-    assert all(step["ms_per_step"] > 0 for step in steps.values())
-    grpo = summary["parts"]["grpo"]["result"]
-    assert all(grpo[f"rollouts_{decoder}_s"] > 0 for decoder in ("shared", "static", "static_compiled"))
-    fig1 = summary["parts"]["fig1"]["result"]
-    assert fig1["steps_run"] == 40 and fig1["projected_per_seed"]["total_s"] > fig1["projected_per_seed"]["pretrain_s"]
-    assert summary["parts"]["llm"]["result"]["vllm"] == "skipped: not on CUDA"
+    assert steps["grouped/fp32"]["syncs_per_step"] > 0  # the grouped step reads the rows' lengths
+    packed = steps["packed4/fp32"]
+    assert timing(packed["ms_per_step"]) and packed["ms_per_run_step"] == pytest.approx(packed["ms_per_step"] / 4)
+    # a GRPO step, the rollouts alone with each decoder, and the evaluations with each decoder
+    grpo = parts["grpo"]["result"]
+    assert grpo["precision"] == "fp32"
+    for key in ("grpo_step_s", "rollouts_shared_s", "rollouts_static_s", "rollouts_static_compiled_s", "eval_s",
+                "eval_s_static", "rl_eval_s", "rl_eval_s_static"):
+        assert timing(grpo[key]), key
+    # fig1's first steps and its projection, recomputed from the measured step, evaluation and GRPO times
+    from rlntp.experiments.fig1 import PRESETS
+
+    paper, fig1 = PRESETS["paper"], parts["fig1"]["result"]
+    train, post = paper["pretrain"]["train"], paper["posttrain"]["grpo"]["post"]
+    assert fig1["steps_run"] == 40 and timing(fig1["step_s"]) and timing(fig1["eval_s"])
+    assert fig1["wall_s"] == pytest.approx(40 * fig1["step_s"] + (40 // 20 + 1) * fig1["eval_s"])
+    assert fig1["final"]["train/loss"] > 0 and 0 <= fig1["final"]["eval/greedy_acc"] <= 1
+    assert 0 <= fig1["final"]["eval/sampled_long_frac"] <= 1
+    projected = fig1["projected_per_seed"]
+    evals = train["steps"] // 20 + 1  # --tiny evaluates every 20 steps
+    assert projected["pretrain_s"] == pytest.approx(train["steps"] * fig1["step_s"] + evals * fig1["eval_s"])
+    per_run = post["steps"] * grpo["grpo_step_s"] + (post["steps"] // post["eval_every"] + 1) * grpo["rl_eval_s"]
+    assert projected["grpo_runs_s"] == pytest.approx(len(paper["posttrain"]["grpo"]["from_steps"]) * per_run)
+    assert projected["total_s"] == pytest.approx(projected["pretrain_s"] + projected["grpo_runs_s"])
+    # each LLM stage command once, GRPO to its checkpoint; vLLM needs CUDA
+    llm = parts["llm"]["result"]
+    assert all(timing(llm[key]) for key in ("data_s", "sft_s", "grpo_s"))
+    assert llm["grpo_checkpoints"] == [f"checkpoint-{llm['grpo_steps']}"]
+    assert llm["vllm"] == "skipped: not on CUDA"

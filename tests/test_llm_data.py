@@ -12,6 +12,8 @@ from rlntp.errors import ConfigError
 from rlntp.llm.dataset import LLMDataConfig, make_dataset, read_split
 from rlntp.tasks.math_text import DATASETS, last_boxed, make_mixture, split_gsm8k, split_math, to_example
 
+pytestmark = pytest.mark.integration
+
 GSM8K = {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
                      "How many clips did Natalia sell altogether in April and May?",
          "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips "
@@ -104,6 +106,7 @@ def test_data_command_writes_splits_that_datasets_and_trl_read(tmp_path):
     assert read_split(out, "test")[0]["completion"].startswith("<think>Natalia")  # test keeps its chain of thought
 
 
+@pytest.mark.unit
 def test_sft_loss_covers_the_target_only(tiny_model, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer

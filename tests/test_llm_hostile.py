@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 REAL = Path(__file__).parent / "data" / "real"
 TRAIN, TEST = REAL / "gsm8k_train.jsonl", REAL / "gsm8k_test.jsonl"
 ROOT = Path(__file__).parents[1]
@@ -120,6 +122,7 @@ def test_ctrl_c_stops_the_tokenizer_training_on_a_large_record_file_at_once(tmp_
     assert json.loads((out / "report.json").read_text())["settings"]["source"] == str(big)  # rerun resumes it
 
 
+@pytest.mark.unit
 def test_the_tokenizer_trains_on_a_bounded_prefix_of_the_texts():
     from rlntp.llm.tiny import TOKENIZER_CHARS, TOKENIZER_TEXT_CHARS, tokenizer_texts
 
@@ -206,6 +209,7 @@ def test_report_markdown_escapes_html_and_markdown_from_report_json(tmp_path):
     assert "&amp;lt;b&amp;gt; \\| an injected cell \\| a \\| new \\| row \\|" in text
 
 
+@pytest.mark.unit
 def test_the_notebook_writes_under_an_ignored_directory():
     """examples/quickstart.ipynb names only paths under runs/ (its runs and its figure), and examples/runs/ is ignored
     by git, so executing it in the checkout leaves no untracked file (tests/test_notebook.py runs it and checks

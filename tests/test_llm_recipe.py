@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from rlntp.llm.sft import epoch_checkpoints
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 
 REAL = Path(__file__).parent / "data" / "real"
 GSM8K = ["--source", str(REAL / "gsm8k_train.jsonl"), "--test-source", str(REAL / "gsm8k_test.jsonl")]
@@ -177,6 +177,7 @@ def test_parity_path_never_imports_the_llm_stack():
 
 
 @pytest.mark.parametrize("dataset, preset", [(d, p) for d in ("gsm8k", "math") for p in ("tiny", "paper")])
+@pytest.mark.unit
 def test_every_preset_is_valid_for_our_options_and_trls(dataset, preset, tmp_path):
     from rlntp.experiments import recipes
     from rlntp.llm.evaluate import LLMEvalConfig
@@ -240,6 +241,7 @@ def test_a_git_lfs_pointer_is_named_as_such(tmp_path):
     assert result.returncode == 2 and "is a Git LFS pointer" in result.stderr and result.stderr.count("\n") == 1
 
 
+@pytest.mark.unit
 def test_an_unreachable_hub_fails_in_one_line_without_retries(monkeypatch):
     """A hub that refuses the connection (no network) is asked once: a ConfigError naming the model, no retry loop."""
     from rlntp.errors import ConfigError

@@ -10,6 +10,8 @@ from rlntp.errors import ConfigError
 from rlntp.llm.reward import REWARD_POINTS, Verifier, answer_in_tag, answers_in, candidates, reward_functions, score
 from rlntp.llm.reward_check import measure
 
+pytestmark = pytest.mark.unit
+
 REAL = Path(__file__).parent / "data" / "real"
 
 HANG = "(10^{10^{10}})!"
@@ -96,6 +98,7 @@ def test_answer_tag_and_candidates():
     assert answers_in("\\$5 and \\$6") == ["\\$5 and \\$6"]  # escaped dollars open no math span
 
 
+@pytest.mark.integration
 def test_a_hanging_expression_returns_within_the_limit_and_the_next_check_works(verifier):
     before = verifier.timeouts
     started = time.monotonic()
@@ -108,6 +111,7 @@ def test_a_hanging_expression_returns_within_the_limit_and_the_next_check_works(
     assert score("<answer>18</answer>", "18", verifier) == points(1, 0, 1, 1)  # a fresh worker took over
 
 
+@pytest.mark.integration
 def test_the_limit_holds_off_the_main_thread():
     results = {}
 
@@ -142,6 +146,7 @@ def test_limit_must_be_positive():
 
 @pytest.mark.parametrize("name, dataset", [("math500_train.jsonl", "math"), ("math500_test.jsonl", "math"),
                                            ("gsm8k_test.jsonl", "gsm8k")])
+@pytest.mark.integration
 def test_real_gold_answers_are_rewarded_and_wrong_ones_are_not(verifier, name, dataset):
     """Every gold answer of the real samples, written as itself, as $...$ and as \\boxed{...}, earns the answer
     points; another record's answer, "OTHER or GOLD" and the gold's first number alone do not, unless they are the

@@ -10,6 +10,8 @@ from rlntp.models import GPT, HFCausalLM, ModelConfig, build_model, load_model, 
 from rlntp.tasks.parity import ParityTask
 from rlntp.training.losses import next_token_loss
 
+pytestmark = pytest.mark.unit
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 

@@ -19,6 +19,8 @@ from rlntp.tasks.base import LONG, SHORT
 from rlntp.tasks.multiplication import ANSWER, EOS, MultiplicationTask
 from rlntp.training.rewards import compute_reward
 
+pytestmark = pytest.mark.unit
+
 SPEC_LONG = "3 2 1 * 6 5 4||8 3 7 0 + 0 5 1 6 0 ( 8 8 8 6 0 ) + 0 0 2 9 4 0 #### 8 8 0 6 5 0"  # 123 x 456
 SPEC_SHORT = "3 2 1 * 6 5 4||#### 8 8 0 6 5 0"
 # 1234 x 1002 = 1,236,468: a multiplier with zero digits gives all-zero partial products

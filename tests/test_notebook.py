@@ -8,7 +8,7 @@ import pytest
 nbclient = pytest.importorskip("nbclient")
 nbformat = pytest.importorskip("nbformat")
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.science
 
 NOTEBOOK = Path(__file__).parents[1] / "examples" / "quickstart.ipynb"
 

@@ -16,6 +16,8 @@ import pytest
 from rlntp import cli
 from rlntp.cli import stages
 
+pytestmark = pytest.mark.unit
+
 ALWAYS_BAD = "always bad"
 MAYBE_VALID = "0 or large: refused or accepted"
 
@@ -108,6 +110,7 @@ def _tree(path: Path) -> dict[str, int]:
     return {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*"))}
 
 
+@pytest.mark.integration
 def test_every_option_of_every_command_refuses_bad_values(source_run, tmp_path, monkeypatch, capsys):
     from rlntp import data, evaluation, plots, report
     from rlntp.llm import common as llm_common

@@ -12,11 +12,14 @@ import pytest
 from rlntp.cli import main
 from rlntp.runs import metrics
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 MOD3 = str(ROOT / "examples" / "tasks" / "mod3.py") + ":SumMod3Task"
 SMALL = ["--width", "32", "--layers", "2", "--heads", "2", "--device", "cpu", "--quiet"]
 
 
+@pytest.mark.unit
 def test_sample_prints_the_tasks_own_lines(capsys):
     main(["sample", "--task", MOD3, "--d", "6", "--p-cot", "1", "--n", "3", "--seed", "1"])
     lines = capsys.readouterr().out.splitlines()
@@ -66,6 +69,7 @@ def test_a_sweep_takes_it_relative_to_the_sweep_file(tmp_path):
     assert set(table["task.task"]) == {f"{tasks / 'mine.py'}:SumMod3Task"}
 
 
+@pytest.mark.unit
 def test_a_class_missing_part_of_the_interface_is_one_line(tmp_path, refused):
     half = tmp_path / "half.py"
     half.write_text("from rlntp.tasks.base import Task\n\nclass Half(Task):\n    name = 'half'\n")
@@ -94,21 +98,22 @@ def test_an_installed_packages_entry_point_names_it(tmp_path):
     assert len(result.stdout.splitlines()) == 2 and result.stdout.split()[0] in "012"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_grpo_after_ntp_takes_greedy_accuracy_from_chance_to_the_long_answer(tmp_path, pretrain_until, seed):
+@pytest.mark.science
+def test_grpo_after_ntp_takes_greedy_accuracy_from_chance_to_the_long_answer(tmp_path, pretrained_to_calibration,
+                                                                            seed):
     """At p_cot = 0.15, below mod 3's greedy threshold of 1/4 (docs/tasks.md), pre-training continues until the
     long path is learned (sampled answers long with probability 0.15 and right with 0.15 + 0.85/3, 2,000
     evaluations); greedy decoding is then at chance, and GRPO from that checkpoint answers long and right."""
     from conftest import calibrated
 
     p_cot = 0.15
-    pre, post = tmp_path / "pre", tmp_path / "grpo"
+    post = tmp_path / "grpo"
     argv = ["pretrain", "--task", MOD3, "--d", "8", "--p-cot", str(p_cot), "--width", "64", "--layers", "2",
             "--heads", "4", "--batch-size", "128", "--lr", "1e-3", "--eval-samples", "2000", "--seed", str(seed),
             "--device", "cpu", "--quiet"]
-    step, ready = pretrain_until(argv, pre, p_cot, chunk=500, cap=8000,
-                                 ready=calibrated(p_cot, accuracy=p_cot + (1 - p_cot) / 3))
+    pre, step, ready = pretrained_to_calibration(argv, p_cot, chunk=500, cap=8000,
+                                                 ready=calibrated(p_cot, accuracy=p_cot + (1 - p_cot) / 3))
     chance = 1 / 3
     assert abs(ready["eval/greedy_acc"] - chance) < 3 * (chance * (1 - chance) / 2000) ** 0.5 + 0.02
     assert ready["eval/greedy_len_median"] == 1  # greedy stays on the short path

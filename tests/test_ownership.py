@@ -12,6 +12,8 @@ import pytest
 
 from rlntp.cli import main
 
+pytestmark = pytest.mark.unit
+
 TINY_SWEEP = {
     "pretrain": {"task": {"d": 4, "p_cot": 0.5}, "model": {"layers": 1, "width": 16, "heads": 2},
                  "train": {"steps": 8, "batch_size": 16, "lr": 3e-3, "eval_every": 4, "eval_samples": 32,
@@ -51,6 +53,7 @@ def _copy(tree: Path, to: Path) -> Path:
     return to
 
 
+@pytest.mark.integration
 def test_a_sweep_into_a_recipe_directory_is_refused_and_changes_nothing(tmp_path, monkeypatch, finished_sweep, refused):
     from rlntp.experiments import Preset, fig1
 
@@ -83,6 +86,7 @@ def test_a_users_folder_holding_a_sweep_file_is_refused(tmp_path, refused):
     assert _md5s(project) == before
 
 
+@pytest.mark.integration
 def test_a_changed_sweep_is_refused_naming_the_run_and_the_field(tmp_path, finished_sweep, refused):
     file, out = finished_sweep
     out = _copy(out, tmp_path / "out")
@@ -95,6 +99,7 @@ def test_a_changed_sweep_is_refused_naming_the_run_and_the_field(tmp_path, finis
     assert _md5s(out) == before
 
 
+@pytest.mark.integration
 def test_a_shrunk_sweep_keeps_the_earlier_runs_in_the_status_and_the_table(tmp_path, capsys, finished_sweep):
     file, out = finished_sweep
     out = _copy(out, tmp_path / "out")
@@ -126,6 +131,7 @@ def test_a_million_run_grid_is_refused_in_seconds_with_its_count(tmp_path, refus
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.integration
 def test_status_of_anything_but_a_sweep_directory_is_one_line(tmp_path, finished_sweep, refused):
     file, _ = finished_sweep
     (tmp_path / "a_file").write_text("x")
@@ -134,6 +140,7 @@ def test_status_of_anything_but_a_sweep_directory_is_one_line(tmp_path, finished
         refused(["sweep", str(file), "--out", str(out), "--status"], "is not a sweep directory")
 
 
+@pytest.mark.integration
 def test_damaged_metrics_are_reported_damaged_not_done(tmp_path, capsys, finished_sweep):
     file, out = finished_sweep
     out = _copy(out, tmp_path / "out")
@@ -308,6 +315,7 @@ def test_every_output_option_refuses_a_file_rlntp_did_not_write(tmp_path, tiny_r
     print(f"\noutput options refused a user's file: {len(cases) + 1} cases")
 
 
+@pytest.mark.integration
 def test_a_ray_address_where_nothing_listens_is_one_line_and_leaves_nothing(tmp_path, finished_sweep, refused):
     pytest.importorskip("ray")
     file, _ = finished_sweep

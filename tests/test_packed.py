@@ -30,6 +30,8 @@ from rlntp.training import pretrain as pretrain_module
 from rlntp.training.packed import Pack, PackError, StepsDiffer
 from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain, pretrain_packed
 
+pytestmark = pytest.mark.unit
+
 # 4 runs (2 seeds x 2 mixtures) with clipping and weight decay, so the per-run clipping and AdamW are exercised
 SWEEP = {
     "pretrain": {"task": {"d": 6}, "model": {"layers": 2, "width": 32, "heads": 2},
@@ -73,6 +75,7 @@ def _files(run_dir: Path) -> set[str]:
     return {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file() and p.name != "rlntp.lock"}
 
 
+@pytest.mark.integration
 def test_packed_run_directories_are_those_of_runs_alone(two_sweeps):
     alone, packed = two_sweeps[1], two_sweeps[4]
     status = json.loads((packed / "status.json").read_text())["runs"]
@@ -105,6 +108,7 @@ def test_packed_run_directories_are_those_of_runs_alone(two_sweeps):
                 assert abs(rb[key] - ra[key]) <= 2 / SWEEP["pretrain"]["train"]["eval_samples"]
 
 
+@pytest.mark.integration
 def test_packed_runs_are_bit_for_bit_the_runs_alone_with_the_same_step(two_sweeps):
     """Packed on a CPU, each run's forward is the model's own on its slice of the stacked parameters, run by run; one
     optimizer steps the stack (Adam is element-wise) and clipping is per run: every weight, Adam moment, random state,
@@ -164,6 +168,7 @@ def test_the_results_table_reads_packed_runs_as_runs_alone(two_sweeps):
     assert packed.loc[~pre, "ran.step_impl"].isna().all()  # post-training has no such step
 
 
+@pytest.mark.integration
 def test_eval_and_resume_read_a_packed_run(two_sweeps, tmp_path, capsys):
     run = two_sweeps[4] / "runs" / "seed=1,p_cot=0.5" / "pretrain"
     main(["eval", str(run), "--samples", "32", "--device", "cpu"])
@@ -248,6 +253,7 @@ def test_a_sweep_that_asks_packing_for_a_step_it_does_not_take_is_refused(tmp_pa
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kills the sweep at a pause")
+@pytest.mark.integration
 def test_a_packed_sweep_killed_and_resumed_without_pack_records_the_hybrid(tmp_path, pause):
     """A pack of 2 killed while saving step 4 (run seed=0 holds its checkpoint, seed=1 not yet), then rerun without
     --pack: seed=0 trained steps 0-4 packed (static step) and 4-8 alone (grouped); seed=1 all alone (its packed

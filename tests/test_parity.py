@@ -8,6 +8,8 @@ from rlntp.errors import ConfigError
 from rlntp.tasks.base import output_lengths
 from rlntp.tasks.parity import EOS, LONG, MEDIUM, SHORT, ParityTask, answers
 
+pytestmark = pytest.mark.unit
+
 
 def test_outputs_of_each_component_hand_computed():
     task = ParityTask(d=4, p_cot=0.5, p_medium=0.25)

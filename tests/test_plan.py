@@ -11,6 +11,8 @@ from rlntp.experiments import recipes
 from rlntp.experiments import Preset
 from rlntp.experiments.provenance import CHOICE, PAPER, choice, chose, paper, says, sources
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -55,6 +57,7 @@ def _files(root: Path) -> set[Path]:
     return {path for path in root.rglob("*") if "__pycache__" not in path.parts}
 
 
+@pytest.mark.integration
 def test_every_paper_preset_plans_without_writing_and_marks_every_setting(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     before_repo, before_here = _files(ROOT / "src"), _files(tmp_path)

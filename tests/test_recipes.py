@@ -12,6 +12,8 @@ import pytest
 from rlntp.cli import main
 from rlntp.runs import metrics
 
+pytestmark = pytest.mark.science
+
 TINY_MODEL = {"layers": 2, "width": 64, "heads": 4}
 
 
@@ -28,7 +30,6 @@ def _run(recipe: str, module, preset: dict, tmp_path: Path, monkeypatch, workers
     return pd.read_parquet(out / "results.parquet")
 
 
-@pytest.mark.slow
 def test_star_odds_follows_theorem_2_on_the_transformer(tmp_path, monkeypatch):
     """STaR with the chain-of-thought reward: the long fraction tracks p_{t+1} = 2p_t / (1 + p_t)."""
     from rlntp.experiments import star_odds
@@ -46,8 +47,7 @@ def test_star_odds_follows_theorem_2_on_the_transformer(tmp_path, monkeypatch):
     assert rounds["measured"].iloc[-1] >= 0.55  # the odds grew: 0.2 -> 0.67 by the recursion
 
 
-@pytest.mark.slow
-def test_length_penalty_fails_where_the_end_to_end_reward_learns(tmp_path, pretrain_until):
+def test_length_penalty_fails_where_the_end_to_end_reward_learns(tmp_path, pretrained_to_calibration):
     """Fig. 14 (bottom): from a checkpoint without the medium path, GRPO with the end-to-end reward generalizes
     with long answers, and with the length penalty (lambda = 0.4) it fails, over 3 seeds (a majority).
 
@@ -62,11 +62,10 @@ def test_length_penalty_fails_where_the_end_to_end_reward_learns(tmp_path, pretr
 
     d, p_cot, ends = 6, 0.3, []
     for seed in range(3):
-        pre = tmp_path / f"seed{seed}"
-        step, _ = pretrain_until(["pretrain", "--d", str(d), "--p-cot", str(p_cot), "--p-medium", "0.05", "--layers",
-                                  "2", "--width", "64", "--heads", "4", "--batch-size", "128", "--lr", "1e-3",
-                                  "--eval-samples", "2000", "--seed", str(seed), "--device", "cpu", "--quiet"], pre,
-                                 p_cot=p_cot, chunk=100, cap=2000)
+        pre, step, _ = pretrained_to_calibration(
+            ["pretrain", "--d", str(d), "--p-cot", str(p_cot), "--p-medium", "0.05", "--layers", "2", "--width", "64",
+             "--heads", "4", "--batch-size", "128", "--lr", "1e-3", "--eval-samples", "2000", "--seed", str(seed),
+             "--device", "cpu", "--quiet"], p_cot=p_cot, chunk=100, cap=2000)
         for reward in ("e2e", "length"):
             out = tmp_path / f"seed{seed}-{reward}"
             main(["posttrain", "--from", str(pre), "--step", str(step), "--algo", "grpo", "--reward", reward,
@@ -83,8 +82,7 @@ def test_length_penalty_fails_where_the_end_to_end_reward_learns(tmp_path, pretr
     assert (length["acc"] < SOLVED).sum() >= 2, runs.to_string()
 
 
-@pytest.mark.slow
-def test_rl_from_too_early_a_checkpoint_fails_and_from_a_later_one_succeeds(tmp_path, pretrain_until):
+def test_rl_from_too_early_a_checkpoint_fails_and_from_a_later_one_succeeds(tmp_path, pretrained_to_calibration):
     """Figs. 9-11 (and Fig. 1): at a small p_cot, RL works once pre-training has learned the long path.
 
     For each of 3 seeds the late checkpoint is chosen by its measured state, not by a step count: the first
@@ -100,11 +98,10 @@ def test_rl_from_too_early_a_checkpoint_fails_and_from_a_later_one_succeeds(tmp_
 
     p_cot, d, outcomes = 0.2, 10, []
     for seed in range(3):
-        pre = tmp_path / f"seed{seed}"
-        late, _ = pretrain_until(["pretrain", "--d", str(d), "--p-cot", str(p_cot), "--layers", "2", "--width", "64",
-                                  "--heads", "4", "--batch-size", "128", "--lr", "1e-3", "--eval-samples", "2000",
-                                  "--seed", str(seed), "--device", "cpu", "--quiet"], pre, p_cot=p_cot, chunk=100,
-                                 cap=2000)
+        pre, late, _ = pretrained_to_calibration(
+            ["pretrain", "--d", str(d), "--p-cot", str(p_cot), "--layers", "2", "--width", "64", "--heads", "4",
+             "--batch-size", "128", "--lr", "1e-3", "--eval-samples", "2000", "--seed", str(seed), "--device", "cpu",
+             "--quiet"], p_cot=p_cot, chunk=100, cap=2000)
         for start in (200, late):
             out = tmp_path / f"seed{seed}-grpo-from{start}"
             main(["posttrain", "--from", str(pre), "--step", str(start), "--algo", "grpo", "--reward", "e2e",
@@ -121,15 +118,13 @@ def test_rl_from_too_early_a_checkpoint_fails_and_from_a_later_one_succeeds(tmp_
     assert (late["reached"] & (late["length"] == d)).sum() >= 2, runs.to_string()
 
 
-@pytest.mark.slow
-def test_mistral_needs_rl_too(tmp_path, pretrain_until):
+def test_mistral_needs_rl_too(tmp_path, pretrained_to_calibration):
     """Figs. 6-8 with rotary positions: once pre-training is calibrated (measured, not a step count), NTP greedy
     is at chance and GRPO afterwards generalizes."""
-    pre = tmp_path / "pretrain"
-    step, ntp = pretrain_until(["pretrain", "--d", "8", "--p-cot", "0.25", "--arch", "mistral", "--layers", "2",
-                                "--width", "64", "--heads", "4", "--batch-size", "128", "--lr", "1e-3",
-                                "--eval-samples", "2000", "--device", "cpu", "--quiet"], pre, p_cot=0.25, chunk=200,
-                               cap=3000)
+    pre, step, ntp = pretrained_to_calibration(["pretrain", "--d", "8", "--p-cot", "0.25", "--arch", "mistral",
+                                                "--layers", "2", "--width", "64", "--heads", "4", "--batch-size",
+                                                "128", "--lr", "1e-3", "--eval-samples", "2000", "--device", "cpu",
+                                                "--quiet"], p_cot=0.25, chunk=200, cap=3000)
     # d = 8 has 256 inputs, and short answers get partly memorized: NTP greedy accuracy 0.49-0.60 on these
     # machines (2,000 evaluations: one standard error is 0.011)
     assert 0.4 <= ntp["eval/greedy_acc"] <= 0.65, ntp
@@ -139,7 +134,6 @@ def test_mistral_needs_rl_too(tmp_path, pretrain_until):
     assert rl["eval/greedy_acc"] >= 0.9 and rl["eval/greedy_acc"] - ntp["eval/greedy_acc"] >= 0.3, (step, ntp, rl)
 
 
-@pytest.mark.slow
 def test_at_small_d_next_token_prediction_alone_generalizes_with_short_answers(tmp_path, monkeypatch):
     """Fig. 12: at d = 4 pre-training alone gets there, answering in one token."""
     from rlntp.experiments import small_d
@@ -172,7 +166,7 @@ def shrink(preset: dict) -> dict:
     return preset
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_reproduce_all_writes_a_report_with_every_recipe(tmp_path, monkeypatch, capsys):
     from rlntp.experiments import Preset, recipes
 

@@ -16,6 +16,8 @@ from rlntp.cli import main  # noqa: E402
 from rlntp.errors import ConfigError  # noqa: E402
 from rlntp.report import claims_markdown, find_sections, write_report  # noqa: E402
 
+pytestmark = pytest.mark.unit
+
 
 def _png(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,8 @@ from rlntp.training.rewards import chain_of_thought, compute_reward, end_to_end,
 from rlntp.training.rollout import Rollouts, sample_rollouts
 from rlntp.training.star import star_filter, star_update
 
+pytestmark = pytest.mark.unit
+
 E = EOS
 X = [1, 0, 1, 1]  # parity 1, prefix parities 1 1 0 1
 Y = [0, 1, 1, 0]  # parity 0, prefix parities 0 1 0 0

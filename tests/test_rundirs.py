@@ -16,6 +16,8 @@ from rlntp.runs import checkpoints, dirs, history, metrics
 from rlntp.runs.dirs import LOCK
 from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain
 
+pytestmark = pytest.mark.unit
+
 TINY = ["--d", "6", "--layers", "1", "--width", "32", "--heads", "2", "--batch-size", "32", "--eval-samples", "64",
         "--device", "cpu", "--quiet"]
 
@@ -166,6 +168,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
                 pass
 
 
+@pytest.mark.integration
 def test_a_second_process_is_refused_while_the_first_finishes(tmp_path, pause):
     out = tmp_path / "run"
     argv = ["pretrain", *TINY, "--steps", "1000", "--eval-every", "250", "--save-every", "250", "--out", str(out)]
@@ -181,6 +184,7 @@ def test_a_second_process_is_refused_while_the_first_finishes(tmp_path, pause):
     assert checkpoints.checkpoint_steps(out) == list(range(250, 1001, 250))
 
 
+@pytest.mark.integration
 def test_ctrl_c_is_one_line_and_resume_matches_an_uninterrupted_run(tmp_path, pause):
     argv = ["pretrain", *TINY, "--steps", "300", "--eval-every", "50", "--save-every", "50"]
     full = tmp_path / "full"
@@ -232,6 +236,7 @@ def test_a_checkpoint_without_checksums_is_refused_unless_allowed(tmp_path, caps
     assert checkpoints.checkpoint_steps(out) == [2, 4, 6]
 
 
+@pytest.mark.integration
 def test_a_resume_that_changes_how_steps_run_records_from_which_step(tmp_path, pause):
     """Resuming with another --step-impl (pre-training killed at step 4) or --decode (post-training) is allowed:
     config.json keeps the value the run started with, records each change with the step from which it holds and

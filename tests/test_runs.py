@@ -13,6 +13,8 @@ from rlntp.runs import checkpoints, metrics
 from rlntp.tasks import TaskConfig
 from rlntp.training.pretrain import PretrainConfig, PretrainRun, pretrain
 
+pytestmark = pytest.mark.unit
+
 TINY = PretrainRun(
     task=TaskConfig(d=6, p_cot=0.25),
     model=ModelConfig(layers=1, width=32, heads=2),

@@ -18,6 +18,8 @@ from test_sweeps import TINY  # the small sweep the local executor's tests run
 
 from rlntp.cli import main
 
+pytestmark = pytest.mark.integration
+
 pytest.importorskip("submitit", reason="--executor slurm needs submitit: pip install 'rlntp[slurm]'")
 
 
@@ -183,6 +185,7 @@ def test_a_job_past_its_time_limit_is_requeued_and_resumes_to_the_same_table(tmp
 
 @pytest.mark.parametrize("case", ["no sbatch", "not answering", "partition", "account", "time limit",
                                   "section"])
+@pytest.mark.unit
 def test_bad_slurm_input_is_one_line_in_seconds_before_the_directory_is_claimed(tmp_path, monkeypatch, refused,
                                                                                 case):
     file = tmp_path / "sweep.toml"
@@ -219,6 +222,7 @@ def test_bad_slurm_input_is_one_line_in_seconds_before_the_directory_is_claimed(
     assert not out.exists()
 
 
+@pytest.mark.unit
 def test_a_lost_job_taken_over_from_an_earlier_sweep_process_is_submitted_anew(tmp_path, monkeypatch):
     """A rerun adopts the job an earlier sweep process queued; once that job is gone without a result (cancelled),
     the engine's resubmission queues a new job instead of adopting the dead one again (no Slurm needed: the queue
@@ -241,6 +245,7 @@ def test_a_lost_job_taken_over_from_an_earlier_sweep_process_is_submitted_anew(t
     assert "a/pretrain" not in executor._jobs and [key for key, _, _ in executor._pending] == ["a/pretrain"]
 
 
+@pytest.mark.unit
 def test_a_changed_run_whose_old_job_is_still_queued_stays_refused(tmp_path, monkeypatch):
     """An edited sweep rerun while the old jobs are queued: the run reads as changed (refused), not running."""
     from rlntp.sweeps import engine, slurm

@@ -14,6 +14,8 @@ import pytest
 import rlntp
 from rlntp.cli import main
 
+pytestmark = pytest.mark.unit
+
 SOURCE = Path(rlntp.__file__).parent
 
 

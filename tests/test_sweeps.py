@@ -16,6 +16,8 @@ from rlntp.cli import main
 from rlntp.sweeps.engine import new_status
 from rlntp.sweeps.spec import expand
 
+pytestmark = pytest.mark.integration
+
 TINY = """
 [pretrain]
 task = { d = 4, p_cot = 0.5 }
@@ -44,6 +46,7 @@ def _table(out):
 
 
 
+@pytest.mark.unit
 def test_expansion_names_runs_by_their_axes_and_seeds_post_training_from_pre_training():
     spec = {"pretrain": {"task": {"d": 6}, "train": {"steps": 100, "save_every": 50},
                          "axes": {"task.p_cot": [0.1, 0.5], "train.seed": [0, 1, 2], "model.width, model.heads": [[32, 2], [64, 4]]}},
@@ -84,6 +87,7 @@ def test_expansion_names_runs_by_their_axes_and_seeds_post_training_from_pre_tra
     ("[pretrain\n", "is not valid TOML"),
     ("[pretrain.axes]\n'task.p_cot' = [0.1, 0.1000001]\n", "two runs would share the directory p_cot=0.1/pretrain"),
 ])
+@pytest.mark.unit
 def test_a_bad_sweep_file_fails_before_any_run_with_one_line_naming_the_field(tmp_path, text, message, refused):
     out = tmp_path / "out"
     err = refused(["sweep", str(_sweep_file(tmp_path, text)), "--out", str(out)], message)
@@ -201,6 +205,7 @@ def test_the_ray_executor_gives_the_local_executors_results(tmp_path):
     pd.testing.assert_frame_equal(_table(tmp_path / "ray"), _table(tmp_path / "local"))
 
 
+@pytest.mark.unit
 def test_a_sweep_resumed_with_another_step_or_decoder_records_each_row_as_it_ran(tmp_path):
     """The sweep file extended with train.step_impl and post.decode changed (both resumable): each run resumes from
     its checkpoint, and results.parquet gives every row the values its steps and evaluation ran with, not the new
@@ -243,6 +248,7 @@ decode = "DECODE"
         {"step": 3, "field": "train.step_impl", "from": "grouped", "to": "static"}]
 
 
+@pytest.mark.unit
 def test_censored_medians_are_lower_bounds_when_a_bound_sits_at_or_below_them():
     from rlntp.experiments.summary import censored_quantile
 
@@ -253,6 +259,7 @@ def test_censored_medians_are_lower_bounds_when_a_bound_sits_at_or_below_them():
     assert censored_quantile([30, 10, 20], [True, True, True], 0.75) == (30, True)
 
 
+@pytest.mark.unit
 def test_fig13_counts_the_best_checkpoint_with_its_pre_training_samples_and_keeps_unreached_seeds():
     from rlntp.experiments.fig13 import per_seed
 
@@ -273,7 +280,7 @@ def test_fig13_counts_the_best_checkpoint_with_its_pre_training_samples_and_keep
     assert (seeds.loc[1, "rl"], seeds.loc[1, "rl_reached"]) == (314, False)  # the smallest bound over the ladder
 
 
-@pytest.mark.slow
+@pytest.mark.science
 def test_fig2_recipe_shows_the_one_third_threshold(tmp_path, monkeypatch, capsys):
     """Fig. 2 on a CI budget (d = 10, 600 steps, one seed): greedy guesses below 1/3, goes long and right above.
 
@@ -297,8 +304,8 @@ def test_fig2_recipe_shows_the_one_third_threshold(tmp_path, monkeypatch, capsys
     assert "0.15" in capsys.readouterr().out
 
 
-@pytest.mark.slow
-def test_fig13_recipe_shows_the_gap_grow_with_d(tmp_path, monkeypatch, capsys, pretrain_until):
+@pytest.mark.science
+def test_fig13_recipe_shows_the_gap_grow_with_d(tmp_path, monkeypatch, capsys, pretrained_to_calibration):
     """Fig. 13 on a CI budget: at d = 4 NTP alone is quick; at d = 8 it is not reached, NTP + GRPO is.
 
     GRPO starts where d = 8's pre-training is first calibrated (measured on a run of the same seed and
@@ -306,9 +313,10 @@ def test_fig13_recipe_shows_the_gap_grow_with_d(tmp_path, monkeypatch, capsys, p
     from rlntp.experiments import Preset, fig13
 
     model = {"layers": 2, "width": 64, "heads": 4}
-    step, _ = pretrain_until(["pretrain", "--d", "8", "--p-cot", "0.25", *[f"--{k}={v}" for k, v in model.items()],
-                              "--batch-size", "128", "--lr", "1e-3", "--eval-samples", "2000", "--device", "cpu",
-                              "--quiet"], tmp_path / "measure", p_cot=0.25, chunk=100, cap=2000)
+    _, step, _ = pretrained_to_calibration(["pretrain", "--d", "8", "--p-cot", "0.25",
+                                            *[f"--{k}={v}" for k, v in model.items()], "--batch-size", "128", "--lr",
+                                            "1e-3", "--eval-samples", "2000", "--device", "cpu", "--quiet"],
+                                           p_cot=0.25, chunk=100, cap=2000)
     ci = {"pretrain": {"task": {"p_cot": 0.25}, "model": model,
                        "train": {"steps": step, "batch_size": 128, "lr": 1e-3, "eval_every": 100, "eval_samples": 500,
                                  "save_every": step},

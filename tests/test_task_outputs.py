@@ -17,6 +17,8 @@ import torch
 from rlntp.errors import ConfigError
 from rlntp.tasks import TaskConfig, make_task
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 MOD3 = (ROOT / "examples" / "tasks" / "mod3.py").read_text()
 TINY = ["--layers", "1", "--width", "16", "--heads", "2", "--device", "cpu", "--quiet", "--batch-size", "8",
@@ -272,6 +274,7 @@ def test_the_checks_cost_milliseconds_and_keep_a_good_task(tmp_path):
 
 # Through the command line, in a fresh interpreter: exit status 2, one line, no traceback
 
+@pytest.mark.integration
 def test_the_command_line_says_it_in_one_line(tmp_path):
     oov, _ = hostile(tmp_path, "    def sample(self, n, generator):\n"
                                "        s = super().sample(n, generator)\n"
@@ -291,6 +294,7 @@ def test_the_command_line_says_it_in_one_line(tmp_path):
                          "--out", str(tmp_path / "data")], tmp_path), "sample returned tokens of dtype torch.float32")
 
 
+@pytest.mark.integration
 def test_plot_of_a_run_whose_task_became_hostile(tmp_path):
     """guess_acc = "0.5" (plots draw chance level from it) once crashed `rlntp plot`; the run's task is checked."""
     spec, file = hostile(tmp_path, "    pass\n", "later")

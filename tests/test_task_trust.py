@@ -21,6 +21,8 @@ from rlntp.cli import main
 from rlntp.errors import ConfigError
 from rlntp.tasks import trust
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 MOD3 = (ROOT / "examples" / "tasks" / "mod3.py").read_text()
 PAYLOAD = 'import pathlib\npathlib.Path(__file__).with_name("MARKER").write_text("ran")\n' + MOD3
@@ -140,6 +142,7 @@ def test_a_relative_task_path_resolves_against_the_cwd_and_is_not_run(world, ref
     assert not (elsewhere / "MARKER").exists()
 
 
+@pytest.mark.integration
 def test_a_module_named_in_a_config_is_not_imported(world, refused):
     """`this:Foo`: importing the standard library's `this` prints the Zen of Python."""
     this = world["this"]
@@ -152,6 +155,7 @@ def test_a_module_named_in_a_config_is_not_imported(world, refused):
     assert len(result.stderr.splitlines()) == 1 and "this:Foo (module this)" in result.stderr
 
 
+@pytest.mark.integration
 def test_a_sweep_the_user_runs_runs_its_tasks_in_its_workers(tmp_path):
     """Running a sweep file is naming its tasks (docs/tasks.md): its post-training, in a spawned worker, reads the
     task from its pre-training's config.json and may run it."""

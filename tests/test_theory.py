@@ -23,6 +23,8 @@ from rlntp.theory.mixture import (
 from rlntp.theory.model import LinearAR, parameter_mask
 from rlntp.theory.sgd import SGDConfig, fit, loss_gradient
 
+pytestmark = pytest.mark.unit
+
 D = 20
 STAR_TOLERANCE = 0.03
 """Measured long fraction vs the recursion, every round: 20,000 evaluation inputs give a sampling error
@@ -178,6 +180,7 @@ def pretrained(request) -> dict[float, dict]:
 
 
 @pytest.mark.parametrize("p_cot", [0.25, 0.45])
+@pytest.mark.science
 def test_pretraining_is_length_calibrated(pretrained, p_cot):
     r = pretrained[p_cot]
     assert abs(r["sampled_long_frac"] - p_cot) <= CALIBRATION_TOLERANCE, r
@@ -186,6 +189,7 @@ def test_pretraining_is_length_calibrated(pretrained, p_cot):
     assert abs(r["sampled_acc"] - (1 + p_cot) / 2) <= CALIBRATION_TOLERANCE, r
 
 
+@pytest.mark.science
 def test_greedy_decoding_fails_below_one_third_and_succeeds_above(pretrained):
     assert pretrained[0.25]["greedy_acc"] <= 0.6 and pretrained[0.25]["greedy_long_frac"] == 0.0
     assert pretrained[0.45]["greedy_acc"] >= 0.95 and pretrained[0.45]["greedy_long_frac"] >= 0.95
@@ -193,6 +197,7 @@ def test_greedy_decoding_fails_below_one_third_and_succeeds_above(pretrained):
 
 # --- Theorem 2: STaR (d = 20, p_cot = 1/d), through the command line ---------------------------------
 
+@pytest.mark.science
 def test_star_long_fraction_follows_the_recursion_and_greedy_turns_on_time(capsys):
     p_cot = 1 / D
     lines = _run(capsys, ["star", "--d", str(D), "--p-cot", str(p_cot), "--rounds", "5", "--json"]).splitlines()

@@ -18,6 +18,8 @@ from rlntp.cli import main
 from rlntp.runs.checkpoints import checkpoint_path, checkpoint_steps
 from rlntp.runs.metrics import read_metrics
 
+pytestmark = pytest.mark.unit
+
 TINY = ["--d", "6", "--layers", "1", "--width", "16", "--heads", "2", "--steps", "20", "--batch-size", "16",
         "--eval-every", "10", "--eval-samples", "64", "--save-every", "20", "--device", "cpu", "--quiet"]
 
@@ -36,6 +38,7 @@ def tracked(tmp_path_factory):
     return out, read_metrics(out)
 
 
+@pytest.mark.integration
 def test_tensorboard_holds_every_scalar_histogram_and_the_figure(tracked):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -53,6 +56,7 @@ def test_tensorboard_holds_every_scalar_histogram_and_the_figure(tracked):
     assert events.Images("plot") and events.Tensors("config/text_summary")
 
 
+@pytest.mark.integration
 def test_mlflow_file_store_holds_every_metric_and_the_config(tracked, monkeypatch):
     from mlflow.tracking import MlflowClient
 
@@ -100,6 +104,7 @@ def _finished(log: Path, timeout: float = 60) -> Path:
     return log
 
 
+@pytest.mark.integration
 def test_wandb_offline_run_holds_every_metric(tracked):
     out, records = tracked
     (log,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
@@ -118,6 +123,7 @@ def test_wandb_offline_run_holds_every_metric(tracked):
         assert history[r["step"]]["eval/greedy_len_hist/values"] == r["eval/greedy_len_hist"]
 
 
+@pytest.mark.integration
 def test_no_tracker_is_imported_or_written_by_default(tmp_path):
     code = (f"import sys; from rlntp.cli import main; main(['pretrain', *{TINY!r}, '--out', {str(tmp_path / 'r')!r}]);"
             " print(sorted(m for m in ('tensorboard', 'wandb', 'mlflow') if m in sys.modules))")
@@ -153,6 +159,7 @@ def test_a_sweeps_runs_are_tracked_and_grouped_by_the_sweep(tmp_path, monkeypatc
         assert [e.name for e in client.search_experiments() if e.name != "Default"] == ["mysweep"]
 
 
+@pytest.mark.integration
 def test_the_llm_stages_report_through_trl(tiny_model, tmp_path):
     """`rlntp llm sft --report-to tensorboard mlflow`: TRL's own callbacks, pointed into the run directory, offline."""
     pytest.importorskip("tensorboard")
@@ -314,6 +321,7 @@ def test_a_user_set_mlflow_file_store_and_experiment_are_used(untracked, tmp_pat
     assert json.loads((out / "trackers.json").read_text()) == {"mlflow": {"uri": store, "run_id": run.info.run_id}}
 
 
+@pytest.mark.integration
 def test_a_sweep_logs_into_one_shared_store(tmp_path, monkeypatch, capfd):
     """The documented "one store for a whole sweep": two runs at once (two worker processes), one MLflow run each."""
     pytest.importorskip("mlflow")
@@ -356,6 +364,7 @@ def _wandb_history(out: Path) -> tuple[set[str], list[int]]:
     return ids, steps
 
 
+@pytest.mark.integration
 def test_kill_9_and_resume_continue_one_mlflow_run_and_one_wandb_run(tmp_path, pause, monkeypatch):
     """Killed right after its step-4 checkpoint, with that checkpoint then removed (as if the kill came just before
     it was saved): the resumed run trains steps 3-4 again from step 2, and its trackers hold each step once."""
