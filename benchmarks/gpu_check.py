@@ -42,9 +42,9 @@ PARTS = {"tests": 60, "steps": 130, "grpo": 100, "fig1": 130, "llm": 120}
 
 def paper_setting(tiny: bool) -> dict:
     """Fig. 1's paper preset (pre-training and GRPO), or its tiny stand-in."""
-    from rlntp.experiments.fig1 import PRESETS
+    from rlntp.experiments.fig1 import RECIPE
 
-    preset = PRESETS["paper"]
+    preset = RECIPE.presets["paper"].settings
     setting = {"task": dict(preset["pretrain"]["task"]), "model": dict(preset["pretrain"]["model"]),
                "train": dict(preset["pretrain"]["train"]), "post": dict(preset["posttrain"]["grpo"]["post"]),
                "grpo_from": len(preset["posttrain"]["grpo"]["from_steps"]), "head_steps": 2000}

@@ -106,6 +106,11 @@ BAD = [  # (function, positional arguments, keyword arguments, what the one line
     ("plan", ("fig1", "nope"), {}, "unknown preset 'nope'; choose one of: cpu, paper"),
     ("plan", ("all", "nope"), {}, "recipe fig1 has no preset 'nope'"),
     ("plan", ("fig1",), {"device": "gpu"}, "unknown device 'gpu'"),
+    ("plan", ("all",), {"executor": {"executor": "slurm"}}, "the plan of all recipes takes no executor"),
+    ("status", ("nope",), {}, "unknown recipe 'nope'; choose one of: fig1,"),
+    ("status", ("fig1", "nope"), {}, "unknown preset 'nope'; choose one of: cpu, paper"),
+    ("status", ("all",), {}, "status is one recipe's: name one"),
+    ("status", ("fig1", "cpu", 3), {}, "out must be a path, got 3"),
     ("plot", ("missing",), {}, "missing is not a run directory (no config.json)"),
     ("plot", (RUN, 3), {}, "out must be a path, got 3"),
     ("plot", (RUN, "figure.txt"), {}, ".png"),
@@ -230,6 +235,7 @@ SAME = [  # (a command line, the same request to the API): one message
     (["sweep", "missing.toml", "--out", "out"], lambda run: rlntp.sweep("missing.toml", "out")),
     (["reproduce", "all", "--preset", "tiny", "--plan"], lambda run: rlntp.plan("all", "tiny")),
     (["reproduce", "fig1", "--preset", "nope", "--plan"], lambda run: rlntp.plan("fig1", "nope")),
+    (["reproduce", "theory", "--preset", "nope", "--status"], lambda run: rlntp.status("theory", "nope")),
     (["report", "missing"], lambda run: rlntp.write_report("missing")),
 ]
 

@@ -179,9 +179,9 @@ def test_the_gpu_check_runs_on_the_cpu(tmp_path):
                 "eval_s_static", "rl_eval_s", "rl_eval_s_static"):
         assert timing(grpo[key]), key
     # fig1's first steps and its projection, recomputed from the measured step, evaluation and GRPO times
-    from rlntp.experiments.fig1 import PRESETS
+    from rlntp.experiments.fig1 import RECIPE
 
-    paper, fig1 = PRESETS["paper"], parts["fig1"]["result"]
+    paper, fig1 = RECIPE.presets["paper"].settings, parts["fig1"]["result"]
     train, post = paper["pretrain"]["train"], paper["posttrain"]["grpo"]["post"]
     assert fig1["steps_run"] == 40 and timing(fig1["step_s"]) and timing(fig1["eval_s"])
     assert fig1["wall_s"] == pytest.approx(40 * fig1["step_s"] + (40 // 20 + 1) * fig1["eval_s"])

@@ -319,3 +319,21 @@ def test_the_theory_recipe_runs_as_jobs_of_the_engine_and_status_shows_each_seed
     assert len(json.loads((out / "report.json").read_text())["claims"]) == 4
     rlntp_main(["reproduce", "theory", "--preset", "small", "--status", "--out", str(out)])
     assert "2 runs: 2 done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--executor", "ray", "--address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1"),
+    (["--pack", "2"], "--pack 2 packs pre-training runs, and these jobs have none: leave --pack out"),
+    (["--report-to", "tensorboard"], "--report-to reports pre- and post-training runs, and these jobs have none"),
+])
+def test_executor_flags_on_the_theory_recipe_are_checked_before_its_directory(tmp_path, capsys, flags, message):
+    """The executor flags of a recipe with a plan of its own are checked as a sweep's are, before its directory is
+    claimed: an unreachable Ray cluster in seconds (not Ray's minutes of retries), and the flags that mean nothing
+    for its jobs (no pre-training to pack or report) refused in one line."""
+    out = tmp_path / "theory"
+    with pytest.raises(SystemExit) as exit_info:
+        rlntp_main(["reproduce", "theory", *flags, "--out", str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err, err
+    assert not out.exists()

@@ -8,8 +8,8 @@ The library's functions and configs (`rlntp.api`) are attributes of this package
 __version__ = "0.1.0"
 
 _API = ("TaskConfig", "ModelConfig", "PretrainConfig", "PosttrainConfig", "ExecutorConfig", "sample", "pretrain",
-        "posttrain", "evaluate", "metrics", "sweep", "plan_sweep", "recipes", "reproduce", "plan", "plot",
-        "write_report")
+        "posttrain", "evaluate", "metrics", "sweep", "plan_sweep", "recipes", "reproduce", "plan", "status",
+        "plot", "write_report")
 
 __all__ = list(_API)
 

@@ -314,8 +314,9 @@ def reproduce(name: str, preset: str | None = None, out: str | Path | None = Non
     """Run recipe `name` (see `recipes()`) at `preset` (default: its first) into `out` (default: runs/NAME) and
     return its report: {"summary", "claims" (each with its verdict and evidence), "provenance", ...}, as
     OUT/report.json holds it. `inputs`: the recipe's inputs (`OwnPlan.inputs`: the LLM recipes' records), or a
-    dictionary of their fields. Rerunning resumes. `name` "all": every recipe of `rlntp reproduce all` (preset default: cpu) into
-    OUT/NAME (default: runs/all), and OUT/report.html; {"summary", "recipes": each one's report}."""
+    dictionary of their fields. Rerunning resumes. `name` "all": every recipe of `rlntp reproduce all` (preset
+    default: cpu) into OUT/NAME (default: runs/all), and OUT/report.html; {"summary", "recipes": each one's
+    report}."""
     import json
 
     from rlntp.experiments import REPORT
@@ -338,17 +339,30 @@ def reproduce(name: str, preset: str | None = None, out: str | Path | None = Non
 
 
 @_validated
-def plan(name: str, preset: str | None = None, device: str = "auto", inputs: Any = None) -> dict[str, Any]:
-    """What `reproduce(name, preset)` would run and cost, with every setting's provenance; writes nothing. `name`
-    "all": {"recipes": the plan of each recipe of `reproduce all`, "cost": their total}, as `rlntp reproduce all
-    --plan --json` prints it."""
+def plan(name: str, preset: str | None = None, device: str = "auto", inputs: Any = None,
+         executor: ExecutorConfig | None = None) -> dict[str, Any]:
+    """What `reproduce(name, preset)` would run and cost, with every setting's provenance (and with `executor`
+    Slurm's, what it would submit); writes nothing. `name` "all": {"recipes": the plan of each recipe of `reproduce
+    all`, "cost": their total}, as `rlntp reproduce all --plan --json` prints it."""
     from rlntp.experiments import plan as make_plan
     from rlntp.experiments import plan_all
 
     recipe, preset, inputs = _recipe(name, preset, inputs)
     if recipe is None:
+        check(executor is None, "the plan of all recipes takes no executor: plan one recipe with it")
         return plan_all(preset, device)
-    return make_plan(name, preset, device, inputs=inputs)
+    return make_plan(name, preset, device, inputs=inputs, executor=executor)
+
+
+@_validated
+def status(name: str, preset: str | None = None, out: str | Path | None = None, inputs: Any = None) -> str:
+    """Each job of recipe `name` at `preset` (default: its first) and its state in `out` (default: runs/NAME), as
+    `rlntp reproduce NAME --status` prints it; runs and writes nothing."""
+    from rlntp.experiments import status as job_states
+
+    recipe, preset, inputs = _recipe(name, preset, inputs)
+    check(recipe is not None, "status is one recipe's: name one (`rlntp reproduce all` writes one directory each)")
+    return job_states(name, preset, Path(out) if out is not None else Path("runs") / name, inputs)
 
 
 def _recipe(name: str, preset: str | None, inputs: Any) -> tuple[Any, str, Any]:

@@ -69,8 +69,11 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
         check_executor(executor, jobs)
     elif own.secondary_process is not None and own.secondary_process():  # `accelerate launch`: the main one claims
         return own.run(settings, out, device, progress)[0]
-    elif own.check_inputs is not None:
-        own.check_inputs(settings, inputs)  # before the directory is claimed
+    else:  # before the directory is claimed
+        if own.check_inputs is not None:
+            own.check_inputs(settings, inputs)
+        if executor is not None:
+            check_executor(executor, own.jobs(settings, out))
     options = "".join(f" --{key.replace('_', '-')} {value}" for key, value in given.items())
     marker = {"recipe": name, "preset": preset, "settings": _jsonable(settings), "title": recipe.title,
               "order": _order(name), "command": f"rlntp reproduce {name} --preset {preset}{options} --out {out}",

@@ -17,8 +17,8 @@ from rlntp.experiments.llm_math import (
 from rlntp.experiments.provenance import TINY, choice, paper
 from rlntp.experiments.recipe import OwnPlan, Preset, Recipe
 
-PLAN = OwnPlan(run=run_llm, plan=plan_llm, jobs=recipe_jobs, inputs=LLMInputs, with_inputs=with_inputs, check_inputs=check_inputs,
-               secondary_process=secondary_process)
+PLAN = OwnPlan(run=run_llm, plan=plan_llm, jobs=recipe_jobs, inputs=LLMInputs, with_inputs=with_inputs,
+               check_inputs=check_inputs, secondary_process=secondary_process)
 """How both recipes run (`llm_math`): --source, --test-source, --data (`LLMInputs`) read other records than the
 preset's; under `accelerate launch` every process runs the plan, the main one claims the directory."""
 

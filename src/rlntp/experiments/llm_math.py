@@ -256,8 +256,11 @@ def _run_jobs(jobs: list, out: Path, preset: LLMRecipeConfig, state, progress: b
     if state.is_main_process:
         run_jobs(jobs, out, executor, out, spec, file, progress, each=state.wait_for_everyone)
         return
-    for job in todo:
-        if not STAGES[job.stage].main_only:
+    by_name = {job.name: job for job in jobs}
+    for job in todo:  # in the main process's order, one meeting each, run or skipped (the engine's `each`)
+        needs_done = all((job_state(by_name[name], out) or {}).get("state") == "done"
+                         for name in job.needs if name in by_name)
+        if not STAGES[job.stage].main_only and needs_done:
             STAGES[job.stage].run(job, out.resolve(), progress)
         state.wait_for_everyone()
 

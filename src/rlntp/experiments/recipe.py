@@ -6,8 +6,9 @@ A recipe runs in one of two ways:
   - as a sweep (most recipes): each preset is a sweep (the form of a sweep file, `rlntp.sweeps.spec`); `report`
     draws the figures from the results table and returns the summary table, `prepare` (optional) makes what the
     sweep reads (datasets) before it runs;
-  - by a plan of its own (`OwnPlan`: the theory, the LLM path): `run` returns the summary and the results its
-    claims read, `plan` what it would run, `inputs` options the command line adds (the LLM recipes' records).
+  - by a plan of its own (`OwnPlan`: the theory, the LLM path): `jobs` are its jobs of the engine
+    (`sweeps.stages`), `run` hands them to the engine and returns the summary and the results its claims read,
+    `plan` what it would run, `inputs` options the command line adds (the LLM recipes' records).
 """
 
 from collections.abc import Callable

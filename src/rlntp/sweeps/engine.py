@@ -108,7 +108,7 @@ def run_jobs(jobs: list[Job], out: Path, executor: ExecutorConfig, root: Path, s
     its error while the others go on, and the jobs that need it are skipped. `spec` identifies the work (its
     hash, the `sweep` of each state) and `file` where it came from. `before` runs once the jobs are checked,
     `after` (states of every job status.json knows, the sweeps) when the engine stops, however it stops; `each`
-    after every job the engine runs in this process (an `accelerate launch` barrier). RunDirError before anything
+    after every job the engine runs or skips (an `accelerate launch` barrier). RunDirError before anything
     runs if a run's config differs from its job's; SweepFailed (after every other job finished) if any failed;
     KeyboardInterrupt (or a run's Interrupted) on Ctrl-C or SIGTERM: the jobs in flight are stopped and resume on a
     rerun.
@@ -154,6 +154,8 @@ def run_jobs(jobs: list[Job], out: Path, executor: ExecutorConfig, root: Path, s
                     label = STAGES[by_name[failed_need].stage].label if failed_need in by_name else "job"
                     states[job.name] = {"state": "skipped", "error": f"its {label} {failed_need} failed",
                                         "sweep": here}
+                    if each is not None:  # once per job, run or skipped (`accelerate launch` counts on it)
+                        each()
                 elif all(s == "done" for s in needs):
                     unit = [job] + _pack_companions(job, todo, executor.pack, pool.slots - len(in_flight))
                     runs = tuple(replace(j, report_to=executor.report_to, tracker_group=out.name) for j in unit)

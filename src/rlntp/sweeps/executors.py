@@ -271,9 +271,15 @@ class RayExecutor:
 
 
 def check_executor(config: ExecutorConfig, jobs: list["Job"]) -> None:
-    """UserError now, before any work, if the executor cannot start (Ray not installed, no such cluster) or --pack
-    would override a run's step (`training.packed.check_packable`); a note on stderr if the local runs would share
-    cores (slower, the same floats)."""
+    """UserError now, before any work, if the executor cannot start (Ray not installed, no such cluster), --pack
+    would override a run's step (`training.packed.check_packable`), or --pack or --report-to is given for jobs that
+    have no run of theirs (an LLM recipe's, the theory's); a note on stderr if the local runs would share cores
+    (slower, the same floats)."""
+    trained = [job for job in jobs if job.stage in ("pretrain", "posttrain")]
+    check(config.pack == 1 or any(job.stage == "pretrain" for job in jobs),
+          f"--pack {config.pack} packs pre-training runs, and these jobs have none: leave --pack out")
+    check(not config.report_to or trained, "--report-to reports pre- and post-training runs, and these jobs have "
+          "none: leave --report-to out")
     if config.pack > 1:  # nothing that packing would override: train.step_impl = "grouped" is refused
         from rlntp.training.packed import check_packable
 
@@ -288,7 +294,9 @@ def check_executor(config: ExecutorConfig, jobs: list["Job"]) -> None:
         from rlntp.sweeps.plan import checkpoint_interval_s
         from rlntp.sweeps.slurm import check_slurm
 
-        check_slurm(config, jobs, checkpoint_interval_s)
+        # the timing probe knows pre- and post-training steps; the other stages' checkpoints (SFT, GRPO) are bounded
+        # by --checkpoint-minutes alone
+        check_slurm(config, jobs, lambda _: checkpoint_interval_s(trained))
     else:
         try:
             import ray  # noqa: F401

@@ -391,7 +391,8 @@ def execute_pack(jobs: tuple[Job, ...], runs_dir: str, progress: bool = False) -
         except Interrupted:
             raise
         except RunDiverged as e:
-            outcomes[remaining[e.index].name] = {"state": "failed", "error": str(e), "packed": len(remaining)}
+            outcomes[remaining[e.index].name] = {"state": "failed", "error": str(e), "packed": len(remaining),
+                                                 "seconds": time.perf_counter() - start}
             remaining.pop(e.index)
         except StepsDiffer as e:
             target = max(e.steps)
