@@ -24,7 +24,10 @@ stop() {
 if [ "${1:-}" = stop ]; then stop; exit 0; fi
 
 [ "$(id -u)" = 0 ] || fail "needs root (apt-get, daemons)"
-if timeout 10 sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+# up: a node answers and the accounting database does too (the tests read sacct); a daemon lost since (MariaDB
+# killed with the process group that started it) is started again below
+if timeout 10 sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)' && timeout 10 sacct -n -X >/dev/null 2>&1
+then
     log "already running: $(sinfo -h -o '%P %D %T %c CPUs')"; exit 0
 fi
 start=$(date +%s)
@@ -48,7 +51,8 @@ pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged || fail "mung
 # MariaDB and slurmdbd: accounting, so sacct lists jobs and their requeues
 chown mysql:mysql /run/mysqld
 if ! pgrep -x mariadbd >/dev/null; then
-    (mariadbd --user=mysql --skip-networking=0 --bind-address=127.0.0.1 >"$STATE/log/mariadb.log" 2>&1 &)
+    # in a session of its own: it outlives the shell (and the process group) that starts it
+    (setsid mariadbd --user=mysql --skip-networking=0 --bind-address=127.0.0.1 >"$STATE/log/mariadb.log" 2>&1 &)
     for _ in $(seq 60); do mariadb -e 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 mariadb -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db; CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurm';
@@ -101,6 +105,10 @@ PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
 ln -sf "$CONF" /etc/slurm-llnl.conf 2>/dev/null || true
 
+if pgrep -x slurmdbd >/dev/null && ! timeout 10 sacctmgr -n list cluster >/dev/null 2>&1; then
+    kill "$(pgrep -x slurmdbd)"  # it lost its database: a new one connects at once
+    for _ in $(seq 20); do pgrep -x slurmdbd >/dev/null || break; sleep 0.5; done
+fi
 pgrep -x slurmdbd >/dev/null || slurmdbd || fail "slurmdbd did not start (see $STATE/log/slurmdbd.log)"
 for _ in $(seq 60); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.5; done
 sacctmgr -i add cluster rlntp >/dev/null 2>&1 || true
