@@ -23,7 +23,8 @@ def pytest_collection_modifyitems(config, items):
 
     Under xdist (`make test`: `--dist loadscope`, a module's tests on one worker, which computes its module-scoped
     fixtures once) the modules are handed out costliest first, by their tests' tiers (a science test counts 3, an
-    integration one 1), so that no long module starts last while the other workers idle."""
+    integration one 1) or the module's own `XDIST_COST`, so that no long module starts last while the other workers
+    idle."""
     parents = set()
     for item in items:
         own = [mark.name for mark in item.own_markers if mark.name in TIERS]
@@ -40,6 +41,8 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             tier = next(mark.name for mark in item.iter_markers() if mark.name in TIERS)
             cost[item.module] = cost.get(item.module, 0) + {"unit": 0, "integration": 1, "science": 3}[tier]
+        for module in cost:  # a module may state its cost where one long test makes the count misjudge it
+            cost[module] = getattr(module, "XDIST_COST", cost[module])
         items.sort(key=lambda item: -cost[item.module])  # stable: a module's tests keep their order
 
 

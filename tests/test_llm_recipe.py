@@ -97,26 +97,6 @@ def test_tiny_gsm8k_completion_analysis_and_examples(gsm8k_tiny):
     assert "completions during GRPO from SFT epoch 1" in page and "Fig. 23: as RL progresses" in page
 
 
-@pytest.mark.parametrize("dataset, train, test, p_cots", [("math", "math500_train.jsonl", "math500_test.jsonl",
-                                                            (0.25, 1.0))])
-def test_tiny_math_on_mixtures_made_by_llm_data(tmp_path, dataset, train, test, p_cots):
-    """`--data DIR`: mixtures made beforehand by `rlntp llm data` from real MATH records, one per p_cot."""
-    for p_cot in p_cots:
-        made = subprocess.run([sys.executable, "-m", "rlntp.cli", "llm", "data", "--dataset", dataset, "--source",
-                               str(REAL / train), "--test-source", str(REAL / test), "--p-cot", str(p_cot), "--out",
-                               str(tmp_path / "mixtures" / f"p={p_cot:g}")], capture_output=True, text=True)
-        assert made.returncode == 0, made.stderr[-2000:]
-    out = tmp_path / "run"
-    result = reproduce(dataset, "--preset", "tiny", "--data", str(tmp_path / "mixtures"), "--device", "cpu", "--out",
-                       str(out), "--quiet")
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads((out / "results.json").read_text())
-    assert {r["p_cot"] for r in rows} == set(p_cots) and not (out / "data").exists()
-    metrics = json.loads((out / "eval" / "sft,p=1,epoch=12.json").read_text())
-    assert metrics["questions"] == 16 and metrics["responses"] == 32
-    assert (out / "examples.json").exists() and (out / "completions.png").exists()
-
-
 def test_tiny_gsm8k_grpo_runs_steps_that_change_the_weights(gsm8k_tiny):
     out, _ = gsm8k_tiny
     rows = json.loads((out / "results.json").read_text())
