@@ -33,7 +33,7 @@ XDIST = -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 test: setup
 	$(BIN)/python -m pytest -q $(XDIST) --durations=40
 
-# The unit tier alone (tests/conftest.py: unit, integration, science): about a minute, for the edit-test loop
+# The unit tier alone (tests/conftest.py: unit, integration, science), for the edit-test loop (docs/development.md)
 test-fast: setup
 	$(BIN)/python -m pytest -q $(XDIST) -m unit
 
