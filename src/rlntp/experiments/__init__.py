@@ -62,10 +62,8 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
     settings, given = _settings(recipe, preset, inputs)
     own = recipe.own_plan
     if recipe.is_sweep:
-        from rlntp.sweeps.spec import expand
-
         executor = executor or ExecutorConfig()
-        jobs = expand(settings, device, where=f"the {name} recipe's {preset} preset", base=out.resolve())
+        jobs = _jobs(recipe, preset, settings, out, device)
         check_executor(executor, jobs)
     elif own.secondary_process is not None and own.secondary_process():  # `accelerate launch`: the main one claims
         return own.run(settings, out, device, progress)[0]
@@ -73,7 +71,7 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
         if own.check_inputs is not None:
             own.check_inputs(settings, inputs)
         if executor is not None:
-            check_executor(executor, own.jobs(settings, out))
+            check_executor(executor, _jobs(recipe, preset, settings, out))
     options = "".join(f" --{key.replace('_', '-')} {value}" for key, value in given.items())
     marker = {"recipe": name, "preset": preset, "settings": _jsonable(settings), "title": recipe.title,
               "order": _order(name), "command": f"rlntp reproduce {name} --preset {preset}{options} --out {out}",
@@ -108,12 +106,8 @@ def status(name: str, preset: str, out: Path, inputs: Any = None) -> str:
     check(marker is None or marker["recipe"] == name, f"{out} is the directory of the {marker and marker['recipe']!r} "
           f"recipe; pass its own --out, or `rlntp reproduce {marker and marker['recipe']} --status --out {out}`")
     settings, _ = _settings(recipe, preset, inputs)
-    if recipe.is_sweep:
-        from rlntp.sweeps.spec import expand
-
-        jobs = expand(settings, where=f"the {name} recipe's {preset} preset", base=out.resolve())
-        return status_report(jobs, out)
-    return status_report(recipe.own_plan.jobs(settings, out), out, out)
+    jobs = _jobs(recipe, preset, settings, out)
+    return status_report(jobs, out) if recipe.is_sweep else status_report(jobs, out, out)  # an own plan's root: OUT
 
 
 def plan(name: str, preset: str, device: str = "auto", probe: bool = True, inputs: Any = None,
@@ -126,11 +120,8 @@ def plan(name: str, preset: str, device: str = "auto", probe: bool = True, input
     settings, given = _settings(recipe, preset, inputs)
     if recipe.is_sweep:
         from rlntp.sweeps.plan import plan_jobs
-        from rlntp.sweeps.spec import expand
 
-        jobs = expand(settings, device, where=f"the {name} recipe's {preset} preset",
-                      base=Path(f"runs/{name}").resolve())
-        planned = plan_jobs(jobs, device, probe, executor)
+        planned = plan_jobs(_jobs(recipe, preset, settings, Path(f"runs/{name}"), device), device, probe, executor)
     else:
         planned = recipe.own_plan.plan(settings)
     return {"recipe": name, "preset": preset, "title": recipe.title} | planned | {
@@ -156,6 +147,16 @@ def render_plan(planned: dict[str, Any]) -> str:
 def _order(name: str) -> int:
     """A recipe's place in `RECIPES` (1 first), recorded in report.json: the report page's order."""
     return list(recipes()).index(name) + 1
+
+
+def _jobs(recipe: Recipe, preset: str, settings: Any, out: Path, device: str = "auto") -> list:
+    """The jobs `recipe` runs at `preset` into `out`: a sweep's runs (`sweeps.spec.expand`, checked), or its own
+    plan's (`OwnPlan.jobs`)."""
+    if recipe.own_plan is not None:
+        return recipe.own_plan.jobs(settings, out)
+    from rlntp.sweeps.spec import expand
+
+    return expand(settings, device, where=f"the {recipe.name} recipe's {preset} preset", base=Path(out).resolve())
 
 
 def _settings(recipe: Recipe, preset: str, inputs: Any) -> tuple[Any, dict[str, Any]]:

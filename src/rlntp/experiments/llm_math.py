@@ -237,12 +237,10 @@ def _run_jobs(jobs: list, out: Path, preset: LLMRecipeConfig, state, progress: b
     done when they all start), one at a time, and meets the others after each: SFT and GRPO share their work
     among the processes; the main process alone makes the data and the evaluations, and keeps OUT/status.json."""
     from rlntp.sweeps.engine import run_jobs
-    from rlntp.sweeps.executors import ExecutorConfig
+    from rlntp.sweeps.executors import one_at_a_time
     from rlntp.sweeps.stages import STAGES, job_state
 
-    executor = executor or ExecutorConfig(workers=1)
-    if executor.executor == "local" and executor.workers is None:
-        executor = replace(executor, workers=1)  # the stages use every core of the machine themselves
+    executor = one_at_a_time(executor)
     spec = json.loads(json.dumps(asdict(preset), default=str))
     file = f"the {preset.dataset} recipe"
     if state.num_processes == 1:

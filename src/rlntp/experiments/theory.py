@@ -31,17 +31,13 @@ read."""
 def run(preset: dict, out: Path, device: str = "auto", progress: bool = True, executor=None) -> tuple[str, dict]:
     """Both theorems' figures for every seed, one job of the engine per seed (`recipe_jobs`; `executor`: where they
     run, default one at a time here); a rerun reads back the seeds done. The summary tables and the measurements."""
-    from dataclasses import replace
-
     from rlntp.sweeps.engine import run_jobs
-    from rlntp.sweeps.executors import ExecutorConfig
+    from rlntp.sweeps.executors import one_at_a_time
 
     out = Path(out)
     jobs = recipe_jobs(preset, out)
-    executor = executor or ExecutorConfig(workers=1)
-    if executor.executor == "local" and executor.workers is None:
-        executor = replace(executor, workers=1)
-    run_jobs(jobs, out, executor, out, json.loads(json.dumps(preset, default=str)), "the theory recipe", progress)
+    run_jobs(jobs, out, one_at_a_time(executor), out, json.loads(json.dumps(preset, default=str)), "the theory recipe",
+             progress)
     records = [json.loads((out / f"{job.name}.json").read_text()) for job in jobs]
     results = {"seeds": [record["measured"] for record in records]}
     atomic_write_text(out / MEASURED, json.dumps(results, indent=2) + "\n")

@@ -220,13 +220,14 @@ def open_run_dir(out: Path, config: dict[str, Any], resume: bool, resumable_chan
     metrics or checkpoint, what this function created is removed, so a plain retry is not blocked.
     A Ctrl-C (KeyboardInterrupt) in the body becomes `Interrupted` at the yielded handle's `step`.
     """
-    with claim_dir(out, lambda: _claim_run(Path(out), config, resume, resumable_changes, steps, normalize, entries,
-                                           ran), _STARTED) as new:
-        handle = RunDir(Path(out), new)
+    out = Path(out)
+    with claim_dir(out, lambda: _claim_run(out, config, resume, resumable_changes, steps, normalize, entries, ran),
+                   _STARTED) as new:
+        handle = RunDir(out, new)
         try:
             yield handle
         except KeyboardInterrupt:  # the trackers were closed first: they are entered inside this body
-            raise Interrupted(Path(out), handle.step) from None
+            raise Interrupted(out, handle.step) from None
 
 
 def _claim_run(out: Path, config: dict[str, Any], resume: bool, resumable_changes: set[str], steps: int,

@@ -51,6 +51,8 @@ RUNS, RESULTS, SWEEP = "runs", "results.parquet", "sweep.json"
 STATES = ("done", "running", "failed", "damaged", "changed", "skipped", "partial", "pending")
 """damaged: its files cannot be read; changed: its config differs from the sweep file's; partial: started and
 stopped before its last step (a rerun resumes it); pending: not started"""
+
+
 class SweepFailed(UserError):
     """Some runs of a sweep failed; the others finished and the results table holds them all."""
 

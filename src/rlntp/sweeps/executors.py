@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -106,6 +106,13 @@ class ExecutorConfig(Config):
 def cpu_count() -> int:
     """Cores this process may use."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def one_at_a_time(config: ExecutorConfig | None) -> ExecutorConfig:
+    """`config` (default: the local executor) running one job at a time unless --workers says otherwise: the
+    executor of a recipe's own plan, whose stages use the machine's cores themselves."""
+    config = config or ExecutorConfig()
+    return replace(config, workers=1) if config.executor == "local" and config.workers is None else config
 
 
 def default_workers(jobs: list["Job"]) -> int:
