@@ -41,13 +41,13 @@ def test_tiny_gsm8k_sft_loss_falls_and_every_checkpoint_is_evaluated(gsm8k_tiny)
         done = json.loads((out / "sft" / f"p={p_cot:g}" / "done.json").read_text())
         losses = [loss for _, loss in done["loss"]]
         assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3  # the loss falls
-        assert sorted(r["epoch"] for r in rows if r["stage"] == "sft" and r["p_cot"] == p_cot) == list(range(1, 13))
-    metrics = json.loads((out / "eval" / "sft,p=0.25,epoch=12.json").read_text())
+        assert sorted(r["epoch"] for r in rows if r["stage"] == "sft" and r["p_cot"] == p_cot) == list(range(1, 5))
+    metrics = json.loads((out / "eval" / "sft,p=0.25,epoch=4.json").read_text())
     for key in ("accuracy", "mean_length", "long_frac", "reward", "rewards/answer_tag", "rewards/think_tag",
                 "rewards/correct_anywhere", "rewards/correct_in_answer"):
         assert 0 <= metrics[key] < float("inf"), key
     assert metrics["responses"] == 2 * metrics["questions"] == 32 and metrics["mean_length"] > 0
-    responses = (out / "eval" / "sft,p=0.25,epoch=12.responses.jsonl").read_text().splitlines()
+    responses = (out / "eval" / "sft,p=0.25,epoch=4.responses.jsonl").read_text().splitlines()
     assert len(responses) == 32 and {"response", "answer", "length", "correct_in_answer"} <= set(json.loads(responses[0]))
     assert (out / "llm.png").stat().st_size > 10_000
     claims = json.loads((out / "report.json").read_text())["claims"]  # evaluated, and never passed off as the paper's
@@ -78,7 +78,7 @@ def test_tiny_gsm8k_completion_analysis_and_examples(gsm8k_tiny):
     question before, during and after GRPO on the report page, beside the paper's statements."""
     out, stdout = gsm8k_tiny
     assert "completions during GRPO" in stdout
-    for epoch in (1, 12):
+    for epoch in (1, 4):
         analysis = json.loads((out / "analysis" / f"grpo,p=0.25,epoch={epoch}.json").read_text())
         assert [row["step"] for row in analysis["steps"]] == [0, 2, 4]
         for row in analysis["steps"]:
@@ -100,7 +100,7 @@ def test_tiny_gsm8k_completion_analysis_and_examples(gsm8k_tiny):
 def test_tiny_gsm8k_grpo_runs_steps_that_change_the_weights(gsm8k_tiny):
     out, _ = gsm8k_tiny
     rows = json.loads((out / "results.json").read_text())
-    for epoch in (1, 12):
+    for epoch in (1, 4):
         run = out / "grpo" / f"p=0.25,epoch={epoch}"
         log = [h for h in json.loads((run / "done.json").read_text())["log"] if "reward" in h]
         assert len(log) == 4 and all("rewards/correct_in_answer/mean" in h for h in log)
@@ -123,7 +123,7 @@ def test_tiny_gsm8k_rerun_resumes_without_work(gsm8k_tiny):
 
 
 def test_status_on_the_tiny_recipe_directory_names_every_job_and_what_a_kill_left(gsm8k_tiny, tmp_path):
-    """`rlntp reproduce gsm8k --status` on the tiny recipe's directory: its 37 jobs (mixtures, model, SFT, their
+    """`rlntp reproduce gsm8k --status` on the tiny recipe's directory: its 21 jobs (mixtures, model, SFT, their
     evaluations, GRPO, theirs, the completion analyses) done; on a copy where a GRPO run lost its done record (killed
     after its checkpoints) and an evaluation its file, those two read as partial and pending, and nothing is written;
     another recipe's --status on it is refused in one line."""
@@ -131,16 +131,16 @@ def test_status_on_the_tiny_recipe_directory_names_every_job_and_what_a_kill_lef
 
     out, _ = gsm8k_tiny
     result = reproduce("gsm8k", "--preset", "tiny", *GSM8K, "--status", "--out", str(out))
-    assert result.returncode == 0 and result.stdout.startswith(f"{out}: 37 runs: 37 done"), result.stdout
+    assert result.returncode == 0 and result.stdout.startswith(f"{out}: 21 runs: 21 done"), result.stdout
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     (copy / "grpo" / "p=0.25,epoch=1" / "done.json").unlink()
-    (copy / "eval" / "grpo,p=0.25,epoch=12,step=4.json").unlink()
+    (copy / "eval" / "grpo,p=0.25,epoch=4,step=4.json").unlink()
     before = sorted((p.relative_to(copy), p.stat().st_mtime_ns) for p in copy.rglob("*"))
     result = reproduce("gsm8k", "--preset", "tiny", *GSM8K, "--status", "--out", str(copy))
-    assert result.returncode == 0 and result.stdout.startswith(f"{copy}: 37 runs: 35 done, 1 partial, 1 pending")
+    assert result.returncode == 0 and result.stdout.startswith(f"{copy}: 21 runs: 19 done, 1 partial, 1 pending")
     assert "  partial  grpo/p=0.25,epoch=1\n" in result.stdout, result.stdout
-    assert "  pending  eval/grpo,p=0.25,epoch=12,step=4" in result.stdout, result.stdout
+    assert "  pending  eval/grpo,p=0.25,epoch=4,step=4" in result.stdout, result.stdout
     assert sorted((p.relative_to(copy), p.stat().st_mtime_ns) for p in copy.rglob("*")) == before
     other = reproduce("math", "--preset", "tiny", "--status", "--out", str(copy))
     assert other.returncode == 2 and "is the directory of the 'gsm8k' recipe" in other.stderr, other.stderr

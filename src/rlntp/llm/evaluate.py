@@ -116,13 +116,13 @@ def run_eval(options: LLMEvalConfig, out: Path) -> dict[str, Any]:
     if options.questions is not None:
         test = test.select(range(min(options.questions, len(test))))
     prompts, golds = test["prompt"], test["answer"]
-    from rlntp.llm.reward import REWARD_POINTS, Verifier, score, think_text
+    from rlntp.llm.reward import REWARD_POINTS, score, shared_verifier, think_text
 
     generate = generate_vllm if options.vllm else generate_hf
     texts, lengths = generate(options.model, prompts, options)
     answers = [g for g in golds for _ in range(options.generations)]
-    with Verifier(timeout_s=options.verify_timeout_s) as verifier:
-        scores = [score(text, gold, verifier) for text, gold in zip(texts, answers)]
+    verifier = shared_verifier(options.verify_timeout_s)
+    scores = [score(text, gold, verifier) for text, gold in zip(texts, answers)]
     n = len(texts)
     metrics = {
         "written_by": f"{GENERATOR} llm eval", "model": options.model, "questions": len(prompts), "responses": n,

@@ -148,18 +148,17 @@ def run_grpo(options: GRPOConfig, out: Path, progress: bool = True) -> dict[str,
         from transformers import AutoTokenizer
         from trl import GRPOTrainer
 
-        from rlntp.llm.reward import Verifier, reward_functions
+        from rlntp.llm.reward import reward_functions, shared_verifier
 
         tokenizer = AutoTokenizer.from_pretrained(options.model, padding_side="left")
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         model = load_causal_lm(options.model, options.allow_pickle)
-        with Verifier(timeout_s=options.verify_timeout_s) as verifier:
-            trainer = GRPOTrainer(model=model, reward_funcs=reward_functions(verifier), args=args,
-                                  train_dataset=train, processing_class=tokenizer)
-            if not progress:
-                quiet_trainer(trainer)
-            run_trainer(trainer, out, resume)
+        trainer = GRPOTrainer(model=model, reward_funcs=reward_functions(shared_verifier(options.verify_timeout_s)),
+                              args=args, train_dataset=train, processing_class=tokenizer)
+        if not progress:
+            quiet_trainer(trainer)
+        run_trainer(trainer, out, resume)
         done = {"log": trainer.state.log_history, "options": json.loads(json.dumps(asdict(options), default=str)),
                 "completions_per_step": options.completions_per_device * options.grad_accum * args.world_size}
         if state.is_main_process:
