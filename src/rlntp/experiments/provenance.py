@@ -163,6 +163,12 @@ CLIP = chose("our text of App. B.1 lost the clip parameter; 0.2, PPO's and TRL's
 RL_STEPS = chose("not stated; enough RL steps to reach 100% in the paper's figures (they end within ~100)")
 CPU = chose("a small analogue for 2 CPU cores: d <= 12, a 2-layer GPT-2 of width 64, batch 128, lr 1e-3, "
             "a few thousand steps (the paper's sizes take GPU-hours)")
+REGIME = chose("a small analogue for 2 CPU cores in the paper's regime: pre-training sees no more samples than there "
+               "are inputs (2^d), as at d = 50, where no input repeats; a 2-layer GPT-2 of width 64, batch 128, lr "
+               "1e-3, a few thousand steps (the paper's sizes take GPU-hours)")
+QUICK = chose("the memorisation regime, for tests and demos: d <= 12, where pre-training sees every input dozens of "
+              "times, so accuracy may be a memorised table, not the paper's generalisation; a 2-layer GPT-2 of width "
+              "64, batch 128, lr 1e-3")
 TINY = chose("the tiny preset: a random 2-layer Llama on records made here; it checks the wiring on a CPU, "
              "not the paper's claims")
 AT_TAU = chose("not in the paper: the update's log-probabilities at tau_RL (TRL's choice), beside the paper's "

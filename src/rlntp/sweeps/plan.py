@@ -191,13 +191,20 @@ def step_costs(job: Job, rates: dict[str, float]) -> dict[str, float]:
 
 MIN_PROBE_S = 0.25
 """A probe repeats a call until this many seconds have passed (once at least), and takes the mean."""
+LONG_CALL_S = 2.0
+"""A warm-up call that takes at least this long is the measurement: the one-time costs a warm-up absorbs
+(allocations, the optimizer's state) are small beside it, and a large model steps once instead of twice (the
+paper presets of multiplication and Mistral: 8 s per step on one thread)."""
 
 
 def _timed(fn, device: torch.device, warm_up: bool = True) -> float:
     """Mean seconds of a call of `fn` (after a warm-up call), over calls for at least MIN_PROBE_S."""
     if warm_up:
+        started = time.perf_counter()
         fn()
-    _sync(device)
+        _sync(device)
+        if (seconds := time.perf_counter() - started) >= LONG_CALL_S:
+            return seconds
     started, calls = time.perf_counter(), 0
     while calls == 0 or time.perf_counter() - started < MIN_PROBE_S:
         fn()
