@@ -21,10 +21,19 @@ def format_passes(passes: float) -> str:
     return f"{passes:.2g}"
 
 
+def ratio(passes: float | None) -> str:
+    """Passes in a few words, as shown beside a verdict: '47 passes over every input', '0.73 passes: fewer samples
+    than inputs', or 'distinct inputs unknown' (None)."""
+    if passes is None:
+        return "distinct inputs unknown"
+    if passes > MEMORISATION:
+        return f"{format_passes(passes)} passes over every input"
+    return f"{format_passes(passes)} passes: {'as many samples as' if passes == MEMORISATION else 'fewer samples than'} inputs"
+
+
 def describe(samples: int, inputs: int | None) -> str:
-    """'47 passes over every input (pre-training saw 192,000 samples of 4,096 distinct inputs)', '0.73 passes over
-    the inputs (...)'; `inputs` None: more than a float holds (2^d beyond d = 1023), a ratio of 0."""
-    passes = samples / inputs if inputs else 0.0
-    where = "over every input" if passes > MEMORISATION else "over the inputs"
+    """`ratio` with its numbers: '47 passes over every input (pre-training saw 192,000 samples of 4,096 distinct
+    inputs)'; `inputs` None: more than a float holds (2^d beyond d = 1023), a ratio of 0."""
     shown = "more than 2^1023" if inputs is None else f"{inputs:,}"
-    return f"{format_passes(passes)} passes {where} (pre-training saw {samples:,} samples of {shown} distinct inputs)"
+    return (f"{ratio(samples / inputs if inputs else 0.0)} (pre-training saw {samples:,} samples of {shown} distinct "
+            "inputs)")

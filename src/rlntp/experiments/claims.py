@@ -177,7 +177,7 @@ def regime(results: Any) -> dict[str, Any] | None:
     if "stage" in columns and (results["stage"] == "pretrain").any():
         rows = results[results["stage"] == "pretrain"]
     runs = rows.drop_duplicates("run") if "run" in columns else rows
-    known = runs[runs["passes"].notna()]
+    known = runs[runs["passes"].notna()].reset_index(drop=True)
     found: dict[str, Any] = {"passes": None, "distinct_inputs": None, "pretrain_samples": None,
                              "fewest_passes": None, "runs": len(runs), "unknown": len(runs) - len(known)}
     if len(known):
