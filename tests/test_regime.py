@@ -103,10 +103,10 @@ def test_passes_are_rounded_for_reading():
     assert ratio(0.732) == "0.73 passes: fewer samples than inputs"
     assert ratio(1.0) == "1.0 passes: as many samples as inputs"
     assert ratio(None) == "distinct inputs unknown"
-    assert describe(192_000, 4096) == "47 passes over every input (pre-training saw 192,000 samples of 4,096 distinct " \
-                                      "inputs)"
+    assert describe(192_000, 4096) == ("47 passes over every input (pre-training saw 192,000 samples of 4,096 "
+                                       "distinct inputs)")
     assert describe(192_000, None).startswith("0 passes: fewer samples than inputs (pre-training saw 192,000 samples "
-                                              "of more than 2^1023")
+                                              "of 2^1024 or more")
 
 
 # --- the gate --------------------------------------------------------------------------------------------
@@ -203,7 +203,8 @@ def test_the_paper_recipes_mark_their_claims_about_generalization():
 
 
 def test_a_presets_regime_is_known_before_anything_runs(tmp_path, monkeypatch):
-    from rlntp.experiments import Preset, fig1, mult, regime as preset_regime, theory
+    from rlntp.experiments import Preset, fig1, mult, theory
+    from rlntp.experiments import regime as preset_regime
 
     spec = {"pretrain": {"task": {"d": 10, "p_cot": 0.25}, "model": {"layers": 1, "width": 16, "heads": 2},
                          "train": {"steps": 100, "batch_size": 64, "save_every": 50},
@@ -293,10 +294,29 @@ def test_reproduce_shows_the_regime_beside_every_verdict(tmp_path, monkeypatch, 
     text = "10 passes over every input (pre-training saw 160 samples of 16 distinct inputs)"
     assert general["verdict"] == NOT_EVALUATED and general["evidence"].startswith(f"memorisation regime: {text}; ")
     assert other["verdict"] in (REPRODUCED, NOT_REPRODUCED) and other["regime"]["text"] == text
-    assert f"  not evaluated  toy: NTP generalizes  [10 passes over every input]" in printed
-    assert f"  toy: NTP runs  [10 passes over every input]" in printed
+    assert "  not evaluated  toy: NTP generalizes  [10 passes over every input]" in printed
+    assert "  toy: NTP runs  [10 passes over every input]" in printed
     assert f"pre-training regime: {text}" in printed
 
     main(["report", str(out)])
     page = (out / "report.html").read_text()
     assert page.count(f'<br><span class="meta" title="{text}">10 passes over every input</span>') == 4  # 2 tables
+
+
+def test_a_count_beyond_a_float_is_recorded_as_such(tmp_path):
+    """Parity at d = 20,000 has 2^20,000 inputs, an int of 6,021 digits that Python will not write as JSON."""
+    from rlntp.runs.task_record import record_task, recorded_distinct_inputs
+    from rlntp.sweeps.plan import pretrain_regime, render_regime
+    from rlntp.sweeps.spec import expand
+
+    jobs = expand({"pretrain": {"task": {"d": 20_000}, "train": {"steps": 10, "batch_size": 8, "save_every": 10}}})
+    assert pretrain_regime(jobs) == [{"run": "base/pretrain", "pretrain_samples": 80,
+                                      "distinct_inputs": "2^1024 or more", "passes": 0.0}]
+    assert render_regime(pretrain_regime(jobs))[1] == ("  1 run(s): 80 samples of 2^1024 or more distinct inputs: 0 "
+                                                       "passes (no more samples than inputs)")
+
+    record_task(tmp_path, {"class": "parity"}, [], 0, ParityTask(d=20_000, p_cot=0.5).distinct_inputs)
+    assert json.loads((tmp_path / "task.json").read_text())["distinct_inputs"] == "2^1024 or more"
+    assert recorded_distinct_inputs(tmp_path) == 2**1024
+    record_task(tmp_path, {"class": "parity"}, [], 0, 2**1023)
+    assert recorded_distinct_inputs(tmp_path) == 2**1023  # fits a float: exact

@@ -28,12 +28,25 @@ def ratio(passes: float | None) -> str:
         return "distinct inputs unknown"
     if passes > MEMORISATION:
         return f"{format_passes(passes)} passes over every input"
-    return f"{format_passes(passes)} passes: {'as many samples as' if passes == MEMORISATION else 'fewer samples than'} inputs"
+    fewer = "as many samples as" if passes == MEMORISATION else "fewer samples than"
+    return f"{format_passes(passes)} passes: {fewer} inputs"
 
 
-def describe(samples: int, inputs: int | None) -> str:
+def describe(samples: int, inputs: int | str | None) -> str:
     """`ratio` with its numbers: '47 passes over every input (pre-training saw 192,000 samples of 4,096 distinct
-    inputs)'; `inputs` None: more than a float holds (2^d beyond d = 1023), a ratio of 0."""
-    shown = "more than 2^1023" if inputs is None else f"{inputs:,}"
-    return (f"{ratio(samples / inputs if inputs else 0.0)} (pre-training saw {samples:,} samples of {shown} distinct "
-            "inputs)")
+    inputs)'; `inputs` None or BEYOND_FLOAT: more than a float holds, a ratio of 0."""
+    counted = isinstance(inputs, int) and inputs.bit_length() <= 1024
+    shown = f"{inputs:,}" if counted else BEYOND_FLOAT
+    return (f"{ratio(samples / inputs if counted else 0.0)} (pre-training saw {samples:,} samples of {shown} "
+            "distinct inputs)")
+
+
+BEYOND_FLOAT = "2^1024 or more"
+"""A count of inputs beyond what a float holds (parity beyond d = 1023), as JSON records it (`recordable`)."""
+
+
+def recordable(count: int | None) -> int | str | None:
+    """A count of inputs as JSON records it (task.json, a plan): the int, or BEYOND_FLOAT from 2^1024 (an int of
+    thousands of digits, which Python refuses to write beyond 4,300 and other readers would not read; every ratio
+    of samples to it is 0)."""
+    return BEYOND_FLOAT if count is not None and count.bit_length() > 1024 else count

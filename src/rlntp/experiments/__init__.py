@@ -129,9 +129,10 @@ def plan(name: str, preset: str, device: str = "auto", probe: bool = True, input
         "settings": _provenance_rows(recipe, preset, given)}
 
 
-def regime(name: str, preset: str, out: Path | None = None) -> list[tuple[str, int, int | None]]:
+def regime(name: str, preset: str, out: Path | None = None) -> list[tuple[str, int, int | str | None]]:
     """The regime of each pre-training run of recipe `name` at `preset`, before anything runs: (run, pre-training
-    samples = train.steps x train.batch_size, distinct inputs of its task or None where unknown), from the preset
+    samples = train.steps x train.batch_size, distinct inputs of its task: an int, `rlntp.regime.BEYOND_FLOAT` from
+    2^1024, or None where unknown), from the preset
     alone (`sweeps.plan.pretrain_regime`); a dataset's (multiplication) is read from its manifest under `out`
     (default runs/NAME) once `rlntp reproduce` has made it, None before. A recipe with a plan of its own (the theory,
     the LLM path) has no such runs: []. Passes over every input = samples / distinct inputs; more than 1 is the

@@ -8,6 +8,7 @@ from typing import Any
 
 from rlntp.errors import CheckpointError
 from rlntp.files import atomic_write_text
+from rlntp.regime import BEYOND_FLOAT, recordable
 from rlntp.runs.checkpoints import checkpoint_path, checkpoint_state, checkpoint_steps
 from rlntp.runs.dirs import CONFIG, TASK
 from rlntp.tasks.trust import task_change
@@ -50,6 +51,7 @@ def record_task(out: Path, now: dict[str, Any], changes: list[dict[str, Any]], s
         entry = {"step": step} | {k: v for k, v in change.items() if k != "step"}
         if not any(c.get("what") == entry["what"] and c.get("change") == entry["change"] for c in earlier):
             earlier.append(entry)
+    distinct_inputs = recordable(distinct_inputs)
     record = {"identity": now, "changes": earlier} | ({} if distinct_inputs is None else
                                                       {"distinct_inputs": distinct_inputs})
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
@@ -62,4 +64,7 @@ def recorded_distinct_inputs(run_dir: Path) -> int | None:
         value = json.loads((Path(run_dir) / TASK).read_bytes()).get("distinct_inputs")
     except (OSError, ValueError, AttributeError):
         return None
+    if value == BEYOND_FLOAT:  # every ratio of samples to it is 0
+        return 2**1024
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+

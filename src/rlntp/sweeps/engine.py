@@ -420,7 +420,7 @@ def _regime_columns(out: Path, run_dir: Path, config: dict[str, Any], job: Job |
 
 
 def _as_float(count: int | None) -> float | None:
-    """A count as a float column holds it: 2^d outgrows 64-bit integers beyond d = 62 (inf beyond 2^1023)."""
+    """A count as a float column holds it: 2^d outgrows 64-bit integers beyond d = 62 (inf from 2^1024)."""
     if count is None:
         return None
     try:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from rlntp.regime import MEMORISATION, format_passes
+from rlntp.regime import MEMORISATION, format_passes, recordable
 from rlntp.sweeps.spec import Job
 from rlntp.tasks import builtin_distinct_inputs
 
@@ -91,7 +91,8 @@ def plan_jobs(jobs: list[Job], device: str = "auto", probe: bool = True, executo
 
 def pretrain_regime(jobs: list[Job]) -> list[dict[str, Any]]:
     """The regime of each pre-training run of `jobs` before it runs, writing nothing: {"run", "pretrain_samples"
-    (train.steps x train.batch_size), "distinct_inputs", "passes" (their ratio; > 1: the memorisation regime)}.
+    (train.steps x train.batch_size), "distinct_inputs" (`regime.recordable`), "passes" (their ratio; > 1: the
+    memorisation regime)}.
 
     The distinct inputs are a built-in task's (`Task.distinct_inputs`: 2^d for parity, the ordered operand pairs
     for multiplication); for a dataset, its train split's rows less the duplicates its manifest records, where it
@@ -105,7 +106,7 @@ def pretrain_regime(jobs: list[Job]) -> list[dict[str, Any]]:
         train, task = job.pretrain.train, job.pretrain.task
         samples = train.steps * train.batch_size
         inputs = _dataset_rows(task.data) if task.data else builtin_distinct_inputs(asdict(task))
-        rows.append({"run": job.name, "pretrain_samples": samples, "distinct_inputs": inputs,
+        rows.append({"run": job.name, "pretrain_samples": samples, "distinct_inputs": recordable(inputs),
                      "passes": samples / inputs if inputs else None})
     return rows
 
@@ -126,15 +127,15 @@ def _dataset_rows(path: str) -> int | None:
 
 def render_regime(regime: list[dict[str, Any]]) -> list[str]:
     """The pre-training runs' regime as lines: one per (samples, distinct inputs) with its runs and passes."""
-    groups = Counter((row["pretrain_samples"], row["distinct_inputs"]) for row in regime)
+    groups = Counter((row["pretrain_samples"], row["distinct_inputs"], row["passes"]) for row in regime)
     lines = []
-    for (samples, inputs), count in groups.items():
+    for (samples, inputs, passes), count in groups.items():
         if inputs is None:
             lines.append(f"  {count} run(s): {samples:,} samples of an unknown number of distinct inputs")
             continue
-        passes = samples / inputs
         where = "the memorisation regime" if passes > MEMORISATION else "no more samples than inputs"
-        lines.append(f"  {count} run(s): {samples:,} samples of {inputs:,} distinct inputs: {format_passes(passes)} "
+        shown = f"{inputs:,}" if isinstance(inputs, int) else inputs
+        lines.append(f"  {count} run(s): {samples:,} samples of {shown} distinct inputs: {format_passes(passes)} "
                      f"passes ({where})")
     return ["pre-training regime (samples seen / distinct inputs):", *lines] if lines else []
 
