@@ -320,3 +320,29 @@ def test_a_count_beyond_a_float_is_recorded_as_such(tmp_path):
     assert recorded_distinct_inputs(tmp_path) == 2**1024
     record_task(tmp_path, {"class": "parity"}, [], 0, 2**1023)
     assert recorded_distinct_inputs(tmp_path) == 2**1023  # fits a float: exact
+
+
+def test_the_markdown_tables_carry_the_regime_only_where_report_json_records_it(tmp_path):
+    from rlntp.report import claims_markdown, write_report
+
+    found = {"passes": 46.875, "text": "47 passes over every input (pre-training saw 192,000 samples of 4,096 "
+                                      "distinct inputs)"}
+    claims = [{"claim": "NTP fails", "criterion": "at chance", "verdict": NOT_EVALUATED, "evidence": "memorisation",
+               "regime": found},
+              {"claim": "calibrated", "criterion": "within 0.05", "verdict": REPRODUCED, "evidence": "3 of 3",
+               "regime": {"passes": None, "text": "<b>the task does not say</b>"}},
+              {"claim": "old", "criterion": "c", "verdict": REPRODUCED, "evidence": "e", "regime": "not a record"}]
+    (tmp_path / "fig1").mkdir()
+    (tmp_path / "fig1" / "report.json").write_text(json.dumps({"recipe": "fig1", "preset": "cpu", "claims": claims}))
+    assert claims_markdown(tmp_path, brief=True).splitlines() == [
+        "| recipe | the paper | verdict | pre-training regime |", "|---|---|---|---|",
+        "| fig1 (cpu) | NTP fails | not evaluated | 47 passes over every input |",
+        "| fig1 (cpu) | calibrated | reproduced | distinct inputs unknown |",
+        "| fig1 (cpu) | old | reproduced |  |"]
+    full = claims_markdown(tmp_path).splitlines()
+    assert full[2].endswith("| memorisation | 47 passes over every input (pre-training saw 192,000 samples of 4,096 "
+                            "distinct inputs) |")
+    assert full[3].endswith("| &lt;b>the task does not say&lt;/b> |")
+    page = write_report(tmp_path).read_text()
+    assert 'title="&lt;b&gt;the task does not say&lt;/b&gt;">distinct inputs unknown</span>' in page
+    assert "<b>the task" not in page
