@@ -7,6 +7,8 @@ parity runs (12.8 M samples of 2^50 inputs) never see an input twice. The result
 claim about generalization is judged only where no run saw more samples than inputs (`experiments.claims`).
 """
 
+COLUMNS = ("distinct_inputs", "pretrain_samples", "passes")
+"""The regime's columns of a results table, one value per run (`sweeps.engine.write_results`)."""
 MEMORISATION = 1.0
 """Passes (pre-training samples / distinct inputs) above which a run is in the memorisation regime."""
 

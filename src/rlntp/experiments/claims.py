@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from rlntp.regime import MEMORISATION, describe, format_passes
+from rlntp.regime import COLUMNS, MEMORISATION, describe, format_passes
 
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
 NOT_EVALUATED = "not evaluated"
@@ -159,7 +159,6 @@ def evaluate(claims: list[Claim], results: Any) -> list[dict[str, Any]]:
     return evaluated
 
 
-_REGIME_COLUMNS = ("distinct_inputs", "pretrain_samples", "passes")
 _JUDGED_ONLY = ("a claim about generalization is judged only where pre-training saw no more samples than there are "
                 "distinct inputs")
 
@@ -171,7 +170,7 @@ def regime(results: Any) -> dict[str, Any] | None:
     not say its distinct inputs), "text" (`describe_regime`)}. None where `results` is not such a table: what a
     plan recipe returns (the theory, the LLM path), a table written before runs recorded their regime, no run."""
     columns = getattr(results, "columns", None)
-    if columns is None or not all(column in columns for column in _REGIME_COLUMNS) or len(results) == 0:
+    if columns is None or not all(column in columns for column in COLUMNS) or len(results) == 0:
         return None
     rows = results
     if "stage" in columns and (results["stage"] == "pretrain").any():

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from rlntp.config import flatten
 from rlntp.errors import Interrupted, RunDirError, UserError
 from rlntp.files import atomic_write_bytes, atomic_write_text
+from rlntp.regime import COLUMNS as REGIME
 from rlntp.runs import history
 from rlntp.runs.checkpoints import checkpoint_steps
 from rlntp.runs.dirs import CONFIG, STATUS, read_status
@@ -452,8 +453,6 @@ def _history(read, config: dict[str, Any], damaged: Any, *args: Any) -> Any:
 
 _IDENTITY = ("run", "stage", "group", "source", "source_step", "state", "error", "sweep_id", "sweep_file", "packed",
              "pack_error", "changes")
-REGIME = ("distinct_inputs", "pretrain_samples", "passes")
-"""The columns of the regime a run's pre-training trained in (`_regime_columns`; `experiments.claims.regime`)."""
 _CONFIG = ("task.", "model.", "train.", "post.", "ran.")
 _PROGRESS = ("step", "epoch", "samples_seen", "rl_samples")
 
@@ -463,7 +462,7 @@ def _column_order(key: str) -> tuple:
     name."""
     if key in _IDENTITY:
         return (0, _IDENTITY.index(key))
-    if key in REGIME:
+    if key in REGIME:  # the regime a run's pre-training trained in (`_regime_columns`)
         return (0, len(_IDENTITY) + REGIME.index(key))
     if key.startswith(_CONFIG):
         return (1, _CONFIG.index(key.split(".")[0] + "."))

@@ -131,7 +131,8 @@ def render_regime(regime: list[dict[str, Any]]) -> list[str]:
     lines = []
     for (samples, inputs, passes), count in groups.items():
         if inputs is None:
-            lines.append(f"  {count} run(s): {samples:,} samples of an unknown number of distinct inputs")
+            lines.append(f"  {count} run(s): {samples:,} samples of distinct inputs not known before it runs (a "
+                         "dataset not made yet, or a task of your own)")
             continue
         where = "the memorisation regime" if passes > MEMORISATION else "no more samples than inputs"
         shown = f"{inputs:,}" if isinstance(inputs, int) else inputs
