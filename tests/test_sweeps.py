@@ -107,6 +107,10 @@ def test_a_sweep_writes_one_row_per_run_and_evaluation_and_a_rerun_does_nothing(
     assert set(post["source_step"]) == {20, 40} and set(post["train.seed"]) == {0, 1}
     start = post[post["step"] == 0]
     assert list(start["samples_seen"]) == [20 * 32, 40 * 32] * 2  # continues from the checkpoint's samples
+    pre = table[table["stage"] == "pretrain"]  # the regime: 2^4 inputs, seen 40 x 32 times by pre-training
+    assert set(table["distinct_inputs"]) == {16.0} and set(pre["pretrain_samples"]) == {40 * 32}
+    assert set(pre["passes"]) == {80.0} and list(start["passes"]) == [40.0, 80.0] * 2  # as of the source step
+    assert json.loads((out / "runs" / "seed=0" / "pretrain" / "task.json").read_text())["distinct_inputs"] == 16
     for run in table["run"].unique():  # every run is an ordinary run directory
         assert (out / "runs" / run / "config.json").is_file()
 

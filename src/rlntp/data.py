@@ -172,6 +172,11 @@ class OnlineData:
         self.generators = {"data": seeded_generator(device, seed)}
         """random state a checkpoint must keep for a resumed run to draw the same batches"""
 
+    @property
+    def distinct_inputs(self) -> int | None:
+        """The task's (`Task.distinct_inputs`)."""
+        return self.task.distinct_inputs
+
     def train_batch(self, step: int, batch_size: int) -> Sequences:
         return self.task.sample(batch_size, self.generators["data"])
 
@@ -197,6 +202,12 @@ class FixedData:
         """the allowed change of task since the dataset was made (None: none)"""
         self.seed = seed
         self._order: tuple[int, torch.Tensor] | None = None
+
+    @property
+    def distinct_inputs(self) -> int:
+        """The distinct prompts of the train split (one sort of its prompts: a split may repeat a prompt, a
+        sampled one or one read from text)."""
+        return len(torch.unique(self.train_prompts, dim=0))
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
         """The permutation of the train split used in `epoch` (drawn on the CPU: the same on every device)."""

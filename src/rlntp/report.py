@@ -2,7 +2,8 @@
 
 A section is a directory holding `report.json` (written by `experiments.reproduce`). The page opens
 with one table of every section's claims (the paper's statement, the criterion, the verdict computed
-from the results, the evidence: `experiments.claims`); then each section shows its command, preset and
+from the results with the regime of the runs it was judged on beneath it (`rlntp.regime`), the evidence:
+`experiments.claims`); then each section shows its command, preset and
 wall time, its claims, the summary table, every figure, and the settings. Sections follow the recipes'
 order (its place in `experiments.RECIPES`, recorded in each report.json as "order"); a file that cannot be
 read becomes a note in its section, never an error. Images are referenced by paths relative to the page, so the
@@ -20,6 +21,7 @@ from urllib.parse import quote
 
 from rlntp.errors import check
 from rlntp.files import GENERATOR, check_output, write_output
+from rlntp.regime import ratio
 
 VERDICT_STYLES = {"reproduced": "reproduced", "partly": "partly", "not reproduced": "not-reproduced",
                   "not evaluated": "not-evaluated"}
@@ -163,12 +165,29 @@ _CLAIM_HEADER = "<th>the paper's claim</th><th>criterion</th><th>verdict</th><th
 
 
 def _claim_cells(claim: dict) -> str:
-    """A claim's cells: the claim, the criterion, the verdict (coloured by `VERDICT_STYLES`) and the evidence."""
+    """A claim's cells: the claim, the criterion, the verdict (coloured by `VERDICT_STYLES`) with the regime of the
+    runs it was judged on beneath it, and the evidence."""
     verdict = claim.get("verdict")
     style = VERDICT_STYLES.get(verdict) if isinstance(verdict, str) else None
     verdict_cell = f'<td class="{style}">' if style else "<td>"
+    found = regime_of(claim)
+    beneath = "" if found is None else (f'<br><span class="meta" title="{_escape(found[1])}">{_escape(found[0])}'
+                                        "</span>")
     return (f"<td>{_escape(claim.get('claim'))}</td><td>{_escape(claim.get('criterion'))}</td>"
-            f"{verdict_cell}{_escape(verdict)}</td><td>{_escape(claim.get('evidence'))}</td>")
+            f"{verdict_cell}{_escape(verdict)}{beneath}</td><td>{_escape(claim.get('evidence'))}</td>")
+
+
+def regime_of(claim: dict) -> tuple[str, str] | None:
+    """The regime of the runs a claim was judged on, as report.json records it (`experiments.claims.regime`): the
+    ratio in a few words (`rlntp.regime.ratio`) and in full; None where it records none (a recipe with a plan of
+    its own, a report.json written before claims recorded it) or it cannot be read."""
+    found = claim.get("regime")
+    if not isinstance(found, dict):
+        return None
+    passes = found.get("passes")
+    if not (passes is None or isinstance(passes, (int, float)) and not isinstance(passes, bool)):
+        return None
+    return ratio(passes), str(found.get("text") or ratio(passes))
 
 
 def _all_claims_html(records: list[dict], anchors: list[str]) -> str:
@@ -296,12 +315,15 @@ def claims_markdown(root: Path, brief: bool = False) -> str:
     check(len(sections) > 0, f"{root} holds no reproduction (no report.json within {MAX_DEPTH} levels)")
     keys = ("claim", "verdict") if brief else ("claim", "criterion", "verdict", "evidence")
     header = ["recipe", "the paper", *(["verdict"] if brief else ["criterion", "verdict", "evidence"])]
+    records = [_read(section) for section in sections]
+    shown = any(regime_of(claim) is not None for record in records for claim in _claims(record))
+    header += ["pre-training regime"] if shown else []  # none in report.json written before claims recorded it
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for section in sections:
-        record = _read(section)
+    for record in records:
         recipe = record["recipe"] + (f" ({record['preset']})" if isinstance(record.get("preset"), str) else "")
         for claim in _claims(record):
             cells = [recipe, *(claim.get(key) for key in keys)]
+            cells += [(regime_of(claim) or ("", ""))[0 if brief else 1]] if shown else []
             lines.append("| " + " | ".join(_markdown_cell(cell) for cell in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -72,6 +72,7 @@ def _run(recipe, out: Path, preset: str, device: str, quiet: bool, plan: bool, a
     claims."""
     from rlntp.devices import resolve_device
     from rlntp.experiments import reproduce
+    from rlntp.report import regime_of
 
     check(not as_json or plan, "--json prints the plan: pass it with --plan")
     check(not (status and plan), "--status and --plan: pass one of them")
@@ -96,7 +97,11 @@ def _run(recipe, out: Path, preset: str, device: str, quiet: bool, plan: bool, a
         if claims:
             print("\nThe paper's claims, judged by their criteria (criteria and evidence: report.json):")
             for claim in claims:
-                print(f"  {claim['verdict']:>14s}  {claim['claim']}")
+                found = regime_of(claim)
+                print(f"  {claim['verdict']:>14s}  {claim['claim']}" + (f"  [{found[0]}]" if found else ""))
+            regimes = dict.fromkeys(found[1] for claim in claims if (found := regime_of(claim)))
+            for text in regimes:
+                print(f"pre-training regime: {text}")
         written = sorted(p.name for p in out.glob("*.png")) + ["summary.txt", "report.json"]
         print(f"wrote {out}: " + ", ".join(written + (["results.parquet"] if recipe.is_sweep else [])))
 

@@ -22,7 +22,8 @@ from rlntp.experiments import arch, fig1, fig2, fig3, fig13, llm, mult, partial_
 from rlntp.experiments.recipe import REPORT, SUMMARY, Preset, Recipe
 from rlntp.files import atomic_write_text
 
-__all__ = ["RECIPES", "REPORT", "SUMMARY", "Preset", "Recipe", "recipes", "reproduce", "plan", "reproduce_all"]
+__all__ = ["RECIPES", "REPORT", "SUMMARY", "Preset", "Recipe", "recipes", "reproduce", "plan", "regime",
+           "reproduce_all"]
 
 RECIPES: tuple[Recipe, ...] = (
     fig1.RECIPE, fig2.RECIPE, fig3.RECIPE, arch.RECIPE, rare.RECIPE, small_d.RECIPE, fig13.RECIPE, partial_cot.RECIPE,
@@ -126,6 +127,25 @@ def plan(name: str, preset: str, device: str = "auto", probe: bool = True, input
         planned = recipe.own_plan.plan(settings)
     return {"recipe": name, "preset": preset, "title": recipe.title} | planned | {
         "settings": _provenance_rows(recipe, preset, given)}
+
+
+def regime(name: str, preset: str, out: Path | None = None) -> list[tuple[str, int, int | str | None]]:
+    """The regime of each pre-training run of recipe `name` at `preset`, before anything runs: (run, pre-training
+    samples = train.steps x train.batch_size, distinct inputs of its task: an int, `rlntp.regime.BEYOND_FLOAT` from
+    2^1024, or None where unknown), from the preset
+    alone (`sweeps.plan.pretrain_regime`); a dataset's (multiplication) is read from its manifest under `out`
+    (default runs/NAME) once `rlntp reproduce` has made it, None before. A recipe with a plan of its own (the theory,
+    the LLM path) has no such runs: []. Passes over every input = samples / distinct inputs; more than 1 is the
+    memorisation regime, where the recipe's claims about generalization are not judged (`experiments.claims`)."""
+    recipe = recipes()[name]
+    check_choice("preset", preset, recipe.presets)
+    if not recipe.is_sweep:
+        return []
+    from rlntp.sweeps.plan import pretrain_regime
+
+    settings, _ = _settings(recipe, preset, None)
+    jobs = _jobs(recipe, preset, settings, Path(out) if out is not None else Path(f"runs/{name}"))
+    return [(row["run"], row["pretrain_samples"], row["distinct_inputs"]) for row in pretrain_regime(jobs)]
 
 
 def render_plan(planned: dict[str, Any]) -> str:

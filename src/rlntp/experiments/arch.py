@@ -188,11 +188,11 @@ CLAIMS = [
           "architecture (GPT-2 and Mistral, every depth, width and number of heads)",
           f"for every architecture of the sweep, pre-training ends below greedy accuracy {SOLVED} (its last "
           "evaluation) in a majority of seeds",
-          _ntp_fails),
+          _ntp_fails, about_generalization=True),
     Claim("Figs. 6-8: GRPO (end-to-end reward, T = 1) after pre-training generalizes, for every architecture",
           f"for every architecture of the sweep, GRPO from the last pre-training checkpoint ends at greedy accuracy "
           f">= {SOLVED} in a majority of seeds",
-          _grpo_learns),
+          _grpo_learns, about_generalization=True),
     Claim("App. C.1: the Mistral architecture exhibits more unstable learning (pre-training) than GPT-2",
           f"the share of Mistral pre-training runs whose temperature-1 accuracy falls by more than {UNSTABLE} from "
           f"its best so far is larger than GPT-2's: reproduced where a one-sided Fisher exact test gives p < "

@@ -6,6 +6,12 @@ plan recipe's `run` returns) that gives a `Verdict`. `rlntp.experiments.reproduc
 report.json, from which the report page (`rlntp report`) and the README's results table are drawn, so a
 verdict is computed from the data, never written by hand.
 
+A claim about what training generalizes to (`Claim.about_generalization`) is judged only where pre-training saw no
+more samples than its task has distinct inputs: where a run saw every input more than once on average (the
+memorisation regime, read from the results table's `passes`: `sweeps.engine.write_results`), a model that answers
+right may have learned a table rather than the task, and the verdict is 'not evaluated' with the ratio
+(`regime_gate`). Every verdict of a sweep recipe is shown beside that ratio (`regime`).
+
 Criteria are written for any number of seeds: most pass a seed (or a setting) at a time and need a
 majority of them (`k_of_n`). A threshold on a measured fraction is set from its sampling error
 (`sampling_margin`), or where the paper says "approximately" from `APPROX`.
@@ -16,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
+
+from rlntp.regime import COLUMNS, MEMORISATION, describe, format_passes
 
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
 NOT_EVALUATED = "not evaluated"
@@ -56,6 +64,11 @@ class Claim:
     """the test in words, for any number of seeds ('final NTP greedy accuracy ... in a majority of seeds')"""
     check: Callable[[Any], Verdict]
     """the test: the recipe's results (a sweep's results table, or what its plan's `run` returns) -> Verdict"""
+    about_generalization: bool = False
+    """a claim about what next-token prediction or RL learns to do on inputs (accuracy, length, learning), which a
+    model that memorised its inputs could pass or fail for the wrong reason: judged only where every pre-training
+    run of the results saw no more samples than there are distinct inputs (`regime_gate`); False: judged in any
+    regime (calibration of the sampled lengths, a claim about small d by design)"""
 
 
 def k_of_n(outcomes: Mapping[str, tuple[bool, str]], need: int | str = "majority", unit: str = "seeds") -> Verdict:
@@ -124,19 +137,84 @@ def sampling_margin(n: float) -> float:
     return 1.5 / math.sqrt(n)
 
 
-def evaluate(claims: list[Claim], results: Any) -> list[dict[str, str]]:
-    """Each claim with its verdict and evidence, as report.json stores them. A check that fails (a column
-    missing because a run failed, no seed to test) gives 'not evaluated' and says why; it never raises."""
+def evaluate(claims: list[Claim], results: Any) -> list[dict[str, Any]]:
+    """Each claim with its verdict and evidence, as report.json stores them, and the regime of the results
+    (`regime`, for a results table that records it). A claim about generalization in the memorisation regime is
+    'not evaluated' and says why (`regime_gate`). A check that fails (a column missing because a run failed, no
+    seed to test) gives 'not evaluated' and says why; it never raises."""
+    found = regime(results)
+    gate = regime_gate(found)
     evaluated = []
     for claim in claims:
-        try:
-            verdict = claim.check(results)
-        # one claim that cannot be tested must not cost the report the others
-        except Exception as error:  # noqa: BLE001
-            verdict = Verdict(NOT_EVALUATED, f"could not be evaluated: {type(error).__name__}: {error}")
+        if claim.about_generalization and gate is not None:
+            verdict = gate
+        else:
+            try:
+                verdict = claim.check(results)
+            # one claim that cannot be tested must not cost the report the others
+            except Exception as error:  # noqa: BLE001
+                verdict = Verdict(NOT_EVALUATED, f"could not be evaluated: {type(error).__name__}: {error}")
         evaluated.append({"claim": claim.claim, "criterion": claim.criterion, "verdict": verdict.verdict,
-                          "evidence": verdict.evidence})
+                          "evidence": verdict.evidence} | ({} if found is None else {"regime": found}))
     return evaluated
+
+
+_JUDGED_ONLY = ("a claim about generalization is judged only where pre-training saw no more samples than there are "
+                "distinct inputs")
+
+
+def regime(results: Any) -> dict[str, Any] | None:
+    """The regime of a results table's pre-training runs (its columns distinct_inputs, pretrain_samples, passes:
+    `sweeps.engine.write_results`): the run with the most passes over its inputs, as {"passes", "distinct_inputs",
+    "pretrain_samples" (that run's), "fewest_passes", "runs" (pre-training runs), "unknown" (runs whose task does
+    not say its distinct inputs), "text" (`describe_regime`)}. None where `results` is not such a table: what a
+    plan recipe returns (the theory, the LLM path), a table written before runs recorded their regime, no run."""
+    columns = getattr(results, "columns", None)
+    if columns is None or not all(column in columns for column in COLUMNS) or len(results) == 0:
+        return None
+    rows = results
+    if "stage" in columns and (results["stage"] == "pretrain").any():
+        rows = results[results["stage"] == "pretrain"]
+    runs = rows.drop_duplicates("run") if "run" in columns else rows
+    known = runs[runs["passes"].notna()].reset_index(drop=True)
+    found: dict[str, Any] = {"passes": None, "distinct_inputs": None, "pretrain_samples": None,
+                             "fewest_passes": None, "runs": len(runs), "unknown": len(runs) - len(known)}
+    if len(known):
+        top = known.loc[known["passes"].idxmax()]
+        inputs = float(top["distinct_inputs"])
+        found |= {"passes": float(top["passes"]), "fewest_passes": float(known["passes"].min()),
+                  "distinct_inputs": int(inputs) if math.isfinite(inputs) else None,
+                  "pretrain_samples": int(top["pretrain_samples"])}
+    return found | {"text": describe_regime(found)}
+
+
+def describe_regime(found: dict[str, Any]) -> str:
+    """The regime in words (`rlntp.regime.describe`), with the fewest passes where the runs differ, or that the
+    task does not say how many distinct inputs it has."""
+    if found.get("passes") is None:
+        return "the task does not say how many distinct inputs it has (Task.distinct_inputs)"
+    text = describe(found["pretrain_samples"], found["distinct_inputs"])
+    runs, fewest = found.get("runs", 1), found.get("fewest_passes")
+    if runs > 1 and fewest is not None and format_passes(fewest) != format_passes(found["passes"]):
+        text += f"; the most of {runs} pre-training runs, the fewest {format_passes(fewest)}"
+    if found.get("unknown"):
+        text += f"; {found['unknown']} run(s) whose task does not say its distinct inputs"
+    return text
+
+
+def regime_gate(found: dict[str, Any] | None) -> Verdict | None:
+    """The verdict of every claim about generalization in the regime `found` (`regime`), or None where such claims
+    are judged by their checks: every pre-training run saw no more samples than its task has distinct inputs, or
+    the results record no regime (a plan recipe's). Not evaluated where a run saw more (the memorisation regime)
+    or where a run's task does not say how many distinct inputs it has (`Task.distinct_inputs`: override it in a
+    task of your own to have such claims judged)."""
+    if found is None:
+        return None
+    if found["passes"] is not None and found["passes"] > MEMORISATION:
+        return Verdict(NOT_EVALUATED, f"memorisation regime: {found['text']}; {_JUDGED_ONLY}")
+    if found["unknown"]:
+        return Verdict(NOT_EVALUATED, f"not evaluated: {found['text']}; {_JUDGED_ONLY}")
+    return None
 
 
 # Helpers for the checks of sweep recipes, which read a results table (one row per run and evaluation).

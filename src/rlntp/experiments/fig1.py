@@ -206,23 +206,23 @@ CLAIMS = [
           f"per seed, final NTP greedy accuracy (mean of the last {FINAL_EVALS} evaluations) within 3 standard "
           "deviations of 1/2 (1.5/sqrt(evaluations x eval inputs)) and median greedy length 1 at the last "
           "evaluation; in a majority of seeds",
-          _ntp_at_chance),
+          _ntp_at_chance, about_generalization=True),
     Claim("Fig. 1: GRPO started from a later checkpoint improves rapidly to 100% greedy accuracy, the response "
           "length growing from 1 to d",
           f"per seed, GRPO from the latest checkpoint it starts from ends at greedy accuracy >= {SOLVED} with "
           "median greedy length d; in a majority of seeds",
-          _grpo_learns),
+          _grpo_learns, about_generalization=True),
     Claim("Fig. 1: the post-training samples GRPO needs to generalize are a miniscule fraction of all samples",
           f"per seed, GRPO from the latest checkpoint reaches greedy accuracy >= {SOLVED} within RL samples of at "
           f"most {FEW_RL_SAMPLES:.0%} of the pre-training samples before it (rollouts counted with multiplicity); in "
           "a majority of seeds",
-          _grpo_needs_few_samples),
+          _grpo_needs_few_samples, about_generalization=True),
     Claim("Fig. 1: if post-training starts too early, it might not lead to a generalizing model despite the "
           "length increase",
           "per seed, GRPO from some checkpoint earlier than the first from which it generalizes lengthens its "
           f"answers (median greedy length reaches d at some evaluation, the figure's bottom panel) and still ends "
           f"below greedy accuracy {SOLVED}; in a majority of seeds",
-          _early_grpo_lengthens_but_fails),
+          _early_grpo_lengthens_but_fails, about_generalization=True),
 ]
 
 RECIPE = Recipe(

@@ -222,18 +222,18 @@ CLAIMS = [
           f"for every p_cot of the sweep at most 1/3 - {NEAR_THRESHOLD}, final greedy accuracy within 3 standard "
           "deviations of 1/2 "
           f"(1.5/sqrt({FINAL_EVALS} x eval inputs)); {_FINAL}",
-          _at_chance_below_threshold),
+          _at_chance_below_threshold, about_generalization=True),
     Claim("Fig. 2: when the share of long sequences is large enough (above the critical threshold around 1/3), "
           "next-token prediction learns to predict the parity correctly, with long responses",
           f"for every p_cot of the sweep at least 1/3 + {NEAR_THRESHOLD}, final greedy accuracy >= {SOLVED} with most "
           f"greedy answers (more than half) long; {_FINAL}",
-          _learns_above_threshold),
+          _learns_above_threshold, about_generalization=True),
     Claim("Fig. 2 (left), §3.2: at temperature 1 the accuracy at the end of pre-training is (1 + p_cot)/2 for every "
           "p_cot < 1/3",
           f"for every p_cot of the sweep at most 1/3 - {NEAR_THRESHOLD}, final temperature-1 accuracy within {APPROX} "
           "of (1 + p_cot)/2; "
           f"{_FINAL}",
-          _sampled_accuracy),
+          _sampled_accuracy, about_generalization=True),
     Claim("Fig. 2 (centre), §3.2: the models are calibrated with respect to length: they generate long responses "
           "with probability p_cot",
           f"for every p_cot of the sweep, the final fraction of long answers at temperature 1 within {APPROX} of "

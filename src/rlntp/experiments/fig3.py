@@ -181,12 +181,12 @@ CLAIMS = [
           f"for every (algorithm, reward, temperature) run with log-probabilities at temperature 1, except STaR with "
           f"the end-to-end reward above T = 1: the last evaluation has greedy accuracy >= {SOLVED} and median greedy "
           "length d in a majority of seeds",
-          _robust),
+          _robust, about_generalization=True),
     Claim("Fig. 3: STaR with high sampling temperature and the end-to-end reward makes post-training unstable",
           f"per seed, STaR with the end-to-end reward at the sweep's highest temperature (> 1) ends below greedy "
           f"accuracy {SOLVED}, or its greedy accuracy falls from its best by more than 3 standard deviations of a "
           "difference (1.5/sqrt(eval inputs / 2)); in a majority of seeds",
-          _star_unstable),
+          _star_unstable, about_generalization=True),
 ]
 
 RECIPE = Recipe(

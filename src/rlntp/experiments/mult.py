@@ -195,21 +195,21 @@ CLAIMS = [
           "throughout pre-training",
           f"per n, at the sweep's smallest p_cot, the best greedy accuracy over pre-training is <= {NEAR_ZERO}; in a "
           "majority of runs (n x seeds)",
-          _ntp_near_zero),
+          _ntp_near_zero, about_generalization=True),
     Claim("§5.1, Figs. 15-17: when p_cot = 1 (the trace in every sample), models quickly learn during pre-training "
           "to answer correctly with long responses",
           f"per n and seed, pre-training at p_cot = 1 ends at greedy accuracy >= {SOLVED}; in a majority of runs",
-          _full_cot_learns),
+          _full_cot_learns, about_generalization=True),
     Claim("§5.1, Figs. 5 (left), 18: after switching to GRPO, accuracy improves rapidly and the average response "
           "length increases, provided the pre-training checkpoint has developed some correlation with the target",
           "per GRPO run from a checkpoint whose temperature-1 accuracy is >= p_cot / 2 (it has learned the trace): "
           "greedy accuracy rises by more than 3 standard deviations of a difference (1.5/sqrt(eval inputs / 2)) and "
           "the mean greedy length grows; in a majority of such runs",
-          lambda table: k_of_n(_grpo_runs(table, learned=True), unit="runs")),
+          lambda table: k_of_n(_grpo_runs(table, learned=True), unit="runs"), about_generalization=True),
     Claim("§5.1: where the model failed to learn from the long sequences, post-training is not successful",
           "per GRPO run from a checkpoint whose temperature-1 accuracy is < p_cot / 2: greedy accuracy does not rise "
           "by more than 3 standard deviations of a difference (1.5/sqrt(eval inputs / 2)); in a majority of such runs",
-          lambda table: k_of_n(_grpo_runs(table, learned=False), unit="runs")),
+          lambda table: k_of_n(_grpo_runs(table, learned=False), unit="runs"), about_generalization=True),
 ]
 
 

@@ -230,26 +230,27 @@ CLAIMS = [
           f"per seed, pre-training's temperature-1 accuracy holds each of the three levels in turn for {PLATEAU} "
           "consecutive evaluations, each plateau after the previous one's; 'at a level': within 3 standard deviations "
           "(1.5/sqrt(eval inputs)) and within half the distance to the other levels; in a majority of seeds",
-          _staircase),
+          _staircase, about_generalization=True),
     Claim("Fig. 14 (top left): post-training from the early checkpoint (5k iterations) yields a model that "
           "generalizes, yet almost exclusively generates long responses",
           f"per seed, GRPO with the end-to-end reward from the earliest checkpoint ends at greedy accuracy >= {SOLVED} "
           f"with at least {MOSTLY:.0%} of greedy answers long; in a majority of seeds",
-          _grpo_claim(min, "e2e", lambda acc, f: acc >= SOLVED and f["long"] >= MOSTLY)),
+          _grpo_claim(min, "e2e", lambda acc, f: acc >= SOLVED and f["long"] >= MOSTLY), about_generalization=True),
     Claim("Fig. 14 (top right): post-training from the late checkpoint (50k iterations) generalizes with diversity "
           "in its length distribution, generating both long and medium-sized responses",
           f"per seed, GRPO with the end-to-end reward from the latest checkpoint ends at greedy accuracy >= {SOLVED} "
           f"with at least {SOME:.0%} of greedy answers long and at least {SOME:.0%} medium; in a majority of seeds",
-          _grpo_claim(max, "e2e", lambda acc, f: acc >= SOLVED and f["long"] >= SOME and f["medium"] >= SOME)),
+          _grpo_claim(max, "e2e", lambda acc, f: acc >= SOLVED and f["long"] >= SOME and f["medium"] >= SOME),
+          about_generalization=True),
     Claim("Fig. 14 (bottom): a length penalty (lambda = 0.4) applied during post-training of a late checkpoint leads "
           "to a model that is both accurate and fast",
           f"per seed, GRPO with the length-penalized reward from the latest checkpoint ends at greedy accuracy >= "
           f"{SOLVED} with most greedy answers (more than half) shorter than long; in a majority of seeds",
-          _grpo_claim(max, "length", lambda acc, f: acc >= SOLVED and f["long"] < 0.5)),
+          _grpo_claim(max, "length", lambda acc, f: acc >= SOLVED and f["long"] < 0.5), about_generalization=True),
     Claim("Fig. 14 (bottom): the same length penalty applied at an earlier checkpoint makes post-training fail",
           f"per seed, GRPO with the length-penalized reward from the earliest checkpoint ends below greedy accuracy "
           f"{SOLVED}; in a majority of seeds",
-          _grpo_claim(min, "length", lambda acc, f: acc < SOLVED)),
+          _grpo_claim(min, "length", lambda acc, f: acc < SOLVED), about_generalization=True),
 ]
 
 RECIPE = Recipe(

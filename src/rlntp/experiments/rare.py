@@ -220,18 +220,18 @@ CLAIMS = [
           "all RL algorithms (STaR, REINFORCE, GRPO) induce generalization for most sampling temperatures",
           f"at the larger p_cot from the early checkpoint, for every algorithm, a majority of its temperatures have a "
           f"majority of seeds ending at greedy accuracy >= {SOLVED}",
-          _early_larger_p_works),
+          _early_larger_p_works, about_generalization=True),
     Claim("Fig. 10: at the smaller p_cot, post-training after the earlier checkpoint does not reliably lead to "
           "well-generalizing models for any of the RL algorithms",
           f"at the smaller p_cot from the early checkpoint, for every algorithm, at most half of its runs "
           f"(temperatures x seeds) end at greedy accuracy >= {SOLVED}",
-          _early_smaller_p_unreliable),
+          _early_smaller_p_unreliable, about_generalization=True),
     Claim("Fig. 11: with more pre-training (50k steps) before post-training, the smaller p_cot sees a greater "
           "probability of success with all RL algorithms for reasonable sampling temperatures (<= 1)",
           f"at the smaller p_cot and temperatures <= 1, for every algorithm, the share of runs ending at greedy "
           f"accuracy >= {SOLVED} is larger from the late checkpoint than from the early one (one-sided Fisher exact "
           f"test, p < {SIGNIFICANCE})",
-          _later_checkpoint_helps),
+          _later_checkpoint_helps, about_generalization=True),
 ]
 
 RECIPE = Recipe(

@@ -190,13 +190,13 @@ CLAIMS = [
           "transformer)",
           f"per seed, the temperature-1 long fraction after every round is within {TOLERANCE} of the recursion "
           "started from that seed's own measured p_0; in a majority of seeds",
-          _follows_recursion),
+          _follows_recursion, about_generalization=True),
     Claim("Theorem 2, §3.2: once p_t exceeds 1/3 the model generates long, correct responses under greedy "
           "decoding, generalizing perfectly",
           f"per seed, greedy decoding turns long (P(long) > 1/2) within one round of the first round whose recursion "
           f"value exceeds 1/3 (p_0 is itself measured), and the last round's greedy accuracy is >= {SOLVED}; in a "
           "majority of seeds",
-          _greedy_turns_long),
+          _greedy_turns_long, about_generalization=True),
 ]
 
 RECIPE = Recipe(

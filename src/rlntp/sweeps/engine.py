@@ -39,13 +39,16 @@ from tqdm.auto import tqdm
 from rlntp.config import flatten
 from rlntp.errors import Interrupted, RunDirError, UserError
 from rlntp.files import atomic_write_bytes, atomic_write_text
+from rlntp.regime import COLUMNS as REGIME
 from rlntp.runs import history
 from rlntp.runs.checkpoints import checkpoint_steps
 from rlntp.runs.dirs import CONFIG, STATUS, read_status
 from rlntp.runs.metrics import read_metrics
+from rlntp.runs.task_record import recorded_distinct_inputs
 from rlntp.sweeps.executors import ExecutorConfig, make_executor
 from rlntp.sweeps.spec import Job
 from rlntp.sweeps.stages import STAGES, execute, job_state
+from rlntp.tasks import builtin_distinct_inputs
 
 RUNS, RESULTS, SWEEP = "runs", "results.parquet", "sweep.json"
 STATES = ("done", "running", "failed", "damaged", "changed", "skipped", "partial", "pending")
@@ -321,6 +324,13 @@ def write_results(jobs: list[Job], out: Path, states: dict[str, dict[str, Any]],
     to the row's evaluation (`runs.history`); ran.* (the training step, decoder, precision and device that
     ran them); then step, samples_seen, rl_samples and every metric (`eval/...`, `rl/...`, `train/...`,
     `perf/...`). Runs that `states` holds and no job lists (an earlier version of the sweep) have a row too.
+    After the identity columns come the regime of the run's pre-training (one value per run): distinct_inputs (of
+    its task, or its dataset's train prompts, as the pre-training recorded it in task.json; computed for a built-in
+    task where it recorded none; a float: 2^d outgrows 64-bit integers; None where the task cannot say),
+    pretrain_samples (the samples the pre-training saw: samples_seen at its last evaluation, its last step once
+    done, or steps x batch_size as configured before it evaluated; for a post-training run, the samples its
+    pre-training had seen at source_step) and passes = pretrain_samples / distinct_inputs (> 1: the memorisation
+    regime, where `experiments.claims` does not judge a claim about generalization).
     Read it with `pandas.read_parquet`.
     """
     by_name = {job.name: job for job in jobs}
@@ -340,6 +350,7 @@ def write_results(jobs: list[Job], out: Path, states: dict[str, dict[str, Any]],
             records = read_metrics(run_dir)
         except RunDirError as e:
             records, row["state"], row["error"] = [], "damaged", str(e)
+        row |= _regime_columns(out, run_dir, config, job, records)
         rows.extend(row | _ran_columns(config, state, record.get("step", 0)) | record for record in records or [{}])
     columns = sorted(dict.fromkeys(key for row in rows for key in row), key=_column_order)
     table = pa.table({key: pa.array([row.get(key) for row in rows]) for key in columns})
@@ -377,6 +388,48 @@ def _config_columns(config: dict[str, Any], job: Job | None) -> dict[str, Any]:
     return columns
 
 
+def _regime_columns(out: Path, run_dir: Path, config: dict[str, Any], job: Job | None,
+                    records: list[dict[str, Any]]) -> dict[str, Any]:
+    """distinct_inputs, pretrain_samples and passes of a run (a post-training run: of its pre-training, up to its
+    source_step). The distinct inputs are what the pre-training run recorded in its task.json (its task's, or its
+    dataset's train prompts) or, where it recorded none, a built-in task's computed from its config; never from a
+    task of your own's code, which is not run here. None where neither says."""
+    posttrain = (job.stage if job else config.get("stage")) == "posttrain"
+    if posttrain:
+        source = Path(str(config["source"])) if config.get("source") else out / RUNS / job.source if job else None
+        task = _read_config(source).get("task") if source else None
+        samples = config.get("start_samples_seen")
+        if samples is None and job is not None:
+            samples = job.source_step * job.pretrain.train.batch_size
+    else:
+        source, task = run_dir, config.get("task")
+        seen = [r["samples_seen"] for r in records if isinstance(r.get("samples_seen"), int)]
+        train = config.get("train") if isinstance(config.get("train"), dict) else None
+        if seen:  # the run's last evaluation: its last step once it is done
+            samples = max(seen)
+        elif train is not None and isinstance(train.get("steps"), int) and isinstance(train.get("batch_size"), int):
+            samples = train["steps"] * train["batch_size"]  # not started: what it is configured to see
+        else:
+            samples = job.pretrain.train.steps * job.pretrain.train.batch_size if job else None
+    if not isinstance(task, dict) and job is not None:
+        task = asdict(job.pretrain.task)
+    inputs = recorded_distinct_inputs(source) if source else None
+    if inputs is None and isinstance(task, dict):
+        inputs = builtin_distinct_inputs(task)
+    return {"distinct_inputs": _as_float(inputs), "pretrain_samples": samples,
+            "passes": samples / inputs if inputs and isinstance(samples, int) else None}
+
+
+def _as_float(count: int | None) -> float | None:
+    """A count as a float column holds it: 2^d outgrows 64-bit integers beyond d = 62 (inf from 2^1024)."""
+    if count is None:
+        return None
+    try:
+        return float(count)
+    except OverflowError:
+        return math.inf
+
+
 def _ran_columns(config: dict[str, Any], state: dict[str, Any], step: int) -> dict[str, Any]:
     """How the steps of a run up to `step` ran (`runs.history`): the values its changed options had, packed and ran.*;
     where its config.json records no stretch (not started, or made before runs recorded one), packed is what
@@ -405,9 +458,12 @@ _PROGRESS = ("step", "epoch", "samples_seen", "rl_samples")
 
 
 def _column_order(key: str) -> tuple:
-    """Identity, then config fields (in their dataclass order), then progress, then metrics by name."""
+    """Identity, then the regime, then config fields (in their dataclass order), then progress, then metrics by
+    name."""
     if key in _IDENTITY:
         return (0, _IDENTITY.index(key))
+    if key in REGIME:  # the regime a run's pre-training trained in (`_regime_columns`)
+        return (0, len(_IDENTITY) + REGIME.index(key))
     if key.startswith(_CONFIG):
         return (1, _CONFIG.index(key.split(".")[0] + "."))
     if key in _PROGRESS:

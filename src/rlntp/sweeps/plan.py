@@ -15,11 +15,14 @@ where rows run in parallel, an overestimate). Nothing is written: the probe's mo
 import time
 from collections import Counter
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from rlntp.regime import MEMORISATION, format_passes, recordable
 from rlntp.sweeps.spec import Job
+from rlntp.tasks import builtin_distinct_inputs
 
 PROBE_ROWS = 16
 """Rows a probe generates on."""
@@ -71,6 +74,7 @@ def plan_jobs(jobs: list[Job], device: str = "auto", probe: bool = True, executo
                    "checkpoints": sum(k["checkpoints"] for k in kinds.values()),
                    "eval_inputs": sum(k["eval_inputs"] for k in kinds.values())},
         "kinds": list(kinds.values()),
+        "regime": pretrain_regime(jobs),
         "device": str(resolved),
     }
     if probe:
@@ -83,6 +87,58 @@ def plan_jobs(jobs: list[Job], device: str = "auto", probe: bool = True, executo
 
         plan["slurm"] = plan_section(executor, jobs, plan["kinds"])
     return plan
+
+
+def pretrain_regime(jobs: list[Job]) -> list[dict[str, Any]]:
+    """The regime of each pre-training run of `jobs` before it runs, writing nothing: {"run", "pretrain_samples"
+    (train.steps x train.batch_size), "distinct_inputs" (`regime.recordable`), "passes" (their ratio; > 1: the
+    memorisation regime)}.
+
+    The distinct inputs are a built-in task's (`Task.distinct_inputs`: 2^d for parity, the ordered operand pairs
+    for multiplication); for a dataset, its train split's rows less the duplicates its manifest records, where it
+    exists (exact for `rlntp data mult`, whose pairs are distinct; an upper bound for a sampled one); None for a
+    dataset not made yet and for a task of your own (its code is not run to plan: a run records its own,
+    `sweeps.engine.write_results`)."""
+    rows = []
+    for job in jobs:
+        if job.stage != "pretrain":
+            continue
+        train, task = job.pretrain.train, job.pretrain.task
+        samples = train.steps * train.batch_size
+        inputs = _dataset_rows(task.data) if task.data else builtin_distinct_inputs(asdict(task))
+        rows.append({"run": job.name, "pretrain_samples": samples, "distinct_inputs": recordable(inputs),
+                     "passes": samples / inputs if inputs else None})
+    return rows
+
+
+def _dataset_rows(path: str) -> int | None:
+    """A dataset's train rows less the duplicates its manifest records; None where there is no dataset yet."""
+    from rlntp.data import read_manifest
+    from rlntp.errors import ConfigError
+
+    try:
+        manifest = read_manifest(Path(path))
+        rows = manifest["splits"]["train"]["rows"]
+        duplicates = (manifest.get("duplicate_pairs") or {}).get("train", 0)
+        return rows - duplicates if isinstance(rows, int) and isinstance(duplicates, int) else None
+    except (ConfigError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def render_regime(regime: list[dict[str, Any]]) -> list[str]:
+    """The pre-training runs' regime as lines: one per (samples, distinct inputs) with its runs and passes."""
+    groups = Counter((row["pretrain_samples"], row["distinct_inputs"], row["passes"]) for row in regime)
+    lines = []
+    for (samples, inputs, passes), count in groups.items():
+        if inputs is None:
+            lines.append(f"  {count} run(s): {samples:,} samples of distinct inputs not known before it runs (a "
+                         "dataset not made yet, or a task of your own)")
+            continue
+        where = "the memorisation regime" if passes > MEMORISATION else "no more samples than inputs"
+        shown = f"{inputs:,}" if isinstance(inputs, int) else inputs
+        lines.append(f"  {count} run(s): {samples:,} samples of {shown} distinct inputs: {format_passes(passes)} "
+                     f"passes ({where})")
+    return ["pre-training regime (samples seen / distinct inputs):", *lines] if lines else []
 
 
 def _kind(job: Job) -> tuple[str, dict[str, Any]]:
@@ -236,7 +292,8 @@ def render(plan: dict[str, Any], title: str) -> str:
              + (f" ({groups})" if groups else ""),
              f"pre-training: {totals['pretrain_steps']:,} steps, {totals['pretrain_samples']:,} samples",
              f"post-training: {totals['rl_steps']:,} steps, {totals['rl_samples']:,} RL samples (rollouts counted)",
-             f"evaluations: {totals['eval_inputs']:,} test inputs in all; checkpoints: {totals['checkpoints']:,}"]
+             f"evaluations: {totals['eval_inputs']:,} test inputs in all; checkpoints: {totals['checkpoints']:,}",
+             *render_regime(plan.get("regime", []))]
     for kind in plan["kinds"]:
         model = kind["model"]
         what = (f"{kind['stage']}" + (f" {kind['algo']}" if kind["stage"] == "posttrain" else "")

@@ -93,6 +93,22 @@ def make_task(config: TaskConfig) -> Task:
     return task
 
 
+def builtin_distinct_inputs(task: dict) -> int | None:
+    """The distinct inputs of a built-in task (parity, mult) sampled fresh, from its config as config.json records it
+    (`TaskConfig` fields); None for a dataset (`task.data`: its train split's prompts, which a run records), a task of
+    your own (its code is not run here) or a config that is not one."""
+    try:
+        if task.get("data"):
+            return None
+        if task.get("task") == "parity":
+            return ParityTask(d=task["d"], p_cot=task.get("p_cot", 0.0)).distinct_inputs
+        if task.get("task") == "mult":
+            return MultiplicationTask(digits=task["digits"], p_cot=task.get("p_cot", 0.0)).distinct_inputs
+    except (UserError, KeyError, TypeError, AttributeError):
+        return None
+    return None
+
+
 def task_class(spec: str) -> type[Task]:
     """The `Task` subclass named by `spec` (FILE.py:CLASS, MODULE:CLASS or an entry-point name); ConfigError naming
     what is wrong (no such file, module, class or entry point; not a Task; a member of the interface missing)."""
@@ -155,6 +171,10 @@ def _check_members(task: Task, spec: str) -> None:
     check(isinstance(task.title, str), f"task {spec}: title must be a str, got {task.title!r}")
     check(isinstance(task.params, dict) and task.params.get("task") is not None,
           f"task {spec}: params must be a dict with at least 'task' (what a dataset manifest records)")
+    inputs = task.distinct_inputs
+    check(inputs is None or isinstance(inputs, int) and not isinstance(inputs, bool) and inputs >= 1,
+          f"task {spec}: distinct_inputs must be None (unknown) or an integer >= 1 (how many distinct prompts "
+          f"sample_prompts draws), got {inputs!r}")
 
 
 def _load_file(path: str):

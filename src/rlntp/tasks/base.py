@@ -76,6 +76,17 @@ class Task(ABC):
     def params(self) -> dict:
         """The options that define this mixture (`task`, its size, `p_cot`, ...), as a dataset manifest records them."""
 
+    @property
+    def distinct_inputs(self) -> int | None:
+        """How many distinct prompts `sample_prompts` can draw (parity: 2^d), or None where the task cannot say.
+
+        Set beside the samples pre-training sees, it tells whether a run may have memorised its inputs (more samples
+        than inputs) or must generalise to inputs it never saw: a claim about what training generalizes to is judged
+        only where samples <= distinct inputs (`experiments.claims`). Override it in a task of your own to have
+        such claims judged on it.
+        """
+        return None
+
     @abstractmethod
     def sample_prompts(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """(n, prompt_len) fresh prompts, on the generator's device."""

@@ -69,6 +69,12 @@ class MultiplicationTask(Task):
         """[low, high): the n-digit numbers (no leading zero)."""
         return 10 ** (self.n - 1), 10**self.n
 
+    @property
+    def distinct_inputs(self) -> int:
+        """The ordered operand pairs `sample_operands` draws: (9 x 10^(n-1))^2 (n digits, no leading zero)."""
+        low, high = self.operand_range
+        return (high - low) ** 2
+
     # --- sequences from operands ----------------------------------------------------------------
 
     def prompts(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

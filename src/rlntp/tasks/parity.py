@@ -58,6 +58,11 @@ class ParityTask(Task):
         return {"task": self.name, "d": self.d, "p_cot": self.p_cot, "p_medium": self.p_medium}
 
     @property
+    def distinct_inputs(self) -> int:
+        """2^d: every input is d uniform bits (the medium and short sequences have the same inputs)."""
+        return 2**self.d
+
+    @property
     def medium_len(self) -> int:
         return len(self.medium_indices)
 

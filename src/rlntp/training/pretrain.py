@@ -181,8 +181,8 @@ def _pretrain(runs: list[PretrainRun], outs: list[Path], packed: bool, resume: b
             optimizers.append(optimizer)
             tallies.append(LossTally(device, state.get("loss_sum", 0.0), state.get("loss_steps", 0)))
         step = run_dirs[0].step
-        for out, identity, change in zip(outs, identities, changes):
-            record_task(out, identity, change, step)
+        for out, identity, change, data in zip(outs, identities, changes, datas):
+            record_task(out, identity, change, step, data.distinct_inputs)
         if packed:  # one optimizer steps the runs' stacked parameters, with the moments each run's had
             pack = Pack(models, cfg, task.prompt_len - 1, compiled=step_impl == "compiled")
             pack.load_moments(optimizers)
