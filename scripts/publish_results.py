@@ -1,4 +1,5 @@
-"""Publish a reproduction's verdicts into the docs: `python scripts/publish_results.py [runs/all]` (`make results`).
+"""Publish a reproduction's verdicts into the docs: `python scripts/publish_results.py [runs/all]` (`make results`);
+`--reevaluate`: judge the published tables again with the criteria as they are now.
 
 Copies each recipe's report.json and results table (theory: theory.json) from the reproduction into
 docs/results/NAME/, fig1's figure to docs/figures/fig1_cpu.png, and rewrites docs/results.md and the
@@ -54,6 +55,11 @@ def publish(source: Path) -> None:
                 shutil.copyfile(section / file, target / file)
         if name == "fig1" and (section / "fig1.png").exists():
             shutil.copyfile(section / "fig1.png", ROOT / "docs" / "figures" / "fig1_cpu.png")
+    write_pages()
+
+
+def write_pages() -> None:
+    """docs/results.md and the README's results table from docs/results."""
     (ROOT / "docs" / "results.md").write_text(RESULTS_PAGE + claims_markdown(RESULTS))
     readme = (ROOT / "README.md").read_text()
     head, rest = readme.split(BEGIN)
@@ -61,5 +67,34 @@ def publish(source: Path) -> None:
     (ROOT / "README.md").write_text(f"{head}{BEGIN}\n{claims_markdown(RESULTS, brief=True)}{END}{tail}")
 
 
+def reevaluate() -> list[str]:
+    """Judge every published recipe's claims again from its table with the criteria as they are now (after a change
+    of a criterion or of the gate), rewrite their report.json and the pages; returns one line per verdict that moved,
+    for docs/results/CHANGES.md."""
+    import json
+
+    import pandas as pd
+
+    from rlntp.experiments import recipes
+    from rlntp.experiments.claims import evaluate
+
+    moved = []
+    for path in sorted(RESULTS.glob("*/report.json")):
+        record = json.loads(path.read_text())
+        table, measured = path.parent / "results.parquet", path.parent / "theory.json"
+        results = pd.read_parquet(table) if table.exists() else json.loads(measured.read_text())
+        claims = evaluate(recipes()[record["recipe"]].claims, results)
+        for old, new in zip(record["claims"], claims, strict=True):
+            if old["verdict"] != new["verdict"]:
+                moved.append(f"{record['recipe']}: {old['claim']}: {old['verdict']} -> {new['verdict']} "
+                             f"({new['evidence']})")
+        path.write_text(json.dumps(record | {"claims": claims}, indent=2) + "\n")
+    write_pages()
+    return moved
+
+
 if __name__ == "__main__":
-    publish(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/all"))
+    if sys.argv[1:] == ["--reevaluate"]:
+        print("\n".join(reevaluate()) or "no verdict moved")
+    else:
+        publish(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/all"))

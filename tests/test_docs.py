@@ -150,7 +150,9 @@ def test_no_verdict_in_the_docs_is_written_by_hand():
                           else json.loads(measured.read_text()) if measured.exists() else None)
         assert results_of_run is not None, f"{record_path.parent} keeps no results to recompute its verdicts from"
         assert evaluate(module.claims, results_of_run) == record["claims"], record["recipe"]
-        assert all(claim["verdict"] != "not evaluated" for claim in record["claims"]), record["recipe"]
+        # not evaluated only where the gate says why: never a check that could not run
+        assert all(claim["verdict"] != "not evaluated" or claim["evidence"].startswith("memorisation regime: ")
+                   for claim in record["claims"]), record["recipe"]
 
 
 def test_the_api_page_lists_every_public_name_with_its_signature():

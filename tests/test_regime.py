@@ -179,12 +179,17 @@ def test_a_task_that_does_not_say_its_inputs_leaves_a_claim_about_generalization
     assert calibration["verdict"] == REPRODUCED and calibration["regime"]["passes"] is None
 
 
-def test_results_without_the_regime_columns_are_judged_as_before():
-    """Plan recipes' results and the tables published before runs recorded their regime: no gate, no regime."""
+def test_results_without_the_regime_columns_are_judged_as_before_unless_their_config_says_the_regime():
+    """Plan recipes' results and tables that record no built-in task: no gate, no regime. A table published before
+    runs recorded their regime, of parity runs: its regime from its task.* columns and samples seen, gated alike."""
     old = _table(192_000, 4096).drop(columns=["distinct_inputs", "pretrain_samples", "passes"])
     assert evaluate([GENERAL], old) == [{"claim": "GRPO generalizes", "criterion": "final greedy accuracy >= 0.95",
                                          "verdict": REPRODUCED, "evidence": "finals [1.0, 1.0, 1.0]"}]
     assert regime({"theorem1": []}) is None and regime(old) is None
+    parity = old.assign(**{"task.task": "parity", "task.d": 12, "task.data": None})
+    assert regime(parity)["passes"] == 46.875
+    assert evaluate([GENERAL], parity)[0]["evidence"] == MEMORISED
+    assert evaluate([GENERAL], parity.assign(**{"task.d": 20}))[0]["verdict"] == REPRODUCED
 
 
 def test_the_paper_recipes_mark_their_claims_about_generalization():

@@ -170,7 +170,10 @@ def regime(results: Any) -> dict[str, Any] | None:
     not say its distinct inputs), "text" (`describe_regime`)}. None where `results` is not such a table: what a
     plan recipe returns (the theory, the LLM path), a table written before runs recorded their regime, no run."""
     columns = getattr(results, "columns", None)
-    if columns is None or not all(column in columns for column in COLUMNS) or len(results) == 0:
+    if columns is not None and not all(column in columns for column in COLUMNS):
+        results = _regime_from_config(results)
+        columns = None if results is None else results.columns
+    if columns is None or len(results) == 0:
         return None
     rows = results
     if "stage" in columns and (results["stage"] == "pretrain").any():
@@ -186,6 +189,30 @@ def regime(results: Any) -> dict[str, Any] | None:
                   "distinct_inputs": int(inputs) if math.isfinite(inputs) else None,
                   "pretrain_samples": int(top["pretrain_samples"])}
     return found | {"text": describe_regime(found)}
+
+
+def _regime_from_config(table: Any) -> Any:
+    """A table written before runs recorded their regime, with its columns made from what it does record: each
+    pre-training run's built-in task (its task.* columns, `tasks.builtin_distinct_inputs`) and its samples seen at its
+    last evaluation. None where it cannot say (not a sweep's table, or no run of a built-in task)."""
+    from rlntp.tasks import builtin_distinct_inputs
+
+    task_columns = [c for c in table.columns if c.startswith("task.")]
+    if not task_columns or not {"run", "stage", "samples_seen"} <= set(table.columns):
+        return None
+    pre = table[table["stage"] == "pretrain"]
+    samples = pre.groupby("run")["samples_seen"].max()
+    inputs = {run: builtin_distinct_inputs({c.removeprefix("task."): row[c] for c in task_columns
+                                            if not _missing(row[c])})
+              for run, row in pre.drop_duplicates("run").set_index("run").iterrows()}
+    if not any(inputs.values()):
+        return None
+    pre = pre.assign(distinct_inputs=pre["run"].map(inputs), pretrain_samples=pre["run"].map(samples))
+    return pre.assign(passes=[s / i if i else None for s, i in zip(pre["pretrain_samples"], pre["distinct_inputs"])])
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def describe_regime(found: dict[str, Any]) -> str:
