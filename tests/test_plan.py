@@ -100,7 +100,7 @@ def test_a_plan_prints_counts_cost_and_provenance(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     main(["reproduce", "fig1", "--preset", "cpu", "--plan", "--device", "cpu"])
     text = capsys.readouterr().out
-    assert "runs: 3 pre-training, 18 post-training" in text and "CPU-hours here" in text
+    assert "runs: 3 pre-training, 15 post-training" in text and "CPU-hours here" in text
     assert "pretrain/task/p_cot" in text and "paper   §3.2" in text
     assert not any(tmp_path.iterdir())
     with pytest.raises(SystemExit):
