@@ -52,20 +52,13 @@ def _preset(d, model, shapes, train: dict, seeds, grpo: dict) -> dict:
 
 _PRESETS = {
     # Both architectures at the paper's three depths, one shape (width 64, 4 heads; the paper also varies
-    # width and heads), 3 seeds: 18 pre-training runs. d = 18: 1,500 steps of 128 are 192,000 samples of 262,144
-    # inputs (0.73 passes), as fig1.
-    "cpu": Preset("d = 18, 1,500 steps of 128 (0.73 passes over the inputs), width 64, 4 heads, 3 seeds", _preset(
-        18, {}, choice([[64, 4]], "one shape (width 64, 4 heads) at every depth: the grid of the paper's shapes "
-                                  "does not fit `reproduce all`'s budget on 2 cores"),
+    # width and heads), 3 seeds: 18 pre-training runs, within the 2-hour budget of `reproduce all` on 2 cores.
+    "cpu": Preset("d = 10, width 64, 4 heads, 3 seeds", _preset(
+        10, {}, choice([[64, 4]], "one shape (width 64, 4 heads) at every depth: the grid of the paper's shapes "
+                                  "does not fit `reproduce all`'s 2-hour budget on 2 cores"),
         {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 125, "eval_samples": 1000, "save_every": 1500},
         why.THREE_SEEDS([0, 1, 2]),
-        {"steps": 40, "eval_every": 4, "eval_samples": why.POST_EVAL(640), "save_every": 40}), default=why.REGIME),
-    "quick": Preset("memorisation regime (188 passes over every input): d = 10, width 64, 4 heads, 3 seeds; for tests "
-                    "and demos", _preset(
-        10, {}, choice([[64, 4]], "one shape (width 64, 4 heads) at every depth"),
-        {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 125, "eval_samples": 1000, "save_every": 1500},
-        why.THREE_SEEDS([0, 1, 2]),
-        {"steps": 40, "eval_every": 4, "eval_samples": why.POST_EVAL(640), "save_every": 40}), default=why.QUICK),
+        {"steps": 40, "eval_every": 4, "eval_samples": why.POST_EVAL(640), "save_every": 40}), default=why.CPU),
     # The paper's grid (App. C.1): depth 2, 4, 8; width 128, 256; heads 4 .. 32; d = 50 for 50,000 steps.
     "paper": Preset("d = 50, widths 128 and 256, 3 seeds; GPUs", _preset(
         why.D_50(50), choice({}, "every model setting is an axis"),
