@@ -281,7 +281,7 @@ def part_llm(device, tiny: bool, out: Path, results: dict) -> dict:
 
 def llm_stages(device, out: Path, rlntp, results: dict) -> dict:
     """--tiny: each LLM stage command once at the smallest sizes (a 1-layer Llama, 64 records, one SFT epoch, two
-    GRPO steps) instead of the tiny preset's 12 epochs at two mixtures: the commands the vLLM run uses, in seconds."""
+    GRPO steps) instead of the tiny preset's 4 epochs at two mixtures: the commands the vLLM run uses, in seconds."""
     from rlntp.llm.tiny import gsm8k_records, make_tiny_llama
 
     out.mkdir(parents=True)

@@ -13,8 +13,8 @@ from test_llm_recipe import REAL, reproduce
 pytestmark = pytest.mark.integration
 
 XDIST_COST = 18
-"""Its cost for the order in which xdist hands out modules (tests/conftest.py): the tiny recipe twice over (the
-mixtures, two SFT runs, GRPO, 28 evaluations: 3-4 minutes on one core), which the tier count (1) would put last."""
+"""Its cost for the order in which xdist hands out modules (tests/conftest.py): the tiny recipe (the mixtures, two
+SFT runs, GRPO, 12 evaluations: 1-2 minutes on one core), which the tier count (1) would put last."""
 
 
 @pytest.mark.parametrize("dataset, train, test, p_cots", [("math", "math500_train.jsonl", "math500_test.jsonl",

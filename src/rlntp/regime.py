@@ -13,6 +13,25 @@ MEMORISATION = 1.0
 """Passes (pre-training samples / distinct inputs) above which a run is in the memorisation regime."""
 
 
+def passes(samples: int | float | None, inputs: int | float | None) -> float | None:
+    """Pre-training samples over distinct inputs, as a float (2^d may be beyond an int64 or a float: then 0); None
+    where either is unknown."""
+    if samples is None or inputs is None or (isinstance(inputs, float) and inputs != inputs) or not inputs:
+        return None
+    try:
+        return float(samples) / float(inputs)
+    except OverflowError:
+        return 0.0
+
+
+def seen_share(passes: float) -> float:
+    """The share of inputs that uniform sampling of `passes` x inputs samples shows at least once, 1 - e^-passes:
+    at 0.73 passes about half the inputs were seen once (rarely twice), at 47 every input many times."""
+    import math
+
+    return 1 - math.exp(-passes)
+
+
 def format_passes(passes: float) -> str:
     """Passes rounded for reading: whole numbers from 10 (47, 12,000), one decimal from 1 (1.3), two significant
     digits below (0.73, 0.0012)."""

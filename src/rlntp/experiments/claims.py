@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from rlntp.regime import COLUMNS, MEMORISATION, describe, format_passes
+from rlntp.regime import COLUMNS, MEMORISATION, describe, format_passes, passes
 
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
 NOT_EVALUATED = "not evaluated"
@@ -167,8 +167,9 @@ def regime(results: Any) -> dict[str, Any] | None:
     """The regime of a results table's pre-training runs (its columns distinct_inputs, pretrain_samples, passes:
     `sweeps.engine.write_results`): the run with the most passes over its inputs, as {"passes", "distinct_inputs",
     "pretrain_samples" (that run's), "fewest_passes", "runs" (pre-training runs), "unknown" (runs whose task does
-    not say its distinct inputs), "text" (`describe_regime`)}. None where `results` is not such a table: what a
-    plan recipe returns (the theory, the LLM path), a table written before runs recorded their regime, no run."""
+    not say its distinct inputs), "text" (`describe_regime`)}; a sweep's table written before runs recorded their
+    regime, from its config columns (`_regime_from_config`). None where `results` is not a sweep's table (what a
+    plan recipe returns: the theory, the LLM path) or holds no run."""
     columns = getattr(results, "columns", None)
     if columns is not None and not all(column in columns for column in COLUMNS):
         results = _regime_from_config(results)
@@ -192,27 +193,30 @@ def regime(results: Any) -> dict[str, Any] | None:
 
 
 def _regime_from_config(table: Any) -> Any:
-    """A table written before runs recorded their regime, with its columns made from what it does record: each
-    pre-training run's built-in task (its task.* columns, `tasks.builtin_distinct_inputs`) and its samples seen at its
-    last evaluation. None where it cannot say (not a sweep's table, or no run of a built-in task)."""
+    """A sweep's table written before runs recorded their regime, with its columns made from what it does record:
+    each pre-training run's built-in task (its task.* columns, `tasks.builtin_distinct_inputs`) and its samples seen
+    at its last evaluation; distinct inputs unknown for a dataset or a task of your own. None where the table is not a
+    sweep's (no task.task, stage, run or samples_seen column)."""
+    import pandas as pd
+
     from rlntp.tasks import builtin_distinct_inputs
 
-    task_columns = [c for c in table.columns if c.startswith("task.")]
-    if not task_columns or not {"run", "stage", "samples_seen"} <= set(table.columns):
+    if not {"task.task", "run", "stage", "samples_seen"} <= set(table.columns):
         return None
+    task_columns = [c for c in table.columns if c.startswith("task.")]
+
+    def value(cell: Any) -> Any:  # pandas stores an int column with a gap as floats
+        return int(cell) if isinstance(cell, float) and cell.is_integer() else cell
+
     pre = table[table["stage"] == "pretrain"]
     samples = pre.groupby("run")["samples_seen"].max()
-    inputs = {run: builtin_distinct_inputs({c.removeprefix("task."): row[c] for c in task_columns
-                                            if not _missing(row[c])})
+    inputs = {run: builtin_distinct_inputs({c.removeprefix("task."): value(row[c]) for c in task_columns
+                                            if not pd.isna(row[c])})
               for run, row in pre.drop_duplicates("run").set_index("run").iterrows()}
-    if not any(inputs.values()):
-        return None
-    pre = pre.assign(distinct_inputs=pre["run"].map(inputs), pretrain_samples=pre["run"].map(samples))
-    return pre.assign(passes=[s / i if i else None for s, i in zip(pre["pretrain_samples"], pre["distinct_inputs"])])
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    pre = pre.assign(distinct_inputs=pre["run"].map(lambda run: None if inputs[run] is None else float(inputs[run])
+                                                    if inputs[run].bit_length() <= 1024 else math.inf),
+                     pretrain_samples=pre["run"].map(samples))
+    return pre.assign(passes=[passes(int(s), inputs[run]) for s, run in zip(pre["pretrain_samples"], pre["run"])])
 
 
 def describe_regime(found: dict[str, Any]) -> str:

@@ -48,7 +48,8 @@ _PRESETS = {
     }, default=why.REGIME),
     # d = 12: the memorisation regime (62 passes over the 4,096 inputs), for tests and demos. d = 12 is out of reach
     # of the short sequences alone in 2,000 steps (Fig. 1's setting), while the long path is learned within ~1,000.
-    "quick": Preset("memorisation regime (62 passes over every input): d = 12, 9 p_cot x 3 seeds; for tests and demos", {
+    "quick": Preset("memorisation regime (62 passes over every input): d = 12, 9 p_cot x 3 seeds; for tests and "
+                    "demos", {
         "pretrain": {
             "task": {"d": 12},
             "model": {"layers": 2, "width": 64, "heads": 4},

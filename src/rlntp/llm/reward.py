@@ -240,7 +240,9 @@ def shared_verifier(timeout_s: float = 5.0) -> Verifier:
     responses on a small model, and a recipe runs dozens of evaluations and GRPO runs in one process."""
     if not _SHARED:
         atexit.register(lambda: [verifier.close() for verifier in _SHARED.values()])
-    return _SHARED.setdefault(timeout_s, Verifier(timeout_s))
+    if timeout_s not in _SHARED:
+        _SHARED[timeout_s] = Verifier(timeout_s)
+    return _SHARED[timeout_s]
 
 
 def score(response: Any, gold: str, verifier: Verifier) -> dict[str, float]:

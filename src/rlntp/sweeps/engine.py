@@ -40,6 +40,7 @@ from rlntp.config import flatten
 from rlntp.errors import Interrupted, RunDirError, UserError
 from rlntp.files import atomic_write_bytes, atomic_write_text
 from rlntp.regime import COLUMNS as REGIME
+from rlntp.regime import passes
 from rlntp.runs import history
 from rlntp.runs.checkpoints import checkpoint_steps
 from rlntp.runs.dirs import CONFIG, STATUS, read_status
@@ -417,7 +418,7 @@ def _regime_columns(out: Path, run_dir: Path, config: dict[str, Any], job: Job |
     if inputs is None and isinstance(task, dict):
         inputs = builtin_distinct_inputs(task)
     return {"distinct_inputs": _as_float(inputs), "pretrain_samples": samples,
-            "passes": samples / inputs if inputs and isinstance(samples, int) else None}
+            "passes": passes(samples, inputs) if isinstance(samples, int) else None}
 
 
 def _as_float(count: int | None) -> float | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from rlntp.regime import MEMORISATION, format_passes, recordable
+from rlntp.regime import MEMORISATION, format_passes, passes, recordable, seen_share
 from rlntp.sweeps.spec import Job
 from rlntp.tasks import builtin_distinct_inputs
 
@@ -107,7 +107,7 @@ def pretrain_regime(jobs: list[Job]) -> list[dict[str, Any]]:
         samples = train.steps * train.batch_size
         inputs = _dataset_rows(task.data) if task.data else builtin_distinct_inputs(asdict(task))
         rows.append({"run": job.name, "pretrain_samples": samples, "distinct_inputs": recordable(inputs),
-                     "passes": samples / inputs if inputs else None})
+                     "passes": passes(samples, inputs)})
     return rows
 
 
@@ -129,15 +129,15 @@ def render_regime(regime: list[dict[str, Any]]) -> list[str]:
     """The pre-training runs' regime as lines: one per (samples, distinct inputs) with its runs and passes."""
     groups = Counter((row["pretrain_samples"], row["distinct_inputs"], row["passes"]) for row in regime)
     lines = []
-    for (samples, inputs, passes), count in groups.items():
+    for (samples, inputs, per_input), count in groups.items():
         if inputs is None:
             lines.append(f"  {count} run(s): {samples:,} samples of distinct inputs not known before it runs (a "
                          "dataset not made yet, or a task of your own)")
             continue
-        where = "the memorisation regime" if passes > MEMORISATION else "no more samples than inputs"
+        where = "the memorisation regime" if per_input > MEMORISATION else "no more samples than inputs"
         shown = f"{inputs:,}" if isinstance(inputs, int) else inputs
-        lines.append(f"  {count} run(s): {samples:,} samples of {shown} distinct inputs: {format_passes(passes)} "
-                     f"passes ({where})")
+        lines.append(f"  {count} run(s): {samples:,} samples of {shown} distinct inputs: {format_passes(per_input)} "
+                     f"passes, {seen_share(per_input):.0%} of the inputs seen ({where})")
     return ["pre-training regime (samples seen / distinct inputs):", *lines] if lines else []
 
 
@@ -248,18 +248,20 @@ def step_costs(job: Job, rates: dict[str, float]) -> dict[str, float]:
 MIN_PROBE_S = 0.25
 """A probe repeats a call until this many seconds have passed (once at least), and takes the mean."""
 LONG_CALL_S = 2.0
-"""A warm-up call that takes at least this long is the measurement: the one-time costs a warm-up absorbs
+"""On a CPU, a warm-up call that takes at least this long is the measurement: the one-time costs a warm-up absorbs
 (allocations, the optimizer's state) are small beside it, and a large model steps once instead of twice (the
-paper presets of multiplication and Mistral: 8 s per step on one thread)."""
+paper presets of multiplication and Mistral: 8 s per step on one thread). On a GPU the first call also sets up the
+context and kernels, which can take seconds for any model: there the warm-up is never the measurement."""
 
 
 def _timed(fn, device: torch.device, warm_up: bool = True) -> float:
     """Mean seconds of a call of `fn` (after a warm-up call), over calls for at least MIN_PROBE_S."""
+    _sync(device)
     if warm_up:
         started = time.perf_counter()
         fn()
         _sync(device)
-        if (seconds := time.perf_counter() - started) >= LONG_CALL_S:
+        if (seconds := time.perf_counter() - started) >= LONG_CALL_S and device.type == "cpu":
             return seconds
     started, calls = time.perf_counter(), 0
     while calls == 0 or time.perf_counter() - started < MIN_PROBE_S:
