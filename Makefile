@@ -9,17 +9,15 @@ setup: $(VENV)/.installed
 
 # torch first: the pinned CPU wheel where there is no GPU (an unpinned `torch` would pull a multi-GB
 # CUDA build), the default build where nvidia-smi answers, or nothing if the venv already has one
-# (set TORCH_SPEC to choose, e.g. TORCH_SPEC="torch==2.13.0" or a CUDA variant). --no-compile: Python compiles the
-# modules it imports on first use, not every file of every package now (torch's CPU wheel: 20 s -> 9 s here).
-PIP := $(BIN)/pip install --quiet --no-compile
+# (set TORCH_SPEC to choose, e.g. TORCH_SPEC="torch==2.13.0" or a CUDA variant).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@if $(BIN)/python -c "import torch" 2>/dev/null; then echo "torch already installed"; \
-	elif [ -n "$(TORCH_SPEC)" ]; then $(PIP) "$(TORCH_SPEC)"; \
-	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then $(PIP) torch; \
-	else $(PIP) "torch==2.13.0"; fi
-	$(PIP) -e ".[dev]"
+	elif [ -n "$(TORCH_SPEC)" ]; then $(BIN)/pip install --quiet "$(TORCH_SPEC)"; \
+	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install --quiet torch; \
+	else $(BIN)/pip install --quiet "torch==2.13.0"; fi
+	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
 fig1: setup
