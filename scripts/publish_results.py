@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
 BEGIN = "<!-- claims: made by scripts/publish_results.py from docs/results; do not edit -->"
 END = "<!-- claims end -->"
-COPIED = ("report.json", "results.parquet", "theory.json")
+COPIED = ("report.json", "registration.json", "results.parquet", "theory.json")
 
 RESULTS_PAGE = """# Results: the paper's claims, judged from our runs
 

@@ -125,8 +125,10 @@ def test_the_claims_as_markdown_are_deterministic_in_the_recipes_order(reproduct
     text = claims_markdown(reproductions)
     lines = text.splitlines()
     assert lines[:2] == ["| recipe | the paper | criterion | verdict | evidence |", "|---|---|---|---|---|"]
-    assert lines[2] == "| fig1 (cpu) | NTP stays at 50% | final \\| 1/2 ± 3 sd | reproduced | 3 of 3 seeds: 0.493 &lt;script> |"
-    assert [line.split(" | ")[0] for line in lines[2:]] == ["| fig1 (cpu)", "| fig1 (cpu)", "| star-odds (cpu)"]
+    # each recipe says what its verdicts rest on: these reports, written before registrations, are exploration
+    assert lines[2] == "| fig1 (cpu, exploration) | NTP stays at 50% | final \\| 1/2 ± 3 sd | reproduced | 3 of 3 seeds: 0.493 &lt;script> |"
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| fig1 (cpu, exploration)", "| fig1 (cpu, exploration)",
+                                                         "| star-odds (cpu, exploration)"]
     assert claims_markdown(reproductions) == text and text.endswith("\n")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="holds no reproduction"):

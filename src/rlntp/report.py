@@ -22,6 +22,7 @@ from urllib.parse import quote
 from rlntp.errors import check
 from rlntp.files import GENERATOR, check_output, write_output
 from rlntp.regime import ratio
+from rlntp.registration import report_kind, seeds
 
 VERDICT_STYLES = {"reproduced": "reproduced", "partly": "partly", "not reproduced": "not-reproduced",
                   "not evaluated": "not-evaluated"}
@@ -209,6 +210,9 @@ def _section_html(section: Path, record: dict, anchor: str, root: Path, page_dir
     meta = [f"directory <code>{_escape(os.path.relpath(section, root))}</code>"]
     if record.get("preset"):
         meta.append(f"preset <code>{_escape(record['preset'])}</code>")
+    meta.append(_escape(evidence_of(record)))
+    if (record.get("registration") or {}).get("hash"):
+        meta.append(f"registration <code>{_escape(record['registration']['hash'])}</code>")
     meta.append(f"wall time {_duration(record.get('seconds'))}")
     if _status(section):
         meta.append(f"runs: {_escape(_status(section))}")
@@ -304,6 +308,16 @@ def write_report(root: Path, out: Path | None = None) -> Path:
     return write_output(out, page.encode())
 
 
+def evidence_of(record: dict) -> str:
+    """What a report's verdicts rest on, in words: 'confirmation seeds 1000-1002' or 'exploration seeds 0-2'
+    (`rlntp.registration`); a report written before registrations existed is exploration."""
+    used = (record.get("registration") or {}).get("seeds") or seeds(record.get("settings") or {})
+    shown = "" if not used else f" seed {used[0]}" if len(used) == 1 else (
+        f" seeds {used[0]}-{used[-1]}" if used == list(range(used[0], used[-1] + 1)) else
+        f" seeds {', '.join(map(str, used))}")
+    return report_kind(record) + shown
+
+
 def claims_markdown(root: Path, brief: bool = False) -> str:
     """Every claim of the reproductions under `root` as one Markdown table (recipe, the paper, criterion, verdict,
     evidence; `brief`: recipe, the paper, verdict), recipes in their order (`experiments.RECIPES`), each recipe's claims
@@ -320,7 +334,8 @@ def claims_markdown(root: Path, brief: bool = False) -> str:
     header += ["pre-training regime"] if shown else []  # none in report.json written before claims recorded it
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for record in records:
-        recipe = record["recipe"] + (f" ({record['preset']})" if isinstance(record.get("preset"), str) else "")
+        preset = f"{record['preset']}, " if isinstance(record.get("preset"), str) else ""
+        recipe = f"{record['recipe']} ({preset}{evidence_of(record)})"
         for claim in _claims(record):
             cells = [recipe, *(claim.get(key) for key in keys)]
             cells += [(regime_of(claim) or ("", ""))[0 if brief else 1]] if shown else []

@@ -21,6 +21,8 @@ from rlntp.errors import check_choice
 from rlntp.experiments import arch, fig1, fig2, fig3, fig13, llm, mult, partial_cot, rare, small_d, star_odds, theory
 from rlntp.experiments.recipe import REPORT, SUMMARY, Preset, Recipe
 from rlntp.files import atomic_write_text
+from rlntp.registration import FILE as REGISTRATION
+from rlntp.registration import jsonable, registration
 
 __all__ = ["RECIPES", "REPORT", "SUMMARY", "Preset", "Recipe", "recipes", "reproduce", "plan", "regime",
            "reproduce_all"]
@@ -74,9 +76,10 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
         if executor is not None:
             check_executor(executor, _jobs(recipe, preset, settings, out))
     options = "".join(f" --{key.replace('_', '-')} {value}" for key, value in given.items())
-    marker = {"recipe": name, "preset": preset, "settings": _jsonable(settings), "title": recipe.title,
+    marker = {"recipe": name, "preset": preset, "settings": jsonable(settings), "title": recipe.title,
               "order": _order(name), "command": f"rlntp reproduce {name} --preset {preset}{options} --out {out}",
               "seconds": 0.0, "claims": []}
+    registered, registered_record = registration(recipe, preset)
     with open_recipe_dir(out, marker) as record:
         if recipe.is_sweep:
             summary, results = _run_sweep(recipe, settings, jobs, out, executor, progress, preset)
@@ -86,8 +89,9 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
         atomic_write_text(out / SUMMARY, summary + "\n")
         seconds = (record.get("seconds") or 0.0) + time.perf_counter() - started
         record.pop("paper", None)  # the hand-written rows of earlier versions, replaced by the claims
-        record |= {"title": recipe.title, "order": _order(name), "seconds": seconds,
+        record |= {"title": recipe.title, "order": _order(name), "seconds": seconds, "registration": registered,
                    "claims": evaluate(recipe.claims, results), "provenance": _provenance_rows(recipe, preset, given)}
+        atomic_write_text(out / REGISTRATION, json.dumps(registered_record, indent=2) + "\n")
         atomic_write_text(out / REPORT, json.dumps(record, indent=2) + "\n")
     return summary
 
@@ -214,15 +218,6 @@ def _run_sweep(recipe: Recipe, spec: dict, jobs: list, out: Path, executor, prog
     run_sweep(jobs, out, executor, spec, f"recipe {recipe.name}, preset {preset}", progress)
     table = pd.read_parquet(out / RESULTS)
     return recipe.report(table, spec, out), table
-
-
-def _jsonable(settings: Any) -> Any:
-    """A preset as JSON data (dataclasses as dictionaries, paths as strings)."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(settings):
-        settings = dataclasses.asdict(settings)
-    return json.loads(json.dumps(settings, default=str))
 
 
 def recipes_of_all(preset: str) -> dict[str, Recipe]:

@@ -1,0 +1,102 @@
+"""Registration: the claims, criteria, thresholds and preset a confirmation run is judged under, and that a change to
+any of them makes its published verdicts stale until the recipe runs again."""
+
+import dataclasses
+import json
+
+import pytest
+
+from rlntp.experiments.claims import Claim, Verdict
+from rlntp.experiments.provenance import chose
+from rlntp.experiments.recipe import Preset, Recipe
+from rlntp.registration import (
+    CONFIRMATION,
+    EXPLORATION,
+    FILE,
+    kind,
+    record,
+    registration,
+    seeds,
+    stale,
+)
+
+pytestmark = pytest.mark.unit
+
+LEARNED = 0.9
+"""a threshold of the toy's check, read from this module as a recipe module's are"""
+
+
+def _learns(table) -> Verdict:
+    return Verdict("reproduced", f"final accuracy >= {LEARNED}")
+
+
+def _toy(seeds_: list[int], steps: int = 10, criterion: str = f"final greedy accuracy >= {LEARNED}") -> Recipe:
+    return Recipe("toy", "a toy", {"cpu": Preset("toy", {"pretrain": {
+        "task": {"d": 4}, "train": {"steps": steps}, "axes": {"train.seed": seeds_}}}, default=chose("a toy"))},
+        [Claim("toy claim: parity d = 4 is learned", criterion, _learns)], report=lambda table, spec, out: "")
+
+
+def _published(tmp_path, recipe: Recipe):
+    """A recipe directory as a run writes it: report.json with its registration, registration.json beside it."""
+    registered, registered_record = registration(recipe, "cpu")
+    (tmp_path / "report.json").write_text(json.dumps({"recipe": recipe.name, "preset": "cpu",
+                                                      "registration": registered, "claims": []}))
+    (tmp_path / FILE).write_text(json.dumps(registered_record))
+    return registered
+
+
+def test_seeds_from_1000_are_confirmation_seeds_and_the_others_exploration():
+    assert seeds(_toy([1000, 1001]).presets["cpu"].settings) == [1000, 1001]
+    assert seeds({"seeds": [2, 0], "llm": {"seed": 1}}) == [0, 1, 2]
+    assert kind([1000, 1001, 1002]) == CONFIRMATION
+    assert kind([0, 1, 2]) == kind([999, 1000]) == kind([]) == EXPLORATION
+
+
+def test_the_record_holds_each_claims_criterion_every_threshold_its_checks_read_and_the_settings():
+    registered = record(_toy([1000]), "cpu")
+    assert registered["claims"] == [{"claim": "toy claim: parity d = 4 is learned", "about_generalization": False,
+                                     "criterion": "final greedy accuracy >= 0.9"}]
+    assert registered["thresholds"][f"{__name__}.LEARNED"] == LEARNED
+    assert registered["thresholds"]["rlntp.experiments.claims.APPROX"] == 0.05  # the shared rules too
+    assert registered["settings"]["pretrain"]["train"]["steps"] == 10
+
+
+def test_a_confirmation_stands_until_a_threshold_a_criterion_or_the_preset_changes(tmp_path, monkeypatch):
+    recipe = _toy([1000, 1001])
+    assert _published(tmp_path, recipe)["kind"] == CONFIRMATION
+    assert stale(tmp_path, recipe) is None
+    # a threshold of the check's module
+    monkeypatch.setattr(f"{__name__}.LEARNED", 0.8)
+    why = stale(tmp_path, recipe)
+    assert why is not None and f"threshold {__name__}.LEARNED: 0.9 -> 0.8" in why and "rlntp reproduce toy" in why
+    monkeypatch.undo()
+    # the criterion in words
+    why = stale(tmp_path, dataclasses.replace(recipe, claims=[dataclasses.replace(recipe.claims[0],
+                                                                                   criterion="accuracy > 0.5")]))
+    assert why is not None and "claim 1 (toy claim" in why
+    # a setting of the preset
+    why = stale(tmp_path, _toy([1000, 1001], steps=20))
+    assert why is not None and "setting pretrain/train/steps: 10 -> 20" in why
+    # a preset that no longer exists
+    why = stale(tmp_path, dataclasses.replace(recipe, presets={"quick": recipe.presets["cpu"]}))
+    assert why is not None and "no longer has" in why
+
+
+def test_exploration_verdicts_are_never_vouched_for_by_a_registration(tmp_path):
+    recipe = _toy([0, 1, 2])
+    assert _published(tmp_path, recipe)["kind"] == EXPLORATION
+    assert stale(tmp_path, _toy([0, 1, 2], steps=20)) is None  # nothing registered to go stale
+
+
+def test_every_published_confirmation_verdict_was_computed_under_the_current_registration():
+    """The docs' confirmation verdicts (docs/results/NAME/report.json with confirmation seeds) stand only while
+    their recipe's registration is unchanged: change a criterion, a threshold or the preset, and this fails until
+    the recipe is run again and published."""
+    from pathlib import Path
+
+    from rlntp.experiments import recipes
+
+    published = sorted((Path(__file__).resolve().parent.parent / "docs" / "results").glob("*/report.json"))
+    assert published
+    found = [stale(path.parent, recipes()[json.loads(path.read_text())["recipe"]]) for path in published]
+    assert not [why for why in found if why], found
