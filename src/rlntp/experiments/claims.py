@@ -24,7 +24,8 @@ majority of them (`k_of_n`). The rules every recipe's criteria follow, each writ
   `PARTLY_SHARE` of the units and at least one; not reproduced otherwise (`k_of_n`, and `combine` for units that
   have verdicts of their own).
 - a statistical test counts independent units: seeds (or pre-training runs), never runs that share a seed's
-  checkpoint; its outcome maps to a verdict one way (`tested`): p < `SIGNIFICANCE` reproduced, otherwise not.
+  checkpoint; its outcome maps to a verdict one way (`significant`): p < `SIGNIFICANCE` reproduced, otherwise
+  not reproduced.
 - "for all algorithms" (architectures, settings) is judged per unit and needs every one where the paper's wording
   says so, pooled where it pools; the criterion's text says which.
 - where a figure's caption states its curve convention (Fig. 1: "median across 3 seeds"), a criterion read from
@@ -56,8 +57,8 @@ NEAR_ZERO = 0.05
 PARTLY_SHARE = 0.5
 """'partly': short of what the criterion needs, but passed in at least this share of its units (and at least one).
 Half, so that a verdict of partly is never given where most units contradict the claim: under the default need (a
-majority) an odd number of units gives reproduced or not reproduced and partly is a tie, under need 'all' partly is
-at least half short of all. One unit of three that passes (possibly by noise) is not partial support."""
+majority) an odd number of units gives reproduced or not reproduced and partly is a tie; under need 'all', partly is
+at least half of the units but not all. One unit of three that passes (possibly by noise) is not partial support."""
 
 
 def partly_needs(n: int) -> int:
@@ -165,10 +166,10 @@ def grows(values: Mapping[Any, tuple[float, float, str]], name: str = "d") -> Ve
 
 SIGNIFICANCE = 0.05
 """'more often' between two counts of independent units (seeds, pre-training runs; never runs that share a seed's
-checkpoint): a one-sided Fisher exact test at this level (`more_often`, `tested`)."""
+checkpoint): a one-sided Fisher exact test at this level (`more_often`, `significant`)."""
 
 
-def tested(p: float, evidence: str) -> Verdict:
+def significant(p: float, evidence: str) -> Verdict:
     """The verdict of one one-sided test of the paper's direction with p-value `p`: reproduced where p <
     SIGNIFICANCE, not reproduced otherwise. A difference in the paper's direction that is not significant is no
     partial support: with no effect at all, about half of the outcomes point that way. A claim made of several

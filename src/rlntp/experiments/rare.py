@@ -14,7 +14,16 @@ import numpy as np
 import pandas as pd
 
 from rlntp.experiments import provenance as why
-from rlntp.experiments.claims import NOT_REPRODUCED, SIGNIFICANCE, Claim, Verdict, combine, k_of_n, more_often, tested
+from rlntp.experiments.claims import (
+    NOT_REPRODUCED,
+    SIGNIFICANCE,
+    Claim,
+    Verdict,
+    combine,
+    k_of_n,
+    more_often,
+    significant,
+)
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, Column, first_solved, table_curve, text_table
@@ -214,8 +223,8 @@ def _later_checkpoint_helps(table: pd.DataFrame) -> Verdict:
         if early.empty or late.empty:
             verdicts[algo] = Verdict(NOT_REPRODUCED, "no runs")
             continue
-        verdicts[algo] = tested(more_often(int(late.sum()), len(late), int(early.sum()), len(early)),
-                                f"seeds {int(early.sum())}/{len(early)} -> {int(late.sum())}/{len(late)}")
+        verdicts[algo] = significant(more_often(int(late.sum()), len(late), int(early.sum()), len(early)),
+                                     f"seeds {int(early.sum())}/{len(early)} -> {int(late.sum())}/{len(late)}")
     verdict = combine(verdicts, need="all", unit="algorithms")
     return Verdict(verdict.verdict, f"p_cot = {ps[0]:g}, T <= 1, seeds with most runs at >= {SOLVED} from step "
                                     f"{steps[0]:,} -> {steps[-1]:,}: {verdict.evidence}")
