@@ -4,6 +4,8 @@ negative control: a model at chance, a memorised short-answer model, a length th
 stays short ...). One table of (recipe, claim, control) cases; a claim without both controls fails the suite. And
 every tolerance is smaller than the effect it measures at every setting a preset judges."""
 
+from itertools import pairwise
+
 import pytest
 from sweep_tables import run, sweep
 
@@ -117,9 +119,9 @@ def fig13(ntp: dict[int, int | None], rl: dict[int, int | None]):
     """Per d, 3 seeds: NTP alone reaches 100% at evaluation `ntp[d]` (None: never in 10), GRPO from step 200 at its
     evaluation `rl[d]` (None: never in 5)."""
     runs = []
-    for d in ntp:
+    for d, hit in ntp.items():
         for seed in range(SEEDS):
-            pre = [0.5] * 10 if ntp[d] is None else [0.5] * ntp[d] + [1.0] * (10 - ntp[d])
+            pre = [0.5] * 10 if hit is None else [0.5] * hit + [1.0] * (10 - hit)
             post = [0.5] * 5 if rl[d] is None else [0.5] * rl[d] + [1.0] * (5 - rl[d])
             runs.append(run(f"d{d}/s{seed}", pre, seed=seed, config={"task.d": d}))
             runs.append(run(f"d{d}/s{seed}/grpo", post, "posttrain", seed=seed, source_step=200, config={"task.d": d}))
@@ -331,7 +333,7 @@ def test_the_other_tolerances_are_smaller_than_their_effects():
     for preset in recipes()["partial-cot"].presets.values():
         task = preset.settings["pretrain"]["task"]
         levels = stair_levels(task["p_cot"], task["p_medium"])
-        assert all(min(APPROX, (b - a) / 2) < b - a for a, b in zip(levels, levels[1:]))
+        assert all(min(APPROX, (b - a) / 2) < b - a for a, b in pairwise(levels))
     # star-odds: over each preset's rounds the recursion moves by more than APPROX from any p_0 up to 0.9 (the seeds
     # measured 0.12-0.20); a seed beyond that is not judged
     for preset in recipes()["star-odds"].presets.values():
