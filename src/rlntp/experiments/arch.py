@@ -13,16 +13,7 @@ import numpy as np
 import pandas as pd
 
 from rlntp.experiments import provenance as why
-from rlntp.experiments.claims import (
-    NOT_REPRODUCED,
-    PARTLY,
-    REPRODUCED,
-    SIGNIFICANCE,
-    Claim,
-    Verdict,
-    k_of_n,
-    more_often,
-)
+from rlntp.experiments.claims import SIGNIFICANCE, Claim, Verdict, k_of_n, more_often, significant
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, Column, first_solved, text_table
@@ -177,26 +168,25 @@ def _mistral_less_stable(table: pd.DataFrame) -> Verdict:
     if not {"gpt2", "mistral"} <= set(unstable):
         raise ValueError(f"needs GPT-2 and Mistral runs, found {', '.join(unstable)}")
     (m, m_runs), (g, g_runs) = unstable["mistral"], unstable["gpt2"]
-    p = more_often(m, m_runs, g, g_runs)
-    verdict = REPRODUCED if p < SIGNIFICANCE else PARTLY if m / m_runs > g / g_runs else NOT_REPRODUCED
-    return Verdict(verdict, f"unstable pre-training runs: Mistral {m} of {m_runs}, GPT-2 {g} of {g_runs} "
-                            f"(one-sided Fisher p = {p:.3f})")
+    return significant(more_often(m, m_runs, g, g_runs),
+                       f"unstable pre-training runs: Mistral {m} of {m_runs}, GPT-2 {g} of {g_runs}")
 
 
 CLAIMS = [
     Claim("Figs. 6-8: pre-training alone does not induce a model capable of consistent generalization, for any "
           "architecture (GPT-2 and Mistral, every depth, width and number of heads)",
-          f"for every architecture of the sweep, pre-training ends below greedy accuracy {SOLVED} (its last "
-          "evaluation) in a majority of seeds",
+          f"per architecture (the paper: 'for any architecture'), pre-training ends below greedy accuracy {SOLVED} "
+          "(its last evaluation) in a majority of seeds; every architecture of the sweep",
           _ntp_fails, about_generalization=True),
     Claim("Figs. 6-8: GRPO (end-to-end reward, T = 1) after pre-training generalizes, for every architecture",
-          f"for every architecture of the sweep, GRPO from the last pre-training checkpoint ends at greedy accuracy "
-          f">= {SOLVED} in a majority of seeds",
+          f"per architecture, GRPO from the last pre-training checkpoint ends at greedy accuracy >= {SOLVED} in a "
+          "majority of seeds; every architecture of the sweep",
           _grpo_learns, about_generalization=True),
     Claim("App. C.1: the Mistral architecture exhibits more unstable learning (pre-training) than GPT-2",
           f"the share of Mistral pre-training runs whose temperature-1 accuracy falls by more than {UNSTABLE} from "
-          f"its best so far is larger than GPT-2's: reproduced where a one-sided Fisher exact test gives p < "
-          f"{SIGNIFICANCE}, partly where it is larger without that",
+          f"its best so far is larger than GPT-2's, by a one-sided Fisher exact test over the pre-training runs (each "
+          f"architecture and seed its own run, independent): reproduced where p < {SIGNIFICANCE}, not reproduced "
+          "otherwise",
           _mistral_less_stable),
 ]
 

@@ -13,8 +13,23 @@ right may have learned a table rather than the task, and the verdict is 'not eva
 (`regime_gate`). Every verdict of a sweep recipe is shown beside that ratio (`regime`).
 
 Criteria are written for any number of seeds: most pass a seed (or a setting) at a time and need a
-majority of them (`k_of_n`). A threshold on a measured fraction is set from its sampling error
-(`sampling_margin`), or where the paper says "approximately" from `APPROX`.
+majority of them (`k_of_n`). The rules every recipe's criteria follow, each written once here:
+
+- "approximately equal", "about", "follows" (a measured value against a prediction): within `APPROX`, unless the
+  paper gives a number; "at chance", "on par with random guessing": within `sampling_margin` of 1/2.
+- a tolerance is smaller than the effect it measures (`discernible`): where the prediction is within the tolerance
+  of what a model without the effect gives (1/2 for an accuracy, 0 for a fraction of long answers), the setting is
+  not judged and the evidence says so; a test asserts it for every setting of the presets.
+- reproduced: the criterion's need (a majority of units by default); partly: short of that, but in at least
+  `PARTLY_SHARE` of the units and at least one; not reproduced otherwise (`k_of_n`, and `combine` for units that
+  have verdicts of their own).
+- a statistical test counts independent units: seeds (or pre-training runs), never runs that share a seed's
+  checkpoint; its outcome maps to a verdict one way (`significant`): p < `SIGNIFICANCE` reproduced, otherwise
+  not reproduced.
+- "for all algorithms" (architectures, settings) is judged per unit and needs every one where the paper's wording
+  says so, pooled where it pools; the criterion's text says which.
+- where a figure's caption states its curve convention (Fig. 1: "median across 3 seeds"), a criterion read from
+  a curve follows it; a per-seed criterion in a majority of seeds is the median's for one threshold on one value.
 """
 
 import math
@@ -33,11 +48,30 @@ VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_EVALUATED)
 FINAL_EVALS = 3
 """'final' value of a run where the paper gives no definition: the mean over its last this many evaluations."""
 APPROX = 0.05
-"""'approximately equal' in the paper's statements (calibration, the STaR recursion): within this absolute
-difference. It allows for training noise (a model's long fraction moves between evaluations), which is
-larger than the sampling error of a measurement on a few thousand inputs (0.5/sqrt(n) at most)."""
+"""'approximately equal' in the paper's statements (calibration, T = 1 accuracy (1 + p_cot)/2, the STaR recursion,
+the staircase's levels), in every recipe unless the paper gives a number: within this absolute difference. It allows
+for training noise (a model's long fraction moves between evaluations), which is larger than the sampling error of a
+measurement on a few thousand inputs (0.5/sqrt(n) at most)."""
 NEAR_ZERO = 0.05
 """'close to 0%' accuracy (multiplication at small p_cot)."""
+PARTLY_SHARE = 0.5
+"""'partly': short of what the criterion needs, but passed in at least this share of its units (and at least one).
+Half, so that a verdict of partly is never given where most units contradict the claim: under the default need (a
+majority) an odd number of units gives reproduced or not reproduced and partly is a tie; under need 'all', partly is
+at least half of the units but not all. One unit of three that passes (possibly by noise) is not partial support."""
+
+
+def partly_needs(n: int) -> int:
+    """The fewest units of n that make a verdict partly (`PARTLY_SHARE` of them, at least one)."""
+    return max(1, math.ceil(PARTLY_SHARE * n))
+
+
+def discernible(effect: float, tolerance: float = APPROX) -> bool:
+    """Whether a comparison within `tolerance` can tell an effect from its absence: the tolerance is smaller than
+    the effect, the distance between the prediction and what a model without the effect gives (at T = 1, accuracy
+    (1 + p_cot)/2 against a coin flip's 1/2: p_cot/2). A criterion judges only the settings where it is, so that a
+    model that learned nothing cannot pass."""
+    return tolerance < abs(effect)
 
 
 @dataclass(frozen=True)
@@ -75,9 +109,9 @@ def k_of_n(outcomes: Mapping[str, tuple[bool, str]], need: int | str = "majority
     """The verdict of a criterion tested on each of n seeds (or settings): `outcomes` maps a label ('seed 0')
     to (passed, what was measured).
 
-    Reproduced when at least `need` pass ("majority": more than half; "all"; or a number), partly when
-    some but fewer do, not reproduced when none does. The evidence reads '2 of 3 seeds: seed 0 0.493,
-    seed 1 0.612 (fails), seed 2 0.488'.
+    Reproduced when at least `need` pass ("majority": more than half; "all"; or a number), partly when fewer
+    do but at least `partly_needs(n)` (half of them, at least one), not reproduced otherwise. The evidence reads
+    '2 of 3 seeds: seed 0 0.493, seed 1 0.612 (fails), seed 2 0.488'.
     """
     n = len(outcomes)
     if n == 0:
@@ -86,9 +120,22 @@ def k_of_n(outcomes: Mapping[str, tuple[bool, str]], need: int | str = "majority
     if not (isinstance(required, int) and required >= 1):
         raise ValueError(f"need must be 'majority', 'all' or a count >= 1, got {need!r}")
     passed = sum(bool(ok) for ok, _ in outcomes.values())
-    verdict = REPRODUCED if passed >= required else PARTLY if passed else NOT_REPRODUCED
+    verdict = REPRODUCED if passed >= required else PARTLY if passed >= partly_needs(n) else NOT_REPRODUCED
     shown = ", ".join(f"{label} {text}" + ("" if ok else " (fails)") for label, (ok, text) in outcomes.items())
     return Verdict(verdict, f"{passed} of {n} {unit}: {shown}")
+
+
+def combine(verdicts: Mapping[str, Verdict], need: int | str = "majority", unit: str = "seeds") -> Verdict:
+    """The verdict of a claim judged on each of n units that have verdicts of their own (a seed's simulation, a
+    model, an algorithm's test): reproduced where at least `need` units are reproduced (as `k_of_n`), partly where
+    fewer are but at least `partly_needs(n)` are reproduced or partly, not reproduced otherwise. The evidence is
+    `k_of_n`'s, each unit's verdict and evidence in brackets."""
+    counted = k_of_n({label: (v.verdict == REPRODUCED, f"[{v.verdict}: {v.evidence}]")
+                      for label, v in verdicts.items()}, need=need, unit=unit)
+    if counted.verdict == REPRODUCED:
+        return counted
+    some = sum(v.verdict in (REPRODUCED, PARTLY) for v in verdicts.values())
+    return Verdict(PARTLY if some >= partly_needs(len(verdicts)) else NOT_REPRODUCED, counted.evidence)
 
 
 def grows(values: Mapping[Any, tuple[float, float, str]], name: str = "d") -> Verdict:
@@ -118,7 +165,16 @@ def grows(values: Mapping[Any, tuple[float, float, str]], name: str = "d") -> Ve
 
 
 SIGNIFICANCE = 0.05
-"""'more often' between two counts of runs: a one-sided Fisher exact test at this level (`more_often`)."""
+"""'more often' between two counts of independent units (seeds, pre-training runs; never runs that share a seed's
+checkpoint): a one-sided Fisher exact test at this level (`more_often`, `significant`)."""
+
+
+def significant(p: float, evidence: str) -> Verdict:
+    """The verdict of one one-sided test of the paper's direction with p-value `p`: reproduced where p <
+    SIGNIFICANCE, not reproduced otherwise. A difference in the paper's direction that is not significant is no
+    partial support: with no effect at all, about half of the outcomes point that way. A claim made of several
+    tests (one per algorithm) combines their verdicts (`combine`)."""
+    return Verdict(REPRODUCED if p < SIGNIFICANCE else NOT_REPRODUCED, f"{evidence} (one-sided Fisher p = {p:.3f})")
 
 
 def more_often(k_more: int, n_more: int, k_less: int, n_less: int) -> float:

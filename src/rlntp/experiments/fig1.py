@@ -188,10 +188,10 @@ def _early_grpo_lengthens_but_fails(table: pd.DataFrame) -> Verdict:
         for step, run in runs.items():
             if first_learns is not None and step >= first_learns:
                 break
-            final, longest = run["eval/greedy_acc"].iloc[-1], run["eval/greedy_len_median"].max()
-            if longest == d and final < SOLVED:
+            final, length = run["eval/greedy_acc"].iloc[-1], run["eval/greedy_len_median"].iloc[-1]
+            if length == d and final < SOLVED:
                 return True, (f"from step {step:,}: median greedy length {run['eval/greedy_len_median'].iloc[0]:g} -> "
-                              f"{longest:g}, final greedy {final:.3f} (first generalizing: "
+                              f"{length:g} at the end, final greedy {final:.3f} (first generalizing: "
                               f"{'none' if first_learns is None else f'{first_learns:,}'})")
         return False, (f"no earlier checkpoint lengthens to {d:g} and fails (first generalizing: "
                        f"{'none' if first_learns is None else f'{first_learns:,}'})")
@@ -218,8 +218,8 @@ CLAIMS = [
     Claim("Fig. 1: if post-training starts too early, it might not lead to a generalizing model despite the "
           "length increase",
           "per seed, GRPO from some checkpoint earlier than the first from which it generalizes lengthens its "
-          f"answers (median greedy length reaches d at some evaluation, the figure's bottom panel) and still ends "
-          f"below greedy accuracy {SOLVED}; in a majority of seeds",
+          "answers (median greedy length d at its last evaluation, the figure's bottom panel: a length that rose and "
+          f"fell back is no length increase) and still ends below greedy accuracy {SOLVED}; in a majority of seeds",
           _early_grpo_lengthens_but_fails, about_generalization=True),
 ]
 

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib import colormaps
 
 from rlntp.experiments import provenance as why
-from rlntp.experiments.claims import APPROX, Claim, Verdict, k_of_n, sampling_margin
+from rlntp.experiments.claims import APPROX, Claim, Verdict, discernible, k_of_n, sampling_margin
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, censored_quantile, table_curve
@@ -210,18 +210,35 @@ def _learns_above_threshold(table: pd.DataFrame) -> Verdict:
                   need="all", unit="p_cot above 1/3")
 
 
+def sampled_effect(p: float) -> float:
+    """What T = 1 accuracy (1 + p)/2 measures: its distance from a coin flip's 1/2, p/2 (written so, not as a
+    difference of floats, which puts (1 + 0.1)/2 - 1/2 above 0.05)."""
+    return p / 2
+
+
+def _not_judged(medians: dict, judged) -> str:
+    left = [label for label, (p, _) in medians.items() if not judged(p)]
+    return f"; not judged (the effect is not larger than {APPROX}): {', '.join(left)}" if left else ""
+
+
 def _sampled_accuracy(table: pd.DataFrame) -> Verdict:
-    medians = _medians(table, "eval/sampled_acc")
-    return k_of_n({label: (abs(acc - closed_forms.sampled_accuracy(p)) <= APPROX,
-                          f"{acc:.3f} vs {closed_forms.sampled_accuracy(p):.3f}")
-                   for label, (p, acc) in medians.items() if _below(p)},
-                  need="all", unit="p_cot below 1/3")
+    medians = {label: value for label, value in _medians(table, "eval/sampled_acc").items() if _below(value[0])}
+
+    def judged(p: float) -> bool:
+        return discernible(sampled_effect(p))
+
+    verdict = k_of_n({label: (abs(acc - closed_forms.sampled_accuracy(p)) <= APPROX,
+                              f"{acc:.3f} vs {closed_forms.sampled_accuracy(p):.3f}")
+                      for label, (p, acc) in medians.items() if judged(p)},
+                     need="all", unit="p_cot below 1/3")
+    return Verdict(verdict.verdict, verdict.evidence + _not_judged(medians, judged))
 
 
 def _calibrated(table: pd.DataFrame) -> Verdict:
     medians = _medians(table, "eval/sampled_long_frac")
-    return k_of_n({label: (abs(long - p) <= APPROX, f"{long:.3f}") for label, (p, long) in medians.items()},
-                  need="all", unit="p_cot")
+    verdict = k_of_n({label: (abs(long - p) <= APPROX, f"{long:.3f}") for label, (p, long) in medians.items()
+                      if discernible(p)}, need="all", unit="p_cot")
+    return Verdict(verdict.verdict, verdict.evidence + _not_judged(medians, discernible))
 
 
 _FINAL = f"final = the mean of a run's last {FINAL_EVALS} evaluations (the paper's definition), median over seeds"
@@ -240,14 +257,14 @@ CLAIMS = [
           _learns_above_threshold, about_generalization=True),
     Claim("Fig. 2 (left), §3.2: at temperature 1 the accuracy at the end of pre-training is (1 + p_cot)/2 for every "
           "p_cot < 1/3",
-          f"for every p_cot of the sweep at most 1/3 - {NEAR_THRESHOLD}, final temperature-1 accuracy within {APPROX} "
-          "of (1 + p_cot)/2; "
-          f"{_FINAL}",
+          f"for every p_cot of the sweep at most 1/3 - {NEAR_THRESHOLD} where {APPROX} is smaller than the effect "
+          f"p_cot/2 (the distance of (1 + p_cot)/2 from a coin flip's 1/2, so p_cot > {2 * APPROX:g}), final "
+          f"temperature-1 accuracy within {APPROX} of (1 + p_cot)/2; {_FINAL}",
           _sampled_accuracy, about_generalization=True),
     Claim("Fig. 2 (centre), §3.2: the models are calibrated with respect to length: they generate long responses "
           "with probability p_cot",
-          f"for every p_cot of the sweep, the final fraction of long answers at temperature 1 within {APPROX} of "
-          f"p_cot; {_FINAL}",
+          f"for every p_cot of the sweep larger than {APPROX} (the effect: p_cot against a model that is never "
+          f"long), the final fraction of long answers at temperature 1 within {APPROX} of p_cot; {_FINAL}",
           _calibrated),
 ]
 

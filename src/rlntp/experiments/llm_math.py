@@ -28,7 +28,7 @@ import numpy as np
 
 from rlntp.config import Config
 from rlntp.errors import check
-from rlntp.experiments.claims import NOT_REPRODUCED, PARTLY, REPRODUCED, Claim, Verdict, k_of_n, sampling_margin
+from rlntp.experiments.claims import PARTLY, REPRODUCED, Claim, Verdict, combine, k_of_n, sampling_margin
 from rlntp.files import atomic_write_text, figure, save_figure
 
 
@@ -574,11 +574,8 @@ def _with_tiny_note(check, reads: str = "rows"):
         if len(models) <= 1:
             verdict = check(results[reads])
         else:  # each model judged on its own runs; the claim holds when it holds for every one
-            verdicts = {m: check([item for item in results[reads] if item.get("model") == m]) for m in models}
-            held = [v.verdict == REPRODUCED for v in verdicts.values()]
-            verdict = Verdict(REPRODUCED if all(held) else PARTLY if any(
-                v.verdict in (REPRODUCED, PARTLY) for v in verdicts.values()) else NOT_REPRODUCED,
-                "; ".join(f"{m}: {v.verdict}, {v.evidence}" for m, v in verdicts.items()))
+            verdict = combine({m: check([item for item in results[reads] if item.get("model") == m]) for m in models},
+                              need="all", unit="models")
         if not results.get("tiny"):
             return verdict
         return Verdict(PARTLY if verdict.verdict == REPRODUCED else verdict.verdict,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from rlntp.experiments import provenance as why
-from rlntp.experiments.claims import Claim, Verdict, by_seed, evaluations, k_of_n, sampling_margin
+from rlntp.experiments.claims import APPROX, Claim, Verdict, by_seed, evaluations, k_of_n
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, Column, text_table
@@ -183,9 +183,9 @@ def _staircase(table: pd.DataFrame) -> Verdict:
         acc, steps = pre["eval/sampled_acc"].to_numpy(), pre["step"].to_numpy()
         found, start = [], 0
         for i, level in enumerate(levels):  # each plateau after the last one's
-            # at the level: within 3 standard deviations, and nearer to it than to the next level below or above
+            # at the level: within APPROX, and nearer to it than to the next level below or above
             gaps = [abs(level - other) / 2 for j, other in enumerate(levels) if j != i]
-            margin = min([sampling_margin(pre["train.eval_samples"].iloc[-1]), *gaps])
+            margin = min([APPROX, *gaps])
             near = np.abs(acc - level) <= margin
             held = [k for k in range(start, len(acc) - PLATEAU + 1) if near[k:k + PLATEAU].all()]
             if not held:
@@ -228,8 +228,8 @@ CLAIMS = [
           "model learns from the long demonstrations, and later to 1/2 + (p_cot + p_medium)/2 as it learns the "
           "medium-sized sequences",
           f"per seed, pre-training's temperature-1 accuracy holds each of the three levels in turn for {PLATEAU} "
-          "consecutive evaluations, each plateau after the previous one's; 'at a level': within 3 standard deviations "
-          "(1.5/sqrt(eval inputs)) and within half the distance to the other levels; in a majority of seeds",
+          "consecutive evaluations, each plateau after the previous one's; 'at a level' ('sits around'): within "
+          f"{APPROX} and within half the distance to the other levels; in a majority of seeds",
           _staircase, about_generalization=True),
     Claim("Fig. 14 (top left): post-training from the early checkpoint (5k iterations) yields a model that "
           "generalizes, yet almost exclusively generates long responses",

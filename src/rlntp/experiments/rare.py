@@ -14,7 +14,16 @@ import numpy as np
 import pandas as pd
 
 from rlntp.experiments import provenance as why
-from rlntp.experiments.claims import SIGNIFICANCE, Claim, Verdict, k_of_n, more_often
+from rlntp.experiments.claims import (
+    NOT_REPRODUCED,
+    SIGNIFICANCE,
+    Claim,
+    Verdict,
+    combine,
+    k_of_n,
+    more_often,
+    significant,
+)
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, Column, first_solved, table_curve, text_table
@@ -198,39 +207,46 @@ def _early_smaller_p_unreliable(table: pd.DataFrame) -> Verdict:
     return _where(ps[0], steps[0], k_of_n(outcomes, need="all", unit="algorithms"))
 
 
+def _seeds_solved(rows: pd.DataFrame) -> pd.Series:
+    """Per seed of `rows` (RL runs from one checkpoint of that seed's pre-training), whether more than half of its
+    runs end at greedy accuracy >= SOLVED: the seed's checkpoint decides all of them, so the seed is the unit."""
+    return rows.groupby("seed")["greedy"].agg(lambda greedy: (greedy >= SOLVED).sum() > len(greedy) / 2)
+
+
 def _later_checkpoint_helps(table: pd.DataFrame) -> Verdict:
     runs, ps, steps = _paper_runs(table)
     rows = runs[(runs["p_cot"] == ps[0]) & (runs["tau"] <= 1)]
-    outcomes = {}
+    verdicts = {}
     for algo in ALGOS:
-        early, late = (rows[(rows["algo"] == algo) & (rows["from_step"] == step)] for step in (steps[0], steps[-1]))
+        early, late = (_seeds_solved(rows[(rows["algo"] == algo) & (rows["from_step"] == step)])
+                       for step in (steps[0], steps[-1]))
         if early.empty or late.empty:
-            outcomes[algo] = (False, "no runs")
+            verdicts[algo] = Verdict(NOT_REPRODUCED, "no runs")
             continue
-        p = more_often(int((late["greedy"] >= SOLVED).sum()), len(late), int((early["greedy"] >= SOLVED).sum()),
-                       len(early))
-        outcomes[algo] = (p < SIGNIFICANCE, f"{_solved(early)} -> {_solved(late)} (p = {p:.3f})")
-    verdict = k_of_n(outcomes, need="all", unit="algorithms")
-    return Verdict(verdict.verdict, f"p_cot = {ps[0]:g}, T <= 1, runs at >= {SOLVED} from step {steps[0]:,} -> "
-                                    f"{steps[-1]:,}: {verdict.evidence}")
+        verdicts[algo] = significant(more_often(int(late.sum()), len(late), int(early.sum()), len(early)),
+                                     f"seeds {int(early.sum())}/{len(early)} -> {int(late.sum())}/{len(late)}")
+    verdict = combine(verdicts, need="all", unit="algorithms")
+    return Verdict(verdict.verdict, f"p_cot = {ps[0]:g}, T <= 1, seeds with most runs at >= {SOLVED} from step "
+                                    f"{steps[0]:,} -> {steps[-1]:,}: {verdict.evidence}")
 
 
 CLAIMS = [
     Claim("Fig. 9: with post-training after the earlier checkpoint (20k steps), at the larger of the two small p_cot "
           "all RL algorithms (STaR, REINFORCE, GRPO) induce generalization for most sampling temperatures",
-          f"at the larger p_cot from the early checkpoint, for every algorithm, a majority of its temperatures have a "
-          f"majority of seeds ending at greedy accuracy >= {SOLVED}",
+          f"at the larger p_cot from the early checkpoint, per algorithm (the paper: 'all RL algorithms'), a majority "
+          f"of its temperatures have a majority of seeds ending at greedy accuracy >= {SOLVED}; every algorithm",
           _early_larger_p_works, about_generalization=True),
     Claim("Fig. 10: at the smaller p_cot, post-training after the earlier checkpoint does not reliably lead to "
           "well-generalizing models for any of the RL algorithms",
-          f"at the smaller p_cot from the early checkpoint, for every algorithm, at most half of its runs "
-          f"(temperatures x seeds) end at greedy accuracy >= {SOLVED}",
+          f"at the smaller p_cot from the early checkpoint, per algorithm (the paper: 'for any of the RL algorithms'), "
+          f"at most half of its runs (temperatures x seeds) end at greedy accuracy >= {SOLVED}; every algorithm",
           _early_smaller_p_unreliable, about_generalization=True),
     Claim("Fig. 11: with more pre-training (50k steps) before post-training, the smaller p_cot sees a greater "
           "probability of success with all RL algorithms for reasonable sampling temperatures (<= 1)",
-          f"at the smaller p_cot and temperatures <= 1, for every algorithm, the share of runs ending at greedy "
-          f"accuracy >= {SOLVED} is larger from the late checkpoint than from the early one (one-sided Fisher exact "
-          f"test, p < {SIGNIFICANCE})",
+          f"at the smaller p_cot and temperatures <= 1, per algorithm (the paper: 'with all RL algorithms'), the "
+          f"share of seeds (the independent unit: a seed's checkpoint decides all its runs) with more than half of "
+          f"their runs ending at greedy accuracy >= {SOLVED} is larger from the late checkpoint than from the early "
+          f"one by a one-sided Fisher exact test, p < {SIGNIFICANCE}; every algorithm",
           _later_checkpoint_helps, about_generalization=True),
 ]
 

@@ -14,15 +14,12 @@ import numpy as np
 import pandas as pd
 
 from rlntp.experiments import provenance as why
-from rlntp.experiments.claims import Claim, Verdict, k_of_n
+from rlntp.experiments.claims import APPROX, Claim, Verdict, discernible, k_of_n
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED
 from rlntp.files import figure, save_figure
 from rlntp.theory import closed_forms
-
-TOLERANCE = 0.08
-"""The recipe's claim: the measured long fraction is within this of the recursion for several rounds."""
 
 
 def _preset(d, p_cot, model, train: dict, seeds, rounds: int, samples: int, eval_samples: int,
@@ -119,7 +116,7 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     for seed, group in rounds.groupby("seed"):
         within = _rounds_within(group)
         turned = group[group["greedy_long"] > 0.5]["round"]
-        lines.append(f"seed {seed}: p_0 = {group['measured'].iloc[0]:.3f}; within {TOLERANCE} of the recursion for "
+        lines.append(f"seed {seed}: p_0 = {group['measured'].iloc[0]:.3f}; within {APPROX} of the recursion for "
                      f"{f'rounds 1..{within}' if within else 'no round'}; greedy turns long (P > 0.5) after round "
                      f"{turned.iloc[0] if len(turned) else '> ' + str(group['round'].max())}, the recursion predicts "
                      f"round {predicted_greedy_round(group['measured'].iloc[0])} (first p_t > 1/3)")
@@ -127,8 +124,8 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
 
 
 def _rounds_within(group: pd.DataFrame) -> int:
-    """How many rounds from the first on the measured long fraction stays within TOLERANCE of the recursion."""
-    close = (np.abs(group["measured"] - group["predicted"]) <= TOLERANCE).to_numpy()[1:]
+    """How many rounds from the first on the measured long fraction stays within APPROX of the recursion."""
+    close = (np.abs(group["measured"] - group["predicted"]) <= APPROX).to_numpy()[1:]
     return int(np.argmin(close)) if not close.all() else len(close)
 
 
@@ -166,17 +163,32 @@ def plot_star_odds(rounds: pd.DataFrame, config: pd.Series, path: Path) -> None:
 
 
 def _per_seed(table: pd.DataFrame, outcome) -> dict[str, tuple[bool, str]]:
-    return {f"seed {seed}": outcome(group.sort_values("round")) for seed, group in rounds_table(table).groupby("seed")}
+    return {label: outcome(group) for label, group in _seeds(table).items()}
 
 
 def _follows_recursion(table: pd.DataFrame) -> Verdict:
     def outcome(group: pd.DataFrame) -> tuple[bool, str]:
         later = group[group["round"] >= 1]
         gap = (later["measured"] - later["predicted"]).abs().max()
-        return gap <= TOLERANCE, (f"p_0 = {group['measured'].iloc[0]:.3f}, largest |measured - recursion| {gap:.3f} "
-                                  f"over rounds 1-{later['round'].max()}")
+        return gap <= APPROX, (f"p_0 = {group['measured'].iloc[0]:.3f}, largest |measured - recursion| {gap:.3f} "
+                               f"over rounds 1-{later['round'].max()}")
 
-    return k_of_n(_per_seed(table, outcome))
+    # a seed whose recursion stays within APPROX of its own p_0 cannot tell doubling odds from a stuck model
+    seeds = _seeds(table)
+    judged = {label: outcome(group) for label, group in seeds.items() if discernible(_recursion_moves(group))}
+    if not judged:
+        moves = ", ".join(f"{label} {_recursion_moves(group):.3f}" for label, group in seeds.items())
+        raise ValueError(f"no seed's recursion moves by more than {APPROX} from its p_0 ({moves})")
+    return k_of_n(judged)
+
+
+def _seeds(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return {f"seed {seed}": group.sort_values("round") for seed, group in rounds_table(table).groupby("seed")}
+
+
+def _recursion_moves(group: pd.DataFrame) -> float:
+    """How far the recursion from a seed's p_0 moves over its rounds: the effect the comparison measures."""
+    return float((group["predicted"] - group["measured"].iloc[0]).abs().max())
 
 
 def _greedy_turns_long(table: pd.DataFrame) -> Verdict:
@@ -196,8 +208,9 @@ CLAIMS = [
     Claim("Theorem 2, §3.2: with STaR and the chain-of-thought reward the fraction of long answers follows "
           "p_{t+1} = 2 p_t / (1 + p_t): its odds double every round (proved for the linear model; here on the "
           "transformer)",
-          f"per seed, the temperature-1 long fraction after every round is within {TOLERANCE} of the recursion "
-          "started from that seed's own measured p_0; in a majority of seeds",
+          f"per seed, the temperature-1 long fraction after every round is within {APPROX} of the recursion "
+          "started from that seed's own measured p_0; in a majority of seeds; a seed whose recursion moves by no more "
+          f"than {APPROX} from its p_0 over the rounds is not judged",
           _follows_recursion, about_generalization=True),
     Claim("Theorem 2, §3.2: once p_t exceeds 1/3 the model generates long, correct responses under greedy "
           "decoding, generalizing perfectly",

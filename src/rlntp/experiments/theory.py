@@ -8,7 +8,7 @@ reward doubles the odds of long answers every round. The figures are those of `r
 import json
 from pathlib import Path
 
-from rlntp.experiments.claims import APPROX, PARTLY, REPRODUCED, Claim, Verdict, k_of_n, sampling_margin
+from rlntp.experiments.claims import APPROX, Claim, Verdict, combine, discernible, k_of_n, sampling_margin
 from rlntp.experiments.provenance import choice
 from rlntp.experiments.recipe import OwnPlan, Preset, Recipe
 from rlntp.experiments.summary import SOLVED
@@ -68,15 +68,10 @@ def plan(preset: dict) -> dict:
 
 
 def _over_seeds(check):
-    """A check of one simulation, made over every seed's: reproduced in a majority of seeds, partly where some
-    seed is reproduced or partly, not reproduced otherwise; each seed's own verdict and evidence shown."""
+    """A check of one simulation, made over every seed's (`combine`): reproduced in a majority of seeds, partly
+    where fewer are but at least half are reproduced or partly; each seed's own verdict and evidence shown."""
     def over(results: dict) -> Verdict:
-        verdicts = {f"seed {m['seed']}": check(m) for m in results["seeds"]}
-        outcome = k_of_n({label: (v.verdict == REPRODUCED, f"[{v.verdict}: {v.evidence}]")
-                          for label, v in verdicts.items()})
-        if outcome.verdict != REPRODUCED and any(v.verdict == PARTLY for v in verdicts.values()):
-            return Verdict(PARTLY, outcome.evidence)
-        return outcome
+        return combine({f"seed {m['seed']}": check(m) for m in results["seeds"]})
 
     return over
 
@@ -93,10 +88,18 @@ def _greedy_threshold(measured: dict) -> Verdict:
                    for r in measured["theorem1"]}, need="all", unit="p_cot")
 
 
+def _calibrated_judged(p: float) -> bool:
+    """Whether APPROX can tell calibration at p_cot = p from a model without the long path: long correct p against
+    0, short correct (1 - p)/2 against a coin flip's 1/2 (the smaller effect, p/2)."""
+    return discernible(p) and discernible(p / 2)
+
+
 def _calibrated(measured: dict) -> Verdict:
     outcomes = {}
     for r in measured["theorem1"]:
         p = r["p_cot"]
+        if not _calibrated_judged(p):
+            continue
         long_gap, short_gap = abs(r["long_correct_prob"] - p), abs(r["short_correct_prob"] - cf.short_correct_prob(p))
         outcomes[f"p_cot = {p:g}"] = (max(long_gap, short_gap) <= APPROX,
                                       f"long {r['long_correct_prob']:.3f}, short {r['short_correct_prob']:.3f}")
@@ -106,6 +109,8 @@ def _calibrated(measured: dict) -> Verdict:
 def _odds_double(measured: dict) -> Verdict:
     outcomes = {}
     for star in measured["theorem2"]:
+        if not discernible(max(r["long_frac_predicted"] for r in star["rounds"]) - star["p_cot"]):
+            continue  # a recursion that stays within APPROX of p_cot cannot tell doubling odds from a stuck model
         gap = max(abs(r["long_frac"] - r["long_frac_predicted"]) for r in star["rounds"])
         outcomes[f"p_cot = {star['p_cot']:g}"] = (gap <= APPROX, f"largest |measured - recursion| {gap:.3f} over "
                                                                   f"{len(star['rounds']) - 1} rounds")
@@ -137,12 +142,14 @@ CLAIMS = [
     Claim("Theorem 1 (length calibration): the pre-trained model generates a long, correct sequence with probability "
           "about p_cot and a short, correct one with probability about (1 - p_cot)/2",
           f"for every simulated p_cot, the model's probabilities of the long and of the short correct sequence "
-          f"(means over the test inputs) within {APPROX} of p_cot and (1 - p_cot)/2; {_SEEDS}",
+          f"(means over the test inputs) within {APPROX} of p_cot and (1 - p_cot)/2; judged where {APPROX} is smaller "
+          f"than both effects (p_cot against a model that is never long, p_cot/2 against a coin flip's 1/2), i.e. "
+          f"p_cot > {2 * APPROX:g}; {_SEEDS}",
           _over_seeds(_calibrated)),
     Claim("Theorem 2 (length increases): under STaR with the chain-of-thought reward the probability of a long "
           "generation follows p_{t+1} = 2 p_t / (1 + p_t): its odds double every round",
           f"for every simulated p_cot, the sampled fraction of long answers after every round within {APPROX} of the "
-          f"recursion from p_cot; {_SEEDS}",
+          f"recursion from p_cot (judged where the recursion moves by more than {APPROX} from p_cot); {_SEEDS}",
           _over_seeds(_odds_double)),
     Claim("Theorem 2 (perfect generalization): after O(log(1/p_cot)) rounds, once p_t > 1/3, greedy decoding only "
           "generates long responses and generalizes perfectly",
