@@ -36,6 +36,7 @@ _P_COT = why.says("§3.1: Fig. 1 is at d = 50, p_cot = 0.25 (our text lost the s
                   "we show aggregated results (pre- & post-training combined) in Figure 1 for =50, =0.25")
 _SEEDS = why.says("Fig. 1 caption: 3 seeds", "Lines correspond to median across 3 seeds.")
 
+
 def _small(d: int, save_every: int, from_steps, rl_steps, rl_every: int) -> dict:
     """A preset for 2 CPU cores: GPT-2 2 x 64, 1,500 steps of 128 at parity d, 3 seeds, then GRPO from `from_steps`
     for `rl_steps`, evaluated every `rl_every`."""

@@ -24,7 +24,8 @@ from rlntp.files import figure, save_figure
 _SWITCH = "we consider switching to post-training (GRPO with e2e reward) at several checkpoints"
 _GRPO = {"algo": paper("grpo", "App. C.1: GRPO", _SWITCH), "reward": paper("e2e", "App. C.1: the end-to-end reward",
                                                                            _SWITCH)}
-_P_COT = paper(0.25, "App. C.1: p_cot = 0.25 (our text lost the symbol)", "We fix =0.25 and we vary the input dimension")
+_P_COT = paper(0.25, "App. C.1: p_cot = 0.25 (our text lost the symbol)",
+               "We fix =0.25 and we vary the input dimension")
 _SEEDS = paper([0, 1, 2], "App. C.1: 3 seeds", "only one of three seeds ended up generalizing during pre-training")
 
 _PRESETS = {

@@ -3,7 +3,7 @@ it) or our choice (with why).
 
 A preset (`experiments.recipe.Preset`) writes each value beside its source:
 
-    {"task": {"d": paper(50, "Fig. 1 caption", "the parity of $d$=50 bits"), "p_cot": P_COT(0.25)},
+    {"task": {"d": paper(50, "Fig. 1 caption", "the parity of $d$=50 bits"), "p_cot": choice(0.15, "why")},
      "model": MODEL({"layers": 4, "width": 256, "heads": 8}), ...}       a value, or a section, beside its source
 
 and may name a default source for the values written plain (`Preset.default`, e.g. CPU: "a small analogue for 2
