@@ -81,8 +81,8 @@ def test_every_paper_source_quotes_and_every_choice_says_why():
 def test_every_quote_is_in_the_papers_text():
     text = paper_text(SEEDS)
     if text is None:
-        pytest.skip(f"our text of the paper is not at {SEEDS} (the project keeps it beside the repository; a clone "
-                    "elsewhere has none)")
+        pytest.skip(f"our text of the paper (its full text and a page of its figure captions) is not in {SEEDS}: the "
+                    "project keeps it beside the repository, a clone elsewhere has none")
     found = every_source()
     wrong = unquoted([source for _, source in found], text)
     missing = {where: source.quote for where, source in found if source in wrong}

@@ -96,8 +96,8 @@ _PRESETS = {
         },
         "posttrain": {"grpo": {
             "from_steps": choice([101_000, 202_000, 303_000, "last"], "checkpoints at 4, 8, 12 epochs of n = 4 and "
-                                                                      "the last; the paper switches 'at various "
-                                                                      "checkpoints' (§5.1)"),
+                                                                      "the last (§5.1: 'At various checkpoints, we "
+                                                                      "switch to reinforcement learning')"),
             "where": {"task.p_cot": choice([0.1, 0.25, 0.5], "RL from every mixture but the full chain of thought")},
             "post": _GRPO | {"steps": choice(1000, "not stated; App. B.2: about 3.5 h on one A100"),
                              "lr": choice(1e-5, "lost in our text; 1e-5"),
