@@ -29,7 +29,7 @@ def test_every_value_of_every_preset_has_a_provenance():
 
 def test_sources_refuse_a_value_without_provenance_and_an_entry_without_a_value():
     preset = {"pretrain": {"task": {"d": 50, "p_cot": 0.25}, "train": {"lr": 1e-4}}}
-    declared = {"pretrain/task": says("§3"), "pretrain/task/p_cot": chose("ours")}
+    declared = {"pretrain/task": says("§3", "a toy quote"), "pretrain/task/p_cot": chose("ours")}
     with pytest.raises(ValueError, match="pretrain/train/lr = 0.0001 has no provenance"):
         sources(preset, declared, "toy")
     resolved = sources(preset, declared | {"pretrain/train": chose("lost")}, "toy")
@@ -39,14 +39,15 @@ def test_sources_refuse_a_value_without_provenance_and_an_entry_without_a_value(
 
 
 def test_a_value_written_beside_its_source_wins_over_its_section_and_the_default():
-    section = says("App. B.1: the model")
-    values = {"task": {"d": paper(50, "§3.1"), "p_cot": 0.25},
+    section = says("App. B.1: the model", "the model")
+    values = {"task": {"d": paper(50, "§3.1", "d = 50"), "p_cot": 0.25},
               "model": section({"layers": 4, "width": choice(256, "ours")}), "seeds": [0, 1]}
     preset = Preset("toy", values, default=chose("a toy"))
     assert preset.settings == {"task": {"d": 50, "p_cot": 0.25}, "model": {"layers": 4, "width": 256}, "seeds": [0, 1]}
     resolved = {path: str(source) for path, (_, source) in preset.sources("toy").items()}
-    assert resolved == {"task/d": "paper: §3.1", "task/p_cot": "choice: a toy",
-                        "model/layers": "paper: App. B.1: the model", "model/width": "choice: ours", "seeds": "choice: a toy"}
+    assert resolved == {"task/d": 'paper: §3.1 "d = 50"', "task/p_cot": "choice: a toy",
+                        "model/layers": 'paper: App. B.1: the model "the model"', "model/width": "choice: ours",
+                        "seeds": "choice: a toy"}
     with pytest.raises(ValueError, match="task/p_cot = 0.25 has no provenance"):
         Preset("toy", values).sources("toy")
     assert Preset("a test's", {"task": {"d": 4}}).sources("toy") == {}  # none named at all: a test's preset
@@ -101,7 +102,8 @@ def test_a_plan_prints_counts_cost_and_provenance(tmp_path, monkeypatch, capsys)
     main(["reproduce", "fig1", "--preset", "cpu", "--plan", "--device", "cpu"])
     text = capsys.readouterr().out
     assert "runs: 3 pre-training, 15 post-training" in text and "CPU-hours here" in text
-    assert "pretrain/task/p_cot" in text and "paper   §3.2" in text
+    assert "pretrain/task/p_cot" in text and "paper   §3.1: Fig. 1 is at d = 50, p_cot = 0.25" in text
+    assert '"Lines correspond to median across 3 seeds."' in text  # the caption's words beside the seeds
     assert not any(tmp_path.iterdir())
     with pytest.raises(SystemExit):
         main(["reproduce", "fig1", "--json"])

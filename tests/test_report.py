@@ -138,9 +138,12 @@ def test_the_claims_as_markdown_are_deterministic_in_the_recipes_order(reproduct
 def test_each_section_shows_its_settings_with_their_provenance(tmp_path):
     _section(tmp_path / "fig1", "fig1", order=1, provenance=[
         {"setting": "pretrain/task/d", "value": 50, "provenance": "paper", "note": "§3.1-3.2: d = 50"},
-        {"setting": "pretrain/train/lr", "value": 1e-4, "provenance": "choice", "note": "lost <in> our text"}])
+        {"setting": "pretrain/train/lr", "value": 1e-4, "provenance": "choice", "note": "lost <in> our text"},
+        {"setting": "pretrain/task/p_cot", "value": 0.25, "provenance": "paper", "note": "§3.1",
+         "quote": "in Figure 1 for =50, =0.25 <and>"}])  # a row of a report.json written with the quotes
     page = write_report(tmp_path).read_text()
-    assert "settings: 1 the paper's, 1 our choices" in page
+    assert "settings: 2 the paper's, 1 our choices" in page
+    assert '<td>§3.1 <q>in Figure 1 for =50, =0.25 &lt;and&gt;</q></td>' in page
     assert '<td class="choice">choice</td><td>lost &lt;in&gt; our text</td>' in page
     assert '<td class="paper">paper</td><td>§3.1-3.2: d = 50</td>' in page
 

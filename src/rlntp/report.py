@@ -265,8 +265,8 @@ def _examples_html(path: Path) -> str:
 
 
 def _provenance_html(record: dict) -> str:
-    """The preset's settings, each the paper's (where it says so) or our choice (why), as report.json holds them
-    (`experiments.provenance.as_rows`); '' where it holds none."""
+    """The preset's settings, each the paper's (where it says so, and its words) or our choice (why), as report.json
+    holds them (`experiments.provenance.as_rows`); '' where it holds none."""
     rows = record.get("provenance")
     rows = [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
     if not rows:
@@ -275,7 +275,8 @@ def _provenance_html(record: dict) -> str:
     cells = "".join(f'<tr><td><code>{_escape(row.get("setting"))}</code></td><td><code>'
                     f'{_escape(json.dumps(row.get("value")))}</code></td>'
                     f'<td class="{"choice" if row.get("provenance") == "choice" else "paper"}">'
-                    f'{_escape(row.get("provenance"))}</td><td>{_escape(row.get("note"))}</td></tr>' for row in rows)
+                    f'{_escape(row.get("provenance"))}</td><td>{_escape(row.get("note"))}'
+                    + (f' <q>{_escape(row["quote"])}</q>' if row.get("quote") else "") + "</td></tr>" for row in rows)
     return (f"<details><summary>settings: {len(rows) - choices} the paper's, {choices} our choices</summary>"
             f'<table class="claims"><tr><th>setting</th><th>value</th><th>from</th><th>where the paper states it, '
             f"or why we chose it</th></tr>{cells}</table></details>")

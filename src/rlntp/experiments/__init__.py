@@ -160,7 +160,8 @@ def render_plan(planned: dict[str, Any]) -> str:
 
     title = f"rlntp reproduce {planned['recipe']} --preset {planned['preset']}: {planned['title']}"
     head = render(planned, title) if "kinds" in planned else "\n".join([title, *planned["lines"]])
-    rows = {row["setting"]: (row["value"], Source(row["provenance"], row["note"])) for row in planned["settings"]}
+    rows = {row["setting"]: (row["value"], Source(row["provenance"], row["note"], row.get("quote", "")))
+            for row in planned["settings"]}
     if not rows:
         return f"{head}\n\nsettings: no provenance declared for this preset"
     choices = sum(row["provenance"] == "choice" for row in planned["settings"])
@@ -203,6 +204,7 @@ def _provenance_rows(recipe: Recipe, preset: str, given: dict[str, Any] | None =
     rows = as_rows(recipe.presets[preset].sources(f"the {recipe.name} recipe's {preset} preset"))
     for row in rows:
         if row["setting"] in (given or {}):
+            row.pop("quote", None)
             row |= {"value": given[row["setting"]], "provenance": "choice",
                     "note": f"--{row['setting'].replace('_', '-')} on the command line"}
     return rows

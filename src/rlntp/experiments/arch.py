@@ -19,8 +19,11 @@ from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, Column, first_solved, text_table
 from rlntp.files import figure, save_figure
 
-_GRPO = {"algo": paper("grpo", "App. C.1: GRPO"), "reward": paper("e2e", "App. C.1: the end-to-end reward"),
-         "temperature": paper(1.0, "App. C.1: sampling temperature 1")}
+_POST = ("Post-training uses GRPO with end-to-end reward function and sampling temperature =1.0 for all "
+         "configurations.")
+_GRPO = {"algo": paper("grpo", "App. C.1: GRPO", _POST),
+         "reward": paper("e2e", "App. C.1: the end-to-end reward", _POST),
+         "temperature": paper(1.0, "App. C.1: sampling temperature 1", _POST)}
 ARCH_KEYS = ["model.arch", "model.layers", "model.width", "model.heads"]
 UNSTABLE = 0.1
 """A pre-training run counts as unstable if its T = 1 accuracy falls by more than this from its best so far
@@ -31,12 +34,18 @@ def _preset(d, model, shapes, train: dict, seeds, grpo: dict) -> dict:
     """Both architectures at the paper's three depths over `shapes` (width, heads), each pre-trained and then
     post-trained by GRPO from its last checkpoint."""
     return {
-        "pretrain": {"task": {"d": d, "p_cot": paper(0.25, "App. C.1: p_cot = 0.25")}, "model": model, "train": train,
-                     "axes": {"model.arch": paper(["gpt2", "mistral"], "App. B.1, C.1: GPT-2 and Mistral"),
-                              "model.layers": paper([2, 4, 8], "App. C.1: depth 2, 4 and 8 (Figs. 6, 7, 8)"),
+        "pretrain": {"task": {"d": d, "p_cot": paper(0.25, "App. C.1: p_cot = 0.25 (our text lost the symbol)",
+                                                     "We present aggregated results for pre-training and "
+                                                     "post-training on =0.25")},
+                     "model": model, "train": train,
+                     "axes": {"model.arch": paper(["gpt2", "mistral"], "App. C.1: GPT-2 and Mistral",
+                                                  "for GPT2 and Mistral architectures of varying embedding dimension "
+                                                  "and number of heads"),
+                              "model.layers": paper([2, 4, 8], "App. C.1: depth 2, 4 and 8 (Figs. 6, 7, 8)",
+                                                    "in Figure 6 (depth =2), Figure 7 (depth =4) and Figure 8 (depth "
+                                                    "=8)"),
                               "model.width, model.heads": shapes, "train.seed": seeds}},
-        "posttrain": {"grpo": {"from_steps": paper(["last"], "App. B.1: post-training continues from the last "
-                                                             "checkpoint"),
+        "posttrain": {"grpo": {"from_steps": why.FROM_LAST(["last"]),
                                "post": _GRPO | grpo}},
     }
 
@@ -48,13 +57,14 @@ _PRESETS = {
         10, {}, choice([[64, 4]], "one shape (width 64, 4 heads) at every depth: the grid of the paper's shapes "
                                   "does not fit `reproduce all`'s 2-hour budget on 2 cores"),
         {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 125, "eval_samples": 1000, "save_every": 1500},
-        why.THREE_SEEDS([0, 1, 2]),
+        why.AS_FIGS_2_3([0, 1, 2]),
         {"steps": 40, "eval_every": 4, "eval_samples": why.POST_EVAL(640), "save_every": 40}), default=why.CPU),
-    # The paper's grid (App. C.1): depth 2, 4, 8; width 128, 256; heads 4 .. 32; d = 50 for 50,000 steps.
+    # The paper's grid (App. C.1): depth 2, 4, 8 over widths and heads our text lost; d = 50 for 50,000 steps.
     "paper": Preset("d = 50, widths 128 and 256, 3 seeds; GPUs", _preset(
         why.D_50(50), choice({}, "every model setting is an axis"),
         choice([[128, 4], [128, 8], [256, 8], [256, 16], [256, 32]],
-               "App. B.1's widths {128, 256} and heads {4 .. 32}; which pairs Figs. 6-8 draw is lost in our text"),
+               "our text lost the widths and heads of Figs. 6-8 (App. B.1: 'embedding dimension , number of heads "
+               ".'): five shapes at widths 128 and 256 (Fig. 13's model: width 128, 32 heads)"),
         why.parity_train(choice(50_000, "50,000 as Fig. 2; our text does not give Figs. 6-8's"), 1000, 10_000),
         why.AS_FIGS_2_3([0, 1, 2]),
         why.PARITY_GRPO | why.rl_cadence(steps=100, eval_every=5, eval_samples=640, save_every=50))),

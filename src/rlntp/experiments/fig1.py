@@ -27,18 +27,26 @@ from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, Curve, first_solved, summary_table, table_curve
 from rlntp.files import figure, save_figure
 
-_GRPO = {"algo": why.GRPO("grpo"), "reward": why.E2E("e2e")}
+_CAPTION_GRPO = "each followed by GRPO (with a final token accuracy reward) from a different checkpoint"
+_GRPO = {"algo": paper("grpo", "Fig. 1 caption: GRPO", _CAPTION_GRPO),
+         "reward": paper("e2e", "Fig. 1 caption: the final token's accuracy, the end-to-end reward (§2)",
+                         f"{_CAPTION_GRPO} … End-to-end correctness: The reward function assesses whether the last "
+                         "token is equal to the correct answer")}
+_P_COT = why.says("§3.1: Fig. 1 is at d = 50, p_cot = 0.25 (our text lost the symbols)",
+                  "we show aggregated results (pre- & post-training combined) in Figure 1 for =50, =0.25")
+_SEEDS = why.says("Fig. 1 caption: 3 seeds", "Lines correspond to median across 3 seeds.")
+
 
 def _small(d: int, save_every: int, from_steps, rl_steps, rl_every: int) -> dict:
     """A preset for 2 CPU cores: GPT-2 2 x 64, 1,500 steps of 128 at parity d, 3 seeds, then GRPO from `from_steps`
     for `rl_steps`, evaluated every `rl_every`."""
     return {
         "pretrain": {
-            "task": {"d": d, "p_cot": why.P_COT(0.25)},
+            "task": {"d": d, "p_cot": _P_COT(0.25)},
             "model": {"layers": 2, "width": 64, "heads": 4},
             "train": {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 125, "eval_samples": 1000,
                       "save_every": save_every},
-            "axes": {"train.seed": why.THREE_SEEDS([0, 1, 2])},
+            "axes": {"train.seed": _SEEDS([0, 1, 2])},
         },
         "posttrain": {"grpo": {"from_steps": from_steps, "post": _GRPO | {
             "steps": rl_steps, "eval_every": rl_every, "eval_samples": why.POST_EVAL(640),
@@ -70,11 +78,14 @@ _PRESETS = {
     # The paper's setting (d = 50, 50,000 steps of batch 256, 3 seeds): for a GPU.
     "paper": Preset("d = 50, GPT-2 4 x 256, 50,000 steps of 256, 3 seeds; for a GPU", {
         "pretrain": {
-            "task": {"d": why.D_50(50), "p_cot": why.P_COT(0.25)},
+            "task": {"d": paper(50, "Fig. 1 caption: d = 50",
+                                "predicting the parity of $d$=50 bits with a transformer trained from scratch"),
+                     "p_cot": _P_COT(0.25)},
             "model": why.PARITY_MODEL,
-            "train": why.parity_train(paper(50_000, "§3.1: 50,000 iterations"), eval_every=1000, save_every=2500),
-            "axes": {"train.seed": choice([0, 1, 2], "3 seeds, as the captions of Figs. 2 and 3 (Fig. 1 does not "
-                                                     "say)")},
+            "train": why.parity_train(choice(50_000, "our text does not give Fig. 1's pre-training length; 50,000 "
+                                                     "iterations, as Fig. 2's (§3.1: '256 sequences per iteration "
+                                                     "for 50,000 iterations')"), eval_every=1000, save_every=2500),
+            "axes": {"train.seed": _SEEDS([0, 1, 2])},
         },
         "posttrain": {"grpo": {
             "from_steps": choice([5000, 10_000, 20_000, 30_000, 50_000],

@@ -21,9 +21,12 @@ from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, Column, censored_quantile, first_solved, text_table
 from rlntp.files import figure, save_figure
 
-_GRPO = {"algo": paper("grpo", "App. C.1: GRPO"), "reward": paper("e2e", "App. C.1: the end-to-end reward")}
-_P_COT = paper(0.25, "App. C.1: p_cot = 0.25")
-_SEEDS = paper([0, 1, 2], "App. C.1: 3 seeds")
+_SWITCH = "we consider switching to post-training (GRPO with e2e reward) at several checkpoints"
+_GRPO = {"algo": paper("grpo", "App. C.1: GRPO", _SWITCH), "reward": paper("e2e", "App. C.1: the end-to-end reward",
+                                                                           _SWITCH)}
+_P_COT = paper(0.25, "App. C.1: p_cot = 0.25 (our text lost the symbol)",
+               "We fix =0.25 and we vary the input dimension")
+_SEEDS = paper([0, 1, 2], "App. C.1: 3 seeds", "only one of three seeds ended up generalizing during pre-training")
 
 _PRESETS = {
     # A 2-layer GPT-2 of width 64 learns parity from the short sequences alone within the budget of
@@ -45,7 +48,7 @@ _PRESETS = {
         "posttrain": {"grpo": {"from_steps": choice([100, 200, 500, 1000, 2000],
                                                     "a ladder from the step the long path is learned at d <= 7 (the "
                                                     "paper's starts at 1,000 of batch 256)"),
-                               "post": _GRPO | {"steps": 20, "eval_every": 2, "eval_samples": why.POST_EVAL(500),
+                               "post": _GRPO | {"steps": 20, "eval_every": 2, "eval_samples": 500,
                                                 "save_every": 20}}},
     }, default=why.CPU),
     # The paper's setting (App. C.1): GPT-2 depth 4, 32 heads, width 128; at most 100,000 steps of 256;
@@ -54,16 +57,23 @@ _PRESETS = {
     "paper": Preset("GPT-2 4 x 128, 32 heads, d = 6..12; GPUs", {
         "pretrain": {
             "task": {"p_cot": _P_COT},
-            "model": paper({"layers": 4, "width": 128, "heads": 32}, "App. C.1: GPT-2 depth 4, 32 heads, width 128"),
-            "train": why.parity_train(paper(100_000, "App. C.1: at most 100,000 iterations"), 500,
+            "model": paper({"layers": 4, "width": 128, "heads": 32}, "App. C.1: GPT-2 depth 4, 32 heads, width 128",
+                           "We consider a GPT2 architecture of depth 4, number of heads 32 and embedding dimension "
+                           "equal to 128."),
+            "train": why.parity_train(paper(100_000, "App. C.1: at most 100,000 iterations",
+                                            "We train for at most 100,000 iterations (of batch size 256)"), 500,
                                       choice(500, "every 500 steps, so that every checkpoint of the ladder exists"))
-            | {"batch_size": paper(256, "App. C.1: batch size 256")},
+            | {"batch_size": paper(256, "App. C.1: batch size 256",
+                                   "We train for at most 100,000 iterations (of batch size 256)")},
             "axes": {"task.d": choice([6, 8, 10, 12], "our text lost the values of d; 12 is the largest it names"),
                      "train.seed": _SEEDS},
         },
         "posttrain": {"grpo": {
             "from_steps": paper([1000, 1500, 2000, 2500, 3000, 5000, 10_000, 15_000, 20_000, 30_000, 50_000, 100_000],
-                                "App. C.1: checkpoints {1000, 1500, ..., 100000}"),
+                                "App. C.1: checkpoints {1000, 1500, ..., 100000}",
+                                "the pre-trained checkpoints from which we consider starting post-training are at "
+                                "iterations {1000, 1500, 2000, 2500, 3000, 5000, 10000, 15000, 20000, 30000, 50000, "
+                                "100000}"),
             "post": _GRPO | why.PARITY_GRPO | why.rl_cadence(steps=100, eval_every=5, eval_samples=640,
                                                               save_every=50)}},
     }),

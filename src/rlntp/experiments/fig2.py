@@ -62,16 +62,20 @@ _PRESETS = {
                     "3 seeds; GPUs", {
         "pretrain": {
             "model": why.PARITY_MODEL,
-            "train": why.parity_train(paper(50_000, "§3.1, Fig. 2 caption: 50,000 iterations"),
+            "train": why.parity_train(paper(50_000, "§3.1, Fig. 2 caption: 50,000 iterations",
+                                            "256 sequences per iteration for 50,000 iterations"),
                                       eval_every=paper(500, "App. B.1: final = the last 5 checkpoints, iterations "
-                                                            "47,500 to 49,500, so one every 500"),
+                                                            "47,500 to 49,500, so one every 500",
+                                                       "the average accuracy from the last 5 checkpoints of the "
+                                                       "pre-trained run (that is, average accuracy at iterations "
+                                                       "47,500 to 49,500)"),
                                       save_every=5000),
             "axes": {"task.d, task.p_cot": choice(
                 [[50, p] for p in _CURVE_P_COTS] + [[25, p] for p in _RIGHT_P_COTS],
                 "d = 50 for the left and centre panels and d = 25 for the right are the paper's (§3.1, Fig. 2 "
                 "caption); the p_cot values are lost in our text: five for the curves, nine spanning 1/3 for the "
                 "right panel"),
-                     "train.seed": paper([0, 1, 2], "Fig. 2 caption: 3 seeds")},
+                     "train.seed": why.THREE_SEEDS([0, 1, 2])},
         },
     }),
 }

@@ -29,16 +29,22 @@ def _preset(d, model, train, seeds: list[int], rl_steps: dict[str, int], star_sa
     """All RL runs from the last pre-training checkpoint: one group per algorithm over rewards x temperatures;
     `stated`: per algorithm, settings written out (the paper preset's, whose RL cadence is then a choice too)."""
     cadence = why.rl_cadence if stated else dict
-    axes = {"post.reward": paper(list(REWARD_NAMES), "Fig. 3: end-to-end and chain-of-thought rewards (§2)"),
+    axes = {"post.reward": paper(list(REWARD_NAMES), "§3.1-3.2: Fig. 3 shows the end-to-end and the chain-of-thought "
+                                                     "rewards (§2)",
+                                 "the STaR algorithm with the chain-of-thought correctness reward (cyan lines in "
+                                 "Figure 3) … with the notable exception of STaR with high sampling temperature and "
+                                 "end-to-end reward"),
             "post.temperature": choice([0.5, 1.0, 1.5], "Fig. 3 shows a few tau_RL; our text lost them: 0.5, 1, 1.5")}
     shared = {"eval_samples": why.POST_EVAL(640)} | cadence(save_every=save_every)
     stated = stated or {}
-    groups = {algo: {"from_steps": paper(["last"], "App. B.1: post-training continues from the last pre-training "
-                                                   "checkpoint"),
+    groups = {algo: {"from_steps": why.FROM_LAST(["last"]),
                      "axes": axes, "post": shared | stated.get(algo, {}) | {
-        "algo": paper(algo, "§3.2, Fig. 3"), **cadence(steps=rl_steps[algo]),
+        "algo": paper(algo, "App. C.1: Fig. 3 shows STaR, REINFORCE and GRPO",
+                      "In Figure 3, we presented test accuracy and response length during post-training for all RL "
+                      "algorithms (STaR, REINFORCE, GRPO)"), **cadence(steps=rl_steps[algo]),
         # STaR: one round is one step; each round samples star_samples prompts and is evaluated
-        **({"prompts_per_step": paper(star_samples, "Fig. 3 caption: n = 3,200 sequences per STaR iteration"),
+        **({"prompts_per_step": paper(star_samples, "Fig. 3 caption: n = 3,200 sequences per STaR iteration",
+                                      "$n$=3,200 sequences for STaR") if stated else star_samples,
             **cadence(eval_every=1)} if algo == "star" else cadence(eval_every=eval_every))}}
         for algo in ALGOS}
     # REINFORCE and GRPO away from tau = 1 with the update's log-probabilities at tau (STaR has none)
@@ -47,8 +53,12 @@ def _preset(d, model, train, seeds: list[int], rl_steps: dict[str, int], star_sa
                                                "post": why.plain(groups[algo]["post"]) | {"reward": "e2e",
                                                                                           "logprobs_at_tau": True}})
     return {
-        "pretrain": {"task": {"d": d, "p_cot": paper(0.25, "§3.2: Fig. 3 is at p_cot = 0.25")}, "model": model,
-                     "train": train, "axes": {"train.seed": paper(seeds, "Fig. 3 caption: 3 seeds")}},
+        "pretrain": {"task": {"d": d, "p_cot": paper(0.25, "§3.1: Fig. 3 is at p_cot = 0.25 (our text lost the "
+                                                           "symbol)", "We show results in Figure 3 for =0.25")},
+                     "model": model, "train": train,
+                     "axes": {"train.seed": paper(seeds, "Fig. 3 caption: 3 seeds",
+                                                  "for various RL methods. Figure shows average and 1 standard "
+                                                  "deviation across 3 seeds.")}},
         "posttrain": groups,
     }
 
@@ -67,8 +77,12 @@ _PRESETS = {
         [0, 1, 2], {"star": 3, "reinforce": 30, "grpo": 30}, 1000, 3, 30), default=why.QUICK),
     # d = 50 from 20,000 pre-training steps (paper Fig. 3, App. B.1), 3 seeds
     "paper": Preset("d = 50 from 20,000 steps, 3 seeds; for a GPU", _preset(
-        paper(50, "§3.2: d = 50 (the length grows from 1 to 50)"), why.PARITY_MODEL,
-        why.parity_train(paper(20_000, "Fig. 3 caption: after 20k pre-training iterations"), 1000, 5000),
+        paper(50, "§3.1: in Fig. 3 the length grows from 1 to 50, the longest training sequence, whose length is d "
+                  "(Fig. 2 caption)",
+              "which grows from 1 (min train length) to 50 (max train length) … the maximum length present in the "
+              "training distribution (which equals $d$)"), why.PARITY_MODEL,
+        why.parity_train(paper(20_000, "Fig. 3 caption: after 20k pre-training iterations",
+                               "after $20$k pre-training iterations"), 1000, 5000),
         [0, 1, 2], {"star": 10, "reinforce": 200, "grpo": 200}, 3200, 5, 50, stated=why.PARITY_RL)),
 }
 

@@ -23,6 +23,16 @@ PLAN = OwnPlan(run=run_llm, plan=plan_llm, jobs=recipe_jobs, inputs=LLMInputs, w
 preset's; under `accelerate launch` every process runs the plan, the main one claims the directory."""
 
 
+_BENCHMARKS = ("on variations of two standard mathematical benchmarks (GSM8k (Cobbe et al.,, 2021) and MATH "
+               "(Hendrycks et al.,, 2021))")
+_GSM8K_MODEL = "We use the Llama 3.2 3B base model for our GSM8K experiments."
+_GSM8K_GROUP = "batch size =1, group size (for GRPO) equal to 32"
+_MATH_MODELS = "We use the Llama 3.2 3B, and 3.1 8B instruct models."
+_MATH_SFT_BATCH = "batch size =24 for the 3.2 3B model and =16 for the 3.1 8B model"
+_MATH_GROUP = ("batch size =1, group size (for GRPO) equal to 20, 2 steps of gradient accumulation (which makes the "
+               "effective batch size equal to 2)")
+
+
 def _tiny(dataset: str) -> Preset:
     """The tiny preset (`llm_math.tiny`): a random tiny Llama on records made here, for a CPU."""
     return Preset("a random tiny Llama on records made here, CPU: proves the wiring only", {}, default=TINY,
@@ -49,24 +59,32 @@ GSM8K = Recipe(
     {"tiny": _tiny("gsm8k"),
      # App. B.3: Llama 3.2 3B base, SFT batch 256 for 30 epochs, GRPO group 32, one prompt per GPU, 8 GPUs.
      "paper": _paper("Llama 3.2 3B from the hub; GPUs (docs/llm.md: accelerate launches)", {
-         "dataset": paper("gsm8k", "§5.2: GSM8K"),
-         "model": paper("meta-llama/Llama-3.2-3B", "App. B.3: Llama 3.2 3B (base)"),
+         "dataset": paper("gsm8k", "§5.2: GSM8K", _BENCHMARKS),
+         "model": paper("meta-llama/Llama-3.2-3B", "App. B.3: Llama 3.2 3B (base)", _GSM8K_MODEL),
          "source": choice("openai/gsm8k", "the hub's copy of GSM8K, config `main`"),
          "p_cots": choice((0.05, 0.1, 0.25, 0.5, 1.0), "0.05 is the paper's (Fig. 5 right) and 1 its full "
                                                        "chain-of-thought baseline (§5.2); Fig. 19's other values are "
                                                        "lost in our text: 0.1, 0.25, 0.5 are ours"),
-         "rl_from_epochs": choice((1, 5, 30), "Fig. 5 right: GRPO from the SFT checkpoints (epochs 1-30), 'even from "
-                                              "the first'; which ones is not stated: 1, 5, 30"),
-         "sft": {"epochs": paper(30, "App. B.3: 30 epochs"), "lr": choice(1e-5, "lost in our text; 1e-5"),
-                 "per_device_batch": paper(32, "App. B.3: batch 256 on 8 GPUs"),
+         "rl_from_epochs": choice((1, 5, 30), "Fig. 5 right: GRPO from the SFT checkpoints (epochs 1-30), 'even when "
+                                              "starting from the first epoch checkpoint'; which ones is not stated: 1, "
+                                              "5, 30"),
+         "sft": {"epochs": paper(30, "App. B.3: 30 epochs", "bf16 precision. We train for 30 epochs."),
+                 "lr": choice(1e-5, "lost in our text; 1e-5"),
+                 "per_device_batch": paper(32, "App. B.3: batch 256 on 8 GPUs, 32 per GPU",
+                                           "batch size =256, and bf16 precision. We train for 30 epochs. We consider "
+                                           "datasets with . We use PyTorch for distributed training. Each run is "
+                                           "performed in 8 GPUs"),
                  "gradient_checkpointing": choice(True, "memory: a 3B model's activations at batch 32")},
          "grpo": {"steps": choice(1000, "not stated; App. B.3: 20-35 h on 8 A100s"), "lr": choice(1e-6, "lost; 1e-6"),
-                  "group_size": paper(32, "App. B.3: group size 32"),
-                  "completions_per_device": paper(32, "App. B.3: batch 1 per device, group 32"), "save_every": 50,
+                  "group_size": paper(32, "App. B.3: group size 32", _GSM8K_GROUP),
+                  "completions_per_device": paper(32, "App. B.3: batch 1 per device, group 32", _GSM8K_GROUP),
+                  "save_every": 50,
                   "max_completion_length": choice(512, "not stated; GSM8K solutions fit in 512 tokens")},
-         "eval": {"generations": paper(4, "App. B.3: 4 generations per test question"), "max_new_tokens": 512},
+         "eval": {"generations": paper(4, "App. B.3: 4 generations per test question",
+                                       "Test statistics are estimated on the test set of GSM8k using 4 generations "
+                                       "per question and taking the average."), "max_new_tokens": 512},
          "config_name": choice(None, "the default, `main`"),
-         "more_models": paper((), "App. B.3: Llama 3.2 3B base only")})},
+         "more_models": paper((), "App. B.3: Llama 3.2 3B base only", _GSM8K_MODEL)})},
     CLAIMS, own_plan=PLAN, in_all=False,
 )
 
@@ -76,23 +94,32 @@ MATH = Recipe(
      # App. B.4: Llama 3.2 3B instruct (SFT batch 24) and 3.1 8B instruct (batch 16), 20 epochs; GRPO group 20,
      # 2 accumulation steps, 300 steps.
      "paper": _paper("Llama 3.2 3B and 3.1 8B instruct from the hub; GPUs (docs/llm.md: accelerate launches)", {
-         "dataset": paper("math", "§5.2: MATH"),
-         "model": paper("meta-llama/Llama-3.2-3B-Instruct", "App. B.4: Llama 3.2 3B instruct"),
+         "dataset": paper("math", "§5.2: MATH", _BENCHMARKS),
+         "model": paper("meta-llama/Llama-3.2-3B-Instruct", "App. B.4: Llama 3.2 3B instruct", _MATH_MODELS),
          "source": choice("DigitalLearningGmbH/MATH-lighteval", "a hub mirror of MATH with its solutions"),
          "p_cots": choice((0.0, 0.1, 0.25, 0.5, 1.0), "our text lost the values; 1 is the full chain-of-thought "
                                                       "baseline (§5.2)"),
-         "rl_from_epochs": choice((1, 5, 20), "App. B.4: several SFT epochs 'including the first'; which, is lost"),
-         "sft": {"epochs": paper(20, "App. B.4: 20 epochs"), "lr": choice(1e-5, "lost in our text; 1e-5"),
-                 "per_device_batch": paper(3, "App. B.4: batch 24 for the 3B model on 8 GPUs"),
+         "rl_from_epochs": choice((1, 5, 20), "our text does not say which SFT epochs MATH's GRPO starts from: the "
+                                              "first, one early and the last, as GSM8K's"),
+         "sft": {"epochs": paper(20, "App. B.4: 20 epochs", "bf16 precision. We train for 20 epochs."),
+                 "lr": choice(1e-5, "lost in our text; 1e-5"),
+                 "per_device_batch": paper(3, "App. B.4: batch 24 for the 3B model on 8 GPUs, 3 per GPU",
+                                           f"{_MATH_SFT_BATCH} … We train for 20 epochs. We consider datasets with . "
+                                           "We use PyTorch for distributed training. Each run is performed in 8 "
+                                           "GPUs"),
                  "gradient_checkpointing": choice(True, "memory")},
-         "grpo": {"steps": paper(300, "App. B.4: 300 steps"), "lr": choice(1e-6, "lost; 1e-6"),
-                  "group_size": paper(20, "App. B.4: group size 20"),
-                  "completions_per_device": paper(20, "App. B.4: batch 1 per device, group 20"),
-                  "grad_accum": paper(2, "App. B.4: 2 accumulation steps"), "save_every": 25,
+         "grpo": {"steps": paper(300, "App. B.4: 300 steps",
+                                 "We perform post-training in 8 GPUs (NVIDIA A100-SXM4-80GB) for 300 steps"),
+                  "lr": choice(1e-6, "lost; 1e-6"),
+                  "group_size": paper(20, "App. B.4: group size 20", _MATH_GROUP),
+                  "completions_per_device": paper(20, "App. B.4: batch 1 per device, group 20", _MATH_GROUP),
+                  "grad_accum": paper(2, "App. B.4: 2 accumulation steps", _MATH_GROUP), "save_every": 25,
                   "max_completion_length": choice(1024, "not stated; MATH solutions are longer than GSM8K's")},
-         "eval": {"generations": paper(4, "App. B.4: 4 generations per test question"), "max_new_tokens": 1024},
+         "eval": {"generations": choice(4, "App. B.4 does not say how MATH is evaluated; 4 generations per test "
+                                           "question, as App. B.3 for GSM8K"), "max_new_tokens": 1024},
          "config_name": choice(None, "the mirror's default"),
          "more_models": paper(({"model": "meta-llama/Llama-3.1-8B-Instruct", "sft": {"per_device_batch": 2}},),
-                              "App. B.4: Llama 3.1 8B instruct with SFT batch 16 (2 per GPU on 8 GPUs)")})},
+                              "App. B.4: Llama 3.1 8B instruct with SFT batch 16 (2 per GPU on 8 GPUs)",
+                              f"{_MATH_MODELS} … {_MATH_SFT_BATCH}")})},
     CLAIMS, own_plan=PLAN, in_all=False,
 )

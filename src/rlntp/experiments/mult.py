@@ -22,15 +22,24 @@ from rlntp.experiments.summary import SOLVED, Curve, table_curve
 from rlntp.files import figure, save_figure
 from rlntp.tasks.multiplication import MultiplicationTask
 
-_GRPO = {"algo": paper("grpo", "§5.1, App. B.2: GRPO"), "reward": paper("e2e", "App. B.2: the end-to-end reward"),
-         "optimizer": paper("adamw", "App. B.2: AdamW"),
+_RL = "We train with GRPO with an end-to-end reward function"
+_RL_BATCH = ("batch size =16, group size (for GRPO) equal to 4, 2 steps of gradient accumulation (which makes the "
+             "effective batch size equal to 32)")
+_PRETRAIN = ("We use the AdamW (Loshchilov and Hutter,, 2019) optimizer with learning rate =, batch size =32, and "
+             "maximum gradient norm equal to 1.0.")
+_GRPO = {"algo": paper("grpo", "App. B.2: GRPO", _RL), "reward": paper("e2e", "App. B.2: the end-to-end reward", _RL),
+         "optimizer": paper("adamw", "App. B.2: AdamW",
+                            "We use the AdamW (Loshchilov and Hutter,, 2019) optimizer with learning rate = (and "
+                            "Huggingface’s Transformers’ (Wolf et al.,, 2020) default rest of hyperparameters)"),
          "max_grad_norm": choice(1.0, "clipped as in pre-training; App. B.2 keeps the library's other defaults"),
-         "prompts_per_step": paper(8, "App. B.2: batch 16, group size 4, 2 accumulation steps: 32 sequences"),
-         "rollouts_per_prompt": paper(4, "App. B.2: group size 4")}
-_ADAMW = {"optimizer": paper("adamw", "App. B.2: AdamW"),
+         "prompts_per_step": paper(8, "App. B.2: batch 16, group size 4, 2 accumulation steps: 32 sequences, 8 "
+                                      "prompts of 4", _RL_BATCH),
+         "rollouts_per_prompt": paper(4, "App. B.2: group size 4", _RL_BATCH)}
+_ADAMW = {"optimizer": paper("adamw", "App. B.2: AdamW", _PRETRAIN),
           "weight_decay": choice(0.01, "not stated; torch's AdamW default 0.01"),
-          "max_grad_norm": paper(1.0, "App. B.2: maximum gradient norm 1.0")}
-_MULT = paper("mult", "§5.1: multiplication")
+          "max_grad_norm": paper(1.0, "App. B.2: maximum gradient norm 1.0", _PRETRAIN)}
+_MULT = paper("mult", "§5.1: multiplication", "we study the task of multiplying n-digit numbers")
+_TEST = "Test accuracy is estimated using a set of 1000 unseen pairs of numbers."
 
 
 def _epochs(train: int, batch: int, epochs: int) -> int:
@@ -61,37 +70,39 @@ _PRESETS = {
                                                 "lr": 1e-4, "eval_every": 10, "eval_samples": 500, "save_every": 60}}},
     }, default=why.chose("a small analogue for 2 CPU cores: 3 x 3 products, a 2-layer GPT-2 of width 128, batch 128, "
                          "500,000 pairs, a few thousand steps")),
-    # The paper's grid (App. B.2): n in {4, 5, 7}, 808,000 pairs, AdamW, batch 32, clip 1.0, 15 epochs
-    # for n = 4 and 50 for the two larger n, GRPO group 4 x 8 prompts (batch 16, 2 accumulation steps),
-    # 3 seeds. For GPUs. The learning rates and the model size are lost in our text of the paper: these are
-    # the defaults of Deng et al.'s training script (GPT-2 small, lr 5e-5).
+    # The paper's setting (App. B.2): 808,000 pairs, AdamW, batch 32, clip 1.0, 15 epochs for one n and 50 for
+    # the two others (its values of n are lost in our text: 4, 5, 7 here), GRPO group 4 x 8 prompts (batch 16,
+    # 2 accumulation steps), 3 seeds. For GPUs. The learning rates and the model size are lost in our text of the
+    # paper: these are the defaults of Deng et al.'s training script (GPT-2 small, lr 5e-5).
     "paper": Preset("n = 4, 5, 7, p_cot 0.1, 0.25, 0.5 and 1, 808,000 pairs, GPT-2 small, 3 seeds; GPUs", {
         "pretrain": {
             "task": {"task": _MULT},
             "model": choice({"layers": 12, "width": 768, "heads": 12},
                             "lost in our text; Deng et al.'s default, GPT-2 small (12 x 768, 12 heads)"),
-            "train": {"batch_size": paper(32, "App. B.2: batch size 32"),
+            "train": {"batch_size": paper(32, "App. B.2: batch size 32", _PRETRAIN),
                       "lr": choice(5e-5, "lost in our text; Deng et al.'s default 5e-5"), **_ADAMW,
                       "eval_every": choice(25_250, "every 25,250 steps (one epoch of n = 4 is 25,250 steps of 32)"),
-                      "eval_samples": paper(1000, "App. B.2: test accuracy on 1,000 unseen pairs"),
+                      "eval_samples": paper(1000, "App. B.2: test accuracy on 1,000 unseen pairs", _TEST),
                       "save_every": choice(25_250, "every 25,250 steps (one epoch of n = 4 is 25,250 steps of 32)")},
             "axes": {"task.digits, task.p_cot, task.data, train.steps": choice(
                 [[n, p, _data(n, p), _epochs(808_000, 32, 15 if n == 4 else 50)]
                  for n in (4, 5, 7) for p in (0.1, 0.25, 0.5, 1.0)],
-                "steps: 15 epochs of 808,000 pairs for the smallest n and 50 for the two larger (App. B.2, paper); "
+                "steps: 15 epochs of 808,000 pairs for one n and 50 for the two others (App. B.2: 'We train for 15 "
+                "epochs for the task and 50 epochs for and .', which n lost in our text): 15 for the smallest; "
                 "p_cot 0.1, 0.25, 1 (§5.1) and 0.5; n = 4, 5, 7: Deng et al.'s sizes, our text lost the paper's "
                 "(Fig. 5 left names 5 x 5, at p_cot = 0.25)"),
-                "train.seed": paper([0, 1, 2], "App. B.2: 3 random seeds per task")},
+                "train.seed": paper([0, 1, 2], "App. B.2: 3 random seeds per task",
+                                    "We train each model (3 random seeds per task)")},
         },
         "posttrain": {"grpo": {
             "from_steps": choice([101_000, 202_000, 303_000, "last"], "checkpoints at 4, 8, 12 epochs of n = 4 and "
-                                                                      "the last; the paper switches 'at various "
-                                                                      "checkpoints' (§5.1)"),
+                                                                      "the last (§5.1: 'At various checkpoints, we "
+                                                                      "switch to reinforcement learning')"),
             "where": {"task.p_cot": choice([0.1, 0.25, 0.5], "RL from every mixture but the full chain of thought")},
             "post": _GRPO | {"steps": choice(1000, "not stated; App. B.2: about 3.5 h on one A100"),
                              "lr": choice(1e-5, "lost in our text; 1e-5"),
                              "eval_every": choice(50, "how often to evaluate: not stated"),
-                             "eval_samples": paper(1000, "App. B.2: test accuracy on 1,000 unseen pairs"),
+                             "eval_samples": paper(1000, "App. B.2: test accuracy on 1,000 unseen pairs", _TEST),
                              "save_every": choice(250, "how often to checkpoint: not stated")}}},
     }),
 }

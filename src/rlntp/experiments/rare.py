@@ -42,14 +42,15 @@ def rl_groups(from_steps, rl_steps: dict[str, int], star_samples: int, eval_ever
     groups = {}
     for algo in ALGOS:
         post = (stated or {}).get(algo, {}) | {
-            "algo": paper(algo, "App. C.1: STaR, REINFORCE and GRPO"),
-            "reward": choice("e2e", "App. C.1 says 'as Fig. 3', which shows both rewards; the end-to-end one"),
+            "algo": paper(algo, "App. C.1: STaR, REINFORCE and GRPO",
+                          "the learning behaviors of STaR, REINFORCE and GRPO are similar in our simple setting"),
+            "reward": choice("e2e", "App. C.1 does not name Figs. 9-11's reward; it shows them as Fig. 3's comparison "
+                                    "at rarer long data, and Fig. 3 shows both rewards: the end-to-end one"),
             **cadence(steps=rl_steps[algo]), "eval_samples": why.POST_EVAL(eval_samples),
             **cadence(save_every=rl_steps[algo])}
         # STaR: a round is a step, each samples star_samples prompts and is evaluated
         if algo == "star":
-            samples = paper(star_samples, "Fig. 3 caption: 3,200 sequences per STaR iteration") if stated else \
-                star_samples
+            samples = why.STAR_SAMPLES(star_samples) if stated else star_samples
             post |= {"prompts_per_step": samples, **cadence(eval_every=1)}
         else:
             post |= cadence(eval_every=eval_every)
@@ -82,14 +83,18 @@ _PRESETS = {
                      "axes": {"task.p_cot": _P_COTS, "train.seed": [0, 1, 2, 3, 4]}},
         "posttrain": rl_groups([2000, "last"], {"star": 8, "reinforce": 120, "grpo": 120}, 1000, 10, 640),
     }, default=why.CPU),
-    # The paper (App. C.1): as Fig. 3 (d = 50), RL after 20k and after 50k pre-training steps.
+    # The paper (App. C.1): RL after 20k and after 50k pre-training steps; d = 50 as Figs. 1-3 (not stated).
     "paper": Preset("d = 50, from 20k and 50k steps; GPUs", {
-        "pretrain": {"task": {"d": paper(50, "App. C.1: as Fig. 3 (d = 50)")}, "model": why.PARITY_MODEL,
+        "pretrain": {"task": {"d": why.D_50(50)}, "model": why.PARITY_MODEL,
                      "train": why.parity_train(paper(50_000, "App. C.1: 50k iterations before the late "
-                                                             "post-training"), 1000, 10_000),
+                                                             "post-training",
+                                                     "If, instead, we consider more pre-training iterations (50k) "
+                                                     "before the start of post-training"), 1000, 10_000),
                      "axes": {"task.p_cot": _P_COTS, "train.seed": why.AS_FIGS_2_3([0, 1, 2])}},
         "posttrain": rl_groups(paper([20_000, 50_000], "App. C.1: post-training after 20k and after 50k pre-training "
-                                                       "iterations"),
+                                                       "iterations",
+                                     "post-training starts after 20k pre-training iterations … more pre-training "
+                                     "iterations (50k) before the start of post-training"),
                                {"star": 10, "reinforce": 200, "grpo": 200}, 3200, 5, 640, stated=why.PARITY_RL),
     }),
 }

@@ -28,24 +28,25 @@ def _preset(d, p_cot, model, train: dict, seeds, rounds: int, samples: int, eval
     paper preset's, whose STaR settings each name their source."""
     # Theorem 2's round is an argmin over the kept samples: STaR trains at the pre-training learning rate
     # so that 3 epochs fit them (at 1e-4 the long fraction lags the recursion by up to 0.13 from round 3 on).
-    star = {"algo": paper("star", "§4, Theorem 2: STaR"),
-            "reward": paper("cot", "§4, Theorem 2: the reward that verifies the whole chain of thought"),
-            "temperature": paper(1.0, "Theorem 2: sampling from the model (temperature 1)"),
+    theorem_2 = "we study reinforcement learning with (regularized) STaR objective and with chain of thought reward"
+    star = {"algo": paper("star", "§4, Theorem 2: STaR", theorem_2),
+            "reward": paper("cot", "§4, Theorem 2: the reward that verifies the whole chain of thought", theorem_2),
+            "temperature": paper(1.0, "§4: sampling from the model (temperature 1)",
+                                 "This corresponds to sampling from the model with temperature 1."),
             "steps": rounds, "prompts_per_step": samples,
             "lr": choice(why.plain(train["lr"]), "the pre-training rate, so that 3 epochs fit the kept samples as "
                                                  "Theorem 2's argmin does (measured: at 1e-4 the long fraction lags)"),
             "eval_every": 1, "eval_samples": eval_samples, "save_every": rounds}
     if stated:
         star |= {"steps": choice(rounds, "rounds until the recursion from 0.15 passes 1/3 and settles"),
-                 "prompts_per_step": paper(samples, "Fig. 3 caption: 3,200 sequences per STaR iteration"),
+                 "prompts_per_step": why.STAR_SAMPLES(samples),
                  "eval_every": choice(1, "every round: the recursion is checked round by round"),
                  "eval_samples": choice(eval_samples, "2,560, as pre-training: the fraction of long answers is "
                                                       "compared within 0.05"),
                  "save_every": why.CADENCE(rounds)}
     return {
         "pretrain": {"task": {"d": d, "p_cot": p_cot}, "model": model, "train": train, "axes": {"train.seed": seeds}},
-        "posttrain": {"star": {"from_steps": paper(["last"], "App. B.1: post-training continues from the last "
-                                                            "checkpoint"),
+        "posttrain": {"star": {"from_steps": why.FROM_LAST(["last"]),
                                "post": star}},
     }
 
@@ -60,12 +61,12 @@ _PRESETS = {
                         "(the other two: STaR removed their long answers); Theorem 2 needs it learned"),
         {"layers": 2, "width": 64, "heads": 4},
         {"steps": 2000, "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 2000, "save_every": 2000},
-        why.THREE_SEEDS([0, 1, 2]), rounds=6, samples=2000, eval_samples=2000), default=why.REGIME),
+        why.AS_FIGS_2_3([0, 1, 2]), rounds=6, samples=2000, eval_samples=2000), default=why.REGIME),
     "quick": Preset("memorisation regime (1,000 passes over every input): d = 8, p_cot = 0.15, 3 seeds; for tests and "
                     "demos", _preset(
         8, 0.15, {"layers": 2, "width": 64, "heads": 4},
         {"steps": 2000, "batch_size": 128, "lr": 1e-3, "eval_every": 500, "eval_samples": 2000, "save_every": 1000},
-        why.THREE_SEEDS([0, 1, 2]), rounds=6, samples=2000, eval_samples=2000), default=why.QUICK),
+        why.AS_FIGS_2_3([0, 1, 2]), rounds=6, samples=2000, eval_samples=2000), default=why.QUICK),
     "paper": Preset("d = 50; for a GPU", _preset(
         why.D_50(50), choice(0.15, "a p_cot below 1/3 whose long path is learned, so the odds have room to double; "
                                    "Theorem 2 holds for any such p_cot"),
