@@ -360,9 +360,9 @@ def test_the_markdown_tables_carry_the_regime_only_where_report_json_records_it(
     (tmp_path / "fig1" / "report.json").write_text(json.dumps({"recipe": "fig1", "preset": "cpu", "claims": claims}))
     assert claims_markdown(tmp_path, brief=True).splitlines() == [
         "| recipe | the paper | verdict | pre-training regime |", "|---|---|---|---|",
-        "| fig1 (cpu) | NTP fails | not evaluated | 47 passes over every input |",
-        "| fig1 (cpu) | calibrated | reproduced | distinct inputs unknown |",
-        "| fig1 (cpu) | old | reproduced |  |"]
+        "| fig1 (cpu, exploration) | NTP fails | not evaluated | 47 passes over every input |",
+        "| fig1 (cpu, exploration) | calibrated | reproduced | distinct inputs unknown |",
+        "| fig1 (cpu, exploration) | old | reproduced |  |"]
     full = claims_markdown(tmp_path).splitlines()
     assert full[2].endswith("| memorisation | 47 passes over every input (pre-training saw 192,000 samples of 4,096 "
                             "distinct inputs) |")

@@ -180,8 +180,9 @@ def test_a_new_recipe_is_one_module(toy_recipe, tmp_path, monkeypatch, capsys):
     assert "toy: final greedy accuracy" in (out / "toy" / "summary.txt").read_text()
     record = json.loads((out / "toy" / "report.json").read_text())
     assert record["recipe"] == "toy" and "paper" not in record
-    # the registration it ran under: seed 0 is an exploration seed, and the record beside the report names the claim
-    assert record["registration"]["kind"] == "exploration" and record["registration"]["seeds"] == [0]
+    # the registration it ran under: its preset names no seed (its run takes the default, 0), so its verdicts are
+    # exploration; the record beside the report names the claim
+    assert record["registration"]["kind"] == "exploration" and record["registration"]["seeds"] == []
     registered = json.loads((out / "toy" / "registration.json").read_text())
     assert registered["claims"][0]["criterion"] == "final greedy accuracy >= 0.95"
     assert record["provenance"][0] == {"setting": "pretrain/task/d", "value": 4, "provenance": "choice",
