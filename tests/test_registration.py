@@ -11,6 +11,7 @@ from rlntp.experiments.provenance import chose
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.registration import (
     CONFIRMATION,
+    CONFIRMATION_SEED,
     EXPLORATION,
     FILE,
     kind,
@@ -50,6 +51,31 @@ def test_seeds_from_1000_are_confirmation_seeds_and_the_others_exploration():
     assert seeds({"seeds": [2, 0], "llm": {"seed": 1}}) == [0, 1, 2]
     assert kind([1000, 1001, 1002]) == CONFIRMATION
     assert kind([0, 1, 2]) == kind([999, 1000]) == kind([]) == EXPLORATION
+
+
+def test_every_cpu_preset_runs_confirmation_seeds_and_every_quick_preset_exploration_seeds():
+    """The cpu presets (`reproduce NAME --preset cpu`, whose verdicts are published) run fresh seeds from 1000, as
+    many as before (5 for rare and mult, 3 elsewhere); the quick presets keep the exploration seeds they were
+    chosen with, and so do the paper presets."""
+    from rlntp.experiments import recipes
+    from rlntp.experiments.provenance import CHOICE, confirmation_seeds
+
+    cpu = {name: seeds(recipe.presets["cpu"].settings) for name, recipe in recipes().items() if "cpu" in recipe.presets}
+    assert {"fig1", "fig2", "fig3", "arch", "small-d", "fig13", "partial-cot", "star-odds", "rare", "mult",
+            "theory"} <= set(cpu)
+    for name, used in cpu.items():
+        assert kind(used) == CONFIRMATION and used == list(range(CONFIRMATION_SEED, CONFIRMATION_SEED + len(used))), (
+            name, used)
+    assert {name: len(used) for name, used in cpu.items() if len(used) != 3} == {"rare": 5, "mult": 5}
+    others = {f"{name}/{preset}": seeds(recipe.presets[preset].settings) for name, recipe in recipes().items()
+              for preset in ("quick", "paper") if preset in recipe.presets}
+    assert any(key.endswith("/quick") for key in others)
+    assert all(kind(used) == EXPLORATION for used in others.values()), others
+    assert all(used and max(used) < CONFIRMATION_SEED for key, used in others.items() if key.endswith("/quick"))
+
+    made = confirmation_seeds(2, "two, for the test")
+    assert made.value == [1000, 1001] and made.source.kind == CHOICE
+    assert "confirmation seeds from 1000" in made.source.note and made.source.note.endswith("why 2: two, for the test")
 
 
 def test_the_record_holds_each_claims_criterion_every_threshold_its_checks_read_and_the_settings():

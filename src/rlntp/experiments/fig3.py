@@ -24,10 +24,15 @@ ALGOS = ("star", "reinforce", "grpo")
 REWARD_NAMES = {"e2e": "end-to-end", "cot": "chain of thought"}
 
 
-def _preset(d, model, train, seeds: list[int], rl_steps: dict[str, int], star_samples: int, eval_every: int,
+_SEEDS = why.says("Fig. 3 caption: 3 seeds",
+                  "for various RL methods. Figure shows average and 1 standard deviation across 3 seeds.")
+
+
+def _preset(d, model, train, seeds: why.Sourced, rl_steps: dict[str, int], star_samples: int, eval_every: int,
             save_every: int, stated: dict[str, dict] | None = None) -> dict:
     """All RL runs from the last pre-training checkpoint: one group per algorithm over rewards x temperatures;
-    `stated`: per algorithm, settings written out (the paper preset's, whose RL cadence is then a choice too)."""
+    `stated`: per algorithm, settings written out (the paper preset's, whose RL cadence is then a choice too);
+    `seeds`: the pre-training seeds, beside their source."""
     cadence = why.rl_cadence if stated else dict
     axes = {"post.reward": paper(list(REWARD_NAMES), "§3.1-3.2: Fig. 3 shows the end-to-end and the chain-of-thought "
                                                      "rewards (§2)",
@@ -56,25 +61,26 @@ def _preset(d, model, train, seeds: list[int], rl_steps: dict[str, int], star_sa
         "pretrain": {"task": {"d": d, "p_cot": paper(0.25, "§3.1: Fig. 3 is at p_cot = 0.25 (our text lost the "
                                                            "symbol)", "We show results in Figure 3 for =0.25")},
                      "model": model, "train": train,
-                     "axes": {"train.seed": paper(seeds, "Fig. 3 caption: 3 seeds",
-                                                  "for various RL methods. Figure shows average and 1 standard "
-                                                  "deviation across 3 seeds.")}},
+                     "axes": {"train.seed": seeds}},
         "posttrain": groups,
     }
 
 
 _PRESETS = {
     # d = 18: 1,500 steps of 128 are 192,000 samples of 262,144 inputs (0.73 passes); the long path is learned by
-    # ~1,100 steps (fig1's exploration seeds), so RL starts from a checkpoint that has it.
+    # ~1,100 steps (fig1's exploration seeds), so RL starts from a checkpoint that has it. It runs confirmation
+    # seeds 1000-1002.
     "cpu": Preset("d = 18, 1,500 steps of 128 (0.73 passes over the inputs), one checkpoint, 3 seeds", _preset(
         18, {"layers": 2, "width": 64, "heads": 4},
         {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000, "save_every": 1500},
-        [0, 1, 2], {"star": 3, "reinforce": 30, "grpo": 30}, 1000, 3, 30), default=why.REGIME),
+        why.confirmation_seeds(3, 'the Fig. 3 caption, "Figure shows average and 1 standard deviation across '
+                                  '3 seeds."'),
+        {"star": 3, "reinforce": 30, "grpo": 30}, 1000, 3, 30), default=why.REGIME),
     "quick": Preset("memorisation regime (31 passes over every input): d = 12, one checkpoint, 3 seeds; for tests "
                     "and demos", _preset(
         12, {"layers": 2, "width": 64, "heads": 4},
         {"steps": 1000, "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000, "save_every": 500},
-        [0, 1, 2], {"star": 3, "reinforce": 30, "grpo": 30}, 1000, 3, 30), default=why.QUICK),
+        _SEEDS([0, 1, 2]), {"star": 3, "reinforce": 30, "grpo": 30}, 1000, 3, 30), default=why.QUICK),
     # d = 50 from 20,000 pre-training steps (paper Fig. 3, App. B.1), 3 seeds
     "paper": Preset("d = 50 from 20,000 steps, 3 seeds; for a GPU", _preset(
         paper(50, "§3.1: in Fig. 3 the length grows from 1 to 50, the longest training sequence, whose length is d "
@@ -83,7 +89,7 @@ _PRESETS = {
               "training distribution (which equals $d$)"), why.PARITY_MODEL,
         why.parity_train(paper(20_000, "Fig. 3 caption: after 20k pre-training iterations",
                                "after $20$k pre-training iterations"), 1000, 5000),
-        [0, 1, 2], {"star": 10, "reinforce": 200, "grpo": 200}, 3200, 5, 50, stated=why.PARITY_RL)),
+        _SEEDS([0, 1, 2]), {"star": 10, "reinforce": 200, "grpo": 200}, 3200, 5, 50, stated=why.PARITY_RL)),
 }
 
 

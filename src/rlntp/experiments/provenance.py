@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from rlntp.registration import CONFIRMATION_SEED
+
 PAPER, CHOICE = "paper", "choice"
 QUOTE_GAP = " … "
 """Joins the fragments of one quote, each verbatim from the paper's text (words left out between them)."""
@@ -91,6 +93,16 @@ def paper(value: Any, where: str, quote: str) -> Sourced:
 def choice(value: Any, why: str) -> Sourced:
     """`value`, which we chose for the reason `why` (the paper does not state it, or we depart from it)."""
     return Sourced(value, chose(why))
+
+
+def confirmation_seeds(n: int, count: str) -> Sourced:
+    """`n` confirmation seeds from `CONFIRMATION_SEED` (1000, 1001, ...), a choice whose note says why these seeds
+    (none was run before the preset and its claims were registered) and why `n` (`count`, e.g. 'the Fig. 1 caption,
+    "Lines correspond to median across 3 seeds."'): the seeds of a preset whose verdicts are published."""
+    return choice(list(range(CONFIRMATION_SEED, CONFIRMATION_SEED + n)),
+                  f"{n} confirmation seeds from {CONFIRMATION_SEED}, never run before this preset and its claims were "
+                  f"registered (the exploration seeds below {CONFIRMATION_SEED} were looked at while choosing them); "
+                  f"why {n}: {count}")
 
 
 def plain(declared: Any) -> Any:
