@@ -161,6 +161,16 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _workers(sweep: int) -> list[int]:
+    """A sweep's pool workers: the forks of its fork server (`sweeps.executors.LocalExecutor`), or its spawned
+    children where the platform has no fork server."""
+    found = []
+    for child in _children(sweep):
+        command = _cmdline(child)
+        found += _children(child) if "forkserver" in command else [child] if "spawn_main" in command else []
+    return found
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers through /proc")
 def test_killing_a_worker_and_then_the_sweep_loses_nothing(tmp_path, pause):
     file = _sweep_file(tmp_path, TINY.replace("steps = 40,", "steps = 160,").replace('"last"', "80, \"last\""))
@@ -175,7 +185,7 @@ def test_killing_a_worker_and_then_the_sweep_loses_nothing(tmp_path, pause):
     os.kill(victim, signal.SIGKILL)  # a worker dies mid-run: the pool is rebuilt, its runs are retried
     pause.release(20)
     pause.wait(60, sweep)  # a run holds at step 60: the sweep is still going
-    workers = [pid for pid in _children(sweep.pid) if "spawn_main" in _cmdline(pid)]
+    workers = _workers(sweep.pid)
     assert workers and victim not in workers
     sweep.kill()  # then the sweep itself, without warning
     sweep.wait()
