@@ -22,6 +22,7 @@ from rlntp.experiments.claims import (
     last_evaluation,
     sampling_margin,
 )
+from rlntp.experiments.exact import exact_mean
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, Curve, first_solved, summary_table, table_curve
@@ -134,7 +135,7 @@ def _ntp_at_chance(table: pd.DataFrame) -> Verdict:
 
     def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
         pre = evaluations(rows, "pretrain").sort_values("step")
-        acc, length = pre["eval/greedy_acc"].tail(FINAL_EVALS).mean(), pre["eval/greedy_len_median"].iloc[-1]
+        acc, length = exact_mean(pre["eval/greedy_acc"].tail(FINAL_EVALS)), pre["eval/greedy_len_median"].iloc[-1]
         return abs(acc - 0.5) <= margin and length == 1, f"{acc:.3f}, length {length:g}"
 
     verdict = k_of_n(by_seed(table, outcome))

@@ -126,6 +126,7 @@ def run_eval(options: LLMEvalConfig, out: Path) -> dict[str, Any]:
     n = len(texts)
     metrics = {
         "written_by": f"{GENERATOR} llm eval", "model": options.model, "questions": len(prompts), "responses": n,
+        "correct": sum(s["correct_in_answer"] > 0 for s in scores),
         "accuracy": sum(s["correct_in_answer"] > 0 for s in scores) / n,
         "mean_length": sum(lengths) / n,
         "long_frac": sum(bool((think_text(t) or "").strip()) for t in texts) / n,
