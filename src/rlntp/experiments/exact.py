@@ -63,6 +63,12 @@ for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__
     setattr(Exact, _name, _lifted(_name))
 
 
+def written(value: float) -> Exact:
+    """A config value or a threshold (a float) as the decimal it is written as: 0.1 -> 1/10, so that what is
+    computed from it (a closed form, a level) is exact too."""
+    return Exact(_decimal(value))
+
+
 def recover(value: float, n: int, what: str = "a fraction") -> Exact:
     """The count over `n` inputs that `value` (their mean, stored as a float32 or a float64) is: round(value x n) / n.
 
@@ -131,7 +137,7 @@ def exact_fractions(results: Any) -> Any:
 
 def exact_mean(values: Iterable[Any]) -> Exact:
     """The exact mean of fractions (`Exact` values, or floats read as written); ValueError if there are none."""
-    values = [Exact(_decimal(v)) for v in values]
+    values = [written(v) for v in values]
     if not values:
         raise ValueError("a mean of no values")
     return sum(values, Exact(0)) / len(values)
@@ -139,7 +145,7 @@ def exact_mean(values: Iterable[Any]) -> Exact:
 
 def exact_median(values: Iterable[Any]) -> Exact:
     """The exact median (the mean of the two middle values of an even count), as `numpy.median` defines it."""
-    ordered = sorted(Exact(_decimal(v)) for v in values)
+    ordered = sorted(written(v) for v in values)
     if not ordered:
         raise ValueError("a median of no values")
     middle = len(ordered) // 2

@@ -19,7 +19,7 @@ from matplotlib import colormaps
 
 from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import APPROX, Claim, Verdict, k_of_n, sampling_margin
-from rlntp.experiments.exact import exact_fractions, exact_mean, exact_median
+from rlntp.experiments.exact import exact_fractions, exact_mean, exact_median, written
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, censored_quantile, table_curve
@@ -215,7 +215,7 @@ def _learns_above_threshold(table: pd.DataFrame) -> Verdict:
 
 def _sampled_accuracy(table: pd.DataFrame) -> Verdict:
     medians = _medians(table, "eval/sampled_acc")
-    return k_of_n({label: (abs(acc - closed_forms.sampled_accuracy(p)) <= APPROX,
+    return k_of_n({label: (abs(acc - closed_forms.sampled_accuracy(written(p))) <= APPROX,
                           f"{acc:.3f} vs {closed_forms.sampled_accuracy(p):.3f}")
                    for label, (p, acc) in medians.items() if _below(p)},
                   need="all", unit="p_cot below 1/3")
