@@ -480,10 +480,12 @@ def llm_results(tiny: bool = False, grpo_final: float = 0.62, far_final: float =
     3 ends at `grpo_final` with longer responses; of 256 responses, 0.05 of the SFT checkpoint's are far from the
     SFT data and `far_final` of the last GRPO checkpoint's."""
     rows = [{"model": model, "stage": "sft", "p_cot": p, "epoch": e, "step": 0, "accuracy": a, "mean_length": length,
-             "questions": 1000, "responses": 1000} for p, accs, length in ((0.25, (0.2, 0.3, 0.31), 40.0), (1.0, (0.5, 0.6, 0.62), 200.0))
+             "questions": 1000, "responses": 1000}
+            for p, accs, length in ((0.25, (0.2, 0.3, 0.31), 40.0), (1.0, (0.5, 0.6, 0.62), 200.0))
             for e, a in enumerate(accs, 1)]
     rows += [{"model": model, "stage": "grpo", "p_cot": 0.25, "epoch": e, "step": s, "mean_length": 60.0 * s,
-              "accuracy": grpo_final if s == 4 else 0.4, "questions": 1000, "responses": 1000} for e in (1, 3) for s in (2, 4)]
+              "accuracy": grpo_final if s == 4 else 0.4, "questions": 1000, "responses": 1000}
+             for e in (1, 3) for s in (2, 4)]
     analysis = [{"model": model, "p_cot": 0.25, "epoch": e, "steps": [
         {"step": s, "responses": 256, "far_frac": far} for s, far in ((0, 0.05), (2, 0.1), (4, far_final))]}
         for e in (1, 3)]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rlntp.evaluation import decode_stats
-from rlntp.experiments.exact import Exact, exact_fractions, exact_mean, exact_median, recover
+from rlntp.exact import Exact, exact_fractions, exact_mean, exact_median, recover
 from rlntp.experiments.summary import SOLVED, first_solved, samples_to_solve, table_curve
 from rlntp.tasks.parity import LONG, SHORT, ParityTask
 

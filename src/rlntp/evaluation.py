@@ -15,7 +15,7 @@ class DecodeStats:
 
     acc: float
     """fraction of correct answers (the task's end-to-end check): `correct` / `total` as a float32 mean (for plots;
-    a threshold reads the counts: `rlntp.experiments.exact`)"""
+    a threshold reads the counts: `rlntp.exact`)"""
     correct: int
     """correct answers"""
     total: int

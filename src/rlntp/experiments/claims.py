@@ -15,7 +15,7 @@ right may have learned a table rather than the task, and the verdict is 'not eva
 Criteria are written for any number of seeds: most pass a seed (or a setting) at a time and need a
 majority of them (`k_of_n`). A threshold on a measured fraction is set from its sampling error
 (`sampling_margin`), or where the paper says "approximately" from `APPROX`. The checks see a table's fractions as
-exact counts over the inputs evaluated (`rlntp.experiments.exact`): 608 of 640 reaches 0.95, whatever the float.
+exact counts over the inputs evaluated (`rlntp.exact`): 608 of 640 reaches 0.95, whatever the float.
 """
 
 import math
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from rlntp.experiments.exact import exact_fractions
+from rlntp.exact import exact_fractions
 from rlntp.regime import COLUMNS, MEMORISATION, describe, format_passes, passes
 
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
@@ -142,9 +142,9 @@ def sampling_margin(n: float) -> float:
 def evaluate(claims: list[Claim], results: Any) -> list[dict[str, Any]]:
     """Each claim with its verdict and evidence, as report.json stores them, and the regime of the results
     (`regime`, for a results table that records it). The checks read a results table's fractions (accuracies, long
-    fractions) as exact fractions (`exact.exact_fractions`), so a threshold never meets a float's rounding. A claim
-    about generalization in the memorisation regime is 'not evaluated' and says why (`regime_gate`). A check that
-    fails (a column missing because a run failed, no seed to test, a fraction that is not a count) gives 'not
+    fractions) as exact fractions (`rlntp.exact.exact_fractions`), so a threshold never meets a float's rounding. A
+    claim about generalization in the memorisation regime is 'not evaluated' and says why (`regime_gate`). A check
+    that fails (a column missing because a run failed, no seed to test, a fraction that is not a count) gives 'not
     evaluated' and says why; it never raises."""
     found = regime(results)
     gate = regime_gate(found)

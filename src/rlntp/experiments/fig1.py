@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib import colormaps
 
+from rlntp.exact import exact_mean
 from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import (
     FINAL_EVALS,
@@ -22,7 +23,6 @@ from rlntp.experiments.claims import (
     last_evaluation,
     sampling_margin,
 )
-from rlntp.experiments.exact import exact_mean
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, Curve, first_solved, summary_table, table_curve

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 
+from rlntp.exact import exact_fractions, exact_mean, exact_median, written
 from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import APPROX, Claim, Verdict, k_of_n, sampling_margin
-from rlntp.experiments.exact import exact_fractions, exact_mean, exact_median, written
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, censored_quantile, table_curve
@@ -80,7 +80,7 @@ _PRESETS = {
 
 def final_values(table: pd.DataFrame) -> pd.DataFrame:
     """Per pre-training run: d, p_cot, seed, and the mean over its last FINAL_EVALS evaluations of each metric (an
-    exact fraction: `exact.exact_mean`)."""
+    exact fraction: `rlntp.exact.exact_mean`)."""
     rows = exact_fractions(table[(table["stage"] == "pretrain") & table["eval/greedy_acc"].notna()])
     keys = ["eval/greedy_acc", "eval/sampled_acc", "eval/sampled_long_frac", "eval/greedy_long_frac"]
     finals = []

@@ -28,8 +28,8 @@ import numpy as np
 
 from rlntp.config import Config
 from rlntp.errors import check
+from rlntp.exact import Exact, recover
 from rlntp.experiments.claims import NOT_REPRODUCED, PARTLY, REPRODUCED, Claim, Verdict, k_of_n, sampling_margin
-from rlntp.experiments.exact import Exact, recover
 from rlntp.files import atomic_write_text, figure, save_figure
 
 

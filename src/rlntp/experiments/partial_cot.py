@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rlntp.exact import written
 from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import Claim, Verdict, by_seed, evaluations, k_of_n, sampling_margin
-from rlntp.experiments.exact import written
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, Column, text_table

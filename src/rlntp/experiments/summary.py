@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from rlntp.experiments.exact import exact_fractions, exact_median
+from rlntp.exact import exact_fractions, exact_median
 
 SOLVED = 0.95
 """Greedy accuracy from which a run counts as having learned the task; an accuracy meets it as an exact fraction
-(`exact.Exact`: 608 of 640 does, 607 does not)."""
+(`rlntp.exact.Exact`: 608 of 640 does, 607 does not)."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ _PER_SEED = ("eval/greedy_acc", "eval/sampled_acc", "eval/greedy_long_frac", "ev
 
 def first_solved(rows: pd.DataFrame, samples: str = "samples_seen") -> tuple[float, bool]:
     """Samples (column `samples`: all seen, or `rl_samples`) at a run's first evaluation with greedy accuracy
-    >= SOLVED (exactly: `exact.exact_fractions`), and True; if it never got there, those of its last evaluation (a
+    >= SOLVED (exactly: `rlntp.exact.exact_fractions`), and True; if it never got there, those of its last evaluation (a
     lower bound) and False."""
     rows = exact_fractions(rows[rows["eval/greedy_acc"].notna()]).sort_values("step")
     hits = rows[rows["eval/greedy_acc"] >= SOLVED]

@@ -8,8 +8,8 @@ reward doubles the odds of long answers every round. The figures are those of `r
 import json
 from pathlib import Path
 
+from rlntp.exact import Exact, recover
 from rlntp.experiments.claims import APPROX, PARTLY, REPRODUCED, Claim, Verdict, k_of_n, sampling_margin
-from rlntp.experiments.exact import Exact, recover
 from rlntp.experiments.provenance import choice
 from rlntp.experiments.recipe import OwnPlan, Preset, Recipe
 from rlntp.experiments.summary import SOLVED

@@ -5,8 +5,8 @@ reads 0.9499999881 and fails `>= 0.95`. Evaluations record their counts (`eval/g
 `eval/greedy_total`, ...: `rlntp.evaluation.DecodeStats`), and `exact_fractions` gives a table's fractions as `Exact`
 values: each accuracy from its counts, and each other fraction (and an accuracy of a table written before counts
 were recorded) recovered as round(value x n) / n, with n the inputs evaluated, checked to be a count
-(`recover`). The claims' checks read these (`claims.evaluate` converts the table once), so their thresholds compare
-exact fractions.
+(`recover`). The claims' checks read these (`rlntp.experiments.claims.evaluate` converts the table once), so their
+thresholds compare exact fractions.
 """
 
 import math
