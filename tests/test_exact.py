@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rlntp.evaluation import decode_stats
-from rlntp.exact import Exact, exact_fractions, exact_mean, exact_median, recover
+from rlntp.exact import Exact, exact_fractions, exact_mean, exact_median, recover, written
 from rlntp.experiments.summary import SOLVED, first_solved, samples_to_solve, table_curve
 from rlntp.tasks.parity import LONG, SHORT, ParityTask
 
@@ -27,6 +27,9 @@ def test_exactly_95_percent_reaches_solved_and_one_answer_fewer_does_not():
     assert Exact(608, 640) >= SOLVED and not Exact(607, 640) >= SOLVED
     assert SOLVED <= Exact(608, 640) and np.float64(SOLVED) <= Exact(608, 640)  # either side, a numpy float too
     assert Exact(96, 640) - 0.1 <= 0.05 and abs(Exact(96, 640) - 0.1) == 0.05  # a config value read as written
+    assert not Exact(1, 3) > 1 / 3 and Exact(1, 3) == 1 / 3 and written(1 / 3) == Fraction(1, 3)  # not 0.333...
+    margin = 1.5 / 1920**0.5
+    assert written(margin) == Fraction(repr(margin))  # a sampling margin: no simpler fraction, its shortest decimal
     assert isinstance(Exact(1, 3) - 0.5, Exact) and isinstance(abs(Exact(1, 3) - 0.5) * 2, Exact)
 
 

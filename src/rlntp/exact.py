@@ -22,17 +22,21 @@ read from its length histogram"""
 _STAGE_SAMPLES = {"pretrain": "train.eval_samples", "posttrain": "post.eval_samples"}
 
 
-def _decimal(value: Any) -> Any:
-    """A float as the decimal it is written as (its shortest repr: 0.95 -> 19/20); anything else unchanged."""
-    return Fraction(repr(float(value))) if isinstance(value, float) and math.isfinite(value) else value
+def _as_written(value: Any) -> Any:
+    """A float as the fraction it is written as: the one of smallest denominator (up to a million) whose nearest
+    float it is (0.95 -> 19/20, 1 / 3 -> 1/3), else its shortest decimal (repr); anything else unchanged."""
+    if not (isinstance(value, float) and math.isfinite(value)):
+        return value
+    simple = Fraction(value).limit_denominator(10**6)
+    return simple if float(simple) == value else Fraction(repr(float(value)))
 
 
 class Exact(Fraction):
     """An exact fraction that prints like a float (`f"{x:.3f}"`, `f"{x:.0%}"`: its exact value rounded half up, 1753
-    of 2000 is 0.877) and reads a float it meets in arithmetic or a comparison as the decimal the float is written
-    as: `Exact(608, 640) >= 0.95` is True (0.95 is 19/20), `Exact(96, 640) - 0.1 <= 0.05` is True. So a threshold,
-    a tolerance or a config value written as a decimal compares as written, never by its binary rounding; results
-    of arithmetic stay `Exact`."""
+    of 2000 is 0.877) and reads a float it meets in arithmetic or a comparison as the fraction the float is written
+    as (`written`): `Exact(608, 640) >= 0.95` is True (0.95 is 19/20), `Exact(96, 640) - 0.1 <= 0.05` is True,
+    `Exact(1, 3) > 1 / 3` is False. So a threshold, a tolerance or a config value compares as written, never by its
+    binary rounding; results of arithmetic stay `Exact`."""
 
     __slots__ = ()
     __hash__ = Fraction.__hash__
@@ -51,7 +55,7 @@ def _lifted(name: str):
     method = getattr(Fraction, name)
 
     def lifted(self, *other):
-        result = method(self, *map(_decimal, other))
+        result = method(self, *map(_as_written, other))
         return Exact(result) if type(result) is Fraction else result
 
     lifted.__name__ = name
@@ -64,9 +68,10 @@ for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__
 
 
 def written(value: float) -> Exact:
-    """A config value or a threshold (a float) as the decimal it is written as: 0.1 -> 1/10, so that what is
-    computed from it (a closed form, a level) is exact too."""
-    return Exact(_decimal(value))
+    """A config value or a threshold (a float) as the fraction it is written as: the simplest whose float it is
+    (denominator up to a million: 0.1 -> 1/10, 1 / 3 -> 1/3), else its shortest decimal; so that what is computed
+    from it (a closed form, a level) is exact too."""
+    return Exact(_as_written(value))
 
 
 def recover(value: float, n: int, what: str = "a fraction") -> Exact:
