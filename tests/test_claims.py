@@ -9,6 +9,7 @@ import pytest
 
 from rlntp.experiments import provenance, recipes
 from rlntp.experiments.claims import (
+    APPROX,
     NOT_EVALUATED,
     NOT_REPRODUCED,
     PARTLY,
@@ -169,6 +170,44 @@ def test_fig1_claims():
     assert verdicts("fig1", learned_by_ntp)[0] == NOT_REPRODUCED
 
 
+def f32(count: int, n: int) -> float:
+    """count / n as an evaluation's float32 mean stores it: 608 of 640 is 0.9499999881."""
+    return float(np.float32(count) / np.float32(n))
+
+
+def with_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with the counts an evaluation now records beside its greedy accuracy (of its stage's eval_samples)."""
+    n = np.where(table["stage"] == "pretrain", table["train.eval_samples"], table["post.eval_samples"])
+    return table.assign(**{"eval/greedy_correct": np.round(table["eval/greedy_acc"] * n).astype(int),
+                           "eval/greedy_total": n})
+
+
+@pytest.mark.parametrize("counted", [False, True])
+def test_exactly_95_percent_passes_a_check_and_one_answer_fewer_fails(counted):
+    def ending_at(count: int) -> pd.DataFrame:  # GRPO from step 1,500 ends at count of 640, its first >= 0.95
+        results = fig1_table([True] * 3)
+        results.loc[results["run"].str.endswith("from1500"), "eval/greedy_acc"] = [0.5, 0.8, 0.9, f32(count, 640)] * 3
+        return with_counts(results) if counted else results
+
+    assert verdicts("fig1", ending_at(608))[1:3] == [REPRODUCED] * 2  # ends >= 0.95; reaches it within 1%
+    assert evidence("fig1", ending_at(608))[1].startswith("3 of 3 seeds: seed 0 0.950, length 12 of 12")
+    assert verdicts("fig1", ending_at(607))[1:3] == [NOT_REPRODUCED] * 2
+
+
+@pytest.mark.parametrize("counted", [False, True])
+def test_a_mean_of_final_evaluations_at_a_bands_edge_is_within_it(counted):
+    def sampled(extra: int) -> pd.DataFrame:  # T = 1 accuracy: the mean of the last 5 is (1 + p)/2 + 0.05 + extra
+        results = fig2_table()
+        for _, rows in results.groupby("run"):
+            target = round(1000 * ((1 + rows["task.p_cot"].iloc[0]) / 2 + APPROX))
+            counts = [0, target, target - 1, target + 1, target, target, target + 5 * extra]
+            results.loc[rows.index, "eval/sampled_acc"] = [f32(c, 1000) for c in counts]
+        return with_counts(results) if counted else results
+
+    assert verdicts("fig2", sampled(0))[2] == REPRODUCED  # 0.6 against 0.55 at p_cot = 0.1: within 0.05
+    assert verdicts("fig2", sampled(1))[2] == NOT_REPRODUCED  # one answer more per evaluation: 0.601
+
+
 P_COTS = [0.1, 0.2, 0.25, 0.3, 0.4, 0.6, 0.75]
 
 
@@ -192,7 +231,8 @@ def test_fig2_claims():
     assert verdicts("fig2", early)[0] == PARTLY
     # near 1/3 (0.3, 0.35) either way: the paper's unstable region, in neither claim
     assert verdicts("fig2", fig2_table(greedy=lambda p, seed: 1.0 if p > 0.29 else 0.5))[:2] == [REPRODUCED] * 2
-    assert verdicts("fig2", fig2_table(long=lambda p: p / 3))[3] == NOT_REPRODUCED
+    # a third of p_cot, as a count over the 1000 inputs evaluated
+    assert verdicts("fig2", fig2_table(long=lambda p: round(p / 3, 3)))[3] == NOT_REPRODUCED
 
 
 def test_fig2_with_the_papers_two_dimensions_judges_each_and_draws_the_curves_at_the_larger():
@@ -333,7 +373,8 @@ def test_fig13_claims():
     assert "undecided: d = 6 -> 8" in evidence("fig13", rl_fails)[1]
 
 
-def _hist(task: ParityTask, long: float = 0.0, medium: float = 0.0, short: float = 0.0) -> list[float]:
+def _hist(task: ParityTask, long: float = 0, medium: float = 0, short: float = 0) -> list[float]:
+    """A length histogram: how many answers of each length."""
     hist = np.zeros(task.d + 2)
     hist[task.long_len], hist[task.medium_len], hist[1] = long, medium, short
     return list(hist)
@@ -353,7 +394,7 @@ def partial_cot_table(stairs: list[float], early_e2e=(1.0, "long"), late_length=
             "eval/sampled_acc": stairs, "train.eval_samples": 2000}))
         for (step, reward), (acc, length) in ends.items():
             fractions = {"long and medium": {"long": 0.5, "medium": 0.5}}.get(length, {length: 1.0})
-            hists = [_hist(task, short=1.0), _hist(task, **fractions)]
+            hists = [_hist(task, short=640), _hist(task, **{k: 640 * f for k, f in fractions.items()})]
             runs.append(run_rows(f"s{seed}/{reward}/{step}", [0.5, acc], "posttrain", seed=seed, source_step=step,
                                  **config, **{"post.reward": reward, "eval/greedy_len_hist": hists}))
     return table(*runs)
@@ -376,7 +417,7 @@ def star_odds_table(p0s: list[float], follows: bool = True) -> pd.DataFrame:
     p_0), greedy decoding long and correct once it exceeds 1/3."""
     runs = []
     for seed, p0 in enumerate(p0s):
-        long = [cf.star_long_frac(p0, t) if follows else p0 for t in range(7)]
+        long = [round(640 * (cf.star_long_frac(p0, t) if follows else p0)) / 640 for t in range(7)]  # of 640 inputs
         greedy_long = [1.0 if p > 1 / 3 else 0.0 for p in long]
         runs.append(run_rows(f"s{seed}/star", [0.5 + g / 2 for g in greedy_long], "posttrain", seed=seed,
                              source_step=2000, every=1, **{"eval/sampled_long_frac": long, "eval/sampled_acc": 0.6,
@@ -395,7 +436,7 @@ def theory_results(greedy=cf.greedy_accuracy, seeds: int = 3) -> dict:
     """The simulations' measurements exactly as the closed forms predict, unless `greedy` says otherwise."""
     pretrain = [{"p_cot": p, "greedy_acc": greedy(p), "long_correct_prob": p, "short_correct_prob": (1 - p) / 2}
                 for p in (0.1, 0.25, 0.3, 0.4, 0.6)]
-    star = [{"p_cot": p, "rounds": [{"round": t, "long_frac": cf.star_long_frac(p, t),
+    star = [{"p_cot": p, "rounds": [{"round": t, "long_frac": round(20_000 * cf.star_long_frac(p, t)) / 20_000,
                                      "long_frac_predicted": cf.star_long_frac(p, t),
                                      "greedy_acc": cf.greedy_accuracy(cf.star_long_frac(p, t)),
                                      "greedy_acc_predicted": cf.greedy_accuracy(cf.star_long_frac(p, t))}
@@ -444,10 +485,12 @@ def llm_results(tiny: bool = False, grpo_final: float = 0.62, far_final: float =
     3 ends at `grpo_final` with longer responses; of 256 responses, 0.05 of the SFT checkpoint's are far from the
     SFT data and `far_final` of the last GRPO checkpoint's."""
     rows = [{"model": model, "stage": "sft", "p_cot": p, "epoch": e, "step": 0, "accuracy": a, "mean_length": length,
-             "questions": 1000} for p, accs, length in ((0.25, (0.2, 0.3, 0.31), 40.0), (1.0, (0.5, 0.6, 0.62), 200.0))
+             "questions": 1000, "responses": 1000}
+            for p, accs, length in ((0.25, (0.2, 0.3, 0.31), 40.0), (1.0, (0.5, 0.6, 0.62), 200.0))
             for e, a in enumerate(accs, 1)]
     rows += [{"model": model, "stage": "grpo", "p_cot": 0.25, "epoch": e, "step": s, "mean_length": 60.0 * s,
-              "accuracy": grpo_final if s == 4 else 0.4, "questions": 1000} for e in (1, 3) for s in (2, 4)]
+              "accuracy": grpo_final if s == 4 else 0.4, "questions": 1000, "responses": 1000}
+             for e in (1, 3) for s in (2, 4)]
     analysis = [{"model": model, "p_cot": 0.25, "epoch": e, "steps": [
         {"step": s, "responses": 256, "far_frac": far} for s, far in ((0, 0.05), (2, 0.1), (4, far_final))]}
         for e in (1, 3)]

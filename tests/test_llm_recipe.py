@@ -47,6 +47,7 @@ def test_tiny_gsm8k_sft_loss_falls_and_every_checkpoint_is_evaluated(gsm8k_tiny)
                 "rewards/correct_anywhere", "rewards/correct_in_answer"):
         assert 0 <= metrics[key] < float("inf"), key
     assert metrics["responses"] == 2 * metrics["questions"] == 32 and metrics["mean_length"] > 0
+    assert metrics["accuracy"] == metrics["correct"] / 32 and isinstance(metrics["correct"], int)  # the count too
     responses = (out / "eval" / "sft,p=0.25,epoch=4.responses.jsonl").read_text().splitlines()
     assert len(responses) == 32 and {"response", "answer", "length", "correct_in_answer"} <= set(json.loads(responses[0]))
     assert (out / "llm.png").stat().st_size > 10_000

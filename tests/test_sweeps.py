@@ -279,7 +279,8 @@ def test_fig13_counts_the_best_checkpoint_with_its_pre_training_samples_and_keep
 
     def rows(run, stage, seed, step, evals):
         return [{"run": run, "stage": stage, "task.d": 8, "train.seed": seed, "source_step": step, "step": i,
-                 "samples_seen": samples, "eval/greedy_acc": acc} for i, (samples, acc) in enumerate(evals)]
+                 "samples_seen": samples, "eval/greedy_acc": acc, "train.eval_samples": 100, "post.eval_samples": 100}
+                for i, (samples, acc) in enumerate(evals)]
     table = pd.DataFrame(
         rows("s0/pretrain", "pretrain", 0, None, [(0, 0.5), (1000, 0.6), (2000, 0.96)])
         + rows("s0/a", "posttrain", 0, 500, [(500, 0.5), (564, 0.97)])

@@ -14,7 +14,12 @@ class DecodeStats:
     """Accuracy and length of one decoding mode over a set of test prompts."""
 
     acc: float
-    """fraction of correct answers (the task's end-to-end check)"""
+    """fraction of correct answers (the task's end-to-end check): `correct` / `total` as a float32 mean (for plots;
+    a threshold reads the counts: `rlntp.exact`)"""
+    correct: int
+    """correct answers"""
+    total: int
+    """prompts evaluated"""
     len_median: float
     """median output length (tokens before EOS; the decoding budget when there is no EOS)"""
     len_mean: float
@@ -29,8 +34,11 @@ class DecodeStats:
 def decode_stats(task: Task, prompts: torch.Tensor, outputs: torch.Tensor) -> DecodeStats:
     """Statistics of `outputs` generated for `prompts`."""
     lengths = task.output_lengths(outputs)
+    correct = task.is_correct(prompts, outputs)
     return DecodeStats(
-        acc=task.is_correct(prompts, outputs).float().mean().item(),
+        acc=correct.float().mean().item(),
+        correct=int(correct.sum().item()),
+        total=len(correct),
         len_median=lengths.float().quantile(0.5).item(),
         len_mean=lengths.float().mean().item(),
         long_frac=(lengths == task.long_len).float().mean().item(),

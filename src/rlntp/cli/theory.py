@@ -9,6 +9,7 @@ from typing import Annotated
 import tyro
 
 from rlntp.cli.parsing import Flat
+from rlntp.exact import recover
 from rlntp.theory import closed_forms as cf
 from rlntp.theory.experiments import EVAL_SAMPLES, FIGURE_P_COTS, pretrain_report, star_report, write_figures
 from rlntp.theory.mixture import MixtureConfig
@@ -18,7 +19,8 @@ from rlntp.theory.star import StarConfig
 Json = Annotated[bool, tyro.conf.arg(name="json")]
 
 GREEDY_SOLVED = 0.95
-"""Greedy accuracy from which a round counts as long and correct (the theory's 1, up to sampling)."""
+"""Greedy accuracy from which a round counts as long and correct (the theory's 1, up to sampling); an accuracy meets
+it as the exact fraction of the inputs evaluated (`rlntp.exact`)."""
 
 
 def pretrain(mixture: Annotated[MixtureConfig, Flat], sgd: Annotated[SGDConfig, Flat], seed: int = 0,
@@ -71,7 +73,7 @@ def star(mixture: Annotated[MixtureConfig, Flat], sgd: Annotated[SGDConfig, Flat
         print("  ".join(f"{c:>{max(len(c), 7)}s}" for c in columns))
     measured_round = None
     for row in rows:
-        if measured_round is None and row["greedy_acc"] >= GREEDY_SOLVED:
+        if measured_round is None and recover(row["greedy_acc"], eval_samples, "greedy_acc") >= GREEDY_SOLVED:
             measured_round = row["round"]
         if json_out:
             print(json.dumps(row), flush=True)

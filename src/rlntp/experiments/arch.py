@@ -90,7 +90,7 @@ def per_run(table: pd.DataFrame) -> pd.DataFrame:
             "ntp_long": pre["eval/sampled_long_frac"].iloc[-1],
             "ntp_best_greedy": pre["eval/greedy_acc"].max(),
             # the largest fall of temperature-1 accuracy from its best so far: a measure of instability
-            "ntp_max_drop": float(np.max(np.maximum.accumulate(sampled) - sampled)) if len(sampled) else np.nan,
+            "ntp_max_drop": np.max(np.maximum.accumulate(sampled) - sampled) if len(sampled) else np.nan,
             "rl_greedy": post["eval/greedy_acc"].iloc[-1] if len(post) else np.nan,
             "rl_len": post["eval/greedy_len_median"].iloc[-1] if len(post) else np.nan,
             "rl_samples": rl_samples, "rl_reached": rl_reached,

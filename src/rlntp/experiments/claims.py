@@ -30,6 +30,8 @@ majority of them (`k_of_n`). The rules every recipe's criteria follow, each writ
   says so, pooled where it pools; the criterion's text says which.
 - where a figure's caption states its curve convention (Fig. 1: "median across 3 seeds"), a criterion read from
   a curve follows it; a per-seed criterion in a majority of seeds is the median's for one threshold on one value.
+- the checks see a table's fractions as exact counts over the inputs evaluated (`rlntp.exact`): 608 of 640 reaches
+  0.95, whatever the float.
 """
 
 import math
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from rlntp.exact import exact_fractions
 from rlntp.regime import COLUMNS, MEMORISATION, describe, format_passes, passes
 
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
@@ -195,18 +198,26 @@ def sampling_margin(n: float) -> float:
 
 def evaluate(claims: list[Claim], results: Any) -> list[dict[str, Any]]:
     """Each claim with its verdict and evidence, as report.json stores them, and the regime of the results
-    (`regime`, for a results table that records it). A claim about generalization in the memorisation regime is
-    'not evaluated' and says why (`regime_gate`). A check that fails (a column missing because a run failed, no
-    seed to test) gives 'not evaluated' and says why; it never raises."""
+    (`regime`, for a results table that records it). The checks read a results table's fractions (accuracies, long
+    fractions) as exact fractions (`rlntp.exact.exact_fractions`), so a threshold never meets a float's rounding. A
+    claim about generalization in the memorisation regime is 'not evaluated' and says why (`regime_gate`). A check
+    that fails (a column missing because a run failed, no seed to test, a fraction that is not a count) gives 'not
+    evaluated' and says why; it never raises."""
     found = regime(results)
     gate = regime_gate(found)
+    try:
+        exact, unreadable = exact_fractions(results), None
+    except ValueError as error:
+        exact, unreadable = None, error
     evaluated = []
     for claim in claims:
         if claim.about_generalization and gate is not None:
             verdict = gate
         else:
             try:
-                verdict = claim.check(results)
+                if unreadable is not None:
+                    raise unreadable
+                verdict = claim.check(exact)
             # one claim that cannot be tested must not cost the report the others
             except Exception as error:  # noqa: BLE001
                 verdict = Verdict(NOT_EVALUATED, f"could not be evaluated: {type(error).__name__}: {error}")

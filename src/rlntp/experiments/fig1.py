@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib import colormaps
 
+from rlntp.exact import exact_mean
 from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import (
     FINAL_EVALS,
@@ -147,7 +148,7 @@ def _ntp_at_chance(table: pd.DataFrame) -> Verdict:
 
     def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
         pre = evaluations(rows, "pretrain").sort_values("step")
-        acc, length = pre["eval/greedy_acc"].tail(FINAL_EVALS).mean(), pre["eval/greedy_len_median"].iloc[-1]
+        acc, length = exact_mean(pre["eval/greedy_acc"].tail(FINAL_EVALS)), pre["eval/greedy_len_median"].iloc[-1]
         return abs(acc - 0.5) <= margin and length == 1, f"{acc:.3f}, length {length:g}"
 
     verdict = k_of_n(by_seed(table, outcome))

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 
+from rlntp.exact import exact_fractions, exact_mean, exact_median, written
 from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import APPROX, Claim, Verdict, discernible, k_of_n, sampling_margin
 from rlntp.experiments.provenance import choice, paper
@@ -83,15 +84,16 @@ _PRESETS = {
 
 
 def final_values(table: pd.DataFrame) -> pd.DataFrame:
-    """Per pre-training run: d, p_cot, seed, and the mean over its last FINAL_EVALS evaluations of each metric."""
-    rows = table[(table["stage"] == "pretrain") & table["eval/greedy_acc"].notna()]
+    """Per pre-training run: d, p_cot, seed, and the mean over its last FINAL_EVALS evaluations of each metric (an
+    exact fraction: `rlntp.exact.exact_mean`)."""
+    rows = exact_fractions(table[(table["stage"] == "pretrain") & table["eval/greedy_acc"].notna()])
     keys = ["eval/greedy_acc", "eval/sampled_acc", "eval/sampled_long_frac", "eval/greedy_long_frac"]
     finals = []
     for run, group in rows.groupby("run", sort=False):
         last = group.sort_values("step").tail(FINAL_EVALS)
         finals.append({"run": run, "d": int(last["task.d"].iloc[0]), "p_cot": last["task.p_cot"].iloc[0],
                        "seed": last["train.seed"].iloc[0], "evals": len(last)}
-                      | {key: last[key].mean() for key in keys})
+                      | {key: exact_mean(last[key]) for key in keys})
     return pd.DataFrame(finals)
 
 
@@ -105,6 +107,7 @@ def panel_dims(finals: pd.DataFrame) -> tuple[int, int]:
 def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     """fig2.png and the table of final accuracies per (d, p_cot) beside Theorem 1's predictions."""
     finals = final_values(table)
+    finals = finals.astype({key: float for key in finals.columns if key.startswith("eval/")})
     curve_d, final_d = panel_dims(finals)
     pre = table[table["stage"] == "pretrain"]
     at_curve_d = pre[pre["task.d"] == curve_d]
@@ -178,7 +181,7 @@ def plot_fig2(curves: dict, finals: pd.DataFrame, config: pd.Series, final_d: in
 def _medians(table: pd.DataFrame, key: str) -> dict[str, tuple[float, float]]:
     """Per (d, p_cot), labelled, the p_cot and the median over seeds of each run's final value (the mean of its
     last FINAL_EVALS evaluations) of `key`."""
-    medians = final_values(table).groupby(["d", "p_cot"])[key].median()
+    medians = final_values(table).groupby(["d", "p_cot"])[key].agg(exact_median)
     several = medians.index.get_level_values("d").nunique() > 1
     return {(f"d = {d}, " if several else "") + f"p_cot = {p:g}": (p, value) for (d, p), value in medians.items()}
 
@@ -232,7 +235,7 @@ def _sampled_accuracy(table: pd.DataFrame) -> Verdict:
     def judged(p: float) -> bool:
         return discernible(sampled_effect(p))
 
-    verdict = k_of_n({label: (abs(acc - closed_forms.sampled_accuracy(p)) <= APPROX,
+    verdict = k_of_n({label: (abs(acc - closed_forms.sampled_accuracy(written(p))) <= APPROX,
                               f"{acc:.3f} vs {closed_forms.sampled_accuracy(p):.3f}")
                       for label, (p, acc) in medians.items() if judged(p)},
                      need="all", unit="p_cot below 1/3")

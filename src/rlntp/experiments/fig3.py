@@ -186,7 +186,7 @@ def _star_unstable(table: pd.DataFrame) -> Verdict:
 
     def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
         acc = rows.sort_values("step")["eval/greedy_acc"].to_numpy()
-        fall = float(np.max(np.maximum.accumulate(acc) - acc))
+        fall = np.max(np.maximum.accumulate(acc) - acc)
         margin = sampling_margin(rows["post.eval_samples"].iloc[-1] / 2)
         return acc[-1] < SOLVED or fall > margin, f"final {acc[-1]:.3f}, largest fall from its best {fall:.3f}"
 

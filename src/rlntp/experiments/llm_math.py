@@ -28,6 +28,7 @@ import numpy as np
 
 from rlntp.config import Config
 from rlntp.errors import check
+from rlntp.exact import Exact, recover
 from rlntp.experiments.claims import PARTLY, REPRODUCED, Claim, Verdict, combine, k_of_n, sampling_margin
 from rlntp.files import atomic_write_text, figure, save_figure
 
@@ -592,12 +593,20 @@ def _smallest_p(rows: list[dict[str, Any]]) -> float:
     return min(small)
 
 
+def _accuracy(row: dict[str, Any]) -> Exact:
+    """A checkpoint's accuracy as the exact fraction of its responses that are correct (`rlntp llm eval`'s counts;
+    recovered from its accuracy where an evaluation written before them has none)."""
+    if "correct" in row:
+        return Exact(row["correct"], row["responses"])
+    return recover(row["accuracy"], row["responses"], "accuracy")
+
+
 def _baseline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The best SFT checkpoint on the full chain of thought (p_cot = 1)."""
     full = [r for r in rows if r["stage"] == "sft" and r["p_cot"] == 1.0]
     if not full:
         raise ValueError("no SFT run at p_cot = 1 (the full chain-of-thought baseline)")
-    return max(full, key=lambda r: r["accuracy"])
+    return max(full, key=_accuracy)
 
 
 def _margin(row: dict[str, Any]) -> float:
@@ -608,8 +617,8 @@ def _margin(row: dict[str, Any]) -> float:
 
 def _sft_saturates_below(rows: list[dict[str, Any]]) -> Verdict:
     p, baseline = _smallest_p(rows), _baseline(rows)
-    best = max((r for r in rows if r["stage"] == "sft" and r["p_cot"] == p), key=lambda r: r["accuracy"])
-    below = best["accuracy"] < baseline["accuracy"] - _margin(baseline)
+    best = max((r for r in rows if r["stage"] == "sft" and r["p_cot"] == p), key=_accuracy)
+    below = _accuracy(best) < _accuracy(baseline) - _margin(baseline)
     return k_of_n({f"p_cot = {p:g}": (below, f"best SFT accuracy {best['accuracy']:.3f} (epoch {best['epoch']}) vs "
                                              f"{baseline['accuracy']:.3f} at p_cot = 1 (epoch {baseline['epoch']})")},
                   unit="mixtures")
@@ -631,7 +640,7 @@ def _grpo_ends(rows: list[dict[str, Any]]) -> dict[int, tuple[dict[str, Any], di
 
 def _grpo_reaches_baseline(rows: list[dict[str, Any]]) -> Verdict:
     baseline = _baseline(rows)
-    return k_of_n({f"from epoch {epoch}": (last["accuracy"] >= baseline["accuracy"] - _margin(baseline),
+    return k_of_n({f"from epoch {epoch}": (_accuracy(last) >= _accuracy(baseline) - _margin(baseline),
                                            f"{start['accuracy']:.3f} -> {last['accuracy']:.3f}")
                    for epoch, (start, last) in _grpo_ends(rows).items()},
                   need="all", unit=f"GRPO runs (baseline {baseline['accuracy']:.3f})")

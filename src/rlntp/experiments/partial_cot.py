@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rlntp.exact import written
 from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import APPROX, Claim, Verdict, by_seed, evaluations, k_of_n
 from rlntp.experiments.provenance import choice, paper
@@ -190,7 +191,7 @@ def _staircase(table: pd.DataFrame) -> Verdict:
     def outcome(rows: pd.DataFrame) -> tuple[bool, str]:
         pre = evaluations(rows, "pretrain").sort_values("step")
         task = _task(pre.iloc[0])
-        levels = stair_levels(task.p_cot, task.p_medium)
+        levels = stair_levels(written(task.p_cot), written(task.p_medium))
         acc, steps = pre["eval/sampled_acc"].to_numpy(), pre["step"].to_numpy()
         found, start = [], 0
         for i, level in enumerate(levels):  # each plateau after the last one's

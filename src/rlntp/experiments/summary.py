@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from rlntp.exact import exact_fractions, exact_median
+
 SOLVED = 0.95
-"""Greedy accuracy from which a run counts as having learned the task."""
+"""Greedy accuracy from which a run counts as having learned the task; an accuracy meets it as an exact fraction
+(`rlntp.exact.Exact`: 608 of 640 does, 607 does not)."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Curve:
     """the spread over seeds of greedy accuracy: its 25th and 75th percentiles (2 x evaluations)"""
     greedy_len_band: np.ndarray
     """the same of the median greedy length"""
+    greedy_solved: np.ndarray
+    """at each evaluation, whether the median over seeds of greedy accuracy, taken exactly, is >= SOLVED"""
     per_seed: dict[str, np.ndarray] = field(default_factory=dict)
     """every evaluation metric of every seed: seeds x evaluations (the figures that draw means and standard
     deviations, as the paper's captions say, read these)"""
@@ -48,7 +53,7 @@ class Curve:
 
 def table_curve(label: str, rows: pd.DataFrame) -> Curve:
     """The median over the runs in `rows` (rows of a results table: seeds of one configuration)."""
-    rows = rows[rows["eval/greedy_acc"].notna()] if "eval/greedy_acc" in rows else rows.iloc[:0]
+    rows = exact_fractions(rows[rows["eval/greedy_acc"].notna()]) if "eval/greedy_acc" in rows else rows.iloc[:0]
     per_run = [group.sort_values("step").to_dict("records") for _, group in rows.groupby("run", sort=False)]
     if not per_run:
         raise ValueError(f"no evaluations for curve {label!r}")
@@ -63,7 +68,7 @@ def _median_curve(label: str, per_seed: list[list[dict]]) -> Curve:
     n = min(len(records) for records in per_seed)
 
     def values(key: str) -> np.ndarray:
-        return np.array([[r.get(key, 0) for r in records[:n]] for records in per_seed])
+        return np.array([[r.get(key, 0) for r in records[:n]] for records in per_seed], dtype=float)
 
     def median(key: str) -> np.ndarray:
         return np.median(values(key), axis=0)
@@ -76,6 +81,8 @@ def _median_curve(label: str, per_seed: list[list[dict]]) -> Curve:
                  seeds=len(per_seed), greedy_len_mean=median("eval/greedy_len_mean"),
                  greedy_long_frac=median("eval/greedy_long_frac"), sampled_no_eos_frac=median("eval/sampled_no_eos_frac"),
                  greedy_acc_band=band("eval/greedy_acc"), greedy_len_band=band("eval/greedy_len_median"),
+                 greedy_solved=np.array([exact_median(records[i]["eval/greedy_acc"] for records in per_seed) >= SOLVED
+                                         for i in range(n)], dtype=bool),
                  per_seed={key: values(key) for key in _PER_SEED})
 
 
@@ -85,8 +92,9 @@ _PER_SEED = ("eval/greedy_acc", "eval/sampled_acc", "eval/greedy_long_frac", "ev
 
 def first_solved(rows: pd.DataFrame, samples: str = "samples_seen") -> tuple[float, bool]:
     """Samples (column `samples`: all seen, or `rl_samples`) at a run's first evaluation with greedy accuracy
-    >= SOLVED, and True; if it never got there, those of its last evaluation (a lower bound) and False."""
-    rows = rows[rows["eval/greedy_acc"].notna()].sort_values("step")
+    >= SOLVED (exactly: `rlntp.exact.exact_fractions`), and True; if it never got there, those of its last evaluation (a
+    lower bound) and False."""
+    rows = exact_fractions(rows[rows["eval/greedy_acc"].notna()]).sort_values("step")
     hits = rows[rows["eval/greedy_acc"] >= SOLVED]
     if len(hits):
         return float(hits[samples].iloc[0]), True
@@ -106,8 +114,8 @@ def censored_quantile(values: list[float], reached: list[bool], q: float) -> tup
 
 
 def samples_to_solve(curve: Curve, rl: bool) -> float | None:
-    """Samples (RL samples if `rl`, else all) at the first evaluation with greedy accuracy >= SOLVED."""
-    hits = np.nonzero(curve.greedy_acc >= SOLVED)[0]
+    """Samples (RL samples if `rl`, else all) at the first evaluation whose median greedy accuracy is >= SOLVED."""
+    hits = np.nonzero(curve.greedy_solved)[0]
     if len(hits) == 0:
         return None
     return float((curve.rl_samples if rl else curve.samples_seen)[hits[0]])

@@ -8,6 +8,7 @@ reward doubles the odds of long answers every round. The figures are those of `r
 import json
 from pathlib import Path
 
+from rlntp.exact import Exact, recover
 from rlntp.experiments.claims import APPROX, Claim, Verdict, combine, discernible, k_of_n, sampling_margin
 from rlntp.experiments.provenance import choice, confirmation_seeds
 from rlntp.experiments.recipe import OwnPlan, Preset, Recipe
@@ -79,14 +80,20 @@ def _over_seeds(check):
     return over
 
 
-def _greedy_matches(acc: float, predicted: float, margin: float) -> bool:
+def _greedy_matches(acc: Exact, predicted: float, margin: float) -> bool:
     """Greedy accuracy as Theorem 1 predicts: learned (>= SOLVED) where it predicts 1, at chance where 1/2."""
     return acc >= SOLVED if predicted == 1.0 else abs(acc - 0.5) <= margin
 
 
+def _counted(measured: dict, row: dict, key: str) -> Exact:
+    """`key` of a row of one simulation (a fraction of its eval_samples inputs) as the exact fraction it is."""
+    return recover(row[key], measured["eval_samples"], key)
+
+
 def _greedy_threshold(measured: dict) -> Verdict:
     margin = sampling_margin(measured["eval_samples"])
-    return k_of_n({f"p_cot = {r['p_cot']:g}": (_greedy_matches(r["greedy_acc"], cf.greedy_accuracy(r["p_cot"]), margin),
+    return k_of_n({f"p_cot = {r['p_cot']:g}": (_greedy_matches(_counted(measured, r, "greedy_acc"),
+                                                               cf.greedy_accuracy(r["p_cot"]), margin),
                                                f"{r['greedy_acc']:.3f} (predicted {cf.greedy_accuracy(r['p_cot']):g})")
                    for r in measured["theorem1"]}, need="all", unit="p_cot")
 
@@ -114,7 +121,7 @@ def _odds_double(measured: dict) -> Verdict:
     for star in measured["theorem2"]:
         if not discernible(max(r["long_frac_predicted"] for r in star["rounds"]) - star["p_cot"]):
             continue  # a recursion that stays within APPROX of p_cot cannot tell doubling odds from a stuck model
-        gap = max(abs(r["long_frac"] - r["long_frac_predicted"]) for r in star["rounds"])
+        gap = max(abs(_counted(measured, r, "long_frac") - r["long_frac_predicted"]) for r in star["rounds"])
         outcomes[f"p_cot = {star['p_cot']:g}"] = (gap <= APPROX, f"largest |measured - recursion| {gap:.3f} over "
                                                                   f"{len(star['rounds']) - 1} rounds")
     return k_of_n(outcomes, need="all", unit="p_cot")
@@ -125,8 +132,9 @@ def _greedy_turns_long(measured: dict) -> Verdict:
     outcomes = {}
     for star in measured["theorem2"]:
         rounds = star["rounds"]
-        matches = all(_greedy_matches(r["greedy_acc"], r["greedy_acc_predicted"], margin) for r in rounds)
-        learned = [r["round"] for r in rounds if r["greedy_acc"] >= SOLVED]
+        matches = all(_greedy_matches(_counted(measured, r, "greedy_acc"), r["greedy_acc_predicted"], margin)
+                      for r in rounds)
+        learned = [r["round"] for r in rounds if _counted(measured, r, "greedy_acc") >= SOLVED]
         outcomes[f"p_cot = {star['p_cot']:g}"] = (
             matches, f"greedy >= {SOLVED} from round {learned[0] if learned else '-'} "
                      f"(predicted {cf.rounds_until_greedy_long(star['p_cot'])})")

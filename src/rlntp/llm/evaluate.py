@@ -123,10 +123,10 @@ def run_eval(options: LLMEvalConfig, out: Path) -> dict[str, Any]:
     answers = [g for g in golds for _ in range(options.generations)]
     verifier = shared_verifier(options.verify_timeout_s)
     scores = [score(text, gold, verifier) for text, gold in zip(texts, answers)]
-    n = len(texts)
+    n, correct = len(texts), sum(s["correct_in_answer"] > 0 for s in scores)
     metrics = {
         "written_by": f"{GENERATOR} llm eval", "model": options.model, "questions": len(prompts), "responses": n,
-        "accuracy": sum(s["correct_in_answer"] > 0 for s in scores) / n,
+        "correct": correct, "accuracy": correct / n,
         "mean_length": sum(lengths) / n,
         "long_frac": sum(bool((think_text(t) or "").strip()) for t in texts) / n,
         "reward": sum(sum(s.values()) for s in scores) / n,
