@@ -175,9 +175,12 @@ def theory(greedy=cf.greedy_accuracy, long=lambda p: p, short=cf.short_correct_p
     0..7 at three (long fraction `star(p, t)`, greedy accuracy `star_greedy` of it), beside the closed forms."""
     pretrain = [{"p_cot": p, "greedy_acc": greedy(p), "long_correct_prob": long(p), "short_correct_prob": short(p)}
                 for p in (0.1, 0.25, 0.3, 0.4, 0.6)]
-    rounds = [{"p_cot": p, "rounds": [{"round": t, "long_frac": star(p, t),
+    def counted(value: float) -> float:  # a fraction of the 20,000 inputs evaluated, as a run measures it
+        return round(20_000 * value) / 20_000
+
+    rounds = [{"p_cot": p, "rounds": [{"round": t, "long_frac": counted(star(p, t)),
                                        "long_frac_predicted": cf.star_long_frac(p, t),
-                                       "greedy_acc": star_greedy(star(p, t)),
+                                       "greedy_acc": counted(star_greedy(star(p, t))),
                                        "greedy_acc_predicted": cf.greedy_accuracy(cf.star_long_frac(p, t))}
                                       for t in range(8)]} for p in (0.05, 0.1, 0.25)]
     return {"seeds": [{"seed": seed, "d": 20, "eval_samples": 20_000, "theorem1": pretrain, "theorem2": rounds}
@@ -210,11 +213,11 @@ def llm(sft_small=(0.2, 0.3, 0.31), grpo_final=0.62, grpo_length=240.0, far_fina
     mean length `grpo_length`; of 256 responses, 0.05 of the SFT checkpoint's are far from the SFT data and
     `far_final` of the last GRPO checkpoint's."""
     rows = [{"model": "3B", "stage": "sft", "p_cot": p, "epoch": epoch, "step": 0, "accuracy": acc,
-             "mean_length": length, "questions": 1000}
+             "mean_length": length, "questions": 1000, "responses": 1000}
             for p, accs, length in ((0.25, sft_small, 40.0), (1.0, (0.5, 0.6, 0.62), 200.0))
             for epoch, acc in enumerate(accs, 1)]
     rows += [{"model": "3B", "stage": "grpo", "p_cot": 0.25, "epoch": epoch, "step": step, "questions": 1000,
-              "accuracy": grpo_final if step == 4 else 0.4, "mean_length": grpo_length if step == 4 else 45.0}
+              "responses": 1000, "accuracy": grpo_final if step == 4 else 0.4, "mean_length": grpo_length if step == 4 else 45.0}
              for epoch in (1, 3) for step in (2, 4)]
     analysis = [{"model": "3B", "p_cot": 0.25, "epoch": epoch, "steps": [
         {"step": step, "responses": 256, "far_frac": far} for step, far in ((0, 0.05), (2, 0.1), (4, far_final))]}

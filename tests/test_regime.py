@@ -122,13 +122,14 @@ def _table(samples: int, inputs: int | None, seeds: int = 3, acc: float = 1.0) -
             rows.append({"run": f"seed={seed}/{stage}", "stage": stage, "train.seed": seed, "step": step,
                          "distinct_inputs": None if inputs is None else float(inputs), "pretrain_samples": samples,
                          "passes": None if inputs is None else samples / inputs, "samples_seen": seen,
-                         "eval/greedy_acc": acc if step else 0.5})
+                         "eval/greedy_acc": acc if step else 0.5,
+                         "eval/greedy_correct": round(640 * (acc if step else 0.5)), "eval/greedy_total": 640})
     return pd.DataFrame(rows)
 
 
 def _learned(table) -> Verdict:
     final = table[table["step"] > 0].groupby("train.seed")["eval/greedy_acc"].last()
-    return Verdict(REPRODUCED if (final >= 0.95).all() else NOT_REPRODUCED, f"finals {list(final)}")
+    return Verdict(REPRODUCED if (final >= 0.95).all() else NOT_REPRODUCED, f"finals {[float(v) for v in final]}")
 
 
 GENERAL = Claim("GRPO generalizes", "final greedy accuracy >= 0.95", _learned, about_generalization=True)
