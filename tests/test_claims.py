@@ -503,8 +503,9 @@ def test_llm_claims(name):
     assert verdicts(name, llm_results(grpo_final=0.45))[1] == NOT_REPRODUCED
     assert verdicts(name, llm_results(far_final=0.1))[3] == NOT_REPRODUCED  # within 3 sd of the SFT model's 0.05
     tiny = evaluate(recipes()[name].claims, llm_results(tiny=True))
-    assert [c["verdict"] for c in tiny] == [PARTLY] * 4  # the tiny preset never counts as reproducing the paper
-    assert all(c["evidence"].startswith("tiny preset, wiring only") for c in tiny)
+    assert [c["verdict"] for c in tiny] == ["not evaluated"] * 4  # the tiny preset never judges the paper
+    assert all(c["evidence"].startswith("wiring only: ") and "the check found: reproduced" in c["evidence"]
+               for c in tiny)
 
 
 def test_llm_claims_judge_each_model_and_hold_when_every_one_does():
