@@ -3,11 +3,13 @@
 
 Copies each recipe's report.json and results table (theory: theory.json) from the reproduction into
 docs/results/NAME/, fig1's figure to docs/figures/fig1_cpu.png, and rewrites docs/results.md and the
-README's results table from them with `rlntp.report.claims_markdown`. tests/test_docs.py checks that
-the README and docs/results.md hold exactly that text and that every verdict recomputes from its table:
-no verdict in the docs is written by hand.
+README's results table from them with `rlntp.report.claims_markdown`, and the verdicts block of each recipe's
+result section in docs/recipes.md (`recipe_blocks`). tests/test_docs.py checks that the README, docs/results.md and
+those blocks hold exactly that text, that every verdict recomputes from its table and that the prose of
+docs/recipes.md' results states no verdict outside the blocks: no verdict in the docs is written by hand.
 """
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
 BEGIN = "<!-- claims: made by scripts/publish_results.py from docs/results; do not edit -->"
 END = "<!-- claims end -->"
+RECIPES_PAGE = ROOT / "docs" / "recipes.md"
+RECIPE_BLOCK = re.compile(r"(<!-- verdicts ([\w-]+): made by scripts/publish_results.py; do not edit -->\n)(.*?)"
+                          r"(<!-- verdicts end -->)", flags=re.S)
+"""A recipe's verdicts block in docs/recipes.md: its begin marker (naming the recipe), its text, its end marker."""
 COPIED = ("report.json", "registration.json", "results.parquet", "theory.json")
 
 RESULTS_PAGE = """# Results: the paper's claims, judged from our runs
@@ -59,12 +65,27 @@ def publish(source: Path) -> None:
 
 
 def write_pages() -> None:
-    """docs/results.md and the README's results table from docs/results."""
+    """docs/results.md, the README's results table and the verdicts blocks of docs/recipes.md from docs/results."""
     (ROOT / "docs" / "results.md").write_text(RESULTS_PAGE + claims_markdown(RESULTS))
     readme = (ROOT / "README.md").read_text()
     head, rest = readme.split(BEGIN)
     _, tail = rest.split(END)
     (ROOT / "README.md").write_text(f"{head}{BEGIN}\n{claims_markdown(RESULTS, brief=True)}{END}{tail}")
+    RECIPES_PAGE.write_text(recipe_blocks(RECIPES_PAGE.read_text(), RESULTS))
+
+
+def recipe_verdicts(name: str, results: Path = RESULTS) -> str:
+    """The text of recipe `name`'s verdicts block: its published claims and verdicts (`claims_markdown`, brief), or a
+    line saying none is published."""
+    if not (results / name / "report.json").exists():
+        return f"No published verdicts: docs/results holds no `{name}` reproduction yet.\n"
+    return (claims_markdown(results / name, brief=True)
+            + "\nCriteria and evidence: [results](results.md); made from the published table, never by hand.\n")
+
+
+def recipe_blocks(page: str, results: Path = RESULTS) -> str:
+    """`page` (docs/recipes.md) with every verdicts block rewritten from `results`."""
+    return RECIPE_BLOCK.sub(lambda m: m[1] + recipe_verdicts(m[2], results) + m[4], page)
 
 
 def reevaluate() -> list[str]:

@@ -177,3 +177,69 @@ def test_the_api_page_lists_every_public_name_with_its_signature():
             assert f"`{name}`" in page, name
     code = "import sys, rlntp; print(sorted(m for m in ('torch', 'transformers', 'pandas') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
+VERDICT_WORDS = re.compile(r"\b(reproduc\w*|partly|not evaluated|wiring only)\b", flags=re.I)
+"""The words of a verdict (and of the recipes' claims about one): the result prose of docs/recipes.md may not use
+them outside the generated blocks, so it cannot state a verdict that differs from the published one."""
+
+
+def _publisher():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("publish_results", ROOT / "scripts" / "publish_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def result_prose_problems(page: str, results: Path) -> list[str]:
+    """What is wrong with the results of docs/recipes.md (`page`) against the verdicts published in `results`: a
+    verdicts block that differs from what `scripts/publish_results.py` writes, a published recipe without its block,
+    a recipe with two, and every verdict word in the result prose outside the blocks, code and code spans."""
+    publisher = _publisher()
+    problems = []
+    blocks = publisher.RECIPE_BLOCK.findall(page)
+    names = [name for _, name, _, _ in blocks]
+    problems += [f"two verdicts blocks for {name}" for name in sorted({n for n in names if names.count(n) > 1})]
+    problems += [f"no verdicts block for published recipe {path.parent.name}"
+                 for path in sorted(results.glob("*/report.json")) if path.parent.name not in names]
+    problems += [f"verdicts block of {name} differs from docs/results/{name} (run scripts/publish_results.py)"
+                 for _, name, text, _ in blocks if text != publisher.recipe_verdicts(name, results)]
+    assert page.count("\n## Results") == 1, "docs/recipes.md has one '## Results' section"
+    prose = page.split("\n## Results", 1)[1].split("\n## ", 1)[0]
+    prose = publisher.RECIPE_BLOCK.sub("", prose)
+    prose = re.sub(r"```.*?```", "", prose, flags=re.S)
+    prose = re.sub(r"`[^`]*`", "", prose)  # a code span may wrap a line: `rlntp reproduce ...`
+    for line in prose.splitlines():
+        problems += [f"verdict word {m[0]!r} in the result prose: {line.strip()}" for m in VERDICT_WORDS.finditer(line)]
+    return problems
+
+
+def test_the_result_prose_states_no_verdict_and_its_blocks_are_the_published_ones():
+    """Each result subsection of docs/recipes.md carries its recipe's published verdicts as a block written by
+    `scripts/publish_results.py` from docs/results/NAME/report.json; the hand-written prose around the blocks uses
+    no verdict word, so no verdict on the page can differ from the published one."""
+    page = (ROOT / "docs" / "recipes.md").read_text()
+    results = ROOT / "docs" / "results"
+    assert result_prose_problems(page, results) == []
+    assert len(_publisher().RECIPE_BLOCK.findall(page)) >= len(list(results.glob("*/report.json")))
+
+
+def test_the_result_prose_check_fails_on_a_hand_written_or_stale_verdict():
+    page = (ROOT / "docs" / "recipes.md").read_text()
+    results = ROOT / "docs" / "results"
+    # the prose states a verdict: the issue's own example
+    said = page.replace("![Figure 12, CPU preset]", "Figure 12 is not reproduced.\n\n![Figure 12, CPU preset]")
+    assert any("'reproduced'" in p and "Figure 12 is not" in p for p in result_prose_problems(said, results))
+    assert any("'Partly'" in p for p in result_prose_problems(page.replace("(`make fig1`;", "Partly (`make fig1`;"),
+                                                              results))
+    # a block edited by hand (small-d's first verdict turned down) or missing
+    edited = re.sub(r"(<!-- verdicts small-d:.*?\| )reproduced( \|)", r"\1not reproduced\2", page, count=1, flags=re.S)
+    assert edited != page
+    assert result_prose_problems(edited, results) == [
+        "verdicts block of small-d differs from docs/results/small-d (run scripts/publish_results.py)"]
+    dropped = _publisher().RECIPE_BLOCK.sub(lambda m: "" if m[2] == "fig1" else m[0], page)
+    assert result_prose_problems(dropped, results) == ["no verdicts block for published recipe fig1"]
+    # inside a block, code or a code span the words are allowed
+    assert result_prose_problems(page.replace("(`make fig1`;", "(`rlntp reproduce fig1`;"), results) == []
