@@ -24,11 +24,13 @@ fig1: setup
 	$(BIN)/rlntp reproduce fig1 --preset cpu --out runs/fig1
 
 # The whole suite across the cores (pytest-xdist; each run pins its own threads, so the floats are those of one
-# process); the slowest 40 tests listed. One worker per CPU this process may use (xdist's `auto` counts physical
-# cores: one on a 2-vCPU machine); TEST_WORKERS=0 runs it in this one process. --dist loadscope: a module's tests
+# process); the slowest 40 tests listed. One worker per CPU this process may use, and one more: a worker waiting on a
+# subprocess, a Slurm job or a paused run leaves its core to it (measured on 2 cores: 3 workers 13 min 19 s at 163%
+# CPU, 2 workers 15 min 1 s at 142%); xdist's `auto` counts physical cores, one on a 2-vCPU machine.
+# TEST_WORKERS=0 runs it in this one process. --dist loadscope: a module's tests
 # run on one worker (its module-scoped fixtures computed once, the Slurm tests one at a time), the costliest modules
 # first (tests/conftest.py). (loadgroup's xdist_group does not group under pytest 9.2 and xdist 3.8.)
-TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 XDIST = -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 test: setup
 	$(BIN)/python -m pytest -q $(XDIST) --durations=40
