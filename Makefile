@@ -48,8 +48,8 @@ bench: setup
 gpu-check: setup
 	$(BIN)/python benchmarks/gpu_check.py --out runs/gpu_check
 
-# After `rlntp reproduce all --preset cpu --out runs/all`: its verdicts into docs/results, docs/results.md and the
-# README's table (tests/test_docs.py checks they recompute from the tables)
+# After `rlntp reproduce all --preset cpu --out runs/all`: its verdicts into docs/results, docs/results.md, the
+# README's table and the verdict blocks of docs/recipes.md (tests/test_docs.py checks they recompute from the tables)
 results: setup
 	$(BIN)/python scripts/publish_results.py runs/all
 

@@ -98,13 +98,19 @@ def reevaluate() -> list[str]:
 
     from rlntp.experiments import recipes
     from rlntp.experiments.claims import evaluate
+    from rlntp.registration import CONFIRMATION, EXPLORATION, report_kind, stale
 
     moved = []
     for path in sorted(RESULTS.glob("*/report.json")):
         record = json.loads(path.read_text())
         table, measured = path.parent / "results.parquet", path.parent / "theory.json"
         results = pd.read_parquet(table) if table.exists() else json.loads(measured.read_text())
-        claims = evaluate(recipes()[record["recipe"]].claims, results)
+        recipe = recipes()[record["recipe"]]
+        claims = evaluate(recipe.claims, results)
+        if report_kind(record) == CONFIRMATION and (why := stale(path.parent, recipe)) is not None:
+            # judged again under criteria its runs were not registered under: no longer a confirmation
+            record["registration"] = record["registration"] | {"kind": EXPLORATION, "demoted": why}
+            moved.append(f"{record['recipe']}: confirmation -> exploration ({why})")
         for old, new in zip(record["claims"], claims, strict=True):
             if old["verdict"] != new["verdict"]:
                 moved.append(f"{record['recipe']}: {old['claim']}: {old['verdict']} -> {new['verdict']} "

@@ -100,30 +100,23 @@ def test_answer_tag_and_candidates():
 
 @pytest.mark.integration
 def test_a_hanging_expression_returns_within_the_limit_and_the_next_check_works(verifier):
-    with Verifier(timeout_s=2.0) as fresh:  # what starting a worker costs on this machine now (~1.4 s when idle)
-        started = time.monotonic()
-        fresh.equivalent("18", "18")
-        start_s = time.monotonic() - started
     before = verifier.timeouts
     started = time.monotonic()
     result = score(f"<think>x</think> <answer>{HANG}</answer>", "18", verifier)
     elapsed = time.monotonic() - started
     assert result == points(1, 1, 0, 0)
     assert verifier.timeouts > before
-    # two checks (the tag, then anywhere) at 2 s each, plus a worker restart, with room for a loaded machine: never
-    # the minutes unbounded (HANG)
-    assert elapsed < 2 * 2.0 + 2 * start_s + 5.0, (elapsed, start_s)
+    # two checks (the tag, then anywhere) at 2 s each and the worker restarts after them (~1.4 s each when idle,
+    # several times that under a loaded suite): half the hang's minute leaves room for any load, and a limit that did
+    # not hold would take the whole minute
+    assert elapsed < 30, elapsed
     assert score("<answer>18</answer>", "18", verifier) == points(1, 0, 1, 1)  # a fresh worker took over
 
 
 @pytest.mark.integration
 def test_the_limit_holds_off_the_main_thread():
-    """The limit holds where signals cannot (a thread other than the main one): the hang comes back within the limit
-    of its checks and the worker starts it takes, as measured on this machine now, never the minutes of HANG."""
-    with Verifier(timeout_s=1.0) as fresh:  # what starting a worker costs here now (~1.4 s when idle)
-        started = time.monotonic()
-        fresh.equivalent("18", "18")
-        start_s = time.monotonic() - started
+    """The limit holds where signals cannot (a thread other than the main one): the hang comes back in well under the
+    minute it would otherwise run (HANG: killed after 60 s), whatever the load on the machine."""
     results = {}
 
     def work():
@@ -136,9 +129,9 @@ def test_the_limit_holds_off_the_main_thread():
     thread.start()
     thread.join(timeout=60)
     elapsed = time.monotonic() - started
-    # a worker start, the hang's checks at 1 s each and the restart after it, the next check, with room for a loaded
-    # machine
-    assert not thread.is_alive() and elapsed < 2 * 1.0 + 3 * start_s + 5.0, (elapsed, start_s)
+    # three worker starts (~1.4 s each when idle, several times that under a loaded suite) and two 1 s limits: half
+    # the hang's minute leaves room for any load, and a limit that did not hold would take the whole minute
+    assert not thread.is_alive() and elapsed < 30, elapsed
     assert results == {"hang": points(1, 0, 0, 0), "ok": points(1, 0, 1, 1)}
 
 

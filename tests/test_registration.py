@@ -14,6 +14,7 @@ from rlntp.registration import (
     CONFIRMATION_SEED,
     EXPLORATION,
     FILE,
+    check_code,
     kind,
     record,
     registration,
@@ -29,6 +30,10 @@ LEARNED = 0.9
 
 def _learns(table) -> Verdict:
     return Verdict("reproduced", f"final accuracy >= {LEARNED}")
+
+
+def _learns_otherwise(table) -> Verdict:
+    return Verdict("not reproduced", f"final accuracy below {LEARNED}")
 
 
 def _toy(seeds_: list[int], steps: int = 10, criterion: str = f"final greedy accuracy >= {LEARNED}") -> Recipe:
@@ -81,7 +86,7 @@ def test_every_cpu_preset_runs_confirmation_seeds_and_every_quick_preset_explora
 def test_the_record_holds_each_claims_criterion_every_threshold_its_checks_read_and_the_settings():
     registered = record(_toy([1000]), "cpu")
     assert registered["claims"] == [{"claim": "toy claim: parity d = 4 is learned", "about_generalization": False,
-                                     "criterion": "final greedy accuracy >= 0.9"}]
+                                     "criterion": "final greedy accuracy >= 0.9", "check": check_code(_learns)}]
     assert registered["thresholds"][f"{__name__}.LEARNED"] == LEARNED
     assert registered["thresholds"]["rlntp.experiments.claims.APPROX"] == 0.05  # the shared rules too
     assert registered["settings"]["pretrain"]["train"]["steps"] == 10
@@ -99,6 +104,10 @@ def test_a_confirmation_stands_until_a_threshold_a_criterion_or_the_preset_chang
     # the criterion in words
     why = stale(tmp_path, dataclasses.replace(recipe, claims=[dataclasses.replace(recipe.claims[0],
                                                                                    criterion="accuracy > 0.5")]))
+    assert why is not None and "claim 1 (toy claim" in why
+    # what the check computes, its words and constants the same
+    why = stale(tmp_path, dataclasses.replace(recipe, claims=[dataclasses.replace(recipe.claims[0],
+                                                                                   check=_learns_otherwise)]))
     assert why is not None and "claim 1 (toy claim" in why
     # a setting of the preset
     why = stale(tmp_path, _toy([1000, 1001], steps=20))
@@ -126,3 +135,26 @@ def test_every_published_confirmation_verdict_was_computed_under_the_current_reg
     assert published
     found = [stale(path.parent, recipes()[json.loads(path.read_text())["recipe"]]) for path in published]
     assert not [why for why in found if why], found
+
+
+def test_a_directory_resumed_under_another_registration_holds_exploration_verdicts(tmp_path, monkeypatch):
+    """The registration a recipe's runs began under is kept in its directory: judged again under another (a changed
+    threshold), its verdicts are exploration, and `began_under` says which one the runs were made under."""
+    import rlntp.experiments as experiments
+    from rlntp.experiments.recipe import OwnPlan
+
+    own = OwnPlan(run=lambda settings, out, device, progress: ("", {}), plan=lambda settings: {}, jobs=lambda s, o: [])
+    recipe = Recipe("toy", "a toy", {"cpu": Preset("toy", {"seeds": [1000, 1001]}, default=chose("a toy"))},
+                    [Claim("toy claim", f"accuracy >= {LEARNED}", _learns)], own_plan=own)
+    monkeypatch.setattr(experiments, "RECIPES", (*experiments.RECIPES, recipe))
+    out = tmp_path / "toy"
+
+    def registered() -> dict:
+        experiments.reproduce("toy", "cpu", out, device="cpu", progress=False)
+        return json.loads((out / "report.json").read_text())["registration"]
+
+    first = registered()
+    assert first["kind"] == CONFIRMATION and registered() == first  # a rerun under the same one: still confirmation
+    monkeypatch.setattr(f"{__name__}.LEARNED", 0.8)
+    changed = registered()
+    assert changed["kind"] == EXPLORATION and changed["began_under"] == first["hash"] != changed["hash"]

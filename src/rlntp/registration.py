@@ -14,6 +14,7 @@ a changed claim, criterion, threshold or preset makes it stale (`stale`) until t
 
 import dataclasses
 import hashlib
+import importlib
 import inspect
 import json
 import numbers
@@ -27,7 +28,8 @@ CONFIRMATION_SEED = 1000
 presets, checkpoints and thresholds) below it."""
 CONFIRMATION, EXPLORATION = "confirmation", "exploration"
 FILE = "registration.json"
-SHARED_RULES = ("rlntp.experiments.claims", "rlntp.experiments.summary", "rlntp.regime")
+SHARED_RULES = ("rlntp.experiments.claims", "rlntp.experiments.summary", "rlntp.regime", "rlntp.exact",
+                "rlntp.theory.closed_forms")
 """Modules whose thresholds every recipe's checks may read."""
 
 
@@ -39,19 +41,36 @@ def jsonable(value: Any) -> Any:
 
 
 def thresholds(recipe) -> dict[str, Any]:
-    """Every numeric constant (an UPPER_CASE module attribute) of the modules the recipe's checks are written in and of
-    the shared rules, by 'module.NAME': the thresholds a verdict depends on besides its criterion's words."""
+    """Every constant (an UPPER_CASE module attribute: a number, a string, or a tuple or list of them) of the modules
+    the recipe's checks are written in and of the shared rules, by 'module.NAME': the thresholds a verdict depends on
+    besides its criterion's words and its check's code."""
     modules = set(SHARED_RULES)
     for claim in recipe.claims:
         check = getattr(claim.check, "func", claim.check)  # a functools.partial's function
         modules.add(getattr(check, "__module__", None) or inspect.getmodule(check).__name__)
     found = {}
     for name in sorted(modules):
-        module = sys.modules.get(name)
-        for attribute, value in sorted(vars(module).items() if module is not None else ()):
-            if attribute.isupper() and isinstance(value, numbers.Number) and not isinstance(value, bool):
-                found[f"{name}.{attribute}"] = str(value) if isinstance(value, Fraction) else value
+        for attribute, value in sorted(vars(importlib.import_module(name)).items()):
+            if attribute.isupper() and _constant(value):
+                found[f"{name}.{attribute}"] = jsonable(value)
     return found
+
+
+def _constant(value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(_constant(item) for item in value)
+    return isinstance(value, (numbers.Number, str)) and not isinstance(value, bool)
+
+
+def check_code(check) -> str:
+    """A digest of a check's source (what `inspect.getsource` finds: the function, or the line of a lambda), so
+    that a change to what a check computes changes the registration even where its words and constants stay."""
+    function = getattr(check, "func", check)
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):  # no source at hand (a built-in, a check made at run time)
+        source = f"{getattr(function, '__module__', '')}.{getattr(function, '__qualname__', repr(function))}"
+    return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
 def record(recipe, preset: str) -> dict[str, Any]:
@@ -59,8 +78,8 @@ def record(recipe, preset: str) -> dict[str, Any]:
     and the preset's settings as declared (what the command line gives a recipe's own plan, such as the LLM records,
     is recorded in its report.json, not registered)."""
     return {"recipe": recipe.name, "preset": preset,
-            "claims": [{"claim": c.claim, "criterion": c.criterion, "about_generalization": c.about_generalization}
-                       for c in recipe.claims],
+            "claims": [{"claim": c.claim, "criterion": c.criterion, "about_generalization": c.about_generalization,
+                        "check": check_code(c.check)} for c in recipe.claims],
             "thresholds": thresholds(recipe), "settings": jsonable(recipe.presets[preset].settings)}
 
 
@@ -122,8 +141,10 @@ def stale(directory: Path, recipe) -> str | None:
     changed = [f"{part} {key}" for part, key in _differences(before, current)] or ["(registration.json is missing)"]
     return (f"{recipe.name}: its confirmation verdicts were computed under registration "
             f"{report['registration']['hash']}, the current one is {digest(current)}; changed: {'; '.join(changed)}. "
-            f"Rerun `rlntp reproduce {recipe.name} --preset {report['preset']}` and publish it (`make results`), and "
-            "log the change in docs/results/CHANGES.md")
+            f"Log the change in docs/results/CHANGES.md, then run `rlntp reproduce {recipe.name} --preset "
+            f"{report['preset']}` on confirmation seeds not looked at yet (the same seeds repeat the same floats: "
+            "move the preset's to the next unused block) and publish it (`make results`); or republish these as "
+            "exploration (`scripts/publish_results.py --reevaluate` does)")
 
 
 def _differences(before: dict[str, Any], now: dict[str, Any]) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ from rlntp.experiments import arch, fig1, fig2, fig3, fig13, llm, mult, partial_
 from rlntp.experiments.recipe import REPORT, SUMMARY, Preset, Recipe
 from rlntp.files import atomic_write_text
 from rlntp.registration import FILE as REGISTRATION
-from rlntp.registration import jsonable, registration
+from rlntp.registration import EXPLORATION, jsonable, registration
 
 __all__ = ["RECIPES", "REPORT", "SUMMARY", "Preset", "Recipe", "recipes", "reproduce", "plan", "regime",
            "reproduce_all"]
@@ -80,7 +80,12 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
               "order": _order(name), "command": f"rlntp reproduce {name} --preset {preset}{options} --out {out}",
               "seconds": 0.0, "claims": []}
     registered, registered_record = registration(recipe, preset)
+    marker["registration"] = registered  # what the runs begin under: a resume under another is not a confirmation
     with open_recipe_dir(out, marker) as record:
+        earlier = record.get("registration") or {}  # none: a directory begun before registrations existed
+        began = earlier.get("began_under", earlier.get("hash"))
+        if began != registered["hash"]:
+            registered = registered | {"kind": EXPLORATION, "began_under": began}
         if recipe.is_sweep:
             summary, results = _run_sweep(recipe, settings, jobs, out, executor, progress, preset)
         else:  # one at a time here unless executor flags were given

@@ -13,7 +13,15 @@ import numpy as np
 import pandas as pd
 
 from rlntp.experiments import provenance as why
-from rlntp.experiments.claims import SIGNIFICANCE, Claim, Verdict, k_of_n, more_often, significant
+from rlntp.experiments.claims import (
+    SIGNIFICANCE,
+    Claim,
+    Verdict,
+    check_attainable,
+    k_of_n,
+    more_often,
+    significant,
+)
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, Column, first_solved, text_table
@@ -179,6 +187,7 @@ def _mistral_less_stable(table: pd.DataFrame) -> Verdict:
     if not {"gpt2", "mistral"} <= set(unstable):
         raise ValueError(f"needs GPT-2 and Mistral runs, found {', '.join(unstable)}")
     (m, m_runs), (g, g_runs) = unstable["mistral"], unstable["gpt2"]
+    check_attainable(m_runs, g_runs)
     return significant(more_often(m, m_runs, g, g_runs),
                        f"unstable pre-training runs: Mistral {m} of {m_runs}, GPT-2 {g} of {g_runs}")
 

@@ -45,7 +45,9 @@ from rlntp.regime import COLUMNS, MEMORISATION, describe, format_passes, passes
 
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
 NOT_EVALUATED = "not evaluated"
-"""A check that raised: a fault of the check or of the runs (a failed run), never a finding about the paper."""
+"""Not judged, never a finding about the paper: a check that raised (a fault of the check or of the runs, e.g. a
+failed run), a claim about generalization in the memorisation regime (`regime_gate`), or the LLM tiny preset (wiring
+only)."""
 VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_EVALUATED)
 
 FINAL_EVALS = 3
@@ -90,6 +92,15 @@ class Verdict:
         if self.verdict not in VERDICTS:
             raise ValueError(f"a verdict is one of {', '.join(VERDICTS)}, got {self.verdict!r}")
 
+
+
+def with_not_judged(verdict: Verdict, left: list[str]) -> Verdict:
+    """`verdict` with the settings (or seeds) a criterion left out because its tolerance could not tell the effect
+    from its absence (`discernible`) named in its evidence: a claim judged on fewer units says so."""
+    if not left:
+        return verdict
+    return Verdict(verdict.verdict, f"{verdict.evidence}; not judged (the effect is not larger than {APPROX}): "
+                                    f"{', '.join(left)}")
 
 @dataclass(frozen=True)
 class Claim:
@@ -178,6 +189,16 @@ def significant(p: float, evidence: str) -> Verdict:
     partial support: with no effect at all, about half of the outcomes point that way. A claim made of several
     tests (one per algorithm) combines their verdicts (`combine`)."""
     return Verdict(REPRODUCED if p < SIGNIFICANCE else NOT_REPRODUCED, f"{evidence} (one-sided Fisher p = {p:.3f})")
+
+
+def check_attainable(n_more: int, n_less: int) -> None:
+    """ValueError (the claim is then not evaluated) where no outcome of `more_often` over n_more and n_less units can be
+    significant: even all of n_more against none of n_less gives p >= SIGNIFICANCE (3 seeds against 3: p = 0.05), so a
+    'not reproduced' would be no finding."""
+    smallest = more_often(n_more, n_more, 0, n_less)
+    if smallest >= SIGNIFICANCE:
+        raise ValueError(f"{n_more} against {n_less} units can never differ significantly (the smallest one-sided "
+                         f"Fisher p is {smallest:.3f}, not below {SIGNIFICANCE}): more units are needed")
 
 
 def more_often(k_more: int, n_more: int, k_less: int, n_less: int) -> float:

@@ -196,7 +196,8 @@ def _grpo_needs_few_samples(table: pd.DataFrame) -> Verdict:
 def _failed(run: pd.DataFrame) -> bool:
     """Whether a GRPO run (its evaluations in step order) failed to generalize, beyond its sampling error: it ends
     below SOLVED by more than `sampling_margin` of its evaluation inputs, and has stopped rising (its last
-    evaluation at most the sampling margin of a difference above the one FINAL_EVALS - 1 evaluations before). A run
+    evaluation at most the sampling margin of a difference above the one FINAL_EVALS - 1 evaluations before; one
+    that fell counts as stopped). A run
     at 0.931 and rising (0.85, 0.87, 0.894, 0.931) has not failed: it may still get there."""
     n = run["post.eval_samples"].iloc[0]
     accs = list(run["eval/greedy_acc"])
@@ -245,8 +246,8 @@ CLAIMS = [
           "per seed, GRPO from some checkpoint earlier than the first from which it generalizes lengthens its "
           "answers (median greedy length d at its last evaluation, the figure's bottom panel: a length that rose and "
           f"fell back is no length increase) and fails: it ends below greedy accuracy {SOLVED} by more than 3 standard "
-          "deviations (1.5/sqrt(eval inputs)) and has stopped rising (its last evaluation within 1.5/sqrt(eval inputs / "
-          f"2) of the one {FINAL_EVALS - 1} evaluations before); in a majority of seeds",
+          "deviations (1.5/sqrt(eval inputs)) and has stopped rising (its last evaluation at most 1.5/sqrt(eval inputs "
+          f"/ 2) above the one {FINAL_EVALS - 1} evaluations before); in a majority of seeds",
           _early_grpo_lengthens_but_fails, about_generalization=True),
 ]
 

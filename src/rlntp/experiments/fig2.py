@@ -19,7 +19,7 @@ from matplotlib import colormaps
 
 from rlntp.exact import exact_fractions, exact_mean, exact_median, written
 from rlntp.experiments import provenance as why
-from rlntp.experiments.claims import APPROX, Claim, Verdict, discernible, k_of_n, sampling_margin
+from rlntp.experiments.claims import APPROX, Claim, Verdict, discernible, k_of_n, sampling_margin, with_not_judged
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED, censored_quantile, table_curve
@@ -224,9 +224,8 @@ def sampled_effect(p: float) -> float:
     return p / 2
 
 
-def _not_judged(medians: dict, judged) -> str:
-    left = [label for label, (p, _) in medians.items() if not judged(p)]
-    return f"; not judged (the effect is not larger than {APPROX}): {', '.join(left)}" if left else ""
+def _not_judged(medians: dict, judged) -> list[str]:
+    return [label for label, (p, _) in medians.items() if not judged(p)]
 
 
 def _sampled_accuracy(table: pd.DataFrame) -> Verdict:
@@ -239,14 +238,14 @@ def _sampled_accuracy(table: pd.DataFrame) -> Verdict:
                               f"{acc:.3f} vs {closed_forms.sampled_accuracy(p):.3f}")
                       for label, (p, acc) in medians.items() if judged(p)},
                      need="all", unit="p_cot below 1/3")
-    return Verdict(verdict.verdict, verdict.evidence + _not_judged(medians, judged))
+    return with_not_judged(verdict, _not_judged(medians, judged))
 
 
 def _calibrated(table: pd.DataFrame) -> Verdict:
     medians = _medians(table, "eval/sampled_long_frac")
     verdict = k_of_n({label: (abs(long - p) <= APPROX, f"{long:.3f}") for label, (p, long) in medians.items()
                       if discernible(p)}, need="all", unit="p_cot")
-    return Verdict(verdict.verdict, verdict.evidence + _not_judged(medians, discernible))
+    return with_not_judged(verdict, _not_judged(medians, discernible))
 
 
 _FINAL = f"final = the mean of a run's last {FINAL_EVALS} evaluations (the paper's definition), median over seeds"

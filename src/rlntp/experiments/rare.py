@@ -19,6 +19,7 @@ from rlntp.experiments.claims import (
     SIGNIFICANCE,
     Claim,
     Verdict,
+    check_attainable,
     combine,
     k_of_n,
     more_often,
@@ -230,6 +231,7 @@ def _later_checkpoint_helps(table: pd.DataFrame) -> Verdict:
         if early.empty or late.empty:
             verdicts[algo] = Verdict(NOT_REPRODUCED, "no runs")
             continue
+        check_attainable(len(late), len(early))
         verdicts[algo] = significant(more_often(int(late.sum()), len(late), int(early.sum()), len(early)),
                                      f"seeds {int(early.sum())}/{len(early)} -> {int(late.sum())}/{len(late)}")
     verdict = combine(verdicts, need="all", unit="algorithms")

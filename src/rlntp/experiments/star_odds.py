@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from rlntp.experiments import provenance as why
-from rlntp.experiments.claims import APPROX, Claim, Verdict, discernible, k_of_n
+from rlntp.experiments.claims import APPROX, Claim, Verdict, discernible, k_of_n, with_not_judged
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
 from rlntp.experiments.summary import SOLVED
@@ -183,7 +183,7 @@ def _follows_recursion(table: pd.DataFrame) -> Verdict:
     if not judged:
         moves = ", ".join(f"{label} {_recursion_moves(group):.3f}" for label, group in seeds.items())
         raise ValueError(f"no seed's recursion moves by more than {APPROX} from its p_0 ({moves})")
-    return k_of_n(judged)
+    return with_not_judged(k_of_n(judged), [label for label in seeds if label not in judged])
 
 
 def _seeds(table: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from rlntp.exact import Exact, recover
-from rlntp.experiments.claims import APPROX, Claim, Verdict, combine, discernible, k_of_n, sampling_margin
+from rlntp.experiments.claims import APPROX, Claim, Verdict, combine, discernible, k_of_n, sampling_margin, with_not_judged
 from rlntp.experiments.provenance import choice, confirmation_seeds
 from rlntp.experiments.recipe import OwnPlan, Preset, Recipe
 from rlntp.experiments.summary import SOLVED
@@ -105,26 +105,28 @@ def _calibrated_judged(p: float) -> bool:
 
 
 def _calibrated(measured: dict) -> Verdict:
-    outcomes = {}
+    outcomes, left = {}, []
     for r in measured["theorem1"]:
         p = r["p_cot"]
         if not _calibrated_judged(p):
+            left.append(f"p_cot = {p:g}")
             continue
         long_gap, short_gap = abs(r["long_correct_prob"] - p), abs(r["short_correct_prob"] - cf.short_correct_prob(p))
         outcomes[f"p_cot = {p:g}"] = (max(long_gap, short_gap) <= APPROX,
                                       f"long {r['long_correct_prob']:.3f}, short {r['short_correct_prob']:.3f}")
-    return k_of_n(outcomes, need="all", unit="p_cot")
+    return with_not_judged(k_of_n(outcomes, need="all", unit="p_cot"), left)
 
 
 def _odds_double(measured: dict) -> Verdict:
-    outcomes = {}
+    outcomes, left = {}, []
     for star in measured["theorem2"]:
         if not discernible(max(r["long_frac_predicted"] for r in star["rounds"]) - star["p_cot"]):
-            continue  # a recursion that stays within APPROX of p_cot cannot tell doubling odds from a stuck model
+            left.append(f"p_cot = {star['p_cot']:g}")  # a recursion that stays within APPROX of p_cot cannot tell
+            continue                                     # doubling odds from a stuck model
         gap = max(abs(_counted(measured, r, "long_frac") - r["long_frac_predicted"]) for r in star["rounds"])
         outcomes[f"p_cot = {star['p_cot']:g}"] = (gap <= APPROX, f"largest |measured - recursion| {gap:.3f} over "
                                                                   f"{len(star['rounds']) - 1} rounds")
-    return k_of_n(outcomes, need="all", unit="p_cot")
+    return with_not_judged(k_of_n(outcomes, need="all", unit="p_cot"), left)
 
 
 def _greedy_turns_long(measured: dict) -> Verdict:

@@ -171,15 +171,17 @@ class InlineExecutor:
 class LocalExecutor:
     """A pool of `workers` processes on this machine; each run sets its own threads.
 
-    Workers start from a fork server where the platform has one (Linux, macOS), else as fresh interpreters
-    (spawn): never forked from the sweep itself, so no parent torch state (thread pools, CUDA) is shared. The fork
-    server is one clean interpreter per sweep process that has imported the code a run needs (`run`'s module,
-    torch, transformers) once; every worker is a fork of it, which on this project's 2-core machine saves each
-    pool about 4 s of CPU per worker (the imports a spawned worker repeats). A worker takes the sweep's environment
-    as it is when the pool starts, as a spawned one would. Workers die with the sweep process (Linux:
-    PR_SET_PDEATHSIG, through the fork server, which exits with the sweep), so a killed sweep leaves no run going
-    on without it. If a worker dies (killed, out of memory), the pool is rebuilt and the runs it held are reported
-    as `lost`.
+    On Linux, workers start from a fork server, elsewhere as fresh interpreters (spawn; macOS forbids forking a
+    process whose system libraries may hold threads): never forked from the sweep itself, so no parent torch state
+    (thread pools, CUDA) is shared. The fork server is one clean interpreter per Python process, started by its
+    first pool, that imports the code a run needs (`run`'s module: torch, transformers) once, about 4 s of CPU; every
+    worker of every later pool is a fork of it and starts in well under a second instead of repeating those
+    imports. A worker takes the sweep's `os.environ` as it is when its pool starts; what the fork server's imports
+    read from the environment when it started (torch's and Hugging Face's import-time settings) stays as it was.
+    Workers die with the sweep process: a spawned one through PR_SET_PDEATHSIG, a forked one (whose parent, the fork
+    server, lives as long as any worker does) through a thread that waits on the sweep's pidfd (`_die_with`), so a
+    killed sweep leaves no run going on without it. If a worker dies (killed, out of memory), the old pool's
+    processes are ended, a new pool is built and the runs it held are reported as `lost`.
     """
 
     def __init__(self, workers: int, run: "Run"):
@@ -189,7 +191,7 @@ class LocalExecutor:
         self._futures: dict[cf.Future, str] = {}
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
-        if "forkserver" in multiprocessing.get_all_start_methods():
+        if sys.platform.startswith("linux"):
             context = multiprocessing.get_context("forkserver")
             module = getattr(self.run, "__module__", None)
             context.set_forkserver_preload([module] if module else [])  # read when its fork server starts
@@ -216,7 +218,9 @@ class LocalExecutor:
             for future, key in self._futures.items():
                 finished.append((key, {"state": "lost", "error": "its worker process died (killed, or out of memory?)"}))
             self._futures.clear()
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            for process in list((self._pool._processes or {}).values()):  # none may still hold a run's directory
+                process.terminate()                                       # when the new pool retries it
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = self._new_pool()
         return finished
 
