@@ -18,8 +18,6 @@ import importlib
 import inspect
 import json
 import numbers
-import sys
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
