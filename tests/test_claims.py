@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from sweep_tables import rows, sweep
 
 from rlntp.experiments import provenance, recipes
 from rlntp.experiments.claims import (
@@ -116,27 +117,7 @@ def test_every_recipe_declares_its_claims():
             assert callable(claim.check) and getattr(module, "paper", provenance.paper) is provenance.paper, name
 
 
-# --- results tables built by hand ---------------------------------------------------------------------------------
-
-def run_rows(run: str, greedy: list[float], stage: str = "pretrain", seed: int = 0, every: int = 100,
-             batch: int = 128, source_step: int | None = None, **columns) -> pd.DataFrame:
-    """One run's evaluations at steps 0, every, 2 every, ...: greedy accuracy `greedy[i]`; any other column a
-    scalar or one value per evaluation. Pre-training counts `batch` samples a step; RL 64 rollouts a step,
-    after its checkpoint's samples."""
-    steps = np.arange(len(greedy)) * every
-    frame = {"run": run, "stage": stage, "train.seed": seed, "step": steps, "eval/greedy_acc": greedy,
-             "train.eval_samples": 1000, "post.eval_samples": 640, "post.logprobs_at_tau": False}
-    if stage == "pretrain":
-        frame |= {"samples_seen": steps * batch, "rl_samples": np.nan, "source_step": np.nan}
-    else:
-        frame |= {"rl_samples": steps * 64, "samples_seen": source_step * batch + steps * 64,
-                  "source_step": source_step}
-    return pd.DataFrame(frame | columns)
-
-
-def table(*runs: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat(runs, ignore_index=True)
-
+# --- results tables built by hand (tests/sweep_tables.py) ---------------------------------------------------------
 
 def fig1_table(learns: list[bool]) -> pd.DataFrame:
     """d = 12: NTP at chance and short; GRPO from step 1,500 to 100% and length d where `learns[seed]`, at chance
@@ -144,15 +125,15 @@ def fig1_table(learns: list[bool]) -> pd.DataFrame:
     runs = []
     for seed, learn in enumerate(learns):
         common = {"seed": seed, "task.d": 12}
-        runs.append(run_rows(f"s{seed}/pre", [0.0, 0.5, 0.49, 0.51, 0.5, 0.5], eval_samples=1000,
+        runs.append(rows(f"s{seed}/pre", [0.0, 0.5, 0.49, 0.51, 0.5, 0.5], eval_samples=1000,
                              **{"eval/greedy_len_median": 1.0}, **common))
-        runs.append(run_rows(f"s{seed}/from500", [0.5, 0.5, 0.5, 0.5], "posttrain", source_step=500, every=3,
+        runs.append(rows(f"s{seed}/from500", [0.5, 0.5, 0.5, 0.5], "posttrain", source_step=500, every=3,
                              **{"eval/greedy_len_median": [1.0, 1.0, 12.0, 12.0],
                                 "eval/sampled_long_frac": [0.2, 0.3, 0.4, 0.5]}, **common))
         accs, lengths = ([0.5, 0.8, 1.0, 1.0], [1.0, 1.0, 12.0, 12.0]) if learn else ([0.5] * 4, [1.0] * 4)
-        runs.append(run_rows(f"s{seed}/from1500", accs, "posttrain", source_step=1500, every=3,
+        runs.append(rows(f"s{seed}/from1500", accs, "posttrain", source_step=1500, every=3,
                              **{"eval/greedy_len_median": lengths, "eval/sampled_long_frac": 0.25}, **common))
-    return table(*runs)
+    return sweep(*runs)
 
 
 def test_fig1_claims():
@@ -198,10 +179,10 @@ def test_exactly_95_percent_passes_a_check_and_one_answer_fewer_fails(counted):
 def test_a_mean_of_final_evaluations_at_a_bands_edge_is_within_it(counted):
     def sampled(extra: int) -> pd.DataFrame:  # T = 1 accuracy: the mean of the last 5 is (1 + p)/2 + 0.05 + extra
         results = fig2_table()
-        for _, rows in results.groupby("run"):
-            target = round(1000 * ((1 + rows["task.p_cot"].iloc[0]) / 2 + APPROX))
+        for _, one_run in results.groupby("run"):
+            target = round(1000 * ((1 + one_run["task.p_cot"].iloc[0]) / 2 + APPROX))
             counts = [0, target, target - 1, target + 1, target, target, target + 5 * extra]
-            results.loc[rows.index, "eval/sampled_acc"] = [f32(c, 1000) for c in counts]
+            results.loc[one_run.index, "eval/sampled_acc"] = [f32(c, 1000) for c in counts]
         return with_counts(results) if counted else results
 
     assert verdicts("fig2", sampled(0))[2] == REPRODUCED  # 0.6 against 0.55 at p_cot = 0.1: within 0.05
@@ -214,7 +195,7 @@ P_COTS = [0.1, 0.2, 0.25, 0.3, 0.4, 0.6, 0.75]
 def fig2_table(greedy=lambda p, seed: 0.5 if p < 1 / 3 else 1.0, long=lambda p: p, d: int = 12,
                p_cots=None) -> pd.DataFrame:
     """Theorem 1's picture at every p_cot and 3 seeds, unless `greedy` or `long` say otherwise."""
-    return table(*(run_rows(f"d{d}/p{p}/s{seed}", [0.0] + [greedy(p, seed)] * 6, seed=seed,
+    return sweep(*(rows(f"d{d}/p{p}/s{seed}", [0.0] + [greedy(p, seed)] * 6, seed=seed,
                             **{"task.d": d, "task.p_cot": p, "eval/sampled_acc": [0.0] + [(1 + p) / 2] * 6,
                                "eval/sampled_long_frac": long(p),
                                "eval/greedy_long_frac": 1.0 if greedy(p, seed) == 1.0 else 0.0})
@@ -240,7 +221,7 @@ def test_fig2_with_the_papers_two_dimensions_judges_each_and_draws_the_curves_at
 
     # at d = 25, p_cot = 0.25 is learned in two of three seeds; d = 50 follows Theorem 1
     learns_early = fig2_table(d=25, greedy=lambda p, seed: 1.0 if p > 0.24 and seed else 0.5 if p < 1 / 3 else 1.0)
-    both = table(fig2_table(d=50, p_cots=[0.1, 0.75]), learns_early)
+    both = sweep(fig2_table(d=50, p_cots=[0.1, 0.75]), learns_early)
     assert panel_dims(final_values(both)) == (50, 25)
     assert verdicts("fig2", both)[0] == PARTLY
     shown = evidence("fig2", both)[0]
@@ -261,14 +242,14 @@ def fig3_table(star_hot=(1.0, 0.6, 0.6), failing=()) -> pd.DataFrame:
                         accs, lengths = [0.5] * 4, 1.0
                     else:
                         accs, lengths = [0.5, 0.9, 1.0, 1.0], 12.0
-                    runs.append(run_rows(f"{algo}/{reward}/{tau}/s{seed}", accs, "posttrain", seed=seed,
+                    runs.append(rows(f"{algo}/{reward}/{tau}/s{seed}", accs, "posttrain", seed=seed,
                                          source_step=1000, every=1, **{
                                              "task.d": 12, "post.algo": algo, "post.reward": reward,
                                              "post.temperature": tau, "eval/greedy_len_median": lengths}))
-    at_tau = run_rows("grpo-at-tau", [0.5] * 4, "posttrain", source_step=1000, **{
+    at_tau = rows("grpo-at-tau", [0.5] * 4, "posttrain", source_step=1000, **{
         "task.d": 12, "post.algo": "grpo", "post.reward": "e2e", "post.temperature": 1.5,
         "post.logprobs_at_tau": True, "eval/greedy_len_median": 1.0})
-    return table(*runs, at_tau)  # a run with log-probabilities at tau, which the paper's claims leave out
+    return sweep(*runs, at_tau)  # a run with log-probabilities at tau, which the paper's claims leave out
 
 
 def test_fig3_claims():
@@ -288,11 +269,11 @@ def arch_table(unstable: dict[str, int], ntp=0.5, rl=1.0) -> pd.DataFrame:
             for seed in range(3):
                 model = {"model.arch": arch, "model.layers": layers, "model.width": 64, "model.heads": 4}
                 sampled = [0.5, 0.62, 0.42, 0.62] if seed < unstable[arch] else [0.5, 0.6, 0.62, 0.61]
-                runs.append(run_rows(f"{arch}{layers}/s{seed}", [0.0, 0.5, 0.5, ntp], seed=seed, **model, **{
+                runs.append(rows(f"{arch}{layers}/s{seed}", [0.0, 0.5, 0.5, ntp], seed=seed, **model, **{
                     "eval/sampled_acc": sampled, "eval/sampled_long_frac": 0.25}))
-                runs.append(run_rows(f"{arch}{layers}/s{seed}/grpo", [0.5, 0.8, rl], "posttrain", seed=seed,
+                runs.append(rows(f"{arch}{layers}/s{seed}/grpo", [0.5, 0.8, rl], "posttrain", seed=seed,
                                      source_step=300, **model, **{"eval/greedy_len_median": 10.0}))
-    return table(*runs)
+    return sweep(*runs)
 
 
 def test_arch_claims():
@@ -311,11 +292,11 @@ def rare_table(success, seeds: int = 5) -> pd.DataFrame:
                 for tau in (0.5, 1.0, 1.5):
                     for seed in range(seeds):
                         final = 1.0 if success(p, step, algo, tau, seed) else 0.5
-                        runs.append(run_rows(f"{p}/{step}/{algo}/{tau}/s{seed}", [0.5, 0.7, final], "posttrain",
+                        runs.append(rows(f"{p}/{step}/{algo}/{tau}/s{seed}", [0.5, 0.7, final], "posttrain",
                                              seed=seed, source_step=step, **{
                                                  "task.p_cot": p, "post.algo": algo, "post.temperature": tau,
                                                  "eval/sampled_long_frac": p, "eval/greedy_len_median": 8.0}))
-    return table(*runs)
+    return sweep(*runs)
 
 
 def test_rare_claims():
@@ -340,9 +321,9 @@ def small_d_table(reach: dict[int, list[int | None]]) -> pd.DataFrame:
     for d, evaluations in reach.items():
         for seed, hit in enumerate(evaluations):
             accs = [0.0] + [0.5] * 9 if hit is None else [0.0] + [0.5] * (hit - 1) + [1.0] * (10 - hit)
-            runs.append(run_rows(f"d{d}/s{seed}", accs, seed=seed, **{"task.d": d, "task.p_cot": 0.25,
+            runs.append(rows(f"d{d}/s{seed}", accs, seed=seed, **{"task.d": d, "task.p_cot": 0.25,
                                                                        "eval/greedy_len_median": 1.0}))
-    return table(*runs)
+    return sweep(*runs)
 
 
 def test_small_d_claims():
@@ -362,9 +343,9 @@ def fig13_table(ntp: dict[int, int | None], rl: dict[int, int | None]) -> pd.Dat
             pre = [0.5] * 10 if ntp[d] is None else [0.5] * ntp[d] + [1.0] * (10 - ntp[d])
             post = [0.5] * 5 if rl[d] is None else [0.5] * rl[d] + [1.0] * (5 - rl[d])
             common = {"seed": seed, "task.d": d}
-            runs.append(run_rows(f"d{d}/s{seed}", pre, **common))
-            runs.append(run_rows(f"d{d}/s{seed}/grpo", post, "posttrain", source_step=200, **common))
-    return table(*runs)
+            runs.append(rows(f"d{d}/s{seed}", pre, **common))
+            runs.append(rows(f"d{d}/s{seed}/grpo", post, "posttrain", source_step=200, **common))
+    return sweep(*runs)
 
 
 def test_fig13_claims():
@@ -392,14 +373,14 @@ def partial_cot_table(stairs: list[float], early_e2e=(1.0, "long"), late_length=
             (1000, "length"): early_length}
     runs = []
     for seed in range(3):
-        runs.append(run_rows(f"s{seed}", [0.5] * len(stairs), seed=seed, **config, **{
+        runs.append(rows(f"s{seed}", [0.5] * len(stairs), seed=seed, **config, **{
             "eval/sampled_acc": stairs, "train.eval_samples": 2000}))
         for (step, reward), (acc, length) in ends.items():
             fractions = {"long and medium": {"long": 0.5, "medium": 0.5}}.get(length, {length: 1.0})
             hists = [_hist(task, short=640), _hist(task, **{k: 640 * f for k, f in fractions.items()})]
-            runs.append(run_rows(f"s{seed}/{reward}/{step}", [0.5, acc], "posttrain", seed=seed, source_step=step,
+            runs.append(rows(f"s{seed}/{reward}/{step}", [0.5, acc], "posttrain", seed=seed, source_step=step,
                                  **config, **{"post.reward": reward, "eval/greedy_len_hist": hists}))
-    return table(*runs)
+    return sweep(*runs)
 
 
 def test_partial_cot_claims():
@@ -421,16 +402,16 @@ def star_odds_table(p0s: list[float], follows: bool = True) -> pd.DataFrame:
     for seed, p0 in enumerate(p0s):
         long = [round(640 * (cf.star_long_frac(p0, t) if follows else p0)) / 640 for t in range(7)]  # of 640 inputs
         greedy_long = [1.0 if p > 1 / 3 else 0.0 for p in long]
-        runs.append(run_rows(f"s{seed}/star", [0.5 + g / 2 for g in greedy_long], "posttrain", seed=seed,
+        runs.append(rows(f"s{seed}/star", [0.5 + g / 2 for g in greedy_long], "posttrain", seed=seed,
                              source_step=2000, every=1, **{"eval/sampled_long_frac": long, "eval/sampled_acc": 0.6,
                                                            "eval/greedy_long_frac": greedy_long}))
-    return table(*runs)
+    return sweep(*runs)
 
 
 def test_star_odds_claims():
     assert verdicts("star-odds", star_odds_table([0.15, 0.14, 0.16])) == [REPRODUCED] * 2
     assert verdicts("star-odds", star_odds_table([0.15, 0.14, 0.16], follows=False)) == [NOT_REPRODUCED] * 2
-    mixed = table(star_odds_table([0.15]), star_odds_table([0.15, 0.14], follows=False).query("`train.seed` == 1"))
+    mixed = sweep(star_odds_table([0.15]), star_odds_table([0.15, 0.14], follows=False).query("`train.seed` == 1"))
     assert verdicts("star-odds", mixed) == [PARTLY] * 2
 
 
@@ -463,17 +444,17 @@ def mult_table(full_cot: bool = True) -> pd.DataFrame:
     runs = []
     for seed in range(3):
         common = {"seed": seed, "task.digits": 3}
-        pre = run_rows(f"p0.25/s{seed}", [0.0, 0.0, 0.01, 0.0], every=1000, **common, **{"task.p_cot": 0.25})
+        pre = rows(f"p0.25/s{seed}", [0.0, 0.0, 0.01, 0.0], every=1000, **common, **{"task.p_cot": 0.25})
         runs.append(pre)
         for step, sampled, final in ((1000, 0.02, 0.0), (5000, 0.25, 0.9)):
-            runs.append(run_rows(f"p0.25/s{seed}/from{step}", [0.0, final / 2, final], "posttrain", source_step=step,
+            runs.append(rows(f"p0.25/s{seed}/from{step}", [0.0, final / 2, final], "posttrain", source_step=step,
                                  every=10, **common, **{"task.p_cot": 0.25, "eval/sampled_acc": [sampled, 0.3, 0.5],
                                                         "eval/greedy_len_mean": [10.0, 15.0 if final else 10.0, 20.0
                                                                                  if final else 10.0],
                                                         "post.eval_samples": 500}))
         if full_cot:
-            runs.append(run_rows(f"p1/s{seed}", [0.0, 0.6, 0.97], every=500, **common, **{"task.p_cot": 1.0}))
-    return table(*runs)
+            runs.append(rows(f"p1/s{seed}", [0.0, 0.6, 0.97], every=500, **common, **{"task.p_cot": 1.0}))
+    return sweep(*runs)
 
 
 def test_mult_claims():
