@@ -95,7 +95,7 @@ def _inputs(row: dict[str, Any], mode: str) -> int | None:
     total, hist = row.get(f"eval/{mode}_total"), row.get(f"eval/{mode}_len_hist")
     if _present(total):
         return int(total)
-    if hist is not None and not (isinstance(hist, float) and math.isnan(hist)):
+    if _present(hist):
         return int(sum(hist))
     samples, data = row.get(_STAGE_SAMPLES.get(row.get("stage"), "train.eval_samples")), row.get("task.data")
     if _present(samples) and not (isinstance(data, str) and data):

@@ -1,10 +1,10 @@
-"""Registration: a recipe (`experiments.recipe.Recipe`)'s claims, criteria, thresholds and preset, fixed before the runs that judge them.
+"""Registration: a recipe's claims, criteria, thresholds and preset, fixed before the runs that judge them.
 
-A recipe's registration at a preset is one record: each claim with its criterion in words, every threshold its
-checks read (the numeric constants of the modules they are written in, and of the shared rules: `claims`,
-`summary`, `rlntp.regime`), and the preset's settings. Its hash is written into the recipe's report.json with the
-seeds the runs used; the record itself into registration.json beside it, so that a stale registration can say what
-changed.
+A recipe's (`experiments.recipe.Recipe`) registration at a preset is one record: each claim with its criterion in
+words and a digest of its check's code, every threshold its checks read (the constants of the modules they are
+written in, and of the shared rules: `SHARED_RULES`), and the preset's settings. Its hash is written into the
+recipe's report.json with the seeds the runs used; the record itself into registration.json beside it, so that a
+stale registration can say what changed.
 
 Verdicts are published from confirmation runs only: runs whose seeds all start at `CONFIRMATION_SEED` or above,
 seeds no one looked at while the presets, checkpoints and thresholds were chosen (those were chosen on exploration
@@ -132,13 +132,14 @@ def stale(directory: Path, recipe) -> str | None:
         return (f"{recipe.name}: its confirmation verdicts were computed at preset {report['preset']!r}, which it no "
                 f"longer has; rerun it at one of {', '.join(recipe.presets)} and publish that")
     current = record(recipe, report["preset"])
-    if digest(current) == report["registration"]["hash"]:
+    now = digest(current)
+    if now == report["registration"]["hash"]:
         return None
     kept = Path(directory) / FILE
     before = json.loads(kept.read_text()) if kept.exists() else {}
     changed = [f"{part} {key}" for part, key in _differences(before, current)] or ["(registration.json is missing)"]
     return (f"{recipe.name}: its confirmation verdicts were computed under registration "
-            f"{report['registration']['hash']}, the current one is {digest(current)}; changed: {'; '.join(changed)}. "
+            f"{report['registration']['hash']}, the current one is {now}; changed: {'; '.join(changed)}. "
             f"Log the change in docs/results/CHANGES.md, then run `rlntp reproduce {recipe.name} --preset "
             f"{report['preset']}` on confirmation seeds not looked at yet (the same seeds repeat the same floats: "
             "move the preset's to the next unused block) and publish it (`make results`); or republish these as "

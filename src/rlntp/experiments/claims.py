@@ -93,7 +93,6 @@ class Verdict:
             raise ValueError(f"a verdict is one of {', '.join(VERDICTS)}, got {self.verdict!r}")
 
 
-
 def with_not_judged(verdict: Verdict, left: list[str]) -> Verdict:
     """`verdict` with the settings (or seeds) a criterion left out because its tolerance could not tell the effect
     from its absence (`discernible`) named in its evidence: a claim judged on fewer units says so."""
@@ -101,6 +100,7 @@ def with_not_judged(verdict: Verdict, left: list[str]) -> Verdict:
         return verdict
     return Verdict(verdict.verdict, f"{verdict.evidence}; not judged (the effect is not larger than {APPROX}): "
                                     f"{', '.join(left)}")
+
 
 @dataclass(frozen=True)
 class Claim:
