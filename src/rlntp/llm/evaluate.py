@@ -103,29 +103,33 @@ def run_eval(options: LLMEvalConfig, out: Path) -> dict[str, Any]:
 
     from rlntp.llm.common import check_causal_lm, check_weights
     from rlntp.llm.dataset import read_split
+    from rlntp.llm.sources import gguf_source, resolve_model
 
     out, responses_file = Path(out), Path(out).with_suffix(".responses.jsonl")
     check_output(out, suffix=".json")
     check(not responses_file.exists() or is_rlntp_output(out),
           f"{responses_file} exists and was not written by rlntp; move it away or choose another --out")
-    check_causal_lm(options.model)
-    check_weights(options.model, options.allow_pickle)
+    gguf_source(options.model)  # a named source's package, a GGUF file: checked before the data is read
     check(not options.vllm or importlib.util.find_spec("vllm") is not None,
           "--vllm needs vLLM: pip install 'rlntp[vllm]' (on a CUDA machine)")
     test = read_split(options.data, "test")
+    model_dir, source = resolve_model(options.model)  # a GGUF is converted once (cached)
+    check_causal_lm(model_dir)
+    check_weights(model_dir, options.allow_pickle)
     if options.questions is not None:
         test = test.select(range(min(options.questions, len(test))))
     prompts, golds = test["prompt"], test["answer"]
     from rlntp.llm.reward import REWARD_POINTS, score, shared_verifier, think_text
 
     generate = generate_vllm if options.vllm else generate_hf
-    texts, lengths = generate(options.model, prompts, options)
+    texts, lengths = generate(model_dir, prompts, options)
     answers = [g for g in golds for _ in range(options.generations)]
     verifier = shared_verifier(options.verify_timeout_s)
     scores = [score(text, gold, verifier) for text, gold in zip(texts, answers)]
     n, correct = len(texts), sum(s["correct_in_answer"] > 0 for s in scores)
     metrics = {
-        "written_by": f"{GENERATOR} llm eval", "model": options.model, "questions": len(prompts), "responses": n,
+        "written_by": f"{GENERATOR} llm eval", "model": options.model,
+        **({"model_source": source} if source else {}), "questions": len(prompts), "responses": n,
         "correct": correct, "accuracy": correct / n,
         "mean_length": sum(lengths) / n,
         "long_frac": sum(bool((think_text(t) or "").strip()) for t in texts) / n,

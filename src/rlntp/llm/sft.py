@@ -60,6 +60,7 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
         use_bf16,
     )
     from rlntp.llm.dataset import read_split
+    from rlntp.llm.sources import gguf_source, resolve_model
 
     out = Path(out)
     bf16 = use_bf16(options.precision, options.cpu)
@@ -80,17 +81,19 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
         )
     except ValueError as e:  # TRL's and transformers' own checks of the combination
         raise ConfigError(str(e).splitlines()[0]) from None
-    check_causal_lm(options.model)
-    check_weights(options.model, options.allow_pickle)
+    gguf_source(options.model)  # a named source's package, a GGUF file: checked before the data is read
     train = read_split(options.data, "sft").select_columns(["prompt", "completion"])
+    model_dir, source = resolve_model(options.model)  # a GGUF is converted once (cached)
+    check_causal_lm(model_dir)
+    check_weights(model_dir, options.allow_pickle)
     state = distributed()
-    with open_stage_dir(out, "sft", options, state) as resume:
+    with open_stage_dir(out, "sft", options, state, source) as resume:
         if (out / DONE).is_file():
             return json.loads((out / DONE).read_text())
-        tokenizer = AutoTokenizer.from_pretrained(options.model)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model = load_causal_lm(options.model, options.allow_pickle)
+        model = load_causal_lm(model_dir, options.allow_pickle)
         trainer = trl.SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
         check(len(trainer.train_dataset) > 0, f"no row of {options.data}'s SFT half keeps a target token within "
               f"--max-length {options.max_length} (TRL drops a row whose prompt fills it); raise --max-length or "
