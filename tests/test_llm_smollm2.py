@@ -15,9 +15,13 @@ import torch
 from rlntp.errors import ConfigError
 from rlntp.files import sha256_file
 from rlntp.llm import sources
-from rlntp.llm.sources import CACHE_ENV, MANIFEST, NAMED, converted, gguf_source, resolve_model
+from rlntp.llm.sources import CACHE_ENV, MANIFEST, NAMED, gguf_source, resolve_model
 
 pytestmark = pytest.mark.integration
+
+XDIST_COST = 30
+"""Its cost for the order in which xdist hands out modules (tests/conftest.py): the conversion (20-40 s) and the
+real model's SFT, GRPO and evaluation steps (about 80 s on 2 busy cores), which the tier count would put late."""
 
 REAL = Path(__file__).parent / "data" / "real"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -180,8 +184,9 @@ def test_directories_and_hub_names_pass_through(tmp_path):
 
 @needs_smollm2
 def test_a_few_sft_grpo_and_eval_steps_of_the_real_model_on_real_gsm8k_records(smollm2, tmp_path, monkeypatch):
-    """2 SFT steps (batch 2, 192 tokens), 2 GRPO steps (one prompt, 2 rollouts of at most 16 tokens) from its
-    checkpoint, and 2 sampled answers (at most 16 tokens) of `smollm2-135m` itself: each run's config records the source."""
+    """2 SFT steps (one sequence of at most 192 tokens each), 2 GRPO steps (one prompt, 2 rollouts of at most 8 tokens)
+    from its checkpoint, and 2 sampled answers (at most 16 tokens) of `smollm2-135m` itself; a run's config records
+    the GGUF source. About 2 minutes on 2 busy cores: the real model's steps, AdamW and checkpoints are the cost."""
     from safetensors import safe_open
 
     from rlntp.llm.dataset import LLMDataConfig, make_dataset
@@ -192,7 +197,7 @@ def test_a_few_sft_grpo_and_eval_steps_of_the_real_model_on_real_gsm8k_records(s
     cache, directory, record, _ = smollm2
     monkeypatch.setenv(CACHE_ENV, str(cache))
     monkeypatch.setattr(sources, "_convert", lambda *a: pytest.fail("converted a second time"))
-    for name, count in (("train", 8), ("test", 2)):
+    for name, count in (("train", 4), ("test", 2)):
         lines = (REAL / f"gsm8k_{name}.jsonl").read_text().splitlines()[:count]
         (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
     data = tmp_path / "data"
@@ -200,7 +205,7 @@ def test_a_few_sft_grpo_and_eval_steps_of_the_real_model_on_real_gsm8k_records(s
                                test_source=str(tmp_path / "test.jsonl"), p_cot=1.0), data)
     start = time.perf_counter()
 
-    done = run_sft(SFTConfig(model="smollm2-135m", data=data, epochs=1, lr=1e-5, per_device_batch=2, max_length=192,
+    done = run_sft(SFTConfig(model="smollm2-135m", data=data, epochs=1, lr=1e-5, per_device_batch=1, max_length=192,
                              cpu=True), tmp_path / "sft", progress=False)
     sft_seconds = time.perf_counter() - start
     assert [step for step, _ in done["loss"]] == [1, 2] and all(0 < loss < 10 for _, loss in done["loss"])
@@ -213,11 +218,11 @@ def test_a_few_sft_grpo_and_eval_steps_of_the_real_model_on_real_gsm8k_records(s
 
     start = time.perf_counter()
     done = run_grpo(GRPOConfig(model=str(checkpoint), data=data, steps=2, lr=1e-6, group_size=2,
-                               completions_per_device=2, max_completion_length=16, save_every=2, cpu=True),
+                               completions_per_device=2, max_completion_length=8, save_every=2, cpu=True),
                     tmp_path / "grpo", progress=False)
     grpo_seconds = time.perf_counter() - start
     steps = [h for h in done["log"] if "reward" in h]
-    assert len(steps) == 2 and all(0 < h["completions/max_length"] <= 16 for h in steps)
+    assert len(steps) == 2 and all(0 < h["completions/max_length"] <= 8 for h in steps)
     assert "model_source" not in json.loads((tmp_path / "grpo" / "config.json").read_text())  # a checkpoint: no GGUF
 
     start = time.perf_counter()

@@ -24,6 +24,8 @@ class LLMEvalConfig(LLMStageConfig):
     """responses sampled per question (paper: 4)"""
     temperature: float = 1.0
     """sampling temperature"""
+    greedy: bool = False
+    """greedy decoding instead of sampling (one response per question: --generations 1)"""
     max_new_tokens: int = 512
     """tokens a response may have"""
     questions: int | None = None
@@ -42,6 +44,9 @@ class LLMEvalConfig(LLMStageConfig):
         check(self.questions is None or self.questions >= 1, f"questions must be >= 1, got {self.questions}")
         check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         check(self.verify_timeout_s > 0, f"verify_timeout_s must be > 0, got {self.verify_timeout_s}")
+        check(not self.greedy or self.generations == 1,
+              f"--greedy gives one response per question (all greedy ones are the same): pass --generations 1, got "
+              f"{self.generations}")
 
 
 def prompt_ids(tokenizer, prompt) -> list[int]:
@@ -53,7 +58,8 @@ def prompt_ids(tokenizer, prompt) -> list[int]:
 
 
 def generate_hf(model_dir: str, prompts: list, options: LLMEvalConfig) -> tuple[list[str], list[int]]:
-    """`options.generations` sampled responses per prompt with `model.generate` (left-padded batches, KV cache)."""
+    """`options.generations` sampled (or one greedy) responses per prompt with `model.generate` (left-padded batches,
+    KV cache)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -71,9 +77,10 @@ def generate_hf(model_dir: str, prompts: list, options: LLMEvalConfig) -> tuple[
         batch = [{"input_ids": prompt_ids(tokenizer, p)} for p in prompts[start:start + options.prompts_per_batch]]
         inputs = tokenizer.pad(batch, return_tensors="pt").to(device)
         with torch.no_grad():
-            out = model.generate(**inputs, do_sample=True, temperature=options.temperature, top_p=1.0, top_k=0,
-                                 max_new_tokens=options.max_new_tokens, num_return_sequences=options.generations,
-                                 pad_token_id=tokenizer.pad_token_id)
+            sampling = {"do_sample": False} if options.greedy else {
+                "do_sample": True, "temperature": options.temperature, "top_p": 1.0, "top_k": 0}
+            out = model.generate(**inputs, **sampling, max_new_tokens=options.max_new_tokens,
+                                 num_return_sequences=options.generations, pad_token_id=tokenizer.pad_token_id)
         for row in out[:, inputs["input_ids"].shape[1]:].tolist():
             end = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
             lengths.append(end)
@@ -88,8 +95,8 @@ def generate_vllm(model_dir: str, prompts: list, options: LLMEvalConfig) -> tupl
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     engine = LLM(model=model_dir, seed=options.seed)
-    params = SamplingParams(n=options.generations, temperature=options.temperature, top_p=1.0,
-                            max_tokens=options.max_new_tokens, seed=options.seed)
+    params = SamplingParams(n=options.generations, temperature=0.0 if options.greedy else options.temperature,
+                            top_p=1.0, max_tokens=options.max_new_tokens, seed=options.seed)
     results = engine.generate([{"prompt_token_ids": prompt_ids(tokenizer, p)} for p in prompts], params)
     texts = [c.text for r in results for c in r.outputs]
     lengths = [len(c.token_ids) for r in results for c in r.outputs]
