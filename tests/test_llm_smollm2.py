@@ -185,7 +185,7 @@ def test_directories_and_hub_names_pass_through(tmp_path):
 @needs_smollm2
 def test_a_few_sft_grpo_and_eval_steps_of_the_real_model_on_real_gsm8k_records(smollm2, tmp_path, monkeypatch):
     """2 SFT steps (one sequence of at most 192 tokens each), 2 GRPO steps (one prompt, 2 rollouts of at most 8 tokens)
-    from its checkpoint, and 2 sampled answers (at most 16 tokens) of `smollm2-135m` itself; a run's config records
+    from its checkpoint, and 2 greedy answers (at most 16 tokens) of `smollm2-135m` itself; a run's config records
     the GGUF source. About 2 minutes on 2 busy cores: the real model's steps, AdamW and checkpoints are the cost."""
     from safetensors import safe_open
 
@@ -226,9 +226,19 @@ def test_a_few_sft_grpo_and_eval_steps_of_the_real_model_on_real_gsm8k_records(s
     assert "model_source" not in json.loads((tmp_path / "grpo" / "config.json").read_text())  # a checkpoint: no GGUF
 
     start = time.perf_counter()
-    metrics = run_eval(LLMEvalConfig(model="smollm2-135m", data=data, generations=1, max_new_tokens=16,
+    metrics = run_eval(LLMEvalConfig(model="smollm2-135m", data=data, generations=1, greedy=True, max_new_tokens=16,
                                      cpu=True), tmp_path / "eval.json")
     eval_seconds = time.perf_counter() - start
     assert metrics["model"] == "smollm2-135m" and metrics["model_source"] == record
     assert metrics["responses"] == 2 and 0 < metrics["mean_length"] <= 16
+    responses = [json.loads(line) for line in (tmp_path / "eval.responses.jsonl").read_text().splitlines()]
+    assert all(r["response"].strip() for r in responses)  # the real model writes text, not padding
     print(f"SFT 2 steps {sft_seconds:.1f} s, GRPO 2 steps {grpo_seconds:.1f} s, eval 2 answers {eval_seconds:.1f} s")
+
+
+@pytest.mark.unit
+def test_greedy_evaluation_takes_one_response_per_question():
+    from rlntp.llm.evaluate import LLMEvalConfig
+
+    with pytest.raises(ConfigError, match="--greedy gives one response per question.*--generations 1, got 4"):
+        LLMEvalConfig(model="smollm2-135m", data=Path("data"), greedy=True, generations=4)
