@@ -82,6 +82,17 @@ def check_weights(model: str, allow_pickle: bool) -> None:
                        "convert them (save_pretrained writes safetensors), or pass --allow-pickle if you trust the file")
 
 
+def check_model(model: str, allow_pickle: bool) -> None:
+    """ConfigError in one line, before any work, unless `model` can be loaded: a GGUF source with its package and file
+    (`llm.sources.gguf_source`), or a causal language model's directory or hub name with safetensors weights (or
+    `allow_pickle`)."""
+    from rlntp.llm.sources import gguf_source
+
+    if gguf_source(model) is None:
+        check_causal_lm(model)
+        check_weights(model, allow_pickle)
+
+
 def load_causal_lm(model: str, allow_pickle: bool = False, dtype="auto"):
     """`AutoModelForCausalLM.from_pretrained` from safetensors only, unless `allow_pickle`."""
     from transformers import AutoModelForCausalLM

@@ -108,21 +108,19 @@ def run_eval(options: LLMEvalConfig, out: Path) -> dict[str, Any]:
     (`out` with .responses.jsonl). Returns the metrics."""
     import importlib.util
 
-    from rlntp.llm.common import check_causal_lm, check_weights
+    from rlntp.llm.common import check_model
     from rlntp.llm.dataset import read_split
-    from rlntp.llm.sources import gguf_source, resolve_model
+    from rlntp.llm.sources import resolve_model
 
     out, responses_file = Path(out), Path(out).with_suffix(".responses.jsonl")
     check_output(out, suffix=".json")
     check(not responses_file.exists() or is_rlntp_output(out),
           f"{responses_file} exists and was not written by rlntp; move it away or choose another --out")
-    gguf_source(options.model)  # a named source's package, a GGUF file: checked before the data is read
+    check_model(options.model, options.allow_pickle)
     check(not options.vllm or importlib.util.find_spec("vllm") is not None,
           "--vllm needs vLLM: pip install 'rlntp[vllm]' (on a CUDA machine)")
     test = read_split(options.data, "test")
     model_dir, source = resolve_model(options.model)  # a GGUF is converted once (cached)
-    check_causal_lm(model_dir)
-    check_weights(model_dir, options.allow_pickle)
     if options.questions is not None:
         test = test.select(range(min(options.questions, len(test))))
     prompts, golds = test["prompt"], test["answer"]

@@ -118,8 +118,7 @@ def run_grpo(options: GRPOConfig, out: Path, progress: bool = True) -> dict[str,
     Returns the done record: TRL's log history (reward components, lengths, clip fractions per step).
     """
     from rlntp.llm.common import (
-        check_causal_lm,
-        check_weights,
+        check_model,
         distributed,
         load_causal_lm,
         open_stage_dir,
@@ -128,7 +127,7 @@ def run_grpo(options: GRPOConfig, out: Path, progress: bool = True) -> dict[str,
         use_bf16,
     )
     from rlntp.llm.dataset import read_split
-    from rlntp.llm.sources import gguf_source, resolve_model
+    from rlntp.llm.sources import resolve_model
 
     out = Path(out)
     bf16 = use_bf16(options.precision, options.cpu)
@@ -137,11 +136,9 @@ def run_grpo(options: GRPOConfig, out: Path, progress: bool = True) -> dict[str,
         check(importlib.util.find_spec("vllm") is not None,
               f"--vllm {options.vllm} needs vLLM: pip install 'rlntp[vllm]' (on a CUDA machine)")
     args = trl_config(options, out, bf16, progress)
-    gguf_source(options.model)  # a named source's package, a GGUF file: checked before the data is read
+    check_model(options.model, options.allow_pickle)
     train = read_split(options.data, "rl").select_columns(["prompt", "answer"])
     model_dir, source = resolve_model(options.model)  # a GGUF is converted once (cached)
-    check_causal_lm(model_dir)
-    check_weights(model_dir, options.allow_pickle)
     state = distributed()
     with open_stage_dir(out, "grpo", options, state, source) as resume:
         done_path = out / DONE

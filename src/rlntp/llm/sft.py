@@ -50,8 +50,7 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
     Returns the done record: the loss at each logging step and each epoch's checkpoint.
     """
     from rlntp.llm.common import (
-        check_causal_lm,
-        check_weights,
+        check_model,
         distributed,
         load_causal_lm,
         open_stage_dir,
@@ -60,7 +59,7 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
         use_bf16,
     )
     from rlntp.llm.dataset import read_split
-    from rlntp.llm.sources import gguf_source, resolve_model
+    from rlntp.llm.sources import resolve_model
 
     out = Path(out)
     bf16 = use_bf16(options.precision, options.cpu)
@@ -81,11 +80,9 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
         )
     except ValueError as e:  # TRL's and transformers' own checks of the combination
         raise ConfigError(str(e).splitlines()[0]) from None
-    gguf_source(options.model)  # a named source's package, a GGUF file: checked before the data is read
+    check_model(options.model, options.allow_pickle)
     train = read_split(options.data, "sft").select_columns(["prompt", "completion"])
     model_dir, source = resolve_model(options.model)  # a GGUF is converted once (cached)
-    check_causal_lm(model_dir)
-    check_weights(model_dir, options.allow_pickle)
     state = distributed()
     with open_stage_dir(out, "sft", options, state, source) as resume:
         if (out / DONE).is_file():
