@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 XDIST_COST = 30
 """Its cost for the order in which xdist hands out modules (tests/conftest.py): the conversion (20-40 s) and the
-real model's SFT, GRPO and evaluation steps (about 80 s on 2 busy cores), which the tier count would put late."""
+real model's SFT, GRPO and evaluation steps (80-100 s on 2 busy cores), which the tier count would put late."""
 
 REAL = Path(__file__).parent / "data" / "real"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -176,6 +176,21 @@ def test_an_unwritable_model_cache_is_one_line(tmp_path, monkeypatch):
         resolve_model("smollm2-135m")
 
 
+@needs_smollm2
+def test_the_recipes_take_the_named_model_without_asking_the_hub(monkeypatch):
+    from rlntp.experiments import llm_math
+    from rlntp.llm import common
+
+    monkeypatch.setattr(common, "check_on_hub", lambda *a: pytest.fail("asked the hub for a named model"))
+    real = {"source": str(REAL / "gsm8k_train.jsonl"), "test_source": str(REAL / "gsm8k_test.jsonl")}
+    preset = llm_math.with_inputs(llm_math.tiny("gsm8k"), llm_math.LLMInputs(model="smollm2-135m", **real))
+    llm_math.check_inputs(preset)
+    sft = next(job for job in llm_math.recipe_jobs(preset, Path("out")) if job.stage == "sft")
+    assert sft.config.options.model == "smollm2-135m"
+    with pytest.raises(ConfigError, match="did you mean smollm2-135m"):
+        llm_math.check_inputs(llm_math.with_inputs(preset, llm_math.LLMInputs(model="smollm2-153m", **real)))
+
+
 @pytest.mark.unit
 def test_directories_and_hub_names_pass_through(tmp_path):
     assert gguf_source(str(tmp_path)) is None and gguf_source("meta-llama/Llama-3.2-3B") is None
@@ -186,7 +201,7 @@ def test_directories_and_hub_names_pass_through(tmp_path):
 def test_a_few_sft_grpo_and_eval_steps_of_the_real_model_on_real_gsm8k_records(smollm2, tmp_path, monkeypatch):
     """2 SFT steps (one sequence of at most 192 tokens each), 2 GRPO steps (one prompt, 2 rollouts of at most 8 tokens)
     from its checkpoint, and 2 greedy answers (at most 16 tokens) of `smollm2-135m` itself; a run's config records
-    the GGUF source. About 2 minutes on 2 busy cores: the real model's steps, AdamW and checkpoints are the cost."""
+    the GGUF source. 80-100 s on 2 busy cores: the real model's steps, AdamW and checkpoints are the cost."""
     from safetensors import safe_open
 
     from rlntp.llm.dataset import LLMDataConfig, make_dataset
