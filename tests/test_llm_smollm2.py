@@ -6,6 +6,7 @@ records (tests/data/real). The conversion (20-40 s) happens once per session (`s
 import importlib.util
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -102,6 +103,8 @@ DAMAGES = {
                        "config.json does not match its SHA-256"),
     "a missing file": (lambda d: (d / "model.safetensors").unlink(), "model.safetensors is missing"),
     "no manifest": (lambda d: (d / MANIFEST).unlink(), f"its {MANIFEST} cannot be read"),
+    "a file in its place": (lambda d: (shutil.rmtree(d), d.write_text("not a model\n")),
+                            f"its {MANIFEST} cannot be read"),
     "another GGUF's": (lambda d: _replace(d / MANIFEST, (d / MANIFEST).read_bytes().replace(b'"b179', b'"0179')),
                        "converted from a GGUF with SHA-256 0179"),
 }

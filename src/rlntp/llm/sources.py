@@ -234,4 +234,7 @@ def _discard(directory: Path) -> None:
     except OSError as e:
         raise ConfigError(f"the converted model {directory} is damaged and cannot be removed ({e.strerror or e}); "
                           f"delete it, or set {CACHE_ENV} to another directory") from None
-    shutil.rmtree(aside, ignore_errors=True)
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:  # a file or a link where the directory should be
+        aside.unlink(missing_ok=True)
