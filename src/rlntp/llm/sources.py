@@ -94,7 +94,9 @@ def gguf_source(model: str) -> GGUFSource | None:
         source = GGUFSource(model, file, named.quantization)
     else:
         path = Path(model).expanduser()
-        if path.is_dir() or (not path.exists() and path.suffix.lower() != ".gguf"):
+        if path.is_dir():
+            return None
+        if not path.exists() and path.suffix.lower() != ".gguf":  # a hub name, unless it is a named one misspelt
             close = difflib.get_close_matches(model.lower(), NAMED, n=1, cutoff=0.8)
             check(not close, f"--model {model}: no such model; did you mean {close[0] if close else ''}? ({hint})")
             return None
