@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 XDIST_COST = 30
 """Its cost for the order in which xdist hands out modules (tests/conftest.py): the conversion (20-40 s) and the
-real model's SFT, GRPO and evaluation steps (80-100 s on 2 busy cores), which the tier count would put late."""
+real model's SFT, GRPO and evaluation steps (77-100 s on 2 busy cores), which the tier count would put late."""
 
 REAL = Path(__file__).parent / "data" / "real"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -204,7 +204,7 @@ def test_directories_and_hub_names_pass_through(tmp_path):
 def test_a_few_sft_grpo_and_eval_steps_of_the_real_model_on_real_gsm8k_records(smollm2, tmp_path, monkeypatch):
     """2 SFT steps (one sequence of at most 192 tokens each), 2 GRPO steps (one prompt, 2 rollouts of at most 8 tokens)
     from its checkpoint, and 2 greedy answers (at most 16 tokens) of `smollm2-135m` itself; a run's config records
-    the GGUF source. 80-100 s on 2 busy cores: the real model's steps, AdamW and checkpoints are the cost."""
+    the GGUF source. 77-100 s on 2 busy cores: the real model's steps, AdamW and checkpoints are the cost."""
     from safetensors import safe_open
 
     from rlntp.llm.dataset import LLMDataConfig, make_dataset
