@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from rlntp.errors import check
 from rlntp.files import GENERATOR, check_output, write_output
-from rlntp.regime import ratio
+from rlntp.regime import MEMORISATION, ratio
 from rlntp.registration import report_kind, seeds
 
 VERDICT_STYLES = {"reproduced": "reproduced", "partly": "partly", "not reproduced": "not-reproduced",
@@ -319,11 +319,12 @@ def evidence_of(record: dict) -> str:
     return report_kind(record) + shown
 
 
-def claims_markdown(root: Path, brief: bool = False) -> str:
+def claims_markdown(root: Path, brief: bool = False, regime_only: bool = False) -> str:
     """Every claim of the reproductions under `root` as one Markdown table (recipe, the paper, criterion, verdict,
-    evidence; `brief`: recipe, the paper, verdict), recipes in their order (`experiments.RECIPES`), each recipe's claims
-    in its own order. Deterministic: the same report.json files give the same text (the README's results
-    table and docs/results.md are made from it)."""
+    evidence; `brief`: recipe, the paper, verdict; `regime_only`: only the recipes run in the paper's regime
+    (`in_regime`), the others named in a line below the table), recipes in their order (`experiments.RECIPES`), each recipe's claims in its own
+    order. Deterministic: the same report.json files give the same text (the README's results table and
+    docs/results.md are made from it)."""
     root = Path(root)
     check(root.is_dir(), f"{root} is not a directory; pass the directory of one or more reproductions")
     sections = find_sections(root)
@@ -331,6 +332,8 @@ def claims_markdown(root: Path, brief: bool = False) -> str:
     keys = ("claim", "verdict") if brief else ("claim", "criterion", "verdict", "evidence")
     header = ["recipe", "the paper", *(["verdict"] if brief else ["criterion", "verdict", "evidence"])]
     records = [_read(section) for section in sections]
+    left_out = [record["recipe"] for record in records if regime_only and not in_regime(record)]
+    records = [record for record in records if record["recipe"] not in left_out]
     shown = any(regime_of(claim) is not None for record in records for claim in _claims(record))
     header += ["pre-training regime"] if shown else []  # none in report.json written before claims recorded it
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -341,7 +344,18 @@ def claims_markdown(root: Path, brief: bool = False) -> str:
             cells = [recipe, *(claim.get(key) for key in keys)]
             cells += [(regime_of(claim) or ("", ""))[0 if brief else 1]] if shown else []
             lines.append("| " + " | ".join(_markdown_cell(cell) for cell in cells) + " |")
+    if left_out:
+        lines.append(f"\nNot in this table, run where pre-training saw its inputs more than once (the memorisation "
+                     f"regime, or small d by the paper's design): {', '.join(left_out)}.")
     return "\n".join(lines) + "\n"
+
+
+def in_regime(record: dict) -> bool:
+    """Whether a report's runs are in the paper's regime: no claim judged on pre-training that saw more samples than
+    there are distinct inputs (`regime.MEMORISATION`); a report without pre-training (the theory) is."""
+    found = [claim.get("regime") for claim in _claims(record)]
+    return all(not isinstance(regime, dict) or regime.get("passes") is None or regime["passes"] <= MEMORISATION
+               for regime in found)
 
 
 _MARKDOWN_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "[": "\\[", "]": "\\]", "&": "&amp;", "<": "&lt;"})

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from rlntp.errors import check
 from rlntp.registration import CONFIRMATION_SEED
 
 PAPER, CHOICE = "paper", "choice"
@@ -95,14 +96,18 @@ def choice(value: Any, why: str) -> Sourced:
     return Sourced(value, chose(why))
 
 
-def confirmation_seeds(n: int, count: str) -> Sourced:
-    """`n` confirmation seeds from `CONFIRMATION_SEED` (1000, 1001, ...), a choice whose note says why these seeds
-    (none was run before the preset and its claims were registered) and why `n` (`count`, e.g. 'the Fig. 1 caption,
-    "Lines correspond to median across 3 seeds."'): the seeds of a preset whose verdicts are published."""
-    return choice(list(range(CONFIRMATION_SEED, CONFIRMATION_SEED + n)),
-                  f"{n} confirmation seeds from {CONFIRMATION_SEED}, never run before this preset and its claims were "
-                  f"registered (the exploration seeds below {CONFIRMATION_SEED} were looked at while choosing them); "
-                  f"why {n}: {count}")
+def confirmation_seeds(n: int, count: str, first: int = CONFIRMATION_SEED, earlier: str = "") -> Sourced:
+    """`n` confirmation seeds from `first` (`CONFIRMATION_SEED`, 1000, 1001, ... unless a registration changed after
+    its confirmation run: then fresh ones, e.g. 2000, with `earlier` naming the seeds that judged the old one), a
+    choice whose note says why these seeds (none was run before the preset and its claims were registered) and why
+    `n` (`count`, e.g. 'the Fig. 1 caption, "Lines correspond to median across 3 seeds."'): the seeds of a preset
+    whose verdicts are published."""
+    check(first >= CONFIRMATION_SEED, f"confirmation seeds start at {CONFIRMATION_SEED} or above, not {first}")
+    before = f"; {earlier}" if earlier else ""
+    return choice(list(range(first, first + n)),
+                  f"{n} confirmation seeds from {first}, never run before this preset and its claims were "
+                  f"registered (the exploration seeds below {CONFIRMATION_SEED} were looked at while choosing them"
+                  f"{before}); why {n}: {count}")
 
 
 def plain(declared: Any) -> Any:
