@@ -4,9 +4,10 @@
 Copies each recipe's report.json and results table (theory: theory.json) from the reproduction into
 docs/results/NAME/, fig1's figure to docs/figures/fig1_cpu.png, and rewrites docs/results.md and the
 README's results table (the runs in the paper's regime only) from them with `rlntp.report.claims_markdown`, and the
-verdicts block of each recipe's result section in docs/recipes.md (`recipe_blocks`). tests/test_docs.py checks that the README, docs/results.md and
-those blocks hold exactly that text, that every verdict recomputes from its table and that the prose of
-docs/recipes.md' results states no verdict outside the blocks: no verdict in the docs is written by hand.
+verdicts block of each recipe's result section in docs/recipes.md (`recipe_blocks`). tests/test_docs.py checks that
+the README, docs/results.md and those blocks hold exactly that text, that every verdict recomputes from its table
+and that the prose of docs/recipes.md' results states no verdict outside the blocks: no verdict in the docs is
+written by hand.
 """
 
 import re
@@ -71,7 +72,8 @@ def write_pages() -> None:
     readme = (ROOT / "README.md").read_text()
     head, rest = readme.split(BEGIN)
     _, tail = rest.split(END)
-    (ROOT / "README.md").write_text(f"{head}{BEGIN}\n{claims_markdown(RESULTS, brief=True, regime_only=True)}{END}{tail}")
+    table = claims_markdown(RESULTS, brief=True, regime_only=True)
+    (ROOT / "README.md").write_text(f"{head}{BEGIN}\n{table}{END}{tail}")
     RECIPES_PAGE.write_text(recipe_blocks(RECIPES_PAGE.read_text(), RESULTS))
 
 

@@ -382,16 +382,22 @@ def test_the_readme_table_lists_only_runs_in_the_regime(tmp_path):
     from rlntp.report import claims_markdown, in_regime
 
     def publish(recipe, passes):
-        claim = {"claim": f"{recipe} claim", "criterion": "c", "verdict": REPRODUCED, "evidence": "e",
-                 "regime": None if passes is None else {"passes": passes, "text": f"{passes} passes"}}
+        claim = {"claim": f"{recipe} claim", "criterion": "c", "verdict": REPRODUCED, "evidence": "e"}
+        claim |= {} if passes is None else {"regime": {"passes": passes, "text": f"{passes} passes"}}
         (tmp_path / recipe).mkdir()
         (tmp_path / recipe / "report.json").write_text(json.dumps({"recipe": recipe, "preset": "cpu",
                                                                    "claims": [claim]}))
         return {"claims": [claim]}
 
     assert in_regime(publish("fig1", 0.98)) and in_regime(publish("theory", None))
+    assert in_regime(publish("fig3", 1.0))  # as many samples as inputs: no input seen twice on average
     assert not in_regime(publish("arch", 187.5))
     table = claims_markdown(tmp_path, brief=True, regime_only=True)
-    assert "fig1 claim" in table and "theory claim" in table and "arch claim" not in table
-    assert table.rstrip().endswith("(the memorisation regime, or small d by the paper's design): arch.")
+    assert "fig1 claim" in table and "fig3 claim" in table and "theory claim" in table and "arch claim" not in table
+    assert table.rstrip().endswith("or where their number is unknown: arch.")
     assert "arch claim" in claims_markdown(tmp_path, brief=True)
+    # unknown distinct inputs, a record without passes, or one that cannot be read: not the paper's regime
+    unknown = {"passes": None, "text": "distinct inputs unknown"}
+    for regime in (unknown, {"text": "no passes"}, {"passes": "0.5"}, {"passes": True}, "not a record"):
+        assert not in_regime({"claims": [{"claim": "c", "regime": regime}]}), regime
+    assert not in_regime({"claims": [{"claim": "c", "regime": {"passes": 0.5}}, {"claim": "d"}]})

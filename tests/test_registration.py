@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from rlntp.errors import ConfigError
 from rlntp.experiments.claims import Claim, Verdict
 from rlntp.experiments.provenance import chose
 from rlntp.experiments.recipe import Preset, Recipe
@@ -72,6 +73,12 @@ def test_every_cpu_preset_runs_confirmation_seeds_and_every_quick_preset_explora
     for name, used in cpu.items():
         assert kind(used) == CONFIRMATION and used[0] % CONFIRMATION_SEED == 0, (name, used)
         assert used == list(range(used[0], used[0] + len(used))), (name, used)
+    # a preset whose registration changed after its confirmation run cannot go back to the seeds that judged it
+    assert cpu["fig1"][0] == cpu["fig3"][0] == 2000
+    assert confirmation_seeds(3, "why", spent=range(1000, 1003)).value == [2000, 2001, 2002]
+    assert confirmation_seeds(2, "why", spent=[1000, 2001]).value == [3000, 3001]
+    with pytest.raises(ConfigError, match="spent confirmation seeds are 1000 or above"):
+        confirmation_seeds(3, "why", spent=[2])
     assert {name: len(used) for name, used in cpu.items() if len(used) != 3} == {"rare": 5, "mult": 5}
     others = {f"{name}/{preset}": seeds(recipe.presets[preset].settings) for name, recipe in recipes().items()
               for preset in ("quick", "paper") if preset in recipe.presets}

@@ -66,9 +66,8 @@ _PRESETS = {
     # heads), 3 seeds: 18 pre-training runs. d = 18 and 2,000 steps of 128 as fig1 and fig3 (256,000 samples of
     # 262,144 inputs, 0.98 passes: the paper's regime); GRPO 60 steps as fig1 (30 left a seed at 0.85 and rising).
     "cpu": Preset("d = 18, 2,000 steps of 128 (0.98 passes over the inputs), width 64, 4 heads, 3 seeds", _preset(
-        choice(18, "the d of fig1 and fig3: 2,000 steps of 128 stay within one pass over the 2^18 inputs"),
-        {}, _ONE_SHAPE,
-        {"steps": choice(2000, "as fig1 and fig3: the most steps of 128 within one pass over the 2^18 inputs"),
+        why.ONE_PASS_AT_D18(18), {}, _ONE_SHAPE,
+        {"steps": why.ONE_PASS_AT_D18(2000),
          "batch_size": 128, "lr": 1e-3, "eval_every": 125, "eval_samples": 1000, "save_every": 2000},
         why.confirmation_seeds(3, "as the captions of Figs. 2 and 3 ('across 3 seeds'); our text does not state "
                                   "Figs. 6-8's seeds"),

@@ -38,7 +38,8 @@ _P_COT = why.says("§3.1: Fig. 1 is at d = 50, p_cot = 0.25 (our text lost the s
 _SEEDS = why.says("Fig. 1 caption: 3 seeds", "Lines correspond to median across 3 seeds.")
 
 
-def _small(d: int, steps, save_every: int, from_steps, rl_steps, rl_every: int, seeds: why.Sourced) -> dict:
+def _small(d: int, steps: int | why.Sourced, save_every: int, from_steps, rl_steps, rl_every: int,
+           seeds: why.Sourced) -> dict:
     """A preset for 2 CPU cores: GPT-2 2 x 64, `steps` of 128 at parity d, over `seeds` (3), then GRPO from
     `from_steps` for `rl_steps`, evaluated every `rl_every`."""
     return {
@@ -58,21 +59,21 @@ def _small(d: int, steps, save_every: int, from_steps, rl_steps, rl_every: int, 
 _PRESETS = {
     # d = 18: 2,000 steps of 128 are 256,000 samples of 262,144 inputs (0.98 passes: about 62% of the inputs seen,
     # most once), the paper's regime. The 2-layer GPT-2 learns the long path between ~600 and ~1,200 steps,
-    # depending on the seed (exploration seeds 0-2; confirmation seeds 1000-1002 at 600, 1,200 and not within
-    # 1,500); GRPO starts before, through and after that transition. It runs confirmation seeds 2000-2002:
-    # seeds 1000-1002 judged the earlier registration (1,500 steps, docs/results/CHANGES.md).
+    # depending on the seed (exploration seeds 0-2). At 1,500 steps (the first registration) confirmation seed 1000
+    # had not learned it, and seed 1001's T = 1 accuracy had fallen from 0.63 at 1,250 to 0.537 at 1,500
+    # (docs/results/CHANGES.md). GRPO starts before, through and after the transition. It runs confirmation seeds
+    # 2000-2002: seeds 1000-1002 judged the earlier registration.
     "cpu": Preset("d = 18, GPT-2 2 x 64, 2,000 steps of 128 (0.98 passes over the inputs), GRPO from 7 checkpoints, "
                   "3 seeds", _small(
-        18, choice(2000, "the most steps of 128 that stay within one pass over the 2^18 inputs; at 1,500 one of the "
-                         "3 confirmation seeds 1000-1002 had not learned the long path (docs/results/CHANGES.md)"),
+        18, why.ONE_PASS_AT_D18(2000),
         200, choice([400, 600, 800, 1000, 1200, 1600, 2000],
                     "before the long path is learned (400), every 200 steps through the transition where the seeds "
                     "learn it (600-1,200: GRPO from there may lengthen the answers and still fail, the paper's 'too "
                     "early'), after it and the last"),
         choice(60, "30 steps left one of the 3 exploration seeds at 0.85 and rising from the last checkpoint at "
                    "d = 18 (d = 12 needed fewer)"), 6,
-        why.confirmation_seeds(3, 'the Fig. 1 caption, "Lines correspond to median across 3 seeds."', first=2000,
-                               earlier="seeds 1000-1002 judged the registration before 2,000 steps")),
+        why.confirmation_seeds(3, 'the Fig. 1 caption, "Lines correspond to median across 3 seeds."',
+                               spent=range(1000, 1003))),
         default=why.REGIME),
     # d = 12: the memorisation regime (1,500 steps of 128 are 47 passes over the 4,096 inputs), for tests and demos.
     # Its long path is learned between ~550 and ~750 steps, depending on the seed; GRPO starts before it, three

@@ -68,17 +68,16 @@ def _preset(d, model, train, seeds: why.Sourced, rl_steps: dict[str, int], star_
 
 _PRESETS = {
     # d = 18: 2,000 steps of 128 are 256,000 samples of 262,144 inputs (0.98 passes); the long path is learned by
-    # ~1,200 steps in fig1's exploration seeds, but at 1,500 steps two of the confirmation seeds 1000-1002 had not
-    # learned it (T = 1 accuracy 0.536 and 0.537 against (1 + 0.25)/2 = 0.625), so RL starts from the last step within
-    # one pass. It runs confirmation seeds 2000-2002: seeds 1000-1002 judged the registration before.
+    # ~1,200 steps in fig1's exploration seeds. At 1,500 steps (the first registration) confirmation seed 1000 had
+    # not learned it (T = 1 accuracy 0.536 against (1 + 0.25)/2 = 0.625) and seed 1001's had fallen from 0.63 at
+    # 1,250 to 0.537, and 30 RL steps from there mostly failed; RL now starts from the last step within one pass. It
+    # runs confirmation seeds 2000-2002: seeds 1000-1002 judged the earlier registration.
     "cpu": Preset("d = 18, 2,000 steps of 128 (0.98 passes over the inputs), one checkpoint, 3 seeds", _preset(
         18, {"layers": 2, "width": 64, "heads": 4},
-        {"steps": choice(2000, "the most steps of 128 within one pass over the 2^18 inputs; at 1,500 two of the 3 "
-                               "confirmation seeds 1000-1002 had not learned the long path (docs/results/CHANGES.md)"),
+        {"steps": why.ONE_PASS_AT_D18(2000),
          "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000, "save_every": 2000},
         why.confirmation_seeds(3, 'the Fig. 3 caption, "Figure shows average and 1 standard deviation across '
-                                  '3 seeds."', first=2000,
-                               earlier="seeds 1000-1002 judged the registration before 2,000 steps"),
+                                  '3 seeds."', spent=range(1000, 1003)),
         {"star": 3, "reinforce": 30, "grpo": 30}, 1000, 3, 30), default=why.REGIME),
     "quick": Preset("memorisation regime (31 passes over every input): d = 12, one checkpoint, 3 seeds; for tests "
                     "and demos", _preset(
