@@ -3,10 +3,11 @@
 
 Copies each recipe's report.json and results table (theory: theory.json) from the reproduction into
 docs/results/NAME/, fig1's figure to docs/figures/fig1_cpu.png, and rewrites docs/results.md and the
-README's results table from them with `rlntp.report.claims_markdown`, and the verdicts block of each recipe's
-result section in docs/recipes.md (`recipe_blocks`). tests/test_docs.py checks that the README, docs/results.md and
-those blocks hold exactly that text, that every verdict recomputes from its table and that the prose of
-docs/recipes.md' results states no verdict outside the blocks: no verdict in the docs is written by hand.
+README's results table (the runs in the paper's regime only) from them with `rlntp.report.claims_markdown`, and the
+verdicts block of each recipe's result section in docs/recipes.md (`recipe_blocks`). tests/test_docs.py checks that
+the README, docs/results.md and those blocks hold exactly that text, that every verdict recomputes from its table
+and that the prose of docs/recipes.md' results states no verdict outside the blocks: no verdict in the docs is
+written by hand.
 """
 
 import re
@@ -33,8 +34,9 @@ Every claim of the paper that a recipe tests, its criterion, the verdict compute
 results table and the numbers it used. Made by `scripts/publish_results.py` from the reproduction's
 `report.json` files kept in [docs/results](results/) beside their tables; a test recomputes every
 verdict from those tables. Measured with the `cpu` presets (small analogues of the paper's settings)
-on this project's 2-core machines; what each recipe ran and how long it took is in its report.json
-and in [recipes and results](recipes.md).
+on this project's 2-core machines; a row marked `quick` is a recipe's earlier `cpu` run, whose settings became its
+`quick` preset (the memorisation regime) when its `cpu` preset moved into the paper's regime, shown until that is
+run. What each recipe ran and how long it took is in its report.json and in [recipes and results](recipes.md).
 
 """
 
@@ -70,7 +72,8 @@ def write_pages() -> None:
     readme = (ROOT / "README.md").read_text()
     head, rest = readme.split(BEGIN)
     _, tail = rest.split(END)
-    (ROOT / "README.md").write_text(f"{head}{BEGIN}\n{claims_markdown(RESULTS, brief=True)}{END}{tail}")
+    table = claims_markdown(RESULTS, brief=True, regime_only=True)
+    (ROOT / "README.md").write_text(f"{head}{BEGIN}\n{table}{END}{tail}")
     RECIPES_PAGE.write_text(recipe_blocks(RECIPES_PAGE.read_text(), RESULTS))
 
 

@@ -380,3 +380,20 @@ def test_a_run_still_rising_has_not_failed():
     assert recipes()["fig1"].claims[3].check(fig1(early=rising)).verdict == NOT_REPRODUCED
     stuck = ([0.5, 0.85, 0.85, 0.85, 0.85], [1, 12, 12, 12, 12])
     assert recipes()["fig1"].claims[3].check(fig1(early=stuck)).verdict == REPRODUCED
+
+
+def test_too_early_needs_a_checkpoint_that_generalizes():
+    """fig1's 'too early': a seed where GRPO generalizes from no checkpoint shows no contrast (confirmation seed 1000
+    of the first registration: every start lengthens and fails, so every start was 'earlier than the first
+    generalizing' one); it fails, whatever its early runs do."""
+    never = ([0.5, 0.85, 0.85, 0.85], [1, 12, 12, 12])
+    assert recipes()["fig1"].claims[3].check(fig1(early=never, late=never)).verdict == NOT_REPRODUCED
+
+
+def test_slow_is_not_unstable():
+    """fig3's 'unstable': STaR at T = 1.5 that ends low without ever falling (confirmation seed 1000 of the first
+    registration: 0.895, largest fall 0) is slow, not unstable; one that rises and falls back is unstable, even where
+    it recovers to the end."""
+    assert recipes()["fig3"].claims[1].check(fig3(star_hot=(0.5, 0.6, 0.7, 0.8))).verdict == NOT_REPRODUCED
+    assert recipes()["fig3"].claims[1].check(fig3(star_hot=(0.5, 0.9, 0.6, 0.9))).verdict == REPRODUCED
+    assert recipes()["fig3"].claims[1].check(fig3(star_hot=(0.5, 1.0, 0.7, 1.0))).verdict == REPRODUCED

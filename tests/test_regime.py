@@ -208,12 +208,15 @@ def test_the_paper_recipes_mark_their_claims_about_generalization():
 # --- a preset's regime before it runs ----------------------------------------------------------------------
 
 
-IN_THE_REGIME = ("fig1", "fig2", "fig3", "star-odds")
-"""The recipes whose claims are about generalization and whose cpu preset is in the paper's regime (issue 35 moves
-arch, rare and partial-cot too; until then their claims about generalization are not evaluated)."""
+IN_THE_REGIME = ("fig1", "fig2", "fig3", "star-odds", "arch", "rare")
+"""The recipes whose claims are about generalization and whose cpu preset is in the paper's regime."""
+NOT_YET = ("partial-cot",)
+"""Issue 35 moves it too; no mixture found yet whose long and medium paths are both learned within one pass (its
+claims about generalization are not evaluated until then)."""
 
 
-@pytest.mark.parametrize("name", IN_THE_REGIME)
+@pytest.mark.parametrize("name", [*IN_THE_REGIME, *(pytest.param(name, marks=pytest.mark.xfail(
+    strict=True, reason="known gap: its cpu preset is still in the memorisation regime")) for name in NOT_YET)])
 def test_the_cpu_preset_sees_no_more_samples_than_there_are_inputs(name):
     from rlntp.experiments import recipes
     from rlntp.experiments import regime as preset_regime
@@ -371,3 +374,30 @@ def test_the_markdown_tables_carry_the_regime_only_where_report_json_records_it(
     page = write_report(tmp_path).read_text()
     assert 'title="&lt;b&gt;the task does not say&lt;/b&gt;">distinct inputs unknown</span>' in page
     assert "<b>the task" not in page
+
+
+def test_the_readme_table_lists_only_runs_in_the_regime(tmp_path):
+    """The README's table (`regime_only`) leaves out a recipe whose runs saw their inputs more than once and names it
+    below the table; a recipe in the regime, or without pre-training (the theory), stays."""
+    from rlntp.report import claims_markdown, in_regime
+
+    def publish(recipe, passes):
+        claim = {"claim": f"{recipe} claim", "criterion": "c", "verdict": REPRODUCED, "evidence": "e"}
+        claim |= {} if passes is None else {"regime": {"passes": passes, "text": f"{passes} passes"}}
+        (tmp_path / recipe).mkdir()
+        (tmp_path / recipe / "report.json").write_text(json.dumps({"recipe": recipe, "preset": "cpu",
+                                                                   "claims": [claim]}))
+        return {"claims": [claim]}
+
+    assert in_regime(publish("fig1", 0.98)) and in_regime(publish("theory", None))
+    assert in_regime(publish("fig3", 1.0))  # as many samples as inputs: no input seen twice on average
+    assert not in_regime(publish("arch", 187.5))
+    table = claims_markdown(tmp_path, brief=True, regime_only=True)
+    assert "fig1 claim" in table and "fig3 claim" in table and "theory claim" in table and "arch claim" not in table
+    assert table.rstrip().endswith("or where their number is unknown: arch.")
+    assert "arch claim" in claims_markdown(tmp_path, brief=True)
+    # unknown distinct inputs, a record without passes, or one that cannot be read: not the paper's regime
+    unknown = {"passes": None, "text": "distinct inputs unknown"}
+    for regime in (unknown, {"text": "no passes"}, {"passes": "0.5"}, {"passes": True}, "not a record"):
+        assert not in_regime({"claims": [{"claim": "c", "regime": regime}]}), regime
+    assert not in_regime({"claims": [{"claim": "c", "regime": {"passes": 0.5}}, {"claim": "d"}]})

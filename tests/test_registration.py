@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from rlntp.errors import ConfigError
 from rlntp.experiments.claims import Claim, Verdict
 from rlntp.experiments.provenance import chose
 from rlntp.experiments.recipe import Preset, Recipe
@@ -59,9 +60,10 @@ def test_seeds_from_1000_are_confirmation_seeds_and_the_others_exploration():
 
 
 def test_every_cpu_preset_runs_confirmation_seeds_and_every_quick_preset_exploration_seeds():
-    """The cpu presets (`reproduce NAME --preset cpu`, whose verdicts are published) run fresh seeds from 1000, as
-    many as before (5 for rare and mult, 3 elsewhere); the quick presets keep the exploration seeds they were
-    chosen with, and so do the paper presets."""
+    """The cpu presets (`reproduce NAME --preset cpu`, whose verdicts are published) run fresh seeds from 1000 (or
+    from 2000, 3000 ... once a registration changed after its confirmation run), as many as before (5 for rare and
+    mult, 3 elsewhere); the quick presets keep the exploration seeds they were chosen with, and so do the paper
+    presets."""
     from rlntp.experiments import recipes
     from rlntp.experiments.provenance import CHOICE, confirmation_seeds
 
@@ -69,8 +71,14 @@ def test_every_cpu_preset_runs_confirmation_seeds_and_every_quick_preset_explora
     assert {"fig1", "fig2", "fig3", "arch", "small-d", "fig13", "partial-cot", "star-odds", "rare", "mult",
             "theory"} <= set(cpu)
     for name, used in cpu.items():
-        assert kind(used) == CONFIRMATION and used == list(range(CONFIRMATION_SEED, CONFIRMATION_SEED + len(used))), (
-            name, used)
+        assert kind(used) == CONFIRMATION and used[0] % CONFIRMATION_SEED == 0, (name, used)
+        assert used == list(range(used[0], used[0] + len(used))), (name, used)
+    # a preset whose registration changed after its confirmation run cannot go back to the seeds that judged it
+    assert cpu["fig1"][0] == cpu["fig3"][0] == 2000
+    assert confirmation_seeds(3, "why", spent=range(1000, 1003)).value == [2000, 2001, 2002]
+    assert confirmation_seeds(2, "why", spent=[1000, 2001]).value == [3000, 3001]
+    with pytest.raises(ConfigError, match="spent confirmation seeds are 1000 or above"):
+        confirmation_seeds(3, "why", spent=[2])
     assert {name: len(used) for name, used in cpu.items() if len(used) != 3} == {"rare": 5, "mult": 5}
     others = {f"{name}/{preset}": seeds(recipe.presets[preset].settings) for name, recipe in recipes().items()
               for preset in ("quick", "paper") if preset in recipe.presets}

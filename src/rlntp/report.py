@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from rlntp.errors import check
 from rlntp.files import GENERATOR, check_output, write_output
-from rlntp.regime import ratio
+from rlntp.regime import MEMORISATION, ratio
 from rlntp.registration import report_kind, seeds
 
 VERDICT_STYLES = {"reproduced": "reproduced", "partly": "partly", "not reproduced": "not-reproduced",
@@ -319,11 +319,12 @@ def evidence_of(record: dict) -> str:
     return report_kind(record) + shown
 
 
-def claims_markdown(root: Path, brief: bool = False) -> str:
+def claims_markdown(root: Path, brief: bool = False, regime_only: bool = False) -> str:
     """Every claim of the reproductions under `root` as one Markdown table (recipe, the paper, criterion, verdict,
-    evidence; `brief`: recipe, the paper, verdict), recipes in their order (`experiments.RECIPES`), each recipe's claims
-    in its own order. Deterministic: the same report.json files give the same text (the README's results
-    table and docs/results.md are made from it)."""
+    evidence; `brief`: recipe, the paper, verdict; `regime_only`: only the recipes run in the paper's regime
+    (`in_regime`), the others named in a line below the table), recipes in their order (`experiments.RECIPES`),
+    each recipe's claims in its own order. Deterministic: the same report.json files give the same text (the
+    README's results table and docs/results.md are made from it)."""
     root = Path(root)
     check(root.is_dir(), f"{root} is not a directory; pass the directory of one or more reproductions")
     sections = find_sections(root)
@@ -331,6 +332,8 @@ def claims_markdown(root: Path, brief: bool = False) -> str:
     keys = ("claim", "verdict") if brief else ("claim", "criterion", "verdict", "evidence")
     header = ["recipe", "the paper", *(["verdict"] if brief else ["criterion", "verdict", "evidence"])]
     records = [_read(section) for section in sections]
+    left_out = [record for record in records if regime_only and not in_regime(record)]
+    records = [record for record in records if not any(record is out for out in left_out)]
     shown = any(regime_of(claim) is not None for record in records for claim in _claims(record))
     header += ["pre-training regime"] if shown else []  # none in report.json written before claims recorded it
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -341,7 +344,23 @@ def claims_markdown(root: Path, brief: bool = False) -> str:
             cells = [recipe, *(claim.get(key) for key in keys)]
             cells += [(regime_of(claim) or ("", ""))[0 if brief else 1]] if shown else []
             lines.append("| " + " | ".join(_markdown_cell(cell) for cell in cells) + " |")
+    if left_out:
+        names = ", ".join(_markdown_cell(record["recipe"]) for record in left_out)
+        lines.append(f"\nNot in this table, run where pre-training saw its inputs more than once (the memorisation "
+                     f"regime, or small d by the paper's design) or where their number is unknown: {names}.")
     return "\n".join(lines) + "\n"
+
+
+def in_regime(record: dict) -> bool:
+    """Whether a report's runs are in the paper's regime: every claim records a regime (`experiments.claims.regime`)
+    whose pre-training saw no more samples than there are distinct inputs (`regime.MEMORISATION`), or none records
+    one (results that are no sweep's table: the theory, the LLM path, without pre-training on a task). A regime with
+    distinct inputs unknown, or one that cannot be read, is not the paper's."""
+    found = [claim.get("regime") for claim in _claims(record)]
+    if all(regime is None for regime in found):
+        return True
+    return all(isinstance(regime, dict) and isinstance(regime.get("passes"), (int, float))
+               and not isinstance(regime["passes"], bool) and regime["passes"] <= MEMORISATION for regime in found)
 
 
 _MARKDOWN_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "[": "\\[", "]": "\\]", "&": "&amp;", "<": "&lt;"})

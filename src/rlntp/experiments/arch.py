@@ -58,16 +58,28 @@ def _preset(d, model, shapes, train: dict, seeds, grpo: dict) -> dict:
     }
 
 
+_ONE_SHAPE = choice([[64, 4]], "one shape (width 64, 4 heads) at every depth: the grid of the paper's shapes does "
+                               "not fit `reproduce all`'s budget on 2 cores")
+
 _PRESETS = {
-    # Both architectures at the paper's three depths, one shape (width 64, 4 heads; the paper also varies
-    # width and heads), 3 seeds: 18 pre-training runs, within the 2-hour budget of `reproduce all` on 2 cores.
-    "cpu": Preset("d = 10, width 64, 4 heads, 3 seeds", _preset(
-        10, {}, choice([[64, 4]], "one shape (width 64, 4 heads) at every depth: the grid of the paper's shapes "
-                                  "does not fit `reproduce all`'s 2-hour budget on 2 cores"),
-        {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 125, "eval_samples": 1000, "save_every": 1500},
+    # Both architectures at the paper's three depths, one shape (width 64, 4 heads; the paper also varies width and
+    # heads), 3 seeds: 18 pre-training runs. d = 18 and 2,000 steps of 128 as fig1 and fig3 (256,000 samples of
+    # 262,144 inputs, 0.98 passes: the paper's regime); GRPO 60 steps as fig1 (30 left a seed at 0.85 and rising).
+    "cpu": Preset("d = 18, 2,000 steps of 128 (0.98 passes over the inputs), width 64, 4 heads, 3 seeds", _preset(
+        why.ONE_PASS_AT_D18(18), {}, _ONE_SHAPE,
+        {"steps": why.ONE_PASS_AT_D18(2000),
+         "batch_size": 128, "lr": 1e-3, "eval_every": 125, "eval_samples": 1000, "save_every": 2000},
         why.confirmation_seeds(3, "as the captions of Figs. 2 and 3 ('across 3 seeds'); our text does not state "
                                   "Figs. 6-8's seeds"),
-        {"steps": 40, "eval_every": 4, "eval_samples": why.POST_EVAL(640), "save_every": 40}), default=why.CPU),
+        {"steps": choice(60, "as fig1 at d = 18: 30 steps left one of its 3 exploration seeds at 0.85 and rising"),
+         "eval_every": 6, "eval_samples": why.POST_EVAL(640), "save_every": 60}), default=why.REGIME),
+    # d = 10: the memorisation regime (1,500 steps of 128 are 188 passes over the 1,024 inputs), for tests and demos.
+    "quick": Preset("memorisation regime (188 passes over every input): d = 10, width 64, 4 heads, 3 seeds; for "
+                    "tests and demos", _preset(
+        10, {}, _ONE_SHAPE,
+        {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 125, "eval_samples": 1000, "save_every": 1500},
+        [0, 1, 2], {"steps": 40, "eval_every": 4, "eval_samples": why.POST_EVAL(640), "save_every": 40}),
+        default=why.QUICK),
     # The paper's grid (App. C.1): depth 2, 4, 8 over widths and heads our text lost; d = 50 for 50,000 steps.
     "paper": Preset("d = 50, widths 128 and 256, 3 seeds; GPUs", _preset(
         why.D_50(50), choice({}, "every model setting is an axis"),

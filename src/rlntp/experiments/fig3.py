@@ -67,14 +67,17 @@ def _preset(d, model, train, seeds: why.Sourced, rl_steps: dict[str, int], star_
 
 
 _PRESETS = {
-    # d = 18: 1,500 steps of 128 are 192,000 samples of 262,144 inputs (0.73 passes); the long path is learned by
-    # ~1,100 steps (fig1's exploration seeds), so RL starts from a checkpoint that has it. It runs confirmation
-    # seeds 1000-1002.
-    "cpu": Preset("d = 18, 1,500 steps of 128 (0.73 passes over the inputs), one checkpoint, 3 seeds", _preset(
+    # d = 18: 2,000 steps of 128 are 256,000 samples of 262,144 inputs (0.98 passes); the long path is learned by
+    # ~1,200 steps in fig1's exploration seeds. At 1,500 steps (the first registration) confirmation seed 1000 had
+    # not learned it (T = 1 accuracy 0.536 against (1 + 0.25)/2 = 0.625) and seed 1001's had fallen from 0.63 at
+    # 1,250 to 0.537, and 30 RL steps from there mostly failed; RL now starts from the last step within one pass. It
+    # runs confirmation seeds 2000-2002: seeds 1000-1002 judged the earlier registration.
+    "cpu": Preset("d = 18, 2,000 steps of 128 (0.98 passes over the inputs), one checkpoint, 3 seeds", _preset(
         18, {"layers": 2, "width": 64, "heads": 4},
-        {"steps": 1500, "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000, "save_every": 1500},
+        {"steps": why.ONE_PASS_AT_D18(2000),
+         "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000, "save_every": 2000},
         why.confirmation_seeds(3, 'the Fig. 3 caption, "Figure shows average and 1 standard deviation across '
-                                  '3 seeds."'),
+                                  '3 seeds."', spent=range(1000, 1003)),
         {"star": 3, "reinforce": 30, "grpo": 30}, 1000, 3, 30), default=why.REGIME),
     "quick": Preset("memorisation regime (31 passes over every input): d = 12, one checkpoint, 3 seeds; for tests "
                     "and demos", _preset(
@@ -188,7 +191,7 @@ def _star_unstable(table: pd.DataFrame) -> Verdict:
         acc = rows.sort_values("step")["eval/greedy_acc"].to_numpy()
         fall = np.max(np.maximum.accumulate(acc) - acc)
         margin = sampling_margin(rows["post.eval_samples"].iloc[-1] / 2)
-        return acc[-1] < SOLVED or fall > margin, f"final {acc[-1]:.3f}, largest fall from its best {fall:.3f}"
+        return fall > margin, f"largest fall from its best {fall:.3f} (final {acc[-1]:.3f})"
 
     verdict = k_of_n(by_seed(star[star["post.temperature"] == hot], outcome))
     return Verdict(verdict.verdict, f"T = {hot:g}: {verdict.evidence}")
@@ -203,9 +206,9 @@ CLAIMS = [
           "length d in a majority of seeds",
           _robust, about_generalization=True),
     Claim("Fig. 3: STaR with high sampling temperature and the end-to-end reward makes post-training unstable",
-          f"per seed, STaR with the end-to-end reward at the sweep's highest temperature (> 1) ends below greedy "
-          f"accuracy {SOLVED}, or its greedy accuracy falls from its best by more than 3 standard deviations of a "
-          "difference (1.5/sqrt(eval inputs / 2)); in a majority of seeds",
+          "per seed, the greedy accuracy of STaR with the end-to-end reward at the sweep's highest temperature (> 1) "
+          "falls from its best so far by more than 3 standard deviations of a difference (1.5/sqrt(eval inputs / 2)) "
+          "at some evaluation (a run that ends low without falling is slow, not unstable); in a majority of seeds",
           _star_unstable),  # about training's stability, as arch's Mistral claim: judged in any regime
 ]
 

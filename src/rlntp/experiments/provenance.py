@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from rlntp.errors import check
 from rlntp.registration import CONFIRMATION_SEED
 
 PAPER, CHOICE = "paper", "choice"
@@ -95,14 +96,21 @@ def choice(value: Any, why: str) -> Sourced:
     return Sourced(value, chose(why))
 
 
-def confirmation_seeds(n: int, count: str) -> Sourced:
-    """`n` confirmation seeds from `CONFIRMATION_SEED` (1000, 1001, ...), a choice whose note says why these seeds
-    (none was run before the preset and its claims were registered) and why `n` (`count`, e.g. 'the Fig. 1 caption,
-    "Lines correspond to median across 3 seeds."'): the seeds of a preset whose verdicts are published."""
-    return choice(list(range(CONFIRMATION_SEED, CONFIRMATION_SEED + n)),
-                  f"{n} confirmation seeds from {CONFIRMATION_SEED}, never run before this preset and its claims were "
-                  f"registered (the exploration seeds below {CONFIRMATION_SEED} were looked at while choosing them); "
-                  f"why {n}: {count}")
+def confirmation_seeds(n: int, count: str, spent: Iterable[int] = ()) -> Sourced:
+    """`n` confirmation seeds, a choice whose note says why these seeds (none was run before the preset and its
+    claims were registered) and why `n` (`count`, e.g. 'the Fig. 1 caption, "Lines correspond to median across 3
+    seeds."'): the seeds of a preset whose verdicts are published. From `CONFIRMATION_SEED` (1000, 1001, ...); once
+    a registration changed after its confirmation run, `spent` names the seeds that judged the earlier one, and the
+    seeds start at the next thousand above them (2000, ...), so a preset cannot go back to seeds already looked at."""
+    spent = sorted(spent)
+    check(all(seed >= CONFIRMATION_SEED for seed in spent),
+          f"spent confirmation seeds are {CONFIRMATION_SEED} or above, not {spent}")
+    first = (spent[-1] // CONFIRMATION_SEED + 1) * CONFIRMATION_SEED if spent else CONFIRMATION_SEED
+    before = f"; seeds {spent[0]}-{spent[-1]} judged an earlier registration" if spent else ""
+    return choice(list(range(first, first + n)),
+                  f"{n} confirmation seeds from {first}, never run before this preset and its claims were "
+                  f"registered (the exploration seeds below {CONFIRMATION_SEED} were looked at while choosing them"
+                  f"{before}); why {n}: {count}")
 
 
 def plain(declared: Any) -> Any:
@@ -223,6 +231,8 @@ MODEL = chose("our text lost the default architecture and App. B.1's grid values
 CADENCE = chose("how often to evaluate and checkpoint: not stated; often enough to draw the curves")
 GROUP = chose("App. B.1: batch 64 for GRPO; our text lost the group size, so 8 inputs x 8 rollouts")
 CLIP = chose("our text of App. B.1 lost the clip parameter; 0.2, PPO's and TRL's default")
+ONE_PASS_AT_D18 = chose("2,000 steps of 128: the most that stay within one pass over the 2^18 inputs (256,000 "
+                        "samples of 262,144, 0.98 passes), the paper's regime")
 RL_STEPS = chose("not stated; enough RL steps to reach 100% in the paper's figures (they end within ~100)")
 CPU = chose("a small analogue for 2 CPU cores: d <= 12, a 2-layer GPT-2 of width 64, batch 128, lr 1e-3, "
             "a few thousand steps (the paper's sizes take GPU-hours)")

@@ -68,24 +68,36 @@ def rl_groups(from_steps, rl_steps: dict[str, int], star_samples: int, eval_ever
 _P_COTS = choice([0.1, 0.15], "two p_cot below Fig. 3's 0.25; our text lost the paper's values")
 
 _PRESETS = {
-    # 5 seeds: single seeds flip between outcomes here. d = 12 (4,096 inputs): at d = 8 (256) the late
-    # checkpoint had partly memorized the short answers, and GRPO from it ended at length 1 (measured: sampled
-    # accuracy 0.58 at p_cot = 0.1 against 0.55 from the long path alone). At d = 12 and p_cot = 0.1 the long
-    # path is learned between ~2,000 and 4,000 steps. Every algorithm gets about the same RL samples: STaR 8
-    # rounds of 1,000, REINFORCE and GRPO 120 steps of 64 (7,680): at p_cot = 0.1, 60 steps left GRPO's
-    # long fraction still rising. All of this was measured on exploration seeds 0-4; it runs confirmation seeds
+    # d = 20: 8,000 steps of 128 are 1,024,000 samples of 1,048,576 inputs (0.98 passes), the paper's regime. Pilots
+    # (exploration seed 0, T = 1 accuracy every 250 steps): p_cot = 0.2 learns the long path by ~1,000 steps, 0.15
+    # between ~2,000 and ~7,000 (0.56-0.58 against (1 + 0.15)/2 = 0.575), 0.1 not within 8,000 (0.49-0.54 against
+    # 0.55). The early checkpoint sits at 2/5 of pre-training, as the paper's 20k of 50k. 5 seeds: single seeds
+    # flip between outcomes here. Every algorithm gets about the same RL samples: STaR 8 rounds of 1,000,
+    # REINFORCE and GRPO 120 steps of 64 (7,680). Measured on exploration seeds; it runs confirmation seeds
     # 1000-1004.
-    "cpu": Preset("d = 12, p_cot = 0.1 and 0.15, 5 seeds", {
-        "pretrain": {"task": {"d": choice(12, "d = 12, not 8: at d = 8 the late checkpoint had partly memorized the "
-                                              "256 inputs' short answers, and GRPO from it stayed short (measured, "
-                                              "docs/recipes.md); Fig. 11 revisited at d = 12: GRPO 0/5 -> 4/5 seeds")},
+    "cpu": Preset("d = 20, 8,000 steps of 128 (0.98 passes over the inputs), p_cot = 0.1 and 0.15, 5 seeds", {
+        "pretrain": {"task": {"d": choice(20, "the smallest d whose 2^d inputs outnumber the 8,000 x 128 samples "
+                                              "pre-training needs for p_cot = 0.15 to learn the long path (pilots "
+                                              "in the preset's comment)")},
                      "model": {"layers": 2, "width": 64, "heads": 4},
-                     "train": {"steps": 4000, "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000,
-                               "save_every": 500},
+                     "train": {"steps": choice(8000, "the most steps of 128 within one pass over the 2^20 inputs"),
+                               "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000,
+                               "save_every": 1600},
                      "axes": {"task.p_cot": _P_COTS,
                               "train.seed": why.confirmation_seeds(5, "single seeds flip between outcomes here")}},
+        "posttrain": rl_groups(choice([3200, "last"], "the early checkpoint at 2/5 of pre-training, as the paper's "
+                                                      "20k of 50k, and the last"),
+                               {"star": 8, "reinforce": 120, "grpo": 120}, 1000, 20, 640),
+    }, default=why.REGIME),
+    # d = 12: the memorisation regime (4,000 steps of 128 are 125 passes over the 4,096 inputs), for tests and demos.
+    "quick": Preset("memorisation regime (125 passes over every input): d = 12, p_cot = 0.1 and 0.15, 5 seeds; for "
+                    "tests and demos", {
+        "pretrain": {"task": {"d": 12}, "model": {"layers": 2, "width": 64, "heads": 4},
+                     "train": {"steps": 4000, "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000,
+                               "save_every": 500},
+                     "axes": {"task.p_cot": _P_COTS, "train.seed": [0, 1, 2, 3, 4]}},
         "posttrain": rl_groups([2000, "last"], {"star": 8, "reinforce": 120, "grpo": 120}, 1000, 10, 640),
-    }, default=why.CPU),
+    }, default=why.QUICK),
     # The paper (App. C.1): RL after 20k and after 50k pre-training steps; d = 50 as Figs. 1-3 (not stated).
     "paper": Preset("d = 50, from 20k and 50k steps; GPUs", {
         "pretrain": {"task": {"d": why.D_50(50)}, "model": why.PARITY_MODEL,
