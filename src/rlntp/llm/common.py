@@ -50,7 +50,8 @@ class LLMStageConfig(Config):
     """The options every LLM stage shares: the model, the data, where and in which precision it runs."""
 
     model: str
-    """a hub name (meta-llama/Llama-3.2-3B) or a local directory (save_pretrained, or a checkpoint of a stage)"""
+    """a hub name (meta-llama/Llama-3.2-3B), a local directory (save_pretrained, or a checkpoint of a stage), a .gguf
+    file, or a named source (smollm2-135m); a GGUF is converted once to safetensors (`llm.sources`)"""
     data: Path
     """a dataset directory made by `rlntp llm data`"""
     precision: str = "auto"
@@ -81,6 +82,17 @@ def check_weights(model: str, allow_pickle: bool) -> None:
                        "convert them (save_pretrained writes safetensors), or pass --allow-pickle if you trust the file")
 
 
+def check_model(model: str, allow_pickle: bool) -> None:
+    """ConfigError in one line, before any work, unless `model` can be loaded: a GGUF source with its package and file
+    (`llm.sources.gguf_source`), or a causal language model's directory or hub name with safetensors weights (or
+    `allow_pickle`)."""
+    from rlntp.llm.sources import gguf_source
+
+    if gguf_source(model) is None:
+        check_causal_lm(model)
+        check_weights(model, allow_pickle)
+
+
 def load_causal_lm(model: str, allow_pickle: bool = False, dtype="auto"):
     """`AutoModelForCausalLM.from_pretrained` from safetensors only, unless `allow_pickle`."""
     from transformers import AutoModelForCausalLM
@@ -105,11 +117,12 @@ def check_causal_lm(model: str) -> None:
     if path.exists():
         check(path.is_dir() and (path / "config.json").is_file(),
               f"{model} is not a model directory (it has no config.json); pass a directory written by "
-              "save_pretrained, an SFT checkpoint, or a hub name such as meta-llama/Llama-3.2-3B")
+              "save_pretrained, an SFT checkpoint, a .gguf file, smollm2-135m, or a hub name such as "
+              "meta-llama/Llama-3.2-3B")
     else:  # a hub name: asked once, so a machine without network fails in seconds, not after the retries of a download
         check(not model.startswith((".", "/", "~")) and model.count("/") <= 1,
-              f"{model}: no such model directory; pass a directory written by save_pretrained, an SFT checkpoint, or "
-              "a hub name such as meta-llama/Llama-3.2-3B")
+              f"{model}: no such model directory; pass a directory written by save_pretrained, an SFT checkpoint, "
+              "a .gguf file, smollm2-135m, or a hub name such as meta-llama/Llama-3.2-3B")
         check_on_hub(model, "model", "without network access, pass a local directory written by save_pretrained")
     from huggingface_hub.utils import logging as hub_logging
 
@@ -148,15 +161,18 @@ def use_bf16(precision: str, cpu: bool) -> bool:
 
 
 @contextmanager
-def open_stage_dir(out: Path, stage: str, config: LLMStageConfig, state) -> Iterator[bool]:
+def open_stage_dir(out: Path, stage: str, config: LLMStageConfig, state,
+                   source: dict | None = None) -> Iterator[bool]:
     """Hold the run directory of an LLM stage while the body runs; yields whether it has checkpoints to resume.
 
     A new run needs a missing or empty directory; rerunning the same command with the same options
     continues it; another run's directory, or one with other files, is refused (`runs.dirs.open_run_dir`).
     Under `accelerate launch` the main process claims the directory and holds its lock; the others
-    wait for it.
+    wait for it. `source`: the model's GGUF source (`llm.sources.resolve_model`), recorded as `model_source`.
     """
     record = {"stage": stage} | json.loads(json.dumps(asdict(config), default=str))
+    if source is not None:
+        record["model_source"] = source
     with ExitStack() as stack:
         if state.is_main_process:
             stack.enter_context(open_run_dir(out, record, resume=True, resumable_changes=RESUMABLE_CHANGES, steps=0,

@@ -24,6 +24,8 @@ class LLMEvalConfig(LLMStageConfig):
     """responses sampled per question (paper: 4)"""
     temperature: float = 1.0
     """sampling temperature"""
+    greedy: bool = False
+    """greedy decoding instead of sampling (one response per question: --generations 1)"""
     max_new_tokens: int = 512
     """tokens a response may have"""
     questions: int | None = None
@@ -42,6 +44,9 @@ class LLMEvalConfig(LLMStageConfig):
         check(self.questions is None or self.questions >= 1, f"questions must be >= 1, got {self.questions}")
         check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         check(self.verify_timeout_s > 0, f"verify_timeout_s must be > 0, got {self.verify_timeout_s}")
+        check(not self.greedy or self.generations == 1,
+              f"--greedy gives one response per question (all greedy ones are the same): pass --generations 1, got "
+              f"{self.generations}")
 
 
 def prompt_ids(tokenizer, prompt) -> list[int]:
@@ -53,7 +58,8 @@ def prompt_ids(tokenizer, prompt) -> list[int]:
 
 
 def generate_hf(model_dir: str, prompts: list, options: LLMEvalConfig) -> tuple[list[str], list[int]]:
-    """`options.generations` sampled responses per prompt with `model.generate` (left-padded batches, KV cache)."""
+    """`options.generations` sampled (or one greedy) responses per prompt with `model.generate` (left-padded batches,
+    KV cache)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -71,9 +77,10 @@ def generate_hf(model_dir: str, prompts: list, options: LLMEvalConfig) -> tuple[
         batch = [{"input_ids": prompt_ids(tokenizer, p)} for p in prompts[start:start + options.prompts_per_batch]]
         inputs = tokenizer.pad(batch, return_tensors="pt").to(device)
         with torch.no_grad():
-            out = model.generate(**inputs, do_sample=True, temperature=options.temperature, top_p=1.0, top_k=0,
-                                 max_new_tokens=options.max_new_tokens, num_return_sequences=options.generations,
-                                 pad_token_id=tokenizer.pad_token_id)
+            sampling = {"do_sample": False} if options.greedy else {
+                "do_sample": True, "temperature": options.temperature, "top_p": 1.0, "top_k": 0}
+            out = model.generate(**inputs, **sampling, max_new_tokens=options.max_new_tokens,
+                                 num_return_sequences=options.generations, pad_token_id=tokenizer.pad_token_id)
         for row in out[:, inputs["input_ids"].shape[1]:].tolist():
             end = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
             lengths.append(end)
@@ -88,8 +95,8 @@ def generate_vllm(model_dir: str, prompts: list, options: LLMEvalConfig) -> tupl
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     engine = LLM(model=model_dir, seed=options.seed)
-    params = SamplingParams(n=options.generations, temperature=options.temperature, top_p=1.0,
-                            max_tokens=options.max_new_tokens, seed=options.seed)
+    params = SamplingParams(n=options.generations, temperature=0.0 if options.greedy else options.temperature,
+                            top_p=1.0, max_tokens=options.max_new_tokens, seed=options.seed)
     results = engine.generate([{"prompt_token_ids": prompt_ids(tokenizer, p)} for p in prompts], params)
     texts = [c.text for r in results for c in r.outputs]
     lengths = [len(c.token_ids) for r in results for c in r.outputs]
@@ -101,31 +108,33 @@ def run_eval(options: LLMEvalConfig, out: Path) -> dict[str, Any]:
     (`out` with .responses.jsonl). Returns the metrics."""
     import importlib.util
 
-    from rlntp.llm.common import check_causal_lm, check_weights
+    from rlntp.llm.common import check_model
     from rlntp.llm.dataset import read_split
+    from rlntp.llm.sources import resolve_model
 
     out, responses_file = Path(out), Path(out).with_suffix(".responses.jsonl")
     check_output(out, suffix=".json")
     check(not responses_file.exists() or is_rlntp_output(out),
           f"{responses_file} exists and was not written by rlntp; move it away or choose another --out")
-    check_causal_lm(options.model)
-    check_weights(options.model, options.allow_pickle)
+    check_model(options.model, options.allow_pickle)
     check(not options.vllm or importlib.util.find_spec("vllm") is not None,
           "--vllm needs vLLM: pip install 'rlntp[vllm]' (on a CUDA machine)")
     test = read_split(options.data, "test")
+    model_dir, source = resolve_model(options.model)  # a GGUF is converted once (cached)
     if options.questions is not None:
         test = test.select(range(min(options.questions, len(test))))
     prompts, golds = test["prompt"], test["answer"]
     from rlntp.llm.reward import REWARD_POINTS, score, shared_verifier, think_text
 
     generate = generate_vllm if options.vllm else generate_hf
-    texts, lengths = generate(options.model, prompts, options)
+    texts, lengths = generate(model_dir, prompts, options)
     answers = [g for g in golds for _ in range(options.generations)]
     verifier = shared_verifier(options.verify_timeout_s)
     scores = [score(text, gold, verifier) for text, gold in zip(texts, answers)]
     n, correct = len(texts), sum(s["correct_in_answer"] > 0 for s in scores)
     metrics = {
-        "written_by": f"{GENERATOR} llm eval", "model": options.model, "questions": len(prompts), "responses": n,
+        "written_by": f"{GENERATOR} llm eval", "model": options.model,
+        **({"model_source": source} if source else {}), "questions": len(prompts), "responses": n,
         "correct": correct, "accuracy": correct / n,
         "mean_length": sum(lengths) / n,
         "long_frac": sum(bool((think_text(t) or "").strip()) for t in texts) / n,

@@ -118,8 +118,7 @@ def run_grpo(options: GRPOConfig, out: Path, progress: bool = True) -> dict[str,
     Returns the done record: TRL's log history (reward components, lengths, clip fractions per step).
     """
     from rlntp.llm.common import (
-        check_causal_lm,
-        check_weights,
+        check_model,
         distributed,
         load_causal_lm,
         open_stage_dir,
@@ -128,6 +127,7 @@ def run_grpo(options: GRPOConfig, out: Path, progress: bool = True) -> dict[str,
         use_bf16,
     )
     from rlntp.llm.dataset import read_split
+    from rlntp.llm.sources import resolve_model
 
     out = Path(out)
     bf16 = use_bf16(options.precision, options.cpu)
@@ -136,11 +136,11 @@ def run_grpo(options: GRPOConfig, out: Path, progress: bool = True) -> dict[str,
         check(importlib.util.find_spec("vllm") is not None,
               f"--vllm {options.vllm} needs vLLM: pip install 'rlntp[vllm]' (on a CUDA machine)")
     args = trl_config(options, out, bf16, progress)
-    check_causal_lm(options.model)
-    check_weights(options.model, options.allow_pickle)
+    check_model(options.model, options.allow_pickle)
     train = read_split(options.data, "rl").select_columns(["prompt", "answer"])
+    model_dir, source = resolve_model(options.model)  # a GGUF is converted once (cached)
     state = distributed()
-    with open_stage_dir(out, "grpo", options, state) as resume:
+    with open_stage_dir(out, "grpo", options, state, source) as resume:
         done_path = out / DONE
         if done_path.is_file():
             return json.loads(done_path.read_text())
@@ -150,10 +150,10 @@ def run_grpo(options: GRPOConfig, out: Path, progress: bool = True) -> dict[str,
 
         from rlntp.llm.reward import reward_functions, shared_verifier
 
-        tokenizer = AutoTokenizer.from_pretrained(options.model, padding_side="left")
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model = load_causal_lm(options.model, options.allow_pickle)
+        model = load_causal_lm(model_dir, options.allow_pickle)
         trainer = GRPOTrainer(model=model, reward_funcs=reward_functions(shared_verifier(options.verify_timeout_s)),
                               args=args, train_dataset=train, processing_class=tokenizer)
         if not progress:

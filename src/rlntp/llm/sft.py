@@ -50,8 +50,7 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
     Returns the done record: the loss at each logging step and each epoch's checkpoint.
     """
     from rlntp.llm.common import (
-        check_causal_lm,
-        check_weights,
+        check_model,
         distributed,
         load_causal_lm,
         open_stage_dir,
@@ -60,6 +59,7 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
         use_bf16,
     )
     from rlntp.llm.dataset import read_split
+    from rlntp.llm.sources import resolve_model
 
     out = Path(out)
     bf16 = use_bf16(options.precision, options.cpu)
@@ -80,17 +80,17 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
         )
     except ValueError as e:  # TRL's and transformers' own checks of the combination
         raise ConfigError(str(e).splitlines()[0]) from None
-    check_causal_lm(options.model)
-    check_weights(options.model, options.allow_pickle)
+    check_model(options.model, options.allow_pickle)
     train = read_split(options.data, "sft").select_columns(["prompt", "completion"])
+    model_dir, source = resolve_model(options.model)  # a GGUF is converted once (cached)
     state = distributed()
-    with open_stage_dir(out, "sft", options, state) as resume:
+    with open_stage_dir(out, "sft", options, state, source) as resume:
         if (out / DONE).is_file():
             return json.loads((out / DONE).read_text())
-        tokenizer = AutoTokenizer.from_pretrained(options.model)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        model = load_causal_lm(options.model, options.allow_pickle)
+        model = load_causal_lm(model_dir, options.allow_pickle)
         trainer = trl.SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
         check(len(trainer.train_dataset) > 0, f"no row of {options.data}'s SFT half keeps a target token within "
               f"--max-length {options.max_length} (TRL drops a row whose prompt fills it); raise --max-length or "
