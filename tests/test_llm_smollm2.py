@@ -248,7 +248,7 @@ def test_a_few_sft_grpo_and_eval_steps_of_the_real_model_on_real_gsm8k_records(s
                                      cpu=True), tmp_path / "eval.json")
     eval_seconds = time.perf_counter() - start
     assert metrics["model"] == "smollm2-135m" and metrics["model_source"] == record
-    assert metrics["responses"] == 2 and 0 < metrics["mean_length"] <= 16
+    assert metrics["responses"] == 2 and 0 < metrics["mean_length"] <= 16 and metrics["tokens_per_s"] > 0
     responses = [json.loads(line) for line in (tmp_path / "eval.responses.jsonl").read_text().splitlines()]
     assert all(r["response"].strip() for r in responses)  # the real model writes text, not padding
     print(f"SFT 2 steps {sft_seconds:.1f} s, GRPO 2 steps {grpo_seconds:.1f} s, eval 2 answers {eval_seconds:.1f} s")

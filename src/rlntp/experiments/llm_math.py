@@ -371,8 +371,10 @@ def _results(preset: LLMRecipeConfig, jobs: list, out: Path,
 
 
 def _metrics(path: Path) -> dict[str, Any]:
-    """The metrics of one evaluation (OUT/eval/NAME.json)."""
-    return {k: v for k, v in json.loads(path.read_text()).items() if k not in ("model", "model_source", "written_by")}
+    """The metrics of one evaluation (OUT/eval/NAME.json), less what describes the machine or the files rather than
+    the model (its speed, its source, the writer)."""
+    left_out = ("model", "model_source", "written_by", "generation_s", "tokens_per_s")
+    return {k: v for k, v in json.loads(path.read_text()).items() if k not in left_out}
 
 
 def model_tag(model: str) -> str:

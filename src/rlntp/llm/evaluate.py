@@ -6,6 +6,7 @@ responses with a non-empty chain of thought, and the mean points of each reward 
 """
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ def generate_hf(model_dir: str, prompts: list, options: LLMEvalConfig) -> tuple[
     """`options.generations` sampled (or one greedy) responses per prompt with `model.generate` (left-padded batches,
     KV cache)."""
     import torch
+    from tqdm.auto import tqdm
     from transformers import AutoTokenizer
 
     device = torch.device("cuda" if torch.cuda.is_available() and not options.cpu else "cpu")
@@ -73,7 +75,7 @@ def generate_hf(model_dir: str, prompts: list, options: LLMEvalConfig) -> tuple[
     stops = set([stops] if isinstance(stops, int) else stops or [tokenizer.eos_token_id])
     torch.manual_seed(options.seed)
     texts, lengths = [], []
-    for start in range(0, len(prompts), options.prompts_per_batch):
+    for start in tqdm(range(0, len(prompts), options.prompts_per_batch), desc="generating", unit="batch"):
         batch = [{"input_ids": prompt_ids(tokenizer, p)} for p in prompts[start:start + options.prompts_per_batch]]
         inputs = tokenizer.pad(batch, return_tensors="pt").to(device)
         with torch.no_grad():
@@ -127,7 +129,9 @@ def run_eval(options: LLMEvalConfig, out: Path) -> dict[str, Any]:
     from rlntp.llm.reward import REWARD_POINTS, score, shared_verifier, think_text
 
     generate = generate_vllm if options.vllm else generate_hf
+    began = time.perf_counter()
     texts, lengths = generate(model_dir, prompts, options)
+    seconds = time.perf_counter() - began  # the model's loading included: a small share of a real evaluation
     answers = [g for g in golds for _ in range(options.generations)]
     verifier = shared_verifier(options.verify_timeout_s)
     scores = [score(text, gold, verifier) for text, gold in zip(texts, answers)]
@@ -137,6 +141,7 @@ def run_eval(options: LLMEvalConfig, out: Path) -> dict[str, Any]:
         **({"model_source": source} if source else {}), "questions": len(prompts), "responses": n,
         "correct": correct, "accuracy": correct / n,
         "mean_length": sum(lengths) / n,
+        "generation_s": seconds, "tokens_per_s": sum(lengths) / seconds,
         "long_frac": sum(bool((think_text(t) or "").strip()) for t in texts) / n,
         "reward": sum(sum(s.values()) for s in scores) / n,
         **{f"rewards/{k}": sum(s[k] for s in scores) / n for k in REWARD_POINTS},
