@@ -101,7 +101,7 @@ def test_a_plan_prints_counts_cost_and_provenance(tmp_path, monkeypatch, capsys)
     monkeypatch.chdir(tmp_path)
     main(["reproduce", "fig1", "--preset", "cpu", "--plan", "--device", "cpu"])
     text = capsys.readouterr().out
-    assert "runs: 3 pre-training, 15 post-training" in text and "CPU-hours here" in text
+    assert "runs: 3 pre-training, 21 post-training" in text and "CPU-hours here" in text  # 7 checkpoints x 3 seeds
     assert "pretrain/task/p_cot" in text and "paper   §3.1: Fig. 1 is at d = 50, p_cot = 0.25" in text
     assert '"Lines correspond to median across 3 seeds."' in text  # the caption's words beside the seeds
     assert not any(tmp_path.iterdir())
