@@ -186,7 +186,7 @@ def regime_of(claim: dict) -> tuple[str, str] | None:
     if not isinstance(found, dict):
         return None
     passes = found.get("passes")
-    if not (passes is None or isinstance(passes, (int, float)) and not isinstance(passes, bool)):
+    if not (passes is None or _is_number(passes)):
         return None
     return ratio(passes), str(found.get("text") or ratio(passes))
 
@@ -359,8 +359,13 @@ def in_regime(record: dict) -> bool:
     found = [claim.get("regime") for claim in _claims(record)]
     if all(regime is None for regime in found):
         return True
-    return all(isinstance(regime, dict) and isinstance(regime.get("passes"), (int, float))
-               and not isinstance(regime["passes"], bool) and regime["passes"] <= MEMORISATION for regime in found)
+    return all(isinstance(regime, dict) and _is_number(regime.get("passes")) and regime["passes"] <= MEMORISATION
+               for regime in found)
+
+
+def _is_number(value) -> bool:
+    """Whether a report.json value is a number (an int or a float, not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 _MARKDOWN_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "[": "\\[", "]": "\\]", "&": "&amp;", "<": "&lt;"})
