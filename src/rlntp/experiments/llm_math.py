@@ -6,7 +6,7 @@ rerun resumes; `rlntp reproduce NAME --status` lists them):
   data/p=P              `rlntp llm data` at each p_cot (p_cot = 1 is the full chain-of-thought baseline),
                         or the mixtures of --data DIR
   sft/p=P               `rlntp llm sft`, one checkpoint per epoch
-  grpo/p=P,epoch=E      `rlntp llm grpo` from epoch E's checkpoint, for each p_cot < 1
+  grpo/p=P,epoch=E      `rlntp llm grpo` from epoch E's checkpoint, for each p_cot < 1 (or `rl_p_cots`)
   eval/NAME.json        `rlntp llm eval` of every SFT epoch and every GRPO checkpoint (responses beside it)
   analysis/NAME.json    how far each GRPO run's responses moved from the SFT data (`llm.completions`)
   llm.png               accuracy and mean length against training sequences: SFT checkpoints as stars,
@@ -20,6 +20,7 @@ CPU in minutes: it checks the wiring, not the paper's claims.
 """
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ class LLMRecipeConfig:
     """the training records (hub name or file); None: synthetic GSM8K-format records (tiny)"""
     p_cots: tuple[float, ...]
     rl_from_epochs: tuple[int, ...]
-    """SFT epochs GRPO starts from, for each p_cot < 1"""
+    """SFT epochs GRPO starts from, for each p_cot < 1 (or each of `rl_p_cots`)"""
     sft: dict[str, Any] = field(default_factory=dict)
     grpo: dict[str, Any] = field(default_factory=dict)
     eval: dict[str, Any] = field(default_factory=dict)
@@ -80,6 +81,12 @@ class LLMRecipeConfig:
     """test responses per checkpoint whose likelihood the completion analysis measures (`llm.completions`)"""
     more_models: tuple[dict[str, Any], ...] = ()
     """further models run through the same plan into OUT/TAG, each {"model": name, "sft": {options that differ}}"""
+    rl_p_cots: tuple[float, ...] | None = None
+    """the p_cots whose SFT runs GRPO starts from; None: every p_cot < 1"""
+
+    def runs_grpo(self, p_cot: float) -> bool:
+        """Whether GRPO starts from the SFT runs at `p_cot`."""
+        return p_cot != 1.0 if self.rl_p_cots is None else p_cot in self.rl_p_cots
 
 
 @dataclass(frozen=True)
@@ -276,7 +283,7 @@ def _variants(preset: LLMRecipeConfig, out: Path) -> list[tuple[str, Path]]:
 def recipe_jobs(preset: LLMRecipeConfig, out: Path, device: str = "auto") -> list:
     """The jobs of `preset`'s plan into `out` (module docstring), each after the jobs it needs (`sweeps.stages`):
     the tiny preset's records, the mixtures (unless --data), the tiny model, then per model and p_cot SFT, the
-    evaluation of every SFT epoch, GRPO from each of `rl_from_epochs` (p_cot < 1), the evaluation of every GRPO
+    evaluation of every SFT epoch, GRPO from each of `rl_from_epochs` (`runs_grpo`), the evaluation of every GRPO
     checkpoint and the completion analysis of each GRPO run. ConfigError if an option of a stage is invalid."""
     from rlntp.llm.dataset import LLMDataConfig
     from rlntp.llm.evaluate import LLMEvalConfig
@@ -318,7 +325,7 @@ def recipe_jobs(preset: LLMRecipeConfig, out: Path, device: str = "auto") -> lis
             jobs += [Job(f"{tag}eval/{_eval_name(p_cot, epoch, 0)}", "llm_eval", after=(sft_job.name,),
                          config=FromCheckpoint(evaluation, sft_job.name, epoch=epoch))
                      for epoch in range(1, sft_options.epochs + 1)]
-            if p_cot == 1.0:
+            if not preset.runs_grpo(p_cot):
                 continue
             for epoch in preset.rl_from_epochs:
                 grpo_options = GRPOConfig(model=model, data=data, **preset.grpo, **stage_options)
@@ -395,12 +402,17 @@ here, whose stages load hub models this plan does not download."""
 def plan_llm(preset: LLMRecipeConfig) -> dict[str, Any]:
     """What `run_llm(preset)` runs, writing nothing: per model, SFT and GRPO runs, epochs, steps, checkpoints and
     evaluations, and the cost (the paper's reported hours for its presets; measured minutes on a 2-core CPU for
-    `tiny`)."""
+    `tiny`, docs/llm.md for a model that runs here). A preset that takes its records from --source is planned
+    without them."""
     from collections import Counter
 
+    from rlntp.llm.sources import NAMED
+
     models = [preset.model] + [extra["model"] for extra in preset.more_models]
-    rl_p_cots = [p for p in preset.p_cots if p != 1.0]
-    jobs = Counter(job.stage for job in recipe_jobs(preset, Path("runs/llm")))
+    rl_p_cots = [p for p in preset.p_cots if preset.runs_grpo(p)]
+    records_passed = preset.model != "tiny" and preset.source is None and preset.data is None
+    counted = replace(preset, source="FILE", test_source="FILE") if records_passed else preset  # the jobs' shape only
+    jobs = Counter(job.stage for job in recipe_jobs(counted, Path("runs/llm")))
     sft_runs, grpo_runs, evaluations = jobs["sft"], jobs["grpo"], jobs["llm_eval"]
     epochs, steps = preset.sft.get("epochs", 1), preset.grpo.get("steps", 1)
     save_every = preset.grpo.get("save_every", steps)
@@ -411,6 +423,9 @@ def plan_llm(preset: LLMRecipeConfig) -> dict[str, Any]:
                        "evaluations": evaluations}}
     if preset.model == "tiny":
         plan["cost"] = {"estimate": "about 2 minutes on a 2-core CPU (measured: docs/llm.md)"}
+    elif preset.model in NAMED or preset.model.endswith(".gguf"):
+        plan["cost"] = {"estimate": f"{preset.model} runs here, on a CPU: the small preset's wall time on 2 cores is "
+                                    "measured in docs/llm.md; it grows with the SFT tokens, rollouts and evaluations"}
     else:
         hours = PAPER_HOURS[preset.dataset]
         low = sft_runs * hours["sft"][0] + grpo_runs * hours["grpo"][0]
@@ -419,7 +434,8 @@ def plan_llm(preset: LLMRecipeConfig) -> dict[str, Any]:
                         "estimate": f"≈ {8 * low:,.0f}-{8 * high:,.0f} A100-hours ({low:,.0f}-{high:,.0f} h on 8 "
                                     f"A100s) from the paper's reported times per run (App. B.3-B.4), not probed: "
                                     f"the stages load {', '.join(models)} from the hub"}
-    data = (f"mixtures from {preset.data}" if preset.data else
+    data = ("the records passed with --source FILE --test-source FILE" if records_passed else
+            f"mixtures from {preset.data}" if preset.data else
             f"{preset.source or 'synthetic records made here'}"
             + (f" (test: {preset.test_source})" if preset.test_source else ""))
     batches = [preset.sft.get("per_device_batch")] + [
@@ -428,7 +444,8 @@ def plan_llm(preset: LLMRecipeConfig) -> dict[str, Any]:
                      f"data: {data}",
                      f"runs per model: {len(preset.p_cots)} SFT (p_cot {', '.join(f'{p:g}' for p in preset.p_cots)}),"
                      f" {len(rl_p_cots) * len(preset.rl_from_epochs)} GRPO (from SFT epochs "
-                     f"{', '.join(map(str, preset.rl_from_epochs))} at each p_cot < 1)",
+                     f"{', '.join(map(str, preset.rl_from_epochs))} at p_cot "
+                     f"{', '.join(f'{p:g}' for p in rl_p_cots)})",
                      f"SFT: a checkpoint and an evaluation at every epoch 1-{epochs}; {sft_runs * epochs} epochs "
                      "in all",
                      f"GRPO: {grpo_runs * steps:,} steps in all, a checkpoint and an evaluation every {save_every} "
@@ -620,7 +637,23 @@ def _margin(row: dict[str, Any]) -> float:
     return sampling_margin(row["questions"] / 2)
 
 
+def _at_floor(rows: list[dict[str, Any]]) -> Verdict | None:
+    """'not evaluated' when the full chain-of-thought baseline's best accuracy is within the sampling margin of 0: no
+    accuracy can then fall below it, and every one reaches it, by more than the margin, so a claim comparing
+    accuracies with it says nothing (a small model on GSM8K); None otherwise."""
+    baseline = _baseline(rows)
+    if _accuracy(baseline) > _margin(baseline):
+        return None
+    best = {p: max(_accuracy(r) for r in rows if r["p_cot"] == p) for p in sorted({r["p_cot"] for r in rows})}
+    shown = ", ".join(f"p_cot = {p:g} {a:.3f}" for p, a in best.items())
+    return Verdict(NOT_EVALUATED, f"accuracy at floor: the full chain-of-thought baseline's best accuracy "
+                                  f"{_accuracy(baseline):.3f} (epoch {baseline['epoch']}) is within the sampling "
+                                  f"margin {_margin(baseline):.3f} of 0 (best per p_cot, SFT and GRPO: {shown})")
+
+
 def _sft_saturates_below(rows: list[dict[str, Any]]) -> Verdict:
+    if (floor := _at_floor(rows)) is not None:
+        return floor
     p, baseline = _smallest_p(rows), _baseline(rows)
     best = max((r for r in rows if r["stage"] == "sft" and r["p_cot"] == p), key=_accuracy)
     below = _accuracy(best) < _accuracy(baseline) - _margin(baseline)
@@ -644,6 +677,8 @@ def _grpo_ends(rows: list[dict[str, Any]]) -> dict[int, tuple[dict[str, Any], di
 
 
 def _grpo_reaches_baseline(rows: list[dict[str, Any]]) -> Verdict:
+    if (floor := _at_floor(rows)) is not None:
+        return floor
     baseline = _baseline(rows)
     return k_of_n({f"from epoch {epoch}": (_accuracy(last) >= _accuracy(baseline) - _margin(baseline),
                                            f"{start['accuracy']:.3f} -> {last['accuracy']:.3f}")
@@ -651,10 +686,22 @@ def _grpo_reaches_baseline(rows: list[dict[str, Any]]) -> Verdict:
                   need="all", unit=f"GRPO runs (baseline {baseline['accuracy']:.3f})")
 
 
+def _length_margin(start: dict[str, Any], last: dict[str, Any]) -> float:
+    """Three standard errors of the difference of two mean lengths (each over its test questions: `length_se` of
+    `rlntp llm eval`)."""
+    if "length_se" not in start or "length_se" not in last:
+        raise ValueError("an evaluation has no length_se (written before rlntp llm eval recorded it): rerun it")
+    return 3 * math.hypot(start["length_se"], last["length_se"])
+
+
 def _grpo_lengthens(rows: list[dict[str, Any]]) -> Verdict:
-    return k_of_n({f"from epoch {epoch}": (last["mean_length"] > start["mean_length"],
-                                           f"{start['mean_length']:.0f} -> {last['mean_length']:.0f} tokens")
-                   for epoch, (start, last) in _grpo_ends(rows).items()}, need="all", unit="GRPO runs")
+    outcomes = {}
+    for epoch, (start, last) in _grpo_ends(rows).items():
+        margin = _length_margin(start, last)
+        outcomes[f"from epoch {epoch}"] = (last["mean_length"] > start["mean_length"] + margin,
+                                           f"{start['mean_length']:.1f} -> {last['mean_length']:.1f} tokens "
+                                           f"(margin {margin:.1f})")
+    return k_of_n(outcomes, need="all", unit="GRPO runs")
 
 
 def _late_responses_leave_the_sft_data(analysis: list[dict[str, Any]]) -> Verdict:
@@ -671,20 +718,24 @@ def _late_responses_leave_the_sft_data(analysis: list[dict[str, Any]]) -> Verdic
 
 
 _SMALL = "at the preset's smallest p_cot > 0"
+_FLOOR = ("not evaluated where the baseline's best accuracy is within that margin of 0 (accuracy at floor: no "
+          "accuracy can fall below it by the margin, and every one reaches it)")
 
 CLAIMS = [
     Claim("§5.2, Fig. 5 (right), 19-21: as SFT on a mixture with few long demonstrations continues, accuracy improves "
           "but does not reach the full chain-of-thought baseline and appears to saturate at a lower value",
           f"{_SMALL}, the best SFT accuracy over epochs is below the best SFT accuracy at p_cot = 1 by more than 3 "
-          "standard deviations of a difference (1.5/sqrt(test questions / 2))",
+          f"standard deviations of a difference (1.5/sqrt(test questions / 2)); {_FLOOR}",
           _with_tiny_note(_sft_saturates_below)),
     Claim("§5.2, Fig. 5 (right), 19-21: once switched to GRPO, the model rapidly reaches the baseline accuracy, even "
           "when starting from the first SFT epoch",
           f"{_SMALL}, every GRPO run (one per SFT epoch it starts from) ends with accuracy at least the full "
-          "chain-of-thought baseline's minus 3 standard deviations of a difference (1.5/sqrt(test questions / 2))",
+          "chain-of-thought baseline's minus 3 standard deviations of a difference (1.5/sqrt(test questions / 2)); "
+          f"{_FLOOR}",
           _with_tiny_note(_grpo_reaches_baseline)),
     Claim("§5.2, Fig. 5 (right), 19-21: during GRPO the average response length increases",
-          f"{_SMALL}, every GRPO run ends with a larger mean response length than its SFT checkpoint's",
+          f"{_SMALL}, every GRPO run ends with a mean response length larger than its SFT checkpoint's by more than 3 "
+          "standard errors of the difference (each over the test questions)",
           _with_tiny_note(_grpo_lengthens)),
     Claim("§5.2, Figs. 25-31: model generations at the end of RL are different from the SFT training sequences "
           "(out-of-distribution gains; on MATH sometimes, not always)",

@@ -1,8 +1,9 @@
 """`rlntp llm eval`: accuracy, response length and reward components of a model on a mixture's test split.
 
 Each test question gets `generations` sampled responses (paper: 4) and every number is their
-average: accuracy (the answer tag holds the right answer), mean length in tokens, the fraction of
-responses with a non-empty chain of thought, and the mean points of each reward component.
+average: accuracy (the answer tag holds the right answer), mean length in tokens (and its standard error over the
+questions), the fraction of responses with a non-empty chain of thought, and the mean points of each reward
+component.
 """
 
 import json
@@ -105,6 +106,18 @@ def generate_vllm(model_dir: str, prompts: list, options: LLMEvalConfig) -> tupl
     return texts, lengths
 
 
+def length_se(lengths: list[int], generations: int) -> float:
+    """The standard error of the mean response length, with the questions as the units (a question's responses are
+    not independent): the standard deviation of the per-question mean lengths over sqrt(questions); 0 for one
+    question."""
+    per_question = [sum(lengths[i:i + generations]) / generations for i in range(0, len(lengths), generations)]
+    n = len(per_question)
+    if n < 2:
+        return 0.0
+    mean = sum(per_question) / n
+    return (sum((x - mean) ** 2 for x in per_question) / (n - 1) / n) ** 0.5
+
+
 def run_eval(options: LLMEvalConfig, out: Path) -> dict[str, Any]:
     """Evaluate `options.model` on the test split; writes the metrics to `out` (JSON) and the responses beside it
     (`out` with .responses.jsonl). Returns the metrics."""
@@ -140,7 +153,7 @@ def run_eval(options: LLMEvalConfig, out: Path) -> dict[str, Any]:
         "written_by": f"{GENERATOR} llm eval", "model": options.model,
         **({"model_source": source} if source else {}), "questions": len(prompts), "responses": n,
         "correct": correct, "accuracy": correct / n,
-        "mean_length": sum(lengths) / n,
+        "mean_length": sum(lengths) / n, "length_se": length_se(lengths, options.generations),
         "generation_s": seconds, "tokens_per_s": sum(lengths) / seconds,
         "long_frac": sum(bool((think_text(t) or "").strip()) for t in texts) / n,
         "reward": sum(sum(s.values()) for s in scores) / n,
