@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from rlntp.report import claims_markdown, find_sections
+from rlntp.report import RESULT_FILES, claims_markdown, find_sections, kept_results
 from rlntp.runs.dirs import read_recipe_marker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +26,9 @@ RECIPES_PAGE = ROOT / "docs" / "recipes.md"
 RECIPE_BLOCK = re.compile(r"(<!-- verdicts ([\w-]+): made by scripts/publish_results.py; do not edit -->\n)(.*?)"
                           r"(<!-- verdicts end -->)", flags=re.S)
 """A recipe's verdicts block in docs/recipes.md: its begin marker (naming the recipe), its text, its end marker."""
-COPIED = ("report.json", "registration.json", "results.parquet", "theory.json")
+COPIED = ("report.json", "registration.json", *RESULT_FILES)
+PUBLISHED_PRESET = {"gsm8k": "small"}
+"""The preset each recipe's published run comes from, where not `cpu`: GSM8K's `small` (a real model on 2 cores)."""
 
 RESULTS_PAGE = """# Results: the paper's claims, judged from our runs
 
@@ -34,7 +36,7 @@ Every claim of the paper that a recipe tests, its criterion, the verdict compute
 results table and the numbers it used. Made by `scripts/publish_results.py` from the reproduction's
 `report.json` files kept in [docs/results](results/) beside their tables; a test recomputes every
 verdict from those tables. Measured with the `cpu` presets (small analogues of the paper's settings)
-on this project's 2-core machines; a row marked `quick` is a recipe's earlier `cpu` run, whose settings became its
+on this project's 2-core machines (GSM8K: its `small` preset, a real 135 M Llama on real records); a row marked `quick` is a recipe's earlier `cpu` run, whose settings became its
 `quick` preset (the memorisation regime) when its `cpu` preset moved into the paper's regime, shown until that is
 run. What each recipe ran and how long it took is in its report.json and in [recipes and results](recipes.md).
 
@@ -44,15 +46,15 @@ run. What each recipe ran and how long it took is in its report.json and in [rec
 def publish(source: Path) -> None:
     """Copy the recipes under `source` into docs/results and rewrite docs/results.md and the README's table.
 
-    Only finished `cpu` reproductions are published (the pages say so); a recipe published earlier and not
-    under `source` stays.
+    Only finished `cpu` reproductions are published (gsm8k's `small`, `PUBLISHED_PRESET`; the pages say so); a
+    recipe published earlier and not under `source` stays.
     """
     for section in find_sections(source):
         record = read_recipe_marker(section)
         name = record["recipe"]
-        if record.get("preset") != "cpu" or not record.get("claims"):
+        if record.get("preset") != PUBLISHED_PRESET.get(name, "cpu") or not record.get("claims"):
             print(f"skipped {section}: preset {record.get('preset')}, {len(record.get('claims') or [])} claims "
-                  "(only finished cpu reproductions are published)")
+                  "(only finished cpu reproductions are published; gsm8k's small)")
             continue
         target = RESULTS / name
         if target.exists():
@@ -97,8 +99,6 @@ def reevaluate() -> list[str]:
     for docs/results/CHANGES.md."""
     import json
 
-    import pandas as pd
-
     from rlntp.experiments import recipes
     from rlntp.experiments.claims import evaluate
     from rlntp.registration import CONFIRMATION, EXPLORATION, report_kind, stale
@@ -106,8 +106,7 @@ def reevaluate() -> list[str]:
     moved = []
     for path in sorted(RESULTS.glob("*/report.json")):
         record = json.loads(path.read_text())
-        table, measured = path.parent / "results.parquet", path.parent / "theory.json"
-        results = pd.read_parquet(table) if table.exists() else json.loads(measured.read_text())
+        results = kept_results(path.parent)
         recipe = recipes()[record["recipe"]]
         claims = evaluate(recipe.claims, results)
         if report_kind(record) == CONFIRMATION and (why := stale(path.parent, recipe)) is not None:

@@ -30,7 +30,7 @@ def test_tiny_math_on_mixtures_made_by_llm_data(tmp_path, dataset, train, test, 
     result = reproduce(dataset, "--preset", "tiny", "--data", str(tmp_path / "mixtures"), "--device", "cpu", "--out",
                        str(out), "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads((out / "results.json").read_text())
+    rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["p_cot"] for r in rows} == set(p_cots) and not (out / "data").exists()
     metrics = json.loads((out / "eval" / "sft,p=1,epoch=4.json").read_text())
     assert metrics["questions"] == 16 and metrics["responses"] == 32

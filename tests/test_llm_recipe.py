@@ -36,7 +36,7 @@ def gsm8k_tiny(tmp_path_factory):
 def test_tiny_gsm8k_sft_loss_falls_and_every_checkpoint_is_evaluated(gsm8k_tiny):
     out, stdout = gsm8k_tiny
     assert "proves the wiring" in stdout and "not the paper's claims" in stdout
-    rows = json.loads((out / "results.json").read_text())
+    rows = json.loads((out / "results.json").read_text())["rows"]
     for p_cot in (0.25, 1.0):
         done = json.loads((out / "sft" / f"p={p_cot:g}" / "done.json").read_text())
         losses = [loss for _, loss in done["loss"]]
@@ -100,7 +100,7 @@ def test_tiny_gsm8k_completion_analysis_and_examples(gsm8k_tiny):
 
 def test_tiny_gsm8k_grpo_runs_steps_that_change_the_weights(gsm8k_tiny):
     out, _ = gsm8k_tiny
-    rows = json.loads((out / "results.json").read_text())
+    rows = json.loads((out / "results.json").read_text())["rows"]
     for epoch in (1, 4):
         run = out / "grpo" / f"p=0.25,epoch={epoch}"
         log = [h for h in json.loads((run / "done.json").read_text())["log"] if "reward" in h]

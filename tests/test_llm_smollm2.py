@@ -194,6 +194,52 @@ def test_the_recipes_take_the_named_model_without_asking_the_hub(monkeypatch):
         llm_math.check_inputs(llm_math.with_inputs(preset, llm_math.LLMInputs(model="smollm2-153m", **real)))
 
 
+@needs_smollm2
+def test_sft_trains_on_the_prompt_tokens_that_generation_sees(smollm2, tmp_path):
+    """The paper's prompt ends in a space ("... Assistant: "); tokenized with its target as one text, that space
+    merges into the target's first token (" <"). SFT's rows hold the prompt's own tokens, then the target's and EOS,
+    the loss on the target only."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from rlntp.llm.evaluate import prompt_ids
+    from rlntp.llm.sft import tokenized_apart
+    from rlntp.tasks.math_text import GSM8K_PROMPT
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2[1])
+    prompt, completion = GSM8K_PROMPT.format(question="What is 2 + 3?"), "<think>2 + 3 = 5</think> <answer>5</answer>"
+    joined = tokenizer(prompt + completion)["input_ids"]
+    alone = prompt_ids(tokenizer, prompt)
+    assert joined[:len(alone)] != alone  # the merge TRL's own tokenization makes
+    row = tokenized_apart(Dataset.from_list([{"prompt": prompt, "completion": completion}]), tokenizer)[0]
+    assert row["input_ids"][:len(alone)] == alone and row["input_ids"][-1] == tokenizer.eos_token_id
+    assert row["completion_mask"] == [0] * len(alone) + [1] * (len(row["input_ids"]) - len(alone))
+    assert tokenizer.decode(row["input_ids"][len(alone):-1]) == completion
+
+
+@pytest.mark.unit
+def test_the_small_preset_takes_its_records_from_the_command_line(capsys):
+    """`rlntp reproduce gsm8k --preset small` plans without records, needs them to run (one line, before any work),
+    and with them runs GRPO from the small-p_cot SFT runs only, on 50 greedy test answers."""
+    from rlntp.cli import main
+    from rlntp.experiments.llm import GSM8K
+    from rlntp.experiments.llm_math import LLMInputs, check_inputs, plan_llm, recipe_jobs, with_inputs
+
+    preset = GSM8K.presets["small"].settings
+    assert "data: the records passed with --source FILE --test-source FILE" in plan_llm(preset)["lines"]
+    with pytest.raises(ConfigError, match="needs records: pass --source FILE --test-source FILE"):
+        check_inputs(preset)
+    real = with_inputs(preset, LLMInputs(source=str(REAL / "gsm8k_train.jsonl"),
+                                         test_source=str(REAL / "gsm8k_test.jsonl")))
+    check_inputs(real)
+    jobs = recipe_jobs(real, Path("out"))
+    assert sorted(job.name for job in jobs if job.stage == "grpo") == ["grpo/p=0.05,epoch=1", "grpo/p=0.05,epoch=2"]
+    evaluation = next(job for job in jobs if job.stage == "llm_eval").config.options
+    assert (evaluation.greedy, evaluation.generations, evaluation.questions) == (True, 1, 50)
+    main(["reproduce", "gsm8k", "--preset", "small", "--plan"])
+    assert "2 GRPO (from SFT epochs 1, 2 at p_cot 0.05)" in capsys.readouterr().out
+
+
 @pytest.mark.unit
 def test_directories_and_hub_names_pass_through(tmp_path):
     assert gguf_source(str(tmp_path)) is None and gguf_source("meta-llama/Llama-3.2-3B") is None

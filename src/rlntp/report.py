@@ -351,6 +351,25 @@ def claims_markdown(root: Path, brief: bool = False, regime_only: bool = False) 
     return "\n".join(lines) + "\n"
 
 
+RESULT_FILES = ("results.parquet", "theory.json", "results.json")
+"""What a reproduction keeps for its claims to recompute from: a sweep's table, the theory's measurements, the LLM
+path's rows and completion analysis (`experiments.llm_math`)."""
+
+
+def kept_results(section: Path):
+    """The results a published reproduction's claims were judged on (the first of `RESULT_FILES` in `section`), as
+    the checks read them; None where it keeps none."""
+    for name in RESULT_FILES:
+        path = Path(section) / name
+        if path.exists():
+            if path.suffix == ".parquet":
+                import pandas as pd
+
+                return pd.read_parquet(path)
+            return json.loads(path.read_text())
+    return None
+
+
 def in_regime(record: dict) -> bool:
     """Whether a report's runs are in the paper's regime: every claim records a regime (`experiments.claims.regime`)
     whose pre-training saw no more samples than there are distinct inputs (`regime.MEMORISATION`), or none records

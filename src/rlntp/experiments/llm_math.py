@@ -13,6 +13,7 @@ rerun resumes; `rlntp reproduce NAME --status` lists them):
                         GRPO curves from them, the best full-CoT SFT checkpoint as the baseline
   completions.png       the analysis per GRPO checkpoint (Figs. 25-31 as measures)
   examples.json         one question's responses before, during and after GRPO (Figs. 22-24), for the report
+  results.json          what the claims read: {"tiny", "rows" (one per SFT epoch and GRPO checkpoint), "analysis"}
 A preset's `more_models` (MATH: Llama 3.1 8B beside 3.2 3B) run the same plan into OUT/TAG, sharing OUT/data,
 their figures suffixed -TAG. The `tiny` preset builds its own model (a random tiny Llama and a BPE tokenizer
 trained on the training records) and, without --source or --data, GSM8K- or MATH-format records, and runs on a
@@ -239,8 +240,9 @@ def run_llm(preset: LLMRecipeConfig, out: Path, device: str = "auto", progress: 
         summaries.append(summarize(model_rows, preset, shown) + "\n\n" + summarize_completions(model_analysis))
         rows += model_rows
         analysis += model_analysis
-    atomic_write_text(out / "results.json", json.dumps(rows, indent=2) + "\n")
-    return "\n\n".join(summaries), {"tiny": preset.model == "tiny", "rows": rows, "analysis": analysis}
+    results = {"tiny": preset.model == "tiny", "rows": rows, "analysis": analysis}
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")  # the claims recompute from it
+    return "\n\n".join(summaries), results
 
 
 def _run_jobs(jobs: list, out: Path, preset: LLMRecipeConfig, state, progress: bool, executor: Any) -> None:

@@ -1,8 +1,9 @@
 """`rlntp llm sft`: supervised fine-tuning on a mixture's SFT half with TRL's SFTTrainer (paper App. B.3-B.4).
 
 The loss is next-token prediction on the target only (`<think>..</think> <answer>..</answer>` and the
-end of turn), never on the prompt. A checkpoint is written after every epoch, because RL starts from
-several of them; a killed run resumes from its last one.
+end of turn), never on the prompt; a text prompt and its target are tokenized apart, as generation sees the
+prompt (`tokenized_apart`). A checkpoint is written after every epoch, because RL starts from several of them;
+a killed run resumes from its last one.
 
     OUT/config.json           these options (the run's marker: `runs.dirs`)
     OUT/checkpoint-STEP/      one per epoch: model, tokenizer, optimizer and trainer state (no pickles
@@ -90,6 +91,8 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+        if isinstance(train[0]["prompt"], str):
+            train = tokenized_apart(train, tokenizer)
         model = load_causal_lm(model_dir, options.allow_pickle)
         trainer = trl.SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
         check(len(trainer.train_dataset) > 0, f"no row of {options.data}'s SFT half keeps a target token within "
@@ -105,6 +108,22 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
             atomic_write_text(out / DONE, json.dumps(done, indent=2) + "\n")
         state.wait_for_everyone()
     return done
+
+
+def tokenized_apart(rows, tokenizer):
+    """Text prompt-completion rows as token ids, the prompt and the completion (with EOS) tokenized apart and joined,
+    the completion masked in for the loss: the model trains on the prompt's tokens as rollouts and evaluation feed
+    them (`llm.evaluate.prompt_ids`). TRL tokenizes prompt + completion as one text, where the paper's prompt, which
+    ends in a space ("... Assistant: "), loses that space token to the completion's first one (" <"): the model
+    would learn from a context it never sees at inference."""
+    from rlntp.llm.evaluate import prompt_ids
+
+    def encode(row):
+        prompt = prompt_ids(tokenizer, row["prompt"])
+        completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
+
+    return rows.map(encode, remove_columns=rows.column_names, keep_in_memory=True)  # no cache file to race for
 
 
 def epoch_checkpoints(run_dir: Path) -> dict[int, Path]:
