@@ -148,9 +148,10 @@ def check_causal_lm(model: str) -> None:
 
 
 def use_bf16(precision: str, cpu: bool) -> bool:
-    """Whether to run in bf16: `--precision bf16` (on a CUDA GPU, one with bf16; on the CPU, autocast, which TRL's
-    trainers default to: 1.8x faster SFT steps than float32 on a CPU with AVX512-BF16, docs/benchmarks.md), fp32,
-    or auto (bf16 on a CUDA GPU that has it, float32 on the CPU)."""
+    """Whether to run in bf16: `--precision bf16` (on a CUDA GPU, one with bf16; on the CPU too: SFT and GRPO as
+    TRL's trainers default to, autocast, 1.5-1.7x faster SFT steps than float32 on a CPU with AVX512-BF16,
+    docs/benchmarks.md; evaluation with bf16 weights), fp32, or auto (bf16 on a CUDA GPU that has it, float32 on the
+    CPU)."""
     import torch
 
     check_precision(precision)

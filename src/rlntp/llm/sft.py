@@ -111,16 +111,18 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
 
 
 def tokenized_apart(rows, tokenizer):
-    """Text prompt-completion rows as token ids, the prompt and the completion (with EOS) tokenized apart and joined,
-    the completion masked in for the loss: the model trains on the prompt's tokens as rollouts and evaluation feed
-    them (`llm.evaluate.prompt_ids`). TRL tokenizes prompt + completion as one text, where the paper's prompt, which
-    ends in a space ("... Assistant: "), loses that space token to the completion's first one (" <"): the model
-    would learn from a context it never sees at inference."""
+    """Text prompt-completion rows as token ids, the prompt and the completion (ending in one EOS) tokenized apart and
+    joined, the completion masked in for the loss: the model trains on the prompt's tokens as rollouts and evaluation
+    feed them (`llm.evaluate.prompt_ids`). TRL tokenizes prompt + completion as one text, where the paper's prompt,
+    which ends in a space ("... Assistant: "), loses that space token to the completion's first one (" <"): the
+    model would learn from a context it never sees at inference."""
     from rlntp.llm.evaluate import prompt_ids
 
     def encode(row):
         prompt = prompt_ids(tokenizer, row["prompt"])
-        completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
+        if not completion or completion[-1] != tokenizer.eos_token_id:
+            completion.append(tokenizer.eos_token_id)
         return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
 
     return rows.map(encode, remove_columns=rows.column_names, keep_in_memory=True)  # no cache file to race for
