@@ -81,7 +81,7 @@ def mixture(args, scratch: Path) -> Path:
     return out
 
 
-def rlntp_sft(args, out: Path) -> list[float]:
+def rlntp_sft(args, out: Path) -> tuple[list[float], None]:
     times, original = StepTimes(), trl.SFTTrainer
     trl.SFTTrainer = timed(original, times)
     try:
@@ -89,10 +89,10 @@ def rlntp_sft(args, out: Path) -> list[float]:
                           max_length=512, cpu=True, precision=args.precision), out, progress=False)
     finally:
         trl.SFTTrainer = original
-    return times.times
+    return times.times, None
 
 
-def trl_sft(args, out: Path) -> list[float]:
+def trl_sft(args, out: Path) -> tuple[list[float], None]:
     model_dir, _ = resolve_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     times = StepTimes()
@@ -104,7 +104,7 @@ def trl_sft(args, out: Path) -> list[float]:
                              train_dataset=read_split(args.data, "sft").select_columns(["prompt", "completion"]),
                              processing_class=tokenizer, callbacks=[times])
     trainer.train()
-    return times.times
+    return times.times, None
 
 
 def rlntp_grpo(args, out: Path) -> tuple[list[float], float]:
@@ -158,8 +158,7 @@ def main() -> None:
                               ("trl grpo", trl_grpo)):
                 if name.split()[1] not in args.stages:
                     continue
-                result = run(args, Path(scratch) / f"{name.replace(' ', '-')}-{round_}")
-                times, length = result if isinstance(result, tuple) else (result, None)
+                times, length = run(args, Path(scratch) / f"{name.replace(' ', '-')}-{round_}")
                 entry = found.setdefault(name, {"times": [], "lengths": []})
                 entry["times"] += times[1:]  # the first step carries the trainer's warm-up
                 if length is not None:

@@ -7,6 +7,8 @@ component.
 """
 
 import json
+import math
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,12 +112,10 @@ def length_se(lengths: list[int], generations: int) -> float:
     """The standard error of the mean response length, with the questions as the units (a question's responses are
     not independent): the standard deviation of the per-question mean lengths over sqrt(questions); 0 for one
     question."""
-    per_question = [sum(lengths[i:i + generations]) / generations for i in range(0, len(lengths), generations)]
-    n = len(per_question)
-    if n < 2:
+    per_question = [statistics.fmean(lengths[i:i + generations]) for i in range(0, len(lengths), generations)]
+    if len(per_question) < 2:
         return 0.0
-    mean = sum(per_question) / n
-    return (sum((x - mean) ** 2 for x in per_question) / (n - 1) / n) ** 0.5
+    return statistics.stdev(per_question) / math.sqrt(len(per_question))
 
 
 def run_eval(options: LLMEvalConfig, out: Path) -> dict[str, Any]:
