@@ -228,6 +228,18 @@ def test_the_cpu_preset_sees_no_more_samples_than_there_are_inputs(name):
         samples > inputs for _, samples, inputs in preset_regime(name, "quick"))
 
 
+def test_the_mult_cpu_preset_draws_more_training_pairs_than_pretraining_sees():
+    """Multiplication trains on a dataset (its distinct inputs are known once it is made): its cpu preset's pairs
+    must outnumber every pre-training run's samples, and fit in the 900 x 900 three-digit pairs with the test set."""
+    from rlntp.experiments import mult
+    from rlntp.experiments import regime as preset_regime
+
+    runs = preset_regime("mult", "cpu")
+    train = mult.DATASETS["cpu"]["train"]
+    assert runs and all(samples <= train for _, samples, _ in runs), (runs, train)
+    assert sum(mult.DATASETS["cpu"].values()) <= 900 ** 2
+
+
 def test_a_presets_regime_is_known_before_anything_runs(tmp_path, monkeypatch):
     from rlntp.experiments import Preset, fig1, mult, theory
     from rlntp.experiments import regime as preset_regime
