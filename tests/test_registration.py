@@ -15,7 +15,9 @@ from rlntp.registration import (
     CONFIRMATION_SEED,
     EXPLORATION,
     FILE,
+    SCOPE,
     check_code,
+    digest,
     kind,
     record,
     registration,
@@ -123,6 +125,60 @@ def test_a_confirmation_stands_until_a_threshold_a_criterion_or_the_preset_chang
     # a preset that no longer exists
     why = stale(tmp_path, dataclasses.replace(recipe, presets={"quick": recipe.presets["cpu"]}))
     assert why is not None and "no longer has" in why
+
+
+def _bar(table) -> float:
+    return LEARNED
+
+
+def _learns_through_a_helper(table) -> Verdict:
+    return Verdict("reproduced", f"final accuracy >= {_bar(table)}")
+
+
+def _stage_default(monkeypatch, recipe: Recipe, name: str, value) -> None:
+    """Change the default of one field of the pre-training stage's train config (a dataclass), as an edit of its
+    class would."""
+    import inspect
+    from pathlib import Path
+
+    from rlntp.experiments import _jobs
+
+    job = _jobs(recipe, "cpu", recipe.presets["cpu"].settings, Path("/somewhere"), device="cpu")[0]
+    init = type(job.pretrain.train).__init__
+    defaults = [p for p in inspect.signature(init).parameters.values() if p.default is not inspect.Parameter.empty]
+    monkeypatch.setattr(init, "__defaults__", tuple(value if p.name == name else p.default for p in defaults))
+
+
+def test_scope_2_covers_the_code_a_check_reaches_and_every_default_its_jobs_take(tmp_path, monkeypatch):
+    recipe = dataclasses.replace(_toy([1000]), claims=[Claim("toy claim", "accuracy >= 0.9", _learns_through_a_helper)])
+    registered = _published(tmp_path, recipe)
+    assert registered["scope"] == SCOPE == 2 and stale(tmp_path, recipe) is None
+    assert f"{__name__}._bar" in record(recipe, "cpu")["code"]  # the helper, not only the check
+    # a helper's computation, the check's own source the same
+    monkeypatch.setattr(f"{__name__}._bar", lambda table: 0.5)
+    why = stale(tmp_path, recipe)
+    assert why is not None and f"code {__name__}._bar" in why
+    monkeypatch.undo()
+    # a default of a job's configuration that the preset does not set
+    assert "lr" not in recipe.presets["cpu"].settings["pretrain"].get("train", {})
+    _stage_default(monkeypatch, recipe, "lr", 0.5)
+    why = stale(tmp_path, recipe)
+    assert why is not None and "configuration of 1 job(s) (seed=1000/pretrain)" in why
+
+
+def test_a_scope_1_confirmation_is_checked_at_its_scope(tmp_path, monkeypatch):
+    """A report registered before scope 2 (no "scope" in it) stands while what scope 1 covered is unchanged: a
+    helper's change is the known gap it does not see; a threshold's it does."""
+    recipe = dataclasses.replace(_toy([1000]), claims=[Claim("toy claim", "accuracy >= 0.9", _learns_through_a_helper)])
+    registered = record(recipe, "cpu", scope=1)
+    assert "code" not in registered and "jobs" not in registered
+    (tmp_path / "report.json").write_text(json.dumps({"recipe": "toy", "preset": "cpu", "claims": [], "registration": {
+        "hash": digest(registered), "seeds": [1000], "kind": CONFIRMATION}}))
+    (tmp_path / FILE).write_text(json.dumps(registered))
+    monkeypatch.setattr(f"{__name__}._bar", lambda table: 0.5)
+    assert stale(tmp_path, recipe) is None
+    monkeypatch.setattr(f"{__name__}.LEARNED", 0.8)
+    assert "threshold" in stale(tmp_path, recipe)
 
 
 def test_exploration_verdicts_are_never_vouched_for_by_a_registration(tmp_path):

@@ -2,9 +2,10 @@
 
 A recipe's (`experiments.recipe.Recipe`) registration at a preset is one record: each claim with its criterion in
 words and a digest of its check's code, every threshold its checks read (the constants of the modules they are
-written in, and of the shared rules: `SHARED_RULES`), and the preset's settings. Its hash is written into the
-recipe's report.json with the seeds the runs used; the record itself into registration.json beside it, so that a
-stale registration can say what changed.
+written in, and of the shared rules: `SHARED_RULES`), the preset's settings and, from scope 2 on (`SCOPE`), the code
+the checks reach (`reached_code`) and every job's whole configuration, defaults included (`job_configs`). Its hash
+is written into the recipe's report.json with the seeds the runs used and its scope; the record itself into
+registration.json beside it, so that a stale registration can say what changed.
 
 Verdicts are published from confirmation runs only: runs whose seeds all start at `CONFIRMATION_SEED` or above,
 seeds no one looked at while the presets, checkpoints and thresholds were chosen (those were chosen on exploration
@@ -13,11 +14,13 @@ a changed claim, criterion, threshold or preset makes it stale (`stale`) until t
 """
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import inspect
 import json
 import numbers
+import types
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,13 @@ FILE = "registration.json"
 SHARED_RULES = ("rlntp.experiments.claims", "rlntp.experiments.summary", "rlntp.regime", "rlntp.exact",
                 "rlntp.theory.closed_forms")
 """Modules whose thresholds every recipe's checks may read."""
+SCOPE = 2
+"""What a registration made now covers. 1 (the registrations before this stop's): the claims, their criteria, each
+check's own source, the thresholds of the checks' modules and of `SHARED_RULES`, and the preset's declared settings.
+2: also the source of every function and class the checks reach and the constants they read there
+(`reached_code`), and each job's whole configuration with the defaults it takes (`job_configs`). A report.json
+records the scope it was registered at and is checked against the current code at that scope (`stale`): a scope-1
+confirmation does not cover a helper's code or a default, and says so on the report page."""
 
 
 def jsonable(value: Any) -> Any:
@@ -71,14 +81,114 @@ def check_code(check) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
-def record(recipe, preset: str) -> dict[str, Any]:
+def reached_code(recipe) -> dict[str, str]:
+    """A digest of the source of every function and class the recipe's checks reach, by 'module.qualname', and of
+    every constant those read (a number, a string, or a tuple or list of them), by 'module.NAME': followed through
+    the names a function's code reads (its globals and the attributes of modules it reads them from), its closure
+    (a wrapper's check), its defaults and a partial's arguments, within this package and the checks' own modules.
+    A helper's threshold or computation changed makes the registration change (scope 2)."""
+    covered = {getattr(getattr(c.check, "func", c.check), "__module__", "") for c in recipe.claims}
+    found: dict[str, str] = {}
+    seen: set[int] = set()
+    pending: list[Any] = [claim.check for claim in recipe.claims]
+    while pending:
+        value = pending.pop(0)
+        if isinstance(value, functools.partial):
+            pending += [value.func, *value.args, *value.keywords.values()]
+            continue
+        if not (inspect.isfunction(value) or inspect.isclass(value)) or id(value) in seen:
+            continue
+        module = getattr(value, "__module__", "") or ""
+        if not (module == "rlntp" or module.startswith("rlntp.") or module in covered):
+            continue
+        seen.add(id(value))
+        code = getattr(value, "__code__", None)
+        if code is not None and code.co_filename.startswith("<"):
+            continue  # made at run time from the package's code (a dataclass's __init__): covered by its class
+        name, made = f"{module}.{value.__qualname__}", check_code(value)
+        while found.get(name, made) != made:  # two lambdas of one scope: told apart by the order they are reached in
+            name += "'"
+        found[name] = made
+        if inspect.isclass(value):
+            pending += [member for member in vars(value).values() if inspect.isfunction(member)]
+            continue
+        pending += [cell.cell_contents for cell in value.__closure__ or () if _filled(cell)]
+        pending += [*(value.__defaults__ or ()), *(value.__kwdefaults__ or {}).values()]
+        names = _names(value.__code__)
+        for read in names:
+            target = value.__globals__.get(read)
+            if isinstance(target, types.ModuleType):
+                target_name = target.__name__
+                if target_name == "rlntp" or target_name.startswith("rlntp."):
+                    pending += [getattr(target, attribute) for attribute in names if hasattr(target, attribute)]
+                    found |= {f"{target_name}.{a}": _value_digest(getattr(target, a)) for a in names
+                              if a.isupper() and _constant(getattr(target, a, None))}
+            elif read.isupper() and _constant(target):
+                found[f"{module}.{read}"] = _value_digest(target)
+            elif target is not None:
+                pending.append(target)
+    return dict(sorted(found.items()))
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:  # a cell not yet assigned
+        return False
+    return True
+
+
+def _names(code: types.CodeType) -> list[str]:
+    """The global and attribute names a function's code reads, its nested functions' and comprehensions' included,
+    in order of first appearance."""
+    names = list(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names += _names(const)
+    return list(dict.fromkeys(names))
+
+
+def _value_digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(jsonable(value)).encode()).hexdigest()[:12]
+
+
+def job_configs(recipe, preset: str) -> dict[str, str]:
+    """A digest of each job's whole configuration (`sweeps.spec.Job`: the stage's config dataclasses with every
+    default they take), by job name, as the recipe would run the preset into a fixed directory on the CPU: a changed
+    default changes the registration (scope 2). An own plan that needs inputs from the command line (the LLM
+    recipes' --source) is expanded with placeholders for them."""
+    from pathlib import Path
+
+    from rlntp.errors import ConfigError
+    from rlntp.sweeps.spec import expand
+
+    settings, out, own = recipe.presets[preset].settings, Path("/registered"), recipe.own_plan
+    if own is None:
+        jobs = expand(settings, "cpu", where=f"the {recipe.name} recipe's {preset} preset", base=out)
+    else:
+        try:
+            jobs = own.jobs(settings, out)
+        except ConfigError:
+            if own.inputs is None or own.with_inputs is None:
+                raise
+            fields = {f.name for f in dataclasses.fields(own.inputs)} & {"source", "test_source"}
+            placeholders = own.inputs(**{name: f"<--{name.replace('_', '-')}>" for name in fields})
+            jobs = own.jobs(own.with_inputs(settings, placeholders), out)
+    return {job.name: _value_digest(job) for job in jobs}
+
+
+def record(recipe, preset: str, scope: int = SCOPE) -> dict[str, Any]:
     """The registration of `recipe` at `preset`: its claims and criteria, the thresholds of its checks (`thresholds`)
     and the preset's settings as declared (what the command line gives a recipe's own plan, such as the LLM records,
-    is recorded in its report.json, not registered)."""
-    return {"recipe": recipe.name, "preset": preset,
-            "claims": [{"claim": c.claim, "criterion": c.criterion, "about_generalization": c.about_generalization,
-                        "check": check_code(c.check)} for c in recipe.claims],
-            "thresholds": thresholds(recipe), "settings": jsonable(recipe.presets[preset].settings)}
+    is recorded in its report.json, not registered); from scope 2 on (`SCOPE`), the code its checks reach
+    (`reached_code`) and its jobs' whole configurations (`job_configs`)."""
+    found = {"recipe": recipe.name, "preset": preset,
+             "claims": [{"claim": c.claim, "criterion": c.criterion, "about_generalization": c.about_generalization,
+                         "check": check_code(c.check)} for c in recipe.claims],
+             "thresholds": thresholds(recipe), "settings": jsonable(recipe.presets[preset].settings)}
+    if scope >= 2:
+        found |= {"scope": scope, "code": reached_code(recipe), "jobs": job_configs(recipe, preset)}
+    return found
 
 
 def digest(registered: dict[str, Any]) -> str:
@@ -112,7 +222,12 @@ def registration(recipe, preset: str) -> tuple[dict[str, Any], dict[str, Any]]:
     record (registration.json)."""
     registered = record(recipe, preset)
     used = seeds(registered["settings"])
-    return {"hash": digest(registered), "seeds": used, "kind": kind(used)}, registered
+    return {"hash": digest(registered), "seeds": used, "kind": kind(used), "scope": SCOPE}, registered
+
+
+def scope(report: dict[str, Any]) -> int:
+    """The scope (`SCOPE`) a report.json's registration was made at: 1 where it does not say (made before scopes)."""
+    return int((report.get("registration") or {}).get("scope", 1))
 
 
 def report_kind(report: dict[str, Any]) -> str:
@@ -131,7 +246,7 @@ def stale(directory: Path, recipe) -> str | None:
     if report["preset"] not in recipe.presets:
         return (f"{recipe.name}: its confirmation verdicts were computed at preset {report['preset']!r}, which it no "
                 f"longer has; rerun it at one of {', '.join(recipe.presets)} and publish that")
-    current = record(recipe, report["preset"])
+    current = record(recipe, report["preset"], scope(report))
     now = digest(current)
     if now == report["registration"]["hash"]:
         return None
@@ -159,6 +274,13 @@ def _differences(before: dict[str, Any], now: dict[str, Any]) -> list[tuple[str,
         old, new = _flat(before.get(part, {})), _flat(now[part])
         found += [(part[:-1], f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
                   for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    old, new = before.get("code", {}), now.get("code", {})
+    found += [("code", key) for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    old, new = before.get("jobs", {}), now.get("jobs", {})
+    jobs = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+    if jobs:
+        named = ", ".join(jobs[:3]) + (", ..." if len(jobs) > 3 else "")
+        found.append(("configuration of", f"{len(jobs)} job(s) ({named})"))
     return found
 
 

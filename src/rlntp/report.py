@@ -22,7 +22,7 @@ from urllib.parse import quote
 from rlntp.errors import check
 from rlntp.files import GENERATOR, check_output, write_output
 from rlntp.regime import MEMORISATION, ratio
-from rlntp.registration import report_kind, seeds
+from rlntp.registration import report_kind, scope, seeds
 
 VERDICT_STYLES = {"reproduced": "reproduced", "partly": "partly", "not reproduced": "not-reproduced",
                   "not evaluated": "not-evaluated"}
@@ -212,7 +212,9 @@ def _section_html(section: Path, record: dict, anchor: str, root: Path, page_dir
         meta.append(f"preset <code>{_escape(record['preset'])}</code>")
     meta.append(_escape(evidence_of(record)))
     if (record.get("registration") or {}).get("hash"):
-        meta.append(f"registration <code>{_escape(record['registration']['hash'])}</code>")
+        meta.append(f"registration <code>{_escape(record['registration']['hash'])}</code>"
+                    + ("" if scope(record) >= 2 else " (scope 1: the checks' helper code and the jobs' defaults not "
+                                                      "covered)"))
     meta.append(f"wall time {_duration(record.get('seconds'))}")
     if _status(section):
         meta.append(f"runs: {_escape(_status(section))}")
