@@ -18,6 +18,7 @@ from rlntp.registration import (
     SCOPE,
     check_code,
     digest,
+    reached_code,
     kind,
     record,
     registration,
@@ -166,6 +167,57 @@ def test_scope_2_covers_the_code_a_check_reaches_and_every_default_its_jobs_take
     assert why is not None and "configuration of 1 job(s) (seed=1000/pretrain)" in why
 
 
+TOY_CHECKS = '''
+import functools
+
+BAR = {"learned": 0.9}
+
+
+@functools.cache
+def bar():
+    """DOC"""
+    return BAR["learned"]  # COMMENT
+
+
+def check(table):
+    from rlntp.experiments.claims import Verdict
+
+    return Verdict("reproduced", f"final accuracy >= {bar()}")
+'''
+
+
+def test_scope_2_digests_the_helpers_a_check_reaches_by_their_code_not_their_prose(tmp_path, monkeypatch):
+    """A check in a module of its own reaching a cached helper, the helper's data and a lazily imported class: an
+    edit of the helper's computation or of its data changes their digests; rewording its docstring or comment does
+    not."""
+    import importlib
+    import linecache
+    import sys
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+
+    def reached(text: str) -> dict[str, str]:
+        (tmp_path / "toy_checks.py").write_text(text)
+        sys.modules.pop("toy_checks", None)
+        linecache.clearcache()
+        importlib.invalidate_caches()
+        module = importlib.import_module("toy_checks")
+        return reached_code(dataclasses.replace(_toy([1000]), claims=[Claim("toy claim", "c", module.check)]))
+
+    try:
+        first = reached(TOY_CHECKS)
+        assert {"toy_checks.check", "toy_checks.bar", "toy_checks.BAR",
+                "rlntp.experiments.claims.Verdict"} <= set(first)
+        assert reached(TOY_CHECKS.replace("DOC", "Reworded at length.").replace("COMMENT", "another")) == first
+        computed = reached(TOY_CHECKS.replace('BAR["learned"]  #', 'BAR["learned"] - 0.1  #'))
+        assert computed["toy_checks.bar"] != first["toy_checks.bar"]
+        data = reached(TOY_CHECKS.replace('{"learned": 0.9}', '{"learned": 0.8}'))
+        assert data["toy_checks.BAR"] != first["toy_checks.BAR"] and data["toy_checks.bar"] == first["toy_checks.bar"]
+    finally:
+        sys.modules.pop("toy_checks", None)
+
+
 def test_a_scope_1_confirmation_is_checked_at_its_scope(tmp_path, monkeypatch):
     """A report registered before scope 2 (no "scope" in it) stands while what scope 1 covered is unchanged: a
     helper's change is the known gap it does not see; a threshold's it does."""
@@ -219,6 +271,13 @@ def test_a_directory_resumed_under_another_registration_holds_exploration_verdic
 
     first = registered()
     assert first["kind"] == CONFIRMATION and registered() == first  # a rerun under the same one: still confirmation
+    # a directory whose runs began under scope 1 (before scope 2 existed) resumes under scope 1: still confirmation
+    report = json.loads((out / "report.json").read_text())
+    report["registration"] = registration(recipe, "cpu", scope=1)[0]
+    (out / "report.json").write_text(json.dumps(report))
+    assert registered() == report["registration"] and "scope" not in report["registration"]
+    report["registration"] = first
+    (out / "report.json").write_text(json.dumps(report))
     monkeypatch.setattr(f"{__name__}.LEARNED", 0.8)
     changed = registered()
     assert changed["kind"] == EXPLORATION and changed["began_under"] == first["hash"] != changed["hash"]

@@ -161,3 +161,13 @@ def test_a_sections_example_responses_are_shown_beside_the_papers_statements(tmp
     assert "<h3>tiny: completions</h3>" in page and "gold answer <code>18</code>" in page
     assert page.count('<pre class="response">') == 3 and "&lt;think&gt;step 4&lt;/think&gt;" in page
     assert "Fig. 23: says &lt;this&gt;" in page and "9 tokens, right, reward 130.0" in page
+
+
+def test_a_scope_1_registration_says_what_it_does_not_cover(tmp_path):
+    _section(tmp_path / "fig1", "fig1", order=1, registration={"hash": "aaaaaaaaaaaa", "seeds": [1000],
+                                                               "kind": "confirmation"})
+    _section(tmp_path / "fig3", "fig3", order=3, registration={"hash": "bbbbbbbbbbbb", "seeds": [1000],
+                                                               "kind": "confirmation", "scope": 2})
+    page = write_report(tmp_path).read_text()
+    assert "registration <code>aaaaaaaaaaaa</code> (scope 1: the checks' helper code and the jobs' defaults" in page
+    assert "registration <code>bbbbbbbbbbbb</code> ·" in page

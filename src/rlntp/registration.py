@@ -10,7 +10,8 @@ registration.json beside it, so that a stale registration can say what changed.
 Verdicts are published from confirmation runs only: runs whose seeds all start at `CONFIRMATION_SEED` or above,
 seeds no one looked at while the presets, checkpoints and thresholds were chosen (those were chosen on exploration
 seeds, below it). A confirmation verdict stands while the registration it was computed under is the current one;
-a changed claim, criterion, threshold or preset makes it stale (`stale`) until the recipe is run again.
+a changed claim, criterion, threshold or preset (from scope 2 on also a helper the checks reach or a default a job
+takes) makes it stale (`stale`) until the recipe is run again.
 """
 
 import dataclasses
@@ -82,52 +83,160 @@ def check_code(check) -> str:
 
 
 def reached_code(recipe) -> dict[str, str]:
-    """A digest of the source of every function and class the recipe's checks reach, by 'module.qualname', and of
-    every constant those read (a number, a string, or a tuple or list of them), by 'module.NAME': followed through
-    the names a function's code reads (its globals and the attributes of modules it reads them from), its closure
-    (a wrapper's check), its defaults and a partial's arguments, within this package and the checks' own modules.
-    A helper's threshold or computation changed makes the registration change (scope 2)."""
+    """A digest of every function and class the recipe's checks reach, by 'module.qualname', and of every value
+    they read that is data (numbers, strings, and dicts, lists, tuples and sets of them), by 'module.NAME'. Followed
+    through the globals a function's code reads, the modules it imports or reads them from (their attributes it
+    reads, module by module), its closure (a wrapper's check), its defaults, a partial's arguments, a decorator's
+    `__wrapped__`, a method's function, a class's bases and members, an object's class; within this package and the
+    checks' own modules. A function is digested by its code's tokens, defaults and all, without docstrings, comments
+    or layout (`_normalised`): a helper's threshold or computation changed makes the registration change (scope 2);
+    reworded prose does not. Not followed: module-level code that is not a function or class (which operators
+    `exact.Exact` lifts, for example)."""
     covered = {getattr(getattr(c.check, "func", c.check), "__module__", "") for c in recipe.claims}
+
+    def ours(module: str | None) -> bool:
+        return bool(module) and (module == "rlntp" or module.startswith("rlntp.") or module in covered)
+
     found: dict[str, str] = {}
     seen: set[int] = set()
     pending: list[Any] = [claim.check for claim in recipe.claims]
+
+    def read(owner: str, name: str, value: Any, attributes: list[str], modules: frozenset = frozenset()) -> None:
+        """What a function reads as `owner.name`: a module (followed through the attributes it reads), code to
+        visit, or data to digest."""
+        if isinstance(value, types.ModuleType):
+            if ours(value.__name__) and id(value) not in modules:
+                for attribute in attributes:
+                    if hasattr(value, attribute):
+                        read(value.__name__, attribute, getattr(value, attribute), attributes, modules | {id(value)})
+        elif callable(value) or isinstance(value, (staticmethod, classmethod, property, functools.partial)):
+            pending.append(value)
+        elif (data := _canonical(value)) is not None:
+            found[f"{owner}.{name}"] = _text_digest(json.dumps(data))
+        elif ours(type(value).__module__):
+            pending.append(type(value))
+
     while pending:
         value = pending.pop(0)
-        if isinstance(value, functools.partial):
-            pending += [value.func, *value.args, *value.keywords.values()]
-            continue
-        if not (inspect.isfunction(value) or inspect.isclass(value)) or id(value) in seen:
-            continue
-        module = getattr(value, "__module__", "") or ""
-        if not (module == "rlntp" or module.startswith("rlntp.") or module in covered):
+        if id(value) in seen:
             continue
         seen.add(id(value))
-        code = getattr(value, "__code__", None)
-        if code is not None and code.co_filename.startswith("<"):
-            continue  # made at run time from the package's code (a dataclass's __init__): covered by its class
-        name, made = f"{module}.{value.__qualname__}", check_code(value)
-        while found.get(name, made) != made:  # two lambdas of one scope: told apart by the order they are reached in
-            name += "'"
-        found[name] = made
-        if inspect.isclass(value):
-            pending += [member for member in vars(value).values() if inspect.isfunction(member)]
-            continue
-        pending += [cell.cell_contents for cell in value.__closure__ or () if _filled(cell)]
-        pending += [*(value.__defaults__ or ()), *(value.__kwdefaults__ or {}).values()]
-        names = _names(value.__code__)
-        for read in names:
-            target = value.__globals__.get(read)
-            if isinstance(target, types.ModuleType):
-                target_name = target.__name__
-                if target_name == "rlntp" or target_name.startswith("rlntp."):
-                    pending += [getattr(target, attribute) for attribute in names if hasattr(target, attribute)]
-                    found |= {f"{target_name}.{a}": _value_digest(getattr(target, a)) for a in names
-                              if a.isupper() and _constant(getattr(target, a, None))}
-            elif read.isupper() and _constant(target):
-                found[f"{module}.{read}"] = _value_digest(target)
-            elif target is not None:
-                pending.append(target)
+        if isinstance(value, functools.partial):
+            pending += [value.func, *value.args, *value.keywords.values()]
+        elif inspect.ismethod(value) or isinstance(value, (staticmethod, classmethod)):
+            pending.append(value.__func__)
+        elif isinstance(value, property):
+            pending += [value.fget, value.fset, value.fdel]
+        elif not (inspect.isfunction(value) or inspect.isclass(value)):
+            wrapped = getattr(value, "__wrapped__", None) if callable(value) else None  # functools.cache's
+            pending.append(wrapped if wrapped is not None else type(value))
+        elif ours(value.__module__) and not (inspect.isfunction(value)
+                                             and value.__code__.co_filename.startswith("<")):
+            # (a function made at run time from the package's code, a dataclass's __init__: covered by its class)
+            name, made = f"{value.__module__}.{value.__qualname__}", _code_digest(value)
+            while found.get(name, made) != made:  # two lambdas of one scope: told apart by the order reached
+                name += "'"
+            found[name] = made
+            if hasattr(value, "__wrapped__"):
+                pending.append(value.__wrapped__)
+            if inspect.isclass(value):
+                pending += [*value.__mro__[1:], *vars(value).values()]
+                continue
+            pending += [cell.cell_contents for cell in value.__closure__ or () if _filled(cell)]
+            pending += [*(value.__defaults__ or ()), *(value.__kwdefaults__ or {}).values()]
+            names, attributes, imported = _reads(value.__code__)
+            for name in names:
+                if name in value.__globals__:
+                    read(value.__module__, name, value.__globals__[name], attributes)
+            for module_name, names_from in imported:
+                if ours(module_name):
+                    module = importlib.import_module(module_name)
+                    read(module_name, "", module, attributes)
+                    for name in names_from:
+                        if hasattr(module, name):
+                            read(module_name, name, getattr(module, name), attributes)
     return dict(sorted(found.items()))
+
+
+def _reads(code: types.CodeType) -> tuple[list[str], list[str], list[tuple[str, list[str]]]]:
+    """The global names a function's code reads, the attribute names it reads, and the modules it imports with the
+    names it takes from each; its nested functions' and comprehensions' included, in order of first appearance."""
+    import dis
+
+    names: list[str] = []
+    attributes: list[str] = []
+    imported: list[tuple[str, list[str]]] = []
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            names.append(instruction.argval)
+        elif instruction.opname in ("LOAD_ATTR", "LOAD_METHOD"):
+            attributes.append(instruction.argval)
+        elif instruction.opname == "IMPORT_NAME":
+            imported.append((instruction.argval, []))
+        elif instruction.opname == "IMPORT_FROM" and imported:
+            imported[-1][1].append(instruction.argval)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            more = _reads(const)
+            names, attributes, imported = names + more[0], attributes + more[1], imported + more[2]
+    return list(dict.fromkeys(names)), list(dict.fromkeys(attributes)), imported
+
+
+def _code_digest(value: Any) -> str:
+    """A function's or class's digest: its code's tokens (`_normalised`) and, for a function, its defaults."""
+    try:
+        text = _normalised(inspect.getsource(value))
+    except (OSError, TypeError):  # no source at hand
+        text = f"{value.__module__}.{value.__qualname__}"
+    defaults = [*(getattr(value, "__defaults__", None) or ()), *(getattr(value, "__kwdefaults__", None) or {}).items()]
+    return _text_digest(text + json.dumps(_canonical(defaults)))
+
+
+def _normalised(source: str) -> str:
+    """Source code as its tokens, without docstrings, comments and layout (indentation kept as a marker), so that
+    rewording prose or rewrapping lines leaves a digest as it was. The raw text where it does not tokenize (a
+    lambda's lines cut out of a larger statement)."""
+    import ast
+    import io
+    import textwrap
+    import tokenize
+
+    text = textwrap.dedent(source)
+    try:
+        docs = {line for node in ast.walk(ast.parse(text))
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body
+                and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+                and isinstance(node.body[0].value.value, str)
+                for line in range(node.body[0].lineno, node.body[0].end_lineno + 1)}
+    except SyntaxError:
+        docs = set()
+    layout = (tokenize.INDENT, tokenize.DEDENT, tokenize.NEWLINE)
+    try:
+        return " ".join(f"<{tokenize.tok_name[token.type]}>" if token.type in layout else token.string
+                        for token in tokenize.generate_tokens(io.StringIO(text).readline)
+                        if token.type not in (tokenize.COMMENT, tokenize.NL) and token.start[0] not in docs)
+    except (tokenize.TokenError, SyntaxError):
+        return text
+
+
+def _canonical(value: Any) -> Any:
+    """`value` as JSON data with a fixed order (sets sorted, dict keys as strings), or None where it is not data
+    (an object, an array): what a digest of data may rest on whatever the process's hash seed."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, numbers.Number):
+        return str(value)  # a Fraction, a numpy scalar
+    if isinstance(value, (list, tuple)):
+        items = [_canonical(item) for item in value]
+        return None if any(item is None and raw is not None for item, raw in zip(items, value)) else items
+    if isinstance(value, (set, frozenset)):
+        items = [_canonical(item) for item in value]
+        return None if any(item is None for item in items) else sorted(items, key=json.dumps)
+    if isinstance(value, dict):
+        items = {str(key): _canonical(item) for key, item in value.items()}
+        lost = any(items[str(key)] is None and item is not None for key, item in value.items())
+        return None if lost else dict(sorted(items.items()))
+    return None
 
 
 def _filled(cell) -> bool:
@@ -138,14 +247,8 @@ def _filled(cell) -> bool:
     return True
 
 
-def _names(code: types.CodeType) -> list[str]:
-    """The global and attribute names a function's code reads, its nested functions' and comprehensions' included,
-    in order of first appearance."""
-    names = list(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names += _names(const)
-    return list(dict.fromkeys(names))
+def _text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _value_digest(value: Any) -> str:
@@ -154,11 +257,10 @@ def _value_digest(value: Any) -> str:
 
 def job_configs(recipe, preset: str) -> dict[str, str]:
     """A digest of each job's whole configuration (`sweeps.spec.Job`: the stage's config dataclasses with every
-    default they take), by job name, as the recipe would run the preset into a fixed directory on the CPU: a changed
-    default changes the registration (scope 2). An own plan that needs inputs from the command line (the LLM
-    recipes' --source) is expanded with placeholders for them."""
-    from pathlib import Path
-
+    default they take), by job name, as the recipe would run the preset into a fixed directory (a sweep's on the
+    CPU): a changed default changes the registration (scope 2), and so does a field added to a config class. An own
+    plan that needs inputs from the command line (the LLM recipes' --source) is expanded with placeholders for
+    them."""
     from rlntp.errors import ConfigError
     from rlntp.sweeps.spec import expand
 
@@ -217,12 +319,13 @@ def kind(used: list[int]) -> str:
     return CONFIRMATION if used and min(used) >= CONFIRMATION_SEED else EXPLORATION
 
 
-def registration(recipe, preset: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What report.json records of the registration a run is made under ({"hash", "seeds", "kind"}), and the
-    record (registration.json)."""
-    registered = record(recipe, preset)
+def registration(recipe, preset: str, scope: int = SCOPE) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What report.json records of the registration a run is made under ({"hash", "seeds", "kind", "scope"}; scope
+    1 without "scope", as those reports were written), and the record (registration.json)."""
+    registered = record(recipe, preset, scope)
     used = seeds(registered["settings"])
-    return {"hash": digest(registered), "seeds": used, "kind": kind(used), "scope": SCOPE}, registered
+    made = {"hash": digest(registered), "seeds": used, "kind": kind(used)}
+    return (made | {"scope": scope} if scope >= 2 else made), registered
 
 
 def scope(report: dict[str, Any]) -> int:
@@ -262,7 +365,8 @@ def stale(directory: Path, recipe) -> str | None:
 
 
 def _differences(before: dict[str, Any], now: dict[str, Any]) -> list[tuple[str, str]]:
-    """(part, what) for each claim, threshold or setting that differs between two registration records."""
+    """(part, what) for each claim, threshold, setting, reached code (scope 2) or job configuration (scope 2, counted)
+    that differs between two registration records."""
     found = []
     old_claims, new_claims = before.get("claims", []), now["claims"]
     for i in range(max(len(old_claims), len(new_claims))):

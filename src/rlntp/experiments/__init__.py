@@ -22,7 +22,7 @@ from rlntp.experiments import arch, fig1, fig2, fig3, fig13, llm, mult, partial_
 from rlntp.experiments.recipe import REPORT, SUMMARY, Preset, Recipe
 from rlntp.files import atomic_write_text
 from rlntp.registration import FILE as REGISTRATION
-from rlntp.registration import EXPLORATION, jsonable, registration
+from rlntp.registration import EXPLORATION, SCOPE, jsonable, registration, scope
 
 __all__ = ["RECIPES", "REPORT", "SUMMARY", "Preset", "Recipe", "recipes", "reproduce", "plan", "regime",
            "reproduce_all"]
@@ -84,6 +84,8 @@ def reproduce(name: str, preset: str, out: Path, device: str = "auto", executor=
     with open_recipe_dir(out, marker) as record:
         earlier = record.get("registration") or {}  # none: a directory begun before registrations existed
         began = earlier.get("began_under", earlier.get("hash"))
+        if earlier.get("hash") and scope(record) != SCOPE:  # runs begun under an earlier scope resume under it
+            registered, registered_record = registration(recipe, preset, scope(record))
         if began != registered["hash"]:
             registered = registered | {"kind": EXPLORATION, "began_under": began}
         if recipe.is_sweep:
