@@ -525,8 +525,8 @@ def summarize_completions(analysis: list[dict[str, Any]]) -> str:
                          f"{row['loglik_self']:8.3f} {row['far_frac']:5.2f} {q.get('p10', 0):7.0f} "
                          f"{q.get('p50', 0):5.0f} {q.get('p90', 0):5.0f}")
         q = data["lengths"]
-        lines.append(f"{run['p_cot']:5.2f} {run['epoch']:5d}  SFT data: long targets ll {data['loglik_long']:.3f}, "
-                     f"lengths p10 {q.get('p10', 0):.0f}, p50 {q.get('p50', 0):.0f}, p90 {q.get('p90', 0):.0f}")
+        lines.append(f"{run['p_cot']:5.2f} {run['epoch']:5d}  SFT data: long targets ll {data['loglik_long']:.3f}; all "
+                     f"targets' lengths p10 {q.get('p10', 0):.0f}, p50 {q.get('p50', 0):.0f}, p90 {q.get('p90', 0):.0f}")
     return "\n".join(lines)
 
 
