@@ -1,7 +1,7 @@
 """The LLM stages on a real model: `rlntp llm sft|grpo` against TRL's SFTTrainer and GRPOTrainer as a new user would
 configure them, same model, data and batch, in one run.
 
-    python benchmarks/bench_llm.py --checkpoint RUN/sft/p=0.05/checkpoint-26 [--steps 5] [--rounds 1]
+    python benchmarks/bench_llm.py --checkpoint RUN/sft/p=0.05/checkpoint-26 [--steps 5] [--rounds 1] [--padding-free]
 
 `--checkpoint`: an SFT checkpoint GRPO starts from (the small preset of `rlntp reproduce gsm8k` makes one;
 docs/llm.md); SFT starts from `--model` (default smollm2-135m). The records: the first 2 x steps x batch of
@@ -15,10 +15,13 @@ the task needs it (batch, group size, completion length, learning rate, the same
 rlntp's, so that both draw the same prompts; among its defaults is bf16 autocast, on a CPU too, where rlntp's stages
 run float32 unless `--precision bf16`. The sides run alternately, `--rounds` times each, and every step's time is read
 at the trainer's step end; the median over the steps after each run's first is reported with each side's mean
-completion length (a GRPO step that generates longer responses costs more).
+completion length (a GRPO step that generates longer responses costs more). `--padding-free` adds a third SFT side:
+rlntp's SFT with `--padding-free` (each batch's sequences end to end in one row, no padding), against its padded
+batches.
 """
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -81,12 +84,13 @@ def mixture(args, scratch: Path) -> Path:
     return out
 
 
-def rlntp_sft(args, out: Path) -> tuple[list[float], None]:
+def rlntp_sft(args, out: Path, padding_free: bool = False) -> tuple[list[float], None]:
     times, original = StepTimes(), trl.SFTTrainer
     trl.SFTTrainer = timed(original, times)
     try:
         run_sft(SFTConfig(model=args.model, data=args.data, epochs=1, lr=1e-4, per_device_batch=args.batch,
-                          max_length=512, cpu=True, precision=args.precision), out, progress=False)
+                          max_length=512, cpu=True, precision=args.precision, padding_free=padding_free), out,
+                progress=False)
     finally:
         trl.SFTTrainer = original
     return times.times, None
@@ -147,6 +151,8 @@ def main() -> None:
     parser.add_argument("--precision", default="auto",
                         help="rlntp's stages: auto (float32 on a CPU), bf16, fp32; TRL keeps its default (bf16)")
     parser.add_argument("--stages", nargs="+", choices=("sft", "grpo"), default=["sft", "grpo"], help="what to time")
+    parser.add_argument("--padding-free", action="store_true",
+                        help="also time rlntp's SFT with --padding-free, against its padded batches")
     parser.add_argument("--out", type=Path, help="write the medians here (JSON)")
     args = parser.parse_args()
 
@@ -154,9 +160,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         args.data = mixture(args, Path(scratch))
         for round_ in range(args.rounds):
-            for name, run in (("rlntp sft", rlntp_sft), ("trl sft", trl_sft), ("rlntp grpo", rlntp_grpo),
-                              ("trl grpo", trl_grpo)):
-                if name.split()[1] not in args.stages:
+            for name, run in (("rlntp sft", rlntp_sft), ("trl sft", trl_sft),
+                              ("rlntp sft-free", functools.partial(rlntp_sft, padding_free=True)),
+                              ("rlntp grpo", rlntp_grpo), ("trl grpo", trl_grpo)):
+                if name.split()[1].removesuffix("-free") not in args.stages or (
+                        name.endswith("-free") and not args.padding_free):
                     continue
                 times, length = run(args, Path(scratch) / f"{name.replace(' ', '-')}-{round_}")
                 entry = found.setdefault(name, {"times": [], "lengths": []})
@@ -175,6 +183,12 @@ def main() -> None:
                      "steps": len(found[f"rlntp {stage}"]["times"])})
         print(f"{stage}: rlntp {ours:.2f} s{shown['rlntp']}, TRL defaults {theirs:.2f} s{shown['trl']}, "
               f"TRL / rlntp = {theirs / ours:.2f}")
+        if f"rlntp {stage}-free" in medians:
+            free = medians[f"rlntp {stage}-free"]
+            rows.append({"stage": f"{stage}, padding-free", "rlntp_padded_s": ours, "rlntp_padding_free_s": free,
+                         "ratio": ours / free, "steps": len(found[f"rlntp {stage}-free"]["times"])})
+            print(f"{stage}: rlntp padded {ours:.2f} s, padding-free {free:.2f} s, padded / padding-free = "
+                  f"{ours / free:.2f}")
     if args.out is not None:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -192,3 +192,28 @@ def test_bad_model_precision_and_data_are_one_line_before_any_work(tiny_model, t
                                  str(tmp_path / "o")], capture_output=True, text=True)
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
         assert message in result.stderr and not (tmp_path / "o").exists(), result.stderr
+
+
+@pytest.mark.unit
+def test_padding_free_sft_trains_on_the_same_loss_as_padded_batches(tiny_model, tmp_path, monkeypatch):
+    """Sequences of different lengths put end to end in one row (`--padding-free`) must each attend to themselves
+    only: the logged losses of two steps match the padded batches', and do not where transformers is kept from
+    seeing where each sequence starts (every sequence then attends to the ones before it in the row)."""
+    from rlntp.llm.sft import SFTConfig, run_sft
+    from rlntp.llm.tiny import gsm8k_records
+
+    records = tmp_path / "train.jsonl"
+    records.write_text("".join(json.dumps(r) + "\n" for r in gsm8k_records(16)))
+    make_dataset(LLMDataConfig(source=str(records), p_cot=0.5), tmp_path / "data")  # long and short targets
+
+    def losses(padding_free: bool, name: str) -> list[float]:
+        done = run_sft(SFTConfig(model=str(tiny_model), data=str(tmp_path / "data"), epochs=1, lr=1e-3,
+                                 per_device_batch=4, max_length=512, cpu=True, padding_free=padding_free),
+                       tmp_path / name, progress=False)
+        return [loss for _, loss in done["loss"]]
+
+    padded, free = losses(False, "padded"), losses(True, "free")
+    assert len(padded) == len(free) >= 2
+    assert free == pytest.approx(padded, rel=1e-4)
+    monkeypatch.setattr("transformers.masking_utils.find_packed_sequence_indices", lambda position_ids: None)
+    assert losses(True, "free-unmasked") != pytest.approx(padded, rel=1e-4)

@@ -37,6 +37,10 @@ class SFTConfig(LLMStageConfig):
     """tokens of prompt + target kept (longer rows are cut at the end)"""
     gradient_checkpointing: bool = False
     """recompute activations in backward (needed for 3B/8B models on 80 GB GPUs)"""
+    padding_free: bool = False
+    """put each batch's sequences end to end in one row, without padding (TRL's padding_free; transformers keeps
+    each sequence's attention to itself through the position ids): the same loss, no arithmetic on padding. Off by
+    default: measured in docs/benchmarks.md"""
 
     def check(self) -> None:
         super().check()
@@ -72,7 +76,9 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
         args = trl.SFTConfig(
             output_dir=str(out), num_train_epochs=options.epochs, learning_rate=options.lr,
             per_device_train_batch_size=options.per_device_batch, gradient_accumulation_steps=options.grad_accum,
-            max_length=options.max_length, completion_only_loss=True, optim="adamw_torch",
+            max_length=None if options.padding_free else options.max_length,  # padding-free: cut here, below
+            completion_only_loss=True, padding_free=options.padding_free,
+            optim="adamw_torch",
             bf16=bf16, activation_checkpointing=options.gradient_checkpointing,
             gradient_checkpointing=None, use_cpu=options.cpu,
             save_strategy="epoch", save_only_model=False, logging_steps=1,
@@ -92,7 +98,10 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         if isinstance(train[0]["prompt"], str):
-            train = tokenized_apart(train, tokenizer)
+            train = tokenized_apart(train, tokenizer, options.max_length)
+        else:
+            check(not options.padding_free, f"--padding-free needs text prompts (GSM8K's); {options.data}'s are chat "
+                  "messages, which TRL tokenizes and cannot cut to --max-length in a padding-free batch")
         model = load_causal_lm(model_dir, options.allow_pickle)
         trainer = trl.SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
         check(len(trainer.train_dataset) > 0, f"no row of {options.data}'s SFT half keeps a target token within "
@@ -110,12 +119,14 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
     return done
 
 
-def tokenized_apart(rows, tokenizer):
+def tokenized_apart(rows, tokenizer, max_length: int | None = None):
     """Text prompt-completion rows as token ids, the prompt and the completion (ending in one EOS) tokenized apart and
     joined, the completion masked in for the loss: the model trains on the prompt's tokens as rollouts and evaluation
     feed them (`llm.evaluate.prompt_ids`). TRL tokenizes prompt + completion as one text, where the paper's prompt,
     which ends in a space ("... Assistant: "), loses that space token to the completion's first one (" <"): the
-    model would learn from a context it never sees at inference."""
+    model would learn from a context it never sees at inference. `max_length`: each row cut to its first
+    `max_length` tokens and a row left without a target token dropped, as TRL does (which it cannot do itself for
+    padding-free batches)."""
     from rlntp.llm.evaluate import prompt_ids
 
     def encode(row):
@@ -123,9 +134,11 @@ def tokenized_apart(rows, tokenizer):
         completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
         if not completion or completion[-1] != tokenizer.eos_token_id:
             completion.append(tokenizer.eos_token_id)
-        return {"input_ids": prompt + completion, "completion_mask": [0] * len(prompt) + [1] * len(completion)}
+        ids, mask = prompt + completion, [0] * len(prompt) + [1] * len(completion)
+        return {"input_ids": ids[:max_length], "completion_mask": mask[:max_length]}
 
-    return rows.map(encode, remove_columns=rows.column_names, keep_in_memory=True)  # no cache file to race for
+    encoded = rows.map(encode, remove_columns=rows.column_names, keep_in_memory=True)  # no cache file to race for
+    return encoded.filter(lambda row: any(row["completion_mask"]), keep_in_memory=True)
 
 
 def epoch_checkpoints(run_dir: Path) -> dict[int, Path]:
