@@ -90,15 +90,16 @@ def reached_code(recipe) -> dict[str, str]:
     `__wrapped__`, a method's function, a class's bases and members, an object's class; within this package and the
     checks' own modules. A function is digested by its code's tokens, defaults and all, without docstrings, comments
     or layout (`_normalised`): a helper's threshold or computation changed makes the registration change (scope 2);
-    reworded prose does not. Not followed: module-level code that is not a function or class (which operators
-    `exact.Exact` lifts, for example)."""
+    reworded prose does not. Not followed (known gaps of scope 2, whose digests stay as they are once runs were
+    registered under them): module-level code that is not a function or class (which operators `exact.Exact`
+    lifts, for example), and data a closure holds (a threshold a check was made with, not read from a module)."""
     covered = {getattr(getattr(c.check, "func", c.check), "__module__", "") for c in recipe.claims}
 
     def ours(module: str | None) -> bool:
         return bool(module) and (module == "rlntp" or module.startswith("rlntp.") or module in covered)
 
     found: dict[str, str] = {}
-    seen: set[int] = set()
+    seen: dict[int, Any] = {}  # by id, each kept alive so that no id is reused while this runs
     pending: list[Any] = [claim.check for claim in recipe.claims]
 
     def read(owner: str, name: str, value: Any, attributes: list[str], modules: frozenset = frozenset()) -> None:
@@ -120,7 +121,7 @@ def reached_code(recipe) -> dict[str, str]:
         value = pending.pop(0)
         if id(value) in seen:
             continue
-        seen.add(id(value))
+        seen[id(value)] = value
         if isinstance(value, functools.partial):
             pending += [value.func, *value.args, *value.keywords.values()]
         elif inspect.ismethod(value) or isinstance(value, (staticmethod, classmethod)):
