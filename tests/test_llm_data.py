@@ -217,3 +217,31 @@ def test_padding_free_sft_trains_on_the_same_loss_as_padded_batches(tiny_model, 
     assert free == pytest.approx(padded, rel=1e-4)
     monkeypatch.setattr("transformers.masking_utils.find_packed_sequence_indices", lambda position_ids: None)
     assert losses(True, "free-unmasked") != pytest.approx(padded, rel=1e-4)
+
+
+@pytest.mark.unit
+def test_rows_cut_to_max_length_are_the_rows_trl_prepares(tiny_model, tmp_path):
+    """`tokenized_apart(..., max_length)` (what a padding-free batch needs, as TRL cannot cut it) keeps the first
+    max_length tokens of each row and drops a row left without a target token: the rows TRL's own preparation
+    makes of the uncut rows for padded batches."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from rlntp.llm.sft import tokenized_apart
+    from rlntp.llm.tiny import gsm8k_records
+
+    records = tmp_path / "train.jsonl"
+    made = [r | {"question": r["question"] * (3 if i % 2 else 1)} for i, r in enumerate(gsm8k_records(12))]
+    records.write_text("".join(json.dumps(r) + "\n" for r in made))  # half of the prompts three times as long
+    make_dataset(LLMDataConfig(source=str(records), p_cot=0.5), tmp_path / "data")
+    rows = read_split(tmp_path / "data", "sft")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    uncut = tokenized_apart(rows, tokenizer)
+    limit = min(mask.index(1) for mask in uncut["completion_mask"]) + 5  # the long prompts fill it
+    cut = tokenized_apart(rows, tokenizer, limit)
+    assert 0 < len(cut) < len(uncut) and max(len(ids) for ids in cut["input_ids"]) == limit
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model),
+                         args=SFTConfig(output_dir=str(tmp_path / "sft"), completion_only_loss=True, use_cpu=True,
+                                        max_length=limit, bf16=False, report_to="none"),
+                         train_dataset=uncut, processing_class=tokenizer)
+    assert trainer.train_dataset["input_ids"] == cut["input_ids"]

@@ -89,6 +89,9 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
         raise ConfigError(str(e).splitlines()[0]) from None
     check_model(options.model, options.allow_pickle)
     train = read_split(options.data, "sft").select_columns(["prompt", "completion"])
+    text_prompts = isinstance(train[0]["prompt"], str)
+    check(text_prompts or not options.padding_free, f"--padding-free needs text prompts (GSM8K's); {options.data}'s "
+          "are chat messages, which TRL tokenizes and cannot cut to --max-length in a padding-free batch")
     model_dir, source = resolve_model(options.model)  # a GGUF is converted once (cached)
     state = distributed()
     with open_stage_dir(out, "sft", options, state, source) as resume:
@@ -97,11 +100,8 @@ def run_sft(options: SFTConfig, out: Path, progress: bool = True) -> dict[str, A
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        if isinstance(train[0]["prompt"], str):
+        if text_prompts:
             train = tokenized_apart(train, tokenizer, options.max_length)
-        else:
-            check(not options.padding_free, f"--padding-free needs text prompts (GSM8K's); {options.data}'s are chat "
-                  "messages, which TRL tokenizes and cannot cut to --max-length in a padding-free batch")
         model = load_causal_lm(model_dir, options.allow_pickle)
         trainer = trl.SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
         check(len(trainer.train_dataset) > 0, f"no row of {options.data}'s SFT half keeps a target token within "
