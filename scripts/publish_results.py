@@ -26,7 +26,9 @@ RECIPES_PAGE = ROOT / "docs" / "recipes.md"
 RECIPE_BLOCK = re.compile(r"(<!-- verdicts ([\w-]+): made by scripts/publish_results.py; do not edit -->\n)(.*?)"
                           r"(<!-- verdicts end -->)", flags=re.S)
 """A recipe's verdicts block in docs/recipes.md: its begin marker (naming the recipe), its text, its end marker."""
-COPIED = ("report.json", "registration.json", *RESULT_FILES)
+COPIED = ("report.json", "registration.json", *RESULT_FILES, "examples.json")
+"""What a published run keeps: its verdicts and registration, what they recompute from, and the LLM path's completion
+examples (as Figs. 22-24)."""
 PUBLISHED_PRESET = {"gsm8k": "small"}
 """The preset each recipe's published run comes from, where not `cpu`: GSM8K's `small` (a real model on 2 cores)."""
 
