@@ -71,6 +71,11 @@ def _constant(value: Any) -> bool:
     return isinstance(value, (numbers.Number, str)) and not isinstance(value, bool)
 
 
+def _text_digest(text: str) -> str:
+    """12 hex digits of the SHA-256 of `text`: every digest a registration holds."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def check_code(check) -> str:
     """A digest of a check's source (what `inspect.getsource` finds: the function, or the line of a lambda), so
     that a change to what a check computes changes the registration even where its words and constants stay."""
@@ -79,7 +84,7 @@ def check_code(check) -> str:
         source = inspect.getsource(function)
     except (OSError, TypeError):  # no source at hand (a built-in, a check made at run time)
         source = f"{getattr(function, '__module__', '')}.{getattr(function, '__qualname__', repr(function))}"
-    return hashlib.sha256(source.encode()).hexdigest()[:12]
+    return _text_digest(source)
 
 
 def reached_code(recipe) -> dict[str, str]:
@@ -248,14 +253,6 @@ def _filled(cell) -> bool:
     return True
 
 
-def _text_digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _value_digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(jsonable(value)).encode()).hexdigest()[:12]
-
-
 def job_configs(recipe, preset: str) -> dict[str, str]:
     """A digest of each job's whole configuration (`sweeps.spec.Job`: the stage's config dataclasses with every
     default they take), by job name, as the recipe would run the preset into a fixed directory (a sweep's on the
@@ -277,7 +274,7 @@ def job_configs(recipe, preset: str) -> dict[str, str]:
             fields = {f.name for f in dataclasses.fields(own.inputs)} & {"source", "test_source"}
             placeholders = own.inputs(**{name: f"<--{name.replace('_', '-')}>" for name in fields})
             jobs = own.jobs(own.with_inputs(settings, placeholders), out)
-    return {job.name: _value_digest(job) for job in jobs}
+    return {job.name: _text_digest(json.dumps(jsonable(job))) for job in jobs}
 
 
 def record(recipe, preset: str, scope: int = SCOPE) -> dict[str, Any]:
@@ -296,7 +293,7 @@ def record(recipe, preset: str, scope: int = SCOPE) -> dict[str, Any]:
 
 def digest(registered: dict[str, Any]) -> str:
     """The hash of a registration record (12 hex digits of its SHA-256 over canonical JSON)."""
-    return hashlib.sha256(json.dumps(registered, sort_keys=True).encode()).hexdigest()[:12]
+    return _text_digest(json.dumps(registered, sort_keys=True))
 
 
 def seeds(settings: Any) -> list[int]:
