@@ -334,6 +334,14 @@ def test_small_d_claims():
     assert verdicts("small-d", small_d_table({6: [1, 1, 1], 7: [1, 1, 1]}))[0] == NOT_REPRODUCED
 
 
+def test_small_d_growth_needs_more_than_one_evaluation_interval():
+    # a wait is only known between the evaluation before the hit and the hit: one evaluation later at the larger d
+    # could be the same wait, two later cannot
+    one_later = evidence("small-d", small_d_table({6: [3, 4, 5], 7: [4, 5, 6], 8: [6, 7, 8]}))[1]
+    assert "d = 7 -> 8" in one_later and "undecided: d = 6 -> 7" in one_later
+    assert verdicts("small-d", small_d_table({6: [3, 4, 5], 7: [4, 5, 6]})) == [REPRODUCED, NOT_EVALUATED]
+
+
 def fig13_table(ntp: dict[int, int | None], rl: dict[int, int | None]) -> pd.DataFrame:
     """Per d, 3 seeds: NTP alone reaches 100% at evaluation `ntp[d]` (None: never in 10), and GRPO from step 200
     at its evaluation `rl[d]` (None: never in 5)."""
@@ -354,6 +362,21 @@ def test_fig13_claims():
     rl_fails = fig13_table({4: 1, 6: 4, 8: None}, {4: 1, 6: 1, 8: None})
     assert verdicts("fig13", rl_fails)[0] == PARTLY
     assert "undecided: d = 6 -> 8" in evidence("fig13", rl_fails)[1]
+    # NTP alone one evaluation later at the larger d, GRPO unchanged: the ratios' bounds overlap
+    assert "undecided: d = 4 -> 6" in evidence("fig13", fig13_table({4: 2, 6: 3, 8: 6}, {4: 1, 6: 1, 8: 1}))[1]
+
+
+def test_samples_to_solve_are_known_within_one_evaluation_interval():
+    from rlntp.experiments.summary import quantile_within, solved_within
+
+    reached, never, at_once = (rows(name, accs) for name, accs in (("a", [0.5, 0.5, 1.0]), ("b", [0.5] * 3),
+                                                                   ("c", [1.0, 1.0, 1.0])))
+    per_evaluation = reached["samples_seen"].iloc[1] - reached["samples_seen"].iloc[0]
+    assert solved_within(reached) == tuple(float(x) for x in reached["samples_seen"].iloc[1:3])
+    assert solved_within(never) == (float(never["samples_seen"].iloc[-1]), float("inf"))
+    assert solved_within(at_once)[0] == solved_within(at_once)[1]
+    assert per_evaluation > 0
+    assert quantile_within([1, 5, 3], [2, float("inf"), 4], 0.5) == (3, 4)
 
 
 def _hist(task: ParityTask, long: float = 0, medium: float = 0, short: float = 0) -> list[float]:

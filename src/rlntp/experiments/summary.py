@@ -101,6 +101,34 @@ def first_solved(rows: pd.DataFrame, samples: str = "samples_seen") -> tuple[flo
     return float(rows[samples].iloc[-1]), False
 
 
+def solved_within(rows: pd.DataFrame, samples: str = "samples_seen") -> tuple[float, float]:
+    """Bounds (low, high] on the samples (column `samples`) at which a run's greedy accuracy first reached SOLVED,
+    from its evaluations: it was not there at the evaluation before its first hit (low) and was at the hit (high), so
+    a measured wait is known within one evaluation interval. Where the first evaluation is the hit, low = high. A run
+    that never got there: (its last evaluation's samples, inf)."""
+    rows = exact_fractions(rows[rows["eval/greedy_acc"].notna()]).sort_values("step")
+    hits = np.nonzero((rows["eval/greedy_acc"] >= SOLVED).to_numpy())[0]
+    seen = rows[samples].to_numpy(dtype=float)
+    if len(hits) == 0:
+        return float(seen[-1]), float("inf")
+    first = hits[0]
+    return float(seen[max(first - 1, 0)]), float(seen[first])
+
+
+def quantile_within(lows: list[float], highs: list[float], q: float) -> tuple[float, float]:
+    """Bounds on the q-quantile (nearest rank, as `censored_quantile`) of values each known only within (low, high]:
+    a quantile is monotone in every value, so it lies between the quantile of the lows and that of the highs."""
+    k = max(0, int(np.ceil(q * len(lows))) - 1)
+    return float(np.sort(lows)[k]), float(np.sort(highs)[k])
+
+
+def within_text(low: float, high: float, digits: str = ",.0f") -> str:
+    """A value known within (low, high]: `N` where exact, `>low` where unbounded above, `low-high` otherwise."""
+    if high == low:
+        return f"{high:{digits}}"
+    return f">{low:{digits}}" if high == float("inf") else f"{low:{digits}}-{high:{digits}}"
+
+
 def censored_quantile(values: list[float], reached: list[bool], q: float) -> tuple[float, bool]:
     """The q-quantile (lower order statistic) of values of which some are only lower bounds (reached False).
 

@@ -176,6 +176,8 @@ def run_jobs(jobs: list[Job], out: Path, executor: ExecutorConfig, root: Path, s
                 todo.remove(job)
                 bar.update(states[job.name]["state"] == "skipped")
             write_status()
+            running, failed = sum(map(len, in_flight.values())), sum(s["state"] == "failed" for s in states.values())
+            bar.set_postfix_str(f"running {running}" + (f", failed {failed}" if failed else ""))
             for key, result in pool.wait(timeout=2.0) if in_flight else []:
                 unit = in_flight.pop(key)
                 outcomes = result.get("runs") or {j.name: result for j in unit}
@@ -190,9 +192,6 @@ def run_jobs(jobs: list[Job], out: Path, executor: ExecutorConfig, root: Path, s
                     bar.update(1)
                 if each is not None:
                     each()
-                failed = sum(s["state"] == "failed" for s in states.values())
-                running = sum(s["state"] == "running" for s in states.values())
-                bar.set_postfix_str(f"running {running}" + (f", failed {failed}" if failed else ""))
             bar.refresh()
     finally:
         signal.signal(signal.SIGTERM, previous)
