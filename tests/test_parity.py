@@ -96,3 +96,29 @@ def test_sample_cli_prints_the_documented_format(capsys):
 def test_invalid_task_values_raise_a_clear_error(kwargs, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("+", r"\+")):
         ParityTask(**kwargs)
+
+
+def test_a_held_out_parity_dataset_never_trains_on_its_test_inputs(tmp_path):
+    from rlntp.data import load_dataset, make_data, make_parity_dataset
+    from rlntp.tasks.multiplication import MultiplicationTask
+
+    task = ParityTask(7, 0.25)
+    main(["data", "parity", "--d", "7", "--p-cot", "0.25", "--held-out", "0.25", "--copies", "64",
+          "--out", str(tmp_path / "a")])
+    main(["data", "parity", "--d", "7", "--p-cot", "0.25", "--held-out", "0.25", "--copies", "64",
+          "--out", str(tmp_path / "b")])
+    assert (tmp_path / "a" / "train.parquet").read_bytes() == (tmp_path / "b" / "train.parquet").read_bytes()
+    dataset = load_dataset(tmp_path / "a", task)
+    train, test = (split.tokens[:, :7] for split in (dataset.train, dataset.test))
+    as_int = lambda x: set((x * (2 ** torch.arange(7))).sum(1).tolist())  # noqa: E731
+    assert len(as_int(test)) == len(test) == 32 and len(as_int(train)) == 96 and not as_int(train) & as_int(test)
+    assert len(train) == 96 * 64
+    long = (dataset.train.kinds == LONG).float().mean().item()
+    assert abs(long - 0.25) < 4 * (0.25 * 0.75 / len(train)) ** 0.5
+    assert task.is_correct(dataset.train.tokens[:, :7], dataset.train.tokens[:, 7:]).all()
+    data = make_data(task, str(tmp_path / "a"), 0, torch.device("cpu"))
+    assert data.distinct_inputs == 96 and torch.equal(data.test_prompts, test)
+    with pytest.raises(ConfigError, match="leaves 0 to test"):
+        make_parity_dataset(tmp_path / "c", ParityTask(4, 0.25), 0.01, 1, 0)
+    with pytest.raises(ConfigError, match="enumerated for parity"):
+        make_parity_dataset(tmp_path / "d", MultiplicationTask(2, 0.25), 0.25, 1, 0)

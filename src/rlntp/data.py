@@ -30,6 +30,7 @@ from rlntp.files import check_new_dir, read_text_file, sha256_file
 from rlntp.memory import check_fits
 from rlntp.tasks.base import LONG, SHORT, Sequences, Task
 from rlntp.tasks.multiplication import MultiplicationTask, draw_pairs
+from rlntp.tasks.parity import ParityTask
 from rlntp.tasks.trust import task_change, task_identity
 
 MANIFEST = "manifest.json"
@@ -333,6 +334,39 @@ def make_sampled_dataset(out: Path, task: Task, sizes: dict[str, int], seed: int
     generator = seeded_generator(torch.device("cpu"), seed, 13)
     splits = {split: (task.sample(size, generator), {}) for split, size in sizes.items()}
     return write_dataset(out, task, splits, task.params | {"seed": seed, "source": "sampled"})
+
+
+def make_parity_dataset(out: Path, task: ParityTask, held_out: float, copies: int, seed: int) -> Path:
+    """Write a parity dataset whose test inputs are never trained on (`rlntp data parity`).
+
+    The 2^d inputs in a seeded order: the first round(held_out * 2^d) of them are the test split, each once
+    (evaluation reads only their prompts), and the rest the train split, each `copies` times with its own
+    draw from the task's mixture (long with probability p_cot, medium p_medium, short otherwise), so that epochs over
+    it are the task's mixture restricted to the train inputs. The valid split is empty. Same options, same bytes.
+    """
+    check(isinstance(task, ParityTask), f"held-out inputs are enumerated for parity; got task {task.name!r}")
+    check(task.d <= 20, f"d must be at most 20 to enumerate every input (2^d rows at least), got {task.d}")
+    check(0.0 < held_out < 1.0, f"held_out is the fraction of inputs kept for testing, in (0, 1), got {held_out}")
+    check(copies >= 1, f"copies must be >= 1, got {copies}")
+    inputs = 2**task.d
+    tested = round(held_out * inputs)
+    check(1 <= tested < inputs, f"held_out {held_out} of the {inputs:,} inputs leaves {tested} to test and "
+                                f"{inputs - tested:,} to train; both need at least one: change --held-out")
+    rows = (inputs - tested) * copies + tested
+    check_fits(rows * task.context_len * 64, "cpu", f"a dataset of {rows:,} rows", "ask for fewer --copies")
+    rng = np.random.default_rng([seed, task.d, 17])
+    order = torch.from_numpy(rng.permutation(inputs))
+    bits = (order[:, None] >> torch.arange(task.d)) & 1
+    train_x = bits[tested:].repeat_interleave(copies, dim=0)
+    test_x = bits[:tested]
+    splits = {
+        "train": (task.mixture(train_x, torch.from_numpy(rng.random(len(train_x)))), {}),
+        "valid": (task.mixture(bits[:0], torch.zeros(0)), {}),
+        "test": (task.mixture(test_x, torch.zeros(tested)), {}),
+    }
+    manifest = task.params | {"seed": seed, "source": "enumerated", "held_out": held_out, "copies": copies,
+                              "inputs": {"train": inputs - tested, "test": tested}}
+    return write_dataset(out, task, splits, manifest)
 
 
 def make_data(task: Task, data: str | None, seed: int, device: torch.device,

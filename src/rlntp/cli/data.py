@@ -1,4 +1,5 @@
-"""`rlntp data ...`: task datasets on disk (multiplication, paper App. B.2; fresh samples of any task)."""
+"""`rlntp data ...`: task datasets on disk (multiplication, paper App. B.2; parity with held-out inputs; fresh
+samples of any task)."""
 
 from pathlib import Path
 from typing import Annotated
@@ -6,8 +7,8 @@ from typing import Annotated
 from rlntp.cli.parsing import Flat
 from rlntp.tasks import TaskConfig
 
-DESCRIPTION = ("Datasets on disk: n x n multiplication pairs, generated or imported from the public text files, or "
-               "fresh samples of any task's mixture")
+DESCRIPTION = ("Datasets on disk: n x n multiplication pairs, generated or imported from the public text files, "
+               "parity with held-out inputs, or fresh samples of any task's mixture")
 
 
 def mult(digits: int = 4, p_cot: float = 0.25, train: int = 808_000, valid: int = 1000, test: int = 1000,
@@ -65,5 +66,28 @@ def sample(task: Annotated[TaskConfig, Flat], train: int = 100_000, valid: int =
     print(f"wrote {out}")
 
 
+def parity(task: Annotated[TaskConfig, Flat], held_out: float = 0.25, copies: int = 64, seed: int = 0,
+           out: Path = Path("data/parity")) -> None:
+    """Make a parity dataset with held-out inputs: every one of the 2^d inputs in exactly one split, so the test split's
+    accuracy is on inputs pre-training never saw (at small d, where fresh samples repeat every input, it tells
+    learning parity from memorising a table). Train on it with `--data OUT`. Same options, same bytes.
+
+    Args:
+        task: the parity mixture (--d, --p-cot, --p-medium)
+        held_out: fraction of the 2^d inputs kept for the test split
+        copies: rows per train input, each with its own draw from the mixture
+        seed: seed of which inputs are held out and of the rows' draws
+        out: the dataset directory to create (must not exist or be empty)
+    """
+    from rlntp.data import make_parity_dataset
+    from rlntp.errors import check
+    from rlntp.tasks import make_task
+
+    check(task.task == "parity", f"held-out inputs are enumerated for parity; got --task {task.task}")
+    check(task.data is None, "--data names a dataset to read; `rlntp data parity` makes one at --out")
+    make_parity_dataset(out, make_task(task), held_out, copies, seed)
+    print(f"wrote {out}")
+
+
 def commands() -> dict:
-    return {"mult": mult, "sample": sample}
+    return {"mult": mult, "sample": sample, "parity": parity}

@@ -86,8 +86,12 @@ class ParityTask(Task):
     def sample(self, n: int, generator: torch.Generator) -> Sequences:
         """n fresh sequences of the mixture D(d, p_cot, p_medium)."""
         x = self.sample_prompts(n, generator)
-        u = torch.rand(n, generator=generator, device=generator.device)
-        short = torch.full((n,), SHORT, dtype=torch.long, device=x.device)
+        return self.mixture(x, torch.rand(n, generator=generator, device=generator.device))
+
+    def mixture(self, x: torch.Tensor, u: torch.Tensor) -> Sequences:
+        """The sequences of inputs x (n, d), each long where u < p_cot, medium where u < p_cot + p_medium and short
+        elsewhere, for u (n,) uniform in [0, 1)."""
+        short = torch.full((len(x),), SHORT, dtype=torch.long, device=x.device)
         kinds = torch.where(u < self.p_cot, LONG, torch.where(u < self.p_cot + self.p_medium, MEDIUM, short))
         outputs = self.outputs(x, SHORT)
         for kind in (LONG, MEDIUM):
