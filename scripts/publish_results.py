@@ -127,5 +127,7 @@ def reevaluate() -> list[str]:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--reevaluate"]:
         print("\n".join(reevaluate()) or "no verdict moved")
+    elif sys.argv[1:2] and sys.argv[1].startswith("-"):
+        sys.exit(__doc__)
     else:
         publish(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/all"))
