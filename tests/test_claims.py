@@ -336,7 +336,7 @@ def test_small_d_claims():
 
 def test_small_d_growth_needs_more_than_one_evaluation_interval():
     # a wait is only known between the evaluation before the hit and the hit: one evaluation later at the larger d
-    # could be the same wait, two later cannot
+    # leaves the two intervals touching, which `grows` leaves undecided; two later settles it
     one_later = evidence("small-d", small_d_table({6: [3, 4, 5], 7: [4, 5, 6], 8: [6, 7, 8]}))[1]
     assert "d = 7 -> 8" in one_later and "undecided: d = 6 -> 7" in one_later
     assert verdicts("small-d", small_d_table({6: [3, 4, 5], 7: [4, 5, 6]})) == [REPRODUCED, NOT_EVALUATED]
@@ -366,16 +366,31 @@ def test_fig13_claims():
     assert "undecided: d = 4 -> 6" in evidence("fig13", fig13_table({4: 2, 6: 3, 8: 6}, {4: 1, 6: 1, 8: 1}))[1]
 
 
+def test_fig13_bounds_come_from_the_ladder_runs_that_got_there():
+    from rlntp.experiments import fig13
+
+    common = {"seed": 0, "task.d": 6}
+    table = sweep(rows("pre", [0.5] * 10, **common),  # NTP alone never: a lower bound at its last evaluation
+                  rows("g200", [0.5, 0.5, 0.5, 1.0], "posttrain", source_step=200, **common),  # there at step 300
+                  rows("g500", [1.0] * 4, "posttrain", source_step=500, **common),  # there at once
+                  rows("g100", [0.5] * 4, "posttrain", source_step=100, **common))  # never: no bound of its own
+    seed = fig13.per_seed(table).iloc[0]
+    assert (seed["ntp_low"], seed["ntp_high"]) == (900 * 128, float("inf"))
+    # the fewest: from 200, between its evaluations at steps 200 and 300 (its low) and at step 300 (its high), and
+    # from 500 exactly at its checkpoint; g100's last evaluation (12,800 + 192) is no lower bound of the best
+    assert (seed["rl_low"], seed["rl_high"]) == (200 * 128 + 200 * 64, 200 * 128 + 300 * 64)
+    assert seed["rl_reached"] and seed["rl"] == 200 * 128 + 300 * 64
+
+
 def test_samples_to_solve_are_known_within_one_evaluation_interval():
     from rlntp.experiments.summary import quantile_within, solved_within
 
     reached, never, at_once = (rows(name, accs) for name, accs in (("a", [0.5, 0.5, 1.0]), ("b", [0.5] * 3),
                                                                    ("c", [1.0, 1.0, 1.0])))
-    per_evaluation = reached["samples_seen"].iloc[1] - reached["samples_seen"].iloc[0]
     assert solved_within(reached) == tuple(float(x) for x in reached["samples_seen"].iloc[1:3])
+    assert reached["samples_seen"].iloc[1] < reached["samples_seen"].iloc[2]
     assert solved_within(never) == (float(never["samples_seen"].iloc[-1]), float("inf"))
     assert solved_within(at_once)[0] == solved_within(at_once)[1]
-    assert per_evaluation > 0
     assert quantile_within([1, 5, 3], [2, float("inf"), 4], 0.5) == (3, 4)
 
 

@@ -191,3 +191,28 @@ def test_reproduce_all_writes_a_report_with_every_recipe(tmp_path, monkeypatch, 
     for source in sources:
         assert (out / source).exists(), source
     assert "report.html" in capsys.readouterr().out
+
+
+def test_the_small_d_cpu_preset_tests_every_held_out_input_of_datasets_made_alike(tmp_path):
+    """small-d's cpu preset: `prepare` makes one held-out dataset per d; each run evaluates all of its test split,
+    never a train input; a dataset made with other options is refused before any run."""
+    import json
+
+    from rlntp.errors import ConfigError
+    from rlntp.experiments import recipes, small_d
+    from rlntp.sweeps.spec import expand
+
+    spec = recipes()["small-d"].presets["cpu"].settings
+    small_d.prepare("cpu", spec, tmp_path)
+    jobs = [job for job in expand(spec, base=tmp_path.resolve()) if job.stage == "pretrain"]
+    assert {job.pretrain.task.d for job in jobs} == {6, 7}
+    for job in jobs:
+        manifest = json.loads((Path(job.pretrain.task.data) / "manifest.json").read_text())
+        assert manifest["held_out"] == small_d.HELD_OUT and manifest["d"] == job.pretrain.task.d
+        assert manifest["inputs"]["test"] == job.pretrain.train.eval_samples
+        assert manifest["inputs"]["train"] + manifest["inputs"]["test"] == 2 ** job.pretrain.task.d
+    small_d.prepare("cpu", spec, tmp_path)  # a rerun finds them
+    changed = json.loads((Path(jobs[0].pretrain.task.data) / "manifest.json").read_text()) | {"copies": 1}
+    (Path(jobs[0].pretrain.task.data) / "manifest.json").write_text(json.dumps(changed))
+    with pytest.raises(ConfigError, match="made with other options: copies 1"):
+        small_d.prepare("cpu", spec, tmp_path)

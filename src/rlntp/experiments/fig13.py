@@ -229,7 +229,7 @@ def _gap_grows(table: pd.DataFrame) -> Verdict:
         ntp_low, ntp_high = quantile_within(rows["ntp_low"].tolist(), rows["ntp_high"].tolist(), 0.5)
         rl_low, rl_high = quantile_within(rows["rl_low"].tolist(), rows["rl_high"].tolist(), 0.5)
         low = ntp_low / rl_high  # 0 where NTP + GRPO never got there
-        high = ntp_high / rl_low  # inf where NTP alone never got there
+        high = ntp_high / rl_low if rl_low else float("inf")  # inf where NTP alone never got there
         ratios[d] = (low, high, within_text(low, high, ".1f") + "x")
     return grows(ratios)
 

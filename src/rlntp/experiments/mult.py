@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 from matplotlib import colormaps
 
-from rlntp.data import MANIFEST, make_mult_dataset, read_manifest
+from rlntp.data import make_mult_dataset, read_manifest
 from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import NEAR_ZERO, Claim, Verdict, evaluations, k_of_n, sampling_margin
 from rlntp.experiments.provenance import choice, paper
-from rlntp.experiments.recipe import Preset, Recipe
+from rlntp.experiments.recipe import Preset, Recipe, make_datasets
 from rlntp.experiments.summary import SOLVED, Curve, table_curve
 from rlntp.files import figure, save_figure
 from rlntp.tasks.multiplication import MultiplicationTask
@@ -119,13 +119,9 @@ DATASETS = {
 
 
 def prepare(preset: str, spec: dict, out: Path, progress: bool = True) -> None:
-    """Make every dataset the sweep's pre-training runs read (once: a rerun finds them)."""
-    from rlntp.sweeps.spec import expand
-
-    for job in expand(spec, base=Path(out).resolve()):
-        task = job.pretrain.task if job.stage == "pretrain" else None
-        if task is not None and task.data and not (Path(task.data) / MANIFEST).exists():
-            make_mult_dataset(Path(task.data), task.digits, task.p_cot, DATASETS[preset], seed=0)
+    """Make every dataset the sweep's pre-training runs read (once: a rerun finds them, made alike)."""
+    make_datasets(spec, out, lambda task: {"digits": task.digits, "p_cot": task.p_cot, "seed": 0},
+                  lambda task, path: make_mult_dataset(path, task.digits, task.p_cot, DATASETS[preset], seed=0))
 
 
 def _label(p_cot: float) -> str:

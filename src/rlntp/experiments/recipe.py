@@ -105,3 +105,27 @@ class Recipe:
     def is_sweep(self) -> bool:
         """Whether its presets are sweeps (else it runs its own plan)."""
         return self.own_plan is None
+
+
+def make_datasets(spec: dict, out: Path, options: Callable[[Any], dict[str, Any]],
+                  make: Callable[[Any, Path], Any]) -> None:
+    """Make each dataset the sweep's pre-training runs read (`task.data`, relative to `out`) that is not there yet,
+    with make(task config, path); one already there (a rerun) must have been made with `options(task config)`, the
+    fields its manifest records, or the recipe stops before any run with what differs."""
+    from rlntp.data import MANIFEST, read_manifest
+    from rlntp.errors import check
+    from rlntp.sweeps.spec import expand
+
+    for job in expand(spec, base=Path(out).resolve()):
+        task = job.pretrain.task if job.stage == "pretrain" else None
+        if task is None or not task.data:
+            continue
+        path, wanted = Path(task.data), options(task)
+        if not (path / MANIFEST).exists():
+            make(task, path)
+            continue
+        made = read_manifest(path)
+        differ = ", ".join(f"{key} {made.get(key)!r} (this preset: {value!r})" for key, value in wanted.items()
+                           if made.get(key) != value)
+        check(not differ, f"the dataset {path} was made with other options: {differ}; move it away and rerun, "
+                          "or reproduce into another --out")

@@ -13,7 +13,7 @@ import pandas as pd
 from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import Claim, Verdict, evaluations, grows, k_of_n, sampling_margin
 from rlntp.experiments.provenance import choice, paper
-from rlntp.experiments.recipe import Preset, Recipe
+from rlntp.experiments.recipe import Preset, Recipe, make_datasets
 from rlntp.experiments.summary import (SOLVED, censored_quantile, first_solved, quantile_within, solved_within,
                                        within_text)
 from rlntp.files import figure, save_figure
@@ -48,7 +48,9 @@ _PRESETS = {
                                   "steps from fresh samples (6) and barely (7; measured, docs/recipes.md), each with a "
                                   "quarter of its inputs held out of pre-training and evaluated, all of them, at "
                                   "every evaluation: at small d fresh samples repeat every input, and only unseen "
-                                  "inputs tell learning parity from memorising a table"),
+                                  "inputs tell learning parity from memorising a table. One split per d (dataset "
+                                  "seed 0) for every training seed, the exploration pilots' too: drawn at random, "
+                                  "never chosen"),
                               "train.seed": why.confirmation_seeds(3, _SEED_COUNT)}},
     }, default=why.CPU),
     # The cpu preset before held-out inputs: every evaluation input is a training input too.
@@ -74,15 +76,13 @@ _PRESETS = {
 
 
 def prepare(preset: str, spec: dict, out: Path, progress: bool = True) -> None:
-    """Make every held-out dataset the sweep's pre-training runs read (once: a rerun finds them)."""
-    from rlntp.data import MANIFEST, make_parity_dataset
-    from rlntp.sweeps.spec import expand
+    """Make every held-out dataset the sweep's pre-training runs read (once: a rerun finds them, made alike)."""
+    from rlntp.data import make_parity_dataset
     from rlntp.tasks import make_task
 
-    for job in expand(spec, base=Path(out).resolve()):
-        task = job.pretrain.task if job.stage == "pretrain" else None
-        if task is not None and task.data and not (Path(task.data) / MANIFEST).exists():
-            make_parity_dataset(Path(task.data), make_task(task), HELD_OUT, COPIES, seed=0)
+    make_datasets(spec, out, lambda task: {"d": task.d, "p_cot": task.p_cot, "held_out": HELD_OUT, "copies": COPIES,
+                                           "seed": 0},
+                  lambda task, path: make_parity_dataset(path, make_task(task), HELD_OUT, COPIES, seed=0))
 
 
 def per_seed(table: pd.DataFrame) -> pd.DataFrame:
@@ -153,7 +153,10 @@ def _generalized_after_a_wait(run: pd.DataFrame) -> tuple[bool, str]:
     hits = np.nonzero(acc >= SOLVED)[0]
     if len(hits) == 0:
         return False, f">{run['samples_seen'].iloc[-1]:,.0f}"
-    at_chance = np.abs(acc[: hits[0]] - 0.5) <= sampling_margin(run["train.eval_samples"].iloc[-1])
+    # the inputs an evaluation read: a dataset's test split caps eval_samples at its size
+    totals = run["eval/greedy_total"] if "eval/greedy_total" in run else pd.Series([np.nan])
+    evaluated = totals.iloc[-1] if pd.notna(totals.iloc[-1]) else run["train.eval_samples"].iloc[-1]
+    at_chance = np.abs(acc[: hits[0]] - 0.5) <= sampling_margin(evaluated)
     shown = f"{run['samples_seen'].iloc[hits[0]]:,.0f}" + ("" if at_chance.any() else " (no wait)")
     return bool(at_chance.any()), shown
 

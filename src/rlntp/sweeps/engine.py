@@ -149,6 +149,11 @@ def run_jobs(jobs: list[Job], out: Path, executor: ExecutorConfig, root: Path, s
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         in_flight: dict[str, list[Job]] = {}  # the jobs submitted under each key, by key
+
+        def show_running() -> None:
+            failed = sum(s["state"] == "failed" for s in states.values())
+            running = sum(map(len, in_flight.values()))
+            bar.set_postfix_str(f"running {running}" + (f", failed {failed}" if failed else ""))
         while todo or in_flight:
             for job in list(todo):
                 if len(in_flight) >= pool.slots:
@@ -176,8 +181,7 @@ def run_jobs(jobs: list[Job], out: Path, executor: ExecutorConfig, root: Path, s
                 todo.remove(job)
                 bar.update(states[job.name]["state"] == "skipped")
             write_status()
-            running, failed = sum(map(len, in_flight.values())), sum(s["state"] == "failed" for s in states.values())
-            bar.set_postfix_str(f"running {running}" + (f", failed {failed}" if failed else ""))
+            show_running()
             for key, result in pool.wait(timeout=2.0) if in_flight else []:
                 unit = in_flight.pop(key)
                 outcomes = result.get("runs") or {j.name: result for j in unit}
@@ -192,6 +196,7 @@ def run_jobs(jobs: list[Job], out: Path, executor: ExecutorConfig, root: Path, s
                     bar.update(1)
                 if each is not None:
                     each()
+            show_running()
             bar.refresh()
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -112,12 +112,15 @@ def pretrain_regime(jobs: list[Job]) -> list[dict[str, Any]]:
 
 
 def _dataset_rows(path: str) -> int | None:
-    """A dataset's train rows less the duplicates its manifest records; None where there is no dataset yet."""
+    """A dataset's distinct train inputs: those its manifest counts (`rlntp data parity`: each input in `copies`
+    rows), else its train rows less the duplicates it records; None where there is no dataset yet."""
     from rlntp.data import read_manifest
     from rlntp.errors import ConfigError
 
     try:
         manifest = read_manifest(Path(path))
+        if isinstance(counted := (manifest.get("inputs") or {}).get("train"), int):
+            return counted
         rows = manifest["splits"]["train"]["rows"]
         duplicates = (manifest.get("duplicate_pairs") or {}).get("train", 0)
         return rows - duplicates if isinstance(rows, int) and isinstance(duplicates, int) else None
