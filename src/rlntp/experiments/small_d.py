@@ -114,9 +114,11 @@ def report(table: pd.DataFrame, spec: dict, out: Path) -> str:
     lines.append("")
     for d, rows in seeds.groupby("d"):
         median, exact = censored_quantile(rows["samples"].tolist(), rows["reached"].tolist(), 0.5)
+        first, last = rows.loc[rows["samples"].idxmin()], rows.loc[rows["samples"].idxmax()]
         lines.append(f"d = {d}: {rows['reached'].sum()} of {len(rows)} seeds generalized by NTP alone; median wait "
-                     f"{'' if exact else '>'}{median:,.0f} samples, per seed from {rows['samples'].min():,.0f} to "
-                     f"{'' if rows['reached'].all() else '>'}{rows['samples'].max():,.0f}")
+                     f"{'' if exact else '>'}{median:,.0f} samples, per seed from "
+                     f"{'' if first['reached'] else '>'}{first['samples']:,.0f} to "
+                     f"{'' if rows['reached'].all() else '>'}{last['samples']:,.0f}")
     return "\n".join(lines)
 
 
