@@ -147,10 +147,11 @@ def test_no_verdict_in_the_docs_is_written_by_hand():
         results_of_run = kept_results(record_path.parent)
         assert results_of_run is not None, f"{record_path.parent} keeps no results to recompute its verdicts from"
         assert evaluate(module.claims, results_of_run) == record["claims"], record["recipe"]
-        # not evaluated only where a gate says why (the memorisation regime, an LLM at floor): never a check that
-        # could not run
+        # not evaluated only where a gate says why (the memorisation regime, an LLM at floor) or where a growth
+        # claim's bounds decide no step (`claims.grows`: every value a lower bound): never a check that could not run
         assert all(claim["verdict"] != "not evaluated"
-                   or claim["evidence"].startswith(("memorisation regime: ", "accuracy at floor: "))
+                   or claim["evidence"].startswith(("memorisation regime: ", "accuracy at floor: ",
+                                                    "could not be evaluated: ValueError: no step in d is decided"))
                    for claim in record["claims"]), record["recipe"]
 
 
@@ -233,11 +234,11 @@ def test_the_result_prose_check_fails_on_a_hand_written_or_stale_verdict():
     assert any("'reproduced'" in p and "Figure 12 is not" in p for p in result_prose_problems(said, results))
     assert any("'Partly'" in p for p in result_prose_problems(page.replace("(`make fig1`;", "Partly (`make fig1`;"),
                                                               results))
-    # a block edited by hand (small-d's first verdict turned down) or missing
-    edited = re.sub(r"(<!-- verdicts small-d:.*?\| )reproduced( \|)", r"\1not reproduced\2", page, count=1, flags=re.S)
+    # a block edited by hand (fig2's first 'reproduced' turned down) or missing
+    edited = re.sub(r"(<!-- verdicts fig2:.*?\| )reproduced( \|)", r"\1not reproduced\2", page, count=1, flags=re.S)
     assert edited != page
     assert result_prose_problems(edited, results) == [
-        "verdicts block of small-d differs from docs/results/small-d (run scripts/publish_results.py)"]
+        "verdicts block of fig2 differs from docs/results/fig2 (run scripts/publish_results.py)"]
     dropped = _publisher().RECIPE_BLOCK.sub(lambda m: "" if m[2] == "fig1" else m[0], page)
     assert result_prose_problems(dropped, results) == ["no verdicts block for published recipe fig1"]
     # inside a block, code or a code span the words are allowed
