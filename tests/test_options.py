@@ -95,6 +95,7 @@ def _base_argv(command, source_run, scratch):
         ("report",): [str(scratch.parent), "--out", str(scratch / "report.html")],
         ("data", "mult"): ["--digits", "2", "--train", "20", "--valid", "5", "--test", "5", *out],
         ("data", "sample"): ["--d", "4", "--train", "20", "--valid", "5", "--test", "5", *out],
+        ("data", "parity"): ["--d", "4", "--copies", "2", *out],
         ("theory", "pretrain"): ["--steps", "2", "--eval-samples", "10"],
         ("theory", "star"): ["--steps", "2", "--rounds", "1", "--eval-samples", "10"],
         ("theory", "figure"): ["--steps", "2", "--rounds", "1", "--eval-samples", "10", *out],
