@@ -116,10 +116,12 @@ def make_datasets(spec: dict, out: Path, options: Callable[[Any], dict[str, Any]
     from rlntp.errors import check
     from rlntp.sweeps.spec import expand
 
+    seen = set()  # the seeds of a setting share its dataset: make or check each once
     for job in expand(spec, base=Path(out).resolve()):
         task = job.pretrain.task if job.stage == "pretrain" else None
-        if task is None or not task.data:
+        if task is None or not task.data or task.data in seen:
             continue
+        seen.add(task.data)
         path, wanted = Path(task.data), options(task)
         if not (path / MANIFEST).exists():
             make(task, path)
