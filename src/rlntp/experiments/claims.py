@@ -159,7 +159,8 @@ def grows(values: Mapping[Any, tuple[float, float, str]], name: str = "d") -> Ve
 
     A step is decided when the bounds settle it (grown: the larger key's low above the smaller's high; not
     grown: its high at or below the smaller's low) and counts for `k_of_n` with need "all"; the others are
-    listed as undecided. ValueError when fewer than two keys, or no step is decided.
+    listed as undecided. Not evaluated where no step is decided (the bounds settle nothing); ValueError when there
+    are fewer than two keys.
     """
     keys = list(values)
     if len(keys) < 2:
@@ -173,7 +174,7 @@ def grows(values: Mapping[Any, tuple[float, float, str]], name: str = "d") -> Ve
         else:
             undecided.append(f"{step} {shown_a} -> {shown_b}")
     if not outcomes:
-        raise ValueError(f"no step in {name} is decided by the bounds: {', '.join(undecided)}")
+        return Verdict(NOT_EVALUATED, f"no step in {name} is decided by the bounds: {', '.join(undecided)}")
     verdict = k_of_n(outcomes, need="all", unit=f"decided steps in {name}")
     return Verdict(verdict.verdict, verdict.evidence + (f"; undecided: {', '.join(undecided)}" if undecided else ""))
 

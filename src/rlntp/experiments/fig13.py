@@ -18,8 +18,8 @@ from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import Claim, Verdict, grows, k_of_n
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe
-from rlntp.experiments.summary import (SOLVED, Column, censored_quantile, first_solved, quantile_within, solved_within,
-                                       text_table, within_text)
+from rlntp.experiments.summary import (SOLVED, Column, censored_quantile, quantile_within, reached_within,
+                                       solved_within, text_table, within_text)
 from rlntp.files import figure, save_figure
 
 _SWITCH = "we consider switching to post-training (GRPO with e2e reward) at several checkpoints"
@@ -45,7 +45,8 @@ _PRESETS = {
                                                     "its samples are measured rather than bounded (measured: d = 8 "
                                                     "and 10 were censored at 768,000 samples)"),
                      "train.seed": why.confirmation_seeds(3, 'App. C.1, "only one of three seeds ended up '
-                                                             'generalizing during pre-training"')},
+                                                             'generalizing during pre-training"',
+                                                             spent=range(1000, 1003))},
         },
         "posttrain": {"grpo": {"from_steps": choice([100, 200, 500, 1000, 2000],
                                                     "a ladder from the step the long path is learned at d <= 7 (the "
@@ -90,11 +91,12 @@ def per_seed(table: pd.DataFrame) -> pd.DataFrame:
     results = []
     for (d, seed), rows in table.groupby(["task.d", "train.seed"]):
         pre = rows[rows["stage"] == "pretrain"]
-        ntp, ntp_reached = first_solved(pre)
         ntp_low, ntp_high = solved_within(pre)
-        runs = list(rows[rows["stage"] == "posttrain"].groupby(["run", "source_step"]))
-        ladder = [(first_solved(run_rows), step) for (run, step), run_rows in runs]
-        within = [bounds for bounds in (solved_within(run_rows) for _, run_rows in runs) if bounds[1] < float("inf")]
+        ntp, ntp_reached = reached_within(ntp_low, ntp_high)
+        runs = [(step, solved_within(run_rows))
+                for (_, step), run_rows in rows[rows["stage"] == "posttrain"].groupby(["run", "source_step"])]
+        ladder = [(reached_within(*bounds), step) for step, bounds in runs]
+        within = [bounds for _, bounds in runs if bounds[1] < float("inf")]
         solved = [(samples, step) for (samples, reached), step in ladder if reached]
         if solved:
             rl, best = min(solved)

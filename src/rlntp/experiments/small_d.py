@@ -14,7 +14,7 @@ from rlntp.experiments import provenance as why
 from rlntp.experiments.claims import Claim, Verdict, evaluations, grows, k_of_n, sampling_margin
 from rlntp.experiments.provenance import choice, paper
 from rlntp.experiments.recipe import Preset, Recipe, make_datasets
-from rlntp.experiments.summary import (SOLVED, censored_quantile, first_solved, quantile_within, solved_within,
+from rlntp.experiments.summary import (SOLVED, censored_quantile, quantile_within, reached_within, solved_within,
                                        within_text)
 from rlntp.files import figure, save_figure
 
@@ -51,7 +51,7 @@ _PRESETS = {
                                   "inputs tell learning parity from memorising a table. One split per d (dataset "
                                   "seed 0) for every training seed, the exploration pilots' too: drawn at random, "
                                   "never chosen"),
-                              "train.seed": why.confirmation_seeds(3, _SEED_COUNT)}},
+                              "train.seed": why.confirmation_seeds(3, _SEED_COUNT, spent=range(1000, 1003))}},
     }, default=why.CPU),
     # The cpu preset before held-out inputs: every evaluation input is a training input too.
     "quick": Preset("memorisation regime (6,000-12,000 passes over every input, tested on the same inputs): d = 6, 7 "
@@ -92,8 +92,8 @@ def per_seed(table: pd.DataFrame) -> pd.DataFrame:
     results = []
     for (d, seed), run in rows.groupby(["task.d", "train.seed"]):
         run = run.sort_values("step")
-        samples, reached = first_solved(run)
         low, high = solved_within(run)
+        samples, reached = reached_within(low, high)
         at = run[run["samples_seen"] == samples].iloc[0]
         results.append({"d": d, "seed": seed, "samples": samples, "reached": reached, "low": low, "high": high,
                         "step": int(at["step"]), "greedy_len": at["eval/greedy_len_median"],
@@ -148,6 +148,14 @@ def plot_small_d(table: pd.DataFrame, seeds: pd.DataFrame, path: Path) -> None:
     save_figure(fig, path)
 
 
+def _inputs_evaluated(run: pd.DataFrame) -> float:
+    """The inputs one run's last evaluation read: its count where recorded (a dataset's test split caps eval_samples
+    at its size), else the configured eval_samples (a table written before evaluations recorded counts)."""
+    last = run.iloc[-1]
+    recorded = last.get("eval/greedy_total")
+    return float(recorded) if pd.notna(recorded) else float(last["train.eval_samples"])
+
+
 def _generalized_after_a_wait(run: pd.DataFrame) -> tuple[bool, str]:
     """Whether one pre-training run reached SOLVED greedy accuracy after an evaluation at chance, and when."""
     run = run.sort_values("step")
@@ -155,10 +163,7 @@ def _generalized_after_a_wait(run: pd.DataFrame) -> tuple[bool, str]:
     hits = np.nonzero(acc >= SOLVED)[0]
     if len(hits) == 0:
         return False, f">{run['samples_seen'].iloc[-1]:,.0f}"
-    # the inputs an evaluation read: a dataset's test split caps eval_samples at its size
-    totals = run["eval/greedy_total"] if "eval/greedy_total" in run else pd.Series([np.nan])
-    evaluated = totals.iloc[-1] if pd.notna(totals.iloc[-1]) else run["train.eval_samples"].iloc[-1]
-    at_chance = np.abs(acc[: hits[0]] - 0.5) <= sampling_margin(evaluated)
+    at_chance = np.abs(acc[: hits[0]] - 0.5) <= sampling_margin(_inputs_evaluated(run))
     shown = f"{run['samples_seen'].iloc[hits[0]]:,.0f}" + ("" if at_chance.any() else " (no wait)")
     return bool(at_chance.any()), shown
 

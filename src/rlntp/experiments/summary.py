@@ -115,6 +115,12 @@ def solved_within(rows: pd.DataFrame, samples: str = "samples_seen") -> tuple[fl
     return float(seen[max(first - 1, 0)]), float(seen[first])
 
 
+def reached_within(low: float, high: float) -> tuple[float, bool]:
+    """`solved_within`'s bounds as `first_solved` reads them: (samples at the first hit, True), or (samples at the
+    last evaluation, a lower bound, and False) where the run never got there."""
+    return (high, True) if high < float("inf") else (low, False)
+
+
 def quantile_within(lows: list[float], highs: list[float], q: float) -> tuple[float, float]:
     """Bounds on the q-quantile (nearest rank, as `censored_quantile`) of values each known only within (low, high]:
     a quantile is monotone in every value, so it lies between the quantile of the lows and that of the highs."""
