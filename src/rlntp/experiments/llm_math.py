@@ -421,7 +421,8 @@ def plan_llm(preset: LLMRecipeConfig) -> dict[str, Any]:
     plan = {"models": models, "runs": {"sft": sft_runs, "grpo": grpo_runs}, "jobs": dict(jobs),
             "sft_checkpoints_at_epochs": list(range(1, epochs + 1)),
             "totals": {"sft_epochs": sft_runs * epochs, "grpo_steps": grpo_runs * steps,
-                       "completions_per_step_per_device": preset.grpo.get("completions_per_device"),
+                       "completions_per_step_per_device": (preset.grpo.get("completions_per_device", 32)
+                                                           * preset.grpo.get("grad_accum", 1)),
                        "evaluations": evaluations}}
     if preset.model == "tiny":
         plan["cost"] = {"estimate": "about 2 minutes on a 2-core CPU (measured: docs/llm.md)"}
