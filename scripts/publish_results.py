@@ -29,8 +29,9 @@ RECIPE_BLOCK = re.compile(r"(<!-- verdicts ([\w-]+): made by scripts/publish_res
 COPIED = ("report.json", "registration.json", *RESULT_FILES, "examples.json")
 """What a published run keeps: its verdicts and registration, what they recompute from, and the LLM path's completion
 examples (as Figs. 22-24)."""
-PUBLISHED_PRESET = {"gsm8k": "small"}
-"""The preset each recipe's published run comes from, where not `cpu`: GSM8K's `small` (a real model on 2 cores)."""
+PUBLISHED_PRESET = {"gsm8k": "small", "math": "small"}
+"""The preset each recipe's published run comes from, where not `cpu`: GSM8K's and MATH's `small` (a real model on 2
+cores)."""
 
 RESULTS_PAGE = """# Results: the paper's claims, judged from our runs
 
@@ -38,9 +39,11 @@ Every claim of the paper that a recipe tests, its criterion, the verdict compute
 results table and the numbers it used. Made by `scripts/publish_results.py` from the reproduction's
 `report.json` files kept in [docs/results](results/) beside their tables; a test recomputes every
 verdict from those tables. Measured with the `cpu` presets (small analogues of the paper's settings)
-on this project's 2-core machines (GSM8K: its `small` preset, a real 135 M Llama on real records); a row marked `quick` is a recipe's earlier `cpu` run, whose settings became its
-`quick` preset (the memorisation regime) when its `cpu` preset moved into the paper's regime, shown until that is
-run. What each recipe ran and how long it took is in its report.json and in [recipes and results](recipes.md).
+on this project's 2-core machines (GSM8K and MATH: their `small` presets, a real 135 M Llama on real
+records); a row marked `quick` is a recipe's earlier `cpu` run, whose settings became its `quick`
+preset (the memorisation regime) when its `cpu` preset moved into the paper's regime, shown until that
+is run. What each recipe ran and how long it took is in its report.json and in [recipes and
+results](recipes.md).
 
 """
 
@@ -48,15 +51,15 @@ run. What each recipe ran and how long it took is in its report.json and in [rec
 def publish(source: Path) -> None:
     """Copy the recipes under `source` into docs/results and rewrite docs/results.md and the README's table.
 
-    Only finished `cpu` reproductions are published (gsm8k's `small`, `PUBLISHED_PRESET`; the pages say so); a
-    recipe published earlier and not under `source` stays.
+    Only finished `cpu` reproductions are published (gsm8k's and math's `small`, `PUBLISHED_PRESET`; the pages say
+    so); a recipe published earlier and not under `source` stays.
     """
     for section in find_sections(source):
         record = read_recipe_marker(section)
         name = record["recipe"]
         if record.get("preset") != PUBLISHED_PRESET.get(name, "cpu") or not record.get("claims"):
             print(f"skipped {section}: preset {record.get('preset')}, {len(record.get('claims') or [])} claims "
-                  "(only finished cpu reproductions are published; gsm8k's small)")
+                  "(only finished cpu reproductions are published; gsm8k's and math's small)")
             continue
         target = RESULTS / name
         if target.exists():
