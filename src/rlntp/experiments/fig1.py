@@ -73,7 +73,7 @@ _PRESETS = {
         choice(60, "30 steps left one of the 3 exploration seeds at 0.85 and rising from the last checkpoint at "
                    "d = 18 (d = 12 needed fewer)"), 6,
         why.confirmation_seeds(3, 'the Fig. 1 caption, "Lines correspond to median across 3 seeds."',
-                               spent=range(1000, 1003))),
+                               spent=[*range(1000, 1003), *range(2000, 2003)])),
         default=why.REGIME),
     # d = 12: the memorisation regime (1,500 steps of 128 are 47 passes over the 4,096 inputs), for tests and demos.
     # Its long path is learned between ~550 and ~750 steps, depending on the seed; GRPO starts before it, three

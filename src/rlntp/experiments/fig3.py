@@ -77,7 +77,7 @@ _PRESETS = {
         {"steps": why.ONE_PASS_AT_D18(2000),
          "batch_size": 128, "lr": 1e-3, "eval_every": 250, "eval_samples": 1000, "save_every": 2000},
         why.confirmation_seeds(3, 'the Fig. 3 caption, "Figure shows average and 1 standard deviation across '
-                                  '3 seeds."', spent=range(1000, 1003)),
+                                  '3 seeds."', spent=[*range(1000, 1003), *range(2000, 2003)]),
         {"star": 3, "reinforce": 30, "grpo": 30}, 1000, 3, 30), default=why.REGIME),
     "quick": Preset("memorisation regime (31 passes over every input): d = 12, one checkpoint, 3 seeds; for tests "
                     "and demos", _preset(

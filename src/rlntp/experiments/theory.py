@@ -22,7 +22,7 @@ _PRESETS = {"cpu": Preset("d = 20, 12 mixture weights, 7 STaR rounds, 3 seeds (t
                           "paper, on confirmation seeds)",
                           {"seeds": confirmation_seeds(3, "the paper proves Theorems 1 and 2, it does not "
                                                           "simulate them; 3, as the paper preset's (the simulation's "
-                                                          "settings: docs/theory.md)")}),
+                                                          "settings: docs/theory.md)", spent=range(1000, 1003))}),
             "paper": Preset("the same settings, on seeds 0-2", {"seeds": _SIMULATION_SEEDS})}
 """Per preset: the simulation's seeds, and any other argument of `rlntp.theory.experiments.write_figures` (its
 defaults otherwise). The first seed's figures go into the recipe's directory, the others' into seed=S/."""
