@@ -78,7 +78,7 @@ def test_every_cpu_preset_runs_confirmation_seeds_and_every_quick_preset_explora
         assert used == list(range(used[0], used[0] + len(used))), (name, used)
     # a preset whose registration changed after its confirmation run cannot go back to the seeds that judged it
     assert cpu["fig1"][0] == cpu["fig3"][0] == 3000
-    assert cpu["small-d"][0] == cpu["fig13"][0] == cpu["star-odds"][0] == cpu["theory"][0] == 2000
+    assert cpu["small-d"][0] == cpu["fig13"][0] == cpu["star-odds"][0] == cpu["theory"][0] == cpu["arch"][0] == 2000
     assert confirmation_seeds(3, "why", spent=range(1000, 1003)).value == [2000, 2001, 2002]
     assert confirmation_seeds(2, "why", spent=[1000, 2001]).value == [3000, 3001]
     with pytest.raises(ConfigError, match="spent confirmation seeds are 1000 or above"):

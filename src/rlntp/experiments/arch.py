@@ -70,7 +70,7 @@ _PRESETS = {
         {"steps": why.ONE_PASS_AT_D18(2000),
          "batch_size": 128, "lr": 1e-3, "eval_every": 125, "eval_samples": 1000, "save_every": 2000},
         why.confirmation_seeds(3, "as the captions of Figs. 2 and 3 ('across 3 seeds'); our text does not state "
-                                  "Figs. 6-8's seeds"),
+                                  "Figs. 6-8's seeds", spent=range(1000, 1003)),
         {"steps": choice(60, "as fig1 at d = 18: 30 steps left one of its 3 exploration seeds at 0.85 and rising"),
          "eval_every": 6, "eval_samples": why.POST_EVAL(640), "save_every": 60}), default=why.REGIME),
     # d = 10: the memorisation regime (1,500 steps of 128 are 188 passes over the 1,024 inputs), for tests and demos.
