@@ -383,7 +383,7 @@ def test_fig13_bounds_come_from_the_ladder_runs_that_got_there():
 
 
 def test_samples_to_solve_are_known_within_one_evaluation_interval():
-    from rlntp.experiments.summary import quantile_within, solved_within
+    from rlntp.experiments.summary import first_solved, quantile_within, reached_within, solved_within
 
     reached, never, at_once = (rows(name, accs) for name, accs in (("a", [0.5, 0.5, 1.0]), ("b", [0.5] * 3),
                                                                    ("c", [1.0, 1.0, 1.0])))
@@ -392,6 +392,9 @@ def test_samples_to_solve_are_known_within_one_evaluation_interval():
     assert solved_within(never) == (float(never["samples_seen"].iloc[-1]), float("inf"))
     assert solved_within(at_once)[0] == solved_within(at_once)[1]
     assert quantile_within([1, 5, 3], [2, float("inf"), 4], 0.5) == (3, 4)
+    # the bounds read as `first_solved` reads a run: the first hit and True, or the last evaluation and False
+    for run in (reached, never, at_once):
+        assert reached_within(*solved_within(run)) == first_solved(run)
 
 
 def _hist(task: ParityTask, long: float = 0, medium: float = 0, short: float = 0) -> list[float]:
