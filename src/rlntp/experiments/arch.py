@@ -168,7 +168,7 @@ def plot_arch(table: pd.DataFrame, path: Path) -> None:
                 ax.set_ylabel("test accuracy")
     axes[0, 0].legend(fontsize=7, loc="lower right")
     config = table.iloc[0]
-    fig.suptitle(f"Architectures: parity d = {config['task.d']}, $p_{{cot}}$ = {config['task.p_cot']:g}; "
+    fig.suptitle(f"Architectures: parity d = {config['task.d']}, $p_{{cot}}$ = {config['task.p_cot']:g}\n"
                  "pre-training (blue), then GRPO from the last checkpoint (red)")
     save_figure(fig, path, dpi=110)
 
